@@ -1,0 +1,61 @@
+"""The ``edgeaffect`` command line: one module per command group.
+
+Heavy libraries (torch, onnxruntime, openvino) are imported inside the command
+bodies so that ``--help`` answers at once.  Known errors
+(:class:`~edgeaffect.errors.EdgeAffectError`) are printed as one line and exit 1.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="edgeaffect",
+    help="Emotion-recognition models from training to a compiled, quantized edge model, measured at every step.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root() -> None:
+    """edgeaffect: train, export, quantize, benchmark and demo emotion-recognition models.
+
+    Example:  edgeaffect data synth eri --out data/eri && edgeaffect train eri --data data/eri
+    """
+
+
+# Each module registers its commands on ``app`` when imported.
+_COMMAND_MODULES = (
+    "data",
+    "train",
+    "models",
+)
+
+for _name in _COMMAND_MODULES:
+    importlib.import_module(f"{__name__}.{_name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the app, turning known errors into one line."""
+    from ..errors import EdgeAffectError
+
+    try:
+        app(args=argv, prog_name="edgeaffect", standalone_mode=True)
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    except EdgeAffectError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        return 1
+    except KeyboardInterrupt:
+        typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""Options shared across commands, and small helpers for console output."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (results are reproducible for a given seed).")]
+DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Dataset root in the dataset's distributed layout.")]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="torch device: cpu, cuda, cuda:1 ...")]
+RunArg = Annotated[Path, typer.Argument(help="Run directory (holds checkpoint.pt and manifest.json) or an exported model file.")]
+
+
+def split_csv(value: str | None) -> list[str]:
+    """'a,b , c' -> ['a', 'b', 'c']."""
+    return [v.strip() for v in (value or "").split(",") if v.strip()]

@@ -1,0 +1,38 @@
+"""``edgeaffect models``: the model registry as a table."""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from . import app
+
+
+@app.command("models")
+def models_cmd(
+    task: Annotated[Optional[str], typer.Option("--task", help="Only models of this task (eri, ravdess, expr, va, body).")] = None,
+) -> None:
+    """List registered models: name, task, parameter count, inputs and outputs.
+
+    Example:  edgeaffect models --task eri
+    """
+    from rich.table import Table
+
+    from ..models import count_parameters, create_model, get_entry, list_models
+    from .common import Console
+
+    table = Table(title="edgeaffect models")
+    for col in ("name", "task", "params", "inputs", "outputs", "description"):
+        table.add_column(col, overflow="fold")
+    for name in list_models(task):
+        model = create_model(name)
+        spec = model.spec
+        table.add_row(
+            name,
+            spec.task,
+            f"{count_parameters(model):,}",
+            "\n".join(t.describe() for t in spec.inputs),
+            "\n".join(t.describe() for t in spec.outputs),
+            get_entry(name).description,
+        )
+    Console().print(table)

@@ -1,0 +1,1 @@
+"""Dataset readers for the distributed layouts, preprocessing, and synthetic generators."""

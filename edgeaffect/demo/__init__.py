@@ -1,0 +1,1 @@
+"""On-device demo: sources, face detection and tracking, buffers, overlay, sinks."""

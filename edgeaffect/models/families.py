@@ -1,0 +1,2 @@
+"""The model families; importing this module registers every model."""
+from . import eri  # noqa: F401

@@ -1,0 +1,1 @@
+"""Inference runtimes behind one interface: ONNX Runtime, OpenVINO, TensorRT, torch."""

@@ -1,0 +1,37 @@
+"""Task metrics on NumPy arrays (the same functions score torch and every runtime)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def pearson_per_column(pred: np.ndarray, target: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+    """Pearson r per column, as in the ABAW ERI challenge.
+
+    ``sum((p-p̄)(y-ȳ)) / max(sqrt(sum((p-p̄)²) sum((y-ȳ)²)), eps)``: a constant
+    prediction (or constant target) column scores 0 instead of NaN.
+    """
+    p = np.asarray(pred, np.float64).reshape(len(pred), -1)
+    y = np.asarray(target, np.float64).reshape(len(target), -1)
+    pc = p - p.mean(0)
+    yc = y - y.mean(0)
+    num = (pc * yc).sum(0)
+    den = np.maximum(np.sqrt((pc ** 2).sum(0) * (yc ** 2).sum(0)), eps)
+    return num / den
+
+
+def mean_pearson(pred: np.ndarray, target: np.ndarray) -> float:
+    return float(pearson_per_column(pred, target).mean())
+
+
+def ccc(pred: np.ndarray, target: np.ndarray) -> float:
+    """Concordance correlation coefficient over all values (flattened)."""
+    p = np.asarray(pred, np.float64).ravel()
+    y = np.asarray(target, np.float64).ravel()
+    mp, my = p.mean(), y.mean()
+    vp, vy = p.var(), y.var()
+    cov = ((p - mp) * (y - my)).mean()
+    return float(2 * cov / (vp + vy + (mp - my) ** 2 + 1e-12))
+
+
+def accuracy(logits: np.ndarray, target: np.ndarray) -> float:
+    return float((np.asarray(logits).argmax(-1) == np.asarray(target).ravel()).mean())

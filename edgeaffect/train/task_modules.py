@@ -1,0 +1,2 @@
+"""Importing this module registers every task."""
+from . import eri  # noqa: F401  (registers the "eri" task)

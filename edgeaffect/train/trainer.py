@@ -1,0 +1,248 @@
+"""A small, deterministic training loop shared by every task.
+
+- best checkpoint by the task's validation metric, atomic checkpoint files;
+- ``resume=True`` continues after the last completed epoch and gives the same
+  weights as an uninterrupted run on CPU: each epoch reseeds every RNG from
+  ``(seed, epoch)``, so nothing about an epoch depends on earlier ones except
+  the model/optimizer state, which the checkpoint holds;
+- data-parallel when launched by ``torchrun`` (gloo on CPU, nccl on GPU):
+  a DistributedSampler shards the data, only rank 0 writes files.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..fileio import atomic_path
+from .tasks import Task
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 16
+    optimizer: str = "adamw"          # adamw | adam | sgd
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    dampening: float = 0.0
+    nesterov: bool = False
+    schedule: str = "cosine"          # cosine | step | constant
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    grad_clip: float = 5.0
+    seed: int = 0
+    device: str = "cpu"
+    num_workers: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["milestones"] = list(self.milestones)
+        d["extra"] = dict(self.extra)
+        return d
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size); (0, 1) when not launched by torchrun."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def maybe_init_distributed(device: str) -> bool:
+    """Join the process group torchrun describes in the environment; True if distributed."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not torch.distributed.is_available():
+        return False
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if device.startswith("cuda") and torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    return True
+
+
+def forward(model: nn.Module, batch: Mapping[str, torch.Tensor], input_names: list[str]):
+    """Call a model with its named inputs positionally; always return a tuple of outputs."""
+    out = model(*[batch[n] for n in input_names])
+    return out if isinstance(out, tuple) else (out,)
+
+
+def to_device(batch: Mapping[str, Any], device: str) -> dict[str, Any]:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: Dataset, batch_size: int = 32, device: str = "cpu",
+            input_names: list[str] | None = None, output_names: list[str] | None = None,
+            transform: Callable[[dict], dict] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Run a model over a dataset; returns (outputs by name, targets)."""
+    core = getattr(model, "module", model)
+    spec = core.spec
+    input_names = input_names or spec.input_names
+    output_names = output_names or spec.output_names
+    was_training = model.training
+    model.eval()
+    outs: list[tuple[torch.Tensor, ...]] = []
+    targets = []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        if transform is not None:
+            batch = transform(batch)
+        batch = to_device(batch, device)
+        outs.append(tuple(o.float().cpu() for o in forward(model, batch, input_names)))
+        targets.append(batch["target"].cpu())
+    model.train(was_training)
+    merged = {name: torch.cat([o[i] for o in outs]).numpy() for i, name in enumerate(output_names)}
+    return merged, torch.cat(targets).numpy()
+
+
+class Trainer:
+    """Train one model on one task; see the module docstring for the guarantees."""
+
+    def __init__(self, model: nn.Module, task: Task, train_set: Dataset, val_set: Dataset,
+                 config: TrainConfig, stage_dir: Path, *, label: str = "train",
+                 batch_transform: Callable[[dict, torch.Generator], dict] | None = None,
+                 save_fn: Callable[[Path, nn.Module], None] | None = None,
+                 console=None):
+        self.model = model
+        self.task = task
+        self.train_set = train_set
+        self.val_set = val_set
+        self.cfg = config
+        self.stage_dir = Path(stage_dir)
+        self.label = label
+        self.batch_transform = batch_transform
+        self.save_fn = save_fn
+        self.console = console
+        self.spec = model.spec
+        self.history: list[dict[str, Any]] = []
+
+    # -- setup -------------------------------------------------------------------------------------
+    def _optimizer(self, params) -> torch.optim.Optimizer:
+        c = self.cfg
+        if c.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, dampening=c.dampening,
+                                   weight_decay=c.weight_decay, nesterov=c.nesterov)
+        if c.optimizer == "adam":
+            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+        if c.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+        raise ValueError(f"unknown optimizer {c.optimizer!r}")
+
+    def _lr_factor(self, epoch: int) -> float:
+        c = self.cfg
+        if epoch < c.warmup_epochs:
+            return (epoch + 1) / (c.warmup_epochs + 1)
+        if c.schedule == "step":
+            return c.gamma ** sum(epoch >= m for m in c.milestones)
+        if c.schedule == "cosine":
+            span = max(c.epochs - c.warmup_epochs, 1)
+            return 0.5 * (1 + math.cos(math.pi * (epoch - c.warmup_epochs) / span)) * 0.99 + 0.01
+        return 1.0
+
+    # -- main loop ---------------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train; returns ``{"best": metrics at the best epoch, "best_epoch": e, "history": [...]}``."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        c = self.cfg
+        distributed = maybe_init_distributed(c.device)
+        rank, world = dist_info()
+        device = c.device
+        if distributed and device.startswith("cuda"):
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        model = self.model.to(device)
+        train_model: nn.Module = model
+        if distributed:
+            train_model = nn.parallel.DistributedDataParallel(model, device_ids=[int(device.split(':')[1])] if device.startswith("cuda") else None)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = self._optimizer(params)
+        start_epoch, best_value, best_epoch, best_metrics = 0, -math.inf, -1, {}
+        last = self.stage_dir / "last.pt"
+        if resume and last.exists():
+            state = torch.load(last, map_location=device, weights_only=False)
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            start_epoch = state["epoch"] + 1
+            best_value, best_epoch, best_metrics = state["best_value"], state["best_epoch"], state["best_metrics"]
+            self.history = state["history"]
+        sign = 1.0 if self.task.higher_is_better else -1.0
+
+        progress = Progress(TextColumn(f"[bold]{self.label}[/] " + "{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                            console=self.console, disable=rank != 0, transient=False)
+        with progress:
+            epochs_bar = progress.add_task("epochs", total=c.epochs, completed=start_epoch, info="")
+            for epoch in range(start_epoch, c.epochs):
+                seed_everything(c.seed * 100003 + epoch)
+                gen = torch.Generator().manual_seed(c.seed * 100003 + epoch)
+                if distributed:
+                    sampler = torch.utils.data.DistributedSampler(self.train_set, num_replicas=world, rank=rank,
+                                                                  shuffle=True, seed=c.seed, drop_last=True)
+                    sampler.set_epoch(epoch)
+                    loader = DataLoader(self.train_set, batch_size=c.batch_size, sampler=sampler,
+                                        num_workers=c.num_workers, drop_last=True)
+                else:
+                    loader = DataLoader(self.train_set, batch_size=c.batch_size, shuffle=True, generator=gen,
+                                        num_workers=c.num_workers, drop_last=len(self.train_set) > c.batch_size)
+                for g in opt.param_groups:
+                    g["lr"] = c.lr * self._lr_factor(epoch)
+                train_model.train()
+                steps = progress.add_task(f"epoch {epoch + 1}/{c.epochs}", total=len(loader), info="")
+                running, n_seen = 0.0, 0
+                for batch in loader:
+                    if self.batch_transform is not None:
+                        batch = self.batch_transform(batch, gen)
+                    batch = to_device(batch, device)
+                    outputs = forward(train_model, batch, self.spec.input_names)
+                    loss = self.task.loss(outputs if len(outputs) > 1 else outputs[0], batch["target"])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if c.grad_clip:
+                        nn.utils.clip_grad_norm_(params, c.grad_clip)
+                    opt.step()
+                    bs = len(batch["target"])
+                    running += float(loss.detach()) * bs
+                    n_seen += bs
+                    progress.update(steps, advance=1, info=f"loss {running / max(n_seen, 1):.4f}")
+                progress.remove_task(steps)
+                out, target = predict(model, self.val_set, batch_size=max(c.batch_size, 16), device=device)
+                metrics = self.task.metrics(out, target)
+                value = float(metrics[self.task.metric])
+                record = {"epoch": epoch, "train_loss": running / max(n_seen, 1), **{f"val_{k}": v for k, v in metrics.items() if np.isscalar(v)}}
+                self.history.append(record)
+                improved = sign * value > sign * best_value if best_epoch >= 0 else True
+                if improved:
+                    best_value, best_epoch, best_metrics = value, epoch, metrics
+                if rank == 0:
+                    if improved:
+                        self._save(self.stage_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch, "metrics": metrics})
+                    self._save(last, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                                      "best_value": best_value, "best_epoch": best_epoch,
+                                      "best_metrics": best_metrics, "history": self.history, "config": c.to_dict()})
+                if distributed:
+                    torch.distributed.barrier()
+                progress.update(epochs_bar, advance=1,
+                                info=f"loss {record['train_loss']:.4f}  val {self.task.metric} {value:.4f}  best {best_value:.4f}@{best_epoch + 1}")
+        best = torch.load(self.stage_dir / "best.pt", map_location=device, weights_only=False)
+        model.load_state_dict(best["model"])
+        model.to("cpu")
+        return {"best": best_metrics, "best_epoch": best_epoch, "history": self.history}
+
+    def _save(self, path: Path, obj: dict) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
