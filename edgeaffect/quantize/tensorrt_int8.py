@@ -30,6 +30,21 @@ from .calibration import CalibrationSet
 CACHE = "calibration.cache"
 
 
+def _import():
+    from ..errors import MissingDependencyError
+
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise MissingDependencyError("tensorrt", "tensorrt", "TensorRT INT8 calibration") from None
+    try:
+        import pycuda.autoinit  # noqa: F401  (the CUDA context the calibration buffers live in)
+        import pycuda.driver as cuda
+    except ImportError:
+        raise MissingDependencyError("pycuda", "tensorrt", "TensorRT calibration buffers") from None
+    return trt, cuda
+
+
 def cache_fingerprint(onnx_path: str | Path, calib: CalibrationSet, batch_size: int) -> str:
     h = hashlib.sha256()
     h.update(Path(onnx_path).read_bytes())
@@ -40,10 +55,7 @@ def cache_fingerprint(onnx_path: str | Path, calib: CalibrationSet, batch_size: 
 
 def entropy_calibrator(calib: CalibrationSet, cache_path: str | Path, fingerprint: str, batch_size: int = 8):
     """An ``IInt8EntropyCalibrator2`` over ``calib`` (full batches only) with a fingerprinted cache file."""
-    from ..runtimes.tensorrt import import_cuda, import_tensorrt
-
-    trt = import_tensorrt()
-    cuda = import_cuda()
+    trt, cuda = _import()
     batches = [b for b in calib.batches(batch_size) if len(next(iter(b.values()))) == batch_size]
     if not batches:
         raise EdgeAffectError(f"TensorRT calibration needs at least one full batch of {batch_size} samples; "

@@ -1,0 +1,223 @@
+"""Quantize stage: calibration data, ONNX Runtime/OpenVINO INT8, the accuracy guard, pruning, bad input."""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import quantize_toy as toy  # noqa: E402  (registers the toy task + model)
+
+from edgeaffect.errors import EdgeAffectError  # noqa: E402
+from edgeaffect.fileio import read_json, write_json  # noqa: E402
+from edgeaffect.quantize.calibration import select_calibration, stratified_indices  # noqa: E402
+from edgeaffect.quantize.config import QuantConfig  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    torch.set_num_threads(1)
+    return toy.make_run(tmp_path_factory.mktemp("qtoy"))
+
+
+@pytest.fixture
+def run(base_run, tmp_path):
+    dest = tmp_path / "run"
+    shutil.copytree(base_run, dest)
+    return dest
+
+
+def _cli(*args) -> int:
+    from edgeaffect.cli import main
+
+    return main(list(args))
+
+
+# -- config + calibration --------------------------------------------------------------------------------
+def test_presets_differ_where_the_backends_need_it():
+    trt, ort = QuantConfig.tensorrt(), QuantConfig.onnxruntime()
+    assert trt.activation_symmetric and not ort.activation_symmetric
+    assert set(trt.op_types) == {"Conv", "MatMul", "Gemm"} and not trt.quantize_bias
+    assert QuantConfig.openvino().runtime == "openvino"
+    assert QuantConfig.tensorrt(calib_samples=64).calib_samples == 64
+    with pytest.raises(EdgeAffectError, match="too few"):
+        QuantConfig(calib_samples=2)
+    with pytest.raises(EdgeAffectError, match="unknown calibration method"):
+        QuantConfig(calib_method="kl")
+
+
+def test_stratified_indices_follow_group_sizes_and_cover_every_group():
+    groups = np.array([0] * 80 + [1] * 15 + [2] * 5)
+    idx, strata = stratified_indices(groups, 20, seed=1)
+    assert len(idx) == len(set(idx)) == 20
+    assert strata == {"0": 16, "1": 3, "2": 1}
+    assert all(groups[i] == 2 for i in idx if i >= 95)
+    small, s2 = stratified_indices(groups, 3, seed=0)
+    assert s2 == {"0": 1, "1": 1, "2": 1}
+
+
+def test_calibration_set_holds_real_samples(base_run):
+    task = toy.ToyTask()
+    manifest = read_json(base_run / "manifest.json")
+    ds = task.dataset(Path(manifest["data"]["root"]), "train", toy.ToyNet().spec)
+    calib = select_calibration(task, ds, toy.ToyNet().spec, 40, seed=0)
+    assert len(calib) == 40 and sorted(calib.strata) == ["0", "1", "2", "3"]
+    i = calib.indices[7]
+    np.testing.assert_array_equal(calib.feeds[7]["image"][0], ds[i]["image"])
+    batches = list(calib.batches(16))
+    assert [len(b["audio"]) for b in batches] == [16, 16, 8]
+    other = select_calibration(task, ds, toy.ToyNet().spec, 40, seed=1)
+    assert other.fingerprint() != calib.fingerprint()
+
+
+# -- INT8 end to end ---------------------------------------------------------------------------------------
+def test_int8_onnxruntime_and_openvino_write_bench_names_and_record_numbers(run):
+    import onnx
+
+    from edgeaffect.quantize.pipeline import quantize_run
+
+    rep = quantize_run(run, ["onnxruntime", "openvino"], QuantConfig(calib_samples=32, max_drop=5.0))
+    m = onnx.load(str(run / "model.int8.onnx"))
+    ops = {n.op_type for n in m.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    # per-channel weights: a weight DequantizeLinear carries one scale per output channel
+    inits = {i.name: i for i in m.graph.initializer}
+    scales = [onnx.numpy_helper.to_array(inits[n.input[1]]) for n in m.graph.node
+              if n.op_type == "DequantizeLinear" and n.input[0] in inits and n.input[1] in inits]
+    assert any(s.ndim == 1 and s.size > 1 for s in scales)
+    assert (run / "openvino" / "model.int8.xml").exists() and (run / "openvino" / "model.int8.bin").exists()
+    for rt in ("onnxruntime", "openvino"):
+        r = rep["runtimes"][rt]
+        assert r["passed"] and r["drop_points"] <= 5.0
+        assert r["artifact"] in ("model.int8.onnx", "openvino/model.int8.xml")
+    manifest = read_json(run / "manifest.json")
+    assert manifest["quantize"]["onnxruntime"]["int8_metric"] == rep["runtimes"]["onnxruntime"]["int8_metric"]
+    assert "model.int8.onnx" in manifest["artifacts"]
+    assert rep["calibration"]["samples"] == 32
+    assert (run / rep["runtimes"]["onnxruntime"]["ranges"]).exists()   # the inspectable calibration stage
+    assert _cli("quantize", "report", str(run)) == 0
+
+
+def _inject_outlier(run: Path, scale: float = 2000.0) -> None:
+    """Function-preserving rescale: one channel of the video features x scale, its consumer weights / scale.
+
+    FP32 outputs are unchanged, but the per-tensor activation scale of every tensor on the path from that
+    channel to the head now spans 2000x the other channels, which INT8 then rounds to a few levels.
+    """
+    from edgeaffect.runs import load_model, save_checkpoint
+
+    m = load_model(run / "checkpoint.pt")
+    x = {k: torch.from_numpy(v) for k, v in m.spec.dummy_inputs(4).items()}
+    before = m(*x.values())
+    with torch.no_grad():
+        bn = m.video[2].pw[1]
+        bn.weight[0] *= scale
+        bn.bias[0] *= scale
+        m.head[0].weight[:, 0] /= scale
+    torch.testing.assert_close(m(*x.values()), before, rtol=1e-3, atol=1e-3)
+    save_checkpoint(run / "checkpoint.pt", m, "qtoy_net", {})
+
+
+def test_guard_keeps_the_outlier_path_in_float_until_the_drop_is_within_bounds(run):
+    from edgeaffect.quantize.pipeline import quantize_run
+
+    _inject_outlier(run)
+    rep = quantize_run(run, ["onnxruntime"], QuantConfig(calib_samples=32, max_drop=2.0))
+    r = rep["runtimes"]["onnxruntime"]
+    first, last = r["attempts"][0], r["attempts"][-1]
+    assert first["kept_float"] == [] and first["drop_points"] > 10       # plain INT8 is broken
+    assert r["passed"] and last["drop_points"] <= 2.0                       # the guard brought it back
+    assert "/head/head.0/Gemm" in r["kept_float"]                           # the layer fed by the outlier tensor
+    assert r["sensitivity"][0]["layers"][0] in r["kept_float"]
+    assert len(r["kept_float"]) < 12                                         # not simply everything in float
+    manifest = read_json(run / "manifest.json")["quantize"]["onnxruntime"]
+    assert manifest["kept_float"] == r["kept_float"] and manifest["attempts"] == len(r["attempts"])
+
+
+def test_guard_that_cannot_pass_writes_no_artifact_and_says_why(run):
+    from edgeaffect.quantize.pipeline import quantize_run
+
+    _inject_outlier(run)
+    rep = quantize_run(run, ["onnxruntime"], QuantConfig(calib_samples=32, max_drop=2.0, max_float_layers=1))
+    r = rep["runtimes"]["onnxruntime"]
+    assert not r["passed"] and r["artifact"] is None
+    assert "cannot reach a drop of 2" in r["message"]
+    assert not (run / "model.int8.onnx").exists()
+    assert (run / r["best_attempt"]).exists()
+
+
+# -- bad input ---------------------------------------------------------------------------------------------
+def _written(run: Path) -> set[str]:
+    return {str(p.relative_to(run)) for p in run.rglob("*") if "stages" not in p.parts}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--runtime", "tflite"], "unknown runtime 'tflite'"),
+    (["--runtime", "tensorrt"], "pip install 'edgeaffect[tensorrt]'"),
+    (["--calib-samples", "3"], "too few"),
+    (["--calib-method", "kl"], "unknown calibration method"),
+])
+def test_int8_bad_input_is_one_line_and_writes_nothing(run, capsys, args, needle):
+    before = _written(run)
+    assert _cli("quantize", "int8", str(run), *args) == 1
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+    assert _written(run) == before
+
+
+def test_run_without_checkpoint_or_with_another_models_manifest(run, capsys):
+    m = read_json(run / "manifest.json")
+    m["spec"]["name"] = "eri_dual_branch"
+    write_json(run / "manifest.json", m)
+    assert _cli("quantize", "int8", str(run)) == 1
+    assert "holds 'qtoy_net'" in capsys.readouterr().err
+    (run / "checkpoint.pt").unlink()
+    assert _cli("quantize", "int8", str(run)) == 1
+    assert "no checkpoint.pt" in capsys.readouterr().err
+    assert not (run / "quantize").exists()
+
+
+@pytest.mark.parametrize("ratio", ["0", "0.95", "-0.1"])
+def test_prune_ratio_outside_range(run, capsys, ratio):
+    assert _cli("quantize", "prune", str(run), "--ratio", ratio) == 1
+    assert "outside (0, 0.9]" in capsys.readouterr().err
+    assert not list(run.glob("pruned-*"))
+
+
+# -- pruning -----------------------------------------------------------------------------------------------
+def test_prune_finetune_reload_and_quantize_the_pruned_run(run):
+    from edgeaffect.quantize.pipeline import open_run, quantize_run
+    from edgeaffect.quantize.prune import prune_run
+
+    out = prune_run(run, 0.5, finetune_epochs=2, branch_ratios={"audio": 0.25}, distill=0.3, lr=2e-3)
+    assert out == run / "pruned-0.5"
+    info = read_json(out / "manifest.json")["pruning"]
+    assert info["after"]["params"] < 0.8 * info["before"]["params"]
+    assert info["after"]["gflops"] < 0.6 * info["before"]["gflops"]
+    assert info["after"]["metric"] >= info["pruned_no_finetune"]["metric"]
+    _, model = open_run(out)
+    assert model.video[0][0].out_channels == 8                    # 16 -> 8 channels, a multiple of 8
+    assert model.audio[0].out_channels == 24                      # the audio branch used its own ratio
+    assert model.head[2].out_features == toy.N_CLASSES            # the output layer is protected
+    feeds = {k: torch.from_numpy(v) for k, v in model.spec.dummy_inputs(3).items()}
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert ckpt["pruning"]["structure"]["video.0.0"]["out_channels"] == 8
+    with torch.no_grad():
+        assert model(*feeds.values()).shape == (3, toy.N_CLASSES)
+    rep = quantize_run(out, ["onnxruntime"], QuantConfig(calib_samples=16, max_drop=5.0))
+    assert (out / "model.int8.onnx").exists() and rep["runtimes"]["onnxruntime"]["passed"]
+
+
+def test_taylor_importance_prunes_by_gradient(run):
+    from edgeaffect.quantize.pipeline import open_run
+    from edgeaffect.quantize.prune import prune_run
+
+    out = prune_run(run, 0.25, importance="taylor", finetune_epochs=0)
+    _, model = open_run(out)
+    assert model.video[1].pw[0].out_channels == 24
