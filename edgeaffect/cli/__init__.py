@@ -35,6 +35,8 @@ _COMMAND_MODULES = (
     "train",
     "models",
     "eri",
+    "export",
+    "bench",
     "quantize",
 )
 
