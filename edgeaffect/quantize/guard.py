@@ -79,6 +79,7 @@ def ort_infer(path, threads: int = 1, optimize: bool = True):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
+    so.log_severity_level = 3
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     if not optimize:

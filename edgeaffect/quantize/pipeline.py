@@ -67,30 +67,13 @@ def open_run(run_dir: str | Path) -> tuple[Run, Any]:
 
 
 def fp32_onnx(run: Run, model) -> Path:
-    """The run's FP32 ONNX (exported with the project's exporter if missing)."""
+    """The run's FP32 ONNX, exported with the project's exporter if ``edgeaffect export`` has not run yet."""
+    from ..export import export_onnx
+
     path = run.path / "model.onnx"
-    if path.exists():
-        return path
-    try:
-        from ..export import export_onnx
-    except ImportError:
-        return _plain_export(model, run.path / "quantize" / "model.fp32.onnx")
-    export_onnx(model, path)
-    return path
-
-
-def _plain_export(model, path: Path) -> Path:
-    """A plain torch.onnx export with named I/O and a dynamic batch (used only without edgeaffect.export)."""
-    import torch
-
-    spec = model.spec
-    if path.exists():
-        return path
-    args = tuple(torch.from_numpy(v) for v in spec.dummy_inputs(1).values())
-    axes = {n: {0: "B"} for n in spec.input_names + spec.output_names}
-    with atomic_path(path) as tmp:
-        torch.onnx.export(model.eval(), args, str(tmp), input_names=spec.input_names, output_names=spec.output_names,
-                          dynamic_axes=axes, opset_version=17, dynamo=False)
+    if not path.exists():
+        export_onnx(model, path)
+        run.record_artifact(path, runtime="onnxruntime", precision="fp32")
     return path
 
 

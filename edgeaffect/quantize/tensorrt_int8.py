@@ -12,7 +12,8 @@
 
 TensorRT and pycuda are imported only inside these functions, and the
 calibrator class is defined only once TensorRT imports (as Polygraphy does).
-Not run on real hardware here: tested against the fake modules in tests/fakes.
+Not run on real hardware here: tested against the fake modules in tests/fakes
+(call order, batch feeding through device buffers, cache reuse and invalidation).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EdgeAffectError
-from ..fileio import atomic_path, write_bytes, write_json
+from ..fileio import write_bytes, write_json
 from .calibration import CalibrationSet
 
 CACHE = "calibration.cache"
@@ -38,7 +39,6 @@ def _import():
     except ImportError:
         raise MissingDependencyError("tensorrt", "tensorrt", "TensorRT INT8 calibration") from None
     try:
-        import pycuda.autoinit  # noqa: F401  (the CUDA context the calibration buffers live in)
         import pycuda.driver as cuda
     except ImportError:
         raise MissingDependencyError("pycuda", "tensorrt", "TensorRT calibration buffers") from None
@@ -70,7 +70,7 @@ def entropy_calibrator(calib: CalibrationSet, cache_path: str | Path, fingerprin
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.batches = batches
             self.index = 0
-            self.device = {name: cuda.mem_alloc(arr.nbytes) for name, arr in batches[0].items()}
+            self.device = {}   # allocated on the first get_batch, inside the builder's CUDA context
             self.cache_hit = False
 
         def get_batch_size(self):
@@ -85,7 +85,10 @@ def entropy_calibrator(calib: CalibrationSet, cache_path: str | Path, fingerprin
             for name in names:
                 if name not in batch:
                     raise EdgeAffectError(f"TensorRT asked for input {name!r}; calibration data has {', '.join(batch)}")
-                cuda.memcpy_htod(self.device[name], np.ascontiguousarray(batch[name]))
+                host = np.ascontiguousarray(batch[name])
+                if name not in self.device:
+                    self.device[name] = cuda.mem_alloc(host.nbytes)
+                cuda.memcpy_htod(self.device[name], host)
                 ptrs.append(int(self.device[name]))
             return ptrs
 
@@ -108,34 +111,25 @@ def entropy_calibrator(calib: CalibrationSet, cache_path: str | Path, fingerprin
     return EntropyCalibrator()
 
 
-def _write_engine(plan: bytes, out_dir: Path) -> Path:
-    from ..runtimes.tensorrt import current_device, engine_filename
-
-    gpu, version = current_device()
-    path = Path(out_dir) / engine_filename(gpu, version, "int8")
-    write_bytes(path, plan)
-    return path
-
-
 def build_explicit(qdq_onnx: str | Path, out_dir: str | Path, *, max_batch: int = 8, spec: Any = None) -> Path:
-    """INT8 engine from a QDQ ONNX (TensorRT 10: INT8 flag; TensorRT 11: strongly typed)."""
-    from ..runtimes.tensorrt import build_engine
+    """INT8 engine from a QDQ ONNX (TensorRT 10: INT8 flag; TensorRT 11: strongly typed, no flag)."""
+    from ..export import build_tensorrt_engine
 
-    plan = build_engine(qdq_onnx, int8=True, max_batch=max_batch, opt_batch=1)
-    return _write_engine(plan, Path(out_dir))
+    return build_tensorrt_engine(qdq_onnx, out_dir, int8=True, precision="int8", max_batch=max_batch, spec=spec)
 
 
 def build_implicit(fp32_onnx: str | Path, out_dir: str | Path, calib: CalibrationSet, *, batch_size: int = 8,
-                   max_batch: int = 8) -> tuple[Path, bool]:
-    """INT8 engine calibrated by TensorRT itself (8.6/10 only); returns (engine, cache was reused)."""
-    from ..runtimes.tensorrt import build_engine, import_tensorrt, trt_major
+                   max_batch: int = 8, spec: Any = None) -> tuple[Path, bool]:
+    """INT8 engine calibrated by TensorRT itself (8.6/10 only); returns (engine, whether the cache was reused)."""
+    from ..export import build_tensorrt_engine
 
-    trt = import_tensorrt()
-    if trt_major(trt) >= 11:
-        raise EdgeAffectError(f"TensorRT {trt.__version__} removed implicit INT8 calibration; "
+    trt, _ = _import()
+    if not hasattr(trt, "IInt8EntropyCalibrator2"):
+        raise EdgeAffectError(f"TensorRT {trt.__version__} has no implicit INT8 calibration; "
                               f"use the explicit QDQ path (the default)")
     out_dir = Path(out_dir)
     fp = cache_fingerprint(fp32_onnx, calib, batch_size)
     calibrator = entropy_calibrator(calib, out_dir / CACHE, fp, batch_size)
-    plan = build_engine(fp32_onnx, int8_calibrator=calibrator, max_batch=max_batch, opt_batch=batch_size)
-    return _write_engine(plan, out_dir), calibrator.cache_hit
+    engine = build_tensorrt_engine(fp32_onnx, out_dir, int8_calibrator=calibrator, opt_batch=batch_size,
+                                   max_batch=max(max_batch, batch_size), spec=spec)
+    return engine, calibrator.cache_hit
