@@ -53,6 +53,7 @@ def main() -> None:
     ap.add_argument("--finetune-epochs", type=int, default=3)
     ap.add_argument("--calib-samples", type=int, default=64)
     ap.add_argument("--sensitivity-samples", type=int, default=4)
+    ap.add_argument("--guard-runtimes", default="onnxruntime,openvino")
     ap.add_argument("--budget", type=float, default=4.0, help="timed seconds per variant")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
@@ -100,19 +101,6 @@ def main() -> None:
                      BenchConfig(batches=(1, 8), budget_s=args.budget, rounds=6, threads=args.threads,
                                  isolate=False, limit=64), show_progress=False)
 
-    # the accuracy guard at work, on a copy of the run
-    guard_run = run.parent / f"{run.name}-outlier"
-    shutil.rmtree(guard_run, ignore_errors=True)
-    guard_run.mkdir()
-    for name in ("checkpoint.pt", "manifest.json"):
-        shutil.copy(run / name, guard_run / name)
-    how = inject_outlier(guard_run)
-    g = quantize_run(guard_run, ["onnxruntime", "openvino"], cfg)
-    guard = {"how": how, **{rt: {k: r[k] for k in ("passed", "fp32_metric", "int8_metric", "drop_points",
-                                                    "kept_float", "attempts", "message")}
-                              for rt, r in g["runtimes"].items()}}
-    guard["top_sensitive"] = {rt: r["sensitivity"][:5] for rt, r in g["runtimes"].items()}
-
     result = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine_info(),
               "command": " ".join(["python", "benchmarks/quantize_eri.py", *sys.argv[1:]]),
               "threads": args.threads, "model": quant["model"], "timings_s": timings,
@@ -122,11 +110,31 @@ def main() -> None:
                               for rt, r in pquant["runtimes"].items()},
               "pruning": {k: pruning[k] for k in ("ratio", "importance", "finetune_epochs", "before",
                                                    "pruned_no_finetune", "after", "speedup_flops")},
-              "bench": rows, "guard": guard}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quantize-eri.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
-    (args.out / "quantize-eri.md").write_text(markdown(result) + "\n")
+              "bench": rows, "guard": None}
+    save(result, args.out)   # written once before the guard case, which takes longest
+
+    # the accuracy guard at work, on a copy of the run
+    guard_run = run.parent / f"{run.name}-outlier"
+    shutil.rmtree(guard_run, ignore_errors=True)
+    guard_run.mkdir()
+    for name in ("checkpoint.pt", "manifest.json"):
+        shutil.copy(run / name, guard_run / name)
+    how = inject_outlier(guard_run)
+    g = quantize_run(guard_run, args.guard_runtimes.split(","), cfg)
+    guard = {"how": how, **{rt: {k: r[k] for k in ("passed", "fp32_metric", "int8_metric", "drop_points",
+                                                    "kept_float", "attempts", "message")}
+                              for rt, r in g["runtimes"].items()}}
+    guard["top_sensitive"] = {rt: r["sensitivity"][:5] for rt, r in g["runtimes"].items()}
+
+    result["guard"] = guard
+    save(result, args.out)
     print(markdown(result))
+
+
+def save(result: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quantize-eri.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    (out / "quantize-eri.md").write_text(markdown(result) + "\n")
 
 
 def markdown(r: dict) -> str:
@@ -157,7 +165,9 @@ def markdown(r: dict) -> str:
             lines.append(f"- {name} {rt}: FP32 {q['fp32_metric']:.4f} -> INT8 {q['int8_metric']:.4f}, drop "
                          f"{q['drop_points']:.2f}, {len(q['kept_float'])} layer(s) kept in float")
     g = r["guard"]
-    lines += ["", f"## Accuracy guard case", "", f"How: {g['how']}.", ""]
+    if not g:
+        return "\n".join(lines)
+    lines += ["", "## Accuracy guard case", "", f"How: {g['how']}.", ""]
     for rt in ("onnxruntime", "openvino"):
         if rt in g:
             for i, a in enumerate(g[rt]["attempts"]):

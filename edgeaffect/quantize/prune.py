@@ -79,11 +79,14 @@ def load_model_any(checkpoint: str | Path, payload: Mapping[str, Any] | None = N
     from ..models import create_model
 
     if payload is None:
-        from ..runs import load_model
-
-        payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if not payload.get("pruning"):
-            return load_model(checkpoint)
+        if not Path(checkpoint).exists():
+            raise EdgeAffectError(f"no checkpoint at {checkpoint}")
+        try:
+            payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise EdgeAffectError(f"cannot read checkpoint {checkpoint}: {exc}") from None
+    if not isinstance(payload, Mapping) or "model" not in payload or "state_dict" not in payload:
+        raise EdgeAffectError(f"{checkpoint} is not an edgeaffect checkpoint")
     model = create_model(payload["model"], **payload.get("overrides", {}))
     restore_structure(model, payload)
     model.load_state_dict(payload["state_dict"])
