@@ -137,7 +137,7 @@ def probe(path: str, runtime: str, batch: int, threads: int | None, iterations: 
     get_runtime(runtime).load_class()  # import the backend before the clock starts
     t0 = time.perf_counter()
     rt = _open(artifact, batch, threads)
-    feeds = rt.spec.dummy_inputs(batch=batch) if rt.spec else {}
+    feeds = {t.name: np.random.default_rng(0).random(t.concrete(batch)).astype(t.np_dtype) for t in rt.inputs}
     rt.infer(feeds)
     cold = (time.perf_counter() - t0) * 1000.0
     for _ in range(iterations):

@@ -120,3 +120,17 @@ def test_cli_bench_prints_the_table(exported, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "onnxruntime" in out and "torch" in out and "p50 ms" in out
+
+
+def test_bench_tensorrt_rows_through_the_fakes(exported, tmp_path, monkeypatch):
+    from edgeaffect.export import build_tensorrt_engine
+    from tests.fakes import install
+
+    install(monkeypatch, gpu="NVIDIA Jetson Orin Nano")
+    run = tmp_path / "run"
+    shutil.copytree(exported, run)
+    build_tensorrt_engine(run / "model.onnx", run / "tensorrt", max_batch=8)
+    rows = bench_run(run, ["tensorrt", "torch"], cfg=FAST, show_progress=False)
+    trt = [r for r in rows if r["runtime"] == "tensorrt"]
+    assert [r["batch"] for r in trt] == [1, 4] and all(r["agreement"] == 1.0 for r in trt)
+    assert trt[0]["path"] == "tensorrt/NVIDIA-Jetson-Orin-Nano-trt10.3.0.engine"
