@@ -51,7 +51,7 @@ def benchmark_app(xml: Path, shapes: str, threads: int, seconds: float) -> float
     """Median latency (ms) reported by OpenVINO's benchmark_app."""
     exe = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))
     cmd = [exe, "-m", str(xml), "-d", "CPU", "-hint", "latency", "-api", "sync", "-nstreams", "1",
-           "-nthreads", str(threads), "-shape", shapes, "-t", str(seconds)]
+           "-nthreads", str(threads), "-shape", shapes, "-t", str(max(1, round(seconds)))]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"benchmark_app failed: {out.stderr.strip().splitlines()[-1:]}")

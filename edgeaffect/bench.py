@@ -147,6 +147,17 @@ def probe(path: str, runtime: str, batch: int, threads: int | None, iterations: 
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process image (MB).
+
+    Linux: ``VmHWM`` from /proc, which restarts at exec; ``ru_maxrss`` would
+    carry the parent's peak into a freshly spawned probe process.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024.0
 

@@ -10,7 +10,8 @@ from . import app
 from .common import RunArg, console, split_csv
 
 FormatOpt = Annotated[Optional[str], typer.Option(
-    "--format", "-f", help="Comma-separated: onnx,openvino,tensorrt (default: all whose runtime is installed).")]
+    "--format", "-f", help="Comma-separated: onnx,openvino,tensorrt (default: all whose runtime is installed). "
+                           "model.onnx is always written: the other formats are built from it.")]
 BatchOpt = Annotated[Optional[int], typer.Option(
     "--batch", min=1, help="Fix the batch size (static shapes; faster on CPU). With --dynamic: the optimisation batch.")]
 DynamicOpt = Annotated[bool, typer.Option("--dynamic", help="Keep a dynamic batch even when --batch is given.")]
