@@ -50,11 +50,14 @@ def timed_loop(fn, seconds: float) -> list[float]:
 def benchmark_app(xml: Path, shapes: str, threads: int, seconds: float) -> float:
     """Median latency (ms) reported by OpenVINO's benchmark_app."""
     exe = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))
-    cmd = [exe, "-m", str(xml), "-d", "CPU", "-hint", "latency", "-api", "sync", "-nstreams", "1",
+    # benchmark_app only takes -nthreads/-nstreams with -hint none; one stream and N threads is what
+    # our LATENCY-hinted runtime with threads=N, streams=1 compiles to.
+    cmd = [exe, "-m", str(xml), "-d", "CPU", "-hint", "none", "-api", "sync", "-nstreams", "1",
            "-nthreads", str(threads), "-shape", shapes, "-t", str(max(1, round(seconds)))]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
-        raise SystemExit(f"benchmark_app failed: {out.stderr.strip().splitlines()[-1:]}")
+        lines = (out.stderr.strip() or out.stdout.strip()).splitlines()
+        raise SystemExit(f"benchmark_app failed: {[ln for ln in lines if 'ERROR' in ln][-1:] or lines[-1:]}")
     m = re.search(r"Median:\s+([\d.]+)\s*ms", out.stdout)
     if not m:
         raise SystemExit("benchmark_app printed no median latency")
