@@ -93,6 +93,10 @@ def test_discovery_finds_later_int8_and_pruned_files(exported, tmp_path):
     assert ("pruned-0.3", "onnxruntime", "fp32", "model.onnx") in rows
     assert ("", "tensorrt", "fp16", "NVIDIA-Orin-trt10.3.0.fp16.engine") in rows
     assert ("", "openvino", "fp32", "model.xml") in rows and ("", "torch", "fp32", "checkpoint.pt") in rows
+    from edgeaffect.bench import select
+
+    picked = select(discover_artifacts(run), ["onnxruntime", "torch"], ["int8"])
+    assert sorted(a.label for a in picked) == ["onnxruntime-int8", "torch-fp32"]  # torch stays as the reference
     bench = bench_run(run, ["onnxruntime"], ["int8"], cfg=BenchConfig(batches=(1,), budget_s=0.1, rounds=1,
                                                                        warmup=0, isolate=False), show_progress=False)
     assert [(r["runtime"], r["precision"], r["path"]) for r in bench] == [("onnxruntime", "int8", "model.int8.onnx")]
