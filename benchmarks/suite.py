@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from edgeaffect.bench import BenchConfig, bench_run, machine_info  # noqa: E402
 from edgeaffect.export import export_run  # noqa: E402
-from edgeaffect.fileio import write_json, write_text  # noqa: E402
+from edgeaffect.fileio import read_json, write_json, write_text  # noqa: E402
 from edgeaffect.models import create_model, list_models  # noqa: E402
 from edgeaffect.runs import MANIFEST, save_checkpoint  # noqa: E402
 
@@ -56,13 +56,16 @@ def main() -> None:
             print(f"== {run}", flush=True)
             export_run(run, [f for f in ("onnx", "openvino") if f == "onnx" or f in runtimes], exporter="dynamo")
             rows = bench_run(run, runtimes, ["fp32"], cfg)
-            results.append({"run": str(run), "model": rows[0]["path"], "rows": rows})
+            model_name = read_json(run / MANIFEST)["spec"]["name"]
+            results.append({"run": str(run), "model": model_name, "rows": rows})
     meta = machine_info()
     stamp = meta["date"][:10]
     write_json(a.out / f"{stamp}-suite.json", {"meta": meta, "config": cfg.__dict__, "results": results})
     lines = [f"# edgeaffect bench suite — {meta['date']}", "",
              f"{meta.get('cpu', '?')} ({meta['cpus']} cores, shared machine); torch {meta.get('torch')}, "
-             f"onnxruntime {meta.get('onnxruntime')}, openvino {meta.get('openvino')}.", "",
+             f"onnxruntime {meta.get('onnxruntime')}, openvino {meta.get('openvino')}.",
+             f"Command: `python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}`. Registered models without "
+             "a trained run are measured untrained: latency, memory and agreement only (no metric).", "",
              "| run | runtime | batch | p50 ms | p99 ms | ×torch | GFLOP/s | RSS MB | size MB | metric | agreement |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for res in results:
