@@ -34,6 +34,8 @@ _COMMAND_MODULES = (
     "data",
     "train",
     "models",
+    "zoo",
+    "demo",
 )
 
 for _name in _COMMAND_MODULES:
