@@ -45,6 +45,7 @@ class DemoConfig:
     max_frames: int | None = None
     face_margin: float | None = None  # None: the model's preprocessing value
     reconnect_retries: int | None = 10
+    reconnect_delay: float = 0.5   # first backoff; doubles up to 8 s
 
 
 @dataclass
@@ -158,7 +159,8 @@ class Demo:
         stop = stop or threading.Event()
         st = self.stats
         if source.live:
-            source = Reconnecting(source, self.set_status, max_retries=self.cfg.reconnect_retries, stop=stop.is_set)
+            source = Reconnecting(source, self.set_status, base_delay=self.cfg.reconnect_delay,
+                                  max_retries=self.cfg.reconnect_retries, stop=stop.is_set)
         source.open()
         worker = InferenceWorker(self.runner, self.spec, self.cfg.max_batch)
         detw = DetectorWorker(self.detector, self.cfg.max_faces) if not self.cfg.sync else None
@@ -166,6 +168,7 @@ class Demo:
         reader = LiveReader(source, st, stop) if source.live else None
         start = time.perf_counter()
         last_t, fresh, frame_i = 0.0, False, -1
+        last_frame = None
         try:
             while not stop.is_set():
                 if self.cfg.max_frames is not None and st.frames >= self.cfg.max_frames:
@@ -182,6 +185,7 @@ class Demo:
                 else:
                     got = reader.get()
                     if got is None:
+                        self._show_status(last_frame)
                         continue
                     r, captured, dec = got
                 if r.status == END:
@@ -265,6 +269,8 @@ class Demo:
                     s.write(img, record)
                 if self.on_frame is not None:
                     self.on_frame(img, record)
+                if reader is not None:
+                    last_frame = img
                 st.stages["sink"].append(time.perf_counter() - t4)
                 st.frames += 1
                 st.faces += bool(record["faces"])
@@ -285,6 +291,16 @@ class Demo:
         return st
 
     # ------------------------------------------------------------------ helpers
+    def _show_status(self, last_frame) -> None:
+        """While a live stream is down, keep the window/web page showing the last frame with the status."""
+        if not self.status or last_frame is None:
+            return
+        frame = last_frame.copy()
+        overlay.draw(frame, [], self.labels, 0.0, 0.0, self.status)
+        for s in self.sinks:
+            if getattr(s, "live", False):
+                s.write(frame, None)
+
     @staticmethod
     def _box_ok(box, shape) -> bool:
         x, y, w, h = box

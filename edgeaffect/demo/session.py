@@ -46,7 +46,7 @@ def build_session(source: str, model: Path | None = None, runtime: str = "torch"
                   window: bool = False, output: Path | None = None, jsonl: Path | None = None,
                   serve: str | None = None, detector=None, detect_every: int = 5, max_faces: int = 4,
                   smoothing: float = 0.6, realtime: bool = False, loop: bool = False, max_frames: int | None = None,
-                  folder_fps: float = 10.0, reconnect_retries: int | None = 10, sync: bool = False,
+                  folder_fps: float = 10.0, reconnect_retries: int | None = 10, sync: bool = False, reconnect_delay: float = 0.5,
                   src=None, runner=None) -> Session:
     """``src``/``runner``/``detector`` may be given directly (tests, embedding); otherwise they are opened."""
     from .runner import open_model
@@ -90,7 +90,8 @@ def build_session(source: str, model: Path | None = None, runtime: str = "torch"
             s.close()
         raise
     cfg = DemoConfig(detect_every=detect_every, max_faces=max_faces, smoothing=smoothing, realtime=realtime,
-                     max_frames=max_frames, reconnect_retries=reconnect_retries, sync=sync)
+                     max_frames=max_frames, reconnect_retries=reconnect_retries, sync=sync,
+                     reconnect_delay=reconnect_delay)
     demo = Demo(runner, spec, detector, cfg, sinks, audio=audio)
     return Session(demo, src, spec, getattr(runner, "name", runtime), sinks, web, runner)
 

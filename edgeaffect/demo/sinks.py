@@ -90,6 +90,8 @@ def gui_available() -> bool:
 class WindowSink:
     """An OpenCV window; 'q' or Esc asks the demo to stop."""
 
+    live = True  # also shown while a stream is down (status frames)
+
     def __init__(self, title: str = "edgeaffect demo"):
         if not gui_available():
             raise EdgeAffectError("this OpenCV build has no GUI support (opencv-python-headless): "

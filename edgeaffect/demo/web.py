@@ -42,6 +42,8 @@ def parse_address(value: str) -> tuple[str, int]:
 class WebSink:
     """Serves the page and streams what the demo publishes through :meth:`write`."""
 
+    live = True  # also shown while a stream is down (status frames)
+
     def __init__(self, address: str, labels: Sequence[str], jpeg_quality: int = 80):
         host, port = parse_address(address)
         self.labels = list(labels)
