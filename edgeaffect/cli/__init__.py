@@ -36,6 +36,7 @@ _COMMAND_MODULES = (
     "models",
     "zoo",
     "demo",
+    "eri",
 )
 
 for _name in _COMMAND_MODULES:
