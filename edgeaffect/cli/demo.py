@@ -13,7 +13,7 @@ from . import app
 def demo_cmd(
     source: Annotated[str, typer.Option("--source", "-s", help="Camera index, video file, rtsp:// or http:// URL, or image folder.")] = "0",
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Run directory or exported model (default: the zoo's fer2013, imported on first use).")] = None,
-    runtime: Annotated[str, typer.Option("--runtime", "-r", help="torch, onnxruntime, openvino or tensorrt.")] = "torch",
+    runtime: Annotated[str, typer.Option("--runtime", "-r", help="auto (fastest the run has), torch, onnxruntime, openvino or tensorrt.")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="fp32 or int8 (int8 needs an exported INT8 artifact).")] = "fp32",
     headless: Annotated[bool, typer.Option("--headless", help="No window (use with --output/--jsonl/--serve/--bench).")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write every annotated frame to this mp4.")] = None,

@@ -73,17 +73,16 @@ def audio_samples(pre: Mapping) -> int:
 
 
 def mfcc(audio: np.ndarray, pre: Mapping, steps: int | None = None) -> np.ndarray:
-    """[n_mfcc, F] MFCC of a mono window with the model's settings (librosa), padded/cut to ``steps``."""
-    import librosa
+    """[n_mfcc, F] MFCC of a mono window with the model's settings (as training computes it), padded/cut to ``steps``."""
+    from ..data.audio import mfcc as _mfcc
 
-    sr = int(pre.get("sample_rate", 16000))
-    feats = librosa.feature.mfcc(y=np.asarray(audio, np.float32), sr=sr, n_mfcc=int(pre.get("n_mfcc", 40)),
-                                 n_fft=int(pre.get("n_fft", 2048)), hop_length=int(pre.get("hop_length", 512)))
+    feats = _mfcc(np.asarray(audio, np.float32), int(pre.get("sample_rate", 16000)), int(pre.get("n_mfcc", 40)),
+                  int(pre.get("n_fft", 2048)), int(pre.get("hop_length", 512)))
     if steps is not None:
         if feats.shape[1] < steps:
             feats = np.pad(feats, ((0, 0), (0, steps - feats.shape[1])), mode="edge")
         feats = feats[:, :steps]
-    return feats.astype(np.float32)
+    return feats
 
 
 def video_input(spec: ModelSpec) -> TensorSpec | None:

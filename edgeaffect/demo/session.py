@@ -42,7 +42,7 @@ class Session:
                 raise errors[0]
 
 
-def build_session(source: str, model: Path | None = None, runtime: str = "torch", precision: str = "fp32",
+def build_session(source: str, model: Path | None = None, runtime: str = "auto", precision: str = "fp32",
                   window: bool = False, output: Path | None = None, jsonl: Path | None = None,
                   serve: str | None = None, detector=None, detect_every: int = 5, max_faces: int = 4,
                   smoothing: float = 0.6, realtime: bool = False, loop: bool = False, max_frames: int | None = None,

@@ -146,6 +146,10 @@ class InferenceWorker(SlotWorker):
         self.runner, self.spec, self.max_batch = runner, spec, max(1, max_batch)
         a = audio_input(spec)
         self._audio_steps = int(a.shape[-1]) if a is not None else None
+        dims = [t.shape[0] for t in getattr(runner, "inputs", spec.inputs)]
+        self.fixed_batch = int(dims[0]) if dims and isinstance(dims[0], int) else None  # a static-shape export
+        if self.fixed_batch:
+            self.max_batch = self.fixed_batch
         super().__init__()
 
     def process(self, req: Request) -> Result:
@@ -165,7 +169,10 @@ class InferenceWorker(SlotWorker):
         for s in range(0, n, self.max_batch):
             feeds = build_feeds(self.spec, None if clips is None else clips[s:s + self.max_batch],
                                 None if audio is None else audio[s:s + self.max_batch])
-            scores.append(scores_from_outputs(self.spec, self.runner.infer(feeds)))
+            k = len(next(iter(feeds.values())))
+            if self.fixed_batch and k < self.fixed_batch:  # pad a static-batch model's input, drop the padding after
+                feeds = {name: np.concatenate([x, np.repeat(x[-1:], self.fixed_batch - k, 0)]) for name, x in feeds.items()}
+            scores.append(scores_from_outputs(self.spec, self.runner.infer(feeds))[:k])
         t2 = time.perf_counter()
         return Result(req.frame, req.captured, t2, req.track_ids, np.concatenate(scores),
                       {"prepare": t1 - t0, "infer": t2 - t1})
