@@ -78,7 +78,7 @@ function connect(){
 const probe=document.createElement("canvas"); probe.width=32; probe.height=24;
 function checkVideo(){
   const img=document.getElementById("video");
-  if(img.complete&&img.naturalWidth>0){
+  if(img.naturalWidth>0){  // a multipart stream never reports complete
     const g=probe.getContext("2d"); g.drawImage(img,0,0,32,24);
     const d=g.getImageData(0,0,32,24).data; let s=0; for(let i=0;i<d.length;i+=7)s=(s*31+d[i])>>>0;
     if(lastSig!==null&&s!==lastSig){videoUpdates++;document.body.dataset.videoUpdates=videoUpdates;}
