@@ -361,3 +361,29 @@ def test_signal_stops_cleanly_with_playable_mp4_and_complete_jsonl(clip, fer_run
     with av.open(str(out)) as c:
         assert sum(1 for _ in c.decode(video=0)) == len(lines)   # every processed frame is in the mp4
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_image_folder_source_with_a_corrupt_file(tmp_path):
+    import cv2
+
+    from edgeaffect.demo.clips import astronaut_face
+    from edgeaffect.demo.sources import open_source
+
+    face = astronaut_face(160)
+    for i in range(4):
+        frame = np.full((240, 320, 3), 90, np.uint8)
+        frame[40:200, 80 + i * 5:240 + i * 5] = face
+        cv2.imwrite(str(tmp_path / f"{i:03d}.jpg"), frame)
+    (tmp_path / "002b.jpg").write_bytes(b"not a jpeg")
+    runner = FakeRunner()
+    from edgeaffect.data.faces import HaarFaceDetector
+    from edgeaffect.demo.session import build_session
+
+    src = open_source(str(tmp_path))
+    s = build_session(str(tmp_path), src=src, runner=runner, detector=HaarFaceDetector(), sync=True,
+                      detect_every=1, jsonl=tmp_path / "out" / "p.jsonl")
+    stats = s.run()
+    lines = [json.loads(x) for x in (tmp_path / "out" / "p.jsonl").read_text().splitlines()]
+    assert stats.corrupt == 1 and len(lines) == 4
+    assert all(len(r["faces"]) == 1 for r in lines)            # the real face is detected in every image
+    assert [r["time"] for r in lines] == [0.0, 0.1, 0.2, 0.4]   # 10 fps; the corrupt 002b keeps its slot

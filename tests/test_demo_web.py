@@ -143,3 +143,54 @@ def test_page_updates_video_and_charts_in_headless_chromium(served, tmp_path):
     assert bars == len(served.spec.labels)
     assert "faces: 1" in faces and "track #" in faces
     assert widest > 0                     # some emotion bar has a non-zero score
+
+
+def test_http_mjpeg_source_drops_and_reconnects():
+    """A real HTTP MJPEG stream (our own server) as the source: it goes down, comes back on the same port."""
+    from test_demo import FakeDetector, FakeRunner
+
+    from edgeaffect.demo.session import build_session
+    from edgeaffect.demo.web import WebSink
+
+    stop_feed = threading.Event()
+
+    def feed(sink):
+        i = 0
+        while not stop_feed.is_set():
+            frame = np.full((120, 160, 3), (i * 7) % 255, np.uint8)
+            sink.write(frame, {"frame": i, "time": i / 20, "faces": []})
+            i += 1
+            time.sleep(0.05)
+
+    up = WebSink("127.0.0.1:0", ["x"])
+    port = up.port
+    feeder = threading.Thread(target=feed, args=(up,), daemon=True)
+    feeder.start()
+    s = build_session(f"http://127.0.0.1:{port}/stream.mjpg", runner=FakeRunner(),
+                      detector=FakeDetector([(40, 20, 60, 60)]), reconnect_retries=40, reconnect_delay=0.1)
+    s.demo.cfg.max_frames = 10**6
+    stop = threading.Event()
+    t = threading.Thread(target=s.run, args=(stop,), daemon=True)
+    t.start()
+    deadline = time.time() + 30
+    while time.time() < deadline and s.demo.stats.frames < 10:
+        time.sleep(0.1)
+    before = s.demo.stats.frames
+    assert before >= 10
+    stop_feed.set()
+    feeder.join()
+    up.close()                                   # the stream drops
+    time.sleep(1.0)
+    stop_feed.clear()
+    again = WebSink(f"127.0.0.1:{port}", ["x"])  # ... and comes back
+    feeder = threading.Thread(target=feed, args=(again,), daemon=True)
+    feeder.start()
+    deadline = time.time() + 40
+    while time.time() < deadline and s.demo.stats.frames < before + 10:
+        time.sleep(0.1)
+    stop.set()
+    t.join(20)
+    stop_feed.set()
+    again.close()
+    assert s.demo.stats.reconnects == 1
+    assert s.demo.stats.frames > before + 5      # frames flowed again after the reconnect

