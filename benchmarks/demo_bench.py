@@ -63,7 +63,7 @@ def prepare(work: Path, seconds: float, eri: bool) -> tuple[Path, list[Path]]:
 def bench(clip: Path, run: Path, runtime: str, precision: str, mode: str, out: Path) -> dict:
     args = [sys.executable, "-m", "edgeaffect", "demo", "--source", str(clip), "--model", str(run),
             "--runtime", runtime, "--precision", precision, "--headless", "--bench", "--bench-json", str(out)]
-    args += ["--sync"] if mode == "sync" else ["--realtime"]
+    args += ["--mode", "sync"] if mode == "sync" else ["--mode", "async", "--realtime"]
     sh(args)
     return json.loads(out.read_text())
 

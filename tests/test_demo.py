@@ -239,7 +239,10 @@ def test_audio_visual_model_runs_with_the_clip_audio(clip, tmp_path):
     assert isinstance(s.demo.audio, FileAudio) and np.abs(s.demo.audio.samples).max() > 0.01
     stats = s.run()
     assert stats.inferences >= 2
-    assert np.abs(s.demo.audio_ring.window()).max() > 0.01  # the ring really holds the clip's voice
+    ring = s.demo.audio_ring.window()
+    assert np.abs(ring).max() > 0.01                         # the ring really holds the clip's voice ...
+    last_t = (stats.frames - 1) / 20.0                       # ... the 4 s ending at the last frame's media time
+    np.testing.assert_allclose(ring, s.demo.audio.window(last_t, 4.0), atol=1e-6)
     scored = [f for r in map(json.loads, jl.read_text().splitlines()) for f in r["faces"] if f["scores"]]
     assert scored and set(scored[-1]["scores"]) == set(model.spec.labels)
     assert all(0 <= v <= 1 for v in scored[-1]["scores"].values())

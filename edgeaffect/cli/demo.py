@@ -28,7 +28,7 @@ def demo_cmd(
     loop: Annotated[bool, typer.Option("--loop", help="Loop a file or image folder.")] = False,
     max_frames: Annotated[Optional[int], typer.Option("--max-frames", min=1, help="Stop after this many frames.")] = None,
     folder_fps: Annotated[float, typer.Option("--folder-fps", help="Frame rate of an image-folder source.")] = 10.0,
-    sync: Annotated[bool, typer.Option("--sync", help="Detect and infer inline so every frame waits for its prediction (offline processing; bench of all stages in sequence).")] = False,
+    mode: Annotated[str, typer.Option("--mode", help="sync: every frame waits for detection and its prediction (offline, all stages in sequence); async: capture never waits, the model runs on the newest frames; auto: sync for files played at full speed, async for cameras, streams and --realtime.")] = "auto",
     reconnect_retries: Annotated[int, typer.Option("--reconnect-retries", help="Give up on a lost stream after this many failed reconnects (0 = never).")] = 10,
 ) -> None:
     """Run a model live: faces are detected and tracked, predictions smoothed and drawn; window, file or web out.
@@ -47,13 +47,15 @@ def demo_cmd(
     from ..demo.session import build_session
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    if mode not in ("auto", "sync", "async"):
+        raise EdgeAffectError(f"--mode must be auto, sync or async, got {mode!r}")
     if precision not in ("fp32", "int8"):
         raise EdgeAffectError(f"--precision must be fp32 or int8, got {precision!r}")
     session = build_session(
         source=source, model=model, runtime=runtime, precision=precision, window=not headless,
         output=output, jsonl=jsonl, serve=serve, detect_every=detect_every, max_faces=max_faces,
         smoothing=smoothing, realtime=realtime or (not headless and not bench), loop=loop, max_frames=max_frames,
-        folder_fps=folder_fps, reconnect_retries=reconnect_retries or None, sync=sync,
+        folder_fps=folder_fps, reconnect_retries=reconnect_retries or None, mode=mode,
     )
     if session.web is not None:
         console.print(f"[green]serving[/] {session.web.url}")
@@ -79,7 +81,7 @@ def demo_cmd(
         summary["runtime"] = session.runtime_name
         summary["precision"] = precision
         summary["source"] = str(source)
-        summary["mode"] = "sync" if sync else "async"
+        summary["mode"] = "sync" if session.demo.cfg.sync else "async"
         if bench_json:
             write_json(bench_json, summary)
         table = Table(title=f"demo bench: {session.spec.name} ({session.runtime_name} {precision})")

@@ -46,9 +46,14 @@ def build_session(source: str, model: Path | None = None, runtime: str = "auto",
                   window: bool = False, output: Path | None = None, jsonl: Path | None = None,
                   serve: str | None = None, detector=None, detect_every: int = 5, max_faces: int = 4,
                   smoothing: float = 0.6, realtime: bool = False, loop: bool = False, max_frames: int | None = None,
-                  folder_fps: float = 10.0, reconnect_retries: int | None = 10, sync: bool = False, reconnect_delay: float = 0.5,
+                  folder_fps: float = 10.0, reconnect_retries: int | None = 10, sync: bool | None = None, mode: str = "auto",
+                  reconnect_delay: float = 0.5,
                   src=None, runner=None) -> Session:
-    """``src``/``runner``/``detector`` may be given directly (tests, embedding); otherwise they are opened."""
+    """``src``/``runner``/``detector`` may be given directly (tests, embedding); otherwise they are opened.
+
+    ``mode`` "auto" runs files played at full speed in sync mode (every frame gets its own prediction) and
+    cameras, streams and ``realtime`` playback asynchronously; ``sync`` (bool) overrides it.
+    """
     from .runner import open_model
     from .sinks import JsonlSink, Mp4Sink, WindowSink, gui_available
     from .sources import FileAudio, open_source
@@ -89,6 +94,8 @@ def build_session(source: str, model: Path | None = None, runtime: str = "auto",
         for s in sinks:
             s.close()
         raise
+    if sync is None:
+        sync = mode == "sync" or (mode == "auto" and not getattr(src, "live", False) and not realtime)
     cfg = DemoConfig(detect_every=detect_every, max_faces=max_faces, smoothing=smoothing, realtime=realtime,
                      max_frames=max_frames, reconnect_retries=reconnect_retries, sync=sync,
                      reconnect_delay=reconnect_delay)
