@@ -306,7 +306,8 @@ def test_no_face_still_writes_a_line_per_frame(tmp_path):
                  jsonl=tmp_path / "p.jsonl", sync=True)
     s.run()
     lines = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
-    assert len(lines) == 8 and all(r["faces"] == [] for r in lines) and runner.calls == 0
+    assert len(lines) == 8 and all(r["faces"] == [] for r in lines)
+    assert runner.calls == 1  # only the warm-up call before the clock starts
     assert [r["frame"] for r in lines] == list(range(8))
 
 
@@ -319,7 +320,8 @@ def test_many_faces_are_capped_and_batched(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert all(len(r["faces"]) == 3 for r in lines)
     assert {f["track"] for f in lines[-1]["faces"]} == {1, 2, 3}
-    assert runner.batches and set(runner.batches) == {3}     # one call per window, all tracks batched
+    assert runner.batches[0] == 1 and len(runner.batches) > 1      # warm-up, then
+    assert set(runner.batches[1:]) == {3}                          # one call per window, all tracks batched
 
 
 def test_slow_model_never_stalls_capture():
@@ -340,6 +342,16 @@ def test_model_error_stops_with_one_clear_line():
 
     s = _session(FakeSource(["ok"] * 50, live=False), runner=Broken(), sync=True)
     with pytest.raises(EdgeAffectError, match="model failed.*boom"):
+        s.run()
+
+    class FailsLater(FakeRunner):
+        def infer(self, feeds):
+            if self.calls >= 3:
+                raise RuntimeError("boom later")
+            return super().infer(feeds)
+
+    s = _session(FakeSource(["ok"] * 50, live=False), runner=FailsLater(), sync=True)
+    with pytest.raises(EdgeAffectError, match="model failed during the demo: boom later"):
         s.run()
 
 
@@ -390,3 +402,14 @@ def test_image_folder_source_with_a_corrupt_file(tmp_path):
     assert stats.corrupt == 1 and len(lines) == 4
     assert all(len(r["faces"]) == 1 for r in lines)            # the real face is detected in every image
     assert [r["time"] for r in lines] == [0.0, 0.1, 0.2, 0.4]   # 10 fps; the corrupt 002b keeps its slot
+
+
+def test_pluggable_detector_by_import_path():
+    from edgeaffect.data.faces import HaarFaceDetector
+    from edgeaffect.demo.session import make_detector
+
+    assert isinstance(make_detector("edgeaffect.data.faces:HaarFaceDetector"), HaarFaceDetector)
+    with pytest.raises(EdgeAffectError, match="cannot load face detector"):
+        make_detector("edgeaffect.data.faces:NoSuch")
+    with pytest.raises(EdgeAffectError, match="package.module:Class"):
+        make_detector("mtcnn")

@@ -21,6 +21,7 @@ def demo_cmd(
     serve: Annotated[Optional[str], typer.Option("--serve", help="Serve a live web page on HOST:PORT (e.g. 127.0.0.1:8080).")] = None,
     bench: Annotated[bool, typer.Option("--bench", help="Print FPS, latency and per-stage timings at the end.")] = False,
     bench_json: Annotated[Optional[Path], typer.Option("--bench-json", help="Also write the --bench summary as JSON here.")] = None,
+    detector: Annotated[str, typer.Option("--detector", help="Face detector: haar (OpenCV, default) or package.module:Class with detect(frame_bgr) -> boxes.")] = "haar",
     detect_every: Annotated[int, typer.Option("--detect-every", min=1, help="Run the face detector every N frames; track in between.")] = 5,
     max_faces: Annotated[int, typer.Option("--max-faces", min=1, help="At most this many faces (largest first), batched per inference.")] = 4,
     smoothing: Annotated[float, typer.Option("--smoothing", min=0.0, max=0.99, help="EMA weight of previous scores (0 = off).")] = 0.6,
@@ -53,12 +54,18 @@ def demo_cmd(
         raise EdgeAffectError(f"--precision must be fp32 or int8, got {precision!r}")
     session = build_session(
         source=source, model=model, runtime=runtime, precision=precision, window=not headless,
-        output=output, jsonl=jsonl, serve=serve, detect_every=detect_every, max_faces=max_faces,
+        output=output, jsonl=jsonl, serve=serve, detector=detector, detect_every=detect_every, max_faces=max_faces,
         smoothing=smoothing, realtime=realtime or (not headless and not bench), loop=loop, max_frames=max_frames,
         folder_fps=folder_fps, reconnect_retries=reconnect_retries or None, mode=mode,
     )
     if session.web is not None:
         console.print(f"[green]serving[/] {session.web.url}")
+    if headless and not session.source.live and not realtime and console.is_terminal:
+        from ..demo.sinks import ProgressSink
+
+        sink = ProgressSink(None if loop else (lambda: getattr(session.source, "frame_count", None)), console, "demo")
+        session.sinks.append(sink)
+        session.demo.sinks.append(sink)
     stop = threading.Event()
     signalled: list[int] = []
 
@@ -94,7 +101,9 @@ def demo_cmd(
         Console().print(table)
         typer.echo(f"FPS: {summary['fps']:.1f}")
         typer.echo(f"p95 frame latency: {lat['p95']:.1f} ms")
-        typer.echo(f"inferences: {summary['inferences']} ({summary['inference_rate']:.1f}/s), skipped while busy: "
+        age = summary["prediction_age_ms"]
+        typer.echo(f"predictions: {summary['inferences']} ({summary['inference_rate']:.1f}/s, age p95 {age['p95']:.1f} ms), "
+                   f"mode {summary['mode']}, skipped while busy: "
                    f"{summary['skipped_busy']}, dropped frames: {summary['dropped_frames']}, corrupt: {summary['corrupt_frames']}")
     else:
         how = "stopped by signal; " if signalled else ""

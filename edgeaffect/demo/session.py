@@ -72,10 +72,8 @@ def build_session(source: str, model: Path | None = None, runtime: str = "auto",
     audio = None
     if audio_input(spec) is not None:
         audio = _open_audio(source, spec, FileAudio)
-    if detector is None:
-        from ..data.faces import HaarFaceDetector
-
-        detector = HaarFaceDetector(scale_factor=1.2, max_side=320)
+    if detector is None or isinstance(detector, str):
+        detector = make_detector(detector or "haar")
     sinks: list = []
     web = None
     try:
@@ -101,6 +99,27 @@ def build_session(source: str, model: Path | None = None, runtime: str = "auto",
                      reconnect_delay=reconnect_delay)
     demo = Demo(runner, spec, detector, cfg, sinks, audio=audio)
     return Session(demo, src, spec, getattr(runner, "name", runtime), sinks, web, runner)
+
+
+def make_detector(name: str):
+    """``haar`` (OpenCV's cascade, the default) or ``package.module:Class`` of any object with
+    ``detect(frame_bgr) -> [(x, y, w, h), ...]`` (largest first)."""
+    if name == "haar":
+        from ..data.faces import HaarFaceDetector
+
+        return HaarFaceDetector(scale_factor=1.2, max_side=320)
+    module, _, cls = name.partition(":")
+    if not cls:
+        raise EdgeAffectError(f"--detector must be 'haar' or 'package.module:Class', got {name!r}")
+    import importlib
+
+    try:
+        det = getattr(importlib.import_module(module), cls)()
+    except (ImportError, AttributeError) as exc:
+        raise EdgeAffectError(f"cannot load face detector {name!r}: {exc}") from None
+    if not callable(getattr(det, "detect", None)):
+        raise EdgeAffectError(f"face detector {name!r} has no detect(frame) method")
+    return det
 
 
 def _open_audio(source: str, spec: ModelSpec, file_audio):

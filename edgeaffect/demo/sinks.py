@@ -110,3 +110,30 @@ class WindowSink:
         import cv2
 
         cv2.destroyWindow(self.title)
+
+
+class ProgressSink:
+    """A rich progress bar over the frames of a file (headless runs), so long files show where they are."""
+
+    def __init__(self, total=None, console=None, label: str = "demo"):
+        """``total``: the frame count, or a callable giving it once the source is open."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("{task.fields[fps]}"), TimeRemainingColumn(), console=console,
+                                  transient=True)
+        self._total = total
+        self._task = self._progress.add_task(label, total=None, fps="")
+        self._progress.start()
+        self._n = 0
+
+    def write(self, frame: np.ndarray | None, record: dict) -> None:
+        self._n += 1
+        if self._n == 1 and self._total is not None:
+            total = self._total() if callable(self._total) else self._total
+            self._progress.update(self._task, total=total or None)
+        if self._n % 10 == 0:
+            self._progress.update(self._task, completed=self._n, fps=f"{len(record.get('faces', []))} face(s)")
+
+    def close(self) -> None:
+        self._progress.stop()

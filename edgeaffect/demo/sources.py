@@ -58,6 +58,7 @@ class CaptureSource:
         self._cap = None
         self._index = 0
         self._offset = 0.0
+        self.frame_count: int | None = None
 
     def open(self) -> None:
         import cv2
@@ -69,6 +70,7 @@ class CaptureSource:
             raise EdgeAffectError(f"cannot open {self.name}")
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 1.0 <= fps <= 240.0 else 30.0
+        self.frame_count = None if self.live else int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
 
     def read(self) -> Read:
         if self._cap is None:
@@ -105,6 +107,7 @@ class FolderSource:
 
     def open(self) -> None:
         self._files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.frame_count = len(self._files)
         if not self._files:
             raise EdgeAffectError(f"{self.folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
 
