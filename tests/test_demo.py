@@ -413,3 +413,18 @@ def test_pluggable_detector_by_import_path():
         make_detector("edgeaffect.data.faces:NoSuch")
     with pytest.raises(EdgeAffectError, match="package.module:Class"):
         make_detector("mtcnn")
+
+
+def test_file_audio_windows_by_media_time_and_wrap_when_looping(tmp_path):
+    from edgeaffect.data.media import write_wav
+    from edgeaffect.demo.sources import FileAudio
+
+    y = np.linspace(-0.5, 0.5, 1000).astype(np.float32)
+    write_wav(tmp_path / "a.wav", y, 1000)
+    a = FileAudio(tmp_path / "a.wav", 1000)
+    np.testing.assert_allclose(a.window(0.3, 0.1), a.samples[200:300])
+    w = a.window(0.05, 0.1)
+    assert (w[:50] == 0).all() and np.allclose(w[50:], a.samples[:50])   # silence before the start
+    assert (a.window(1.5, 0.2) == 0).all()                                  # and after the end
+    a.period = 1.0                                                          # a looped file: time wraps
+    np.testing.assert_allclose(a.window(1.3, 0.1), a.samples[200:300])

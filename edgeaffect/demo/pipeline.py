@@ -160,6 +160,8 @@ class Demo:
             source = Reconnecting(source, self.set_status, base_delay=self.cfg.reconnect_delay,
                                   max_retries=self.cfg.reconnect_retries, stop=stop.is_set)
         source.open()
+        if self.audio is not None and getattr(source, "loop", False) and getattr(source, "frame_count", None):
+            self.audio.period = source.frame_count / source.fps
         worker = InferenceWorker(self.runner, self.spec, self.cfg.max_batch)
         self._warm_up(worker)
         detw = DetectorWorker(self.detector, self.cfg.max_faces) if not self.cfg.sync else None
@@ -201,8 +203,9 @@ class Demo:
                     st.first_frame = captured
                 if self.cfg.realtime and not source.live:
                     delay = start + t - time.perf_counter()
-                    if delay > 0:
+                    if delay > 0:  # the frame "arrives" at its media time, as from a camera
                         stop.wait(delay)
+                        captured = time.perf_counter() - dec
                 # ---- audio aligned to the frame's media time
                 if self.audio_ring is not None and self.audio is not None and t > last_t:
                     self.audio_ring.push(self.audio.window(t, t - last_t))

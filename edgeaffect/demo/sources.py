@@ -209,14 +209,20 @@ class FileAudio:
 
         self.sr = int(sample_rate)
         self.samples = read_audio(path, self.sr)
+        self.period: float | None = None
 
     def window(self, end_time: float, seconds: float) -> np.ndarray:
-        """The ``seconds`` of audio ending at ``end_time`` (zero-padded before the start / after the end)."""
+        """The ``seconds`` of audio ending at ``end_time`` (silence before the start / after the end).
+
+        With ``period`` set (a looped file: the video's duration) media time wraps around, so every
+        pass over the file hears its audio again.
+        """
         n = int(round(seconds * self.sr))
         end = int(round(end_time * self.sr))
-        start = end - n
+        pos = np.arange(end - n, end)
+        if self.period:
+            pos = np.where(pos >= 0, pos % max(1, int(round(self.period * self.sr))), pos)
+        ok = (pos >= 0) & (pos < len(self.samples))
         out = np.zeros(n, np.float32)
-        lo, hi = max(start, 0), min(end, len(self.samples))
-        if hi > lo:
-            out[lo - start:hi - start] = self.samples[lo:hi]
+        out[ok] = self.samples[pos[ok]]
         return out
