@@ -213,14 +213,14 @@ def test_file_to_mp4_and_jsonl(clip, fer_run, tmp_path):
     assert len({r["faces"][0]["track"] for r in with_face}) == 1  # one face, one stable id
 
 
-def test_window_without_gui_says_what_to_do(fer_run):
+def test_window_without_gui_says_what_to_do():
     from edgeaffect.demo.session import build_session
     from edgeaffect.demo.sinks import gui_available
 
     if gui_available():
         pytest.skip("this OpenCV build has a GUI")
     with pytest.raises(EdgeAffectError, match="--headless"):
-        build_session("0", model=fer_run, window=True)
+        build_session("0", window=True)
 
 
 def test_audio_visual_model_runs_with_the_clip_audio(clip, tmp_path):
