@@ -37,6 +37,7 @@ _COMMAND_MODULES = (
     "zoo",
     "demo",
     "eri",
+    "quickstart",
 )
 
 for _name in _COMMAND_MODULES:
