@@ -38,6 +38,8 @@ _COMMAND_MODULES = (
     "demo",
     "eri",
     "quickstart",
+    "export",
+    "bench",
 )
 
 for _name in _COMMAND_MODULES:
