@@ -46,11 +46,16 @@ def open_model(path: str | Path | None, runtime: str = "auto", precision: str = 
     if not path.exists():
         raise EdgeAffectError(f"no model at {path}: give a run directory or an exported model, "
                               f"or import one with `edgeaffect zoo import fer2013`")
+    options = {"threads": threads}
     if path.is_dir():
+        from ..runs import load_run
+
+        # the run's manifest is authoritative (and covers artifacts that do not embed the spec)
+        options["spec"] = load_run(path).spec
         path, runtime = resolve_artifact(path, runtime, precision)
     elif runtime == "auto":
         runtime = None
-    rt = load(path, runtime=runtime, threads=threads)
+    rt = load(path, runtime=runtime, **options)
     spec = rt.spec if isinstance(rt.spec, ModelSpec) else None
     if spec is None:
         raise EdgeAffectError(f"{path} carries no model spec (export it with edgeaffect so the labels and "
