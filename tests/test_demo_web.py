@@ -147,7 +147,7 @@ def test_page_updates_video_and_charts_in_headless_chromium(served, tmp_path):
 
 def test_http_mjpeg_source_drops_and_reconnects():
     """A real HTTP MJPEG stream (our own server) as the source: it goes down, comes back on the same port."""
-    from test_demo import FakeDetector, FakeRunner
+    from tests.test_demo import FakeDetector, FakeRunner
 
     from edgeaffect.demo.session import build_session
     from edgeaffect.demo.web import WebSink

@@ -156,7 +156,7 @@ def test_zoo_import_writes_a_run_dir(tmp_path):
     assert spec.name == "fer2013_mini_xception"
     assert spec.labels == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
     assert spec.inputs[0].name == "face" and spec.inputs[0].shape == ("B", 1, 64, 64)
-    assert spec.activation == "softmax"
+    assert spec.activation == "softmax" and spec.task == "fer2013"
     assert "checkpoint.pt" in run.manifest["artifacts"]
     loaded = runs.load_model(out / "checkpoint.pt")
     x = torch.rand(3, 1, 64, 64) * 2 - 1
