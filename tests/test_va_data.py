@@ -153,13 +153,19 @@ def test_train_cli_writes_a_loadable_run(synth, tmp_path):
     assert rc == 0
     run = load_run(out)
     assert run.manifest["model"] == "va_jca_edge" and run.spec.inputs[0].shape == ("B", 4, 3, 4, 32, 32)
-    assert set(run.manifest["metrics"]["train"]) >= {"ccc", "ccc_valence", "ccc_arousal"}
+    metrics = run.manifest["metrics"]["train"]
+    assert {"val_ccc", "val_ccc_valence", "val_ccc_arousal"} <= set(metrics) and metrics["train_sequences"] == 4
+    assert run.manifest["data"]["root"] == str(root.resolve()) and run.manifest["config"]["model"]["width"] == 4
     model = load_model(run.checkpoint)
     feeds = run.spec.dummy_inputs(batch=1)
     import torch
 
     v, a = model(*[torch.from_numpy(x) for x in feeds.values()])
     assert v.shape == a.shape == (1, 4)
+    # a finished run is not overwritten; --resume picks up data and settings from its manifest
+    assert main(["train", "va", "--data", str(root), "--out", str(out)]) == 1
+    assert main(["train", "va", "--resume", str(out)]) == 0
+    assert load_run(out).manifest["metrics"]["train"]["val_ccc"] == pytest.approx(metrics["val_ccc"])
 
 
 def test_train_cli_bad_data_is_one_line(tmp_path, capsys):

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DataOpt, DeviceOpt, OutOpt, SeedOpt, console
+from .common import DeviceOpt, SeedOpt, console
 from .data import synth_app
 from .train import train_app
 
@@ -57,82 +57,65 @@ def synth_affwild2_va(
 
 @train_app.command("va")
 def train_va(
-    data: DataOpt,
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Aff-Wild2 root (cropped_aligned/, VA_Estimation_Challenge/, raw videos).")] = None,
     variant: Annotated[Variant, typer.Option(help="edge: 48 px, width-16 backbones, compact JCA (trains on a CPU); "
                                                   "jca: the reference model (R(2+1)D-18, ResNet-18, joint co-attention "
                                                   "+ BiLSTM); jca_lite: reference backbones with the compact JCA.")] = Variant.edge,
-    frame_size: Annotated[Optional[int], typer.Option(help="Override the face size in pixels.")] = None,
-    width: Annotated[Optional[int], typer.Option(help="Override the backbone width (64 = the published networks).")] = None,
-    subclips: Annotated[Optional[int], typer.Option(help="Override the number of sub-clips per sequence.")] = None,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
-    batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 8,
+    frame_size: Annotated[Optional[int], typer.Option(min=16, help="Override the face size in pixels.")] = None,
+    width: Annotated[Optional[int], typer.Option(min=1, help="Override the backbone width (64 = the published networks).")] = None,
+    subclips: Annotated[Optional[int], typer.Option(min=1, help="Override the number of sub-clips per sequence.")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 10,
+    batch_size: Annotated[int, typer.Option(min=1, help="Sequences per batch.")] = 8,
     lr: Annotated[float, typer.Option(help="Adam learning rate (decayed x0.8 every 2 epochs after epoch 5).")] = 1e-3,
-    stride: Annotated[int, typer.Option(help="Shift between training sequences in frames, within a sub-clip window (1 = the reference).")] = 1,
-    max_train: Annotated[Optional[int], typer.Option(help="Use at most this many training sequences (evenly spaced).")] = None,
-    max_val: Annotated[Optional[int], typer.Option(help="Use at most this many validation sequences (evenly spaced).")] = None,
-    out: OutOpt = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
+    stride: Annotated[int, typer.Option(min=1, help="Shift between training sequences in frames, within a sub-clip window (1 = the reference).")] = 1,
+    max_train: Annotated[Optional[int], typer.Option(min=1, help="Use at most this many training sequences (evenly spaced).")] = None,
+    max_val: Annotated[Optional[int], typer.Option(min=1, help="Use at most this many validation sequences (evenly spaced).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/va/<timestamp>).")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run directory.")] = None,
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="Mel-spectrogram cache folder (default <data>/.cache/edgeaffect/va).")] = None,
     device: DeviceOpt = "cpu",
     seed: SeedOpt = 0,
 ) -> None:
     """Train a valence-arousal model on Aff-Wild2 (VA track layout); writes runs/va/<run>/.
 
-    Example:  edgeaffect train va --data data/affwild2 --variant edge --epochs 8
+    Example:  edgeaffect train va --data data/affwild2 --variant edge --epochs 8 --out runs/va/edge
+    Resume:   edgeaffect train va --resume runs/va/edge
     """
     import torch
-    from rich.progress import Progress
-    from rich.table import Table
 
     from ..errors import EdgeAffectError
-    from ..models import create_model
-    from ..runs import CHECKPOINT, Run, provenance, save_checkpoint, timestamp
-    from ..train.trainer import Trainer
-    from ..train.va import VATask, reference_recipe
+    from ..fileio import read_json
+    from ..runs import MANIFEST, timestamp
+    from ..train.va import train_va as run_training
 
-    if resume and out is None:
-        raise EdgeAffectError("--resume needs --out pointing at the run to continue")
-    if epochs < 1 or batch_size < 1 or stride < 1:
-        raise EdgeAffectError("--epochs, --batch-size and --stride must be >= 1")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise EdgeAffectError(f"--device {device} requested but CUDA is not available")
-    name = VARIANT_MODELS[variant.value]
     overrides = {k: v for k, v in (("frame_size", frame_size), ("width", width), ("subclips", subclips)) if v is not None}
-    model = create_model(name, **overrides)
-    task = VATask()
-    run_dir = Path(out) if out else Path("runs") / "va" / f"{timestamp()}-{name}"
-    if not resume and (run_dir / CHECKPOINT).exists():
-        raise EdgeAffectError(f"{run_dir} already holds a finished run; choose another --out")
-    train_set = task.dataset(data, "train", model.spec, stride=stride, limit=max_train)
-    val_set = task.dataset(data, "val", model.spec, stride=stride, limit=max_val)
-    for split, ds in (("train", train_set), ("val", val_set)):
-        rep = ds.report
-        skipped = ", ".join(f"{k}: {v}" for k, v in rep.skipped.items()) or "none"
-        console.print(f"{split}: {rep.videos} videos, {len(ds)} sequences; skipped videos: {skipped}; "
-                      f"unannotated rows {rep.rows_unannotated}, out-of-range rows {rep.rows_out_of_range}")
-        for line in rep.messages[:5]:
-            console.print(f"  [yellow]{line}[/]")
-        if len(rep.messages) > 5:
-            console.print(f"  [yellow]... and {len(rep.messages) - 5} more[/]")
-    with Progress(console=console) as progress:
-        bar = progress.add_task("audio mel spectrograms", total=len(train_set.videos) + len(val_set.videos))
-        for ds in (train_set, val_set):
-            ds.prepare_audio(lambda: progress.advance(bar))
-    cfg = reference_recipe(epochs, batch_size, lr, device, seed)
-    torch.manual_seed(seed)
-    trainer = Trainer(model, task, train_set, val_set, cfg, run_dir / "stages" / "train", label=name, console=console)
-    result = trainer.fit(resume=resume)
-    save_checkpoint(run_dir / CHECKPOINT, model, name, overrides)
-    best = {k: v for k, v in result["best"].items()}
-    Run(run_dir, {}).update(
-        task="va", model=name, overrides=overrides, spec=model.spec.to_dict(),
-        train={"config": cfg.to_dict(), "stride": stride, "max_train": max_train, "max_val": max_val,
-               "best_epoch": result["best_epoch"], "history": result["history"]},
-        data={"root": str(Path(data).resolve()), "train": train_set.report.to_dict(), "val": val_set.report.to_dict(),
-              "unreadable_images": train_set.unreadable_images + val_set.unreadable_images},
-        metrics={"train": best}, provenance=provenance())
-    table = Table(title=f"{name}: best epoch {result['best_epoch'] + 1}/{epochs} (validation)")
-    for col in ("CCC valence", "CCC arousal", "mean CCC"):
+    settings = dict(variant=variant.value, epochs=epochs, batch_size=batch_size, lr=lr, stride=stride,
+                    max_train=max_train, max_val=max_val, seed=seed)
+    if resume is not None:
+        manifest = resume / MANIFEST
+        if not manifest.exists():
+            raise EdgeAffectError(f"cannot resume: {manifest} not found")
+        m = read_json(manifest)
+        if m.get("task") != "va":
+            raise EdgeAffectError(f"cannot resume: {resume} is a {m.get('task')!r} run, not va")
+        data, out = Path(m["data"]["root"]), resume
+        overrides, settings = m["config"]["model"], m["config"]["settings"]
+    if data is None:
+        raise EdgeAffectError("--data is required (or --resume RUN)")
+    out = out or Path("runs/va") / timestamp()
+    best = run_training(data, out, VARIANT_MODELS[settings["variant"]], overrides, settings, resume=resume is not None,
+                        cache_dir=cache, device=device, console=console)
+    _print_summary(best, out)
+
+
+def _print_summary(best: dict, out: Path) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{best['model']}: validation CCC (best epoch {best['best_epoch']})")
+    for col in ("valence", "arousal", "mean"):
         table.add_column(col, justify="right")
-    table.add_row(f"{best['ccc_valence']:.4f}", f"{best['ccc_arousal']:.4f}", f"{best['ccc']:.4f}")
+    table.add_row(f"{best['val_ccc_valence']:.4f}", f"{best['val_ccc_arousal']:.4f}", f"{best['val_ccc']:.4f}")
     console.print(table)
-    console.print(f"run: {run_dir}")
+    console.print(f"[green]run directory:[/] {out}  (checkpoint.pt, manifest.json)")

@@ -44,6 +44,7 @@ VA_DIR = "VA_Estimation_Challenge"
 SPLIT_DIRS = {"train": "Train_Set", "val": "Validation_Set", "test": "Test_Set"}
 MEDIA_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".wav", ".flac", ".m4a")
 INVALID = -5.0
+DEFAULT_CACHE = ".cache/edgeaffect/va"
 
 
 @dataclass
@@ -309,7 +310,7 @@ class AffWild2VADataset:
             # evenly spaced, so every video stays represented
             keep = np.linspace(0, len(self.sequences) - 1, limit).round().astype(int)
             self.sequences = [self.sequences[i] for i in keep]
-        self.mels = MelCache(Path(cache_dir) if cache_dir else self.root / ".edgeaffect-cache" / "va", self.pre)
+        self.mels = MelCache(Path(cache_dir) if cache_dir else self.root / DEFAULT_CACHE, self.pre)
         self.unreadable_images = 0
         self._frames: dict[int, dict[int, Path]] = {}
         mean = np.asarray(self.pre["mean"], np.float32)

@@ -69,4 +69,70 @@ class VATask(Task):
         return (m[:, 0] > 0).astype(int) * 2 + (m[:, 1] > 0).astype(int)
 
 
-register_task(VATask())
+VA_TASK = register_task(VATask())
+
+
+def train_va(data: Path, out: Path, model_name: str, overrides: Mapping[str, Any], settings: Mapping[str, Any], *,
+             resume: bool = False, cache_dir: Path | None = None, device: str = "cpu", console=None) -> dict[str, Any]:
+    """Train one VA model; writes ``out/stages/train/{last,best}.pt``, ``out/checkpoint.pt``, ``out/manifest.json``.
+
+    ``settings``: variant, epochs, batch_size, lr, stride, max_train, max_val, seed (stored for ``--resume``).
+    Returns the best validation metrics with ``model`` and ``best_epoch`` (1-based).
+    """
+    from ..models import create_model
+    from ..runs import CHECKPOINT, Run, provenance, save_checkpoint
+    from .trainer import Trainer, seed_everything
+
+    out = Path(out)
+    if not resume and (out / CHECKPOINT).exists():
+        from ..errors import EdgeAffectError
+
+        raise EdgeAffectError(f"{out} already holds a finished run; choose another --out or --resume it")
+    cfg = reference_recipe(settings["epochs"], settings["batch_size"], settings["lr"], device, settings["seed"])
+    seed_everything(cfg.seed)
+    model = create_model(model_name, **overrides)
+    task = VA_TASK
+    sets = {}
+    for split in ("train", "val"):
+        sets[split] = task.dataset(data, split, model.spec, stride=settings["stride"], cache_dir=cache_dir,
+                                   limit=settings.get(f"max_{split}"))
+        if console is not None:
+            _print_report(console, split, sets[split])
+    _prepare_audio(list(sets.values()), console)
+    run = Run(out, {})
+    run.update(task="va", model=model_name,
+               data={"root": str(Path(data).resolve()), **{s: d.report.to_dict() for s, d in sets.items()}},
+               config={"train": cfg.to_dict(), "model": dict(overrides), "settings": dict(settings)},
+               provenance=provenance())
+    trainer = Trainer(model, task, sets["train"], sets["val"], cfg, out / "stages" / "train", label=model_name,
+                      console=console)
+    result = trainer.fit(resume=resume)
+    best = result["best"]
+    metrics = {"val_ccc": best["ccc"], "val_ccc_valence": best["ccc_valence"], "val_ccc_arousal": best["ccc_arousal"],
+               "best_epoch": result["best_epoch"] + 1, "train_sequences": len(sets["train"]),
+               "val_sequences": len(sets["val"]),
+               "unreadable_images": sum(d.unreadable_images for d in sets.values())}
+    save_checkpoint(out / CHECKPOINT, model, model_name, dict(overrides))
+    run.update(spec=model.spec.to_dict(), metrics={"train": metrics}, stages_done=["train"])
+    return {"model": model_name, **metrics}
+
+
+def _print_report(console, split: str, ds) -> None:
+    rep = ds.report
+    skipped = ", ".join(f"{k}: {v}" for k, v in rep.skipped.items()) or "none"
+    console.print(f"[dim]{split}: {rep.videos} videos, {len(ds)} sequences; skipped videos: {skipped}; "
+                  f"unannotated rows {rep.rows_unannotated}, out-of-range rows {rep.rows_out_of_range}[/]")
+    for line in rep.messages[:5]:
+        console.print(f"  [yellow]{line}[/]")
+    if len(rep.messages) > 5:
+        console.print(f"  [yellow]... and {len(rep.messages) - 5} more[/]")
+
+
+def _prepare_audio(datasets, console) -> None:
+    """Decode every video's audio track and cache its mel spectrogram before training starts."""
+    from rich.progress import Progress
+
+    with Progress(console=console, disable=console is None) as progress:
+        bar = progress.add_task("audio mel spectrograms", total=sum(len(d.videos) for d in datasets))
+        for d in datasets:
+            d.prepare_audio(lambda: progress.advance(bar))
