@@ -24,6 +24,12 @@ layer-4 map (512x1x7x7) and views it as 49 x 512, which mixes channels and
 positions; we attend over the true spatial positions (same parameters).
 The backbones start from random weights here (the reference freezes
 pretrained ones, which we do not download), so they are trained with the fusion.
+
+``va_jca_edge`` is ours: 48 px faces, 4-frame sub-clips (dilation 2), width-16
+backbones and the compact fusion regressing from both attended streams, sized to
+train on a CPU.  All three export to ONNX with the legacy (TorchScript) exporter
+(``torch.onnx.export(..., dynamo=False)``), which lowers the BiLSTM with its
+learned initial states to one ONNX ``LSTM`` op.
 """
 from __future__ import annotations
 
