@@ -300,11 +300,16 @@ def scan_split(root: str | os.PathLike, split: str, pre: Mapping[str, Any], stri
 
 
 class AffWild2VADataset:
-    """``torch`` map-style dataset: {"video" [S,3,F,H,W], "audio" [S,1,M,T], "target" [S,2] (valence, arousal)}."""
+    """``torch`` map-style dataset: {"video" [S,3,F,H,W], "audio" [S,1,M,T], "target" [S,2] (valence, arousal)}.
+
+    ``augment`` (training) mirrors a sequence's faces at random and jitters their colours;
+    the trainer reseeds NumPy every epoch, so this stays reproducible.
+    """
 
     def __init__(self, root: str | os.PathLike, split: str, pre: Mapping[str, Any], stride: int = 1,
-                 cache_dir: str | os.PathLike | None = None, limit: int | None = None):
+                 cache_dir: str | os.PathLike | None = None, limit: int | None = None, augment: bool = False):
         self.root, self.split, self.pre = Path(root), split, dict(pre)
+        self.augment = augment
         self.videos, self.sequences, self.report = scan_split(self.root, split, self.pre, stride)
         if limit is not None and limit < len(self.sequences):
             # evenly spaced, so every video stays represented
@@ -350,7 +355,11 @@ class AffWild2VADataset:
             self._frames[vi] = list_frames(video.frames_dir)
         frames = self._frames[vi]
         clip = np.stack([np.stack([self._face(frames, i) for i in row]) for row in ids])  # [S, F, H, W, 3]
-        clip = np.ascontiguousarray(clip.transpose(0, 4, 1, 2, 3))                          # [S, 3, F, H, W]
+        if self.augment:  # per-sequence mirror and colour jitter (the reference jitters colours too)
+            if np.random.random() < 0.5:
+                clip = clip[:, :, :, ::-1]
+            clip = clip * np.random.uniform(0.8, 1.2, 3).astype(np.float32) + np.float32(np.random.uniform(-0.3, 0.3))
+        clip = np.ascontiguousarray(clip.transpose(0, 4, 1, 2, 3), dtype=np.float32)       # [S, 3, F, H, W]
         mel, fps = self.mels.get(video.media)
         sr = self.pre["sample_rate"]
         audio = np.stack([log_mel_window(mel, int(round(e / fps * sr)), self.pre) for e in ends])[:, None]

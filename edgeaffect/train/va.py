@@ -95,7 +95,7 @@ def train_va(data: Path, out: Path, model_name: str, overrides: Mapping[str, Any
     sets = {}
     for split in ("train", "val"):
         sets[split] = task.dataset(data, split, model.spec, stride=settings["stride"], cache_dir=cache_dir,
-                                   limit=settings.get(f"max_{split}"))
+                                   limit=settings.get(f"max_{split}"), augment=split == "train")
         if console is not None:
             _print_report(console, split, sets[split])
     _prepare_audio(list(sets.values()), console)
