@@ -121,17 +121,22 @@ def test_bad_input_is_reported_and_the_rest_kept(synth, tmp_path):
     (labels / "no_frames_video.txt").write_text("valence,arousal\n0.1,0.2\n")
     (labels / "bad_header.txt").write_text("v;a\n0.1;0.2\n")
     (bad / "cropped_aligned" / "bad_header").mkdir()
+    shutil.copy(labels / "synth_va_train_000.txt", labels / "broken.txt")
     text = (labels / "synth_va_train_000.txt").read_text().splitlines()
     text[5] = "1.7,0.2"                                                     # out of range
     (labels / "synth_va_train_000.txt").write_text("\n".join(text) + "\n")
     (bad / "cropped_aligned" / "synth_va_train_000" / "00020.jpg").write_bytes(b"not a jpeg")
     (bad / "videos" / "synth_va_train_001.mp4").unlink()                   # the pair loses its audio
+    shutil.copytree(bad / "cropped_aligned" / "synth_va_train_000", bad / "cropped_aligned" / "broken")
+    (bad / "videos" / "broken.mp4").write_bytes(b"\x00garbage" * 100)      # unreadable raw video
     videos, seqs, report = scan_split(bad, "train", PRE, stride=1)
-    assert [v.name for v in videos] == ["synth_va_train_000"]
+    assert [v.name for v in videos] == ["broken", "synth_va_train_000"]   # the scan cannot tell yet
     assert report.skipped == {"bad label file": 1, "no frames": 1, "no audio": 2}
-    assert report.rows_out_of_range == 1 and not videos[0].valid[5]
+    assert report.rows_out_of_range == 1 and not videos[1].valid[5]
     assert any("bad_header" in m and "header" in m for m in report.messages)
     ds = AffWild2VADataset(bad, "train", PRE, stride=1, cache_dir=tmp_path / "cache")
+    assert ds.report.skipped["unreadable audio"] == 1 and ds.report.videos == 1
+    assert all(ds.videos[vi].name == "synth_va_train_000" for vi, _, _ in ds.sequences)
     hit = next(i for i, (_, ids, _) in enumerate(ds.sequences) if 20 in ids)
     ds[hit]
     assert ds.unreadable_images >= 1

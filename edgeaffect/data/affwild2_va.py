@@ -32,7 +32,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -307,15 +307,17 @@ class AffWild2VADataset:
     """
 
     def __init__(self, root: str | os.PathLike, split: str, pre: Mapping[str, Any], stride: int = 1,
-                 cache_dir: str | os.PathLike | None = None, limit: int | None = None, augment: bool = False):
+                 cache_dir: str | os.PathLike | None = None, limit: int | None = None, augment: bool = False,
+                 progress: Callable[[int, int], None] | None = None):
         self.root, self.split, self.pre = Path(root), split, dict(pre)
         self.augment = augment
         self.videos, self.sequences, self.report = scan_split(self.root, split, self.pre, stride)
+        self.mels = MelCache(Path(cache_dir) if cache_dir else self.root / DEFAULT_CACHE, self.pre)
+        self._check_audio(progress)
         if limit is not None and limit < len(self.sequences):
             # evenly spaced, so every video stays represented
             keep = np.linspace(0, len(self.sequences) - 1, limit).round().astype(int)
             self.sequences = [self.sequences[i] for i in keep]
-        self.mels = MelCache(Path(cache_dir) if cache_dir else self.root / DEFAULT_CACHE, self.pre)
         self.unreadable_images = 0
         self._frames: dict[int, dict[int, Path]] = {}
         mean = np.asarray(self.pre["mean"], np.float32)
@@ -323,15 +325,27 @@ class AffWild2VADataset:
         self._scale = (1.0 / (255.0 * std)).reshape(1, 1, 3)
         self._shift = (mean / std).reshape(1, 1, 3)
 
+    def _check_audio(self, progress) -> None:
+        """Compute (or load from the cache) every video's mel spectrogram; skip videos whose audio fails."""
+        bad = set()
+        for vi, v in enumerate(self.videos):
+            try:
+                self.mels.get(v.media)
+            except DataError as exc:
+                bad.add(vi)
+                self.report.skip("unreadable audio", f"skipped {v.name}: {exc}")
+            if progress:
+                progress(vi + 1, len(self.videos))
+        if bad:
+            self.sequences = [s for s in self.sequences if s[0] not in bad]
+            self.report.videos -= len(bad)
+            self.report.sequences = len(self.sequences)
+            if not self.sequences:
+                raise DataError(f"no usable VA sequences in split {self.split!r} of {self.root}: "
+                                + "; ".join(self.report.messages[-3:]))
+
     def __len__(self) -> int:
         return len(self.sequences)
-
-    def prepare_audio(self, progress=None) -> None:
-        """Compute (or load) every video's mel spectrogram up front; ``progress()`` is called per video."""
-        for v in self.videos:
-            self.mels.get(v.media)
-            if progress:
-                progress()
 
     def _face(self, frames: dict[int, Path], i: int) -> np.ndarray:
         size = self.pre["frame_size"]

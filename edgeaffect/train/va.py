@@ -79,6 +79,8 @@ def train_va(data: Path, out: Path, model_name: str, overrides: Mapping[str, Any
     ``settings``: variant, epochs, batch_size, lr, stride, max_train, max_val, seed (stored for ``--resume``).
     Returns the best validation metrics with ``model`` and ``best_epoch`` (1-based).
     """
+    from rich.progress import Progress
+
     from ..models import create_model
     from ..runs import CHECKPOINT, Run, provenance, save_checkpoint
     from .trainer import Trainer, seed_everything
@@ -93,12 +95,15 @@ def train_va(data: Path, out: Path, model_name: str, overrides: Mapping[str, Any
     model = create_model(model_name, **overrides)
     task = VA_TASK
     sets = {}
-    for split in ("train", "val"):
-        sets[split] = task.dataset(data, split, model.spec, stride=settings["stride"], cache_dir=cache_dir,
-                                   limit=settings.get(f"max_{split}"), augment=split == "train")
-        if console is not None:
-            _print_report(console, split, sets[split])
-    _prepare_audio(list(sets.values()), console)
+    with Progress(console=console, disable=console is None, transient=True) as progress:
+        for split in ("train", "val"):
+            bar = progress.add_task(f"{split}: audio mel spectrograms", total=None)
+            sets[split] = task.dataset(data, split, model.spec, stride=settings["stride"], cache_dir=cache_dir,
+                                       limit=settings.get(f"max_{split}"), augment=split == "train",
+                                       progress=lambda done, total, bar=bar: progress.update(bar, completed=done, total=total))
+    if console is not None:
+        for split, ds in sets.items():
+            _print_report(console, split, ds)
     run = Run(out, {})
     run.update(task="va", model=model_name,
                data={"root": str(Path(data).resolve()), **{s: d.report.to_dict() for s, d in sets.items()}},
@@ -126,13 +131,3 @@ def _print_report(console, split: str, ds) -> None:
         console.print(f"  [yellow]{line}[/]")
     if len(rep.messages) > 5:
         console.print(f"  [yellow]... and {len(rep.messages) - 5} more[/]")
-
-
-def _prepare_audio(datasets, console) -> None:
-    """Decode every video's audio track and cache its mel spectrogram before training starts."""
-    from rich.progress import Progress
-
-    with Progress(console=console, disable=console is None) as progress:
-        bar = progress.add_task("audio mel spectrograms", total=sum(len(d.videos) for d in datasets))
-        for d in datasets:
-            d.prepare_audio(lambda: progress.advance(bar))
