@@ -40,6 +40,7 @@ _COMMAND_MODULES = (
     "quickstart",
     "export",
     "bench",
+    "va",
 )
 
 for _name in _COMMAND_MODULES:
