@@ -47,6 +47,7 @@ def train_expr_cmd(
     label_fraction: Annotated[float, typer.Option("--label-fraction", min=0.0, max=1.0, help="Fraction of labeled train frames kept (class-stratified); the rest join the unlabeled pool.")] = 1.0,
     arch: Annotated[str, typer.Option("--arch", help="Registered expr model: expr_mobilenetv2, expr_resnet18.")] = "expr_mobilenetv2",
     width_mult: Annotated[Optional[float], typer.Option("--width-mult", help="MobileNetV2 width multiplier.")] = None,
+    width: Annotated[Optional[int], typer.Option("--width", min=4, help="ResNet-18 base width (64 = the published network).")] = None,
     face_size: Annotated[int, typer.Option("--face-size", min=16, help="Input side in pixels (faces are resized).")] = 112,
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 10,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Labeled faces per step.")] = 16,
@@ -94,9 +95,15 @@ def train_expr_cmd(
         raise EdgeAffectError(f"{out} already exists and is not empty (use --resume to continue it)")
     if threads:
         torch.set_num_threads(threads)
-    overrides = {"width_mult": width_mult} if width_mult is not None else {}
-    if overrides and not arch.startswith("expr_mobilenetv2"):
-        raise EdgeAffectError("--width-mult applies to expr_mobilenetv2 only")
+    overrides: dict = {}
+    if width_mult is not None:
+        if arch != "expr_mobilenetv2":
+            raise EdgeAffectError("--width-mult applies to expr_mobilenetv2 only")
+        overrides["width_mult"] = width_mult
+    if width is not None:
+        if arch != "expr_resnet18":
+            raise EdgeAffectError("--width applies to expr_resnet18 only")
+        overrides["width"] = width
     opt = ExprTrainOptions(
         data=data, unlabeled=unlabeled, ssl=ssl, label_fraction=label_fraction, arch=arch, model_overrides=overrides,
         face_size=face_size, epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch, mu=mu,
