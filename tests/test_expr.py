@@ -276,6 +276,9 @@ def test_cli_synth_and_train_and_clear_errors(tmp_path, capsys):
     assert "val macro F1" in capsys.readouterr().err
     assert main(["train", "expr", "--data", str(root), "--out", str(run)]) == 1
     assert "already exists" in capsys.readouterr().err
+    assert main(["train", "expr", "--resume", str(run)]) == 0            # finished run: nothing left, same result
+    assert main(["train", "expr", "--resume", str(tmp_path / "nope")]) == 1
+    assert "cannot resume" in capsys.readouterr().err
     assert main(["train", "expr", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r2")]) == 1
     assert "not an Aff-Wild2 EXPR root" in capsys.readouterr().err
     assert main(["train", "expr", "--data", str(root), "--ssl", "sometimes"]) == 1

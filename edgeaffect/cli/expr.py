@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DataOpt, DeviceOpt, OutOpt, SeedOpt, console
+from .common import DataOpt, DeviceOpt, SeedOpt, console
 from .data import synth_app
 from .train import train_app
 
@@ -61,55 +61,63 @@ def train_expr_cmd(
     val_frame_step: Annotated[int, typer.Option("--val-frame-step", min=1, help="Keep every Nth validation frame.")] = 1,
     max_unlabeled: Annotated[Optional[int], typer.Option("--max-unlabeled", min=1, help="Use only the first N images of --unlabeled.")] = None,
     lr: Annotated[float, typer.Option("--lr", min=0.0)] = 1e-3,
-    out: OutOpt = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out after its last completed epoch.")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/expr/<timestamp>).")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run directory (its own settings are used).")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="torch CPU threads.")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Train an edge face-expression classifier on Aff-Wild2 EXPR, optionally semi-supervised (FixMatch / DTM).
 
-    Writes runs/expr/<timestamp>-<arch>-<ssl>/ with checkpoint.pt and manifest.json (macro F1, per-class F1).
+    Writes runs/expr/<timestamp>/ with checkpoint.pt and manifest.json (macro F1, per-class F1).
 
     Example:  edgeaffect train expr --data data/affwild2 --unlabeled data/affwild2/unlabeled --ssl dtm --label-fraction 0.05
+    Resume:   edgeaffect train expr --resume runs/expr/<run>
     """
     import torch
 
     from ..errors import EdgeAffectError
+    from ..fileio import read_json
     from ..models import get_entry
     from ..runs import timestamp
     from ..train.expr import SSL_MODES, ExprTrainOptions, train_expr
 
-    if ssl not in SSL_MODES:
-        raise EdgeAffectError(f"unknown --ssl {ssl!r}; choose one of {', '.join(SSL_MODES)}")
-    if get_entry(arch).task != "expr":
-        raise EdgeAffectError(f"--arch {arch} is a {get_entry(arch).task!r} model, not an expr model")
-    if label_fraction <= 0:
-        raise EdgeAffectError("--label-fraction must be above 0")
-    if resume:
-        if out is None or not (out / "stages" / "train" / "last.pt").exists():
-            raise EdgeAffectError("--resume needs --out pointing at a run directory with stages/train/last.pt")
-    elif out is None:
-        out = Path("runs") / "expr" / f"{timestamp()}-{arch}-{ssl}"
-    elif out.exists() and any(out.iterdir()):
-        raise EdgeAffectError(f"{out} already exists and is not empty (use --resume to continue it)")
     if threads:
         torch.set_num_threads(threads)
-    overrides: dict = {}
-    if width_mult is not None:
-        if arch != "expr_mobilenetv2":
-            raise EdgeAffectError("--width-mult applies to expr_mobilenetv2 only")
-        overrides["width_mult"] = width_mult
-    if width is not None:
-        if arch != "expr_resnet18":
-            raise EdgeAffectError("--width applies to expr_resnet18 only")
-        overrides["width"] = width
-    opt = ExprTrainOptions(
-        data=data, unlabeled=unlabeled, ssl=ssl, label_fraction=label_fraction, arch=arch, model_overrides=overrides,
-        face_size=face_size, epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch, mu=mu,
-        lambda_u=lambda_u, tau=tau, tau_min=tau_min, frame_step=frame_step, max_per_video=max_per_video,
-        val_frame_step=val_frame_step, max_unlabeled=max_unlabeled, lr=lr, seed=seed, device=device)
-    metrics = train_expr(opt, out, resume=resume, console=console)["train"]
+    if resume is not None:
+        manifest = resume / "manifest.json"
+        if not manifest.exists():
+            raise EdgeAffectError(f"cannot resume: {manifest} not found")
+        m = read_json(manifest)
+        if m.get("task") != "expr":
+            raise EdgeAffectError(f"cannot resume: {resume} is a {m.get('task')!r} run, not expr")
+        opt = ExprTrainOptions.from_dict(m["config"]["options"])
+        out = resume
+    else:
+        if ssl not in SSL_MODES:
+            raise EdgeAffectError(f"unknown --ssl {ssl!r}; choose one of {', '.join(SSL_MODES)}")
+        if get_entry(arch).task != "expr":
+            raise EdgeAffectError(f"--arch {arch} is a {get_entry(arch).task!r} model, not an expr model")
+        if label_fraction <= 0:
+            raise EdgeAffectError("--label-fraction must be above 0")
+        out = out or Path("runs") / "expr" / timestamp()
+        if out.exists() and any(out.iterdir()):
+            raise EdgeAffectError(f"{out} already exists and is not empty (continue it with --resume {out})")
+        overrides: dict = {}
+        if width_mult is not None:
+            if arch != "expr_mobilenetv2":
+                raise EdgeAffectError("--width-mult applies to expr_mobilenetv2 only")
+            overrides["width_mult"] = width_mult
+        if width is not None:
+            if arch != "expr_resnet18":
+                raise EdgeAffectError("--width applies to expr_resnet18 only")
+            overrides["width"] = width
+        opt = ExprTrainOptions(
+            data=data, unlabeled=unlabeled, ssl=ssl, label_fraction=label_fraction, arch=arch, model_overrides=overrides,
+            face_size=face_size, epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch, mu=mu,
+            lambda_u=lambda_u, tau=tau, tau_min=tau_min, frame_step=frame_step, max_per_video=max_per_video,
+            val_frame_step=val_frame_step, max_unlabeled=max_unlabeled, lr=lr, seed=seed, device=device)
+    metrics = train_expr(opt, out, resume=resume is not None, console=console)["train"]
     per_class = "  ".join(f"{k} {v:.3f}" for k, v in metrics["val_per_class_f1"].items())
     console.print(f"[bold]val macro F1 {metrics['val_macro_f1']:.4f}[/] (accuracy {metrics['val_accuracy']:.4f}, "
                   f"best epoch {metrics['best_epoch']}/{metrics['epochs']})")

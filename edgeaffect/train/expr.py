@@ -107,6 +107,12 @@ class ExprTrainOptions:
         d["model_overrides"] = dict(self.model_overrides)
         return d
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ExprTrainOptions":
+        """The options a run's manifest recorded (``config.options``), for ``--resume``."""
+        return cls(**{**d, "data": Path(d["data"]), "unlabeled": Path(d["unlabeled"]) if d.get("unlabeled") else None,
+                      "model_overrides": dict(d.get("model_overrides", {}))})
+
 
 def _label_hash(root: Path, split: str) -> str:
     from ..data.affwild2_expr import EXPR_DIR, SPLIT_DIRS
@@ -195,14 +201,15 @@ def train_expr(opt: ExprTrainOptions, out: Path, resume: bool = False, console=N
     if not resume or not (Path(out) / MANIFEST).exists():
         write_json(Path(out) / MANIFEST, {})
     run.update(task="expr", model=opt.arch, overrides=overrides, spec=model.spec.to_dict(),
-               parameters=count_parameters(model), config={"train": cfg.to_dict(), "options": opt.to_dict()},
+               parameters=count_parameters(model),
+               config={"train": cfg.to_dict(), "model": overrides, "options": opt.to_dict()},
                data=summary, provenance=provenance())
     result = trainer.fit(resume=resume)
     save_checkpoint(Path(out) / CHECKPOINT, model, opt.arch, overrides)
     bad = {**labeled.bad, **val.bad, **(unlabeled.bad if unlabeled is not None else {})}
     metrics = {"train": {**{f"val_{k}": v for k, v in result["best"].items()}, "best_epoch": result["best_epoch"] + 1,
                          "epochs": opt.epochs}}
-    run.update(metrics=metrics, history=result["history"],
+    run.update(metrics=metrics, history=result["history"], stages_done=["train"],
                data={"unreadable_images": len(bad), "unreadable_examples": list(bad.items())[:20]})
     run.record_artifact(Path(out) / CHECKPOINT, kind="checkpoint")
     return metrics
