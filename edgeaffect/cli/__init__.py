@@ -41,6 +41,7 @@ _COMMAND_MODULES = (
     "export",
     "bench",
     "va",
+    "expr",
 )
 
 for _name in _COMMAND_MODULES:
