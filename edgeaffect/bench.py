@@ -137,7 +137,7 @@ def probe(path: str, runtime: str, batch: int, threads: int | None, iterations: 
     get_runtime(runtime).load_class()  # import the backend before the clock starts
     t0 = time.perf_counter()
     rt = _open(artifact, batch, threads)
-    feeds = rt.spec.dummy_inputs(batch=batch) if rt.spec else {}
+    feeds = {t.name: np.random.default_rng(0).random(t.concrete(batch)).astype(t.np_dtype) for t in rt.inputs}
     rt.infer(feeds)
     cold = (time.perf_counter() - t0) * 1000.0
     for _ in range(iterations):
@@ -147,6 +147,17 @@ def probe(path: str, runtime: str, batch: int, threads: int | None, iterations: 
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process image (MB).
+
+    Linux: ``VmHWM`` from /proc, which restarts at exec; ``ru_maxrss`` would
+    carry the parent's peak into a freshly spawned probe process.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024.0
 
@@ -227,8 +238,9 @@ def machine_info() -> dict[str, Any]:
 
 
 def select(artifacts: Iterable[Artifact], runtimes: Sequence[str] | None, precisions: Sequence[str] | None) -> list[Artifact]:
-    out = [a for a in artifacts if (not runtimes or a.runtime in runtimes) and (not precisions or a.precision in precisions)]
-    return out
+    """Artifacts of the chosen runtimes and precisions; torch is the FP32 reference whatever the precisions."""
+    return [a for a in artifacts if (not runtimes or a.runtime in runtimes)
+            and (not precisions or a.precision in precisions or a.runtime == "torch")]
 
 
 def bench_run(run_dir: str | os.PathLike, runtimes: Sequence[str] | None = None,
@@ -369,11 +381,18 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> Path
     use_metric = all(r.get("metric") is not None for r in pts)
     ylabel = f"{pts[0]['metric_name']} (eval split)" if use_metric else "agreement with torch"
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for r in pts:
+    for i, r in enumerate(sorted(pts, key=lambda r: r["p50_ms"])):
         y = r["metric"] if use_metric else r["agreement"]
         label = f"{(r.get('variant') + '/') if r.get('variant') else ''}{r['runtime']}-{r['precision']}"
         ax.scatter(r["p50_ms"], y, s=40)
-        ax.annotate(label, (r["p50_ms"], y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.annotate(label, (r["p50_ms"], y), textcoords="offset points", xytext=(5, 4 + 12 * (i % 4)), fontsize=8,
+                    arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.6"})
+    ys = [r["metric"] if use_metric else r["agreement"] for r in pts]
+    lo, hi = min(ys), max(ys)
+    if hi - lo < 0.05:  # near-identical scores: show them as equal rather than magnify float noise
+        mid = (hi + lo) / 2
+        ax.set_ylim(mid - 0.05, mid + 0.05)
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
     ax.set_xscale("log")
     ax.set_xlabel(f"p50 latency, batch {batch} (ms, log)")
     ax.set_ylabel(ylabel)
@@ -394,14 +413,14 @@ def table(rows: Sequence[Mapping[str, Any]], title: str = "edgeaffect bench"):
     caption = (f"torch FP32 {rows[0]['metric_name']}: {torch_metric:.4f} · " if rows and torch_metric is not None else "") \
         + "×torch = speed-up over torch eager at the same batch; agree = share of samples matching torch"
     t = Table(title=title, caption=caption)
-    cols = [("variant", "runtime", "{}"), ("precision", "precision", "{}"), ("batch", "batch", "{}"),
+    cols = [("runtime", "runtime", "{}"), ("precision", "precision", "{}"), ("batch", "batch", "{}"),
             ("p50 ms", "p50_ms", "{:.2f}"), ("p90 ms", "p90_ms", "{:.2f}"), ("p99 ms", "p99_ms", "{:.2f}"),
             ("items/s", "throughput", "{:.1f}"), ("×torch", "speedup_vs_torch", "{:.2f}"),
             ("GFLOP/s", "gflops_per_s", "{:.1f}"), ("cold ms", "cold_start_ms", "{:.0f}"),
             ("RSS MB", "peak_rss_mb", "{:.0f}"), ("size MB", "size_mb", "{:.2f}"), ("metric", "metric", "{:.4f}"),
             ("agree", "agreement", "{:.3f}")]
     for head, _, _ in cols:
-        t.add_column(head, justify="left" if head in ("variant", "precision") else "right")
+        t.add_column(head, justify="left" if head in ("runtime", "precision") else "right")
     for r in rows:
         cells = []
         for _, key, fmt in cols:

@@ -314,12 +314,14 @@ class Parity:
     metric: float | None
     agreement: float
     tolerance: float
+    precision: str = "fp32"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def check_parity(model, runtime, samples: Samples, *, tolerance: float = 1e-3, batch: int = 8) -> Parity:
+def check_parity(model, runtime, samples: Samples, *, tolerance: float = 1e-3, batch: int = 8,
+                 precision: str = "fp32") -> Parity:
     """Run torch and ``runtime`` on the same samples; raise if they differ by more than ``tolerance``."""
     from .runtimes.torch import TorchRuntime
 
@@ -331,7 +333,7 @@ def check_parity(model, runtime, samples: Samples, *, tolerance: float = 1e-3, b
     name, m_ref = task_metric(spec, ref, samples.target)
     _, m_out = task_metric(spec, out, samples.target)
     parity = Parity(runtime.name, samples.source, len(samples), diff, name, m_ref, m_out,
-                    agreement(ref, out, spec.activation), tolerance)
+                    agreement(ref, out, spec.activation), tolerance, precision)
     if not np.isfinite(diff) or diff > tolerance:
         raise EdgeAffectError(f"{runtime.name} output differs from torch by {diff:.3g} (> tolerance {tolerance:g}) "
                               f"on {samples.source}; the export is wrong")
@@ -412,7 +414,7 @@ def export_run(run_dir: str | os.PathLike, formats: Iterable[str] = FORMATS, *, 
 
         tol = tolerance if precision == "fp32" else max(tolerance, FP16_TOLERANCE)
         with load(path, runtime=runtime_name) as rt:
-            p = check_parity(model, rt, samples, tolerance=tol, batch=static or 8)
+            p = check_parity(model, rt, samples, tolerance=tol, batch=static or 8, precision=precision)
         report.parity.append(p)
         return p
 

@@ -37,6 +37,7 @@ def test_onnx_is_self_describing_with_a_dynamic_batch(tmp_path):
     assert onnx.load(str(static)).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 3
 
 
+@pytest.mark.slow
 def test_dynamo_exporter_matches_torch(tmp_path):
     model = tiny_av_test()
     path = export_onnx(model, tmp_path / "d.onnx", exporter="dynamo")

@@ -151,3 +151,14 @@ def test_available_and_top_level_import_load_no_backend():
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(EdgeAffectError, match="no model file"):
         load(tmp_path / "nope.onnx")
+
+
+def test_onnxruntime_provider_choice():
+    from edgeaffect.runtimes.onnxruntime import choose_providers
+
+    installed = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers("auto", installed) == installed
+    assert choose_providers(None, ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    assert choose_providers("cuda,cpu", installed) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    with pytest.raises(EdgeAffectError, match="CUDAExecutionProvider is not available here"):
+        choose_providers("cuda", ["CPUExecutionProvider"])

@@ -208,3 +208,11 @@ def test_without_tensorrt_the_error_names_the_extra(monkeypatch, onnx_path, tmp_
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     with pytest.raises(EdgeAffectError, match=r"pip install 'edgeaffect\[tensorrt\]'"):
         build_tensorrt_engine(onnx_path, tmp_path)
+
+
+def test_fake_pycuda_autoinit_makes_a_current_context(trt):
+    import pycuda.autoinit  # noqa: F401
+    import pycuda.driver as cuda
+
+    assert cuda._state.context_stack and cuda.mem_alloc(16).nbytes == 16
+    pycuda.autoinit.context.pop()

@@ -34,10 +34,15 @@ _COMMAND_MODULES = (
     "data",
     "train",
     "models",
+    "zoo",
+    "demo",
     "eri",
+    "quickstart",
     "export",
     "bench",
     "quantize",
+    "va",
+    "expr",
 )
 
 for _name in _COMMAND_MODULES:

@@ -10,7 +10,8 @@ from . import app
 from .common import RunArg, console, split_csv
 
 FormatOpt = Annotated[Optional[str], typer.Option(
-    "--format", "-f", help="Comma-separated: onnx,openvino,tensorrt (default: all whose runtime is installed).")]
+    "--format", "-f", help="Comma-separated: onnx,openvino,tensorrt (default: all whose runtime is installed). "
+                           "model.onnx is always written: the other formats are built from it.")]
 BatchOpt = Annotated[Optional[int], typer.Option(
     "--batch", min=1, help="Fix the batch size (static shapes; faster on CPU). With --dynamic: the optimisation batch.")]
 DynamicOpt = Annotated[bool, typer.Option("--dynamic", help="Keep a dynamic batch even when --batch is given.")]
@@ -37,17 +38,20 @@ def export_cmd(
 
     Example:  edgeaffect export runs/eri/exp1 --format onnx,openvino --batch 1 --dynamic
     """
+    from rich.markup import escape
+
     from ..export import FORMATS, export_run
 
     chosen = split_csv(formats) or list(FORMATS)
     with console.status("exporting") as status:
         report = export_run(run, chosen, batch=batch, dynamic=dynamic, fp16=fp16, opset=opset, exporter=exporter,
                             tolerance=tolerance, data=data, explicit=formats is not None,
-                            progress=lambda msg: (status.update(msg), console.print(f"[dim]{msg}[/]")))
+                            progress=lambda msg: (status.update(escape(msg)), console.print(f"[dim]{escape(msg)}[/]")))
     for p in report.parity:
         metric = "" if p.metric is None else f", {p.metric_name} {p.metric:.4f} (torch {p.metric_torch:.4f})"
-        console.print(f"[green]ok[/] {p.runtime:<12} max|diff| {p.max_abs_diff:.2e}, agreement {p.agreement:.3f}{metric}")
+        console.print(f"[green]ok[/] {p.runtime}-{p.precision:<5} max|diff| {p.max_abs_diff:.2e}, "
+                      f"agreement {p.agreement:.3f}{metric}", highlight=False)
     for name, path in report.artifacts.items():
-        console.print(f"  {name:<18} {path}")
+        console.print(f"  {name:<18} {escape(str(path))}", highlight=False)
     for fmt, why in report.skipped.items():
-        console.print(f"[yellow]skipped {fmt}[/]: {why}")
+        console.print(f"[yellow]skipped {fmt}[/]: {escape(why)}", highlight=False)

@@ -8,13 +8,14 @@ Use through :func:`install` in a fixture::
 
 It puts the fakes into ``sys.modules`` (undone by monkeypatch at the end of
 the test) and returns the fake ``tensorrt`` module, whose ``calls`` list
-records every API call in order.
+records every API call in order.  ``import pycuda.autoinit`` works as for real
+(initialises CUDA and leaves a context current).
 """
 from __future__ import annotations
 
 import sys
 
-from .pycuda import make_pycuda
+from .pycuda import AutoinitFinder, make_pycuda
 from .tensorrt import make_tensorrt
 
 
@@ -23,6 +24,8 @@ def install(monkeypatch, version: str = "10.3.0", gpu: str = "NVIDIA Fake GPU"):
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     for name, mod in make_pycuda(gpu).items():
         monkeypatch.setitem(sys.modules, name, mod)
+    monkeypatch.delitem(sys.modules, "pycuda.autoinit", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [AutoinitFinder(), *sys.meta_path])
     return trt
 
 

@@ -10,6 +10,8 @@ enforces what real CUDA code gets wrong silently or crashes on:
 """
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import itertools
 import sys
 import types
@@ -76,6 +78,18 @@ def make_pycuda(gpu_name: str = "NVIDIA Fake GPU", total_mem: int = 8 << 30) -> 
         def retain_primary_context(self):
             state.contexts += 1
             return Context(self)
+
+        def make_context(self, flags: int = 0):
+            """Create a context and make it current (as pycuda does)."""
+            ctx = self.retain_primary_context()
+            ctx.push()
+            return ctx
+
+        @staticmethod
+        def count() -> int:
+            if not state.initialised:
+                raise FakeCudaError("cuInit has not been called")
+            return 1
 
     class DeviceAllocation:
         def __init__(self, nbytes: int):
@@ -203,6 +217,24 @@ def make_pycuda(gpu_name: str = "NVIDIA Fake GPU", total_mem: int = 8 << 30) -> 
     pkg.__spec__ = ModuleSpec("pycuda", None, is_package=True)
     pkg.driver = drv
     return {"pycuda": pkg, "pycuda.driver": drv}
+
+
+class AutoinitFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Makes ``import pycuda.autoinit`` do what it does for real: cuInit, then a current context on device 0."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == "pycuda.autoinit":
+            return importlib.machinery.ModuleSpec(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        drv = sys.modules["pycuda.driver"]
+        drv.init()
+        module.device = drv.Device(0)
+        module.context = module.device.make_context()
 
 
 def installed_driver():
