@@ -101,7 +101,40 @@ def test_int8_onnxruntime_and_openvino_write_bench_names_and_record_numbers(run)
     assert "model.int8.onnx" in manifest["artifacts"]
     assert rep["calibration"]["samples"] == 32
     assert (run / rep["runtimes"]["onnxruntime"]["ranges"]).exists()   # the inspectable calibration stage
+
+
+def test_report_ranks_layers_even_when_plain_int8_passed(run, capsys):
+    from edgeaffect.quantize.pipeline import quantize_run
+
+    rep = quantize_run(run, ["onnxruntime"], QuantConfig(calib_samples=16, max_drop=100.0))
+    assert rep["runtimes"]["onnxruntime"]["sensitivity"] == []          # the guard did not need a ranking
+    capsys.readouterr()
     assert _cli("quantize", "report", str(run)) == 0
+    text = capsys.readouterr().err
+    assert "most sensitive tensors" in text and "kept in float: nothing" in text and "attempt 0" in text
+    rows = read_json(run / "quantize/report.json")["runtimes"]["onnxruntime"]["sensitivity"]
+    assert rows and {r["kind"] for r in rows} == {"activation", "weight"}
+    assert rows[0]["output_nsr"] >= rows[-1]["output_nsr"] and rows[0]["tensor"] in text
+
+
+def test_int8_artifacts_carry_the_model_spec(run):
+    """edgeaffect.load on an INT8 artifact knows the model's spec (names, labels, activation), as for FP32."""
+    import openvino as ov
+
+    import edgeaffect
+    from edgeaffect.quantize.pipeline import quantize_run
+    from edgeaffect.runtimes.openvino import read_ov_spec
+
+    quantize_run(run, ["onnxruntime", "openvino"], QuantConfig(calib_samples=16, max_drop=100.0))
+    want = toy.ToyNet().spec
+    xml = run / "openvino" / "model.int8.xml"
+    assert read_ov_spec(ov.Core().read_model(str(xml))) == want
+    for path, rt in ((xml, "openvino"), (run / "model.int8.onnx", "onnxruntime")):
+        m = edgeaffect.load(path, runtime=rt)
+        try:
+            assert m.spec == want and m.spec.labels == ("a", "b", "c", "d") and m.spec.activation == "softmax"
+        finally:
+            m.close()
 
 
 def _inject_outlier(run: Path, scale: float = 2000.0) -> None:

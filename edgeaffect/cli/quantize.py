@@ -29,13 +29,19 @@ def int8(run: RunArg, runtime: RuntimeOpt = None, calib_samples: CalibSamplesOpt
 
     Example:  edgeaffect quantize int8 runs/eri/<run> --runtime onnxruntime,openvino --calib-samples 128
     """
-    from ..errors import EdgeAffectError
     from .common import console as con
     from ..quantize.config import QuantConfig
     from ..quantize.pipeline import quantize_run
 
     cfg = QuantConfig(calib_samples=calib_samples, calib_method=calib_method, max_drop=max_drop, guard=not no_guard)
     report = quantize_run(run, split_csv(runtime) or None, cfg, data_root=data, console=con)
+    print_int8(report)
+
+
+def print_int8(report: dict) -> None:
+    """The per-runtime FP32/INT8 table; an error line if the guard could not reach --max-drop somewhere."""
+    from ..errors import EdgeAffectError
+
     _print_summary(report)
     failed = [rt for rt, r in report["runtimes"].items() if not r["artifact"]]
     if failed:
@@ -57,7 +63,6 @@ def prune(run: RunArg,
     Example:  edgeaffect quantize prune runs/eri/<run> --ratio 0.4 --finetune-epochs 5
     """
     from ..errors import EdgeAffectError
-    from ..fileio import read_json
     from ..quantize.prune import check_ratio, prune_run
 
     check_ratio(ratio)
@@ -70,7 +75,14 @@ def prune(run: RunArg,
             raise EdgeAffectError(f"--branch expects name=ratio pairs, got {item!r}") from None
     out = prune_run(run, ratio, importance=importance, finetune_epochs=finetune_epochs, branch_ratios=branches,
                     distill=distill, lr=lr, data_root=data, console=console)
-    p = read_json(out / "manifest.json")["pruning"]
+    print_pruning(out)
+
+
+def print_pruning(out: Path) -> None:
+    """One line: params, FLOPs and the task metric before and after pruning + fine-tuning."""
+    from ..fileio import read_json
+
+    p = read_json(Path(out) / "manifest.json")["pruning"]
     b, a = p["before"], p["after"]
     console.print(f"[bold]{out}[/]: params {b['params']:,} -> {a['params']:,}, GFLOPs {b['gflops']} -> {a['gflops']} "
                   f"({p['speedup_flops']}x fewer), {p['metric_name']} {b['metric']:.4f} -> {a['metric']:.4f} "
@@ -79,19 +91,22 @@ def prune(run: RunArg,
 
 @quantize_app.command("report")
 def report(run: RunArg,
-           top: Annotated[int, typer.Option("--top", help="Sensitive tensors to list per runtime.")] = 10) -> None:
+           top: Annotated[int, typer.Option("--top", help="Sensitive tensors to list per runtime.")] = 10,
+           data: DataRootOpt = None) -> None:
     """Show what INT8 cost per runtime, the most sensitive tensors, and what was kept in float and why.
+
+    The per-tensor ranking is the model-output SQNR with only that tensor in INT8; where the
+    guard did not need it (plain INT8 passed), it is computed now on the calibration samples.
 
     Example:  edgeaffect quantize report runs/eri/<run>
     """
     from ..errors import EdgeAffectError
-    from ..fileio import read_json
-    from ..quantize.pipeline import REPORT
+    from ..quantize.pipeline import REPORT, fill_sensitivity
 
     path = Path(run) / REPORT
     if not path.exists():
-        raise EdgeAffectError(f"{run} has no quantization report; run: edgeaffect quantize int8 {run}")
-    data = read_json(path)
+        raise EdgeAffectError(f"{run} has no quantization report; run: edgeaffect export {run} --int8")
+    data = fill_sensitivity(run, data_root=data, console=console)
     _print_summary(data)
     from rich.table import Table
 
@@ -106,6 +121,7 @@ def report(run: RunArg,
             t.add_row(row["tensor"], row.get("kind", "activation"), f"{row['output_sqnr_db']:.1f}", ", ".join(row["layers"]),
                       "yes" if kept & set(row["layers"]) else "")
         console.print(t)
+        console.print(f"  kept in float: {', '.join(r['kept_float']) or 'nothing'} ({r['message']})", highlight=False)
         for i, att in enumerate(r["attempts"]):
             console.print(f"  attempt {i}: {len(att['kept_float'])} layer(s) in float -> {data['metric']} "
                           f"{att['metric']:.4f}, drop {att['drop_points']:.2f} pts, top-1 agreement {att['top1_agreement']:.3f}")

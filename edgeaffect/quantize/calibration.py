@@ -131,12 +131,18 @@ def stratified_indices(groups: np.ndarray, n: int, seed: int = 0) -> tuple[list[
     return sorted(chosen), strata
 
 
-def select_calibration(task, dataset, spec: ModelSpec, n: int, *, seed: int = 0, split: str = "train",
-                       min_samples: int = MIN_CALIB_SAMPLES) -> CalibrationSet:
-    """Pick ``n`` real samples of ``dataset`` stratified by ``task.stratify_key``."""
+def check_split_size(dataset, split: str, min_samples: int = MIN_CALIB_SAMPLES) -> int:
+    """The number of samples of ``dataset``; one clear error if it is below the calibration floor."""
     available = len(dataset)
     if available < min_samples:
         raise EdgeAffectError(f"the {split} split has only {available} samples; calibration needs at least {min_samples}")
+    return available
+
+
+def select_calibration(task, dataset, spec: ModelSpec, n: int, *, seed: int = 0, split: str = "train",
+                       min_samples: int = MIN_CALIB_SAMPLES) -> CalibrationSet:
+    """Pick ``n`` real samples of ``dataset`` stratified by ``task.stratify_key``."""
+    available = check_split_size(dataset, split, min_samples)
     targets = dataset_targets(dataset)
     idx, strata = stratified_indices(task.stratify_key(targets), n, seed)
     feeds = [as_feed(dataset[i], spec.input_names) for i in idx]

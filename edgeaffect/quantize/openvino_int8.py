@@ -38,14 +38,19 @@ def ov_names(model, onnx_nodes: Sequence[str]) -> list[str]:
 
 
 def quantize(onnx_path: str | Path, calib: CalibrationSet, cfg: QuantConfig, out_xml: str | Path,
-             exclude: Sequence[str] = ()) -> Path:
+             exclude: Sequence[str] = (), spec=None) -> Path:
     """NNCF-quantize the float model and save ``out_xml`` (+ .bin) atomically.
 
     ``exclude``: layers to keep in float, by OpenVINO op name or by ONNX node name.
+    ``spec`` (default: the one embedded in the ONNX) goes into the IR's rt_info, as the FP32
+    export does, so ``edgeaffect.load`` on the INT8 IR knows its inputs, outputs and labels.
     """
     import nncf
-    import openvino as ov
 
+    from ..export import read_onnx_spec
+    from ..runtimes.openvino import RT_INFO_PATH
+
+    spec = spec or read_onnx_spec(onnx_path)
     model = read_float(onnx_path)
     ignored = ov_names(model, exclude)
     kw = {}
@@ -56,6 +61,8 @@ def quantize(onnx_path: str | Path, calib: CalibrationSet, cfg: QuantConfig, out
     preset = nncf.QuantizationPreset.PERFORMANCE if cfg.ov_preset == "performance" else nncf.QuantizationPreset.MIXED
     qmodel = nncf.quantize(model, calib.nncf_dataset(cfg.calib_batch), preset=preset, subset_size=len(calib),
                            fast_bias_correction=cfg.fast_bias_correction, **kw)
+    if spec is not None:
+        qmodel.set_rt_info(spec.to_json(), RT_INFO_PATH)
     return save(qmodel, out_xml)
 
 

@@ -66,6 +66,16 @@ def open_run(run_dir: str | Path) -> tuple[Run, Any]:
     return run, load_model_any(run.checkpoint, payload=payload)
 
 
+def preflight(run_dir: str | Path, config: QuantConfig | None = None, data_root: str | Path | None = None) -> None:
+    """Check, before any file is written, that the run opens and its calibration split is large enough."""
+    from .calibration import check_split_size, load_split
+
+    cfg = config or QuantConfig()
+    run, _ = open_run(run_dir)
+    _, data = load_split(run, cfg.calib_split, data_root)
+    check_split_size(data, cfg.calib_split)
+
+
 def fp32_onnx(run: Run, model) -> Path:
     """The run's FP32 ONNX, exported with the project's exporter if ``edgeaffect export`` has not run yet."""
     from ..export import export_onnx
@@ -122,6 +132,40 @@ def quantize_run(run_dir: str | Path, runtimes: Sequence[str] | None = None, con
         run.update(quantize={rt: summary})
         if result.get("artifact"):
             run.record_artifact(run.path / result["artifact"], stage="quantize", runtime=rt, precision="int8")
+    return report
+
+
+def fill_sensitivity(run_dir: str | Path, *, data_root: str | Path | None = None, console=None) -> dict[str, Any]:
+    """Rank the quantized tensors of every published INT8 artifact whose report has no ranking yet.
+
+    The guard ranks only when plain INT8 misses ``--max-drop``; ``quantize report`` calls this so the
+    per-layer table is always there.  Uses the same calibration samples (same size, seed, split).
+    """
+    from . import openvino_int8 as ovq
+    from .calibration import load_split, select_calibration
+    from .guard import rank_openvino, rank_ort
+
+    path = Path(run_dir) / REPORT
+    report = read_json(path)
+    todo = [rt for rt, r in report["runtimes"].items() if r.get("artifact") and not r.get("sensitivity")]
+    if not todo:
+        return report
+    run = load_run(run_dir)
+    cfg = QuantConfig.preset(todo[0], **{k: v for k, v in report["runtimes"][todo[0]]["config"].items() if k != "runtime"})
+    task, train = load_split(run, cfg.calib_split, data_root)
+    feeds = select_calibration(task, train, run.spec, cfg.calib_samples, seed=cfg.seed,
+                               split=cfg.calib_split).feeds[:cfg.sensitivity_samples]
+    onnx_path = run.path / report["fp32_onnx"]
+    for rt in todo:
+        r = report["runtimes"][rt]
+        with _progress(console, f"sensitivity {rt}") as progress:
+            progress.add_task("one quantized tensor at a time", total=None)
+            if rt == "openvino":
+                r["sensitivity"] = rank_openvino(ovq.read_float(onnx_path), run.path / r["artifact"], feeds)
+            else:
+                work = run.path / "quantize" / rt
+                r["sensitivity"] = rank_ort(work / "prepared.onnx", run.path / r["artifact"], feeds, work)
+        write_json(path, report)
     return report
 
 
@@ -202,7 +246,7 @@ def _openvino(run: Run, onnx_path: Path, calib, evalset, cfg: QuantConfig, conso
 
     def quantize_fn(kept):
         i = next(counter)
-        return ovq.quantize(onnx_path, calib, cfg, work / f"attempt-{i}" / "model.int8.xml", kept)
+        return ovq.quantize(onnx_path, calib, cfg, work / f"attempt-{i}" / "model.int8.xml", kept, spec=run.spec)
 
     def rank_fn(artifact):
         return rank_openvino(ovq.read_float(onnx_path), artifact, calib.feeds[:cfg.sensitivity_samples])
