@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..quantize.config import DEFAULT_CALIB_SAMPLES
 from . import app
 from .common import RunArg, console, split_csv
 
@@ -33,7 +34,7 @@ def export_cmd(
                                                       "(model.int8.onnx, openvino/model.int8.xml, TensorRT QDQ) with the accuracy guard.")] = False,
     runtime: Annotated[Optional[str], typer.Option("--runtime", "-r", help="With --int8: comma-separated onnxruntime,openvino,tensorrt "
                                                                            "(default: every installed one).")] = None,
-    calib_samples: Annotated[int, typer.Option("--calib-samples", help="With --int8: calibration samples, stratified across labels.")] = 128,
+    calib_samples: Annotated[int, typer.Option("--calib-samples", help="With --int8: calibration samples, stratified across labels.")] = DEFAULT_CALIB_SAMPLES,
     calib_method: Annotated[str, typer.Option("--calib-method", help="With --int8: minmax | entropy | percentile.")] = "minmax",
     max_drop: Annotated[float, typer.Option("--max-drop", help="With --int8: allowed metric drop vs FP32, in points of the task metric.")] = 1.0,
     prune: Annotated[Optional[float], typer.Option("--prune", help="Prune this fraction of channels (0, 0.9], fine-tune, and export "
@@ -66,7 +67,7 @@ def export_cmd(
 
         int8_runtimes = check_runtimes(split_csv(runtime) or None)
         cfg = QuantConfig(calib_samples=calib_samples, calib_method=calib_method, max_drop=max_drop)
-    elif runtime or calib_samples != 128 or calib_method != "minmax" or max_drop != 1.0:
+    elif runtime or calib_samples != DEFAULT_CALIB_SAMPLES or calib_method != "minmax" or max_drop != 1.0:
         raise EdgeAffectError("--runtime, --calib-samples, --calib-method and --max-drop go with --int8")
     if prune is not None:
         from ..quantize.prune import check_ratio

@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..quantize.config import DEFAULT_CALIB_SAMPLES
 from . import app
 from .common import RunArg, console, split_csv
 
@@ -21,13 +22,13 @@ DataRootOpt = Annotated[Optional[Path], typer.Option("--data", "-d", help="Datas
 
 
 @quantize_app.command("int8")
-def int8(run: RunArg, runtime: RuntimeOpt = None, calib_samples: CalibSamplesOpt = 128,
+def int8(run: RunArg, runtime: RuntimeOpt = None, calib_samples: CalibSamplesOpt = DEFAULT_CALIB_SAMPLES,
          calib_method: CalibMethodOpt = "minmax", max_drop: MaxDropOpt = 1.0,
          no_guard: Annotated[bool, typer.Option("--no-guard", help="Write plain INT8 even if it loses more than --max-drop.")] = False,
          data: DataRootOpt = None) -> None:
     """Calibrate on real train samples and write INT8 models, keeping sensitive layers in float if needed.
 
-    Example:  edgeaffect quantize int8 runs/eri/<run> --runtime onnxruntime,openvino --calib-samples 128
+    Example:  edgeaffect quantize int8 runs/eri/<run> --runtime onnxruntime,openvino --calib-samples 64
     """
     from .common import console as con
     from ..quantize.config import QuantConfig
