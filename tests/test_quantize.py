@@ -327,3 +327,20 @@ def test_tensorrt11_refuses_implicit_calibration(run, monkeypatch, tmp_path):
     install(monkeypatch, version="11.0.0")
     with pytest.raises(EdgeAffectError, match="no implicit INT8 calibration"):
         build_implicit(tmp_path / "model.onnx", tmp_path, _calib(run, 8))
+
+
+def test_export_with_a_fixed_batch_still_quantizes(run):
+    """`export --batch 2 --int8`: the FP32 files keep batch 2; INT8 starts from a dynamic-batch export,
+    since calibration feeds single samples and the guard scores the whole val split."""
+    import onnx
+
+    assert _cli("export", str(run), "--batch", "2", "--format", "onnx", "--int8", "--runtime", "onnxruntime",
+                "--calib-samples", "16", "--max-drop", "100") == 0
+
+    def batch_dim(path):
+        return onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim[0]
+
+    assert batch_dim(run / "model.onnx").dim_value == 2
+    assert batch_dim(run / "model.int8.onnx").dim_param
+    rep = read_json(run / "quantize/report.json")
+    assert rep["fp32_onnx"] == "quantize/model.dynamic.onnx" and rep["eval_samples"] == 64

@@ -77,14 +77,30 @@ def preflight(run_dir: str | Path, config: QuantConfig | None = None, data_root:
 
 
 def fp32_onnx(run: Run, model) -> Path:
-    """The run's FP32 ONNX, exported with the project's exporter if ``edgeaffect export`` has not run yet."""
+    """The FP32 ONNX to quantize: the run's ``model.onnx`` (exported now if ``edgeaffect export`` has not
+    run yet), or, when that one has a fixed batch (``export --batch N``), a dynamic-batch export beside the
+    quantize files: calibration feeds single samples and the guard scores batches of any size."""
     from ..export import export_onnx
 
     path = run.path / "model.onnx"
     if not path.exists():
         export_onnx(model, path)
         run.record_artifact(path, runtime="onnxruntime", precision="fp32")
+    if _static_batch(path):
+        dynamic = run.path / "quantize" / "model.dynamic.onnx"
+        dynamic.parent.mkdir(parents=True, exist_ok=True)
+        export_onnx(model, dynamic)
+        return dynamic
     return path
+
+
+def _static_batch(onnx_path: Path) -> bool:
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    inits = {i.name for i in graph.initializer}
+    dims = [i.type.tensor_type.shape.dim[0] for i in graph.input if i.name not in inits and i.type.tensor_type.shape.dim]
+    return any(d.HasField("dim_value") for d in dims)
 
 
 def _install(src: Path, dest: Path) -> None:
