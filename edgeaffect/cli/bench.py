@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import app
-from .common import RunArg, console, split_csv
+from .common import RunArg, console, split_csv, table_console
 
 
 @app.command("bench")
@@ -47,10 +47,5 @@ def bench_cmd(
     if runtimes and "torch" not in runtimes:
         runtimes = [*runtimes, "torch"]  # the reference row every speed-up is computed against
     rows = bench_run(run, runtimes, split_csv(precision) or None, cfg, data=data, console=console)
-    import sys
-
-    from rich.console import Console
-
-    out = Console(width=None if sys.stdout.isatty() else 200)  # a pipe or file gets the full table
-    out.print(table(rows, title=f"edgeaffect bench · {Path(run).name}"))
+    table_console().print(table(rows, title=f"edgeaffect bench · {Path(run).name}"))
     console.print(f"[dim]wrote {Path(run) / 'bench.json'}, bench.csv, bench.png[/]")

@@ -16,6 +16,12 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="torch device: cpu, cud
 RunArg = Annotated[Path, typer.Argument(help="Run directory (holds checkpoint.pt and manifest.json) or an exported model file.")]
 
 
+def table_console() -> Console:
+    """Standard output for result tables: terminal width on a terminal, 200 columns in a pipe or file."""
+    out = Console()
+    return out if out.is_terminal else Console(width=200)
+
+
 def split_csv(value: str | None) -> list[str]:
     """'a,b , c' -> ['a', 'b', 'c']."""
     return [v.strip() for v in (value or "").split(",") if v.strip()]

@@ -19,7 +19,7 @@ def models_cmd(
     from rich.table import Table
 
     from ..models import count_parameters, create_model, get_entry, list_models
-    from .common import Console
+    from .common import table_console
 
     table = Table(title="edgeaffect models")
     for col in ("name", "task", "params", "inputs", "outputs"):
@@ -36,7 +36,4 @@ def models_cmd(
             "\n".join(t.describe() for t in spec.outputs),
             get_entry(name).description,
         )
-    out = Console()
-    if not out.is_terminal:
-        out = Console(width=200)
-    out.print(table)
+    table_console().print(table)

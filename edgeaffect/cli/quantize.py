@@ -8,7 +8,7 @@ import typer
 
 from ..quantize.config import DEFAULT_CALIB_SAMPLES
 from . import app
-from .common import RunArg, console, split_csv
+from .common import RunArg, console, split_csv, table_console
 
 quantize_app = typer.Typer(help="INT8 calibration per runtime with an accuracy guard, and structured pruning.",
                            no_args_is_help=True)
@@ -121,7 +121,7 @@ def report(run: RunArg,
         for row in r["sensitivity"][:top]:
             t.add_row(row["tensor"], row.get("kind", "activation"), f"{row['output_sqnr_db']:.1f}", ", ".join(row["layers"]),
                       "yes" if kept & set(row["layers"]) else "")
-        console.print(t)
+        table_console().print(t)
         console.print(f"  kept in float: {', '.join(r['kept_float']) or 'nothing'} ({r['message']})", highlight=False)
         for i, att in enumerate(r["attempts"]):
             console.print(f"  attempt {i}: {len(att['kept_float'])} layer(s) in float -> {data['metric']} "
@@ -141,4 +141,4 @@ def _print_summary(data: dict) -> None:
         t.add_row(rt, f"{r['fp32_metric']:.4f}", f"{r['int8_metric']:.4f}", f"{ok}{r['drop_points']:.2f}[/]",
                   f"{r['max_drop']:g}", str(len(r["kept_float"])), f"{r['agreement'].get('top1_agreement', 0):.3f}",
                   r["artifact"] or f"(not written; best attempt {r.get('best_attempt')})")
-    console.print(t)
+    table_console().print(t)

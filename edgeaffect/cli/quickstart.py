@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from . import app
-from .common import console
+from .common import console, table_console
 
 
 @app.command("quickstart")
@@ -50,9 +50,6 @@ def quickstart(
 
 def _export_and_bench(out: Path, budget_s: float) -> None:
     """Export the fused run to every installed format, then benchmark it against torch eager."""
-    import sys
-
-    from rich.console import Console
     from rich.markup import escape
 
     from ..bench import BenchConfig, bench_run, table
@@ -67,4 +64,4 @@ def _export_and_bench(out: Path, budget_s: float) -> None:
     # One intra-op thread per runtime: a fair comparison that stays stable on a busy machine, where
     # multi-threaded torch eager collapses (measured: 28.9 ms at 1 thread vs 230 ms at 2 under load 7).
     rows = bench_run(out, cfg=BenchConfig(budget_s=budget_s, rounds=4, threads=1), console=console)
-    Console(width=None if sys.stdout.isatty() else 200).print(table(rows, title=f"edgeaffect bench · {out.name}"))
+    table_console().print(table(rows, title=f"edgeaffect bench · {out.name}"))
