@@ -34,6 +34,8 @@ _COMMAND_MODULES = (
     "data",
     "train",
     "models",
+    "ravdess",
+    "eval",
 )
 
 for _name in _COMMAND_MODULES:
