@@ -34,6 +34,7 @@ _COMMAND_MODULES = (
     "data",
     "train",
     "models",
+    "eri",
     "ravdess",
     "eval",
 )
