@@ -76,6 +76,47 @@ def test_reader_handles_the_distributed_variants_and_bad_names(tiny_ravdess, tmp
         scan_ravdess(root / "Actor_01")
 
 
+def test_reader_merges_the_separately_distributed_archives(tiny_ravdess, tmp_path):
+    """Video_Speech_Actor_XX.zip and Audio_Speech_Actors_01-24.zip each unpacked into a folder of their own."""
+    root = tmp_path / "RAVDESS"
+    for actor in (1, 2):
+        src = tiny_ravdess / f"Actor_{actor:02d}"
+        video = root / f"Video_Speech_Actor_{actor:02d}" / f"Actor_{actor:02d}"
+        audio = root / "Audio_Speech_Actors_01-24" / f"Actor_{actor:02d}"
+        video.mkdir(parents=True)
+        audio.mkdir(parents=True, exist_ok=True)
+        for f in src.glob("01-*.mp4"):                    # video-only copies, as RAVDESS ships modality 02 too
+            shutil.copy(f, video / f.name)
+            shutil.copy(f, video / ("02" + f.name[2:]))
+        for f in src.glob("*.wav"):
+            shutil.copy(f, audio / f.name)
+    # song clips (vocal channel 02) are read only on request
+    song = root / "Audio_Song_Actors_01-24" / "Actor_01"
+    song.mkdir(parents=True)
+    shutil.copy(tiny_ravdess / "Actor_01" / "03-01-03-01-01-01-01.wav", song / "03-02-03-01-01-01-01.wav")
+    shutil.copy(tiny_ravdess / "Actor_01" / "01-01-03-01-01-01-01.mp4", song / "01-02-03-01-01-01-01.mp4")
+    # an archive unpacked twice: the same names again, read once
+    twice = root / "extra" / "Audio_Speech_Actors_01-24" / "Actor_02"
+    twice.mkdir(parents=True)
+    shutil.copy(tiny_ravdess / "Actor_02" / "03-01-05-01-01-01-02.wav", twice)
+    # deeper than three levels is not searched
+    deep = root / "a" / "b" / "c" / "Actor_03"
+    deep.mkdir(parents=True)
+    shutil.copy(tiny_ravdess / "Actor_01" / "03-01-03-01-01-01-01.wav", deep / "03-01-03-01-01-01-03.wav")
+
+    scan = scan_ravdess(root)
+    assert len(scan.clips) == 16 and {c.actor for c in scan.clips} == {1, 2}
+    assert all(c.audio is not None and c.audio.parent.parent.name == "Audio_Speech_Actors_01-24" for c in scan.clips)
+    assert all(c.video.name.startswith("01-") for c in scan.clips)       # full-AV preferred over video-only
+    assert scan.counts["duplicate"] == 1 and scan.counts["not_speech"] == 2
+    assert sum(1 for p in scan.problems if "read once" in p) == 1
+    both = scan_ravdess(root, vocal="all")
+    assert len(both.clips) == 17 and sum(c.key.startswith("02-") for c in both.clips) == 1
+    assert [c.key for c in scan_ravdess(root, vocal="song").clips] == ["02-03-01-01-01-01"]
+    with pytest.raises(DataError, match="vocal"):
+        scan_ravdess(root, vocal="opera")
+
+
 def test_actor_split_is_configurable():
     from edgeaffect.data.ravdess import Clip
     from pathlib import Path

@@ -73,6 +73,7 @@ def train_ravdess_cmd(
     face_size: Annotated[int, typer.Option("--face-size", min=32, help="Face crop size, a multiple of 16 (reference: 224).")] = 224,
     test_actors: Annotated[str, typer.Option("--test-actors", help="Test actors (default: the authors' released split).")] = "5,10,16,19",
     val_actors: Annotated[str, typer.Option("--val-actors", help="Validation actors; the rest train.")] = "11,13,18,22",
+    vocal: Annotated[str, typer.Option("--vocal", help="Clips to read: speech (as the reference), song, or all.")] = "speech",
     pretrained: Annotated[Optional[Path], typer.Option("--pretrained", help="EfficientFace checkpoint (e.g. EfficientFace_Trained_on_AffectNet7.pth.tar) for the visual backbone.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/ravdess/<timestamp>).")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run directory.")] = None,
@@ -95,6 +96,10 @@ def train_ravdess_cmd(
         raise EdgeAffectError(f"--fusion must be one of {', '.join(_FUSIONS)}, not {fusion!r}")
     if dropout_mode not in _DROPOUTS:
         raise EdgeAffectError(f"--dropout-mode must be one of {', '.join(_DROPOUTS)}, not {dropout_mode!r}")
+    from ..data.ravdess import VOCAL_CHANNELS
+
+    if vocal not in VOCAL_CHANNELS:
+        raise EdgeAffectError(f"--vocal must be one of {', '.join(VOCAL_CHANNELS)}, not {vocal!r}")
     if face_size % 16:
         raise EdgeAffectError(f"--face-size must be a multiple of 16, not {face_size}")
     try:
@@ -119,6 +124,7 @@ def train_ravdess_cmd(
         overrides, fusion, dropout_mode = c["model"], c["fusion"], c["dropout_mode"]
         kw = m["data"].get("dataset_kwargs", {})
         tests, vals = kw.get("test_actors", tests), kw.get("val_actors", vals)
+        vocal = kw.get("vocal", vocal)
         cache = Path(kw["cache_dir"]) if kw.get("cache_dir") else cache
         pretrained = Path(c["pretrained"]["path"]) if c.get("pretrained") else None
         out = resume
@@ -126,7 +132,7 @@ def train_ravdess_cmd(
         raise EdgeAffectError("--data is required (or --resume RUN)")
     out = out or Path("runs/ravdess") / timestamp()
     metrics = train_ravdess(data, out, config=cfg, fusion=fusion, dropout_mode=dropout_mode, model_overrides=overrides,
-                            test_actors=tests, val_actors=vals, pretrained=pretrained, cache_dir=cache,
+                            test_actors=tests, val_actors=vals, pretrained=pretrained, cache_dir=cache, vocal=vocal,
                             resume=resume is not None, console=console)
     from rich.table import Table
 

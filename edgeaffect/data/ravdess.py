@@ -9,6 +9,12 @@ File names are ``MM-VC-EE-II-SS-RR-AA`` (modality, vocal channel, emotion 01..08
 statement, repetition, actor).  A face video and an audio file form one sample when all fields
 after the modality agree; without a wav, a full-AV mp4 gives its own audio track.
 
+The actor folders may sit up to three levels below the root, as the separately distributed
+archives unpack: ``Video_Speech_Actor_01/Actor_01/`` (one zip per actor) next to
+``Audio_Speech_Actors_01-24/Actor_01/`` (one zip for all); folders of the same actor are merged.
+A file name seen twice (an archive unpacked twice) is counted as a duplicate and read once.
+Speech (vocal channel 01) is read by default, as the reference trains; song (02) on request.
+
 Per sample (reference/models.md §2): the first ``3.6 s`` of video, ``frames`` (15) frames at
 ``i*n//m + n//(2m)``, each cropped to the detected face (a frame without a detection reuses the
 nearest box; frames past the end of a short clip are zeros) and resized to ``face_size`` (224),
@@ -41,6 +47,8 @@ _NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
 _VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv"}
 _AUDIO_SUFFIXES = {".wav", ".flac"}
 CACHE_VERSION = 1
+VOCAL_CHANNELS = {"speech": (1,), "song": (2,), "all": (1, 2)}
+_MAX_DEPTH = 3
 
 
 @dataclass(frozen=True)
@@ -70,29 +78,61 @@ def parse_name(stem: str) -> tuple[int, ...] | None:
     return tuple(int(g) for g in m.groups()) if m else None
 
 
-def scan_ravdess(root: str | os.PathLike) -> Scan:
-    """Find and pair every clip under ``root``; problems become lines and counts, never exceptions."""
+def find_actor_dirs(root: Path, max_depth: int = _MAX_DEPTH) -> list[Path]:
+    """``Actor_XX``/``ACTORXX`` folders at most ``max_depth`` levels below ``root`` (hidden folders skipped)."""
+    found: list[Path] = []
+    for dirpath, dirnames, _ in os.walk(root):
+        depth = len(Path(dirpath).relative_to(root).parts)
+        keep = []
+        for name in sorted(dirnames):
+            if name.startswith("."):
+                continue
+            if _ACTOR_DIR.match(name):
+                found.append(Path(dirpath) / name)
+            elif depth + 1 < max_depth:
+                keep.append(name)
+        dirnames[:] = keep
+    return sorted(found, key=lambda d: (int(_ACTOR_DIR.match(d.name).group(1)), str(d)))
+
+
+def scan_ravdess(root: str | os.PathLike, vocal: str = "speech") -> Scan:
+    """Find and pair every clip under ``root``; problems become lines and counts, never exceptions.
+
+    ``vocal`` picks speech (the reference's 1440 clips), song, or all.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"RAVDESS root {root} does not exist")
-    actor_dirs = sorted((d for d in root.iterdir() if d.is_dir() and _ACTOR_DIR.match(d.name)), key=lambda d: d.name)
+    if vocal not in VOCAL_CHANNELS:
+        raise DataError(f"unknown vocal channel {vocal!r}; use {', '.join(VOCAL_CHANNELS)}")
+    channels = VOCAL_CHANNELS[vocal]
+    actor_dirs = find_actor_dirs(root)
     if not actor_dirs:
-        raise DataError(f"{root} has no Actor_XX/ (or ACTORXX/) folders: not a RAVDESS root")
+        raise DataError(f"{root} has no Actor_XX/ (or ACTORXX/) folders up to {_MAX_DEPTH} levels down: "
+                        "not a RAVDESS root")
     scan = Scan([])
     videos: dict[str, tuple[int, Path]] = {}
     audios: dict[str, Path] = {}
     meta: dict[str, tuple[int, int]] = {}
+    seen: dict[str, Path] = {}
     for d in actor_dirs:
         folder_actor = int(_ACTOR_DIR.match(d.name).group(1))
         for f in sorted(d.iterdir()):
             suffix = f.suffix.lower()
-            if f.name.startswith(".") or suffix not in _VIDEO_SUFFIXES | _AUDIO_SUFFIXES:
+            if f.name.startswith(".") or suffix not in _VIDEO_SUFFIXES | _AUDIO_SUFFIXES or not f.is_file():
                 continue
             fields = parse_name(f.stem)
             if fields is None:
                 scan.problem("bad_name", f"{f}: not a RAVDESS name MM-VC-EE-II-SS-RR-AA; skipped")
                 continue
-            modality, _, emotion, *_rest, actor = fields
+            modality, channel, emotion, *_rest, actor = fields
+            if channel not in channels:
+                scan.counts[f"not_{vocal}"] += 1          # the other vocal channel: a choice, not a problem
+                continue
+            if f.name.lower() in seen:
+                scan.problem("duplicate", f"{f}: same file name as {seen[f.name.lower()]}; read once")
+                continue
+            seen[f.name.lower()] = f
             key = f.stem[3:]
             if not 1 <= emotion <= 8:
                 scan.problem("label_out_of_range", f"{f}: emotion {emotion:02d} is outside 01..08; skipped")
@@ -288,7 +328,7 @@ class Prepared:
 def prepare_split(root: str | os.PathLike, split: str, pre: Preprocessing,
                   test_actors: Sequence[int] = DEFAULT_TEST_ACTORS, val_actors: Sequence[int] = DEFAULT_VAL_ACTORS,
                   cache_dir: str | os.PathLike | None = None, augment: bool = False, detector=None,
-                  console=None) -> Prepared:
+                  console=None, vocal: str = "speech") -> Prepared:
     """Scan, split, preprocess (with a progress bar, cached) and wrap one split as a dataset.
 
     Unusable clips are listed in ``problems`` and counted by kind; a split with no usable clip is
@@ -297,7 +337,7 @@ def prepare_split(root: str | os.PathLike, split: str, pre: Preprocessing,
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     root = Path(root)
-    scan = scan_ravdess(root)
+    scan = scan_ravdess(root, vocal)
     clips = split_clips(scan.clips, split, test_actors, val_actors)
     if not clips:
         actors = sorted({c.actor for c in scan.clips})

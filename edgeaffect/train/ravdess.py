@@ -48,10 +48,11 @@ class RavdessTask(Task):
 
     def dataset(self, root: Path, split: str, spec: ModelSpec, *, test_actors: Sequence[int] = DEFAULT_TEST_ACTORS,
                 val_actors: Sequence[int] = DEFAULT_VAL_ACTORS, cache_dir: str | os.PathLike | None = None,
-                augment: bool = False, console=None, **_: Any):
+                augment: bool = False, console=None, vocal: str = "speech", **_: Any):
         pre = Preprocessing.from_spec(spec.preprocessing)
         cache = Path(cache_dir) if cache_dir else Path(root) / DEFAULT_CACHE
-        prepared = prepare_split(root, split, pre, test_actors, val_actors, cache, augment=augment, console=console)
+        prepared = prepare_split(root, split, pre, test_actors, val_actors, cache, augment=augment, console=console,
+                                 vocal=vocal)
         self.last_problems = prepared.problems
         self.last_counts = dict(prepared.counts)
         self.last_content_sha256 = prepared.content_sha256
@@ -80,7 +81,8 @@ RAVDESS_TASK = register_task(RavdessTask())
 def train_ravdess(data: Path, out: Path, *, config, fusion: str = "ia", dropout_mode: str = "softhard",
                   model_overrides: Mapping[str, Any] | None = None, test_actors: Sequence[int] = DEFAULT_TEST_ACTORS,
                   val_actors: Sequence[int] = DEFAULT_VAL_ACTORS, pretrained: Path | None = None,
-                  cache_dir: Path | None = None, resume: bool = False, console=None) -> dict[str, Any]:
+                  cache_dir: Path | None = None, vocal: str = "speech", resume: bool = False,
+                  console=None) -> dict[str, Any]:
     """Train one fusion variant; writes ``out/{checkpoint.pt, manifest.json, stages/fused/}``.
 
     Returns the metrics written under ``manifest["metrics"]["fused"]``.
@@ -106,7 +108,7 @@ def train_ravdess(data: Path, out: Path, *, config, fusion: str = "ia", dropout_
                           f"{pre_info['skipped']} skipped[/]")
     task = RAVDESS_TASK
     ds_kw = {"test_actors": [int(a) for a in test_actors], "val_actors": [int(a) for a in val_actors],
-             **({"cache_dir": str(cache_dir)} if cache_dir else {})}
+             "vocal": vocal, **({"cache_dir": str(cache_dir)} if cache_dir else {})}
     train_set = task.dataset(data, "train", model.spec, augment=True, console=console, **ds_kw)
     report = {"train": _report(task, len(train_set))}
     hashes = {"train": task.last_content_sha256}
