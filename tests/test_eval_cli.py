@@ -35,6 +35,8 @@ def test_corruption_replaces_only_the_named_input_deterministically():
     n2 = corruption({"video": "noise"}, 3)(batch)
     assert torch.equal(n1["video"], n2["video"]) and not torch.equal(n1["video"], batch["video"])
     assert abs(float(n1["video"].std()) - 1.0) < 0.5 and torch.equal(n1["audio"], batch["audio"])
+    added = corruption({"video": "addnoise"}, 3)(batch)
+    assert torch.allclose(added["video"] - batch["video"], n1["video"])  # the same noise, added to the input
     assert all(torch.equal(batch[k], original[k]) for k in batch)          # the caller's batch is untouched
 
 

@@ -13,7 +13,7 @@ import typer
 from . import app
 from .common import DeviceOpt, RunArg, SeedOpt, console
 
-MODES = ("zeros", "noise")
+MODES = ("zeros", "noise", "addnoise")
 
 
 def parse_conditions(text: str | None, input_names: list[str]) -> list[dict[str, str]]:
@@ -50,7 +50,10 @@ def describe(condition: dict[str, str]) -> str:
 
 
 def corruption(condition: dict[str, str], seed: int):
-    """A ``predict`` transform replacing the named inputs by zeros or N(0, 1) noise (deterministic)."""
+    """A ``predict`` transform: the named inputs become zeros, N(0, 1) noise, or get N(0, 1) added (deterministic).
+
+    The three modes of the RAVDESS fusion reference's evaluation helper.
+    """
     import torch
 
     gen = torch.Generator().manual_seed(seed)
@@ -59,7 +62,11 @@ def corruption(condition: dict[str, str], seed: int):
         out = dict(batch)
         for name, mode in condition.items():
             x = out[name]
-            out[name] = torch.zeros_like(x) if mode == "zeros" else torch.randn(x.shape, generator=gen, dtype=x.dtype)
+            if mode == "zeros":
+                out[name] = torch.zeros_like(x)
+            else:
+                noise = torch.randn(x.shape, generator=gen, dtype=x.dtype)
+                out[name] = noise if mode == "noise" else x + noise
         return out
 
     return transform
@@ -68,7 +75,8 @@ def corruption(condition: dict[str, str], seed: int):
 @app.command("eval")
 def eval_cmd(
     run: RunArg,
-    corrupt: Annotated[Optional[str], typer.Option("--corrupt", help="Conditions, e.g. audio=zeros|noise,video=zeros ('|' alternatives, '+' together).")] = None,
+    corrupt: Annotated[Optional[str], typer.Option("--corrupt", help="Conditions INPUT=MODE (zeros, noise, addnoise), e.g. audio=zeros|noise,video=zeros "
+                                                                 "('|' alternatives, '+' together).")] = None,
     split: Annotated[str, typer.Option("--split", help="Dataset split to score (test, val, ...).")] = "test",
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset root (default: the one the run was trained on).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
