@@ -86,3 +86,21 @@ def test_eval_errors_are_one_line(ravdess_run, tmp_path, capsys):
     assert len(err) == 1 and "its inputs are video, audio" in err[0]
     assert main(["eval", str(tmp_path / "nope")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_run_exports_and_benches_through_the_shared_path(ravdess_run):
+    """The two-input RAVDESS model needs no per-model code in export, runtimes or bench."""
+    import onnx
+
+    from edgeaffect.bench import BenchConfig, bench_run
+    from edgeaffect.export import export_run
+
+    report = export_run(ravdess_run, ["onnx", "openvino"], exporter="legacy", samples_limit=8)
+    assert {p.runtime for p in report.parity} == {"onnxruntime", "openvino"}
+    assert all(p.max_abs_diff < 1e-3 and p.agreement == 1.0 for p in report.parity)
+    graph = onnx.load(str(report.artifacts["onnxruntime-fp32"])).graph
+    assert [i.name for i in graph.input] == ["video", "audio"] and [o.name for o in graph.output] == ["logits"]
+    cfg = BenchConfig(batches=(1,), budget_s=0.2, rounds=2, warmup=1, threads=1, isolate=False, limit=8)
+    rows = bench_run(ravdess_run, ["onnxruntime", "openvino", "torch"], cfg=cfg, show_progress=False)
+    assert {r["runtime"] for r in rows} == {"onnxruntime", "openvino", "torch"}
+    assert all(r["agreement"] == 1.0 and r["p50_ms"] > 0 for r in rows)
