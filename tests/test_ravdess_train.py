@@ -97,7 +97,7 @@ def test_train_command_writes_a_run_and_resumes(tiny_ravdess, tmp_path, capsys):
     fused = m["metrics"]["fused"]
     assert 0.0 <= fused["val_accuracy"] <= 1.0 and fused["train_clips"] == 8 and fused["val_clips"] == 8
     assert m["config"]["dropout_mode"] == "softhard" and m["config"]["train"]["dampening"] == 0.9
-    assert m["data"]["dataset_kwargs"] == {"test_actors": [], "val_actors": [2]}
+    assert m["data"]["dataset_kwargs"] == {"test_actors": [], "val_actors": [2], "vocal": "speech"}
     assert len(m["data"]["content_sha256"]["train"]) == 64
     model = load_model(run.checkpoint)
     assert model.spec.inputs[0].shape == ("B", 4, 3, 32, 32)
