@@ -76,6 +76,10 @@ def test_eval_reports_each_condition(ravdess_run, capsys):
     out, y = predict(model, ds)
     assert scores["clean"] == pytest.approx(float(np.mean(out["logits"].argmax(1) == y)), abs=1e-6)
     assert run.manifest["eval"]["val"]["audio=zeros"] == pytest.approx(scores["audio=zeros"], abs=1e-6)
+    # a later call adds its conditions next to the earlier ones
+    assert main(["eval", str(ravdess_run), "--split", "val", "--corrupt", "audio=addnoise"]) == 0
+    kept = load_run(ravdess_run).manifest["eval"]["val"]
+    assert set(kept) == {"clean", "audio=zeros", "audio=noise", "video=zeros", "audio=addnoise"}
 
 
 def test_eval_errors_are_one_line(ravdess_run, tmp_path, capsys):

@@ -123,5 +123,6 @@ def eval_cmd(
         unit = " pts" if task.metric_scale == 0.01 else ""
         table.add_row(name, f"{value:.4f}", "-" if name == "clean" else f"{delta:+.1f}{unit}")
     console.print(table)
-    r.update(eval={split: {name: value for name, value in rows}})
+    earlier = r.manifest.get("eval", {}).get(split, {})   # conditions from earlier calls are kept
+    r.update(eval={split: {**earlier, **{name: value for name, value in rows}}})
     typer.echo("\n".join(f"{name}\t{value:.6f}" for name, value in rows))
