@@ -52,7 +52,7 @@ def describe(condition: dict[str, str]) -> str:
 def corruption(condition: dict[str, str], seed: int):
     """A ``predict`` transform: the named inputs become zeros, N(0, 1) noise, or get N(0, 1) added (deterministic).
 
-    The three modes of the RAVDESS fusion reference's evaluation helper.
+    The three corruptions the RAVDESS fusion reference evaluates with.
     """
     import torch
 
