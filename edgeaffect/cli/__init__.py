@@ -43,6 +43,8 @@ _COMMAND_MODULES = (
     "quantize",
     "va",
     "expr",
+    "ravdess",
+    "eval",
 )
 
 for _name in _COMMAND_MODULES:

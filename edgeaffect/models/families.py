@@ -3,3 +3,4 @@ from . import eri  # noqa: F401
 from . import zoo  # noqa: F401
 from . import va  # noqa: F401
 from . import expr  # noqa: F401
+from . import ravdess  # noqa: F401

@@ -1,0 +1,128 @@
+"""``edgeaffect eval RUN``: the task metric of a trained run, clean and with inputs corrupted.
+
+Generic over every task: conditions name the model's inputs (from its spec), the task supplies
+the dataset and the metric, so a missing-modality study needs no per-model code.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import app
+from .common import DeviceOpt, RunArg, SeedOpt, console
+
+MODES = ("zeros", "noise", "addnoise")
+
+
+def parse_conditions(text: str | None, input_names: list[str]) -> list[dict[str, str]]:
+    """``"audio=zeros|noise,video=zeros"`` -> [{audio: zeros}, {audio: noise}, {video: zeros}].
+
+    ``,`` separates conditions, ``|`` lists alternative modes for one input, ``+`` corrupts several
+    inputs in one condition (``audio=zeros+video=noise``).  The clean condition is always first.
+    """
+    from ..errors import EdgeAffectError
+
+    conditions: list[dict[str, str]] = [{}]
+    for part in (p.strip() for p in (text or "").split(",")):
+        if not part:
+            continue
+        combos: list[dict[str, str]] = [{}]
+        for item in part.split("+"):
+            name, sep, modes = item.partition("=")
+            name = name.strip()
+            if not sep or not name or not modes.strip():
+                raise EdgeAffectError(f"--corrupt: {item!r} is not INPUT=MODE (e.g. audio=zeros)")
+            if name not in input_names:
+                raise EdgeAffectError(f"--corrupt: the model has no input {name!r}; its inputs are {', '.join(input_names)}")
+            alts = [m.strip() for m in modes.split("|")]
+            bad = [m for m in alts if m not in MODES]
+            if bad:
+                raise EdgeAffectError(f"--corrupt: unknown mode {bad[0]!r} for {name}; modes are {', '.join(MODES)}")
+            combos = [{**c, name: m} for c in combos for m in alts]
+        conditions.extend(c for c in combos if c not in conditions)
+    return conditions
+
+
+def describe(condition: dict[str, str]) -> str:
+    return "+".join(f"{k}={v}" for k, v in condition.items()) or "clean"
+
+
+def corruption(condition: dict[str, str], seed: int):
+    """A ``predict`` transform: the named inputs become zeros, N(0, 1) noise, or get N(0, 1) added (deterministic).
+
+    The three corruptions the RAVDESS fusion reference evaluates with.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+
+    def transform(batch: dict) -> dict:
+        out = dict(batch)
+        for name, mode in condition.items():
+            x = out[name]
+            if mode == "zeros":
+                out[name] = torch.zeros_like(x)
+            else:
+                noise = torch.randn(x.shape, generator=gen, dtype=x.dtype)
+                out[name] = noise if mode == "noise" else x + noise
+        return out
+
+    return transform
+
+
+@app.command("eval")
+def eval_cmd(
+    run: RunArg,
+    corrupt: Annotated[Optional[str], typer.Option("--corrupt", help="Conditions INPUT=MODE (zeros, noise, addnoise), e.g. audio=zeros|noise,video=zeros "
+                                                                 "('|' alternatives, '+' together).")] = None,
+    split: Annotated[str, typer.Option("--split", help="Dataset split to score (test, val, ...).")] = "test",
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset root (default: the one the run was trained on).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Score a run's model on a split, clean and with named inputs zeroed or replaced by noise.
+
+    Example:  edgeaffect eval runs/ravdess/exp1 --corrupt audio=zeros|noise,video=zeros
+    """
+    import inspect
+
+    from rich.table import Table
+
+    from ..errors import EdgeAffectError
+    from ..runs import load_model, load_run
+    from ..train.tasks import get_task
+    from ..train.trainer import predict
+
+    r = load_run(run)
+    spec = r.spec
+    conditions = parse_conditions(corrupt, spec.input_names)
+    root = data or r.data_dir
+    if root is None:
+        raise EdgeAffectError(f"{run} does not record its dataset; pass --data")
+    task = get_task(spec.task)
+    kw = dict(r.manifest.get("data", {}).get("dataset_kwargs", {}))
+    if "console" in inspect.signature(task.dataset).parameters:
+        kw["console"] = console
+    dataset = task.dataset(Path(root), split, spec, **kw)
+    model = load_model(r.checkpoint).to(device)
+    rows = []
+    for cond in conditions:
+        outputs, target = predict(model, dataset, batch_size=batch_size, device=device, transform=corruption(cond, seed))
+        value = float(task.metrics(outputs, target)[task.metric])
+        rows.append((describe(cond), value))
+    clean = rows[0][1]
+    table = Table(title=f"{spec.name} on {split} ({len(dataset)} samples)")
+    table.add_column("condition")
+    table.add_column(task.metric, justify="right")
+    table.add_column("change", justify="right")
+    for name, value in rows:
+        delta = (value - clean) / task.metric_scale if task.metric_scale else value - clean
+        unit = " pts" if task.metric_scale == 0.01 else ""
+        table.add_row(name, f"{value:.4f}", "-" if name == "clean" else f"{delta:+.1f}{unit}")
+    console.print(table)
+    earlier = r.manifest.get("eval", {}).get(split, {})   # conditions from earlier calls are kept
+    r.update(eval={split: {**earlier, **{name: value for name, value in rows}}})
+    typer.echo("\n".join(f"{name}\t{value:.6f}" for name, value in rows))

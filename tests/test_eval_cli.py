@@ -1,0 +1,110 @@
+"""``edgeaffect eval RUN --corrupt``: condition parsing, corruption, and a run scored end to end."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgeaffect.cli.eval import corruption, describe, parse_conditions
+from edgeaffect.errors import EdgeAffectError
+
+INPUTS = ["video", "audio"]
+
+
+def test_conditions_parse_alternatives_and_combinations():
+    conds = parse_conditions("audio=zeros|noise,video=zeros", INPUTS)
+    assert [describe(c) for c in conds] == ["clean", "audio=zeros", "audio=noise", "video=zeros"]
+    both = parse_conditions("audio=zeros+video=noise|zeros", INPUTS)
+    assert [describe(c) for c in both] == ["clean", "audio=zeros+video=noise", "audio=zeros+video=zeros"]
+    assert parse_conditions(None, INPUTS) == [{}]
+    assert len(parse_conditions("audio=zeros,audio=zeros", INPUTS)) == 2     # duplicates collapse
+
+
+@pytest.mark.parametrize("text, message", [("mic=zeros", "no input 'mic'"), ("audio=blur", "unknown mode 'blur'"),
+                                           ("audio", "not INPUT=MODE"), ("audio=", "not INPUT=MODE")])
+def test_bad_conditions_name_the_problem(text, message):
+    with pytest.raises(EdgeAffectError, match=message):
+        parse_conditions(text, INPUTS)
+
+
+def test_corruption_replaces_only_the_named_input_deterministically():
+    batch = {"video": torch.rand(2, 3, 4), "audio": torch.rand(2, 5), "target": torch.tensor([1, 2])}
+    original = {k: v.clone() for k, v in batch.items()}
+    zero = corruption({"audio": "zeros"}, 0)(batch)
+    assert torch.equal(zero["audio"], torch.zeros(2, 5)) and torch.equal(zero["video"], batch["video"])
+    n1 = corruption({"video": "noise"}, 3)(batch)
+    n2 = corruption({"video": "noise"}, 3)(batch)
+    assert torch.equal(n1["video"], n2["video"]) and not torch.equal(n1["video"], batch["video"])
+    assert abs(float(n1["video"].std()) - 1.0) < 0.5 and torch.equal(n1["audio"], batch["audio"])
+    added = corruption({"video": "addnoise"}, 3)(batch)
+    assert torch.allclose(added["video"] - batch["video"], n1["video"])  # the same noise, added to the input
+    assert all(torch.equal(batch[k], original[k]) for k in batch)          # the caller's batch is untouched
+
+
+@pytest.fixture(scope="module")
+def ravdess_run(tmp_path_factory):
+    """A tiny RAVDESS run: 2 synthetic actors (train 1, val 2), 32 px faces, 4 frames, 2 epochs."""
+    from edgeaffect.data.synth.ravdess import generate_ravdess
+    from edgeaffect.train.ravdess import reference_config, train_ravdess
+
+    root = tmp_path_factory.mktemp("ravdess_eval")
+    generate_ravdess(root / "data", actors=2, statements=1, seed=11)
+    train_ravdess(root / "data", root / "run", config=reference_config(epochs=2, batch_size=4),
+                  fusion="ia", dropout_mode="softhard", model_overrides={"frames": 4, "face_size": 32},
+                  test_actors=[], val_actors=[2])
+    return root / "run"
+
+
+def test_eval_reports_each_condition(ravdess_run, capsys):
+    import numpy as np
+
+    from edgeaffect.cli import main
+    from edgeaffect.runs import load_model, load_run
+    from edgeaffect.train.ravdess import RAVDESS_TASK
+    from edgeaffect.train.trainer import predict
+
+    assert main(["eval", str(ravdess_run), "--split", "val", "--corrupt", "audio=zeros|noise,video=zeros"]) == 0
+    lines = [l.split("\t") for l in capsys.readouterr().out.strip().splitlines() if "\t" in l]
+    scores = {name: float(v) for name, v in lines}
+    assert list(scores) == ["clean", "audio=zeros", "audio=noise", "video=zeros"]
+    assert all(0.0 <= v <= 1.0 for v in scores.values())
+    # the numbers are the task metric of the model on those inputs (checked independently here)
+    run = load_run(ravdess_run)
+    model = load_model(run.checkpoint)
+    ds = RAVDESS_TASK.dataset(run.data_dir, "val", run.spec, **run.manifest["data"]["dataset_kwargs"])
+    out, y = predict(model, ds, transform=lambda b: {**b, "video": torch.zeros_like(b["video"])})
+    assert scores["video=zeros"] == pytest.approx(float((out["logits"].argmax(1) == y).mean()), abs=1e-6)
+    out, y = predict(model, ds)
+    assert scores["clean"] == pytest.approx(float(np.mean(out["logits"].argmax(1) == y)), abs=1e-6)
+    assert run.manifest["eval"]["val"]["audio=zeros"] == pytest.approx(scores["audio=zeros"], abs=1e-6)
+    # a later call adds its conditions next to the earlier ones
+    assert main(["eval", str(ravdess_run), "--split", "val", "--corrupt", "audio=addnoise"]) == 0
+    kept = load_run(ravdess_run).manifest["eval"]["val"]
+    assert set(kept) == {"clean", "audio=zeros", "audio=noise", "video=zeros", "audio=addnoise"}
+
+
+def test_eval_errors_are_one_line(ravdess_run, tmp_path, capsys):
+    from edgeaffect.cli import main
+
+    assert main(["eval", str(ravdess_run), "--split", "val", "--corrupt", "mic=zeros"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "its inputs are video, audio" in err[0]
+    assert main(["eval", str(tmp_path / "nope")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_run_exports_and_benches_through_the_shared_path(ravdess_run):
+    """The two-input RAVDESS model needs no per-model code in export, runtimes or bench."""
+    import onnx
+
+    from edgeaffect.bench import BenchConfig, bench_run
+    from edgeaffect.export import export_run
+
+    report = export_run(ravdess_run, ["onnx", "openvino"], exporter="legacy", samples_limit=8)
+    assert {p.runtime for p in report.parity} == {"onnxruntime", "openvino"}
+    assert all(p.max_abs_diff < 1e-3 and p.agreement == 1.0 for p in report.parity)
+    graph = onnx.load(str(report.artifacts["onnxruntime-fp32"])).graph
+    assert [i.name for i in graph.input] == ["video", "audio"] and [o.name for o in graph.output] == ["logits"]
+    cfg = BenchConfig(batches=(1,), budget_s=0.2, rounds=2, warmup=1, threads=1, isolate=False, limit=8)
+    rows = bench_run(ravdess_run, ["onnxruntime", "openvino", "torch"], cfg=cfg, show_progress=False)
+    assert {r["runtime"] for r in rows} == {"onnxruntime", "openvino", "torch"}
+    assert all(r["agreement"] == 1.0 and r["p50_ms"] > 0 for r in rows)
