@@ -335,6 +335,31 @@ def test_slow_model_never_stalls_capture():
     assert runner.calls <= stats.inferences + 1
 
 
+def test_live_source_is_not_closed_while_its_capture_thread_reads():
+    """Releasing an OpenCV capture mid-read crashes the process: close must wait for the read to return."""
+
+    class SlowLive(FakeSource):
+        in_read = closed_mid_read = closed = False
+
+        def read(self):
+            self.in_read = True
+            time.sleep(0.3)
+            self.in_read = False
+            return super().read()
+
+        def close(self):
+            self.closed, self.closed_mid_read = True, self.in_read
+            super().close()
+
+    src = SlowLive(["ok"] * 50)
+    s = _session(src)
+    s.demo.sinks.append(type("Quit", (), {"live": True, "quit": True, "write": lambda self, f, r: None,
+                                          "close": lambda self: None})())
+    stats = s.run()                     # the sink asks to quit after the first frame
+    assert stats.frames == 1
+    assert src.closed and not src.closed_mid_read
+
+
 def test_model_error_stops_with_one_clear_line():
     class Broken(FakeRunner):
         def infer(self, feeds):

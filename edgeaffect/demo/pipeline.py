@@ -121,6 +121,15 @@ class LiveReader:
                 return Read(END), time.perf_counter(), 0.0
             return None
 
+    def join(self, timeout: float = 5.0) -> bool:
+        """Wait for the capture thread to leave ``read()``; True if it did.
+
+        The source must not be closed while the thread is inside ``read()``: releasing an
+        OpenCV capture that another thread is decoding from crashes the process.
+        """
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
 
 class Demo:
     """One demo session over a source, a model runner and a list of sinks."""
@@ -287,7 +296,10 @@ class Demo:
             st.wall = time.perf_counter() - start
             if isinstance(source, Reconnecting):
                 st.reconnects = source.reconnects
-            source.close()
+            if reader is None or reader.join():
+                source.close()
+            else:
+                log.warning("capture thread still inside read() after 5 s; leaving %s open", source.name)
         return st
 
     # ------------------------------------------------------------------ helpers
