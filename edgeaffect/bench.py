@@ -269,7 +269,7 @@ def bench_run(run_dir: str | os.PathLike, runtimes: Sequence[str] | None = None,
         missing = get_runtime(a.runtime).missing()
         if missing:
             get_runtime(a.runtime).load_class()  # raises the MissingDependencyError with the pip extra
-    samples = load_samples(spec, data or run.data_dir, cfg.split, limit=cfg.limit)
+    samples = load_samples(spec, data or run.data_dir, cfg.split, limit=cfg.limit, dataset_kwargs=run.dataset_kwargs)
     model = load_model(run.checkpoint)
     with TorchRuntime.from_module(model, threads=cfg.threads) as ref_rt:
         reference = outputs_over(ref_rt, samples, 8)

@@ -237,8 +237,12 @@ class Samples:
 
 
 def load_samples(spec: ModelSpec, data_root: str | os.PathLike | None, split: str = "val",
-                 limit: int | None = 64, seed: int = 0) -> Samples:
-    """Real samples from the task's dataset split; random inputs (said so in ``source``) if there is none."""
+                 limit: int | None = 64, seed: int = 0, dataset_kwargs: Mapping[str, Any] | None = None) -> Samples:
+    """Real samples from the task's dataset split; random inputs (said so in ``source``) if there is none.
+
+    ``dataset_kwargs`` are the reader options the run recorded (``Run.dataset_kwargs``), so a run
+    trained on a custom split is checked on that split.
+    """
     reason = "no dataset recorded for this run" if data_root is None else None
     if data_root is not None and not Path(data_root).exists():
         reason = f"dataset {data_root} not found"
@@ -247,7 +251,7 @@ def load_samples(spec: ModelSpec, data_root: str | os.PathLike | None, split: st
             from .train.tasks import get_task
 
             task = get_task(spec.task)
-            ds = task.dataset(Path(data_root), split, spec)
+            ds = task.dataset(Path(data_root), split, spec, **(dataset_kwargs or {}))
         except EdgeAffectError as exc:
             reason = str(exc)
         except ImportError as exc:
@@ -402,7 +406,7 @@ def export_run(run_dir: str | os.PathLike, formats: Iterable[str] = FORMATS, *, 
     spec = model.spec
     static = batch if (batch and not dynamic) else None
     report = ExportReport()
-    samples = load_samples(spec, data or run.data_dir, split, limit=samples_limit)
+    samples = load_samples(spec, data or run.data_dir, split, limit=samples_limit, dataset_kwargs=run.dataset_kwargs)
     say(f"parity samples: {samples.source}")
 
     def record(path: Path, runtime_name: str, precision: str, **info: Any) -> None:

@@ -44,6 +44,11 @@ class Run:
         d = self.manifest.get("data", {}).get("root")
         return Path(d) if d else None
 
+    @property
+    def dataset_kwargs(self) -> dict[str, Any]:
+        """Reader options the run was trained with (e.g. RAVDESS actor split), for every later read."""
+        return dict(self.manifest.get("data", {}).get("dataset_kwargs", {}))
+
     def update(self, **sections: Any) -> None:
         """Merge top-level sections into the manifest and write it atomically."""
         m = read_json(self.path / MANIFEST) if (self.path / MANIFEST).exists() else {}

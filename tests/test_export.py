@@ -124,3 +124,27 @@ def test_cli_export(tmp_path, data, capsys):
     assert "pip install 'edgeaffect[tensorrt]'" in capsys.readouterr().err
     assert main(["export", str(run), "--format", "tflite"]) == 1
     assert "unknown export format 'tflite'" in capsys.readouterr().err
+
+
+def test_samples_are_read_with_the_reader_options_the_run_recorded(tmp_path, monkeypatch):
+    """A run trained on a custom split (e.g. RAVDESS actors) is checked on that split, not the default."""
+    from edgeaffect.export import load_samples
+    from edgeaffect.runs import Run
+    from edgeaffect.spec import ModelSpec, TensorSpec
+    from edgeaffect.train import tasks
+
+    seen = {}
+
+    class Probe(tasks.Task):
+        name, metric = "kwprobe", "acc"
+
+        def dataset(self, root, split, spec, **kw):
+            seen.update(kw)
+            return [{"x": np.zeros(2, np.float32), "target": np.int64(0)}]
+
+    monkeypatch.setitem(tasks._TASKS, "kwprobe", Probe())
+    spec = ModelSpec(name="probe", task="kwprobe", inputs=(TensorSpec("x", ("B", 2)),),
+                     outputs=(TensorSpec("y", ("B", 2)),), labels=("a", "b"))
+    run = Run(tmp_path, {"spec": spec.to_dict(), "data": {"root": str(tmp_path), "dataset_kwargs": {"test_actors": [1, 2]}}})
+    s = load_samples(spec, run.data_dir, "val", dataset_kwargs=run.dataset_kwargs)
+    assert seen == {"test_actors": [1, 2]} and len(s) == 1 and s.source.startswith("val split")

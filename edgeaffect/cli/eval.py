@@ -103,7 +103,7 @@ def eval_cmd(
     if root is None:
         raise EdgeAffectError(f"{run} does not record its dataset; pass --data")
     task = get_task(spec.task)
-    kw = dict(r.manifest.get("data", {}).get("dataset_kwargs", {}))
+    kw = r.dataset_kwargs
     if "console" in inspect.signature(task.dataset).parameters:
         kw["console"] = console
     dataset = task.dataset(Path(root), split, spec, **kw)

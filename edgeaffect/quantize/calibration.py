@@ -160,4 +160,4 @@ def load_split(run, split: str, data_root: str | Path | None = None):
     if not Path(root).exists():
         raise EdgeAffectError(f"dataset root {root} (from the run manifest) does not exist; pass --data")
     task = get_task(spec.task)
-    return task, task.dataset(Path(root), split, spec)
+    return task, task.dataset(Path(root), split, spec, **run.dataset_kwargs)
