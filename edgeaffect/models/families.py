@@ -1,2 +1,3 @@
 """The model families; importing this module registers every model."""
 from . import eri  # noqa: F401
+from . import body  # noqa: F401
