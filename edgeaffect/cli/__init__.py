@@ -34,6 +34,7 @@ _COMMAND_MODULES = (
     "data",
     "train",
     "models",
+    "body",
 )
 
 for _name in _COMMAND_MODULES:
