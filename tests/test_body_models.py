@@ -8,6 +8,8 @@ from edgeaffect.models import count_parameters, create_model, list_models
 from edgeaffect.models.backbones import Bottleneck, InvertedResidual
 from edgeaffect.models.body import BodyTSN, TemporalShift, model_name, temporal_shift
 
+torch.set_num_threads(1)   # several threads on a loaded 2-core machine are many times slower
+
 SMALL = dict(size=32, width=0.25, segments=3)
 
 

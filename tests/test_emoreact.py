@@ -9,6 +9,8 @@ from edgeaffect.data.emoreact import (LABELS, BodyPrepConfig, ClipCache, blackou
                                       read_split, tsn_indices)
 from edgeaffect.errors import DataError
 
+torch.set_num_threads(1)   # several threads on a loaded 2-core machine are many times slower
+
 TINY = dict(clips=12, seconds=1.4, seed=5)          # 6 train / 3 val / 3 test
 HEADER = "," + ",".join(["video", *LABELS, "Valence"]) + "\n"
 

@@ -57,6 +57,7 @@ def train_body_cmd(
     workers: Annotated[int, typer.Option("--workers", min=1, help="Preprocessing processes.")] = 1,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Clip cache folder (default <data>/.cache/edgeaffect).")] = None,
     test: Annotated[bool, typer.Option("--test/--no-test", help="Score the best epoch on the test split.")] = True,
+    threads: Annotated[int, typer.Option("--threads", min=0, help="torch CPU threads (0 = torch's default; 1 is fastest on a busy machine).")] = 0,
     seed: SeedOpt = 42,
     device: DeviceOpt = "cpu",
 ) -> None:
@@ -72,6 +73,10 @@ def train_body_cmd(
     from ..runs import timestamp
     from ..train.body import reference_config, train_body
 
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     if input not in INPUT_KINDS:
         raise EdgeAffectError(f"--input must be one of {', '.join(INPUT_KINDS)}, not {input!r}")
     if arch not in ARCHS:
