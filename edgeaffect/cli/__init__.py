@@ -34,6 +34,8 @@ _COMMAND_MODULES = (
     "data",
     "train",
     "models",
+    "eri",
+    "quickstart",
     "body",
 )
 

@@ -22,8 +22,9 @@ def models_cmd(
     from .common import Console
 
     table = Table(title="edgeaffect models")
-    for col in ("name", "task", "params", "inputs", "outputs", "description"):
-        table.add_column(col, overflow="fold")
+    for col in ("name", "task", "params", "inputs", "outputs"):
+        table.add_column(col, no_wrap=True, justify="right" if col == "params" else "left")
+    table.add_column("description", overflow="fold", min_width=30)
     for name in list_models(task):
         model = create_model(name)
         spec = model.spec
@@ -35,4 +36,7 @@ def models_cmd(
             "\n".join(t.describe() for t in spec.outputs),
             get_entry(name).description,
         )
-    Console().print(table)
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=200)
+    out.print(table)

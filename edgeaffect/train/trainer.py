@@ -236,6 +236,10 @@ class Trainer:
                                       "best_metrics": best_metrics, "history": self.history, "config": c.to_dict()})
                 if distributed:
                     torch.distributed.barrier()
+                if rank == 0:
+                    progress.console.print(
+                        f"{self.label} epoch {epoch + 1}/{c.epochs}: train loss {record['train_loss']:.4f}  "
+                        f"val {self.task.metric} {value:.4f}" + ("  (best)" if improved else ""))
                 progress.update(epochs_bar, advance=1,
                                 info=f"loss {record['train_loss']:.4f}  val {self.task.metric} {value:.4f}  best {best_value:.4f}@{best_epoch + 1}")
         best = torch.load(self.stage_dir / "best.pt", map_location=device, weights_only=False)

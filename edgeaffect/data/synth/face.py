@@ -41,8 +41,8 @@ class Identity:
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> "Identity":
-        base = rng.uniform(0.45, 1.0)
-        skin = np.array([120, 150, 195]) * base + rng.uniform(-15, 15, 3)
+        base = rng.uniform(0.55, 1.05)
+        skin = np.array([125, 155, 200]) * base + rng.uniform(-8, 8, 3)
         hair = np.array([20, 35, 55]) * rng.uniform(0.4, 1.6) + rng.uniform(-8, 8, 3)
         bg = rng.uniform(30, 200, 3)
         return cls(
@@ -80,13 +80,16 @@ def draw_face(img: np.ndarray, center: tuple[float, float], size: float, expr: E
     cv2.ellipse(img, P(0, 0), ax, deg, 0, 360, tuple(int(v) for v in skin * 0.85), -1, cv2.LINE_AA)
     cv2.ellipse(img, P(0, -0.05), (int(ax[0] * 0.86), int(ax[1] * 0.86)), deg, 0, 360, ident.skin, -1, cv2.LINE_AA)
     dx = yaw * 0.18
+    hi = tuple(int(v) for v in np.minimum(skin * 1.18 + 12, 255))
+    cv2.ellipse(img, P(dx, 0.2), (int(r * 0.5), int(r * 0.22)), deg, 0, 360, hi, -1, cv2.LINE_AA)
+    cv2.ellipse(img, P(dx, -0.5), (int(r * 0.45), int(r * 0.14)), deg, 0, 360, hi, -1, cv2.LINE_AA)
     gap = 0.33 * ident.eye_gap
     eye_y = -0.12
     # eye sockets (darker band: the main Haar cue), eyes, pupils
     for side in (-1, 1):
         ex = side * gap + dx
         cv2.ellipse(img, P(ex, eye_y), (int(r * 0.2), int(r * 0.12)), deg, 0, 360,
-                    tuple(int(v) for v in skin * 0.62), -1, cv2.LINE_AA)
+                    tuple(int(v) for v in skin * 0.5), -1, cv2.LINE_AA)
         open_ = 0.03 + 0.09 * float(np.clip(expr.eye_open, 0, 1))
         cv2.ellipse(img, P(ex, eye_y), (int(r * 0.12), max(1, int(r * open_))), deg, 0, 360, (235, 235, 235), -1, cv2.LINE_AA)
         cv2.circle(img, P(ex + dx * 0.3, eye_y), max(1, int(r * min(0.055, open_))), (30, 25, 20), -1, cv2.LINE_AA)

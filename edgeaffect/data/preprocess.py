@@ -1,0 +1,244 @@
+"""Face-video + voice clip preprocessing with an on-disk cache.
+
+A clip becomes ``video`` (T face crops, RGB uint8 [T, S, S, 3]) and ``audio``
+(MFCC float32 [n_mfcc, F]).  Results are cached per clip under a key made of
+the media files' SHA-256 and the preprocessing settings, written atomically,
+so the second epoch (and the next stage, and export calibration) decodes
+nothing, and a changed file or setting never reads a stale entry.
+
+Per-clip problems do not stop a run: they are counted in a
+:class:`PrepReport` and the clip is skipped (no face in any frame, no audio,
+unreadable video), or kept and reported (silent or short audio, padded).
+Only when nothing is usable is it an error.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import DataError
+from ..fileio import atomic_path, sha256_file, sha256_text
+from .audio import fit_length, mfcc
+from .faces import HaarFaceDetector, face_crops
+from .media import find_sibling_audio, has_audio, read_audio, read_frames
+
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class AVConfig:
+    frames: int = 32
+    face_size: int = 112
+    face_margin: float = 0.2
+    sample_rate: int = 16000
+    n_mfcc: int = 40
+    n_fft: int = 400
+    hop_length: int = 160
+    audio_seconds: float = 4.0
+    detector: str = "haar"
+
+    @classmethod
+    def from_preprocessing(cls, pre: Mapping[str, Any]) -> "AVConfig":
+        names = cls.__dataclass_fields__.keys()
+        return cls(**{k: pre[k] for k in names if k in pre})
+
+    def fingerprint(self) -> str:
+        return json.dumps({"v": CACHE_VERSION, **asdict(self)}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class ClipJob:
+    clip_id: str
+    video: Path | None
+    audio: Path | None = None   # explicit audio file; None = the video's own track or a sibling .wav
+
+
+@dataclass
+class PrepReport:
+    total: int = 0
+    ok: int = 0
+    from_cache: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    padded_audio: int = 0
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def note(self, reason: str, clip_id: str) -> None:
+        self.skipped[reason] += 1
+        self.examples.setdefault(reason, [])
+        if len(self.examples[reason]) < 3:
+            self.examples[reason].append(clip_id)
+
+    def summary(self) -> str:
+        parts = [f"{self.ok}/{self.total} clips ready ({self.from_cache} from cache)"]
+        for reason, n in sorted(self.skipped.items()):
+            parts.append(f"{n} skipped: {reason} (e.g. {', '.join(self.examples[reason])})")
+        if self.padded_audio:
+            parts.append(f"{self.padded_audio} with silent or short audio (zero-padded)")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "ok": self.ok, "from_cache": self.from_cache,
+                "skipped": dict(self.skipped), "padded_audio": self.padded_audio}
+
+
+class ClipSkipped(Exception):
+    """A clip cannot be used; the message is the reason (counted, not fatal)."""
+
+
+def make_detector(name: str):
+    if name == "haar":
+        return HaarFaceDetector()
+    raise DataError(f"unknown face detector {name!r} (available: haar)")
+
+
+def process_clip(job: ClipJob, cfg: AVConfig, detector=None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Decode, detect, crop and featurise one clip; raises ClipSkipped with the reason."""
+    import cv2
+
+    if job.video is None or not Path(job.video).exists():
+        raise ClipSkipped("video file missing")
+    try:
+        frames, _fps = read_frames(job.video, count=cfg.frames)
+    except DataError:
+        raise ClipSkipped("unreadable or truncated video") from None
+    detector = detector or make_detector(cfg.detector)
+    crops, n_found = face_crops(frames, detector, cfg.face_size, cfg.face_margin)
+    if n_found == 0:
+        raise ClipSkipped("no face found in any sampled frame")
+    crops = np.stack([cv2.cvtColor(c, cv2.COLOR_BGR2RGB) for c in crops])
+    audio_src = job.audio or find_sibling_audio(Path(job.video))
+    if audio_src is None and not has_audio(job.video):
+        raise ClipSkipped("no audio track and no sibling .wav")
+    try:
+        y = read_audio(audio_src or job.video, cfg.sample_rate)
+    except DataError:
+        raise ClipSkipped("unreadable audio") from None
+    n = int(round(cfg.audio_seconds * cfg.sample_rate))
+    y, padded = fit_length(y, n)
+    silent = float(np.abs(y).max()) < 1e-4 if len(y) else True
+    feats = mfcc(y, cfg.sample_rate, cfg.n_mfcc, cfg.n_fft, cfg.hop_length)
+    info = {"faces_found": n_found, "padded_samples": int(padded), "silent": silent}
+    return {"video": crops, "audio": feats}, info
+
+
+class FeatureCache:
+    """One ``.npz`` per (media content, settings) key under ``root``."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def key(self, files: Sequence[Path | None], cfg: AVConfig) -> str:
+        hashes = [sha256_file(f) if f is not None and Path(f).exists() else "-" for f in files]
+        return sha256_text("|".join(hashes) + "|" + cfg.fingerprint())[:32]
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.npz"
+
+    def load(self, key: str) -> dict[str, np.ndarray] | None:
+        p = self.path(key)
+        if not p.exists():
+            return None
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except Exception:  # a foreign or damaged file: recompute
+            return None
+
+    def save(self, key: str, arrays: Mapping[str, np.ndarray]) -> Path:
+        p = self.path(key)
+        with atomic_path(p) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+        return p
+
+
+def _job_files(job: ClipJob) -> list[Path | None]:
+    audio = job.audio or (find_sibling_audio(Path(job.video)) if job.video is not None else None)
+    return [job.video, audio]
+
+
+def _work(args) -> tuple[str, str | None, dict | None, str | None]:
+    """Worker: returns (clip_id, cache path or None, info, skip reason)."""
+    job, cfg, cache_root, key = args
+    cache = FeatureCache(cache_root)
+    try:
+        arrays, info = process_clip(job, cfg)
+    except ClipSkipped as why:
+        # Remember content failures too, so a faceless clip is not re-decoded every stage.
+        cache.save(key, {"skipped": np.frombuffer(str(why).encode(), dtype=np.uint8)})
+        return job.clip_id, None, None, str(why)
+    arrays["info"] = np.frombuffer(json.dumps(info).encode(), dtype=np.uint8)
+    return job.clip_id, str(cache.save(key, arrays)), info, None
+
+
+def prepare_clips(jobs: Sequence[ClipJob], cfg: AVConfig, cache_root: str | os.PathLike,
+                  workers: int = 1, console=None, label: str = "preprocess") -> tuple[dict[str, Path], PrepReport]:
+    """Preprocess (or find in the cache) every clip; returns ({clip_id: cache file}, report)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    cache = FeatureCache(cache_root)
+    report = PrepReport(total=len(jobs))
+    ready: dict[str, Path] = {}
+    todo = []
+    for job in jobs:
+        if job.video is None or not Path(job.video).exists():
+            report.note("video file missing", job.clip_id)
+            continue
+        key = cache.key(_job_files(job), cfg)
+        state = _cached_state(cache.path(key))
+        if state is None:
+            todo.append((job, key))
+        elif state.get("skipped"):
+            report.note(state["skipped"], job.clip_id)
+        else:
+            ready[job.clip_id] = cache.path(key)
+            report.from_cache += 1
+            if state.get("padded_samples") or state.get("silent"):
+                report.padded_audio += 1
+    if todo:
+        with Progress(TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console) as progress:
+            bar = progress.add_task(label, total=len(todo))
+            args = [(job, cfg, str(cache_root), key) for job, key in todo]
+            if workers > 1:
+                with ProcessPoolExecutor(max_workers=workers) as pool:
+                    results = pool.map(_work, args, chunksize=4)
+                    for res in results:
+                        _collect(res, ready, report)
+                        progress.advance(bar)
+            else:
+                for a in args:
+                    _collect(_work(a), ready, report)
+                    progress.advance(bar)
+    report.ok = len(ready)
+    return ready, report
+
+
+def _collect(res, ready: dict[str, Path], report: PrepReport) -> None:
+    clip_id, path, info, reason = res
+    if path is None:
+        report.note(reason or "unknown", clip_id)
+        return
+    ready[clip_id] = Path(path)
+    if info and (info.get("padded_samples") or info.get("silent")):
+        report.padded_audio += 1
+
+
+def _cached_state(path: Path) -> dict | None:
+    """The info of a cache entry ({"skipped": reason} for a remembered failure); None if absent or damaged."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "skipped" in z.files:
+                return {"skipped": bytes(z["skipped"]).decode()}
+            return json.loads(bytes(z["info"]).decode()) if "info" in z.files else {}
+    except Exception:
+        return None
