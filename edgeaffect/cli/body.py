@@ -52,7 +52,8 @@ def train_body_cmd(
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run directory.")] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs (the seed: 12).")] = 12,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per step (the seed: 8).")] = 8,
-    lr: Annotated[float, typer.Option("--lr", help="SGD learning rate (the seed: 0.01, momentum 0.9, wd 5e-4).")] = 0.01,
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate (the seed: SGD 0.01, momentum 0.9, wd 5e-4).")] = 0.01,
+    optimizer: Annotated[str, typer.Option("--optimizer", help="sgd (the seed's) or adamw (wd 1e-4; often better from scratch).")] = "sgd",
     cache_frames: Annotated[int, typer.Option("--cache-frames", min=1, help="Frames kept per clip in the cache; TSN samples among them.")] = 32,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Preprocessing processes.")] = 1,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Clip cache folder (default <data>/.cache/edgeaffect).")] = None,
@@ -85,7 +86,10 @@ def train_body_cmd(
     overrides = {"segments": segments, "size": size, "shift_div": shift_div, "width": width, "partial_bn": partial_bn}
     if input != "fusion":
         overrides["input"] = input
-    cfg = reference_config(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+    if optimizer not in ("sgd", "adamw"):
+        raise EdgeAffectError(f"--optimizer must be sgd or adamw, not {optimizer!r}")
+    opt = {} if optimizer == "sgd" else {"optimizer": "adamw", "weight_decay": 1e-4}
+    cfg = reference_config(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, **opt)
     if resume is not None:
         manifest = resume / "manifest.json"
         if not manifest.exists():
