@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from edgeaffect.data.emoreact import (LABELS, BodyPrepConfig, ClipCache, blackout, load_split, prepare_clips,
+from edgeaffect.data.emoreact import (LABELS, BodyPrepConfig, blackout, load_split, prepare_clips,
                                       read_split, tsn_indices)
+from edgeaffect.data.preprocess import FeatureCache
 from edgeaffect.errors import DataError
 
 torch.set_num_threads(1)   # several threads on a loaded 2-core machine are many times slower
@@ -138,8 +139,8 @@ def test_preprocessing_caches_and_counts_bad_clips(tiny, tmp_path):
     assert info["frames_sampled"] == 6
     _, again = prepare_clips(read_split(root, "train"), cfg, tmp_path / "cache")
     assert again.from_cache == 4 and again.ok == 4
-    other = ClipCache(tmp_path / "cache").key(items[0][0].path, BodyPrepConfig(cache_frames=7, scale_size=40))
-    assert other != ClipCache(tmp_path / "cache").key(items[0][0].path, cfg)
+    cache = FeatureCache(tmp_path / "cache")
+    assert cache.key([items[0][0].path], BodyPrepConfig(cache_frames=7, scale_size=40)) != cache.key([items[0][0].path], cfg)
     assert not list((tmp_path / "cache").rglob("*.tmp*"))
 
 

@@ -37,15 +37,14 @@ import json
 import math
 import os
 import re
-from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..errors import DataError
-from ..fileio import atomic_path, sha256_file, sha256_text
+from .preprocess import ClipSkipped, FeatureCache, PrepReport, make_detector
 
 LABELS = ("Curiosity", "Uncertainty", "Excitement", "Happiness", "Surprise", "Disgust", "Fear", "Frustration")
 SPLITS = ("train", "val", "test")
@@ -159,18 +158,6 @@ class BodyPrepConfig:
         return json.dumps({"v": CACHE_VERSION, "kind": "emoreact", **asdict(self)}, sort_keys=True)
 
 
-class ClipSkipped(Exception):
-    """A clip cannot be used; the message is the reason (counted, not fatal)."""
-
-
-def make_detector(name: str):
-    from .faces import HaarFaceDetector
-
-    if name == "haar":
-        return HaarFaceDetector()
-    raise DataError(f"unknown face detector {name!r} (available: haar)")
-
-
 def fill_boxes(boxes: Sequence[tuple | None]) -> list[tuple] | None:
     """Replace missing boxes by the nearest earlier detection (the first later one at the start)."""
     found = [b for b in boxes if b is not None]
@@ -238,50 +225,17 @@ def process_clip(path: Path, cfg: BodyPrepConfig, detector=None) -> tuple[dict[s
 
 
 @dataclass
-class PrepReport:
-    total: int = 0
-    ok: int = 0
-    from_cache: int = 0
-    no_face: int = 0
-    skipped: Counter = field(default_factory=Counter)
-    examples: dict[str, list[str]] = field(default_factory=dict)
+class BodyPrepReport(PrepReport):
+    """The shared preprocessing report plus the clips where no frame had a face (kept, whole frame used)."""
 
-    def note(self, reason: str, clip_id: str) -> None:
-        self.skipped[reason] += 1
-        ex = self.examples.setdefault(reason, [])
-        if len(ex) < 3:
-            ex.append(clip_id)
+    no_face: int = 0
 
     def summary(self) -> str:
-        parts = [f"{self.ok}/{self.total} clips ready ({self.from_cache} from cache)"]
-        parts += [f"{n} skipped: {r} (e.g. {', '.join(self.examples[r])})" for r, n in sorted(self.skipped.items())]
-        if self.no_face:
-            parts.append(f"{self.no_face} without any detected face (whole frame used)")
-        return "; ".join(parts)
+        extra = f"; {self.no_face} without any detected face (whole frame used)" if self.no_face else ""
+        return super().summary() + extra
 
     def to_dict(self) -> dict[str, Any]:
-        return {"total": self.total, "ok": self.ok, "from_cache": self.from_cache, "no_face": self.no_face,
-                "skipped": dict(self.skipped)}
-
-
-class ClipCache:
-    """One ``.npz`` per (video content, settings) key under ``root``."""
-
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-
-    def key(self, video: Path, cfg: BodyPrepConfig) -> str:
-        return sha256_text(sha256_file(video) + "|" + cfg.fingerprint())[:32]
-
-    def path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.npz"
-
-    def save(self, key: str, arrays: Mapping[str, np.ndarray]) -> Path:
-        p = self.path(key)
-        with atomic_path(p) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-        return p
+        return {**super().to_dict(), "no_face": self.no_face}
 
 
 def _info(path: Path) -> dict:
@@ -291,31 +245,31 @@ def _info(path: Path) -> dict:
 
 def _work(args) -> tuple[str, str | None, dict | None, str | None]:
     clip, cfg, cache_root = args
-    cache = ClipCache(cache_root)
+    cache = FeatureCache(cache_root)
     try:
         arrays, info = process_clip(clip.path, cfg)
     except ClipSkipped as why:
         return clip.video, None, None, str(why)
     arrays["info"] = np.frombuffer(json.dumps(info).encode(), dtype=np.uint8)
-    return clip.video, str(cache.save(cache.key(clip.path, cfg), arrays)), info, None
+    return clip.video, str(cache.save(cache.key([clip.path], cfg), arrays)), info, None
 
 
 def prepare_clips(clips: Sequence[Clip], cfg: BodyPrepConfig, cache_root: str | os.PathLike, workers: int = 1,
-                  console=None, label: str = "preprocess") -> tuple[list[tuple[Clip, Path]], PrepReport]:
+                  console=None, label: str = "preprocess") -> tuple[list[tuple[Clip, Path]], BodyPrepReport]:
     """Preprocess (or find in the cache) every clip; bad clips are counted in the report, not fatal."""
     from concurrent.futures import ProcessPoolExecutor
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    cache = ClipCache(cache_root)
-    report = PrepReport(total=len(clips))
+    cache = FeatureCache(cache_root)
+    report = BodyPrepReport(total=len(clips))
     ready: dict[str, Path] = {}
     todo = []
     for clip in clips:
         if clip.path is None:
             report.note("video file missing", clip.video)
             continue
-        p = cache.path(cache.key(clip.path, cfg))
+        p = cache.path(cache.key([clip.path], cfg))
         if p.exists():
             ready[clip.video] = p
             report.from_cache += 1
@@ -377,7 +331,7 @@ class EmoReactDataset:
     """
 
     def __init__(self, items: Sequence[tuple[Clip, Path]], input: str, segments: int, size: int, augment: bool,
-                 report: PrepReport | None = None):
+                 report: BodyPrepReport | None = None):
         if input not in INPUT_KINDS:
             raise DataError(f"unknown input {input!r} (expected one of {', '.join(INPUT_KINDS)})")
         self.items = list(items)

@@ -16,7 +16,8 @@ Fear         worried brows (raised + furrowed), wide eyes         hands pulled t
 Frustration  -                                                    slumped shoulders, forearms beating down
 ===========  ===================================================  =====================================
 
-Several active labels blend their poses.  Nuisances independent of the
+When several body labels are active, the arms follow one of them (by a fixed
+priority) while lean, shrug, bounce, trembling and slump add up.  Nuisances independent of the
 labels: identity, clothing, body proportions, position, scale, idle sway,
 reaction onset and strength, lighting, background, noise.  Videos are H.264
 mp4 (data/media.py); the head is the shared face renderer (data/synth/face.py),
@@ -52,7 +53,7 @@ class EmoReactSynthConfig:
     width: int = 192
     height: int = 144
     split: tuple[float, float, float] = (0.5, 0.25, 0.25)
-    positive_rate: float = 0.3     # each label is on independently with this probability
+    positive_rate: float = 0.2     # each label is on independently with this probability
 
 
 @dataclass
@@ -85,39 +86,39 @@ def expression_at(y: np.ndarray, g: float, t: float, wob: float) -> Expression:
     )
 
 
+ARM_PRIORITY = (EXC, FEA, FRU, UNC, CUR)   # the first active label among these moves the arms
+
+
 def posture_at(y: np.ndarray, g: float, t: float, side: int, phase: float, rng: np.random.Generator) -> Posture:
-    """Blend the active body labels' poses (each a (left, right) arm pair) and add their motion."""
-    poses, p = [], Posture()
+    """Pose of one frame: the arms follow the first active label of ``ARM_PRIORITY``; lean, shrug,
+    bounce, tremble and slump add up, so every body label keeps a cue of its own when labels co-occur."""
+    p = Posture()
     w = 2 * np.pi * t
-    if y[CUR]:
-        point = (1.45 + 0.25 * np.sin(0.7 * w + phase), 0.05)
-        poses.append((point, NEUTRAL_ARM) if side < 0 else (NEUTRAL_ARM, point))
-        p.lean += 0.35 * side
-    if y[UNC]:
-        shrug = 0.5 * (1 + np.sin(1.2 * w + phase))
-        poses.append(((0.3, 1.35), (0.3, 1.35)))
-        p.shoulder_raise += 0.1 + 0.12 * shrug
-    if y[EXC]:
-        wave = 0.5 * np.sin(3.0 * w + phase)
-        poses.append(((2.55, wave), (2.55, -wave)))
-        p.bounce += 0.06 * np.sin(3.0 * w + phase)
-    if y[FEA]:
-        poses.append(((-0.35, -1.9), (-0.35, -1.9)))
-        p.narrow += 0.25
-        p.shoulder_raise += 0.06
-        p.bounce += 0.015 * rng.normal()
-    if y[FRU]:
-        beat = ((1.8 * t + phase / (2 * np.pi)) % 1.0) ** 3   # slow raise, fast drop
-        poses.append(((0.45, 0.3 + 1.6 * (1 - beat)), (0.45, 0.3 + 1.6 * (1 - beat))))
-        p.shoulder_raise -= 0.1
-    if poses:
-        target = np.mean(np.asarray(poses, np.float64), axis=0)
-        arms = (1 - g) * np.asarray((NEUTRAL_ARM, NEUTRAL_ARM)) + g * target
-        p.arms = (tuple(arms[0]), tuple(arms[1]))
-    p.shoulder_raise *= g
-    p.lean *= g
-    p.narrow *= g
-    p.bounce *= g
+    arms = None
+    for k in ARM_PRIORITY:
+        if not y[k]:
+            continue
+        if k == EXC:
+            wave = 0.5 * np.sin(3.0 * w + phase)
+            arms = ((2.55, wave), (2.55, -wave))
+        elif k == FEA:
+            arms = ((-0.35, -1.9), (-0.35, -1.9))
+        elif k == FRU:
+            beat = ((1.8 * t + phase / (2 * np.pi)) % 1.0) ** 3   # slow raise, fast drop
+            arms = ((0.45, 0.3 + 1.6 * (1 - beat)),) * 2
+        elif k == UNC:
+            arms = ((0.3, 1.35), (0.3, 1.35))
+        else:
+            point = (1.45 + 0.25 * np.sin(0.7 * w + phase), 0.05)
+            arms = (point, NEUTRAL_ARM) if side < 0 else (NEUTRAL_ARM, point)
+        break
+    if arms is not None:
+        a = (1 - g) * np.asarray((NEUTRAL_ARM, NEUTRAL_ARM)) + g * np.asarray(arms)
+        p.arms = (tuple(a[0]), tuple(a[1]))
+    p.lean = g * 0.4 * side * y[CUR]
+    p.shoulder_raise = g * (y[UNC] * (0.08 + 0.14 * 0.5 * (1 + np.sin(1.2 * w + phase))) + 0.06 * y[FEA] - 0.12 * y[FRU])
+    p.narrow = g * 0.3 * y[FEA]
+    p.bounce = g * (0.06 * y[EXC] * np.sin(3.0 * w + phase) + 0.015 * y[FEA] * rng.normal())
     return p
 
 
@@ -136,7 +137,7 @@ def draw_body(img: np.ndarray, head_c: tuple[float, float], head_h: float, pose:
     torso = np.array([shoulders[0], shoulders[1], (cx + 0.5 * lean + 0.9 * half, H + 2),
                       (cx + 0.5 * lean - 0.9 * half, H + 2)], np.int32)
     cv2.fillPoly(img, [torso], shirt, cv2.LINE_AA)
-    thick = max(2, int(0.16 * head_h * build))
+    thick = max(2, int(0.2 * head_h * build))
     l1, l2 = 0.62 * head_h, 0.55 * head_h
     for (sx, sy), side, (a1, a2) in zip(shoulders, (-1, 1), pose.arms):
         ex, ey = sx + side * l1 * np.sin(a1), sy + l1 * np.cos(a1)
