@@ -34,8 +34,14 @@ _COMMAND_MODULES = (
     "data",
     "train",
     "models",
+    "zoo",
+    "demo",
     "eri",
     "quickstart",
+    "export",
+    "bench",
+    "va",
+    "expr",
     "body",
 )
 

@@ -1,0 +1,432 @@
+"""The measurement engine behind ``edgeaffect bench``: speed and accuracy of every artifact of a run.
+
+For each runtime x precision x batch it reports latency percentiles after
+warm-up, throughput, cold start (load + first inference), peak RSS, artifact
+size, the task metric on the eval split next to the FP32 torch metric, and
+output agreement with torch.  Timing is time-budgeted and *interleaved*: every
+round runs each variant in turn for a slice of the budget, so drift on a busy
+machine hits all variants alike.  Cold start and peak RSS are measured in a
+fresh child process per variant (``isolate=True``), since both are meaningless
+inside a process that has already loaded everything else.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .errors import EdgeAffectError
+from .export import Artifact, Samples, agreement, discover_artifacts, load_samples, task_metric
+from .fileio import atomic_path, write_json
+
+ROW_KEYS = ("runtime", "precision", "batch", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput",
+            "cold_start_ms", "peak_rss_mb", "size_mb", "metric_name", "metric", "agreement")
+EXTRA_KEYS = ("variant", "metric_torch", "max_abs_diff", "speedup_vs_torch", "gflops_per_s", "iterations", "path")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Timing knobs: ``budget_s`` of timed inference per variant, split over ``rounds`` interleaved rounds."""
+
+    batches: tuple[int, ...] = (1, 8)
+    budget_s: float = 6.0
+    rounds: int = 6
+    warmup: int = 3
+    threads: int | None = None
+    isolate: bool = True
+    split: str = "val"
+    limit: int | None = 64
+
+    def __post_init__(self):
+        if self.rounds < 1 or self.budget_s <= 0 or any(b < 1 for b in self.batches):
+            raise EdgeAffectError("bench: rounds, budget and batch sizes must be positive")
+
+
+@dataclass
+class _Variant:
+    artifact: Artifact
+    batch: int
+    runtime: Any = None
+    feeds: dict[str, np.ndarray] = field(default_factory=dict)
+    times: list[float] = field(default_factory=list)
+    row: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.artifact.label} bs{self.batch}"
+
+
+def runtime_options(artifact: Artifact, batch: int, threads: int | None) -> dict[str, Any]:
+    """Per-runtime load options for a timed variant: threads, and a static reshape for OpenVINO."""
+    opts: dict[str, Any] = {}
+    if threads and artifact.runtime in ("onnxruntime", "openvino", "torch"):
+        opts["threads"] = threads
+    if artifact.runtime == "openvino":
+        opts["batch"] = batch  # dynamic IR -> static shapes at compile time (faster on CPU)
+    return opts
+
+
+def _open(artifact: Artifact, batch: int, threads: int | None):
+    from .runtimes.registry import load
+
+    return load(artifact.path, runtime=artifact.runtime, **runtime_options(artifact, batch, threads))
+
+
+def _batch_feeds(samples: Samples, batch: int) -> dict[str, np.ndarray]:
+    """``batch`` real samples (cycled if the split is smaller)."""
+    idx = np.arange(batch) % len(samples)
+    return {k: np.ascontiguousarray(v[idx]) for k, v in samples.feeds.items()}
+
+
+def outputs_over(runtime, samples: Samples, batch: int) -> dict[str, np.ndarray]:
+    """Outputs for every sample, padding the last batch (static-shape artifacts need full batches)."""
+    n = len(samples)
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n, batch):
+        idx = np.arange(start, start + batch) % n
+        feeds = {k: np.ascontiguousarray(v[idx]) for k, v in samples.feeds.items()}
+        keep = min(batch, n - start)
+        for k, v in runtime.infer(feeds).items():
+            parts.setdefault(k, []).append(np.asarray(v, np.float32)[:keep])
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def percentiles(times_s: Sequence[float]) -> dict[str, float]:
+    t = np.asarray(times_s) * 1000.0
+    return {"p50_ms": float(np.percentile(t, 50)), "p90_ms": float(np.percentile(t, 90)),
+            "p99_ms": float(np.percentile(t, 99)), "mean_ms": float(t.mean())}
+
+
+def time_interleaved(variants: Sequence[_Variant], cfg: BenchConfig, tick=None) -> None:
+    """Warm each variant up, then run ``cfg.rounds`` rounds; each round gives every variant its slice."""
+    for v in variants:
+        for _ in range(cfg.warmup):
+            v.runtime.infer(v.feeds)
+    slice_s = cfg.budget_s / cfg.rounds
+    for r in range(cfg.rounds):
+        order = variants if r % 2 == 0 else list(reversed(variants))  # no variant always goes first
+        for v in order:
+            end = time.perf_counter() + slice_s
+            while True:
+                t0 = time.perf_counter()
+                v.runtime.infer(v.feeds)
+                t1 = time.perf_counter()
+                v.times.append(t1 - t0)
+                if t1 >= end:
+                    break
+            if tick:
+                tick()
+
+
+def probe(path: str, runtime: str, batch: int, threads: int | None, iterations: int = 3) -> dict[str, float]:
+    """Cold start (load + first inference) and peak RSS of one variant, in this process."""
+    from .runtimes.registry import get_runtime
+
+    artifact = Artifact(runtime, "", Path(path))
+    get_runtime(runtime).load_class()  # import the backend before the clock starts
+    t0 = time.perf_counter()
+    rt = _open(artifact, batch, threads)
+    feeds = {t.name: np.random.default_rng(0).random(t.concrete(batch)).astype(t.np_dtype) for t in rt.inputs}
+    rt.infer(feeds)
+    cold = (time.perf_counter() - t0) * 1000.0
+    for _ in range(iterations):
+        rt.infer(feeds)
+    rt.close()
+    return {"cold_start_ms": cold, "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process image (MB).
+
+    Linux: ``VmHWM`` from /proc, which restarts at exec; ``ru_maxrss`` would
+    carry the parent's peak into a freshly spawned probe process.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024.0
+
+
+def probe_isolated(artifact: Artifact, batch: int, threads: int | None) -> dict[str, float]:
+    """:func:`probe` in a fresh interpreter, so RSS and cold start belong to this variant alone."""
+    args = json.dumps([str(artifact.path), artifact.runtime, batch, threads])
+    code = "import json,sys; from edgeaffect.bench import probe; print(json.dumps(probe(*json.loads(sys.argv[1]))))"
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-c", code, args], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EdgeAffectError(f"bench: {artifact.label} failed to load in a fresh process: {tail}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def onnx_flops(onnx_path: str | os.PathLike, batch: int = 1) -> int:
+    """Multiply-accumulate FLOPs (2 per MAC) of Conv/ConvTranspose/MatMul/Gemm nodes at ``batch``.
+
+    Shapes come from ONNX shape inference on a copy with the batch fixed; other
+    ops (activations, norms, pooling) are memory-bound and left out, as in the
+    usual GFLOP figures of CNNs.
+    """
+    import onnx
+    from onnx import shape_inference
+
+    model = onnx.load(str(onnx_path))
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_value = batch
+    model = shape_inference.infer_shapes(model, data_prop=True)
+    shapes: dict[str, list[int]] = {}
+    for vi in (*model.graph.value_info, *model.graph.input, *model.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else -1 for d in dims]
+    for init in model.graph.initializer:
+        shapes[init.name] = list(init.dims)
+    total = 0
+    for node in model.graph.node:
+        ins = [shapes.get(i) for i in node.input]
+        out = shapes.get(node.output[0]) if node.output else None
+        if node.op_type in ("Conv", "ConvTranspose") and ins[1] and out and -1 not in out:
+            w = ins[1]
+            group = next((a.i for a in node.attribute if a.name == "group"), 1)
+            k = int(np.prod(w[2:]))
+            if node.op_type == "Conv":
+                total += 2 * int(np.prod(out)) * (w[1]) * k
+            else:
+                total += 2 * int(np.prod(ins[0])) * w[1] * k
+        elif node.op_type == "MatMul" and ins[0] and ins[1] and out and -1 not in out:
+            total += 2 * int(np.prod(out)) * ins[0][-1]
+        elif node.op_type == "Gemm" and ins[0] and out and -1 not in out:
+            trans_a = next((a.i for a in node.attribute if a.name == "transA"), 0)
+            kdim = ins[0][0] if trans_a else ins[0][-1]
+            total += 2 * int(np.prod(out)) * kdim
+    return int(total)
+
+
+def machine_info() -> dict[str, Any]:
+    info: dict[str, Any] = {"date": _dt.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
+                            "machine": platform.machine(), "python": platform.python_version(),
+                            "cpus": os.cpu_count()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    for mod in ("torch", "onnxruntime", "openvino", "tensorrt"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            info[mod] = getattr(m, "__version__", "?")
+    return info
+
+
+def select(artifacts: Iterable[Artifact], runtimes: Sequence[str] | None, precisions: Sequence[str] | None) -> list[Artifact]:
+    """Artifacts of the chosen runtimes and precisions; torch is the FP32 reference whatever the precisions."""
+    return [a for a in artifacts if (not runtimes or a.runtime in runtimes)
+            and (not precisions or a.precision in precisions or a.runtime == "torch")]
+
+
+def bench_run(run_dir: str | os.PathLike, runtimes: Sequence[str] | None = None,
+              precisions: Sequence[str] | None = None, cfg: BenchConfig = BenchConfig(),
+              data: str | os.PathLike | None = None, console=None, show_progress: bool = True) -> list[dict[str, Any]]:
+    """Benchmark every selected artifact of a run; writes bench.json/csv/png and returns the rows."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .runs import load_model, load_run
+    from .runtimes.registry import get_runtime
+    from .runtimes.torch import TorchRuntime
+
+    run = load_run(run_dir)
+    spec = run.spec
+    found = discover_artifacts(run.path)
+    chosen = select(found, runtimes, precisions)
+    for name in runtimes or ():
+        get_runtime(name)  # unknown names are an error
+        if not any(a.runtime == name for a in chosen):
+            raise EdgeAffectError(f"{run.path} has no {name} artifact"
+                                  + (f" in precision {','.join(precisions)}" if precisions else "")
+                                  + f"; run `edgeaffect export {run.path}` first")
+    if not chosen:
+        raise EdgeAffectError(f"nothing to benchmark in {run.path} (found: {', '.join(a.label for a in found) or 'none'})")
+    for a in chosen:
+        missing = get_runtime(a.runtime).missing()
+        if missing:
+            get_runtime(a.runtime).load_class()  # raises the MissingDependencyError with the pip extra
+    samples = load_samples(spec, data or run.data_dir, cfg.split, limit=cfg.limit)
+    model = load_model(run.checkpoint)
+    with TorchRuntime.from_module(model, threads=cfg.threads) as ref_rt:
+        reference = outputs_over(ref_rt, samples, 8)
+    metric_name, metric_torch = task_metric(spec, reference, samples.target)
+    flops = _flops_or_none(run.path / "model.onnx")
+
+    variants = [_Variant(a, b) for a in chosen for b in cfg.batches]
+    steps = len(variants) * (3 if cfg.isolate else 2) + cfg.rounds * len(variants)
+    with Progress(TextColumn("[bold]bench[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=console, disable=not show_progress, transient=True) as bar:
+        task = bar.add_task("loading", total=steps)
+
+        def tick(desc: str | None = None):
+            bar.update(task, advance=1, description=desc or bar.tasks[task].description)
+
+        try:
+            for v in variants:
+                if cfg.isolate:
+                    v.row.update(probe_isolated(v.artifact, v.batch, cfg.threads))
+                    tick(f"cold start {v.label}")
+                t0 = time.perf_counter()
+                v.runtime = _open(v.artifact, v.batch, cfg.threads)
+                v.feeds = _batch_feeds(samples, v.batch)
+                v.runtime.infer(v.feeds)
+                if not cfg.isolate:
+                    v.row.update(cold_start_ms=(time.perf_counter() - t0) * 1000.0, peak_rss_mb=peak_rss_mb())
+                tick(f"accuracy {v.label}")
+                out = outputs_over(v.runtime, samples, v.batch)
+                _, m = task_metric(spec, out, samples.target)
+                v.row.update(metric=m, agreement=agreement(reference, out, spec.activation),
+                             max_abs_diff=max(float(np.abs(out[k] - reference[k]).max()) for k in reference))
+                tick(f"loaded {v.label}")
+            bar.update(task, description="timing (interleaved rounds)")
+            time_interleaved(variants, cfg, tick)
+        finally:
+            for v in variants:
+                if v.runtime is not None:
+                    v.runtime.close()
+
+    rows = []
+    torch_p50 = {v.batch: None for v in variants}
+    for v in variants:
+        stats = percentiles(v.times)
+        if v.artifact.runtime == "torch" and not v.artifact.variant:
+            torch_p50[v.batch] = stats["mean_ms"]
+        v.row.update(stats)
+    for v in variants:
+        a, st = v.artifact, v.row
+        size = _size_mb(a.path)
+        ref_ms = torch_p50.get(v.batch)
+        row = {
+            "runtime": a.runtime, "precision": a.precision, "batch": v.batch,
+            "p50_ms": st["p50_ms"], "p90_ms": st["p90_ms"], "p99_ms": st["p99_ms"], "mean_ms": st["mean_ms"],
+            "throughput": v.batch * 1000.0 / st["mean_ms"],
+            "cold_start_ms": st.get("cold_start_ms"), "peak_rss_mb": st.get("peak_rss_mb"), "size_mb": size,
+            "metric_name": metric_name, "metric": st.get("metric"), "agreement": st["agreement"],
+            "variant": a.variant, "metric_torch": metric_torch, "max_abs_diff": st["max_abs_diff"],
+            "speedup_vs_torch": (ref_ms / st["mean_ms"]) if ref_ms else None,
+            "gflops_per_s": (flops * v.batch / (st["mean_ms"] / 1000.0) / 1e9) if flops else None,
+            "iterations": len(v.times), "path": os.path.relpath(a.path, run.path),
+        }
+        rows.append(row)
+    meta = {**machine_info(), "samples": samples.source, "config": {**cfg.__dict__, "batches": list(cfg.batches)},
+            "flops_per_sample": flops, "metric_torch": metric_torch}
+    write_outputs(run.path, rows, meta)
+    run.update(bench={**meta, "rows": len(rows)})
+    return rows
+
+
+def _flops_or_none(onnx_path: Path) -> int | None:
+    if not onnx_path.exists():
+        return None
+    try:
+        return onnx_flops(onnx_path) or None
+    except Exception:  # noqa: BLE001 - FLOP counting is informative only
+        return None
+
+
+def _size_mb(path: Path) -> float:
+    total = path.stat().st_size
+    if path.suffix == ".xml" and path.with_suffix(".bin").exists():
+        total += path.with_suffix(".bin").stat().st_size
+    return total / 1e6
+
+
+def write_outputs(run_dir: Path, rows: list[dict[str, Any]], meta: Mapping[str, Any]) -> None:
+    """bench.json (a list of rows), bench.csv and bench.png, each written atomically."""
+    write_json(run_dir / "bench.json", rows)
+    with atomic_path(run_dir / "bench.csv") as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=list(ROW_KEYS + EXTRA_KEYS))
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in w.fieldnames})
+    plot(rows, run_dir / "bench.png", title=f"{meta.get('cpu', '')} · {meta.get('date', '')}")
+
+
+def plot(rows: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> Path:
+    """Latency (p50, smallest batch) against the task metric, one point per runtime/precision."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        raise EdgeAffectError("bench: nothing to plot")
+    batch = min(r["batch"] for r in rows)
+    pts = [r for r in rows if r["batch"] == batch]
+    use_metric = all(r.get("metric") is not None for r in pts)
+    ylabel = f"{pts[0]['metric_name']} (eval split)" if use_metric else "agreement with torch"
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for i, r in enumerate(sorted(pts, key=lambda r: r["p50_ms"])):
+        y = r["metric"] if use_metric else r["agreement"]
+        label = f"{(r.get('variant') + '/') if r.get('variant') else ''}{r['runtime']}-{r['precision']}"
+        ax.scatter(r["p50_ms"], y, s=40)
+        ax.annotate(label, (r["p50_ms"], y), textcoords="offset points", xytext=(5, 4 + 12 * (i % 4)), fontsize=8,
+                    arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.6"})
+    ys = [r["metric"] if use_metric else r["agreement"] for r in pts]
+    lo, hi = min(ys), max(ys)
+    if hi - lo < 0.05:  # near-identical scores: show them as equal rather than magnify float noise
+        mid = (hi + lo) / 2
+        ax.set_ylim(mid - 0.05, mid + 0.05)
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"p50 latency, batch {batch} (ms, log)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=8)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def table(rows: Sequence[Mapping[str, Any]], title: str = "edgeaffect bench"):
+    """A rich Table of the rows (what ``edgeaffect bench`` prints)."""
+    from rich.table import Table
+
+    torch_metric = next((r.get("metric_torch") for r in rows if r.get("metric_torch") is not None), None)
+    caption = (f"torch FP32 {rows[0]['metric_name']}: {torch_metric:.4f} · " if rows and torch_metric is not None else "") \
+        + "×torch = speed-up over torch eager at the same batch; agree = share of samples matching torch"
+    t = Table(title=title, caption=caption)
+    cols = [("runtime", "runtime", "{}"), ("precision", "precision", "{}"), ("batch", "batch", "{}"),
+            ("p50 ms", "p50_ms", "{:.2f}"), ("p90 ms", "p90_ms", "{:.2f}"), ("p99 ms", "p99_ms", "{:.2f}"),
+            ("items/s", "throughput", "{:.1f}"), ("×torch", "speedup_vs_torch", "{:.2f}"),
+            ("GFLOP/s", "gflops_per_s", "{:.1f}"), ("cold ms", "cold_start_ms", "{:.0f}"),
+            ("RSS MB", "peak_rss_mb", "{:.0f}"), ("size MB", "size_mb", "{:.2f}"), ("metric", "metric", "{:.4f}"),
+            ("agree", "agreement", "{:.3f}")]
+    for head, _, _ in cols:
+        t.add_column(head, justify="left" if head in ("runtime", "precision") else "right")
+    for r in rows:
+        cells = []
+        for _, key, fmt in cols:
+            v = r.get(key)
+            if key == "runtime" and r.get("variant"):
+                v = f"{r['variant']}/{v}"
+            cells.append("-" if v is None else fmt.format(v))
+        t.add_row(*cells)
+    return t

@@ -1,0 +1,56 @@
+"""``edgeaffect bench``: latency, throughput, memory and accuracy of every exported artifact, one table."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import app
+from .common import RunArg, console, split_csv
+
+
+@app.command("bench")
+def bench_cmd(
+    run: RunArg,
+    runtime: Annotated[Optional[str], typer.Option(
+        "--runtime", "-r", help="Comma-separated runtimes: onnxruntime,openvino,tensorrt,torch (default: all found).")] = None,
+    batch: Annotated[str, typer.Option("--batch", "-b", help="Comma-separated batch sizes.")] = "1,8",
+    precision: Annotated[Optional[str], typer.Option(
+        "--precision", "-p", help="Comma-separated precisions: fp32,fp16,int8 (default: all found).")] = None,
+    budget: Annotated[float, typer.Option("--budget", min=0.1, help="Seconds of timed inference per variant.")] = 6.0,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Interleaved rounds the budget is split into.")] = 6,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Intra-op threads for every runtime.")] = None,
+    split: Annotated[str, typer.Option("--split", help="Dataset split the metric is computed on.")] = "val",
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many eval samples.")] = 64,
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset root (default: the run's).")] = None,
+    no_isolate: Annotated[bool, typer.Option(
+        "--no-isolate", help="Measure cold start and RSS in this process (faster, less exact).")] = False,
+) -> None:
+    """Benchmark a run's artifacts: p50/p90/p99 latency, throughput, cold start, peak RSS, size, metric, agreement.
+
+    Writes bench.json, bench.csv and bench.png into the run directory. Variants are timed in
+    interleaved rounds so machine drift hits all alike. Torch (eager FP32) is the reference.
+
+    Example:  edgeaffect bench runs/eri/exp1 --runtime onnxruntime,openvino,torch --batch 1,8
+    """
+    from ..bench import BenchConfig, bench_run, table
+    from ..errors import EdgeAffectError
+
+    try:
+        batches = tuple(int(b) for b in split_csv(batch))
+    except ValueError:
+        raise EdgeAffectError(f"--batch takes comma-separated integers, got {batch!r}") from None
+    cfg = BenchConfig(batches=batches, budget_s=budget, rounds=rounds, threads=threads, isolate=not no_isolate,
+                      split=split, limit=limit)
+    runtimes = split_csv(runtime) or None
+    if runtimes and "torch" not in runtimes:
+        runtimes = [*runtimes, "torch"]  # the reference row every speed-up is computed against
+    rows = bench_run(run, runtimes, split_csv(precision) or None, cfg, data=data, console=console)
+    import sys
+
+    from rich.console import Console
+
+    out = Console(width=None if sys.stdout.isatty() else 200)  # a pipe or file gets the full table
+    out.print(table(rows, title=f"edgeaffect bench · {Path(run).name}"))
+    console.print(f"[dim]wrote {Path(run) / 'bench.json'}, bench.csv, bench.png[/]")

@@ -1,0 +1,110 @@
+"""``edgeaffect demo``: live emotion recognition from a camera, file, stream or image folder."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import app
+
+
+@app.command("demo")
+def demo_cmd(
+    source: Annotated[str, typer.Option("--source", "-s", help="Camera index, video file, rtsp:// or http:// URL, or image folder.")] = "0",
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Run directory or exported model (default: the zoo's fer2013, imported on first use).")] = None,
+    runtime: Annotated[str, typer.Option("--runtime", "-r", help="auto (fastest the run has), torch, onnxruntime, openvino or tensorrt.")] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="fp32 or int8 (int8 needs an exported INT8 artifact).")] = "fp32",
+    headless: Annotated[bool, typer.Option("--headless", help="No window (use with --output/--jsonl/--serve/--bench).")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write every annotated frame to this mp4.")] = None,
+    jsonl: Annotated[Optional[Path], typer.Option("--jsonl", help="Write one JSON line of predictions per processed frame.")] = None,
+    serve: Annotated[Optional[str], typer.Option("--serve", help="Serve a live web page on HOST:PORT (e.g. 127.0.0.1:8080).")] = None,
+    bench: Annotated[bool, typer.Option("--bench", help="Print FPS, latency and per-stage timings at the end.")] = False,
+    bench_json: Annotated[Optional[Path], typer.Option("--bench-json", help="Also write the --bench summary as JSON here.")] = None,
+    detector: Annotated[str, typer.Option("--detector", help="Face detector: haar (OpenCV, default) or package.module:Class with detect(frame_bgr) -> boxes.")] = "haar",
+    detect_every: Annotated[int, typer.Option("--detect-every", min=1, help="Run the face detector every N frames; track in between.")] = 5,
+    max_faces: Annotated[int, typer.Option("--max-faces", min=1, help="At most this many faces (largest first), batched per inference.")] = 4,
+    smoothing: Annotated[float, typer.Option("--smoothing", min=0.0, max=0.99, help="EMA weight of previous scores (0 = off).")] = 0.6,
+    realtime: Annotated[bool, typer.Option("--realtime/--no-realtime", help="Play files at their own fps (default: as fast as possible when headless).")] = False,
+    loop: Annotated[bool, typer.Option("--loop", help="Loop a file or image folder.")] = False,
+    max_frames: Annotated[Optional[int], typer.Option("--max-frames", min=1, help="Stop after this many frames.")] = None,
+    folder_fps: Annotated[float, typer.Option("--folder-fps", help="Frame rate of an image-folder source.")] = 10.0,
+    mode: Annotated[str, typer.Option("--mode", help="sync: every frame waits for detection and its prediction (offline, all stages in sequence); async: capture never waits, the model runs on the newest frames; auto: sync for files played at full speed, async for cameras, streams and --realtime.")] = "auto",
+    reconnect_retries: Annotated[int, typer.Option("--reconnect-retries", help="Give up on a lost stream after this many failed reconnects (0 = never).")] = 10,
+) -> None:
+    """Run a model live: faces are detected and tracked, predictions smoothed and drawn; window, file or web out.
+
+    Example:  edgeaffect demo --source clip.mp4 --headless --output annotated.mp4 --jsonl predictions.jsonl
+    """
+    import logging
+    import signal
+    import threading
+
+    from rich.table import Table
+
+    from ..errors import EdgeAffectError
+    from ..fileio import write_json
+    from .common import Console, console
+    from ..demo.session import build_session
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    if mode not in ("auto", "sync", "async"):
+        raise EdgeAffectError(f"--mode must be auto, sync or async, got {mode!r}")
+    if precision not in ("fp32", "int8"):
+        raise EdgeAffectError(f"--precision must be fp32 or int8, got {precision!r}")
+    session = build_session(
+        source=source, model=model, runtime=runtime, precision=precision, window=not headless,
+        output=output, jsonl=jsonl, serve=serve, detector=detector, detect_every=detect_every, max_faces=max_faces,
+        smoothing=smoothing, realtime=realtime or (not headless and not bench), loop=loop, max_frames=max_frames,
+        folder_fps=folder_fps, reconnect_retries=reconnect_retries or None, mode=mode,
+    )
+    if session.web is not None:
+        console.print(f"[green]serving[/] {session.web.url}")
+    if headless and not session.source.live and not realtime and console.is_terminal:
+        from ..demo.sinks import ProgressSink
+
+        sink = ProgressSink(None if loop else (lambda: getattr(session.source, "frame_count", None)), console, "demo")
+        session.sinks.append(sink)
+        session.demo.sinks.append(sink)
+    stop = threading.Event()
+    signalled: list[int] = []
+
+    def _on_signal(signum, _frame):
+        signalled.append(signum)
+        stop.set()
+
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stats = session.run(stop)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    summary = stats.summary()
+    for path in (output, jsonl):
+        if path is not None:
+            console.print(f"wrote {path}")
+    if bench or bench_json:
+        summary["model"] = session.spec.name
+        summary["runtime"] = session.runtime_name
+        summary["precision"] = precision
+        summary["source"] = str(source)
+        summary["mode"] = "sync" if session.demo.cfg.sync else "async"
+        if bench_json:
+            write_json(bench_json, summary)
+        table = Table(title=f"demo bench: {session.spec.name} ({session.runtime_name} {precision})")
+        for col in ("stage", "mean ms", "p50 ms", "p95 ms", "calls"):
+            table.add_column(col, justify="right")
+        for name, v in summary["stages_ms"].items():
+            table.add_row(name, f"{v['mean']:.2f}", f"{v['p50']:.2f}", f"{v['p95']:.2f}", str(v["n"]))
+        lat = summary["latency_ms"]
+        table.add_row("frame latency", f"{lat['mean']:.2f}", f"{lat['p50']:.2f}", f"{lat['p95']:.2f}", str(lat["n"]))
+        Console().print(table)
+        typer.echo(f"FPS: {summary['fps']:.1f}")
+        typer.echo(f"p95 frame latency: {lat['p95']:.1f} ms")
+        age = summary["prediction_age_ms"]
+        typer.echo(f"predictions: {summary['inferences']} ({summary['inference_rate']:.1f}/s, age p95 {age['p95']:.1f} ms), "
+                   f"mode {summary['mode']}, skipped while busy: "
+                   f"{summary['skipped_busy']}, dropped frames: {summary['dropped_frames']}, corrupt: {summary['corrupt_frames']}")
+    else:
+        how = "stopped by signal; " if signalled else ""
+        console.print(f"{how}{summary['frames']} frames, {summary['fps']:.1f} FPS, {summary['inferences']} inferences")

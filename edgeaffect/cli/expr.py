@@ -1,0 +1,126 @@
+"""``edgeaffect data synth affwild2-expr`` and ``edgeaffect train expr`` (Aff-Wild2 expression, 8 classes)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import DataOpt, DeviceOpt, SeedOpt, console
+from .data import synth_app
+from .train import train_app
+
+
+@synth_app.command("affwild2-expr")
+def synth_affwild2_expr(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Aff-Wild2 root to write (existing cropped_aligned/ videos are kept).")] = Path("data/affwild2"),
+    videos: Annotated[int, typer.Option("--videos", min=1, help="Training videos.")] = 48,
+    val_videos: Annotated[int, typer.Option("--val-videos", min=1, help="Validation videos.")] = 16,
+    frames: Annotated[int, typer.Option("--frames", min=1, help="Frames per video.")] = 60,
+    unlabeled: Annotated[int, typer.Option("--unlabeled", min=0, help="Faces written to <out>/unlabeled/ without labels.")] = 2000,
+    size: Annotated[int, typer.Option("--size", min=16, help="Side of the aligned face crops in pixels (Aff-Wild2: 112).")] = 112,
+    seed: SeedOpt = 0,
+) -> None:
+    """Write a synthetic Aff-Wild2 EXPR set (8 expressions from face geometry) plus unlabeled faces.
+
+    Example:  edgeaffect data synth affwild2-expr --out data/affwild2 --unlabeled 2000
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..data.synth.affwild2_expr import generate
+
+    total = (videos + val_videos) * frames + unlabeled
+    with Progress(TextColumn("[bold]synth affwild2-expr[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        bar = progress.add_task("faces", total=total)
+        summary = generate(out, videos, val_videos, frames, unlabeled, size, seed,
+                           progress=lambda n: progress.update(bar, advance=n))
+    console.print(f"wrote {summary.frames['train']} train + {summary.frames['val']} val frames "
+                  f"({videos} + {val_videos} videos) and {summary.unlabeled} unlabeled faces under {out}")
+
+
+@train_app.command("expr")
+def train_expr_cmd(
+    data: DataOpt = Path("data/affwild2"),
+    unlabeled: Annotated[Optional[Path], typer.Option("--unlabeled", help="Folder of unlabeled face images (jpg/png, any nesting).")] = None,
+    ssl: Annotated[str, typer.Option("--ssl", help="Semi-supervised mode: dtm (dynamic per-class thresholds), fixed (FixMatch), none.")] = "dtm",
+    label_fraction: Annotated[float, typer.Option("--label-fraction", min=0.0, max=1.0, help="Fraction of labeled train frames kept (class-stratified); the rest join the unlabeled pool.")] = 1.0,
+    arch: Annotated[str, typer.Option("--arch", help="Registered expr model: expr_mobilenetv2, expr_resnet18.")] = "expr_mobilenetv2",
+    width_mult: Annotated[Optional[float], typer.Option("--width-mult", help="MobileNetV2 width multiplier.")] = None,
+    width: Annotated[Optional[int], typer.Option("--width", min=4, help="ResNet-18 base width (64 = the published network).")] = None,
+    face_size: Annotated[int, typer.Option("--face-size", min=16, help="Input side in pixels (faces are resized).")] = 112,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 10,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Labeled faces per step.")] = 16,
+    steps_per_epoch: Annotated[Optional[int], typer.Option("--steps-per-epoch", min=1, help="Steps per epoch (default: one pass over the labeled faces).")] = None,
+    mu: Annotated[int, typer.Option("--mu", min=1, help="Unlabeled faces per labeled face in a step.")] = 3,
+    lambda_u: Annotated[float, typer.Option("--lambda-u", min=0.0, help="Weight of the pseudo-label loss.")] = 1.0,
+    tau: Annotated[float, typer.Option("--tau", min=0.0, max=1.0, help="Fixed threshold (--ssl fixed).")] = 0.95,
+    tau0: Annotated[float, typer.Option("--tau0", min=0.0, max=1.0, help="DTM: confidence above which a prediction counts towards its class's learning status.")] = 0.95,
+    tau_min: Annotated[float, typer.Option("--tau-min", min=0.0, max=1.0, help="Lowest DTM per-class threshold.")] = 0.6,
+    frame_step: Annotated[int, typer.Option("--frame-step", min=1, help="Keep every Nth labeled train frame of a video.")] = 1,
+    max_per_video: Annotated[Optional[int], typer.Option("--max-per-video", min=1, help="At most N evenly spaced train frames per video.")] = None,
+    val_frame_step: Annotated[int, typer.Option("--val-frame-step", min=1, help="Keep every Nth validation frame.")] = 1,
+    max_unlabeled: Annotated[Optional[int], typer.Option("--max-unlabeled", min=1, help="Use only the first N images of --unlabeled.")] = None,
+    lr: Annotated[float, typer.Option("--lr", min=0.0)] = 1e-3,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/expr/<timestamp>).")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run directory (its own settings are used).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="torch CPU threads.")] = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Train an edge face-expression classifier on Aff-Wild2 EXPR, optionally semi-supervised (FixMatch / DTM).
+
+    Writes runs/expr/<timestamp>/ with checkpoint.pt and manifest.json (macro F1, per-class F1).
+
+    Example:  edgeaffect train expr --data data/affwild2 --unlabeled data/affwild2/unlabeled --ssl dtm --label-fraction 0.05
+    Resume:   edgeaffect train expr --resume runs/expr/<run>
+    """
+    import torch
+
+    from ..errors import EdgeAffectError
+    from ..fileio import read_json
+    from ..models import get_entry
+    from ..runs import timestamp
+    from ..train.expr import SSL_MODES, ExprTrainOptions, train_expr
+
+    if threads:
+        torch.set_num_threads(threads)
+    if resume is not None:
+        manifest = resume / "manifest.json"
+        if not manifest.exists():
+            raise EdgeAffectError(f"cannot resume: {manifest} not found")
+        m = read_json(manifest)
+        if m.get("task") != "expr":
+            raise EdgeAffectError(f"cannot resume: {resume} is a {m.get('task')!r} run, not expr")
+        opt = ExprTrainOptions.from_dict(m["config"]["options"])
+        out = resume
+    else:
+        if ssl not in SSL_MODES:
+            raise EdgeAffectError(f"unknown --ssl {ssl!r}; choose one of {', '.join(SSL_MODES)}")
+        if get_entry(arch).task != "expr":
+            raise EdgeAffectError(f"--arch {arch} is a {get_entry(arch).task!r} model, not an expr model")
+        if label_fraction <= 0:
+            raise EdgeAffectError("--label-fraction must be above 0")
+        out = out or Path("runs") / "expr" / timestamp()
+        if out.exists() and any(out.iterdir()):
+            raise EdgeAffectError(f"{out} already exists and is not empty (continue it with --resume {out})")
+        overrides: dict = {}
+        if width_mult is not None:
+            if arch != "expr_mobilenetv2":
+                raise EdgeAffectError("--width-mult applies to expr_mobilenetv2 only")
+            overrides["width_mult"] = width_mult
+        if width is not None:
+            if arch != "expr_resnet18":
+                raise EdgeAffectError("--width applies to expr_resnet18 only")
+            overrides["width"] = width
+        opt = ExprTrainOptions(
+            data=data, unlabeled=unlabeled, ssl=ssl, label_fraction=label_fraction, arch=arch, model_overrides=overrides,
+            face_size=face_size, epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch, mu=mu,
+            lambda_u=lambda_u, tau=tau, tau0=tau0, tau_min=tau_min, frame_step=frame_step, max_per_video=max_per_video,
+            val_frame_step=val_frame_step, max_unlabeled=max_unlabeled, lr=lr, seed=seed, device=device)
+    metrics = train_expr(opt, out, resume=resume is not None, console=console)["train"]
+    per_class = "  ".join(f"{k} {v:.3f}" for k, v in metrics["val_per_class_f1"].items())
+    console.print(f"[bold]val macro F1 {metrics['val_macro_f1']:.4f}[/] (accuracy {metrics['val_accuracy']:.4f}, "
+                  f"best epoch {metrics['best_epoch']}/{metrics['epochs']})")
+    console.print(f"per-class F1: {per_class}")
+    console.print(f"run: {out}")

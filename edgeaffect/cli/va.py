@@ -1,0 +1,121 @@
+"""``edgeaffect data synth affwild2-va`` and ``edgeaffect train va`` (Aff-Wild2 valence-arousal)."""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import DeviceOpt, SeedOpt, console
+from .data import synth_app
+from .train import train_app
+
+
+class Variant(str, Enum):
+    edge = "edge"
+    jca = "jca"
+    jca_lite = "jca_lite"
+
+
+VARIANT_MODELS = {"edge": "va_jca_edge", "jca": "va_jca", "jca_lite": "va_jca_lite"}
+
+
+@synth_app.command("affwild2-va")
+def synth_affwild2_va(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset root to write (cropped_aligned/, VA_Estimation_Challenge/, videos/).")],
+    train_videos: Annotated[int, typer.Option(help="Training videos (the last one is a _left/_right pair).")] = 8,
+    val_videos: Annotated[int, typer.Option(help="Validation videos (the last one is a _left/_right pair).")] = 3,
+    frames: Annotated[int, typer.Option(help="Frames per video at 30 fps (the reference's sequences need 512).")] = 600,
+    size: Annotated[int, typer.Option(help="Aligned face size in pixels.")] = 112,
+    seed: SeedOpt = 0,
+) -> None:
+    """Write a synthetic Aff-Wild2 valence-arousal set in the distributed layout.
+
+    Valence shows mostly in the face, arousal mostly in the voice (and partly in
+    face motion); both vary smoothly over time.
+
+    Example:  edgeaffect data synth affwild2-va --out data/affwild2
+    """
+    from rich.progress import Progress
+
+    from ..data.synth.affwild2_va import generate
+    from ..errors import EdgeAffectError
+
+    if min(train_videos, val_videos) < 1 or frames < 16 or size < 32:
+        raise EdgeAffectError("need --train-videos and --val-videos >= 1, --frames >= 16 and --size >= 32")
+    total = (train_videos + (train_videos >= 2) + val_videos + (val_videos >= 2)) * frames
+    with Progress(console=console) as progress:
+        bar = progress.add_task("rendering faces and voices", total=total)
+        summary = generate(out, train_videos, val_videos, frames, size, seed,
+                           progress=lambda n: progress.advance(bar, n))
+    for split, names in summary.videos.items():
+        console.print(f"{split}: {len(names)} videos, {summary.frames[split]} face images, "
+                      f"{summary.invalid_rows[split]} unannotated rows")
+    console.print(f"wrote {out}")
+
+
+@train_app.command("va")
+def train_va(
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Aff-Wild2 root (cropped_aligned/, VA_Estimation_Challenge/, raw videos).")] = None,
+    variant: Annotated[Variant, typer.Option(help="edge: 48 px, width-16 backbones, compact JCA (trains on a CPU); "
+                                                  "jca: the reference model (R(2+1)D-18, ResNet-18, joint co-attention "
+                                                  "+ BiLSTM); jca_lite: reference backbones with the compact JCA.")] = Variant.edge,
+    frame_size: Annotated[Optional[int], typer.Option(min=16, help="Override the face size in pixels.")] = None,
+    width: Annotated[Optional[int], typer.Option(min=1, help="Override the backbone width (64 = the published networks).")] = None,
+    subclips: Annotated[Optional[int], typer.Option(min=1, help="Override the number of sub-clips per sequence.")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 10,
+    batch_size: Annotated[int, typer.Option(min=1, help="Sequences per batch.")] = 8,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (decayed x0.8 every 2 epochs after epoch 5).")] = 1e-3,
+    stride: Annotated[int, typer.Option(min=1, help="Shift between training sequences in frames, within a sub-clip window (1 = the reference).")] = 1,
+    max_train: Annotated[Optional[int], typer.Option(min=1, help="Use at most this many training sequences (evenly spaced).")] = None,
+    max_val: Annotated[Optional[int], typer.Option(min=1, help="Use at most this many validation sequences (evenly spaced).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/va/<timestamp>).")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run directory.")] = None,
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="Mel-spectrogram cache folder (default <data>/.cache/edgeaffect/va).")] = None,
+    device: DeviceOpt = "cpu",
+    seed: SeedOpt = 0,
+) -> None:
+    """Train a valence-arousal model on Aff-Wild2 (VA track layout); writes runs/va/<run>/.
+
+    Example:  edgeaffect train va --data data/affwild2 --variant edge --epochs 8 --out runs/va/edge
+    Resume:   edgeaffect train va --resume runs/va/edge
+    """
+    import torch
+
+    from ..errors import EdgeAffectError
+    from ..fileio import read_json
+    from ..runs import MANIFEST, timestamp
+    from ..train.va import train_va as run_training
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EdgeAffectError(f"--device {device} requested but CUDA is not available")
+    overrides = {k: v for k, v in (("frame_size", frame_size), ("width", width), ("subclips", subclips)) if v is not None}
+    settings = dict(variant=variant.value, epochs=epochs, batch_size=batch_size, lr=lr, stride=stride,
+                    max_train=max_train, max_val=max_val, seed=seed)
+    if resume is not None:
+        manifest = resume / MANIFEST
+        if not manifest.exists():
+            raise EdgeAffectError(f"cannot resume: {manifest} not found")
+        m = read_json(manifest)
+        if m.get("task") != "va":
+            raise EdgeAffectError(f"cannot resume: {resume} is a {m.get('task')!r} run, not va")
+        data, out = Path(m["data"]["root"]), resume
+        overrides, settings = m["config"]["model"], m["config"]["settings"]
+    if data is None:
+        raise EdgeAffectError("--data is required (or --resume RUN)")
+    out = out or Path("runs/va") / timestamp()
+    best = run_training(data, out, VARIANT_MODELS[settings["variant"]], overrides, settings, resume=resume is not None,
+                        cache_dir=cache, device=device, console=console)
+    _print_summary(best, out)
+
+
+def _print_summary(best: dict, out: Path) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{best['model']}: validation CCC (best epoch {best['best_epoch']})")
+    for col in ("valence", "arousal", "mean"):
+        table.add_column(col, justify="right")
+    table.add_row(f"{best['val_ccc_valence']:.4f}", f"{best['val_ccc_arousal']:.4f}", f"{best['val_ccc']:.4f}")
+    console.print(table)
+    console.print(f"[green]run directory:[/] {out}  (checkpoint.pt, manifest.json)")

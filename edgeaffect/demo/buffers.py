@@ -1,0 +1,68 @@
+"""Fixed-size ring buffers: T face crops per track at the model's fps, and the last seconds of audio.
+
+Memory never grows with the length of the stream: a crop is kept only when
+``1/fps`` of media time has passed since the last one, and the oldest falls out.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class FrameRing:
+    """The newest ``size`` crops sampled at ``fps`` (by media time, so decode speed does not matter)."""
+
+    def __init__(self, size: int, fps: float):
+        self.size, self.period = max(1, int(size)), (1.0 / fps if fps and fps > 0 else 0.0)
+        self._items: list[np.ndarray] = []
+        self._last_t: float | None = None
+        self.pushed = 0
+
+    def due(self, t: float) -> bool:
+        """Whether a crop taken at media time ``t`` would be kept (lets callers skip cropping)."""
+        return self._last_t is None or t - self._last_t >= self.period * 0.999 or t < self._last_t
+
+    def push(self, crop: np.ndarray, t: float) -> bool:
+        if not self.due(t):
+            return False
+        self._items.append(crop)
+        if len(self._items) > self.size:
+            del self._items[0]
+        self._last_t = t
+        self.pushed += 1
+        return True
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def ready(self) -> bool:
+        return len(self._items) > 0
+
+    def window(self) -> np.ndarray:
+        """[size, h, w, 3]: the newest crops, the oldest repeated in front while the ring is filling."""
+        items = self._items
+        if len(items) < self.size:
+            items = [items[0]] * (self.size - len(items)) + items
+        return np.stack(items)
+
+
+class AudioRing:
+    """The newest ``seconds`` of mono samples."""
+
+    def __init__(self, seconds: float, sample_rate: int):
+        self.sr = int(sample_rate)
+        self.buf = np.zeros(max(1, int(round(seconds * self.sr))), np.float32)
+        self.filled = 0
+
+    def push(self, samples: np.ndarray) -> None:
+        s = np.asarray(samples, np.float32).reshape(-1)
+        n = len(self.buf)
+        if len(s) >= n:
+            self.buf[:] = s[-n:]
+        elif len(s):
+            self.buf[:-len(s)] = self.buf[len(s):]
+            self.buf[-len(s):] = s
+        self.filled = min(n, self.filled + len(s))
+
+    def window(self) -> np.ndarray:
+        return self.buf.copy()

@@ -1,0 +1,63 @@
+"""Open a model for the demo through the runtime interface (``edgeaffect.load``): ``infer(dict) -> dict``.
+
+A run directory is resolved to the artifact for the asked runtime and precision
+by its conventional name (``checkpoint.pt``, ``model.onnx``, ``model.int8.onnx``,
+``openvino/model[.int8].xml``, ``tensorrt/*.engine``); an exported file is
+opened as it is.  ``runtime="auto"`` takes the fastest one the run has.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import EdgeAffectError
+from ..spec import ModelSpec
+
+RUNTIMES = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
+_AUTO_ORDER = ("openvino", "onnxruntime", "torch")
+
+
+def resolve_artifact(run: Path, runtime: str, precision: str) -> tuple[Path, str]:
+    """(artifact path, runtime name) inside a run directory."""
+    from ..export import discover_artifacts
+    from ..runtimes.registry import get_runtime
+
+    found = [a for a in discover_artifacts(run) if not a.variant and a.precision == precision]
+    if runtime == "auto":
+        for name in _AUTO_ORDER:
+            for a in found:
+                if a.runtime == name and not get_runtime(name).missing():
+                    return a.path, name
+    else:
+        for a in found:
+            if a.runtime == runtime:
+                return a.path, runtime
+    have = ", ".join(sorted(f"{a.runtime}-{a.precision}" for a in discover_artifacts(run) if not a.variant)) or "none"
+    hint = "run `edgeaffect export` on it" + (" with INT8 quantization" if precision == "int8" else "")
+    raise EdgeAffectError(f"{run} has no {precision} artifact for the {runtime} runtime (it has: {have}); {hint}")
+
+
+def open_model(path: str | Path | None, runtime: str = "auto", precision: str = "fp32", threads: int = 1):
+    """(runtime object, spec) for a run directory / exported artifact; ``None`` means the default zoo model."""
+    from .. import load, zoo
+
+    if runtime not in RUNTIMES:
+        raise EdgeAffectError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+    path = Path(path) if path is not None else zoo.default_run()
+    if not path.exists():
+        raise EdgeAffectError(f"no model at {path}: give a run directory or an exported model, "
+                              f"or import one with `edgeaffect zoo import fer2013`")
+    options = {"threads": threads}
+    if path.is_dir():
+        from ..runs import load_run
+
+        # the run's manifest is authoritative (and covers artifacts that do not embed the spec)
+        options["spec"] = load_run(path).spec
+        path, runtime = resolve_artifact(path, runtime, precision)
+    elif runtime == "auto":
+        runtime = None
+    rt = load(path, runtime=runtime, **options)
+    spec = rt.spec if isinstance(rt.spec, ModelSpec) else None
+    if spec is None:
+        raise EdgeAffectError(f"{path} carries no model spec (export it with edgeaffect so the labels and "
+                              f"preprocessing travel with it)")
+    return rt, spec

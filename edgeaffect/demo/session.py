@@ -1,0 +1,134 @@
+"""Assemble a demo from command-line choices: model runner, detector, source, audio, sinks."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import EdgeAffectError
+from ..spec import ModelSpec
+from .pipeline import Demo, DemoConfig, Stats
+from .preprocess import audio_input
+
+log = logging.getLogger("edgeaffect.demo")
+
+
+@dataclass
+class Session:
+    demo: Demo
+    source: object
+    spec: ModelSpec
+    runtime_name: str
+    sinks: list = field(default_factory=list)
+    web: object = None
+    runner: object = None
+
+    def run(self, stop: threading.Event | None = None) -> Stats:
+        """Run to the end (or ``stop``); sinks and the runner are closed on every way out."""
+        try:
+            return self.demo.run(self.source, stop)
+        finally:
+            errors = []
+            for s in self.sinks:
+                try:
+                    s.close()
+                except Exception as exc:  # keep closing the others: each file must be finalised
+                    errors.append(exc)
+            close = getattr(self.runner, "close", None)
+            if close:
+                close()
+            if errors:
+                raise errors[0]
+
+
+def build_session(source: str, model: Path | None = None, runtime: str = "auto", precision: str = "fp32",
+                  window: bool = False, output: Path | None = None, jsonl: Path | None = None,
+                  serve: str | None = None, detector=None, detect_every: int = 5, max_faces: int = 4,
+                  smoothing: float = 0.6, realtime: bool = False, loop: bool = False, max_frames: int | None = None,
+                  folder_fps: float = 10.0, reconnect_retries: int | None = 10, sync: bool | None = None, mode: str = "auto",
+                  reconnect_delay: float = 0.5,
+                  src=None, runner=None) -> Session:
+    """``src``/``runner``/``detector`` may be given directly (tests, embedding); otherwise they are opened.
+
+    ``mode`` "auto" runs files played at full speed in sync mode (every frame gets its own prediction) and
+    cameras, streams and ``realtime`` playback asynchronously; ``sync`` (bool) overrides it.
+    """
+    from .runner import open_model
+    from .sinks import JsonlSink, Mp4Sink, WindowSink, gui_available
+    from .sources import FileAudio, open_source
+
+    if window and not gui_available():
+        if output is None and jsonl is None and serve is None:
+            raise EdgeAffectError("this OpenCV build has no GUI support (opencv-python-headless): "
+                                  "use --headless with --output/--jsonl, or --serve 127.0.0.1:8080 for a web page")
+        log.warning("no GUI support in this OpenCV build: running without a window")
+        window = False
+    if runner is None:
+        runner, spec = open_model(model, runtime, precision)
+    else:
+        spec = runner.spec
+    src = src if src is not None else open_source(source, loop=loop, folder_fps=folder_fps)
+    audio = None
+    if audio_input(spec) is not None:
+        audio = _open_audio(source, spec, FileAudio)
+    if detector is None or isinstance(detector, str):
+        detector = make_detector(detector or "haar")
+    sinks: list = []
+    web = None
+    try:
+        if output is not None:
+            sinks.append(Mp4Sink(output, getattr(src, "fps", 30.0) or 30.0))
+        if jsonl is not None:
+            sinks.append(JsonlSink(jsonl))
+        if serve is not None:
+            from .web import WebSink
+
+            web = WebSink(serve, spec.labels)
+            sinks.append(web)
+        if window:
+            sinks.append(WindowSink())
+    except BaseException:
+        for s in sinks:
+            s.close()
+        raise
+    if sync is None:
+        sync = mode == "sync" or (mode == "auto" and not getattr(src, "live", False) and not realtime)
+    cfg = DemoConfig(detect_every=detect_every, max_faces=max_faces, smoothing=smoothing, realtime=realtime,
+                     max_frames=max_frames, reconnect_retries=reconnect_retries, sync=sync,
+                     reconnect_delay=reconnect_delay)
+    demo = Demo(runner, spec, detector, cfg, sinks, audio=audio)
+    return Session(demo, src, spec, getattr(runner, "name", runtime), sinks, web, runner)
+
+
+def make_detector(name: str):
+    """``haar`` (OpenCV's cascade, the default) or ``package.module:Class`` of any object with
+    ``detect(frame_bgr) -> [(x, y, w, h), ...]`` (largest first)."""
+    if name == "haar":
+        from ..data.faces import HaarFaceDetector
+
+        return HaarFaceDetector(scale_factor=1.2, max_side=320)
+    module, _, cls = name.partition(":")
+    if not cls:
+        raise EdgeAffectError(f"--detector must be 'haar' or 'package.module:Class', got {name!r}")
+    import importlib
+
+    try:
+        det = getattr(importlib.import_module(module), cls)()
+    except (ImportError, AttributeError) as exc:
+        raise EdgeAffectError(f"cannot load face detector {name!r}: {exc}") from None
+    if not callable(getattr(det, "detect", None)):
+        raise EdgeAffectError(f"face detector {name!r} has no detect(frame) method")
+    return det
+
+
+def _open_audio(source: str, spec: ModelSpec, file_audio):
+    """The source file's audio track for audio-visual models; silence (with a warning) when there is none."""
+    from ..data.media import has_audio
+
+    sr = int(spec.preprocessing.get("sample_rate", 16000))
+    p = Path(str(source))
+    if p.is_file() and has_audio(p):
+        return file_audio(p, sr)
+    log.warning("model %s takes audio but %s has no audio track: feeding silence", spec.name, source)
+    return None

@@ -1,0 +1,228 @@
+"""Frame sources: camera index, video file, RTSP/HTTP stream, image folder; plus the file's audio track.
+
+A source's ``read()`` returns a :class:`Read` whose ``status`` separates a good
+frame, a corrupt one (skip and count), the end of a file, and a lost stream
+(reconnect).  :class:`Reconnecting` turns "lost" into reopen attempts with
+exponential backoff and reports them, so a dropped camera or RTSP feed never
+ends the demo by itself.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from ..errors import EdgeAffectError
+
+log = logging.getLogger("edgeaffect.demo")
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+OK, CORRUPT, END, LOST = "ok", "corrupt", "end", "lost"
+
+
+@dataclass
+class Read:
+    status: str
+    image: np.ndarray | None = None
+    time: float | None = None  # media time in seconds (None: the reader uses wall time)
+
+
+class Source(Protocol):
+    fps: float
+    live: bool
+    name: str
+
+    def open(self) -> None: ...
+    def read(self) -> Read: ...
+    def close(self) -> None: ...
+
+
+def valid_frame(img) -> bool:
+    return (isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+            and img.shape[0] >= 16 and img.shape[1] >= 16)
+
+
+class CaptureSource:
+    """OpenCV VideoCapture over a camera index, a file or a URL (rtsp://, http://)."""
+
+    def __init__(self, target: int | str, loop: bool = False):
+        self.target = target
+        self.live = isinstance(target, int) or "://" in str(target)
+        self.loop = loop and not self.live
+        self.name = f"camera {target}" if isinstance(target, int) else str(target)
+        self.fps = 30.0
+        self._cap = None
+        self._index = 0
+        self._offset = 0.0
+        self.frame_count: int | None = None
+
+    def open(self) -> None:
+        import cv2
+
+        self._cap = cv2.VideoCapture(self.target)
+        if not self._cap.isOpened():
+            self._cap.release()
+            self._cap = None
+            raise EdgeAffectError(f"cannot open {self.name}")
+        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if 1.0 <= fps <= 240.0 else 30.0
+        self.frame_count = None if self.live else int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
+
+    def read(self) -> Read:
+        if self._cap is None:
+            return Read(LOST)
+        ok, img = self._cap.read()
+        if not ok:
+            if self.loop and self._index > 0:
+                self._cap.release()
+                self._offset += self._index / self.fps
+                self._index = 0
+                self.open()
+                return self.read()
+            return Read(LOST if self.live else END)
+        t = None if self.live else self._offset + self._index / self.fps
+        self._index += 1
+        return Read(OK if valid_frame(img) else CORRUPT, img, t)
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class FolderSource:
+    """Sorted images in a folder played at ``fps``; unreadable files count as corrupt frames."""
+
+    live = False
+
+    def __init__(self, folder: Path, fps: float = 10.0, loop: bool = False):
+        self.folder, self.fps, self.loop = Path(folder), float(fps), loop
+        self.name = str(folder)
+        self._files: list[Path] = []
+        self._i = 0
+
+    def open(self) -> None:
+        self._files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.frame_count = len(self._files)
+        if not self._files:
+            raise EdgeAffectError(f"{self.folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+
+    def read(self) -> Read:
+        import cv2
+
+        if self._i >= len(self._files):
+            if not self.loop:
+                return Read(END)
+        f = self._files[self._i % len(self._files)]
+        t = self._i / self.fps
+        self._i += 1
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        return Read(OK if valid_frame(img) else CORRUPT, img, t)
+
+    def close(self) -> None:
+        pass
+
+
+def open_source(spec: str, loop: bool = False, folder_fps: float = 10.0) -> Source:
+    """'0' -> camera 0; a folder -> images; a URL -> stream; otherwise a video file."""
+    s = str(spec)
+    if s.isdigit():
+        return CaptureSource(int(s))
+    if "://" in s:
+        return CaptureSource(s)
+    p = Path(s)
+    if p.is_dir():
+        return FolderSource(p, folder_fps, loop)
+    if not p.exists():
+        raise EdgeAffectError(f"source {s} does not exist (give a camera index, a video file, an image folder or a URL)")
+    return CaptureSource(s, loop=loop)
+
+
+class Reconnecting:
+    """Wrap a live source: on a lost stream close it and reopen with exponential backoff.
+
+    ``on_status(message)`` is called for each state change (shown on screen and logged).
+    Gives up after ``max_retries`` failed opens in a row (``None``: never).
+    """
+
+    def __init__(self, source: Source, on_status: Callable[[str], None] = lambda m: None,
+                 base_delay: float = 0.5, max_delay: float = 8.0, max_retries: int | None = 10,
+                 sleep: Callable[[float], None] = time.sleep, stop: Callable[[], bool] = lambda: False):
+        self.source, self.on_status = source, on_status
+        self.base_delay, self.max_delay, self.max_retries = base_delay, max_delay, max_retries
+        self.sleep, self.stop = sleep, stop
+        self.reconnects = 0
+        self.fps, self.live, self.name = source.fps, source.live, source.name
+
+    def open(self) -> None:
+        self.source.open()
+        self.fps = self.source.fps
+
+    def read(self) -> Read:
+        r = self.source.read()
+        if r.status != LOST:
+            return r
+        return self._reconnect()
+
+    def _reconnect(self) -> Read:
+        delay, tries = self.base_delay, 0
+        self.on_status(f"stream lost: {self.name}; reconnecting")
+        log.warning("stream lost: %s; reconnecting", self.name)
+        while not self.stop():
+            self.source.close()
+            self.sleep(delay)
+            tries += 1
+            try:
+                self.source.open()
+                r = self.source.read()
+                if r.status != LOST:
+                    self.reconnects += 1
+                    self.on_status("")
+                    log.warning("reconnected to %s after %d attempt(s)", self.name, tries)
+                    return r
+            except EdgeAffectError:
+                pass
+            if self.max_retries is not None and tries >= self.max_retries:
+                msg = f"giving up on {self.name} after {tries} failed reconnects"
+                self.on_status(msg)
+                log.error(msg)
+                break
+            msg = f"reconnecting to {self.name}: attempt {tries} failed, next in {min(delay * 2, self.max_delay):.1f}s"
+            self.on_status(msg)
+            log.warning(msg)
+            delay = min(delay * 2, self.max_delay)
+        return Read(END)
+
+    def close(self) -> None:
+        self.source.close()
+
+
+class FileAudio:
+    """The source file's audio track (PyAV), decoded once; windows are cut by media time."""
+
+    def __init__(self, path: str | Path, sample_rate: int):
+        from ..data.media import read_audio
+
+        self.sr = int(sample_rate)
+        self.samples = read_audio(path, self.sr)
+        self.period: float | None = None
+
+    def window(self, end_time: float, seconds: float) -> np.ndarray:
+        """The ``seconds`` of audio ending at ``end_time`` (silence before the start / after the end).
+
+        With ``period`` set (a looped file: the video's duration) media time wraps around, so every
+        pass over the file hears its audio again.
+        """
+        n = int(round(seconds * self.sr))
+        end = int(round(end_time * self.sr))
+        pos = np.arange(end - n, end)
+        if self.period:
+            pos = np.where(pos >= 0, pos % max(1, int(round(self.period * self.sr))), pos)
+        ok = (pos >= 0) & (pos < len(self.samples))
+        out = np.zeros(n, np.float32)
+        out[ok] = self.samples[pos[ok]]
+        return out

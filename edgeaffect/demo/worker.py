@@ -1,0 +1,179 @@
+"""Inference on its own thread, at its own rate, always on the newest windows.
+
+The capture loop hands over a request with :meth:`InferenceWorker.submit`,
+which never blocks: there is one pending slot, and a newer request replaces an
+unstarted older one (counted in ``dropped``).  Results are collected with
+:meth:`poll`.  So a model slower than the camera lowers the prediction rate,
+never the frame rate, and nothing queues without bound.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..spec import ModelSpec
+from .preprocess import audio_input, build_feeds, mfcc, prepare_face_batch, scores_from_outputs
+
+
+@dataclass
+class Request:
+    frame: int
+    captured: float                    # perf_counter of the newest frame in the windows
+    track_ids: list[int]
+    crops: np.ndarray | None           # [N, T, h, w, 3] BGR uint8
+    audio: np.ndarray | None = None    # [samples] mono window (shared by every track)
+
+
+@dataclass
+class Result:
+    frame: int
+    captured: float
+    done: float
+    track_ids: list[int]
+    scores: np.ndarray                 # [N, labels]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class SlotWorker:
+    """A thread that runs ``process(item)`` on the newest submitted item; one pending slot, never blocks."""
+
+    name = "edgeaffect-worker"
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._pending = None
+        self._results: deque = deque(maxlen=64)
+        self._stop = False
+        self._busy = False
+        self.submitted = self.dropped = self.completed = 0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def process(self, item):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def busy(self) -> bool:
+        with self._cond:
+            return self._busy or self._pending is not None
+
+    def submit(self, item) -> None:
+        with self._cond:
+            if self._pending is not None:
+                self.dropped += 1
+            self._pending = item
+            self.submitted += 1
+            self._cond.notify()
+
+    def poll(self) -> list:
+        with self._cond:
+            out = list(self._results)
+            self._results.clear()
+        return out
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Block until the pending item is done (end of a file, tests)."""
+        end = time.perf_counter() + timeout
+        with self._cond:
+            while (self._busy or self._pending is not None) and self.error is None:
+                left = end - time.perf_counter()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+
+    def close(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                item, self._pending, self._busy = self._pending, None, True
+            try:
+                res = self.process(item)
+            except BaseException as exc:  # surfaced to the capture loop, which stops with a clear message
+                with self._cond:
+                    self.error, self._busy = exc, False
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._results.append(res)
+                self.completed += 1
+                self._busy = False
+                self._cond.notify_all()
+
+
+@dataclass
+class Detection:
+    frame: int
+    boxes: list
+    seconds: float
+
+
+class DetectorWorker(SlotWorker):
+    """Face detection off the capture thread: item = (frame index, BGR image) -> :class:`Detection`."""
+
+    name = "edgeaffect-detect"
+
+    def __init__(self, detector, max_faces: int):
+        self.detector, self.max_faces = detector, max_faces
+        super().__init__()
+
+    def process(self, item) -> Detection:
+        frame, img = item
+        t0 = time.perf_counter()
+        boxes = list(self.detector.detect(img))[: self.max_faces]
+        return Detection(frame, boxes, time.perf_counter() - t0)
+
+
+class InferenceWorker(SlotWorker):
+    """Model inference on the newest windows of every ready track, batched over tracks."""
+
+    name = "edgeaffect-infer"
+
+    def __init__(self, runner, spec: ModelSpec, max_batch: int = 8):
+        self.runner, self.spec, self.max_batch = runner, spec, max(1, max_batch)
+        a = audio_input(spec)
+        self._audio_steps = int(a.shape[-1]) if a is not None else None
+        dims = [t.shape[0] for t in getattr(runner, "inputs", spec.inputs)]
+        self.fixed_batch = int(dims[0]) if dims and isinstance(dims[0], int) else None  # a static-shape export
+        if self.fixed_batch:
+            self.max_batch = self.fixed_batch
+        super().__init__()
+
+    def process(self, req: Request) -> Result:
+        return self._process(req)
+
+    def _process(self, req: Request) -> Result:
+        t0 = time.perf_counter()
+        pre = self.spec.preprocessing
+        clips = prepare_face_batch(req.crops, pre) if req.crops is not None else None
+        n = len(req.track_ids)
+        audio = None
+        if self._audio_steps is not None:
+            feats = mfcc(req.audio if req.audio is not None else np.zeros(16000, np.float32), pre, self._audio_steps)
+            audio = np.repeat(feats[None], n, axis=0)
+        t1 = time.perf_counter()
+        scores = []
+        for s in range(0, n, self.max_batch):
+            feeds = build_feeds(self.spec, None if clips is None else clips[s:s + self.max_batch],
+                                None if audio is None else audio[s:s + self.max_batch])
+            k = len(next(iter(feeds.values())))
+            if self.fixed_batch and k < self.fixed_batch:  # pad a static-batch model's input, drop the padding after
+                feeds = {name: np.concatenate([x, np.repeat(x[-1:], self.fixed_batch - k, 0)]) for name, x in feeds.items()}
+            scores.append(scores_from_outputs(self.spec, self.runner.infer(feeds))[:k])
+        t2 = time.perf_counter()
+        return Result(req.frame, req.captured, t2, req.track_ids, np.concatenate(scores),
+                      {"prepare": t1 - t0, "infer": t2 - t1})
+

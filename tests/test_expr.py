@@ -1,0 +1,286 @@
+"""Aff-Wild2 EXPR: reader, synthetic generator, models (+ONNX), macro F1, SSL thresholds/augmentations/loss, CLI."""
+import hashlib
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import f1_score
+
+from edgeaffect.data.affwild2_expr import (EXPR_LABELS, FaceImages, index_split, labeled_subset, list_images,
+                                           read_label_file)
+from edgeaffect.data.synth.affwild2_expr import generate
+from edgeaffect.errors import DataError
+from edgeaffect.models import count_parameters, create_model, list_models
+from edgeaffect.train.expr import ExprTask, macro_f1, per_class_f1
+from edgeaffect.train.ssl import (ROLE_LABELED, ROLE_STRONG, ROLE_WEAK, DynamicThreshold, FixedThreshold,
+                                  SemiSupervisedTask, strong_augment, weak_augment)
+
+HEADER = ",".join(EXPR_LABELS) + "\n"
+
+
+def _face(path, value):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((112, 112, 3), value, np.uint8))
+
+
+# -- metric -----------------------------------------------------------------------------------------
+
+def test_macro_f1_matches_scikit_learn_on_random_data():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 8, 500)
+    p = np.where(rng.random(500) < 0.4, y, rng.integers(0, 8, 500))
+    assert macro_f1(p, y) == pytest.approx(f1_score(y, p, average="macro"), abs=1e-12)
+    assert per_class_f1(p, y) == pytest.approx(f1_score(y, p, average=None), abs=1e-12)
+    # absent classes score 0 over the fixed 8 labels; -1 targets are ignored
+    y2, p2 = rng.integers(0, 5, 200), rng.integers(0, 6, 200)
+    ref = f1_score(y2, p2, labels=list(range(8)), average="macro", zero_division=0)
+    assert macro_f1(np.r_[p2, [3, 3]], np.r_[y2, [-1, -1]]) == pytest.approx(ref, abs=1e-12)
+
+
+def test_task_metrics_and_loss_ignore_unannotated_frames():
+    task = ExprTask()
+    logits = np.eye(8, dtype=np.float32)[[0, 1, 2, 2]]
+    m = task.metrics({"logits": logits}, np.array([0, 1, 2, -1]))
+    assert m["accuracy"] == 1.0 and m["per_class_f1"]["Disgust"] == 1.0 and m["per_class_f1"]["Fear"] == 0.0
+    assert m["macro_f1"] == pytest.approx(3 / 8)
+    out = torch.tensor(logits) * 5
+    assert float(task.loss(out, torch.tensor([0, 1, 2, -1]))) == pytest.approx(
+        float(task.loss(out[:3], torch.tensor([0, 1, 2]))))
+
+
+# -- reader -----------------------------------------------------------------------------------------
+
+def test_label_file_parsing_and_clear_errors(tmp_path):
+    good = tmp_path / "v.txt"
+    good.write_text(HEADER + "0\n-1\n7\n\n")
+    assert read_label_file(good).tolist() == [0, -1, 7]
+    for body, msg in ((HEADER.replace("Other", "Contempt") + "0\n", r"v\.txt:1: header"),
+                      (HEADER + "0\nhappy\n", r"v\.txt:3: 'happy' is not an integer"),
+                      (HEADER + "8\n", r"v\.txt:2: label 8 outside -1\.\.7"), ("", "empty label file")):
+        good.write_text(body)
+        with pytest.raises(DataError, match=msg):
+            read_label_file(good)
+
+
+def test_reader_maps_lines_to_frames_skips_absent_and_ignored_and_reports_bad_videos(tmp_path):
+    lab = tmp_path / "EXPR_Classification_Challenge" / "Train_Set"
+    lab.mkdir(parents=True)
+    (lab / "vidA.txt").write_text(HEADER + "4\n-1\n5\n6\n")        # frame 4 absent from cropped_aligned
+    (lab / "vidB.txt").write_text(HEADER + "1\n2\n")
+    (lab / "broken.txt").write_text("not,a,header\n1\n")
+    (lab / "nofolder.txt").write_text(HEADER + "1\n")
+    for i in (1, 2, 3, 5):                                            # frame 5 has no label line: unused
+        _face(tmp_path / "cropped_aligned" / "vidA" / f"{i:05d}.jpg", 10 * i)
+    for i in (1, 2):
+        _face(tmp_path / "cropped_aligned" / "vidB" / f"{i:05d}.jpg", 100 + i)
+    ix = index_split(tmp_path, "train")
+    assert [(p.parent.name, p.name) for p in ix.paths] == [("vidA", "00001.jpg"), ("vidA", "00003.jpg"),
+                                                           ("vidB", "00001.jpg"), ("vidB", "00002.jpg")]
+    assert ix.labels.tolist() == [4, 5, 1, 2]
+    assert ix.counts["bad_videos"] == 2 and ix.counts["ignored"] == 1 and ix.counts["absent"] == 1
+    assert len(ix.problems) == 2 and any("broken.txt:1: header" in p for p in ix.problems)
+    assert index_split(tmp_path, "train", frame_step=2).labels.tolist() == [4, 1]
+    # an unreadable image is counted and replaced by the next readable one; nothing else changes
+    ix.paths[1].write_bytes(b"not a jpeg")
+    ds = FaceImages(ix.paths, ix.labels, size=32)
+    item = ds[1]
+    assert item["face"].shape == (3, 32, 32) and item["face"].dtype == np.float32
+    assert item["target"] == 1 and item["index"] == 2 and len(ds.bad) == 1
+    assert ds[0]["face"].max() <= 1.0 and ds[0]["face"][0, 0, 0] == pytest.approx(10 / 255, abs=2 / 255)
+    with pytest.raises(DataError, match="no EXPR_Classification_Challenge/Validation_Set"):
+        index_split(tmp_path, "val")
+
+
+def test_unlabeled_folder_any_nesting_and_label_subset(tmp_path):
+    for rel in ("a/1.jpg", "a/b/2.PNG", "c/3.jpeg", "c/notes.txt", ".hidden.jpg"):
+        p = tmp_path / "u" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    assert [p.name for p in list_images(tmp_path / "u")] == ["1.jpg", "2.PNG", "3.jpeg"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no .jpg/.png"):
+        list_images(tmp_path / "empty")
+    labels = np.repeat(np.arange(8), [200, 40, 20, 3, 100, 60, 50, 100])
+    pick = labeled_subset(labels, 0.05, seed=1)
+    counts = np.bincount(labels[pick], minlength=8)
+    assert counts.tolist() == [10, 2, 1, 1, 5, 3, 2, 5]
+    assert np.array_equal(pick, labeled_subset(labels, 0.05, seed=1))
+    assert not np.array_equal(pick, labeled_subset(labels, 0.05, seed=2))
+
+
+# -- generator --------------------------------------------------------------------------------------
+
+def _digest(root):
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+def test_generator_is_deterministic_readable_and_keeps_other_videos(tmp_path):
+    other = tmp_path / "b" / "cropped_aligned" / "va_video_000" / "00001.jpg"
+    _face(other, 50)
+    kw = dict(train_videos=2, val_videos=1, frames=12, unlabeled=7, size=40, seed=3)
+    generate(tmp_path / "a", **kw)
+    summary = generate(tmp_path / "b", **kw)
+    other.unlink()
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    assert (tmp_path / "b" / "cropped_aligned" / "va_video_000").is_dir()
+    ix = index_split(tmp_path / "a", "train")
+    assert len(ix) == sum(summary.class_counts["train"]) and ix.class_counts() == summary.class_counts["train"]
+    assert cv2.imread(str(ix.paths[0])).shape == (40, 40, 3)
+    assert len(list_images(tmp_path / "a" / "unlabeled")) == 7
+
+
+# -- models -----------------------------------------------------------------------------------------
+
+def test_expr_models_parameter_counts_and_outputs():
+    assert {"expr_mobilenetv2", "expr_resnet18"} <= set(list_models("expr"))
+    mb = create_model("expr_mobilenetv2")
+    assert count_parameters(mb) == 2_223_872 + 1280 * 8 + 8          # torchvision features + Linear(1280, 8)
+    assert count_parameters(create_model("expr_resnet18")) == 11_176_512 + 512 * 8 + 8
+    assert mb.spec.activation == "softmax" and mb.spec.labels == EXPR_LABELS
+    assert mb.spec.inputs[0].shape == ("B", 3, 112, 112) and mb.spec.outputs[0].shape == ("B", 8)
+
+
+@pytest.mark.parametrize("name,kw", [("expr_mobilenetv2", {"width_mult": 0.5}), ("expr_resnet18", {"width": 16})])
+def test_expr_models_export_to_onnx_with_matching_outputs(tmp_path, name, kw):
+    ort = pytest.importorskip("onnxruntime")
+    model = create_model(name, face_size=64, **kw).eval()
+    x = torch.rand(3, 3, 64, 64)
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, (x,), str(path), input_names=["face"], output_names=["logits"],
+                      dynamic_axes={"face": {0: "B"}, "logits": {0: "B"}}, dynamo=False)
+    got = ort.InferenceSession(str(path)).run(None, {"face": x.numpy()})[0]
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert got.shape == (3, 8) and np.allclose(got, ref, atol=1e-4)
+
+
+# -- semi-supervised pieces -------------------------------------------------------------------------
+
+def test_dtm_thresholds_follow_the_documented_formulas():
+    dtm = DynamicThreshold(3, 10, stages=((0.0, 0.95), (0.5, 0.8)), tau0=0.9, tau_min=0.1)
+    assert torch.allclose(dtm.thresholds(0.0), torch.full((3,), 0.1))          # nothing learnt yet: the floor
+    dtm.update(torch.tensor([0.99, 0.99, 0.99, 0.5, 0.95, 0.99, 0.91]), torch.tensor([0, 0, 0, 1, 1, 0, 2]),
+               torch.tensor([0, 1, 2, 3, 4, 5, 6]))
+    assert dtm.sigma().tolist() == [4, 1, 1]                                      # 0.5 is below tau0
+    # unused = 10 - 6 = 4 = max sigma -> beta = sigma / 4
+    beta = torch.tensor([1.0, 0.25, 0.25])
+    assert torch.allclose(dtm.beta(), beta)
+    assert torch.allclose(dtm.thresholds(0.2), (0.95 * beta / (2 - beta)).clamp_min(0.1))
+    assert torch.allclose(dtm.thresholds(0.7), (0.80 * beta / (2 - beta)).clamp_min(0.1))
+    # the latest confident prediction replaces the old one; an unconfident one does not
+    dtm.update(torch.tensor([0.99, 0.3]), torch.tensor([2, 1]), torch.tensor([0, 1]))
+    assert dtm.memory[:2].tolist() == [2, 0]
+    again = DynamicThreshold(3, 10)
+    again.load_state_dict(dtm.state_dict())
+    assert torch.equal(again.thresholds(0.7), dtm.thresholds(0.7))
+    assert torch.equal(FixedThreshold(3, 0.9).thresholds(0.5), torch.full((3,), 0.9))
+
+
+def test_augmentations_are_deterministic_in_range_and_weak_is_flip_plus_shift():
+    x = torch.rand(6, 3, 24, 24)
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    w = weak_augment(x, g(), translate=0.0)
+    for a, b in zip(w, x):       # no shift: each sample is the image or its mirror
+        assert torch.allclose(a, b, atol=1e-5) or torch.allclose(a, b.flip(-1), atol=1e-5)
+    s1, s2 = strong_augment(x, g()), strong_augment(x, g())
+    assert torch.equal(s1, s2) and s1.shape == x.shape and 0 <= float(s1.min()) and float(s1.max()) <= 1
+    assert (s1 == 0.5).all(1).any()               # a Cutout square
+    assert not torch.allclose(s1, weak_augment(x, g()))
+
+
+def test_ssl_loss_masks_pseudo_labels_by_the_class_threshold():
+    base = ExprTask()
+    task = SemiSupervisedTask(base, FixedThreshold(8, 0.9), total_steps=10, lambda_u=2.0)
+    lab = torch.randn(2, 8)
+    weak = torch.full((2, 8), -10.0)
+    weak[0, 3] = 10.0                               # confident -> pseudo-label 3
+    weak[1] = 0.0                                   # uniform (p = 1/8) -> below 0.9, masked out
+    strong = torch.randn(2, 8)
+    outputs = torch.cat([lab, weak, strong])
+    target = torch.tensor([[1, ROLE_LABELED, -1, -1], [4, ROLE_LABELED, -1, -1],
+                           [-1, ROLE_WEAK, 0, 3], [-1, ROLE_WEAK, 1, -1],
+                           [-1, ROLE_STRONG, 0, 3], [-1, ROLE_STRONG, 1, -1]])
+    loss = task.loss(outputs, target)
+    ce = torch.nn.functional.cross_entropy
+    expected = ce(lab, torch.tensor([1, 4])) + 2.0 * ce(strong[:1], torch.tensor([3])) / 2
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    stats = task.epoch_stats()
+    assert stats["mask_rate"] == 0.5 and stats["pseudo_precision"] == 1.0 and task.step == 1
+
+
+# -- training end to end ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("aw2")
+    generate(root, train_videos=3, val_videos=2, frames=16, unlabeled=24, size=32, seed=0)
+    return root
+
+
+def _opts(root, **kw):
+    from edgeaffect.train.expr import ExprTrainOptions
+
+    base = dict(data=root, unlabeled=root / "unlabeled", ssl="dtm", label_fraction=0.3, face_size=32,
+                model_overrides={"width_mult": 0.35}, epochs=2, batch_size=4, steps_per_epoch=2, mu=2, tau_min=0.2)
+    return ExprTrainOptions(**{**base, **kw})
+
+
+def test_ssl_training_resumes_to_the_same_weights_and_records_pseudo_label_stats(tiny_root, tmp_path, monkeypatch):
+    from edgeaffect.fileio import read_json
+    from edgeaffect.runs import load_model, load_run
+    from edgeaffect.train.expr import train_expr
+    from edgeaffect.train.ssl import SemiSupervisedTrainer
+
+    opt = _opts(tiny_root)
+    train_expr(opt, tmp_path / "straight")
+    orig = SemiSupervisedTrainer._save
+
+    def crash_after_first_epoch(self, path, obj):
+        orig(self, path, obj)
+        if path.name == "last.pt" and obj["epoch"] == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(SemiSupervisedTrainer, "_save", crash_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_expr(opt, tmp_path / "resumed")
+    monkeypatch.undo()
+    train_expr(opt, tmp_path / "resumed", resume=True)
+    a = load_model(tmp_path / "straight" / "checkpoint.pt").state_dict()
+    b = load_model(tmp_path / "resumed" / "checkpoint.pt").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    m = read_json(tmp_path / "resumed" / "manifest.json")
+    assert m == {**m, "task": "expr", "model": "expr_mobilenetv2"} and len(m["history"]) == 2
+    assert "ssl_mask_rate" in m["history"][0] and len(m["history"][1]["ssl_thresholds"]) == 8
+    assert set(m["metrics"]["train"]["val_per_class_f1"]) == set(EXPR_LABELS)
+    assert m["data"]["train"]["labeled"] < m["data"]["train"]["frames"]
+    assert m["data"]["unlabeled"]["images"] == 24 + m["data"]["train"]["frames"] - m["data"]["train"]["labeled"]
+    assert load_run(tmp_path / "resumed").spec.task == "expr"
+
+
+def test_cli_synth_and_train_and_clear_errors(tmp_path, capsys):
+    from edgeaffect.cli import main
+
+    root = tmp_path / "aw"
+    assert main(["data", "synth", "affwild2-expr", "--out", str(root), "--videos", "2", "--val-videos", "1",
+                 "--frames", "10", "--unlabeled", "8", "--size", "32"]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "expr", "--data", str(root), "--unlabeled", str(root / "unlabeled"), "--ssl", "fixed",
+                 "--label-fraction", "0.5", "--face-size", "32", "--width-mult", "0.35", "--epochs", "1",
+                 "--batch-size", "4", "--steps-per-epoch", "1", "--out", str(run)]) == 0
+    assert (run / "checkpoint.pt").exists() and (run / "manifest.json").exists()
+    assert "val macro F1" in capsys.readouterr().err
+    assert main(["train", "expr", "--data", str(root), "--out", str(run)]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main(["train", "expr", "--resume", str(run)]) == 0            # finished run: nothing left, same result
+    assert main(["train", "expr", "--resume", str(tmp_path / "nope")]) == 1
+    assert "cannot resume" in capsys.readouterr().err
+    assert main(["train", "expr", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r2")]) == 1
+    assert "not an Aff-Wild2 EXPR root" in capsys.readouterr().err
+    assert main(["train", "expr", "--data", str(root), "--ssl", "sometimes"]) == 1
+    assert main(["train", "expr", "--data", str(root), "--ssl", "dtm", "--out", str(tmp_path / "r3")]) == 1
+    assert "needs unlabeled faces" in capsys.readouterr().err
