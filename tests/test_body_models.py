@@ -34,10 +34,10 @@ def test_temporal_shift_matches_the_reference_implementation(segments, channels,
 def test_registered_parameter_counts_match_the_reference():
     # MobileNetV2 features 2,223,872 + new_fc 10,248; ResNet-50 trunk 23,508,032 + new_fc 16,392; TSM adds nothing
     for shift in (False, True):
-        for fusion in (False, True):
-            assert count_parameters(create_model(model_name("mobilenet_v2", shift, fusion))) == 2_223_872 + 10_248
-            assert count_parameters(create_model(model_name("resnet50", shift, fusion))) == 23_508_032 + 16_392
-    assert len(list_models("body")) == 8
+        for input in ("body", "fusion"):     # fusion shares one network between the two streams
+            assert count_parameters(create_model(model_name("mobilenet_v2", shift), input=input)) == 2_223_872 + 10_248
+            assert count_parameters(create_model(model_name("resnet50", shift), input=input)) == 23_508_032 + 16_392
+    assert list_models("body") == ["body_tsm_mobilenetv2", "body_tsm_resnet50", "body_tsn_mobilenetv2", "body_tsn_resnet50"]
 
 
 def test_shift_wraps_the_first_conv_of_every_residual_block():
@@ -59,7 +59,7 @@ def test_shift_mixes_segments_and_tsn_does_not(arch):
     y = x.clone()
     y[0, 2] = torch.rand(3, 32, 32)     # change only the last segment
     for shift in (False, True):
-        m = create_model(model_name(arch, shift, False), **SMALL).eval()
+        m = create_model(model_name(arch, shift), **SMALL).eval()
         feats = lambda v: m.base_model(((v - m.mean[None]) / m.std[None]).reshape(3, 3, 32, 32))  # noqa: E731
         with torch.no_grad():
             fx = feats(x)[:2]
@@ -87,7 +87,7 @@ def test_partial_bn_freezes_every_batchnorm_but_the_first():
 
 
 def test_fusion_averages_the_two_streams_and_returns_them_in_training():
-    m = create_model("body_fusion_tsn_mobilenetv2", partial_bn=False, **SMALL)
+    m = create_model("body_tsn_mobilenetv2", input="fusion", partial_bn=False, **SMALL)
     assert m.spec.input_names == ["frames", "face"] and m.spec.output_names == ["logits"]
     assert m.spec.activation == "sigmoid" and len(m.spec.labels) == 8
     body, face = torch.rand(2, 3, 3, 32, 32), torch.rand(2, 3, 3, 32, 32)
@@ -98,8 +98,8 @@ def test_fusion_averages_the_two_streams_and_returns_them_in_training():
     m.train()
     mean, b, f = m(body, face)
     assert mean.shape == b.shape == f.shape == (2, 8)
-    with pytest.raises(ValueError):
-        create_model("body_tsn_mobilenetv2", input="fusion")
+    single = create_model("body_tsn_mobilenetv2", **SMALL)
+    assert single.spec.input_names == ["frames"] and single.spec.config["input"] == "body"
 
 
 def test_consensus_is_the_mean_of_segment_logits():
@@ -113,7 +113,7 @@ def test_consensus_is_the_mean_of_segment_logits():
 def test_tsm_fusion_exports_to_onnx_and_matches_torch(tmp_path):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    m = create_model("body_fusion_tsm_mobilenetv2", size=32, width=0.25, segments=3).eval()
+    m = create_model("body_tsm_mobilenetv2", input="fusion", size=32, width=0.25, segments=3).eval()
     names = m.spec.input_names
     ins = tuple(torch.rand(2, 3, 3, 32, 32) for _ in names)
     path = tmp_path / "tsm.onnx"

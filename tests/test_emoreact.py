@@ -242,7 +242,7 @@ def test_cli_trains_resumes_and_writes_a_loadable_run(tiny, tmp_path):
             "--shift", "--cache-frames", "4", "--batch-size", "4", "--cache", str(tmp_path / "c"), "--out", str(run)]
     assert main(args + ["--epochs", "1"]) == 0
     m = read_json(run / "manifest.json")
-    assert m["task"] == "body" and m["model"] == "body_fusion_tsm_mobilenetv2" and m["stages_done"] == ["train"]
+    assert m["task"] == "body" and m["model"] == "body_tsm_mobilenetv2" and m["stages_done"] == ["train"]
     assert m["spec"]["inputs"][1]["name"] == "face" and m["config"]["model"]["segments"] == 2
     assert 0 <= m["metrics"]["train"]["test_roc_auc_micro"] <= 1 and m["data"]["clips"]["train"] == 6
     # stretch the finished run to 2 epochs: resume continues after epoch 1
@@ -262,7 +262,10 @@ def test_cli_bad_input_is_one_line(tiny, tmp_path, capsys):
     from edgeaffect.cli import main
 
     assert main(["train", "body", "--data", str(tiny), "--input", "hands"]) == 1
-    assert main(["train", "body", "--data", str(tmp_path / "none"), "--size", "32"]) == 1
+    out = tmp_path / "run"
+    assert main(["train", "body", "--data", str(tmp_path / "none"), "--size", "32", "--out", str(out)]) == 1
+    assert main(["train", "body", "--resume", str(tmp_path / "nothing")]) == 1
     err = capsys.readouterr().err
     assert "--input must be one of face, body, fullbody, fusion" in err
-    assert "does not exist" in err and "Traceback" not in err
+    assert "does not exist" in err and "cannot resume" in err and "Traceback" not in err
+    assert not out.exists()                                    # nothing written for a bad dataset

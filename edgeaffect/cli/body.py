@@ -82,10 +82,9 @@ def train_body_cmd(
         raise EdgeAffectError(f"--input must be one of {', '.join(INPUT_KINDS)}, not {input!r}")
     if arch not in ARCHS:
         raise EdgeAffectError(f"--arch must be one of {', '.join(ARCHS)}, not {arch!r}")
-    name = model_name(arch, shift, input == "fusion")
-    overrides = {"segments": segments, "size": size, "shift_div": shift_div, "width": width, "partial_bn": partial_bn}
-    if input != "fusion":
-        overrides["input"] = input
+    name = model_name(arch, shift)
+    overrides = {"input": input, "segments": segments, "size": size, "shift_div": shift_div, "width": width,
+                 "partial_bn": partial_bn}
     if optimizer not in ("sgd", "adamw"):
         raise EdgeAffectError(f"--optimizer must be sgd or adamw, not {optimizer!r}")
     opt = {} if optimizer == "sgd" else {"optimizer": "adamw", "weight_decay": 1e-4}

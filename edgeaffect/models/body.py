@@ -23,6 +23,9 @@ Following the seed (nkegke/deep-affective-bodily-expression-recognition):
 
 Inputs are RGB in [0, 1]; ImageNet normalisation happens inside the graph so
 exported models take the same tensors as the PyTorch one.
+
+Registered names: ``body_{tsn,tsm}_{mobilenetv2,resnet50}``; the input kind is
+the ``input`` keyword (default ``body``), since it changes the inputs, not the weights.
 """
 from __future__ import annotations
 
@@ -168,29 +171,27 @@ class BodyTSN(nn.Module):
         return logits
 
 
-def model_name(arch: str, shift: bool, fusion: bool) -> str:
-    """Registered name for a CLI choice, e.g. ``body_fusion_tsm_mobilenetv2``."""
-    return f"body_{'fusion_' if fusion else ''}{'tsm' if shift else 'tsn'}_{ARCHS[arch]}"
+def model_name(arch: str, shift: bool) -> str:
+    """Registered name for a CLI choice, e.g. ``body_tsm_mobilenetv2``.
+
+    The input kind (face / body / fullbody / fusion) is a keyword of the model
+    (``input=...``), not part of the name: it changes the inputs, not the weights.
+    """
+    return f"body_{'tsm' if shift else 'tsn'}_{ARCHS[arch]}"
 
 
 def _register_all() -> None:
-    for arch, short in ARCHS.items():
+    for arch in ARCHS:
         for shift in (False, True):
-            for fusion in (False, True):
-                name = model_name(arch, shift, fusion)
-                what = ("TSM" if shift else "TSN") + f" {arch}, " + ("body + face streams, averaged logits" if fusion else "one stream (face, body or fullbody)")
+            name = model_name(arch, shift)
+            what = ("TSM" if shift else "TSN") + f" {arch}; input face, body, fullbody or fusion (two streams)"
 
-                def factory(_name=name, _arch=arch, _shift=shift, _fusion=fusion, **kw):
-                    if _fusion:
-                        kw["input"] = "fusion"
-                    elif kw.get("input") == "fusion":
-                        raise ValueError(f"{_name} is single-stream; use {model_name(_arch, _shift, True)} for fusion")
-                    if kw.pop("shift", _shift) != _shift:
-                        raise ValueError(f"{_name} has shift={_shift}; pick the registered name with the shift you want")
-                    kw["shift"] = _shift
-                    return BodyTSN(_name, arch=_arch, **kw)
+            def factory(_name=name, _shift=shift, _arch=arch, **kw):
+                if kw.pop("shift", _shift) != _shift:
+                    raise ValueError(f"{_name} has shift={_shift}; use {model_name(_arch, not _shift)}")
+                return BodyTSN(_name, arch=_arch, shift=_shift, **kw)
 
-                register_model(name, task="body", description=f"EmoReact bodily expression: {what}")(factory)
+            register_model(name, task="body", description=f"EmoReact bodily expression: {what}")(factory)
 
 
 _register_all()

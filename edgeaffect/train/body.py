@@ -143,8 +143,8 @@ def train_body(data: Path, out: Path, *, model_name: str, config: TrainConfig,
     overrides = dict(model_overrides or {})
     out, data = Path(out), Path(data)
     task = BODY_TASK
-    counts = {}
-    for split in SPLITS:
+    counts = {"train": len(read_split(data, "train"))}   # a bad root or train.csv fails before the run dir exists
+    for split in SPLITS[1:]:
         try:
             counts[split] = len(read_split(data, split))
         except Exception:
