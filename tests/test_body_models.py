@@ -110,17 +110,19 @@ def test_consensus_is_the_mean_of_segment_logits():
         assert torch.allclose(m(x), per.mean(1), atol=1e-6)
 
 
-def test_tsm_fusion_exports_to_onnx_and_matches_torch(tmp_path):
+@pytest.mark.parametrize("exporter", ["legacy", pytest.param("dynamo", marks=pytest.mark.slow)])
+def test_tsm_fusion_exports_to_onnx_and_matches_torch(tmp_path, exporter):
+    """Through the shared exporter; the batch stays dynamic (exported at 2, run at 3)."""
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
+    from edgeaffect.export import export_onnx, read_onnx_spec
+
     m = create_model("body_tsm_mobilenetv2", input="fusion", size=32, width=0.25, segments=3).eval()
-    names = m.spec.input_names
-    ins = tuple(torch.rand(2, 3, 3, 32, 32) for _ in names)
-    path = tmp_path / "tsm.onnx"
-    torch.onnx.export(m, ins, str(path), dynamo=False, input_names=names, output_names=m.spec.output_names,
-                      dynamic_axes={n: {0: "B"} for n in names + m.spec.output_names})
+    path = export_onnx(m, tmp_path / "tsm.onnx", exporter=exporter)
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert {"Slice", "Concat"} <= ops and "ScatterND" not in ops    # the shift, with no in-place assignment
+    assert read_onnx_spec(path) == m.spec
+    names = m.spec.input_names
     feeds = {n: np.random.default_rng(i).random((3, 3, 3, 32, 32), dtype=np.float32) for i, n in enumerate(names)}
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     with torch.no_grad():

@@ -256,6 +256,16 @@ def test_cli_trains_resumes_and_writes_a_loadable_run(tiny, tmp_path):
     assert model.spec.config["shift"] and model.spec.config["size"] == 32
     with torch.no_grad():
         assert model(torch.rand(1, 2, 3, 32, 32), torch.rand(1, 2, 3, 32, 32)).shape == (1, 8)
+    # the shared export path: parity with torch on the run's validation clips, spec in the ONNX metadata
+    assert main(["export", str(run), "--format", "onnx", "--exporter", "legacy"]) == 0
+    from edgeaffect.runtimes import load
+
+    rt = load(run / "model.onnx", runtime="onnxruntime")
+    assert rt.spec.input_names == ["frames", "face"] and rt.spec.config["input"] == "fusion"
+    feeds = {n: np.random.default_rng(0).random((2, 2, 3, 32, 32), dtype=np.float32) for n in rt.spec.input_names}
+    with torch.no_grad():
+        want = model(*[torch.from_numpy(feeds[n]) for n in rt.spec.input_names]).numpy()
+    np.testing.assert_allclose(rt.infer(feeds)["logits"], want, atol=1e-4)
 
 
 def test_cli_bad_input_is_one_line(tiny, tmp_path, capsys):

@@ -19,7 +19,8 @@ Following the seed (nkegke/deep-affective-bodily-expression-recognition):
   (``frames``) and the face stream (``face``); the output is the mean of the
   two logit vectors.  In training mode the model also returns both streams'
   logits so the task can sum BCE(body) + BCE(face) as the seed does; in eval
-  mode (and in every exported graph) it returns ``logits`` only.
+  mode (and in every exported graph) it returns ``logits`` only, running both
+  streams as one batch.
 
 Inputs are RGB in [0, 1]; ImageNet normalisation happens inside the graph so
 exported models take the same tensors as the PyTorch one.
@@ -164,11 +165,12 @@ class BodyTSN(nn.Module):
     def forward(self, frames, face=None):
         if not self.fusion:
             return self.stream(frames)
+        if not self.training:   # one pass over both streams: half the graph, better batching
+            both = self.stream(torch.cat((frames, face), 0))
+            return (both[:frames.shape[0]] + both[frames.shape[0]:]) / 2
+        # training: separate passes, so the unfrozen first BN normalises each stream with its own statistics
         body_logits, face_logits = self.stream(frames), self.stream(face)
-        logits = (body_logits + face_logits) / 2
-        if self.training:
-            return logits, body_logits, face_logits
-        return logits
+        return (body_logits + face_logits) / 2, body_logits, face_logits
 
 
 def model_name(arch: str, shift: bool) -> str:
