@@ -46,14 +46,15 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def temporal_shift(x: torch.Tensor, segments: int, fold_div: int = 8) -> torch.Tensor:
+def temporal_shift(x: torch.Tensor, segments: int, fold_div: int = 8, channels: int | None = None) -> torch.Tensor:
     """Shift channels along time in ``x [N*S, C, H, W]`` with slicing and concat only (ONNX-exportable).
 
     Channels ``[0:fold]`` take the value of segment t+1, ``[fold:2*fold]`` of
-    segment t-1, the rest stay; missing neighbours are zeros.  ``fold = C // fold_div``.
+    segment t-1, the rest stay; missing neighbours are zeros.  ``fold = C // fold_div``
+    (``channels`` gives C as a Python int, so tracing for ONNX sees a constant).
     """
     nt, c, h, w = x.shape
-    fold = c // fold_div
+    fold = (c if channels is None else channels) // fold_div
     if fold == 0:
         return x
     x = x.reshape(-1, segments, c, h, w)
@@ -71,9 +72,10 @@ class TemporalShift(nn.Module):
         self.net = net
         self.segments = segments
         self.fold_div = fold_div
+        self.channels = next(m for m in net.modules() if isinstance(m, nn.Conv2d)).in_channels
 
     def forward(self, x):
-        return self.net(temporal_shift(x, self.segments, self.fold_div))
+        return self.net(temporal_shift(x, self.segments, self.fold_div, self.channels))
 
     def extra_repr(self) -> str:
         return f"segments={self.segments}, fold_div={self.fold_div}"
