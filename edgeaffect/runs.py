@@ -106,6 +106,8 @@ def load_model(checkpoint: str | os.PathLike, map_location: str = "cpu"):
     if not isinstance(payload, dict) or "model" not in payload or "state_dict" not in payload:
         raise EdgeAffectError(f"{checkpoint} is not an edgeaffect checkpoint")
     model = create_model(payload["model"], **payload.get("overrides", {}))
+    if payload.get("pruning"):  # channel-pruned checkpoint: reshape the registered model first
+        from .quantize.prune import restore_structure; restore_structure(model, payload)  # noqa: E702
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model

@@ -29,7 +29,20 @@ def test_unknown_model_is_a_clear_error():
         create_model("nope")
 
 
-@pytest.mark.parametrize("name", list_models())
+def _size_on_meta(name: str) -> int:
+    """Parameter count without allocating weights, to sort out the reference-size models."""
+    with torch.device("meta"):
+        return count_parameters(create_model(name))
+
+
+# Reference-size models (tens of millions of parameters, minutes on 2 CPU cores) run with -m slow.
+_HEAVY = 20_000_000
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if _size_on_meta(n) > _HEAVY else n for n in list_models()],
+)
 def test_every_registered_model_runs_its_spec(name):
     model = create_model(name).eval()
     spec = model.spec

@@ -40,6 +40,7 @@ _COMMAND_MODULES = (
     "quickstart",
     "export",
     "bench",
+    "quantize",
     "va",
     "expr",
     "body",

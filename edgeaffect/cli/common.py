@@ -19,3 +19,17 @@ RunArg = Annotated[Path, typer.Argument(help="Run directory (holds checkpoint.pt
 def split_csv(value: str | None) -> list[str]:
     """'a,b , c' -> ['a', 'b', 'c']."""
     return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def resume_manifest(resume: Path, task: str) -> dict:
+    """The manifest of a run to resume, checked to exist and to belong to ``task``."""
+    from ..errors import EdgeAffectError
+    from ..fileio import read_json
+
+    manifest = Path(resume) / "manifest.json"
+    if not manifest.exists():
+        raise EdgeAffectError(f"cannot resume: {manifest} not found")
+    m = read_json(manifest)
+    if m.get("task") != task:
+        raise EdgeAffectError(f"cannot resume: {resume} is a {m.get('task')!r} run, not {task}")
+    return m

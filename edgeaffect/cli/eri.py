@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, SeedOpt, console, split_csv
+from .common import DeviceOpt, SeedOpt, console, resume_manifest, split_csv
 from .data import synth_app
 from .train import train_app
 
@@ -60,7 +60,6 @@ def train_eri_cmd(
     Multi-process (DDP): torchrun --nproc_per_node 2 -m edgeaffect train eri --data data/eri
     """
     from ..errors import EdgeAffectError
-    from ..fileio import read_json
     from ..runs import timestamp
     from ..train.eri import STAGES, train_eri
     from ..train.trainer import TrainConfig
@@ -74,12 +73,7 @@ def train_eri_cmd(
         raise EdgeAffectError(f"unknown stage(s) {', '.join(bad)}; stages are {', '.join(STAGES)}")
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, warmup_epochs=1 if epochs > 3 else 0)
     if resume is not None:
-        manifest = resume / "manifest.json"
-        if not manifest.exists():
-            raise EdgeAffectError(f"cannot resume: {manifest} not found")
-        m = read_json(manifest)
-        if m.get("task") != "eri":
-            raise EdgeAffectError(f"cannot resume: {resume} is a {m.get('task')!r} run, not eri")
+        m = resume_manifest(resume, "eri")
         data = Path(m["data"]["root"])
         c = m["config"]
         cfg = TrainConfig(**{**c["train"], "milestones": tuple(c["train"]["milestones"])})

@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..quantize.config import DEFAULT_CALIB_SAMPLES
 from . import app
 from .common import RunArg, console, split_csv
 
@@ -29,6 +30,17 @@ def export_cmd(
     exporter: Annotated[str, typer.Option("--exporter", help="torch.onnx exporter: dynamo or legacy.")] = "dynamo",
     tolerance: Annotated[float, typer.Option("--tolerance", help="Max abs difference from torch allowed (FP32).")] = 1e-3,
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset for the parity check (default: the run's).")] = None,
+    int8: Annotated[bool, typer.Option("--int8", help="Also calibrate on the train split and write INT8 models "
+                                                      "(model.int8.onnx, openvino/model.int8.xml, TensorRT QDQ) with the accuracy guard.")] = False,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", "-r", help="With --int8: comma-separated onnxruntime,openvino,tensorrt "
+                                                                           "(default: every installed one).")] = None,
+    calib_samples: Annotated[int, typer.Option("--calib-samples", help="With --int8: calibration samples, stratified across labels.")] = DEFAULT_CALIB_SAMPLES,
+    calib_method: Annotated[str, typer.Option("--calib-method", help="With --int8: minmax | entropy | percentile.")] = "minmax",
+    max_drop: Annotated[float, typer.Option("--max-drop", help="With --int8: allowed metric drop vs FP32, in points of the task metric.")] = 1.0,
+    prune: Annotated[Optional[float], typer.Option("--prune", help="Prune this fraction of channels (0, 0.9], fine-tune, and export "
+                                                                   "<run>/pruned-<ratio>/ instead of the run.")] = None,
+    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="With --prune: fine-tuning epochs.")] = 5,
+    importance: Annotated[str, typer.Option("--importance", help="With --prune: magnitude | taylor.")] = "magnitude",
 ) -> None:
     """Export a trained run: model.onnx (spec in its metadata), openvino/model.xml, tensorrt/<gpu>-trt<ver>.engine.
 
@@ -36,13 +48,49 @@ def export_cmd(
     task metric are reported; beyond --tolerance the export fails) and listed with its hash in
     manifest.json.
 
+    --int8 adds calibrated INT8 models per runtime (see `edgeaffect quantize report`);
+    --prune writes a pruned, fine-tuned run in <run>/pruned-<ratio>/ and exports that.
+
     Example:  edgeaffect export runs/eri/exp1 --format onnx,openvino --batch 1 --dynamic
+    Example:  edgeaffect export runs/eri/exp1 --prune 0.4 --finetune-epochs 5 --int8 --runtime onnxruntime,openvino
     """
     from rich.markup import escape
 
+    from ..errors import EdgeAffectError
     from ..export import FORMATS, export_run
 
-    chosen = split_csv(formats) or list(FORMATS)
+    int8_runtimes: list[str] | None = None
+    cfg = None
+    if int8:  # everything is checked before anything is written
+        from ..quantize.config import QuantConfig
+        from ..quantize.pipeline import check_runtimes
+
+        int8_runtimes = check_runtimes(split_csv(runtime) or None)
+        cfg = QuantConfig(calib_samples=calib_samples, calib_method=calib_method, max_drop=max_drop)
+    elif runtime or calib_samples != DEFAULT_CALIB_SAMPLES or calib_method != "minmax" or max_drop != 1.0:
+        raise EdgeAffectError("--runtime, --calib-samples, --calib-method and --max-drop go with --int8")
+    if prune is not None:
+        from ..quantize.prune import check_ratio
+
+        check_ratio(prune)
+        if finetune_epochs < 0:
+            raise EdgeAffectError(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
+    chosen = split_csv(formats) or ([_FORMAT_OF[r] for r in int8_runtimes] if int8_runtimes and runtime else list(FORMATS))
+    if int8:  # a missing checkpoint, another model's manifest, too little calibration data: one line, nothing written
+        from ..quantize.pipeline import preflight
+
+        preflight(run, cfg, data)
+    elif prune is not None:
+        from ..quantize.pipeline import open_run
+
+        open_run(run)
+    if prune is not None:
+        from ..quantize.prune import prune_run
+        from .quantize import print_pruning
+
+        run = prune_run(run, prune, importance=importance, finetune_epochs=finetune_epochs, data_root=data,
+                        console=console)
+        print_pruning(run)
     with console.status("exporting") as status:
         report = export_run(run, chosen, batch=batch, dynamic=dynamic, fp16=fp16, opset=opset, exporter=exporter,
                             tolerance=tolerance, data=data, explicit=formats is not None,
@@ -55,3 +103,11 @@ def export_cmd(
         console.print(f"  {name:<18} {escape(str(path))}", highlight=False)
     for fmt, why in report.skipped.items():
         console.print(f"[yellow]skipped {fmt}[/]: {escape(why)}", highlight=False)
+    if int8_runtimes:
+        from ..quantize.pipeline import quantize_run
+        from .quantize import print_int8
+
+        print_int8(quantize_run(run, int8_runtimes, cfg, data_root=data, console=console))
+
+
+_FORMAT_OF = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "tensorrt"}

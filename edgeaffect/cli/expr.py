@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DataOpt, DeviceOpt, SeedOpt, console
+from .common import DataOpt, DeviceOpt, SeedOpt, console, resume_manifest
 from .data import synth_app
 from .train import train_app
 
@@ -78,7 +78,6 @@ def train_expr_cmd(
     import torch
 
     from ..errors import EdgeAffectError
-    from ..fileio import read_json
     from ..models import get_entry
     from ..runs import timestamp
     from ..train.expr import SSL_MODES, ExprTrainOptions, train_expr
@@ -86,12 +85,7 @@ def train_expr_cmd(
     if threads:
         torch.set_num_threads(threads)
     if resume is not None:
-        manifest = resume / "manifest.json"
-        if not manifest.exists():
-            raise EdgeAffectError(f"cannot resume: {manifest} not found")
-        m = read_json(manifest)
-        if m.get("task") != "expr":
-            raise EdgeAffectError(f"cannot resume: {resume} is a {m.get('task')!r} run, not expr")
+        m = resume_manifest(resume, "expr")
         opt = ExprTrainOptions.from_dict(m["config"]["options"])
         out = resume
     else:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, SeedOpt, console
+from .common import DeviceOpt, SeedOpt, console, resume_manifest
 from .data import synth_app
 from .train import train_app
 
@@ -84,8 +84,7 @@ def train_va(
     import torch
 
     from ..errors import EdgeAffectError
-    from ..fileio import read_json
-    from ..runs import MANIFEST, timestamp
+    from ..runs import timestamp
     from ..train.va import train_va as run_training
 
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -94,12 +93,7 @@ def train_va(
     settings = dict(variant=variant.value, epochs=epochs, batch_size=batch_size, lr=lr, stride=stride,
                     max_train=max_train, max_val=max_val, seed=seed)
     if resume is not None:
-        manifest = resume / MANIFEST
-        if not manifest.exists():
-            raise EdgeAffectError(f"cannot resume: {manifest} not found")
-        m = read_json(manifest)
-        if m.get("task") != "va":
-            raise EdgeAffectError(f"cannot resume: {resume} is a {m.get('task')!r} run, not va")
+        m = resume_manifest(resume, "va")
         data, out = Path(m["data"]["root"]), resume
         overrides, settings = m["config"]["model"], m["config"]["settings"]
     if data is None:

@@ -56,3 +56,22 @@ def read_faces(paths: list[Path | None], size: int) -> np.ndarray:
 
 def frame_name(index: int) -> str:
     return f"{index:05d}.jpg"
+
+
+def read_label_rows(path: str | os.PathLike, header: list[str] | tuple[str, ...]) -> list[tuple[int, str]]:
+    """(line number, text) of the non-blank rows of an ABAW label file after its header.
+
+    The header is matched case-insensitively (the challenge files vary); an unreadable, empty or
+    wrongly headed file raises DataError naming ``file:line``.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read label file ({exc})") from None
+    if not lines:
+        raise DataError(f"{path}: empty label file")
+    if [h.strip().lower() for h in lines[0].split(",")] != [h.lower() for h in header]:
+        raise DataError(f"{path}:1: header {lines[0].strip()!r} is not {','.join(header)!r}")
+    return [(n, line.strip()) for n, line in enumerate(lines[1:], start=2) if line.strip()]
+

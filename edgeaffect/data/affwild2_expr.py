@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .affwild2 import list_frames, read_face
+from .affwild2 import list_frames, read_face, read_label_rows
 
 EXPR_LABELS = ("Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other")
 EXPR_DIR = "EXPR_Classification_Challenge"
@@ -38,21 +38,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 def read_label_file(path: str | os.PathLike) -> np.ndarray:
     """Per-frame labels (int64, -1 = ignore) of one EXPR label file; malformed files raise DataError."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read label file ({exc})") from None
-    if not lines:
-        raise DataError(f"{path}: empty label file")
-    header = [h.strip().lower() for h in lines[0].split(",")]
-    if header != [name.lower() for name in EXPR_LABELS]:
-        raise DataError(f"{path}:1: header {lines[0].strip()!r} is not {','.join(EXPR_LABELS)!r}")
     out = []
-    for lineno, line in enumerate(lines[1:], start=2):
-        text = line.strip()
-        if not text:
-            continue
+    for lineno, text in read_label_rows(path, EXPR_LABELS):
         try:
             value = int(text)
         except ValueError:

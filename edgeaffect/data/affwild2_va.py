@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..fileio import atomic_path, sha256_file
-from .affwild2 import list_frames, read_face
+from .affwild2 import list_frames, read_face, read_label_rows
 
 VA_DIR = "VA_Estimation_Challenge"
 SPLIT_DIRS = {"train": "Train_Set", "val": "Validation_Set", "test": "Test_Set"}
@@ -78,24 +78,15 @@ class VAVideo:
 
 def read_va_labels(path: str | os.PathLike) -> np.ndarray:
     """Rows of a VA label file as float32 [n, 2] (-5 kept); DataError on a malformed file."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read VA label file {path}: {exc}") from None
-    if not lines or [h.strip().lower() for h in lines[0].split(",")] != ["valence", "arousal"]:
-        raise DataError(f"{path}: first line must be the header 'valence,arousal'")
     rows = []
-    for i, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
+    for i, line in read_label_rows(path, ("valence", "arousal")):
         parts = line.split(",")
         try:
             if len(parts) != 2:
                 raise ValueError
             rows.append((float(parts[0]), float(parts[1])))
         except ValueError:
-            raise DataError(f"{path}:{i}: expected 'valence,arousal' numbers, got {line.strip()!r}") from None
+            raise DataError(f"{path}:{i}: expected 'valence,arousal' numbers, got {line!r}") from None
     if not rows:
         raise DataError(f"{path}: no label rows")
     return np.asarray(rows, np.float32)

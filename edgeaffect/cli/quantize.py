@@ -1,0 +1,144 @@
+"""``edgeaffect quantize``: INT8 with an accuracy guard, structured pruning, and the report of both."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..quantize.config import DEFAULT_CALIB_SAMPLES
+from . import app
+from .common import RunArg, console, split_csv
+
+quantize_app = typer.Typer(help="INT8 calibration per runtime with an accuracy guard, and structured pruning.",
+                           no_args_is_help=True)
+app.add_typer(quantize_app, name="quantize")
+
+RuntimeOpt = Annotated[Optional[str], typer.Option("--runtime", "-r", help="Comma-separated: onnxruntime, openvino, tensorrt (default: every installed one).")]
+CalibSamplesOpt = Annotated[int, typer.Option("--calib-samples", help="Calibration samples from the train split, stratified across labels.")]
+CalibMethodOpt = Annotated[str, typer.Option("--calib-method", help="minmax | entropy | percentile.")]
+MaxDropOpt = Annotated[float, typer.Option("--max-drop", help="Allowed metric drop vs FP32, in points of the task metric.")]
+DataRootOpt = Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset root (default: the one the run was trained on).")]
+
+
+@quantize_app.command("int8")
+def int8(run: RunArg, runtime: RuntimeOpt = None, calib_samples: CalibSamplesOpt = DEFAULT_CALIB_SAMPLES,
+         calib_method: CalibMethodOpt = "minmax", max_drop: MaxDropOpt = 1.0,
+         no_guard: Annotated[bool, typer.Option("--no-guard", help="Write plain INT8 even if it loses more than --max-drop.")] = False,
+         data: DataRootOpt = None) -> None:
+    """Calibrate on real train samples and write INT8 models, keeping sensitive layers in float if needed.
+
+    Example:  edgeaffect quantize int8 runs/eri/<run> --runtime onnxruntime,openvino --calib-samples 64
+    """
+    from .common import console as con
+    from ..quantize.config import QuantConfig
+    from ..quantize.pipeline import quantize_run
+
+    cfg = QuantConfig(calib_samples=calib_samples, calib_method=calib_method, max_drop=max_drop, guard=not no_guard)
+    report = quantize_run(run, split_csv(runtime) or None, cfg, data_root=data, console=con)
+    print_int8(report)
+
+
+def print_int8(report: dict) -> None:
+    """The per-runtime FP32/INT8 table; an error line if the guard could not reach --max-drop somewhere."""
+    from ..errors import EdgeAffectError
+
+    _print_summary(report)
+    failed = [rt for rt, r in report["runtimes"].items() if not r["artifact"]]
+    if failed:
+        raise EdgeAffectError(f"INT8 for {', '.join(failed)} not written: "
+                              + "; ".join(report["runtimes"][rt]["message"] for rt in failed))
+
+
+@quantize_app.command("prune")
+def prune(run: RunArg,
+          ratio: Annotated[float, typer.Option("--ratio", help="Fraction of channels to remove per group, in (0, 0.9].")] = 0.4,
+          finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Fine-tuning epochs after pruning.")] = 5,
+          importance: Annotated[str, typer.Option("--importance", help="magnitude | taylor.")] = "magnitude",
+          branch: Annotated[Optional[str], typer.Option("--branch", help="Per-branch ratios, e.g. video=0.5,audio=0.2.")] = None,
+          distill: Annotated[float, typer.Option("--distill", help="Weight of distillation from the unpruned model (0 = off).")] = 0.0,
+          lr: Annotated[float, typer.Option("--lr", help="Fine-tuning learning rate.")] = 5e-4,
+          data: DataRootOpt = None) -> None:
+    """Prune channels (dependency-graph aware), fine-tune, and write <run>/pruned-<ratio>/.
+
+    Example:  edgeaffect quantize prune runs/eri/<run> --ratio 0.4 --finetune-epochs 5
+    """
+    from ..errors import EdgeAffectError
+    from ..quantize.prune import check_ratio, prune_run
+
+    check_ratio(ratio)
+    branches = {}
+    for item in split_csv(branch):
+        name, _, value = item.partition("=")
+        try:
+            branches[name.strip()] = float(value)
+        except ValueError:
+            raise EdgeAffectError(f"--branch expects name=ratio pairs, got {item!r}") from None
+    out = prune_run(run, ratio, importance=importance, finetune_epochs=finetune_epochs, branch_ratios=branches,
+                    distill=distill, lr=lr, data_root=data, console=console)
+    print_pruning(out)
+
+
+def print_pruning(out: Path) -> None:
+    """One line: params, FLOPs and the task metric before and after pruning + fine-tuning."""
+    from ..fileio import read_json
+
+    p = read_json(Path(out) / "manifest.json")["pruning"]
+    b, a = p["before"], p["after"]
+    console.print(f"[bold]{out}[/]: params {b['params']:,} -> {a['params']:,}, GFLOPs {b['gflops']} -> {a['gflops']} "
+                  f"({p['speedup_flops']}x fewer), {p['metric_name']} {b['metric']:.4f} -> {a['metric']:.4f} "
+                  f"(before fine-tuning {p['pruned_no_finetune']['metric']:.4f})")
+
+
+@quantize_app.command("report")
+def report(run: RunArg,
+           top: Annotated[int, typer.Option("--top", help="Sensitive tensors to list per runtime.")] = 10,
+           data: DataRootOpt = None) -> None:
+    """Show what INT8 cost per runtime, the most sensitive tensors, and what was kept in float and why.
+
+    The per-tensor ranking is the model-output SQNR with only that tensor in INT8; where the
+    guard did not need it (plain INT8 passed), it is computed now on the calibration samples.
+
+    Example:  edgeaffect quantize report runs/eri/<run>
+    """
+    from ..errors import EdgeAffectError
+    from ..quantize.pipeline import REPORT, fill_sensitivity
+
+    path = Path(run) / REPORT
+    if not path.exists():
+        raise EdgeAffectError(f"{run} has no quantization report; run: edgeaffect export {run} --int8")
+    data = fill_sensitivity(run, data_root=data, console=console)
+    _print_summary(data)
+    from rich.table import Table
+
+    for rt, r in data["runtimes"].items():
+        if not r.get("sensitivity"):
+            continue
+        t = Table(title=f"{rt}: most sensitive tensors (model-output NSR with only that tensor in INT8)")
+        for col in ("tensor", "kind", "SQNR dB", "layers", "kept float"):
+            t.add_column(col)
+        kept = set(r["kept_float"])
+        for row in r["sensitivity"][:top]:
+            t.add_row(row["tensor"], row.get("kind", "activation"), f"{row['output_sqnr_db']:.1f}", ", ".join(row["layers"]),
+                      "yes" if kept & set(row["layers"]) else "")
+        console.print(t)
+        console.print(f"  kept in float: {', '.join(r['kept_float']) or 'nothing'} ({r['message']})", highlight=False)
+        for i, att in enumerate(r["attempts"]):
+            console.print(f"  attempt {i}: {len(att['kept_float'])} layer(s) in float -> {data['metric']} "
+                          f"{att['metric']:.4f}, drop {att['drop_points']:.2f} pts, top-1 agreement {att['top1_agreement']:.3f}")
+
+
+def _print_summary(data: dict) -> None:
+    from rich.table import Table
+
+    cal = data["calibration"]
+    t = Table(title=f"INT8 {data['model']} - {data['metric']} on {data['eval_samples']} val samples; "
+                    f"calibration: {cal['samples']} {cal['split']} samples in {len(cal['strata'])} strata")
+    for col in ("runtime", "FP32", "INT8", "drop (pts)", "max", "float layers", "top-1 agree", "artifact"):
+        t.add_column(col)
+    for rt, r in data["runtimes"].items():
+        ok = "[green]" if r["passed"] else "[red]"
+        t.add_row(rt, f"{r['fp32_metric']:.4f}", f"{r['int8_metric']:.4f}", f"{ok}{r['drop_points']:.2f}[/]",
+                  f"{r['max_drop']:g}", str(len(r["kept_float"])), f"{r['agreement'].get('top1_agreement', 0):.3f}",
+                  r["artifact"] or f"(not written; best attempt {r.get('best_attempt')})")
+    console.print(t)

@@ -1,0 +1,296 @@
+"""Accuracy guard: score INT8 against FP32 on the val split, keep the most sensitive layers in float.
+
+Sensitivity is measured per quantized activation tensor: the model's output
+error against FP32 (noise-to-signal power) on a few real calibration samples
+with only that tensor quantized (see :func:`rank_ort`, :func:`rank_openvino`).
+The guard then keeps the worst 1, 2, 3, 4, 6, 9, ... tensors in float (their producer
+and consumer nodes)
+and re-quantizes (with the saved ranges, no re-calibration) until the drop is
+within ``max_drop`` points of the task metric or ``max_float_layers`` layers are
+in float, and then says what it could not reach.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import EdgeAffectError
+
+
+# -- evaluation ----------------------------------------------------------------------------------------
+@dataclass
+class EvalSet:
+    """Val feeds (stacked) + targets, loaded once and scored for every variant."""
+
+    feeds: dict[str, np.ndarray]
+    target: np.ndarray
+    task: Any
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    @classmethod
+    def from_dataset(cls, task, dataset, input_names: Sequence[str], limit: int = 0) -> "EvalSet":
+        from .calibration import as_feed
+
+        n = len(dataset) if not limit else min(limit, len(dataset))
+        if n == 0:
+            raise EdgeAffectError("the val split is empty; the accuracy guard needs samples to score")
+        items = [dataset[i] for i in range(n)]
+        feeds = [as_feed(it, input_names) for it in items]
+        stacked = {k: np.concatenate([f[k] for f in feeds]) for k in input_names}
+        target = np.stack([np.asarray(it["target"]) for it in items])
+        return cls(stacked, target, task)
+
+    def batches(self, batch_size: int):
+        for i in range(0, len(self), batch_size):
+            yield {k: v[i:i + batch_size] for k, v in self.feeds.items()}
+
+    def predict(self, infer: Callable[[dict], Mapping[str, np.ndarray]], batch_size: int = 8) -> dict[str, np.ndarray]:
+        outs: dict[str, list] = {}
+        for b in self.batches(batch_size):
+            for k, v in infer(b).items():
+                outs.setdefault(k, []).append(np.asarray(v))
+        return {k: np.concatenate(v) for k, v in outs.items()}
+
+    def score(self, outputs: Mapping[str, np.ndarray]) -> float:
+        return float(self.task.metrics(outputs, self.target)[self.task.metric])
+
+    def drop_points(self, reference: float, value: float) -> float:
+        """How many metric points ``value`` lost against ``reference`` (positive = worse)."""
+        sign = 1.0 if self.task.higher_is_better else -1.0
+        return sign * (reference - value) / self.task.metric_scale
+
+
+def agreement(reference: Mapping[str, np.ndarray], other: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Top-1 agreement (argmax of the first output) and max abs difference over all outputs."""
+    name = next(iter(reference))
+    a, b = np.asarray(reference[name]), np.asarray(other[name])
+    top1 = float((a.reshape(len(a), -1).argmax(1) == b.reshape(len(b), -1).argmax(1)).mean())
+    diff = max(float(np.abs(np.asarray(reference[k], np.float64) - np.asarray(other[k], np.float64)).max())
+               for k in reference)
+    return {"top1_agreement": top1, "max_abs_diff": diff}
+
+
+def ort_infer(path, threads: int = 1, optimize: bool = True):
+    """A plain ONNX Runtime CPU session as ``infer(feeds) -> {name: array}``."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+
+    def infer(feeds):
+        return dict(zip(names, sess.run(names, dict(feeds))))
+
+    return infer
+
+
+def ov_infer(model_or_path, threads: int = 1):
+    """An OpenVINO CPU compiled model as ``infer(feeds) -> {name: array}``."""
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(str(model_or_path)) if not hasattr(model_or_path, "get_ordered_ops") else model_or_path
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
+    outs = list(compiled.outputs)
+
+    def infer(feeds):
+        res = compiled(dict(feeds))
+        return {o.get_any_name(): res[o] for o in outs}
+
+    return infer
+
+
+# -- sensitivity ---------------------------------------------------------------------------------------
+def _nsr(reference: Mapping[str, np.ndarray], other: Mapping[str, np.ndarray]) -> tuple[float, float]:
+    """(noise power, signal power) of ``other`` against ``reference`` over the shared outputs."""
+    noise = signal = 0.0
+    for k, r in reference.items():
+        if k in other:
+            r = np.asarray(r, np.float64)
+            signal += float((r ** 2).sum())
+            noise += float(((np.asarray(other[k], np.float64) - r) ** 2).sum())
+    return noise, signal
+
+
+def _rank(candidates: list[dict[str, Any]], measure: Callable[[dict[str, Any]], Callable], reference_fn: Callable,
+          feeds: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, Any]]:
+    refs = [reference_fn(f) for f in feeds]
+    rows = []
+    for cand in candidates:
+        infer = measure(cand)
+        noise = signal = 0.0
+        for f, r in zip(feeds, refs):
+            n, s = _nsr(r, infer(f))
+            noise, signal = noise + n, signal + s
+        nsr = noise / max(signal, 1e-20)
+        rows.append({"tensor": cand["tensor"], "kind": "weight" if cand.get("weight") else "activation",
+                     "layers": cand["layers"], "output_nsr": nsr,
+                     "output_sqnr_db": float(10 * np.log10(1 / max(nsr, 1e-12)))})
+    rows.sort(key=lambda r: -r["output_nsr"])
+    return rows
+
+
+def rank_ort(float_path, qdq_path, feeds: Sequence[Mapping[str, np.ndarray]], workdir) -> list[dict[str, Any]]:
+    """Rank the quantized tensors (activations, weights, biases) of a QDQ model, most harmful first.
+
+    Each candidate is scored by the model-output error (vs the float model) with only that tensor
+    quantized: what quantizing that one tensor costs, in isolation.  Keeping it in float means
+    excluding its consumers from quantization.  A per-tensor error measure would miss the classic failure
+    (one outlier channel forces a coarse scale that crushes the others but barely changes the tensor's norm);
+    the output error does not.
+    """
+    from pathlib import Path
+
+    import onnx
+
+    m = onnx.load(str(qdq_path))
+    fm = onnx.load(str(float_path))
+    float_inits = {i.name: i for i in fm.graph.initializer}
+    inits = {i.name for i in m.graph.initializer}
+
+    def consumers(outs):
+        return sorted({n.name for n in m.graph.node if any(i in outs for i in n.input) and n.name})
+
+    producer = {o: n.name for n in m.graph.node for o in n.output if n.op_type not in ("QuantizeLinear", "DequantizeLinear")}
+
+    pairs = []
+    for q in m.graph.node:
+        if q.op_type == "QuantizeLinear" and q.input[0] not in inits:
+            dq_out = [d.output[0] for d in m.graph.node if d.op_type == "DequantizeLinear" and d.input[0] == q.output[0]]
+            if dq_out and consumers(dq_out):
+                # a tensor stays float only if neither its producer nor its consumers quantize it
+                layers = consumers(dq_out) + ([producer[q.input[0]]] if q.input[0] in producer else [])
+                pairs.append({"tensor": q.input[0], "dq": dq_out, "layers": layers})
+        elif q.op_type == "DequantizeLinear" and q.input[0] in inits:
+            # a quantized weight/bias: ``<name>_quantized`` in the QDQ model, ``<name>`` in the float one
+            orig = q.input[0][: -len("_quantized")] if q.input[0].endswith("_quantized") else None
+            if orig in float_inits and consumers(q.output):
+                pairs.append({"tensor": orig, "dq": [q.output[0]], "layers": consumers(q.output), "weight": True})
+    for p in pairs:  # float copies of quantized weights, under names no node produces
+        if p.get("weight"):
+            t = onnx.TensorProto()
+            t.CopyFrom(float_inits[p["tensor"]])
+            t.name = p["source"] = p["tensor"] + "::float"
+            m.graph.initializer.append(t)
+    probe = Path(workdir) / "sensitivity.probe.onnx"
+
+    def measure(cand):
+        bypass = {o: p.get("source", p["tensor"]) for p in pairs if p is not cand for o in p["dq"]}
+        mm = onnx.ModelProto()
+        mm.CopyFrom(m)
+        for node in mm.graph.node:
+            for i, name in enumerate(node.input):
+                if name in bypass:
+                    node.input[i] = bypass[name]
+        onnx.save(mm, str(probe))
+        return ort_infer(probe)
+
+    return _rank(pairs, measure, ort_infer(float_path), feeds)
+
+
+def rank_openvino(float_model, int8_xml, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, Any]]:
+    """The same ranking for an NNCF-quantized OpenVINO model: one activation FakeQuantize active at a time."""
+    import openvino as ov
+
+    core = ov.Core()
+    base = core.read_model(str(int8_xml))
+
+    def act_fqs(model):
+        return [op for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize"
+                and op.input_value(0).get_node().get_type_name() != "Constant"]
+
+    cands = []
+    for fq in act_fqs(base):
+        layers = sorted({t.get_node().get_friendly_name() for t in fq.output(0).get_target_inputs()})
+        cands.append({"tensor": fq.get_friendly_name(), "layers": layers})
+
+    def measure(cand):
+        model = base.clone()
+        for fq in act_fqs(model):
+            if fq.get_friendly_name() != cand["tensor"]:
+                src = fq.input_value(0)
+                for target in list(fq.output(0).get_target_inputs()):
+                    target.replace_source_output(src)
+        return ov_infer(model)
+
+    return _rank(cands, measure, ov_infer(float_model), feeds)
+
+
+# -- the guard loop ------------------------------------------------------------------------------------
+@dataclass
+class GuardResult:
+    passed: bool
+    fp32_metric: float
+    int8_metric: float
+    drop_points: float
+    max_drop: float
+    kept_float: list[str]
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    sensitivity: list[dict[str, Any]] = field(default_factory=list)
+    artifact: Any = None
+    agreement: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "fp32_metric": self.fp32_metric, "int8_metric": self.int8_metric,
+                "drop_points": self.drop_points, "max_drop": self.max_drop, "kept_float": self.kept_float,
+                "agreement": self.agreement, "attempts": self.attempts, "message": self.message,
+                "sensitivity": self.sensitivity}
+
+
+def run_guard(*, quantize_fn: Callable[[list[str]], Any], predict_fn: Callable[[Any], dict], rank_fn: Callable[[Any], list],
+              evalset: EvalSet, fp32_outputs: Mapping[str, np.ndarray], max_drop: float, max_float_layers: int,
+              keep_float: Sequence[str] = (), enabled: bool = True, on_attempt: Callable[[dict], None] | None = None) -> GuardResult:
+    """Quantize, score, and keep more layers in float until the drop is within ``max_drop`` points."""
+    fp32 = evalset.score(fp32_outputs)
+    kept = list(keep_float)
+    ranking: list[dict[str, Any]] = []
+    attempts: list[dict[str, Any]] = []
+    best = None
+    k = 0
+    while True:
+        artifact = quantize_fn(kept)
+        outs = predict_fn(artifact)
+        metric = evalset.score(outs)
+        drop = evalset.drop_points(fp32, metric)
+        attempt = {"kept_float": list(kept), "metric": metric, "drop_points": drop, **agreement(fp32_outputs, outs)}
+        attempts.append(attempt)
+        if on_attempt:
+            on_attempt(attempt)
+        if best is None or drop < best[1]["drop_points"]:
+            best = (artifact, attempt)
+        if drop <= max_drop or not enabled:
+            break
+        if not ranking:
+            ranking = rank_fn(artifact)
+        k = k + 1 if k < 4 else k + k // 2          # 1, 2, 3, 4, 6, 9, 13, ...
+        if k > 2 * max(len(ranking), 1) or len(kept) - len(keep_float) >= max_float_layers:
+            break
+        new = list(keep_float)
+        for row in ranking[:k]:
+            new += [l for l in row["layers"] if l not in new]
+        if len(new) == len(kept) and k >= len(ranking):
+            break
+        kept = new[:len(keep_float) + max_float_layers]
+    artifact, att = best
+    passed = att["drop_points"] <= max_drop
+    if passed:
+        msg = (f"INT8 within {max_drop:g} point(s): drop {att['drop_points']:.2f} with "
+               f"{len(att['kept_float'])} layer(s) kept in float")
+    elif not enabled:
+        msg = f"INT8 drop {att['drop_points']:.2f} points exceeds {max_drop:g} (guard disabled)"
+    else:
+        msg = (f"cannot reach a drop of {max_drop:g} point(s): best was {att['drop_points']:.2f} with "
+               f"{len(att['kept_float'])} layer(s) in float (limit {max_float_layers}); raise --max-drop, add "
+               f"calibration samples or try another --calib-method")
+    return GuardResult(passed, fp32, att["metric"], att["drop_points"], max_drop, att["kept_float"], attempts,
+                       ranking, artifact, {k: att[k] for k in ("top1_agreement", "max_abs_diff")}, msg)

@@ -1,0 +1,85 @@
+"""OpenVINO INT8 with NNCF post-training quantization of the OV model.
+
+The float IR is converted from the same FP32 ONNX every runtime starts from;
+NNCF calibrates on an ``nncf.Dataset`` built from the shared calibration set.
+Layers the accuracy guard keeps in float become an ``nncf.IgnoredScope``; they
+are named by their ONNX node names and mapped to OpenVINO op names here
+(a Conv/Gemm with bias becomes ``<name>/WithoutBiases`` + Add in OpenVINO).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import EdgeAffectError
+from .calibration import CalibrationSet
+from .config import QuantConfig
+
+def read_float(onnx_path: str | Path):
+    """The float OpenVINO model of an ONNX file (in memory)."""
+    import openvino as ov
+
+    return ov.Core().read_model(str(onnx_path))
+
+
+def ov_names(model, onnx_nodes: Sequence[str]) -> list[str]:
+    """OpenVINO op names of the ONNX nodes ``onnx_nodes`` (a biased Conv/Gemm's weighted op is
+    ``<name>/WithoutBiases``; other ops keep the ONNX node name)."""
+    seen = {op.get_friendly_name() for op in model.get_ordered_ops()}
+    out = []
+    for n in onnx_nodes:
+        if n.endswith("/WithoutBiases") and n in seen:
+            out.append(n)
+        elif f"{n}/WithoutBiases" in seen:
+            out.append(f"{n}/WithoutBiases")
+        elif n in seen:
+            out.append(n)
+    return out
+
+
+def quantize(onnx_path: str | Path, calib: CalibrationSet, cfg: QuantConfig, out_xml: str | Path,
+             exclude: Sequence[str] = (), spec=None) -> Path:
+    """NNCF-quantize the float model and save ``out_xml`` (+ .bin) atomically.
+
+    ``exclude``: layers to keep in float, by OpenVINO op name or by ONNX node name.
+    ``spec`` (default: the one embedded in the ONNX) goes into the IR's rt_info, as the FP32
+    export does, so ``edgeaffect.load`` on the INT8 IR knows its inputs, outputs and labels.
+    """
+    import nncf
+
+    from ..export import read_onnx_spec
+    from ..runtimes.openvino import RT_INFO_PATH
+
+    spec = spec or read_onnx_spec(onnx_path)
+    model = read_float(onnx_path)
+    ignored = ov_names(model, exclude)
+    kw = {}
+    if ignored:
+        kw["ignored_scope"] = nncf.IgnoredScope(names=ignored, validate=False)
+    if cfg.ov_model_type == "transformer":
+        kw["model_type"] = nncf.ModelType.TRANSFORMER
+    preset = nncf.QuantizationPreset.PERFORMANCE if cfg.ov_preset == "performance" else nncf.QuantizationPreset.MIXED
+    qmodel = nncf.quantize(model, calib.nncf_dataset(cfg.calib_batch), preset=preset, subset_size=len(calib),
+                           fast_bias_correction=cfg.fast_bias_correction, **kw)
+    if spec is not None:
+        qmodel.set_rt_info(spec.to_json(), RT_INFO_PATH)
+    return save(qmodel, out_xml)
+
+
+def save(model, out_xml: str | Path) -> Path:
+    """Save an OV model as ``out_xml`` + ``.bin`` via a temporary folder (the .bin lands before the .xml)."""
+    import shutil
+    import tempfile
+
+    import openvino as ov
+
+    out_xml = Path(out_xml)
+    out_xml.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_xml.stem}.", suffix=".tmp", dir=out_xml.parent))
+    try:
+        ov.save_model(model, str(tmp / out_xml.name), compress_to_fp16=False)
+        for suffix in (".bin", ".xml"):
+            (tmp / out_xml.name).with_suffix(suffix).replace(out_xml.with_suffix(suffix))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_xml

@@ -1,0 +1,346 @@
+"""Quantize stage: calibration data, ONNX Runtime/OpenVINO INT8, the accuracy guard, pruning, bad input."""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import quantize_toy as toy  # noqa: E402  (registers the toy task + model)
+
+from edgeaffect.errors import EdgeAffectError  # noqa: E402
+from edgeaffect.fileio import read_json, write_json  # noqa: E402
+from edgeaffect.quantize.calibration import select_calibration, stratified_indices  # noqa: E402
+from edgeaffect.quantize.config import QuantConfig  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    torch.set_num_threads(1)
+    return toy.make_run(tmp_path_factory.mktemp("qtoy"))
+
+
+@pytest.fixture
+def run(base_run, tmp_path):
+    dest = tmp_path / "run"
+    shutil.copytree(base_run, dest)
+    return dest
+
+
+def _cli(*args) -> int:
+    from edgeaffect.cli import main
+
+    return main(list(args))
+
+
+# -- config + calibration --------------------------------------------------------------------------------
+def test_presets_differ_where_the_backends_need_it():
+    trt, ort = QuantConfig.tensorrt(), QuantConfig.onnxruntime()
+    assert trt.activation_symmetric and not ort.activation_symmetric
+    assert set(trt.op_types) == {"Conv", "MatMul", "Gemm"} and not trt.quantize_bias
+    assert QuantConfig.openvino().runtime == "openvino"
+    assert QuantConfig.tensorrt(calib_samples=64).calib_samples == 64
+    with pytest.raises(EdgeAffectError, match="too few"):
+        QuantConfig(calib_samples=2)
+    with pytest.raises(EdgeAffectError, match="unknown calibration method"):
+        QuantConfig(calib_method="kl")
+
+
+def test_stratified_indices_follow_group_sizes_and_cover_every_group():
+    groups = np.array([0] * 80 + [1] * 15 + [2] * 5)
+    idx, strata = stratified_indices(groups, 20, seed=1)
+    assert len(idx) == len(set(idx)) == 20
+    assert strata == {"0": 16, "1": 3, "2": 1}
+    assert all(groups[i] == 2 for i in idx if i >= 95)
+    small, s2 = stratified_indices(groups, 3, seed=0)
+    assert s2 == {"0": 1, "1": 1, "2": 1}
+
+
+def test_calibration_set_holds_real_samples(base_run):
+    task = toy.ToyTask()
+    manifest = read_json(base_run / "manifest.json")
+    ds = task.dataset(Path(manifest["data"]["root"]), "train", toy.ToyNet().spec)
+    calib = select_calibration(task, ds, toy.ToyNet().spec, 40, seed=0)
+    assert len(calib) == 40 and sorted(calib.strata) == ["0", "1", "2", "3"]
+    i = calib.indices[7]
+    np.testing.assert_array_equal(calib.feeds[7]["image"][0], ds[i]["image"])
+    batches = list(calib.batches(16))
+    assert [len(b["audio"]) for b in batches] == [16, 16, 8]
+    other = select_calibration(task, ds, toy.ToyNet().spec, 40, seed=1)
+    assert other.fingerprint() != calib.fingerprint()
+
+
+# -- INT8 end to end ---------------------------------------------------------------------------------------
+def test_int8_onnxruntime_and_openvino_write_bench_names_and_record_numbers(run):
+    import onnx
+
+    from edgeaffect.quantize.pipeline import quantize_run
+
+    rep = quantize_run(run, ["onnxruntime", "openvino"], QuantConfig(calib_samples=32, max_drop=5.0))
+    m = onnx.load(str(run / "model.int8.onnx"))
+    ops = {n.op_type for n in m.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    # per-channel weights: a weight DequantizeLinear carries one scale per output channel
+    inits = {i.name: i for i in m.graph.initializer}
+    scales = [onnx.numpy_helper.to_array(inits[n.input[1]]) for n in m.graph.node
+              if n.op_type == "DequantizeLinear" and n.input[0] in inits and n.input[1] in inits]
+    assert any(s.ndim == 1 and s.size > 1 for s in scales)
+    assert (run / "openvino" / "model.int8.xml").exists() and (run / "openvino" / "model.int8.bin").exists()
+    for rt in ("onnxruntime", "openvino"):
+        r = rep["runtimes"][rt]
+        assert r["passed"] and r["drop_points"] <= 5.0
+        assert r["artifact"] in ("model.int8.onnx", "openvino/model.int8.xml")
+    manifest = read_json(run / "manifest.json")
+    assert manifest["quantize"]["onnxruntime"]["int8_metric"] == rep["runtimes"]["onnxruntime"]["int8_metric"]
+    assert "model.int8.onnx" in manifest["artifacts"]
+    assert rep["calibration"]["samples"] == 32
+    assert (run / rep["runtimes"]["onnxruntime"]["ranges"]).exists()   # the inspectable calibration stage
+
+
+def test_report_ranks_layers_even_when_plain_int8_passed(run, capsys):
+    from edgeaffect.quantize.pipeline import quantize_run
+
+    rep = quantize_run(run, ["onnxruntime"], QuantConfig(calib_samples=16, max_drop=100.0))
+    assert rep["runtimes"]["onnxruntime"]["sensitivity"] == []          # the guard did not need a ranking
+    capsys.readouterr()
+    assert _cli("quantize", "report", str(run)) == 0
+    text = capsys.readouterr().err
+    assert "most sensitive tensors" in text and "kept in float: nothing" in text and "attempt 0" in text
+    rows = read_json(run / "quantize/report.json")["runtimes"]["onnxruntime"]["sensitivity"]
+    assert rows and {r["kind"] for r in rows} == {"activation", "weight"}
+    assert rows[0]["output_nsr"] >= rows[-1]["output_nsr"] and rows[0]["tensor"] in text
+
+
+def test_int8_artifacts_carry_the_model_spec(run):
+    """edgeaffect.load on an INT8 artifact knows the model's spec (names, labels, activation), as for FP32."""
+    import openvino as ov
+
+    import edgeaffect
+    from edgeaffect.quantize.pipeline import quantize_run
+    from edgeaffect.runtimes.openvino import read_ov_spec
+
+    quantize_run(run, ["onnxruntime", "openvino"], QuantConfig(calib_samples=16, max_drop=100.0))
+    want = toy.ToyNet().spec
+    xml = run / "openvino" / "model.int8.xml"
+    assert read_ov_spec(ov.Core().read_model(str(xml))) == want
+    for path, rt in ((xml, "openvino"), (run / "model.int8.onnx", "onnxruntime")):
+        m = edgeaffect.load(path, runtime=rt)
+        try:
+            assert m.spec == want and m.spec.labels == ("a", "b", "c", "d") and m.spec.activation == "softmax"
+        finally:
+            m.close()
+
+
+def _inject_outlier(run: Path, scale: float = 2000.0) -> None:
+    """Function-preserving rescale: one channel of the video features x scale, its consumer weights / scale.
+
+    FP32 outputs are unchanged, but the per-tensor activation scale of every tensor on the path from that
+    channel to the head now spans 2000x the other channels, which INT8 then rounds to a few levels.
+    """
+    from edgeaffect.runs import load_model, save_checkpoint
+
+    m = load_model(run / "checkpoint.pt")
+    x = {k: torch.from_numpy(v) for k, v in m.spec.dummy_inputs(4).items()}
+    before = m(*x.values())
+    with torch.no_grad():
+        bn = m.video[2].pw[1]
+        bn.weight[0] *= scale
+        bn.bias[0] *= scale
+        m.head[0].weight[:, 0] /= scale
+    torch.testing.assert_close(m(*x.values()), before, rtol=1e-3, atol=1e-3)
+    save_checkpoint(run / "checkpoint.pt", m, "qtoy_net", {})
+
+
+def test_guard_keeps_the_outlier_path_in_float_until_the_drop_is_within_bounds(run):
+    from edgeaffect.quantize.pipeline import quantize_run
+
+    _inject_outlier(run)
+    rep = quantize_run(run, ["onnxruntime"], QuantConfig(calib_samples=32, max_drop=2.0))
+    r = rep["runtimes"]["onnxruntime"]
+    first, last = r["attempts"][0], r["attempts"][-1]
+    assert first["kept_float"] == [] and first["drop_points"] > 10       # plain INT8 is broken
+    assert r["passed"] and last["drop_points"] <= 2.0                       # the guard brought it back
+    import onnx
+
+    ops = {n.name: n.op_type for n in onnx.load(str(run / "quantize/onnxruntime/prepared.onnx")).graph.node}
+    kept_ops = {ops[name] for name in r["kept_float"]}
+    assert "Concat" in kept_ops and kept_ops & {"Gemm", "MatMul"}          # the head fed by the outlier tensor
+    assert r["sensitivity"][0]["layers"][0] in r["kept_float"]
+    assert len(r["kept_float"]) < 12                                         # not simply everything in float
+    manifest = read_json(run / "manifest.json")["quantize"]["onnxruntime"]
+    assert manifest["kept_float"] == r["kept_float"] and manifest["attempts"] == len(r["attempts"])
+
+
+def test_guard_that_cannot_pass_writes_no_artifact_and_says_why(run):
+    from edgeaffect.quantize.pipeline import quantize_run
+
+    _inject_outlier(run)
+    rep = quantize_run(run, ["onnxruntime"], QuantConfig(calib_samples=32, max_drop=2.0, max_float_layers=1))
+    r = rep["runtimes"]["onnxruntime"]
+    assert not r["passed"] and r["artifact"] is None
+    assert "cannot reach a drop of 2" in r["message"]
+    assert not (run / "model.int8.onnx").exists()
+    assert (run / r["best_attempt"]).exists()
+
+
+# -- bad input ---------------------------------------------------------------------------------------------
+def _written(run: Path) -> set[str]:
+    return {str(p.relative_to(run)) for p in run.rglob("*") if "stages" not in p.parts}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--runtime", "tflite"], "unknown runtime 'tflite'"),
+    (["--runtime", "tensorrt"], "pip install 'edgeaffect[tensorrt]'"),
+    (["--calib-samples", "3"], "too few"),
+    (["--calib-method", "kl"], "unknown calibration method"),
+])
+def test_int8_bad_input_is_one_line_and_writes_nothing(run, capsys, args, needle):
+    before = _written(run)
+    assert _cli("quantize", "int8", str(run), *args) == 1
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+    assert _written(run) == before
+
+
+def test_run_without_checkpoint_or_with_another_models_manifest(run, capsys):
+    m = read_json(run / "manifest.json")
+    m["spec"]["name"] = "eri_dual_branch"
+    write_json(run / "manifest.json", m)
+    assert _cli("quantize", "int8", str(run)) == 1
+    assert "holds 'qtoy_net'" in capsys.readouterr().err
+    (run / "checkpoint.pt").unlink()
+    assert _cli("quantize", "int8", str(run)) == 1
+    assert "no checkpoint.pt" in capsys.readouterr().err
+    assert not (run / "quantize").exists()
+
+
+@pytest.mark.parametrize("ratio", ["0", "0.95", "-0.1"])
+def test_prune_ratio_outside_range(run, capsys, ratio):
+    assert _cli("quantize", "prune", str(run), "--ratio", ratio) == 1
+    assert "outside (0, 0.9]" in capsys.readouterr().err
+    assert not list(run.glob("pruned-*"))
+
+
+# -- pruning -----------------------------------------------------------------------------------------------
+def test_prune_finetune_reload_and_quantize_the_pruned_run(run):
+    from edgeaffect.quantize.pipeline import open_run, quantize_run
+    from edgeaffect.quantize.prune import prune_run
+
+    out = prune_run(run, 0.5, finetune_epochs=2, branch_ratios={"audio": 0.25}, distill=0.3, lr=2e-3)
+    assert out == run / "pruned-0.5"
+    info = read_json(out / "manifest.json")["pruning"]
+    assert info["after"]["params"] < 0.8 * info["before"]["params"]
+    assert info["after"]["gflops"] < 0.6 * info["before"]["gflops"]
+    assert info["after"]["metric"] > 0.5 and len(info["history"]) == 2      # fine-tuned, well above chance (0.25)
+    _, model = open_run(out)
+    assert model.video[0][0].out_channels == 8                    # 16 -> 8 channels, a multiple of 8
+    assert model.audio[0].out_channels == 24                      # the audio branch used its own ratio
+    assert model.head[2].out_features == toy.N_CLASSES            # the output layer is protected
+    feeds = {k: torch.from_numpy(v) for k, v in model.spec.dummy_inputs(3).items()}
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert ckpt["pruning"]["structure"]["video.0.0"]["out_channels"] == 8
+    with torch.no_grad():
+        assert model(*feeds.values()).shape == (3, toy.N_CLASSES)
+    rep = quantize_run(out, ["onnxruntime"], QuantConfig(calib_samples=16, max_drop=5.0))
+    assert (out / "model.int8.onnx").exists() and rep["runtimes"]["onnxruntime"]["passed"]
+
+
+def test_taylor_importance_prunes_by_gradient(run):
+    from edgeaffect.quantize.pipeline import open_run
+    from edgeaffect.quantize.prune import prune_run
+
+    out = prune_run(run, 0.25, importance="taylor", finetune_epochs=0)
+    _, model = open_run(out)
+    assert model.video[1].pw[0].out_channels == 24
+
+
+# -- TensorRT (through the fake tensorrt/pycuda modules) -----------------------------------------------
+@pytest.fixture
+def fake_trt10(monkeypatch):
+    from fakes import install
+
+    return install(monkeypatch, version="10.3.0")
+
+
+def _calib(run: Path, n: int = 16, seed: int = 0):
+    task = toy.ToyTask()
+    root = Path(read_json(run / "manifest.json")["data"]["root"])
+    return select_calibration(task, task.dataset(root, "train", toy.ToyNet().spec), toy.ToyNet().spec, n, seed=seed)
+
+
+def test_implicit_int8_calibrator_feeds_device_buffers_and_reuses_its_cache(run, fake_trt10, tmp_path):
+    from edgeaffect.export import export_onnx
+    from edgeaffect.quantize.tensorrt_int8 import CACHE, build_implicit
+    from edgeaffect.runs import load_model
+
+    onnx_path = export_onnx(load_model(run / "checkpoint.pt"), tmp_path / "model.onnx")
+    calib = _calib(run, 16)
+    engine, hit = build_implicit(onnx_path, tmp_path / "tensorrt", calib, batch_size=4)
+    calls = [c for c in fake_trt10.calls if c[0].startswith("calibrator.")]
+    assert calls[0] == ("calibrator.read_calibration_cache", False) and not hit
+    assert calls[1] == ("calibrator.get_batch_size", 4)
+    assert calls[2:] == ([("calibrator.get_batch", 2)] * 4 + [("calibrator.get_batch", None)]   # 2 inputs, 16/4 batches
+                         + [("calibrator.write_calibration_cache", calls[-1][1])])
+    assert engine.name.endswith(".int8.engine")
+    cache = tmp_path / "tensorrt" / CACHE
+    assert cache.exists() and read_json(cache.with_name(CACHE + ".json"))["batches"] == 4
+
+    fake_trt10.calls.clear()
+    _, hit = build_implicit(onnx_path, tmp_path / "tensorrt", calib, batch_size=4)
+    assert hit and not any(c[0] == "calibrator.get_batch" for c in fake_trt10.calls)
+
+    fake_trt10.calls.clear()                       # other calibration data: the cache must not be used
+    _, hit = build_implicit(onnx_path, tmp_path / "tensorrt", _calib(run, 16, seed=5), batch_size=4)
+    assert not hit and ("calibrator.get_batch", 2) in fake_trt10.calls
+
+
+def test_tensorrt_runtime_writes_trt_friendly_qdq_and_an_engine(run, fake_trt10):
+    import onnx
+
+    from edgeaffect.quantize.pipeline import quantize_run
+
+    rep = quantize_run(run, ["tensorrt"], QuantConfig(calib_samples=16, max_drop=5.0))
+    r = rep["runtimes"]["tensorrt"]
+    assert r["artifact"] == "tensorrt/model.int8.qdq.onnx" and r["engine"].endswith(".int8.engine")
+    m = onnx.load(str(run / r["artifact"]))
+    inits = {i.name for i in m.graph.initializer}
+    quantized_consumers = {n.op_type for n in m.graph.node for d in m.graph.node
+                           if d.op_type == "DequantizeLinear" and d.output[0] in n.input}
+    assert quantized_consumers <= {"Conv", "MatMul", "Gemm"}            # Q/DQ only in front of weighted ops
+    zero_points = [i for i in m.graph.initializer if "zero_point" in i.name]
+    assert zero_points and all(onnx.numpy_helper.to_array(z).max() == 0 for z in zero_points)  # symmetric
+    assert ("Builder.build_serialized_network",) in fake_trt10.calls or any(
+        c[0] == "Builder.build_serialized_network" for c in fake_trt10.calls)
+
+
+def test_tensorrt11_refuses_implicit_calibration(run, monkeypatch, tmp_path):
+    from fakes import install
+
+    from edgeaffect.quantize.tensorrt_int8 import build_implicit
+
+    install(monkeypatch, version="11.0.0")
+    with pytest.raises(EdgeAffectError, match="no implicit INT8 calibration"):
+        build_implicit(tmp_path / "model.onnx", tmp_path, _calib(run, 8))
+
+
+def test_export_with_a_fixed_batch_still_quantizes(run):
+    """`export --batch 2 --int8`: the FP32 files keep batch 2; INT8 starts from a dynamic-batch export,
+    since calibration feeds single samples and the guard scores the whole val split."""
+    import onnx
+
+    assert _cli("export", str(run), "--batch", "2", "--format", "onnx", "--int8", "--runtime", "onnxruntime",
+                "--calib-samples", "16", "--max-drop", "100") == 0
+
+    def batch_dim(path):
+        return onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim[0]
+
+    assert batch_dim(run / "model.onnx").dim_value == 2
+    assert batch_dim(run / "model.int8.onnx").dim_param
+    rep = read_json(run / "quantize/report.json")
+    assert rep["fp32_onnx"] == "quantize/model.dynamic.onnx" and rep["eval_samples"] == 64
