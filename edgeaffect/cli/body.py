@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, SeedOpt, console
+from .common import DeviceOpt, SeedOpt, console, resume_manifest
 from .data import synth_app
 from .train import train_app
 
@@ -69,7 +69,6 @@ def train_body_cmd(
     """
     from ..data.emoreact import INPUT_KINDS
     from ..errors import EdgeAffectError
-    from ..fileio import read_json
     from ..models.body import ARCHS, model_name
     from ..runs import timestamp
     from ..train.body import reference_config, train_body
@@ -90,12 +89,7 @@ def train_body_cmd(
     opt = {} if optimizer == "sgd" else {"optimizer": "adamw", "weight_decay": 1e-4}
     cfg = reference_config(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, **opt)
     if resume is not None:
-        manifest = resume / "manifest.json"
-        if not manifest.exists():
-            raise EdgeAffectError(f"cannot resume: {manifest} not found")
-        m = read_json(manifest)
-        if m.get("task") != "body":
-            raise EdgeAffectError(f"cannot resume: {resume} is a {m.get('task')!r} run, not body")
+        m = resume_manifest(resume, "body")
         data = Path(m["data"]["root"])
         c = m["config"]
         cfg = reference_config(**{**c["train"], "milestones": tuple(c["train"]["milestones"])})
