@@ -45,6 +45,7 @@ _COMMAND_MODULES = (
     "expr",
     "ravdess",
     "eval",
+    "body",
 )
 
 for _name in _COMMAND_MODULES:
