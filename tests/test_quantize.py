@@ -110,7 +110,8 @@ def test_report_ranks_layers_even_when_plain_int8_passed(run, capsys):
     assert rep["runtimes"]["onnxruntime"]["sensitivity"] == []          # the guard did not need a ranking
     capsys.readouterr()
     assert _cli("quantize", "report", str(run)) == 0
-    text = capsys.readouterr().err
+    captured = capsys.readouterr()
+    text = captured.out + captured.err                      # tables on stdout, notes on stderr
     assert "most sensitive tensors" in text and "kept in float: nothing" in text and "attempt 0" in text
     rows = read_json(run / "quantize/report.json")["runtimes"]["onnxruntime"]["sensitivity"]
     assert rows and {r["kind"] for r in rows} == {"activation", "weight"}
