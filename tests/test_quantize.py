@@ -345,3 +345,13 @@ def test_export_with_a_fixed_batch_still_quantizes(run):
     assert batch_dim(run / "model.int8.onnx").dim_param
     rep = read_json(run / "quantize/report.json")
     assert rep["fp32_onnx"] == "quantize/model.dynamic.onnx" and rep["eval_samples"] == 64
+
+
+def test_a_graph_torch_pruning_cannot_follow_is_one_clear_error():
+    """RAVDESS's EfficientFace splits and shuffles channels, which torch-pruning's index mapping cannot follow."""
+    from edgeaffect.models import create_model
+    from edgeaffect.quantize.prune import prune_model
+
+    model = create_model("ravdess_ia", face_size=48, frames=4)
+    with pytest.raises(EdgeAffectError, match="torch-pruning cannot prune ravdess_ia"):
+        prune_model(model, 0.4)

@@ -148,17 +148,23 @@ def prune_model(model, ratio: float, *, importance: str = "magnitude", branch_ra
         per_module[sub] = check_ratio(r)
     spec = model.spec
     model.eval()
-    pruner = tp.pruner.MetaPruner(model, example_inputs(spec), importance=imp, pruning_ratio=ratio,
-                                  pruning_ratio_dict=per_module or None, ignored_layers=protected_layers(model),
-                                  round_to=round_to)
-    if importance == "taylor":
-        if not calib_batches or loss_fn is None:
-            raise EdgeAffectError("taylor importance needs training batches to compute gradients")
-        model.train()
-        model.zero_grad()
-        for batch in calib_batches:
-            loss_fn(model, batch).backward()
-    pruner.step()
+    if importance == "taylor" and (not calib_batches or loss_fn is None):
+        raise EdgeAffectError("taylor importance needs training batches to compute gradients")
+    try:
+        pruner = tp.pruner.MetaPruner(model, example_inputs(spec), importance=imp, pruning_ratio=ratio,
+                                      pruning_ratio_dict=per_module or None, ignored_layers=protected_layers(model),
+                                      round_to=round_to)
+        if importance == "taylor":
+            model.train()
+            model.zero_grad()
+            for batch in calib_batches:
+                loss_fn(model, batch).backward()
+        pruner.step()
+    except (IndexError, KeyError, RuntimeError, ValueError) as exc:
+        # torch-pruning traces channel couplings; some graphs (e.g. ShuffleNet's channel split and
+        # shuffle in RAVDESS's EfficientFace) defeat its index mapping. Say so instead of a traceback.
+        raise EdgeAffectError(f"torch-pruning cannot prune {spec.name}: its channel dependency graph failed "
+                              f"({type(exc).__name__}: {exc}); nothing was written") from None
     model.zero_grad(set_to_none=True)
     model.eval()
     return model
