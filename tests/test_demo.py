@@ -453,3 +453,88 @@ def test_file_audio_windows_by_media_time_and_wrap_when_looping(tmp_path):
     assert (a.window(1.5, 0.2) == 0).all()                                  # and after the end
     a.period = 1.0                                                          # a looped file: time wraps
     np.testing.assert_allclose(a.window(1.3, 0.1), a.samples[200:300])
+
+
+# ----------------------------------------------------------------------------- microphone (fake sounddevice)
+
+class _FakeSoundDevice:
+    """Enforces what MicAudio relies on: InputStream(callback=...) delivers [frames, channels] float32 blocks
+    on its own thread between start() and stop(); close() only after stop()."""
+
+    def __init__(self, blocks, fail=None):
+        self.blocks, self.fail, self.streams = blocks, fail, []
+
+    def InputStream(self, samplerate, channels, dtype, device, blocksize, callback):
+        if self.fail:
+            raise RuntimeError(self.fail)
+        assert channels == 1 and dtype == "float32" and blocksize > 0
+        fake = self
+
+        class Stream:
+            def __init__(self):
+                self.started = self.stopped = self.closed = False
+                fake.streams.append(self)
+
+            def start(self):
+                import threading
+
+                self.started = True
+
+                def feed():
+                    for i, b in enumerate(fake.blocks):
+                        callback(b.reshape(-1, 1).astype(np.float32), len(b), None, "input overflow" if i == 1 else None)
+
+                self._t = threading.Thread(target=feed)
+                self._t.start()
+
+            def stop(self):
+                assert self.started
+                self._t.join()
+                self.stopped = True
+
+            def close(self):
+                assert self.stopped, "close() before stop()"
+                self.closed = True
+
+        return Stream()
+
+
+def test_microphone_samples_reach_the_pipeline_in_order(monkeypatch):
+    import sys
+
+    from edgeaffect.demo.buffers import AudioRing
+    from edgeaffect.demo.sources import MicAudio
+
+    blocks = [np.full(800, i, np.float32) for i in range(5)]
+    sd = _FakeSoundDevice(blocks)
+    monkeypatch.setitem(sys.modules, "sounddevice", sd)
+    mic = MicAudio(16000)
+    got, deadline = [], time.time() + 5
+    while sum(map(len, got)) < 4000 and time.time() < deadline:
+        got.append(mic.window(0.0, 0.1))
+        time.sleep(0.01)
+    mic.close()
+    ring = AudioRing(0.25, 16000)                      # 4000 samples: exactly the five blocks
+    for g in got:
+        ring.push(g)
+    np.testing.assert_array_equal(ring.window(), np.concatenate(blocks))
+    assert mic.window(0.0, 0.1).size == 0               # drained
+    assert mic.overflows == 1 and sd.streams[0].closed
+
+
+def test_microphone_missing_or_unopenable_is_one_clear_line(monkeypatch):
+    import sys
+
+    from edgeaffect.demo.session import _open_audio
+    from edgeaffect.demo.sources import FileAudio
+    from edgeaffect.models import create_model
+
+    spec = create_model("eri_audio").spec
+    monkeypatch.setitem(sys.modules, "sounddevice", None)             # not installed
+    with pytest.raises(EdgeAffectError, match=r"pip install 'edgeaffect\[mic\]'"):
+        _open_audio("0", spec, FileAudio, "mic")
+    monkeypatch.setitem(sys.modules, "sounddevice", _FakeSoundDevice([], fail="Invalid device"))
+    with pytest.raises(EdgeAffectError, match="cannot open microphone 3: Invalid device"):
+        _open_audio("0", spec, FileAudio, "mic:3")
+    with pytest.raises(EdgeAffectError, match="--audio takes auto, mic"):
+        _open_audio("0", spec, FileAudio, "speaker")

@@ -296,6 +296,8 @@ class Demo:
             st.wall = time.perf_counter() - start
             if isinstance(source, Reconnecting):
                 st.reconnects = source.reconnects
+            if hasattr(self.audio, "close"):
+                self.audio.close()
             if reader is None or reader.join():
                 source.close()
             else:

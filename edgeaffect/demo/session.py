@@ -47,12 +47,14 @@ def build_session(source: str, model: Path | None = None, runtime: str = "auto",
                   serve: str | None = None, detector=None, detect_every: int = 5, max_faces: int = 4,
                   smoothing: float = 0.6, realtime: bool = False, loop: bool = False, max_frames: int | None = None,
                   folder_fps: float = 10.0, reconnect_retries: int | None = 10, sync: bool | None = None, mode: str = "auto",
-                  reconnect_delay: float = 0.5,
+                  reconnect_delay: float = 0.5, audio: str = "auto",
                   src=None, runner=None) -> Session:
     """``src``/``runner``/``detector`` may be given directly (tests, embedding); otherwise they are opened.
 
     ``mode`` "auto" runs files played at full speed in sync mode (every frame gets its own prediction) and
     cameras, streams and ``realtime`` playback asynchronously; ``sync`` (bool) overrides it.
+    ``audio`` (audio-visual models only): "auto" = the source file's track, "mic" or "mic:DEVICE" = a
+    microphone through sounddevice.
     """
     from .runner import open_model
     from .sinks import JsonlSink, Mp4Sink, WindowSink, gui_available
@@ -69,9 +71,9 @@ def build_session(source: str, model: Path | None = None, runtime: str = "auto",
     else:
         spec = runner.spec
     src = src if src is not None else open_source(source, loop=loop, folder_fps=folder_fps)
-    audio = None
+    audio_name, audio = audio, None
     if audio_input(spec) is not None:
-        audio = _open_audio(source, spec, FileAudio)
+        audio = _open_audio(source, spec, FileAudio, audio_name)
     if detector is None or isinstance(detector, str):
         detector = make_detector(detector or "haar")
     sinks: list = []
@@ -122,11 +124,18 @@ def make_detector(name: str):
     return det
 
 
-def _open_audio(source: str, spec: ModelSpec, file_audio):
-    """The source file's audio track for audio-visual models; silence (with a warning) when there is none."""
+def _open_audio(source: str, spec: ModelSpec, file_audio, choice: str = "auto"):
+    """The source file's audio track (or a microphone) for audio-visual models; silence, with a warning, when none."""
     from ..data.media import has_audio
 
     sr = int(spec.preprocessing.get("sample_rate", 16000))
+    if choice == "mic" or choice.startswith("mic:"):
+        from .sources import MicAudio
+
+        device = choice.partition(":")[2] or None
+        return MicAudio(sr, int(device) if device and device.isdigit() else device)
+    if choice != "auto":
+        raise EdgeAffectError(f"--audio takes auto, mic or mic:DEVICE, not {choice!r}")
     p = Path(str(source))
     if p.is_file() and has_audio(p):
         return file_audio(p, sr)

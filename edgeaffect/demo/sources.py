@@ -201,6 +201,54 @@ class Reconnecting:
         self.source.close()
 
 
+class MicAudio:
+    """Live microphone audio (sounddevice, optional extra ``mic``) for audio-visual models on a camera.
+
+    The PortAudio callback appends blocks on its own thread; ``window()`` hands the pipeline every
+    sample captured since the previous call (the pipeline's ring keeps the newest seconds), so audio
+    stays aligned with the frames by arrival time. Overflows reported by PortAudio are counted.
+    """
+
+    def __init__(self, sample_rate: int, device: int | str | None = None, block_seconds: float = 0.05):
+        import threading
+
+        try:
+            import sounddevice
+        except (ImportError, OSError):  # OSError: the package is there but PortAudio is not
+            from ..errors import MissingDependencyError
+
+            raise MissingDependencyError("sounddevice", "mic", "microphone input") from None
+        self.sr = int(sample_rate)
+        self.overflows = 0
+        self._blocks: list[np.ndarray] = []
+        self._lock = threading.Lock()
+        try:
+            self._stream = sounddevice.InputStream(samplerate=self.sr, channels=1, dtype="float32", device=device,
+                                                   blocksize=max(1, int(self.sr * block_seconds)),
+                                                   callback=self._callback)
+            self._stream.start()
+        except Exception as exc:  # PortAudioError and friends: no device, busy device, bad rate
+            raise EdgeAffectError(f"cannot open microphone {device if device is not None else '(default)'}: {exc}") from None
+
+    def _callback(self, indata, frames, time_info, status) -> None:
+        if status:
+            self.overflows += 1
+        with self._lock:
+            self._blocks.append(np.array(indata[:, 0], np.float32))
+
+    def window(self, end_time: float, seconds: float) -> np.ndarray:
+        """Every sample captured since the last call (``end_time``/``seconds`` are for file audio)."""
+        with self._lock:
+            blocks, self._blocks = self._blocks, []
+        return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+
+    def close(self) -> None:
+        stream, self._stream = getattr(self, "_stream", None), None
+        if stream is not None:
+            stream.stop()
+            stream.close()
+
+
 class FileAudio:
     """The source file's audio track (PyAV), decoded once; windows are cut by media time."""
 
