@@ -355,3 +355,28 @@ def test_a_graph_torch_pruning_cannot_follow_is_one_clear_error():
     model = create_model("ravdess_ia", face_size=48, frames=4)
     with pytest.raises(EdgeAffectError, match="torch-pruning cannot prune ravdess_ia"):
         prune_model(model, 0.4)
+
+
+def test_temporal_shift_models_prune_and_keep_shifting():
+    """torch-pruning cannot trace the shift's slices (it never returned); bypassed while tracing, it must
+    still shift the pruned channels afterwards."""
+    import torch
+
+    from edgeaffect.models import count_parameters, create_model
+    from edgeaffect.models.body import TemporalShift
+    from edgeaffect.quantize.prune import prune_model
+
+    model = create_model("body_tsm_mobilenetv2", input="fusion", segments=3, size=32, width=0.35).eval()
+    before = count_parameters(model)
+    prune_model(model, 0.4)
+    assert count_parameters(model) < 0.7 * before
+    shifts = [m for m in model.modules() if isinstance(m, TemporalShift)]
+    assert shifts and not any(m.bypass for m in shifts)
+    feeds = [torch.from_numpy(v) for v in model.spec.dummy_inputs(2, seed=1).values()]
+    with torch.no_grad():
+        shifted = model(*feeds)
+        for m in shifts:
+            m.bypass = True
+        unshifted = model(*feeds)
+    assert tuple(shifted.shape) == (2, 8)
+    assert not torch.allclose(shifted, unshifted, rtol=1e-3, atol=0)  # outputs are tiny: the head starts near 0

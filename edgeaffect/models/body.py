@@ -65,16 +65,29 @@ def temporal_shift(x: torch.Tensor, segments: int, fold_div: int = 8, channels: 
 
 
 class TemporalShift(nn.Module):
-    """Apply :func:`temporal_shift` before ``net`` (adds no parameters)."""
+    """Apply :func:`temporal_shift` before ``net`` (adds no parameters).
+
+    The shift moves channels along time, never across channels, so for channel pruning it is an
+    identity: ``channel_identity`` lets the pruner bypass it while tracing (torch-pruning cannot
+    follow its slices), and the channel count is read from the wrapped conv, so it follows pruning.
+    """
+
+    channel_identity = True
 
     def __init__(self, net: nn.Module, segments: int, fold_div: int = 8):
         super().__init__()
         self.net = net
         self.segments = segments
         self.fold_div = fold_div
-        self.channels = next(m for m in net.modules() if isinstance(m, nn.Conv2d)).in_channels
+        self.bypass = False
+
+    @property
+    def channels(self) -> int:
+        return next(m for m in self.net.modules() if isinstance(m, nn.Conv2d)).in_channels
 
     def forward(self, x):
+        if self.bypass:
+            return self.net(x)
         return self.net(temporal_shift(x, self.segments, self.fold_div, self.channels))
 
     def extra_repr(self) -> str:

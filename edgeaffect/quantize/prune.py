@@ -150,10 +150,19 @@ def prune_model(model, ratio: float, *, importance: str = "magnitude", branch_ra
     model.eval()
     if importance == "taylor" and (not calib_batches or loss_fn is None):
         raise EdgeAffectError("taylor importance needs training batches to compute gradients")
+    # Channel-preserving ops the tracer cannot follow (a temporal shift's slices) are bypassed while
+    # the dependency graph is built; they keep working on the pruned channels afterwards.
+    bypassed = [m for m in model.modules() if getattr(m, "channel_identity", False)]
     try:
-        pruner = tp.pruner.MetaPruner(model, example_inputs(spec), importance=imp, pruning_ratio=ratio,
-                                      pruning_ratio_dict=per_module or None, ignored_layers=protected_layers(model),
-                                      round_to=round_to)
+        for m in bypassed:
+            m.bypass = True
+        try:
+            pruner = tp.pruner.MetaPruner(model, example_inputs(spec), importance=imp, pruning_ratio=ratio,
+                                          pruning_ratio_dict=per_module or None,
+                                          ignored_layers=protected_layers(model), round_to=round_to)
+        finally:
+            for m in bypassed:
+                m.bypass = False
         if importance == "taylor":
             model.train()
             model.zero_grad()
