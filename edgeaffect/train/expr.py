@@ -91,7 +91,7 @@ class ExprTrainOptions:
     lambda_u: float = 1.0
     tau: float = 0.95                  # fixed threshold
     tau0: float = 0.95                 # DTM: confidence that counts towards a class's learning status
-    tau_min: float = 0.6               # DTM: lowest per-class threshold
+    delta: float = 0.12                # DTM: largest relative lowering below the stage ceiling
     frame_step: int = 1
     max_per_video: int | None = None
     val_frame_step: int = 1
@@ -193,7 +193,7 @@ def train_expr(opt: ExprTrainOptions, out: Path, resume: bool = False, console=N
     else:
         n_classes = len(EXPR_LABELS)
         threshold = (FixedThreshold(n_classes, opt.tau) if opt.ssl == "fixed"
-                     else DynamicThreshold(n_classes, len(unlabeled), tau0=opt.tau0, tau_min=opt.tau_min))
+                     else DynamicThreshold(n_classes, len(unlabeled), tau0=opt.tau0, delta=opt.delta))
         ssl_task = SemiSupervisedTask(task, threshold, total_steps=steps * opt.epochs, lambda_u=opt.lambda_u)
         trainer = SemiSupervisedTrainer(model, ssl_task, train_set, val, cfg, stage_dir,
                                         batch_transform=SemiSupervisedBatches(unlabeled, opt.mu), **common)
