@@ -288,3 +288,6 @@ def test_cli_synth_and_train_and_clear_errors(tmp_path, capsys):
     assert main(["train", "expr", "--data", str(root), "--ssl", "sometimes"]) == 1
     assert main(["train", "expr", "--data", str(root), "--ssl", "dtm", "--out", str(tmp_path / "r3")]) == 1
     assert "needs unlabeled faces" in capsys.readouterr().err
+    for bad in ("0.95,x", "0.95,1.5"):
+        assert main(["train", "expr", "--data", str(root), "--dtm-ceilings", bad, "--out", str(tmp_path / "r4")]) == 1
+        assert "--dtm-ceilings" in capsys.readouterr().err
