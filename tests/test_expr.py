@@ -257,6 +257,10 @@ def test_ssl_training_resumes_to_the_same_weights_and_records_pseudo_label_stats
     a = load_model(tmp_path / "straight" / "checkpoint.pt").state_dict()
     b = load_model(tmp_path / "resumed" / "checkpoint.pt").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the DTM memory (each unlabeled face's latest confident prediction) came through the interruption
+    last = [torch.load(tmp_path / r / "stages" / "train" / "last.pt", weights_only=False)["ssl"] for r in ("straight", "resumed")]
+    assert (last[0]["threshold"]["memory"] >= 0).any()
+    assert torch.equal(last[0]["threshold"]["memory"], last[1]["threshold"]["memory"]) and last[0]["step"] == last[1]["step"]
     m = read_json(tmp_path / "resumed" / "manifest.json")
     assert m == {**m, "task": "expr", "model": "expr_mobilenetv2"} and len(m["history"]) == 2
     assert "ssl_mask_rate" in m["history"][0] and len(m["history"][1]["ssl_thresholds"]) == 8
