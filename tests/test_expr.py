@@ -162,23 +162,27 @@ def test_expr_models_export_to_onnx_with_matching_outputs(tmp_path, name, kw):
 # -- semi-supervised pieces -------------------------------------------------------------------------
 
 def test_dtm_thresholds_follow_the_documented_formulas():
-    dtm = DynamicThreshold(3, 10, stages=((0.0, 0.95), (0.5, 0.8)), tau0=0.9, tau_min=0.1)
-    assert torch.allclose(dtm.thresholds(0.0), torch.full((3,), 0.1))          # nothing learnt yet: the floor
+    dtm = DynamicThreshold(3, 10, stages=((0.0, 0.95), (0.5, 0.8)), tau0=0.9, delta=0.2)
+    assert torch.allclose(dtm.thresholds(0.0), torch.full((3,), 0.95))         # nothing learnt yet: the ceiling
     dtm.update(torch.tensor([0.99, 0.99, 0.99, 0.5, 0.95, 0.99, 0.91]), torch.tensor([0, 0, 0, 1, 1, 0, 2]),
                torch.tensor([0, 1, 2, 3, 4, 5, 6]))
     assert dtm.sigma().tolist() == [4, 1, 1]                                      # 0.5 is below tau0
-    # unused = 10 - 6 = 4 = max sigma -> beta = sigma / 4
-    beta = torch.tensor([1.0, 0.25, 0.25])
+    beta = torch.tensor([1.0, 0.25, 0.25])                                        # normalised by the best class
     assert torch.allclose(dtm.beta(), beta)
-    assert torch.allclose(dtm.thresholds(0.2), (0.95 * beta / (2 - beta)).clamp_min(0.1))
-    assert torch.allclose(dtm.thresholds(0.7), (0.80 * beta / (2 - beta)).clamp_min(0.1))
+    m = beta / (2 - beta)                                                         # [1, 1/7, 1/7]
+    assert torch.allclose(dtm.thresholds(0.2), 0.95 * (1 - 0.2 * (1 - m)))
+    assert torch.allclose(dtm.thresholds(0.7), torch.tensor([0.8, 0.8 * (1 - 0.2 * 6 / 7), 0.8 * (1 - 0.2 * 6 / 7)]))
+    # however weak the model, no class falls below ceiling * (1 - delta)
+    assert float(dtm.thresholds(0.7).min()) >= 0.8 * 0.8 - 1e-6
     # the latest confident prediction replaces the old one; an unconfident one does not
     dtm.update(torch.tensor([0.99, 0.3]), torch.tensor([2, 1]), torch.tensor([0, 1]))
     assert dtm.memory[:2].tolist() == [2, 0]
     again = DynamicThreshold(3, 10)
     again.load_state_dict(dtm.state_dict())
-    assert torch.equal(again.thresholds(0.7), dtm.thresholds(0.7))
+    assert again.delta == 0.2 and torch.equal(again.thresholds(0.7), dtm.thresholds(0.7))
     assert torch.equal(FixedThreshold(3, 0.9).thresholds(0.5), torch.full((3,), 0.9))
+    with pytest.raises(ValueError):
+        DynamicThreshold(3, 10, delta=1.0)
 
 
 def test_augmentations_are_deterministic_in_range_and_weak_is_flip_plus_shift():
@@ -226,7 +230,7 @@ def _opts(root, **kw):
     from edgeaffect.train.expr import ExprTrainOptions
 
     base = dict(data=root, unlabeled=root / "unlabeled", ssl="dtm", label_fraction=0.3, face_size=32,
-                model_overrides={"width_mult": 0.35}, epochs=2, batch_size=4, steps_per_epoch=2, mu=2, tau_min=0.2)
+                model_overrides={"width_mult": 0.35}, epochs=2, batch_size=4, steps_per_epoch=2, mu=2, tau0=0.2, delta=0.9)
     return ExprTrainOptions(**{**base, **kw})
 
 
@@ -253,6 +257,10 @@ def test_ssl_training_resumes_to_the_same_weights_and_records_pseudo_label_stats
     a = load_model(tmp_path / "straight" / "checkpoint.pt").state_dict()
     b = load_model(tmp_path / "resumed" / "checkpoint.pt").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the DTM memory (each unlabeled face's latest confident prediction) came through the interruption
+    last = [torch.load(tmp_path / r / "stages" / "train" / "last.pt", weights_only=False)["ssl"] for r in ("straight", "resumed")]
+    assert (last[0]["threshold"]["memory"] >= 0).any()
+    assert torch.equal(last[0]["threshold"]["memory"], last[1]["threshold"]["memory"]) and last[0]["step"] == last[1]["step"]
     m = read_json(tmp_path / "resumed" / "manifest.json")
     assert m == {**m, "task": "expr", "model": "expr_mobilenetv2"} and len(m["history"]) == 2
     assert "ssl_mask_rate" in m["history"][0] and len(m["history"][1]["ssl_thresholds"]) == 8
@@ -284,3 +292,6 @@ def test_cli_synth_and_train_and_clear_errors(tmp_path, capsys):
     assert main(["train", "expr", "--data", str(root), "--ssl", "sometimes"]) == 1
     assert main(["train", "expr", "--data", str(root), "--ssl", "dtm", "--out", str(tmp_path / "r3")]) == 1
     assert "needs unlabeled faces" in capsys.readouterr().err
+    for bad in ("0.95,x", "0.95,1.5"):
+        assert main(["train", "expr", "--data", str(root), "--dtm-ceilings", bad, "--out", str(tmp_path / "r4")]) == 1
+        assert "--dtm-ceilings" in capsys.readouterr().err

@@ -91,7 +91,8 @@ class ExprTrainOptions:
     lambda_u: float = 1.0
     tau: float = 0.95                  # fixed threshold
     tau0: float = 0.95                 # DTM: confidence that counts towards a class's learning status
-    tau_min: float = 0.6               # DTM: lowest per-class threshold
+    delta: float = 0.12                # DTM: largest relative lowering below the stage ceiling
+    dtm_ceilings: tuple[float, ...] = (0.95, 0.93, 0.91)  # DTM: stage ceilings over equal parts of training
     frame_step: int = 1
     max_per_video: int | None = None
     val_frame_step: int = 1
@@ -111,7 +112,8 @@ class ExprTrainOptions:
     def from_dict(cls, d: Mapping[str, Any]) -> "ExprTrainOptions":
         """The options a run's manifest recorded (``config.options``), for ``--resume``."""
         return cls(**{**d, "data": Path(d["data"]), "unlabeled": Path(d["unlabeled"]) if d.get("unlabeled") else None,
-                      "model_overrides": dict(d.get("model_overrides", {}))})
+                      "model_overrides": dict(d.get("model_overrides", {})),
+                      "dtm_ceilings": tuple(d.get("dtm_ceilings", cls.dtm_ceilings))})
 
 
 def _label_hash(root: Path, split: str) -> str:
@@ -193,7 +195,8 @@ def train_expr(opt: ExprTrainOptions, out: Path, resume: bool = False, console=N
     else:
         n_classes = len(EXPR_LABELS)
         threshold = (FixedThreshold(n_classes, opt.tau) if opt.ssl == "fixed"
-                     else DynamicThreshold(n_classes, len(unlabeled), tau0=opt.tau0, tau_min=opt.tau_min))
+                     else DynamicThreshold(n_classes, len(unlabeled), tau0=opt.tau0, delta=opt.delta,
+                                          stages=[(i / len(opt.dtm_ceilings), c) for i, c in enumerate(opt.dtm_ceilings)]))
         ssl_task = SemiSupervisedTask(task, threshold, total_steps=steps * opt.epochs, lambda_u=opt.lambda_u)
         trainer = SemiSupervisedTrainer(model, ssl_task, train_set, val, cfg, stage_dir,
                                         batch_transform=SemiSupervisedBatches(unlabeled, opt.mu), **common)

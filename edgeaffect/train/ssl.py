@@ -15,23 +15,27 @@ Thresholds
 
 ``dtm`` (dynamic threshold module; our formulas — the seed's code is not public):
 per-class thresholds that follow the training stage and each class's learning
-status, a FlexMatch-style scaling of a stage-wise ceiling.
+status, kept in a narrow band just below a stage-wise ceiling:
 
 - memory: ``m_u`` = the latest confident prediction for unlabeled sample u, i.e.
   after each step ``m_u <- yhat_u`` if ``max p_u > tau0`` (else unchanged); -1 until then;
 - learning status:  sigma_c(t) = #{u : m_u = c}                       (confidently learnt samples of c)
-- normalised:       beta_c(t)  = sigma_c / max( max_c' sigma_c', N_U - sum_c' sigma_c' )
-  (the second term, the samples not yet confidently predicted, keeps every beta
-  small early in training: the warm-up of FlexMatch);
+- relative status:  bhat_c(t)  = sigma_c / max_c' sigma_c'   (1 for every class while all sigma are 0)
+  — normalised by the best-learnt class, with no warm-up term;
+- mapping:          M(x)       = x / (2 - x)                 (FlexMatch's convex map, M(0) = 0, M(1) = 1)
 - stage ceiling:    tau_max(t) = the value of the last stage whose start <= t / T
-  (default stages 0 -> 0.95, 1/3 -> 0.90, 2/3 -> 0.85: stricter while the model is
-  young, more permissive once it has learnt);
-- threshold:        tau_c(t)   = max( tau_min, tau_max(t) * beta_c / (2 - beta_c) ),  tau_min = 0.6.
+  (default stages 0 -> 0.95, 1/3 -> 0.93, 2/3 -> 0.91);
+- threshold:        tau_c(t)   = tau_max(t) * (1 - delta * (1 - M(bhat_c))),   delta = 0.12.
 
-A class the model already predicts confidently for many samples gets a high
-threshold (its pseudo-labels are plentiful, keep only the best); a class still
-being learnt (rare or hard, e.g. Fear, Disgust) gets a lower one, so it
-receives pseudo-labels at all — which is what a macro F1 rewards.
+The best-learnt class keeps the ceiling; a class still being learnt (rare or
+hard, e.g. Fear, Disgust) gets at most ``delta`` (relatively) less, so it
+receives some pseudo-labels — which is what a macro F1 rewards — while no
+class can fall below ``tau_max(t) * (1 - delta)`` (0.80 with the defaults).
+An earlier formulation, tau_c = max(tau_min, tau_max * beta_c / (2 - beta_c))
+with FlexMatch's warm-up normaliser beta_c = sigma_c / max(max sigma, N_U - sum sigma),
+sat at its floor tau_min for a whole run whenever the model stayed weak (few
+samples ever pass tau0, so every beta_c stays near 0) and admitted ~50 %-precise
+pseudo-labels; the band above cannot collapse that way (docs/expr.md).
 
 Augmentations are written with torch tensor ops on [N, 3, H, W] batches in
 [0, 1] with per-sample random parameters drawn from the epoch's generator
@@ -166,22 +170,24 @@ class FixedThreshold:
         self.tau = float(state["tau"])
 
 
-DEFAULT_STAGES = ((0.0, 0.95), (1 / 3, 0.90), (2 / 3, 0.85))
+DEFAULT_STAGES = ((0.0, 0.95), (1 / 3, 0.93), (2 / 3, 0.91))
 
 
 class DynamicThreshold:
-    """DTM: per-class thresholds from each class's learning status and the training stage (formulas above)."""
+    """DTM: per-class thresholds in a band below a stage ceiling, set by each class's learning status (formulas above)."""
 
     kind = "dtm"
 
     def __init__(self, n_classes: int, n_unlabeled: int, stages: Sequence[tuple[float, float]] = DEFAULT_STAGES,
-                 tau0: float = 0.95, tau_min: float = 0.6):
+                 tau0: float = 0.95, delta: float = 0.12):
         if n_unlabeled < 1:
             raise ValueError("DTM needs at least one unlabeled sample")
+        if not 0.0 <= delta < 1.0:
+            raise ValueError("DTM delta must lie in [0, 1)")
         self.n_classes = n_classes
         self.stages = tuple((float(s), float(t)) for s, t in sorted(stages))
         self.tau0 = float(tau0)
-        self.tau_min = float(tau_min)
+        self.delta = float(delta)
         self.memory = torch.full((n_unlabeled,), -1, dtype=torch.long)
 
     def stage_max(self, progress: float) -> float:
@@ -196,27 +202,28 @@ class DynamicThreshold:
         return torch.bincount(m, minlength=self.n_classes).float()
 
     def beta(self) -> torch.Tensor:
+        """bhat_c = sigma_c / max sigma (all ones while nothing has been confidently predicted)."""
         sigma = self.sigma()
-        unused = float(len(self.memory)) - float(sigma.sum())
-        return sigma / max(float(sigma.max()), unused, 1.0)
+        top = float(sigma.max())
+        return sigma / top if top > 0 else torch.ones(self.n_classes)
 
     def thresholds(self, progress: float) -> torch.Tensor:
         b = self.beta()
-        return (self.stage_max(progress) * b / (2 - b)).clamp_min(self.tau_min)
+        return self.stage_max(progress) * (1.0 - self.delta * (1.0 - b / (2.0 - b)))
 
     def update(self, conf: torch.Tensor, pred: torch.Tensor, index: torch.Tensor) -> None:
         sure = conf > self.tau0
         self.memory[index[sure].cpu()] = pred[sure].cpu()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"memory": self.memory.clone(), "stages": self.stages, "tau0": self.tau0, "tau_min": self.tau_min}
+        return {"memory": self.memory.clone(), "stages": self.stages, "tau0": self.tau0, "delta": self.delta}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if len(state["memory"]) != len(self.memory):
             raise ValueError("DTM state was saved for a different unlabeled set")
         self.memory = state["memory"].clone()
         self.stages = tuple(tuple(s) for s in state["stages"])
-        self.tau0, self.tau_min = float(state["tau0"]), float(state["tau_min"])
+        self.tau0, self.delta = float(state["tau0"]), float(state["delta"])
 
 
 # -- batches, objective, trainer --------------------------------------------------------------------
