@@ -175,7 +175,7 @@ GOALS = {"speedup_vs_fp32_b8": 2.5, "speedup_vs_torch_b8": 8.0, "size_ratio": 0.
 
 
 def goals(rows: list[dict], quant: dict) -> dict:
-    """The issue's goals for pruned+INT8 per runtime: >= 2.5x FP32 (same runtime, batch 8), >= 8x torch eager
+    """Our targets for pruned+INT8 per runtime: >= 2.5x FP32 (same runtime, batch 8), >= 8x torch eager
     FP32 (batch 8), <= 20 % of the FP32 ONNX size, metric within 1 point of unpruned FP32."""
     def row(rt, prec, variant, batch):
         return next((x for x in rows if x["runtime"] == rt and x["precision"] == prec
