@@ -28,7 +28,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +37,7 @@ import numpy as np
 from ...fileio import write_text
 from ..emoreact import LABELS, SPLIT_FOLDERS
 from ..media import write_video
+from . import write_clips
 from .face import Expression, Identity, background, draw_face, finish
 
 CUR, UNC, EXC, HAP, SUR, DIS, FEA, FRU = range(8)   # label indices in LABELS order
@@ -195,7 +195,6 @@ def generate_emoreact(out: str | os.PathLike, cfg: EmoReactSynthConfig = EmoReac
     Deterministic from ``cfg.seed``.  The CSVs are written last, so an
     interrupted run never leaves a CSV that lists clips that are not there.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     out = Path(out)
     rng = np.random.default_rng(cfg.seed)
@@ -209,17 +208,7 @@ def generate_emoreact(out: str | os.PathLike, cfg: EmoReactSynthConfig = EmoReac
         video = f"SYNTH{i // 3:04d}_{i % 3 + 1}.mp4"
         rows[split].append([len(rows[split]), video, *[int(v) for v in y], f"{valence(y, rng):.4f}"])
         jobs.append((out / SPLIT_FOLDERS[split][0] / video, y, cfg, int(rng.integers(0, 2 ** 31))))
-    with Progress(TextColumn("[bold]synth emoreact[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console) as progress:
-        bar = progress.add_task("clips", total=len(jobs))
-        if workers > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for _ in pool.map(_write_one, jobs, chunksize=2):
-                    progress.advance(bar)
-        else:
-            for job in jobs:
-                _write_one(job)
-                progress.advance(bar)
+    write_clips(_write_one, jobs, workers, console, "synth emoreact")
     for split, split_rows in rows.items():
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")

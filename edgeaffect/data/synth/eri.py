@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import numpy as np
 from ...fileio import write_text
 from ..hume import LABELS
 from ..media import write_video, write_wav
+from . import write_clips
 from .face import Expression, Identity, background, draw_face, finish
 from .voice import Prosody, synth_voice
 
@@ -137,7 +137,6 @@ def generate_eri(out: str | os.PathLike, cfg: ERISynthConfig = ERISynthConfig(),
     Deterministic from ``cfg.seed``.  ``data_info.csv`` is written last, so an
     interrupted run never leaves a CSV that lists clips that are not there.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     out = Path(out)
     rng = np.random.default_rng(cfg.seed)
@@ -152,17 +151,7 @@ def generate_eri(out: str | os.PathLike, cfg: ERISynthConfig = ERISynthConfig(),
         as_wav = bool(rng.random() < cfg.wav_fraction)
         rows.append([file_id, split, *[f"{v:.4f}" for v in y]])
         jobs.append((str(out), split.lower(), file_id, y, cfg, seed, as_wav))
-    with Progress(TextColumn("[bold]synth eri[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console) as progress:
-        bar = progress.add_task("clips", total=len(jobs))
-        if workers > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for _ in pool.map(_write_one, jobs, chunksize=2):
-                    progress.advance(bar)
-        else:
-            for job in jobs:
-                _write_one(job)
-                progress.advance(bar)
+    write_clips(_write_one, jobs, workers, console, "synth eri")
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["File_ID", "Split", *LABELS])
