@@ -34,7 +34,7 @@ def bench_cmd(
 
     Example:  edgeaffect bench runs/eri/exp1 --runtime onnxruntime,openvino,torch --batch 1,8
     """
-    from ..bench import BenchConfig, bench_run, table
+    from ..bench import BenchConfig, bench_run
     from ..errors import EdgeAffectError
 
     try:
@@ -46,6 +46,12 @@ def bench_cmd(
     runtimes = split_csv(runtime) or None
     if runtimes and "torch" not in runtimes:
         runtimes = [*runtimes, "torch"]  # the reference row every speed-up is computed against
-    rows = bench_run(run, runtimes, split_csv(precision) or None, cfg, data=data, console=console)
-    table_console().print(table(rows, title=f"edgeaffect bench · {Path(run).name}"))
-    console.print(f"[dim]wrote {Path(run) / 'bench.json'}, bench.csv, bench.png[/]")
+    print_bench(bench_run(run, runtimes, split_csv(precision) or None, cfg, data=data, console=console), Path(run))
+
+
+def print_bench(rows, run: Path) -> None:
+    """The results table on stdout, and where the files went."""
+    from ..bench import table
+
+    table_console().print(table(rows, title=f"edgeaffect bench · {run.name}"))
+    console.print(f"[dim]wrote {run / 'bench.json'}, bench.csv, bench.png[/]")

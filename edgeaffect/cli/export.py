@@ -95,6 +95,18 @@ def export_cmd(
         report = export_run(run, chosen, batch=batch, dynamic=dynamic, fp16=fp16, opset=opset, exporter=exporter,
                             tolerance=tolerance, data=data, explicit=formats is not None,
                             progress=lambda msg: (status.update(escape(msg)), console.print(f"[dim]{escape(msg)}[/]")))
+    print_export_report(report)
+    if int8_runtimes:
+        from ..quantize.pipeline import quantize_run
+        from .quantize import print_int8
+
+        print_int8(quantize_run(run, int8_runtimes, cfg, data_root=data, console=console))
+
+
+def print_export_report(report) -> None:
+    """Parity per artifact, where each was written, and what was skipped and why."""
+    from rich.markup import escape
+
     for p in report.parity:
         metric = "" if p.metric is None else f", {p.metric_name} {p.metric:.4f} (torch {p.metric_torch:.4f})"
         console.print(f"[green]ok[/] {p.runtime}-{p.precision:<5} max|diff| {p.max_abs_diff:.2e}, "
@@ -103,11 +115,6 @@ def export_cmd(
         console.print(f"  {name:<18} {escape(str(path))}", highlight=False)
     for fmt, why in report.skipped.items():
         console.print(f"[yellow]skipped {fmt}[/]: {escape(why)}", highlight=False)
-    if int8_runtimes:
-        from ..quantize.pipeline import quantize_run
-        from .quantize import print_int8
-
-        print_int8(quantize_run(run, int8_runtimes, cfg, data_root=data, console=console))
 
 
 _FORMAT_OF = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "tensorrt"}

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from . import app
-from .common import console, table_console
+from .common import console
 
 
 @app.command("quickstart")
@@ -52,16 +52,14 @@ def _export_and_bench(out: Path, budget_s: float) -> None:
     """Export the fused run to every installed format, then benchmark it against torch eager."""
     from rich.markup import escape
 
-    from ..bench import BenchConfig, bench_run, table
+    from ..bench import BenchConfig, bench_run
     from ..export import export_run
+    from .bench import print_bench
+    from .export import print_export_report
 
     with console.status("exporting") as status:
         report = export_run(out, progress=lambda msg: status.update(escape(msg)))
-    for p in report.parity:
-        console.print(f"[green]exported[/] {p.runtime}-{p.precision}: max|diff| vs torch {p.max_abs_diff:.2e}")
-    for fmt, why in report.skipped.items():
-        console.print(f"[yellow]skipped {fmt}[/]: {escape(why)}", highlight=False)
+    print_export_report(report)
     # One intra-op thread per runtime: a fair comparison that stays stable on a busy machine, where
     # multi-threaded torch eager collapses (measured: 28.9 ms at 1 thread vs 230 ms at 2 under load 7).
-    rows = bench_run(out, cfg=BenchConfig(budget_s=budget_s, rounds=4, threads=1), console=console)
-    table_console().print(table(rows, title=f"edgeaffect bench · {out.name}"))
+    print_bench(bench_run(out, cfg=BenchConfig(budget_s=budget_s, rounds=4, threads=1), console=console), out)

@@ -32,11 +32,9 @@ atomically, so a changed file or setting never reads a stale entry.
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -44,6 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import DataError
+from .csvtable import norm, read_table, unique_keys
 from .preprocess import ClipSkipped, FeatureCache, PrepReport, make_detector
 
 LABELS = ("Curiosity", "Uncertainty", "Excitement", "Happiness", "Surprise", "Disgust", "Fear", "Frustration")
@@ -53,10 +52,6 @@ SPLIT_FOLDERS = {"train": ("Train", "train", "Training"), "val": ("Validation", 
 INPUT_KINDS = ("face", "body", "fullbody", "fusion")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 CACHE_VERSION = 1
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 @dataclass(frozen=True)
@@ -79,35 +74,14 @@ def read_split(root: str | os.PathLike, split: str) -> list[Clip]:
     if csv_path is None:
         raise DataError(f"{root / f'{split}.csv'} not found: an EmoReact root holds train.csv val.csv test.csv "
                         f"and Train/ Validation/ Test/")
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{csv_path} is not a readable CSV: {exc}") from None
-    if not rows:
-        raise DataError(f"{csv_path} is empty")
-    header = [_norm(h) for h in rows[0]]
-    missing = [n for n in ("video", *LABELS) if _norm(n) not in header]
-    if missing:
-        raise DataError(f"{csv_path} is missing column(s): {', '.join(missing)}")
-    col = {n: header.index(_norm(n)) for n in ("video", *LABELS)}
-    val_col = header.index("valence") if "valence" in header else None
+    col, rows = read_table(csv_path, {norm(n): n for n in ("video", *LABELS)}, optional=("valence",))
+    val_col = col.get("valence")
     folder = _find_ci(root, SPLIT_FOLDERS[split], want_dir=True)
-    clips, seen = [], set()
-    for line_no, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) < len(header):
-            raise DataError(f"{csv_path}:{line_no}: expected {len(header)} fields, found {len(row)}")
-        video = row[col["video"]].strip()
-        if not video:
-            raise DataError(f"{csv_path}:{line_no}: empty video name")
-        if video in seen:
-            raise DataError(f"{csv_path}:{line_no}: video {video!r} listed twice")
-        seen.add(video)
+    clips = []
+    for line_no, row, video in unique_keys(csv_path, rows, col["video"], "video", "video name"):
         labels = np.zeros(len(LABELS), np.float32)
         for j, name in enumerate(LABELS):
-            cell = row[col[name]].strip()
+            cell = row[col[norm(name)]].strip()
             try:
                 v = float(cell)
             except ValueError:

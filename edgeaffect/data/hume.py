@@ -11,25 +11,20 @@ rows may leave the intensities empty (the challenge withholds them).
 """
 from __future__ import annotations
 
-import csv
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
+from .csvtable import norm, read_table, unique_keys
 
 LABELS = ("Adoration", "Amusement", "Anxiety", "Disgust", "Empathic-Pain", "Fear", "Surprise")
 SPLITS = ("train", "val", "test")
 _SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                   "devel": "val", "dev": "val", "test": "test", "testing": "test"}
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 @dataclass(frozen=True)
@@ -48,39 +43,17 @@ def read_data_info(root: str | os.PathLike) -> list[Clip]:
         raise DataError(f"dataset folder {root} does not exist")
     if not csv_path.exists():
         raise DataError(f"{csv_path} not found: a Hume-Reaction root holds data_info.csv and train/ val/ test/")
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{csv_path} is not a readable CSV: {exc}") from None
-    if not rows:
-        raise DataError(f"{csv_path} is empty")
-    header = [_norm(h) for h in rows[0]]
-    want = {"fileid": "File_ID", "split": "Split", **{_norm(l): l for l in LABELS}}
-    missing = [orig for key, orig in want.items() if key not in header]
-    if missing:
-        raise DataError(f"{csv_path} is missing column(s): {', '.join(missing)}")
-    col = {key: header.index(key) for key in want}
+    col, rows = read_table(csv_path, {"fileid": "File_ID", "split": "Split", **{norm(l): l for l in LABELS}})
     folders = _split_folders(root)
-    clips, seen = [], set()
-    for line_no, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) < len(header):
-            raise DataError(f"{csv_path}:{line_no}: expected {len(header)} fields, found {len(row)}")
-        file_id = row[col["fileid"]].strip()
-        if not file_id:
-            raise DataError(f"{csv_path}:{line_no}: empty File_ID")
-        if file_id in seen:
-            raise DataError(f"{csv_path}:{line_no}: File_ID {file_id!r} listed twice")
-        seen.add(file_id)
+    clips = []
+    for line_no, row, file_id in unique_keys(csv_path, rows, col["fileid"], "File_ID"):
         split_raw = row[col["split"]].strip()
         split = _SPLIT_ALIASES.get(split_raw.lower())
         if split is None:
             raise DataError(f"{csv_path}:{line_no}: unknown split {split_raw!r} (expected Train, Val or Test)")
         labels = np.full(len(LABELS), np.nan, np.float32)
         for j, name in enumerate(LABELS):
-            cell = row[col[_norm(name)]].strip()
+            cell = row[col[norm(name)]].strip()
             if cell == "" and split == "test":
                 continue
             try:
