@@ -60,6 +60,7 @@ def build_session(source: str, model: Path | None = None, runtime: str = "auto",
     from .sinks import JsonlSink, Mp4Sink, WindowSink, gui_available
     from .sources import FileAudio, open_source
 
+    check_audio_choice(audio)  # before anything is opened, whether or not the model takes audio
     if window and not gui_available():
         if output is None and jsonl is None and serve is None:
             raise EdgeAffectError("this OpenCV build has no GUI support (opencv-python-headless): "
@@ -124,6 +125,11 @@ def make_detector(name: str):
     return det
 
 
+def check_audio_choice(choice: str) -> None:
+    if choice != "auto" and choice != "mic" and not choice.startswith("mic:"):
+        raise EdgeAffectError(f"--audio takes auto, mic or mic:DEVICE, not {choice!r}")
+
+
 def _open_audio(source: str, spec: ModelSpec, file_audio, choice: str = "auto"):
     """The source file's audio track (or a microphone) for audio-visual models; silence, with a warning, when none."""
     from ..data.media import has_audio
@@ -134,8 +140,7 @@ def _open_audio(source: str, spec: ModelSpec, file_audio, choice: str = "auto"):
 
         device = choice.partition(":")[2] or None
         return MicAudio(sr, int(device) if device and device.isdigit() else device)
-    if choice != "auto":
-        raise EdgeAffectError(f"--audio takes auto, mic or mic:DEVICE, not {choice!r}")
+    check_audio_choice(choice)
     p = Path(str(source))
     if p.is_file() and has_audio(p):
         return file_audio(p, sr)
