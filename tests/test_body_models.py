@@ -102,6 +102,22 @@ def test_fusion_averages_the_two_streams_and_returns_them_in_training():
     assert single.spec.input_names == ["frames"] and single.spec.config["input"] == "body"
 
 
+@pytest.mark.parametrize("partial_bn", [False, True])
+def test_fusion_training_normalises_both_streams_together_as_evaluation_does(partial_bn):
+    """Evaluation normalises both streams with one set of running statistics, so training must see the
+    same mix: the first BN's running mean after one training pass is that of the two streams together
+    (separate passes left it near the last stream's, and fusion scored at chance on validation)."""
+    m = create_model("body_tsn_mobilenetv2", input="fusion", partial_bn=partial_bn, **SMALL).train()
+    first_conv, first_bn = m.base_model.features[0][0], m.base_model.features[0][1]
+    body, face = torch.rand(2, 3, 3, 32, 32) * 0.2, 0.8 + torch.rand(2, 3, 3, 32, 32) * 0.2   # dark vs bright
+    with torch.no_grad():
+        both = torch.cat((body, face)).reshape(-1, 3, 32, 32)
+        expected = first_conv((both - m.mean) / m.std).mean((0, 2, 3))
+    momentum = first_bn.momentum
+    m(body, face)
+    assert torch.allclose(first_bn.running_mean, momentum * expected, atol=1e-5)
+
+
 def test_consensus_is_the_mean_of_segment_logits():
     m = create_model("body_tsn_resnet50", **SMALL).eval()
     x = torch.rand(2, 3, 3, 32, 32)

@@ -347,14 +347,87 @@ def test_export_with_a_fixed_batch_still_quantizes(run):
     assert rep["fp32_onnx"] == "quantize/model.dynamic.onnx" and rep["eval_samples"] == 64
 
 
-def test_a_graph_torch_pruning_cannot_follow_is_one_clear_error():
-    """RAVDESS's EfficientFace splits and shuffles channels, which torch-pruning's index mapping cannot follow."""
+def _randomize_norms(model, seed: int = 0):
+    """Distinct per-channel BatchNorm statistics, so a pruned channel can be found again by its values."""
+    import torch
+    from torch import nn
+
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            m.weight.data = 0.5 + torch.rand(n, generator=gen)
+            m.bias.data = 0.2 * torch.randn(n, generator=gen)
+            m.running_mean.data = 0.1 * torch.randn(n, generator=gen)
+            m.running_var.data = 0.5 + torch.rand(n, generator=gen)
+        elif isinstance(m, nn.Linear) and m.bias is not None:
+            m.bias.data = 0.1 * torch.randn(m.out_features, generator=gen)
+
+
+def _silence_removed_channels(original, pruned):
+    """In ``original``, zero every channel that pruning removed (its BatchNorm's scale and shift, or a
+    BN-less Linear's row and bias): what is left computes exactly what the pruned model should."""
+    import torch
+    from torch import nn
+
+    pruned_modules = dict(pruned.named_modules())
+    for name, m in original.named_modules():
+        p = pruned_modules[name]
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and p.num_features < m.num_features:
+            keep = torch.isin(m.running_mean, p.running_mean)
+            assert int(keep.sum()) == p.num_features
+            m.weight.data[~keep] = 0
+            m.bias.data[~keep] = 0
+        elif isinstance(m, nn.Linear) and p.out_features < m.out_features:
+            keep = torch.isin(m.bias, p.bias)
+            assert int(keep.sum()) == p.out_features
+            m.weight.data[~keep] = 0
+            m.bias.data[~keep] = 0
+
+
+@pytest.mark.parametrize("name, overrides", [
+    ("ravdess_ia", dict(face_size=48, frames=4)), ("ravdess_it", dict(face_size=48, frames=4)),
+    ("ravdess_lt", dict(face_size=48, frames=4)), ("va_jca_edge", dict(subclips=4)),
+])
+def test_attention_fusion_models_prune_and_compute_what_they_kept(name, overrides):
+    """torch-pruning reads the fusion's attention (weights multiplied over time steps or positions) as
+    channel couplings, and cannot map indices through EfficientFace's channel split and shuffle; the
+    models declare those widths unprunable. The pruned model must compute exactly the original with the
+    removed channels silenced: a wrong coupling would break this."""
+    import copy
+
+    import torch
+
     from edgeaffect.models import create_model
+    from edgeaffect.quantize.prune import count, prune_model
+
+    original = create_model(name, **overrides).eval()
+    _randomize_norms(original)
+    pruned = copy.deepcopy(original)
+    prune_model(pruned, 0.4)
+    assert count(pruned, pruned.spec)["gflops"] < 0.75 * count(original, original.spec)["gflops"]
+    _silence_removed_channels(original, pruned)
+    feeds = [torch.from_numpy(v) for v in original.spec.dummy_inputs(2, seed=3).values()]
+    with torch.no_grad():
+        expected, got = original(*feeds), pruned(*feeds)
+    expected, got = (expected,) if torch.is_tensor(expected) else expected, (got,) if torch.is_tensor(got) else got
+    for e, g in zip(expected, got):
+        assert g.shape == e.shape
+        assert torch.allclose(g, e, atol=1e-4, rtol=1e-4), float((g - e).abs().max())
+
+
+def test_ravdess_pruning_keeps_the_widths_that_cross_a_channel_split_or_shuffle():
+    from edgeaffect.models import create_model
+    from edgeaffect.models.ravdess import InvertedResidual
     from edgeaffect.quantize.prune import prune_model
 
-    model = create_model("ravdess_ia", face_size=48, frames=4)
-    with pytest.raises(EdgeAffectError, match="torch-pruning cannot prune ravdess_ia"):
-        prune_model(model, 0.4)
+    original = create_model("ravdess_ia", face_size=48, frames=4)
+    after = dict(prune_model(create_model("ravdess_ia", face_size=48, frames=4), 0.4).named_modules())
+    units = [(name, m) for name, m in original.named_modules() if isinstance(m, InvertedResidual)]
+    assert len(units) == 16
+    for name, unit in units:
+        assert after[name].branch2[5].out_channels == unit.branch2[5].out_channels
+        assert after[name].branch2[0].out_channels < unit.branch2[0].out_channels
 
 
 def test_temporal_shift_models_prune_and_keep_shifting():

@@ -329,6 +329,30 @@ class MultiModalCNN(nn.Module):
             labels=RAVDESS_LABELS[:n_classes] if n_classes <= len(RAVDESS_LABELS) else tuple(map(str, range(n_classes))),
             activation="softmax", metric="accuracy", preprocessing=pre, config=config)
 
+    def unprunable_layers(self) -> list[nn.Module]:
+        """Layers whose output width structured pruning must keep (``edgeaffect export --prune``).
+
+        EfficientFace's ShuffleNet units split their input in two halves, concatenate and shuffle: every
+        width that crosses a split or shuffle stays, so only each unit's inner width (the output of
+        ``branch2``'s first 1x1 conv, shared by its depthwise conv) is pruned. The stem, the local
+        extractor and the modulator feed the same coupled maps. The stage-1 and stage-2 outputs of both
+        branches are the cross-modal interface: the attention weights multiply them over time steps,
+        which torch-pruning would wrongly read as a channel coupling, and the attention layers are
+        head-shaped.
+        """
+        vm, am = self.visual_model, self.audio_model
+        keep = [m for sub in (vm.conv1, vm.local, vm.modulator) for m in sub.modules()
+                if isinstance(m, (nn.Conv2d, nn.Linear))]
+        for unit in vm.modules():
+            if isinstance(unit, InvertedResidual):
+                if unit.stride > 1:
+                    keep += [m for m in unit.branch1.modules() if isinstance(m, nn.Conv2d)]
+                keep.append(unit.branch2[5])
+        keep += [vm.conv1d_1[0], vm.conv1d_3[0], am.conv1d_1[0], am.conv1d_3[0]]
+        # q / kv / proj are head-shaped (kv packs keys and values): only the MLPs' hidden width is pruned
+        keep += [m for att in self.modules() if isinstance(att, Attention) for m in (att.q, att.kv, att.proj)]
+        return keep
+
     def forward(self, video, audio):
         v = self.visual_model.forward_features(video.reshape(-1, *video.shape[2:]))
         v = self.visual_model.forward_stage1(v)          # [B, 64, T]

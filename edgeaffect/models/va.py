@@ -351,6 +351,19 @@ class VAModel(nn.Module):
             outputs=(TensorSpec("valence", (BATCH, subclips)), TensorSpec("arousal", (BATCH, subclips))),
             labels=VA_LABELS, activation="none", metric="ccc", preprocessing=pre, config=config)
 
+    def unprunable_layers(self) -> list[nn.Module]:
+        """Layers whose output width structured pruning must keep (``edgeaffect export --prune``).
+
+        The fusion's attention multiplies features across sub-clips and positions, which torch-pruning
+        reads as channel couplings that do not exist: the fusion keeps its widths, and so do the two
+        backbones' outputs that feed it (their last conv; the residual stage it closes keeps its width).
+        The backbones' inner widths are pruned.
+        """
+        keep = [m for m in self.fusion.modules() if isinstance(m, nn.Linear)]
+        for net in (self.video_net, self.audio_net):
+            keep.append([m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))][-1])
+        return keep
+
     def forward(self, video, audio):
         b, length = video.shape[0], video.shape[1]
         v = self.video_net(video.reshape(b * length, *video.shape[2:]))        # [BL, C, T', H', W']

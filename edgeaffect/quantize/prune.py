@@ -101,10 +101,11 @@ def example_inputs(spec, batch: int = 2):
 
 
 def protected_layers(model) -> list:
-    """Layers never pruned at their outputs: attention (head-shaped) and the final output layer."""
+    """Layers never pruned at their outputs: attention (head-shaped), the final output layer, and those a
+    model names in ``unprunable_layers()`` (widths its graph ties in ways the tracer cannot follow)."""
     from torch import nn
 
-    keep = []
+    keep = list(model.unprunable_layers()) if hasattr(model, "unprunable_layers") else []
     for m in model.modules():
         if hasattr(m, "heads") or isinstance(m, nn.MultiheadAttention):
             keep.append(m)
@@ -170,8 +171,8 @@ def prune_model(model, ratio: float, *, importance: str = "magnitude", branch_ra
                 loss_fn(model, batch).backward()
         pruner.step()
     except (IndexError, KeyError, RuntimeError, ValueError) as exc:
-        # torch-pruning traces channel couplings; some graphs (e.g. ShuffleNet's channel split and
-        # shuffle in RAVDESS's EfficientFace) defeat its index mapping. Say so instead of a traceback.
+        # torch-pruning traces channel couplings; a graph it cannot map (a new model whose channel
+        # split or shuffle is not declared in unprunable_layers()) fails here. One line, not a traceback.
         raise EdgeAffectError(f"torch-pruning cannot prune {spec.name}: its channel dependency graph failed "
                               f"({type(exc).__name__}: {exc}); nothing was written") from None
     model.zero_grad(set_to_none=True)
