@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from edgeaffect.data.emoreact import (LABELS, BodyPrepConfig, blackout, load_split, prepare_clips,
-                                      read_split, tsn_indices)
+from edgeaffect.data.emoreact import (LABELS, BodyPrepConfig, blackout, body_box, consistent_faces, load_split,
+                                      prepare_clips, read_split, tsn_indices)
 from edgeaffect.data.preprocess import FeatureCache
 from edgeaffect.errors import DataError
 
@@ -81,6 +81,19 @@ def test_blackout_only_touches_the_box():
     out = blackout(imgs, np.array([[0.25, 0.2, 0.5, 0.6], [0, 0, 0, 0]], np.float32))
     assert (out[0, 2:6, 5:10] == 0).all() and out[0].sum() == 200 * 3 * (200 - 20) and (out[1] == 200).all()
     assert (imgs == 200).all()
+
+
+def test_a_larger_false_detection_does_not_replace_the_clips_face():
+    face, shirt = (80, 40, 40, 40), (60, 110, 90, 90)       # the shirt pattern is larger, and lower
+    detections = [[face], [shirt, (82, 41, 40, 40)], [face], [shirt], [], [(83, 42, 38, 38)]]
+    assert consistent_faces(detections) == [face, (82, 41, 40, 40), face, None, None, (83, 42, 38, 38)]
+    assert consistent_faces([[], []]) == [None, None]
+
+
+def test_body_box_spans_outstretched_arms_and_stays_in_the_frame():
+    # face 30 px wide centred at x=100: 7 face widths = 210 px, from one face height above the face
+    assert body_box([(85, 40, 30, 30)] * 3, (240, 320)) == (0, 10, 205, 230)
+    assert body_box([(145, 40, 30, 30)], (240, 320)) == (55, 10, 210, 230)
 
 
 # -- synthetic set, preprocessing, dataset ---------------------------------------------------------

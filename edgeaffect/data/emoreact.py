@@ -10,10 +10,14 @@ Valence (1-7) is read but not used for training.  Column and folder names match
 case-insensitively.
 
 Preprocessing (per clip, cached): ``cache_frames`` frames spread evenly over
-the clip are decoded; in each, the largest Haar face is the face box
-(frames without a detection reuse the nearest detected box); the clip's body
-box is anchored on the median face box: 5 face widths wide, from one face
-height above the face down to the bottom of the frame, clipped to the frame.
+the clip are decoded; in each, the Haar face that agrees with the clip's face
+(within one face width of the median of the frames' largest detections, half
+to twice its size) is the face box, so a false detection on the shirt or the
+background is not blacked out or cropped as the face; frames without one reuse
+the nearest accepted box.  The clip's body box is anchored on the median face
+box: 7 face widths wide (an arm stretched sideways or raised reaches about 3.5
+face widths from the face centre), from one face height above the face down to
+the bottom of the frame, clipped to the frame.
 Why not a person detector: MediaPipe Holistic (the seed's choice) and DNN
 person detectors need downloaded weights, and OpenCV's bundled HOG people
 detector is trained on standing pedestrians at 64x128 and misses the seated,
@@ -51,7 +55,7 @@ SPLIT_FOLDERS = {"train": ("Train", "train", "Training"), "val": ("Validation", 
                  "test": ("Test", "test")}
 INPUT_KINDS = ("face", "body", "fullbody", "fusion")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -153,12 +157,35 @@ def local_contrast(frame_bgr: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
 
 
+def consistent_faces(detections: Sequence[Sequence[tuple]]) -> list[tuple | None]:
+    """Per frame, the detection that agrees with the clip's face, or None.
+
+    The median of the frames' largest detections says where the face is and how large; a frame keeps
+    its detection nearest to that centre if it lies within one median face width of it and is half to
+    twice its width. A larger false detection (a shirt pattern, a poster) no longer wins by size.
+    """
+    largest = [d[0] for d in detections if len(d)]
+    if not largest:
+        return [None] * len(detections)
+    x, y, w, h = np.median(np.asarray(largest, np.float64), axis=0)
+    cx, cy = x + w / 2, y + h / 2
+
+    def offset(b):
+        return float(np.hypot(b[0] + b[2] / 2 - cx, b[1] + b[3] / 2 - cy))
+
+    out = []
+    for found in detections:
+        ok = [b for b in found if offset(b) <= w and 0.5 <= b[2] / w <= 2.0]
+        out.append(min(ok, key=offset) if ok else None)
+    return out
+
+
 def body_box(face_boxes: Sequence[tuple], frame_shape: Sequence[int]) -> tuple[int, int, int, int]:
-    """Face-anchored body box (x, y, w, h): 5 median face widths wide, one face height above the face to the bottom."""
+    """Face-anchored body box (x, y, w, h): 7 median face widths wide, one face height above the face to the bottom."""
     H, W = frame_shape[:2]
     x, y, w, h = np.median(np.asarray(face_boxes, np.float64), axis=0)
     cx = x + w / 2
-    x0, x1 = max(0, int(round(cx - 2.5 * w))), min(W, int(round(cx + 2.5 * w)))
+    x0, x1 = max(0, int(round(cx - 3.5 * w))), min(W, int(round(cx + 3.5 * w)))
     y0 = max(0, int(round(y - h)))
     return x0, y0, max(1, x1 - x0), max(1, H - y0)
 
@@ -176,8 +203,9 @@ def process_clip(path: Path, cfg: BodyPrepConfig, detector=None) -> tuple[dict[s
         raise ClipSkipped("unreadable or truncated video") from None
     detector = detector or make_detector(cfg.detector)
     raw = [detector.detect(f) or detector.detect(local_contrast(f)) for f in frames]
-    boxes = fill_boxes([b[0] if b else None for b in raw])
-    n_found = sum(bool(b) for b in raw)
+    accepted = consistent_faces(raw)
+    boxes = fill_boxes(accepted)
+    n_found = sum(b is not None for b in accepted)
     H, W = frames.shape[1:3]
     ss = cfg.scale_size
     face = np.empty((len(frames), ss, ss, 3), np.uint8)
