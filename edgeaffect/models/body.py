@@ -19,8 +19,8 @@ Following the seed (nkegke/deep-affective-bodily-expression-recognition):
   (``frames``) and the face stream (``face``); the output is the mean of the
   two logit vectors.  In training mode the model also returns both streams'
   logits so the task can sum BCE(body) + BCE(face) as the seed does; in eval
-  mode (and in every exported graph) it returns ``logits`` only, running both
-  streams as one batch.
+  mode (and in every exported graph) it returns ``logits`` only. Both streams
+  run as one batch in either mode, so BatchNorm sees the same mix in both.
 
 Inputs are RGB in [0, 1]; ImageNet normalisation happens inside the graph so
 exported models take the same tensors as the PyTorch one.
