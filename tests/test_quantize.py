@@ -416,6 +416,18 @@ def test_attention_fusion_models_prune_and_compute_what_they_kept(name, override
         assert torch.allclose(g, e, atol=1e-4, rtol=1e-4), float((g - e).abs().max())
 
 
+@pytest.mark.slow
+def test_a_graph_torch_pruning_cannot_build_is_one_clear_error():
+    """The reference VA fusion's BiLSTM (with its learnt initial state) breaks torch-pruning's graph
+    building with a TypeError; the user gets one line, not a traceback."""
+    from edgeaffect.models import create_model
+    from edgeaffect.quantize.prune import prune_model
+
+    model = create_model("va_jca", subclips=2)
+    with pytest.raises(EdgeAffectError, match="torch-pruning cannot prune va_jca"):
+        prune_model(model, 0.4)
+
+
 def test_ravdess_pruning_keeps_the_widths_that_cross_a_channel_split_or_shuffle():
     from edgeaffect.models import create_model
     from edgeaffect.models.ravdess import InvertedResidual

@@ -170,7 +170,7 @@ def prune_model(model, ratio: float, *, importance: str = "magnitude", branch_ra
             for batch in calib_batches:
                 loss_fn(model, batch).backward()
         pruner.step()
-    except (IndexError, KeyError, RuntimeError, ValueError) as exc:
+    except (IndexError, KeyError, RuntimeError, TypeError, ValueError) as exc:
         # torch-pruning traces channel couplings; a graph it cannot map (a new model whose channel
         # split or shuffle is not declared in unprunable_layers()) fails here. One line, not a traceback.
         raise EdgeAffectError(f"torch-pruning cannot prune {spec.name}: its channel dependency graph failed "
