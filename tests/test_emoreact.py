@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from edgeaffect.data.emoreact import (LABELS, BodyPrepConfig, blackout, body_box, consistent_faces, load_split,
-                                      prepare_clips, read_split, tsn_indices)
+from edgeaffect.data.emoreact import (LABELS, BodyPrepConfig, blackout, body_box, load_split, prepare_clips,
+                                      read_split, tsn_indices)
+from edgeaffect.data.faces import consistent_faces
 from edgeaffect.data.preprocess import FeatureCache
 from edgeaffect.errors import DataError
 

@@ -47,6 +47,7 @@ import numpy as np
 
 from ..errors import DataError
 from .csvtable import norm, read_table, unique_keys
+from .faces import consistent_faces, fill_boxes
 from .preprocess import ClipSkipped, FeatureCache, PrepReport, make_detector
 
 LABELS = ("Curiosity", "Uncertainty", "Excitement", "Happiness", "Surprise", "Disgust", "Fear", "Frustration")
@@ -136,18 +137,6 @@ class BodyPrepConfig:
         return json.dumps({"v": CACHE_VERSION, "kind": "emoreact", **asdict(self)}, sort_keys=True)
 
 
-def fill_boxes(boxes: Sequence[tuple | None]) -> list[tuple] | None:
-    """Replace missing boxes by the nearest earlier detection (the first later one at the start)."""
-    found = [b for b in boxes if b is not None]
-    if not found:
-        return None
-    prev, out = found[0], []
-    for b in boxes:
-        prev = b if b is not None else prev
-        out.append(prev)
-    return out
-
-
 def local_contrast(frame_bgr: np.ndarray) -> np.ndarray:
     """CLAHE on the lightness channel: a second chance for dark or low-contrast faces the cascade missed."""
     import cv2
@@ -155,29 +144,6 @@ def local_contrast(frame_bgr: np.ndarray) -> np.ndarray:
     lab = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2LAB)
     lab[..., 0] = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4)).apply(lab[..., 0])
     return cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
-
-
-def consistent_faces(detections: Sequence[Sequence[tuple]]) -> list[tuple | None]:
-    """Per frame, the detection that agrees with the clip's face, or None.
-
-    The median of the frames' largest detections says where the face is and how large; a frame keeps
-    its detection nearest to that centre if it lies within one median face width of it and is half to
-    twice its width. A larger false detection (a shirt pattern, a poster) no longer wins by size.
-    """
-    largest = [d[0] for d in detections if len(d)]
-    if not largest:
-        return [None] * len(detections)
-    x, y, w, h = np.median(np.asarray(largest, np.float64), axis=0)
-    cx, cy = x + w / 2, y + h / 2
-
-    def offset(b):
-        return float(np.hypot(b[0] + b[2] / 2 - cx, b[1] + b[3] / 2 - cy))
-
-    out = []
-    for found in detections:
-        ok = [b for b in found if offset(b) <= w and 0.5 <= b[2] / w <= 2.0]
-        out.append(min(ok, key=offset) if ok else None)
-    return out
 
 
 def body_box(face_boxes: Sequence[tuple], frame_shape: Sequence[int]) -> tuple[int, int, int, int]:

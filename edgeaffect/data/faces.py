@@ -75,17 +75,46 @@ def face_crops(frames: np.ndarray, detector: FaceDetector, size: int, margin: fl
     (or the first later one).  Returns (crops [N, S, S, 3] BGR uint8, number of frames with a detection).
     When no frame has a face, returns (empty array, 0) and the caller decides.
     """
-    boxes: list[Box | None] = []
-    for f in frames:
-        found = detector.detect(f)
-        boxes.append(found[0] if found else None)
-    n_found = sum(b is not None for b in boxes)
-    if n_found == 0:
+    found = [detector.detect(f) for f in frames]
+    boxes = fill_boxes([d[0] if d else None for d in found])
+    if boxes is None:
         return np.zeros((0, size, size, 3), np.uint8), 0
-    first = next(b for b in boxes if b is not None)
-    prev = first
     crops = np.empty((len(frames), size, size, 3), np.uint8)
     for i, (f, b) in enumerate(zip(frames, boxes)):
+        crops[i] = crop_face(f, b, size, margin)
+    return crops, sum(bool(d) for d in found)
+
+
+def fill_boxes(boxes: Sequence[Box | None]) -> list[Box] | None:
+    """Replace missing boxes by the nearest earlier detection (the first later one at the start)."""
+    found = [b for b in boxes if b is not None]
+    if not found:
+        return None
+    prev, out = found[0], []
+    for b in boxes:
         prev = b if b is not None else prev
-        crops[i] = crop_face(f, prev, size, margin)
-    return crops, n_found
+        out.append(prev)
+    return out
+
+
+def consistent_faces(detections: Sequence[Sequence[Box]]) -> list[Box | None]:
+    """Per frame, the detection that agrees with the clip's face, or None.
+
+    The median of the frames' largest detections says where the face is and how large; a frame keeps
+    its detection nearest to that centre if it lies within one median face width of it and is half to
+    twice its width. A larger false detection (a shirt pattern, a poster) no longer wins by size.
+    """
+    largest = [d[0] for d in detections if len(d)]
+    if not largest:
+        return [None] * len(detections)
+    x, y, w, h = np.median(np.asarray(largest, np.float64), axis=0)
+    cx, cy = x + w / 2, y + h / 2
+
+    def offset(b):
+        return float(np.hypot(b[0] + b[2] / 2 - cx, b[1] + b[3] / 2 - cy))
+
+    out = []
+    for found in detections:
+        ok = [b for b in found if offset(b) <= w and 0.5 <= b[2] / w <= 2.0]
+        out.append(min(ok, key=offset) if ok else None)
+    return out
