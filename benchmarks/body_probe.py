@@ -38,14 +38,20 @@ def main() -> None:
 
     from edgeaffect.data.emoreact import LABELS
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from edgeaffect.errors import EdgeAffectError
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 epilog="example: python benchmarks/body_probe.py data/emoreact --inputs body,face")
     ap.add_argument("data")
     ap.add_argument("--inputs", default="body,face")
     ap.add_argument("--size", type=int, default=64)
     args = ap.parse_args()
     for kind in args.inputs.split(","):
-        xtr, ytr = features(args.data, "train", kind, args.size)
-        xva, yva = features(args.data, "val", kind, args.size)
+        try:
+            xtr, ytr = features(args.data, "train", kind, args.size)
+            xva, yva = features(args.data, "val", kind, args.size)
+        except EdgeAffectError as exc:
+            sys.exit(f"error: {exc}")
         scores = np.zeros_like(yva)
         for j in range(ytr.shape[1]):
             scores[:, j] = LogisticRegression(C=0.1, max_iter=2000).fit(xtr, ytr[:, j]).decision_function(xva)
