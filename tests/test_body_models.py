@@ -34,9 +34,12 @@ def test_temporal_shift_matches_the_reference_implementation(segments, channels,
 def test_registered_parameter_counts_match_the_reference():
     # MobileNetV2 features 2,223,872 + new_fc 10,248; ResNet-50 trunk 23,508,032 + new_fc 16,392; TSM adds nothing
     for shift in (False, True):
-        for input in ("body", "fusion"):     # fusion shares one network between the two streams
-            assert count_parameters(create_model(model_name("mobilenet_v2", shift), input=input)) == 2_223_872 + 10_248
-            assert count_parameters(create_model(model_name("resnet50", shift), input=input)) == 23_508_032 + 16_392
+        for kw in ({"input": "body"}, {"input": "fusion"}, {"input": "fusion", "fusion_streams": "shared"}):
+            # the seed's fusion shares one network between the two streams (the model's default)
+            assert count_parameters(create_model(model_name("mobilenet_v2", shift), **kw)) == 2_223_872 + 10_248
+            assert count_parameters(create_model(model_name("resnet50", shift), **kw)) == 23_508_032 + 16_392
+        separate = create_model(model_name("mobilenet_v2", shift), input="fusion", fusion_streams="separate")
+        assert count_parameters(separate) == 2 * (2_223_872 + 10_248)      # a network per stream
     assert list_models("body") == ["body_tsm_mobilenetv2", "body_tsm_resnet50", "body_tsn_mobilenetv2", "body_tsn_resnet50"]
 
 
@@ -102,12 +105,38 @@ def test_fusion_averages_the_two_streams_and_returns_them_in_training():
     assert single.spec.input_names == ["frames"] and single.spec.config["input"] == "body"
 
 
+def test_separate_fusion_streams_have_their_own_networks():
+    """With ``fusion_streams="separate"`` the face input reaches only the face network and the body input
+    only the body network; the output is still the mean of the two, and partial BN covers both."""
+    torch.manual_seed(0)
+    m = create_model("body_tsn_mobilenetv2", input="fusion", fusion_streams="separate", partial_bn=False, **SMALL)
+    assert m.spec.config["fusion_streams"] == "separate" and m.spec.input_names == ["frames", "face"]
+    body, face = torch.rand(2, 3, 3, 32, 32), torch.rand(2, 3, 3, 32, 32)
+    m.train()
+    mean, b, f = m(body, face)
+    f.sum().backward()
+    assert all(p.grad is None for p in m.base_model.parameters())
+    assert all(p.grad is not None for p in m.face_base_model.parameters())
+    m.zero_grad(set_to_none=True)
+    m.eval()
+    with torch.no_grad():
+        out = m(body, face)
+        assert torch.allclose(out, (m.stream(body) + m.stream(face, face=True)) / 2)
+        assert not torch.allclose(m.stream(face), m.stream(face, face=True))   # two different networks
+    frozen = create_model("body_tsn_mobilenetv2", input="fusion", fusion_streams="separate", **SMALL).train()
+    for net in (frozen.base_model, frozen.face_base_model):
+        bns = [x for x in net.modules() if isinstance(x, nn.BatchNorm2d)]
+        assert bns[0].training and not any(x.training for x in bns[1:])
+    with pytest.raises(ValueError):
+        create_model("body_tsn_mobilenetv2", input="fusion", fusion_streams="two")
+
+
 @pytest.mark.parametrize("partial_bn", [False, True])
 def test_fusion_training_normalises_both_streams_together_as_evaluation_does(partial_bn):
     """Evaluation normalises both streams with one set of running statistics, so training must see the
     same mix: the first BN's running mean after one training pass is that of the two streams together
     (separate passes left it near the last stream's, and fusion scored at chance on validation)."""
-    m = create_model("body_tsn_mobilenetv2", input="fusion", partial_bn=partial_bn, **SMALL).train()
+    m = create_model("body_tsn_mobilenetv2", input="fusion", fusion_streams="shared", partial_bn=partial_bn, **SMALL).train()
     first_conv, first_bn = m.base_model.features[0][0], m.base_model.features[0][1]
     body, face = torch.rand(2, 3, 3, 32, 32) * 0.2, 0.8 + torch.rand(2, 3, 3, 32, 32) * 0.2   # dark vs bright
     with torch.no_grad():
@@ -126,14 +155,15 @@ def test_consensus_is_the_mean_of_segment_logits():
         assert torch.allclose(m(x), per.mean(1), atol=1e-6)
 
 
-@pytest.mark.parametrize("exporter", ["legacy", pytest.param("dynamo", marks=pytest.mark.slow)])
-def test_tsm_fusion_exports_to_onnx_and_matches_torch(tmp_path, exporter):
+@pytest.mark.parametrize("exporter,streams", [("legacy", "shared"), ("legacy", "separate"),
+                                              pytest.param("dynamo", "shared", marks=pytest.mark.slow)])
+def test_tsm_fusion_exports_to_onnx_and_matches_torch(tmp_path, exporter, streams):
     """Through the shared exporter; the batch stays dynamic (exported at 2, run at 3)."""
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     from edgeaffect.export import export_onnx, read_onnx_spec
 
-    m = create_model("body_tsm_mobilenetv2", input="fusion", size=32, width=0.25, segments=3).eval()
+    m = create_model("body_tsm_mobilenetv2", input="fusion", fusion_streams=streams, size=32, width=0.25, segments=3).eval()
     path = export_onnx(m, tmp_path / "tsm.onnx", exporter=exporter)
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert {"Slice", "Concat"} <= ops and "ScatterND" not in ops    # the shift, with no in-place assignment

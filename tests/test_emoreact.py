@@ -258,6 +258,7 @@ def test_cli_trains_resumes_and_writes_a_loadable_run(tiny, tmp_path):
     m = read_json(run / "manifest.json")
     assert m["task"] == "body" and m["model"] == "body_tsm_mobilenetv2" and m["stages_done"] == ["train"]
     assert m["spec"]["inputs"][1]["name"] == "face" and m["config"]["model"]["segments"] == 2
+    assert m["config"]["model"]["fusion_streams"] == "separate"          # the CLI's default: a network per stream
     assert 0 <= m["metrics"]["train"]["test_roc_auc_micro"] <= 1 and m["data"]["clips"]["train"] == 6
     # stretch the finished run to 2 epochs: resume continues after epoch 1
     (run / "checkpoint.pt").unlink()
@@ -267,7 +268,7 @@ def test_cli_trains_resumes_and_writes_a_loadable_run(tiny, tmp_path):
     hist = torch.load(run / "stages" / "train" / "last.pt", weights_only=False)["history"]
     assert [h["epoch"] for h in hist] == [0, 1]
     model = load_model(load_run(run).checkpoint)
-    assert model.spec.config["shift"] and model.spec.config["size"] == 32
+    assert model.spec.config["shift"] and model.spec.config["size"] == 32 and model.separate
     with torch.no_grad():
         assert model(torch.rand(1, 2, 3, 32, 32), torch.rand(1, 2, 3, 32, 32)).shape == (1, 8)
     # the shared export path: parity with torch on the run's validation clips, spec in the ONNX metadata

@@ -442,19 +442,24 @@ def test_ravdess_pruning_keeps_the_widths_that_cross_a_channel_split_or_shuffle(
         assert after[name].branch2[0].out_channels < unit.branch2[0].out_channels
 
 
-def test_temporal_shift_models_prune_and_keep_shifting():
+@pytest.mark.parametrize("streams", ["shared", "separate"])
+def test_temporal_shift_models_prune_and_keep_shifting(streams):
     """torch-pruning cannot trace the shift's slices (it never returned); bypassed while tracing, it must
-    still shift the pruned channels afterwards."""
+    still shift the pruned channels afterwards. With a network per fusion stream, both are pruned."""
     import torch
 
     from edgeaffect.models import count_parameters, create_model
     from edgeaffect.models.body import TemporalShift
     from edgeaffect.quantize.prune import prune_model
 
-    model = create_model("body_tsm_mobilenetv2", input="fusion", segments=3, size=32, width=0.35).eval()
+    model = create_model("body_tsm_mobilenetv2", input="fusion", fusion_streams=streams, segments=3, size=32,
+                         width=0.35).eval()
     before = count_parameters(model)
+    nets = [model.base_model] + ([model.face_base_model] if streams == "separate" else [])
+    widths = [count_parameters(n) for n in nets]
     prune_model(model, 0.4)
     assert count_parameters(model) < 0.7 * before
+    assert all(count_parameters(n) < 0.7 * w for n, w in zip(nets, widths))
     shifts = [m for m in model.modules() if isinstance(m, TemporalShift)]
     assert shifts and not any(m.bypass for m in shifts)
     feeds = [torch.from_numpy(v) for v in model.spec.dummy_inputs(2, seed=1).values()]

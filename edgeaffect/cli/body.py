@@ -48,6 +48,7 @@ def train_body_cmd(
     size: Annotated[int, typer.Option("--size", min=32, help="Frame size fed to the network (the seed: 224).")] = 224,
     width: Annotated[float, typer.Option("--width", min=0.1, help="Backbone width multiplier (1.0 = the published network).")] = 1.0,
     partial_bn: Annotated[bool, typer.Option("--partial-bn/--no-partial-bn", help="Freeze all BatchNorm but the first (the seed's setting, meant for pretrained backbones).")] = True,
+    fusion_streams: Annotated[str, typer.Option("--fusion-streams", help="--input fusion: separate (a network per stream) or shared (the seed's one network for both).")] = "separate",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/body/<timestamp>).")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run directory.")] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs (the seed: 12).")] = 12,
@@ -65,11 +66,12 @@ def train_body_cmd(
     """Train a TSN / TSM bodily-expression model on EmoReact (8 labels, BCE, SGD as the seed).
 
     Example:  edgeaffect train body --data data/emoreact --input fusion --segments 3 --arch mobilenet_v2 --shift
+    Seed's shared network:  ... --input fusion --fusion-streams shared
     Resume:   edgeaffect train body --resume runs/body/exp1
     """
     from ..data.emoreact import INPUT_KINDS
     from ..errors import EdgeAffectError
-    from ..models.body import ARCHS, model_name
+    from ..models.body import ARCHS, FUSION_STREAMS, model_name
     from ..runs import timestamp
     from ..train.body import reference_config, train_body
 
@@ -81,9 +83,13 @@ def train_body_cmd(
         raise EdgeAffectError(f"--input must be one of {', '.join(INPUT_KINDS)}, not {input!r}")
     if arch not in ARCHS:
         raise EdgeAffectError(f"--arch must be one of {', '.join(ARCHS)}, not {arch!r}")
+    if fusion_streams not in FUSION_STREAMS:
+        raise EdgeAffectError(f"--fusion-streams must be one of {', '.join(FUSION_STREAMS)}, not {fusion_streams!r}")
     name = model_name(arch, shift)
     overrides = {"input": input, "segments": segments, "size": size, "shift_div": shift_div, "width": width,
                  "partial_bn": partial_bn}
+    if input == "fusion":
+        overrides["fusion_streams"] = fusion_streams
     if optimizer not in ("sgd", "adamw"):
         raise EdgeAffectError(f"--optimizer must be sgd or adamw, not {optimizer!r}")
     opt = {} if optimizer == "sgd" else {"optimizer": "adamw", "weight_decay": 1e-4}

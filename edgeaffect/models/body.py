@@ -15,12 +15,16 @@ Following the seed (nkegke/deep-affective-bodily-expression-recognition):
   and 1/``shift_div`` from the previous one (zero-padded at the ends).  For
   ResNet-50 that is each Bottleneck's ``conv1``; for MobileNetV2 the first
   conv of each residual InvertedResidual block, as TSM's own MobileNetV2 does;
-- fusion (``input="fusion"``): the *same* network runs on the body stream
-  (``frames``) and the face stream (``face``); the output is the mean of the
-  two logit vectors.  In training mode the model also returns both streams'
+- fusion (``input="fusion"``): a network on the body stream (``frames``) and
+  one on the face stream (``face``); the output is the mean of the two logit
+  vectors.  ``fusion_streams="shared"`` is the seed's: the *same* network runs
+  on both streams (as one batch, so BatchNorm sees the same mix in training and
+  evaluation).  ``"separate"`` gives each stream its own backbone and
+  classifier (twice the parameters, the same FLOPs): sharing starved the body
+  stream, which then read the arm and posture cues far worse than a body-only
+  model (docs/body.md).  In training mode the model also returns both streams'
   logits so the task can sum BCE(body) + BCE(face) as the seed does; in eval
-  mode (and in every exported graph) it returns ``logits`` only. Both streams
-  run as one batch in either mode, so BatchNorm sees the same mix in both.
+  mode (and in every exported graph) it returns ``logits`` only.
 
 Inputs are RGB in [0, 1]; ImageNet normalisation happens inside the graph so
 exported models take the same tensors as the PyTorch one.
@@ -41,6 +45,7 @@ from .registry import register_model
 
 EMOREACT_LABELS = ("Curiosity", "Uncertainty", "Excitement", "Happiness", "Surprise", "Disgust", "Fear", "Frustration")
 INPUTS = ("face", "body", "fullbody", "fusion")
+FUSION_STREAMS = ("shared", "separate")
 ARCHS = {"mobilenet_v2": "mobilenetv2", "resnet50": "resnet50"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -122,8 +127,8 @@ def body_preprocessing(input: str, segments: int, size: int) -> dict:
     return {
         "input": input, "segments": segments, "size": size, "scale_size": int(round(size * 256 / 224)),
         "color": "RGB", "scale": "1/255", "normalize": "imagenet (inside the model)",
-        "face_box": "Haar cascade, largest face, +10% each side, nearest detection reused",
-        "body_box": "face-anchored: 5 face widths wide, from 1 face height above the face to the frame bottom",
+        "face_box": "Haar cascade, the detection that agrees with the clip's median face, +10% each side, nearest detection reused",
+        "body_box": "face-anchored: 7 face widths wide, from 1 face height above the face to the frame bottom",
         "sampling": "TSN: random frame per segment (train), segment centres (eval)",
     }
 
@@ -133,17 +138,21 @@ class BodyTSN(nn.Module):
 
     def __init__(self, name: str, arch: str = "mobilenet_v2", input: str = "body", segments: int = 3,
                  size: int = 224, shift: bool = False, shift_div: int = 8, partial_bn: bool = True,
-                 width: float = 1.0):
+                 width: float = 1.0, fusion_streams: str = "shared"):
         super().__init__()
         if input not in INPUTS:
             raise ValueError(f"unknown input {input!r} (expected one of {', '.join(INPUTS)})")
+        if fusion_streams not in FUSION_STREAMS:
+            raise ValueError(f"unknown fusion_streams {fusion_streams!r} (expected one of {', '.join(FUSION_STREAMS)})")
         self.segments = segments
         self.fusion = input == "fusion"
+        self.separate = self.fusion and fusion_streams == "separate"
         self.partial_bn = partial_bn
         self.base_model = build_backbone(arch, segments, shift, shift_div, width)
-        self.new_fc = nn.Linear(self.base_model.out_dim, len(EMOREACT_LABELS))
-        nn.init.normal_(self.new_fc.weight, 0, 0.001)   # TSN's init of the new classifier
-        nn.init.zeros_(self.new_fc.bias)
+        self.new_fc = self._classifier(self.base_model.out_dim)
+        if self.separate:                      # the face stream's own network
+            self.face_base_model = build_backbone(arch, segments, shift, shift_div, width)
+            self.face_fc = self._classifier(self.face_base_model.out_dim)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         if partial_bn:
@@ -154,13 +163,26 @@ class BodyTSN(nn.Module):
         inputs = (frames, TensorSpec("face", (BATCH, segments, 3, size, size))) if self.fusion else (frames,)
         config = dict(arch=arch, input=input, segments=segments, size=size, shift=shift, shift_div=shift_div,
                       partial_bn=partial_bn, width=width)
+        if self.fusion:
+            config["fusion_streams"] = fusion_streams
         self.spec = ModelSpec(name=name, task="body", inputs=inputs,
                               outputs=(TensorSpec("logits", (BATCH, len(EMOREACT_LABELS))),),
                               labels=EMOREACT_LABELS, activation="sigmoid", metric="roc_auc_micro",
                               preprocessing=body_preprocessing(input, segments, size), config=config)
 
+    @staticmethod
+    def _classifier(dim: int) -> nn.Linear:
+        fc = nn.Linear(dim, len(EMOREACT_LABELS))
+        nn.init.normal_(fc.weight, 0, 0.001)   # TSN's init of the new classifier
+        nn.init.zeros_(fc.bias)
+        return fc
+
+    def _backbones(self) -> list[nn.Module]:
+        return [self.base_model] + ([self.face_base_model] if self.separate else [])
+
     def _frozen_bns(self) -> list[nn.BatchNorm2d]:
-        return [m for m in self.base_model.modules() if isinstance(m, nn.BatchNorm2d)][1:]
+        return [bn for net in self._backbones()
+                for bn in [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)][1:]]
 
     def train(self, mode: bool = True):
         """Partial BN: in training, all BatchNorm2d but the first keep their running statistics."""
@@ -170,22 +192,28 @@ class BodyTSN(nn.Module):
                 bn.eval()
         return self
 
-    def stream(self, frames: torch.Tensor) -> torch.Tensor:
-        """[B, S, 3, H, W] in [0, 1] -> per-clip logits [B, 8] (mean over segments)."""
+    def stream(self, frames: torch.Tensor, face: bool = False) -> torch.Tensor:
+        """[B, S, 3, H, W] in [0, 1] -> per-clip logits [B, 8] (mean over segments).
+
+        ``face=True`` uses the face stream's own network when the streams are separate.
+        """
+        net, fc = (self.face_base_model, self.face_fc) if face and self.separate else (self.base_model, self.new_fc)
         b, s = frames.shape[0], frames.shape[1]
         x = frames.reshape(b * s, *frames.shape[2:])
-        feats = self.base_model((x - self.mean) / self.std)
-        return self.new_fc(feats).reshape(b, s, -1).mean(1)
+        return fc(net((x - self.mean) / self.std)).reshape(b, s, -1).mean(1)
 
     def forward(self, frames, face=None):
         if not self.fusion:
             return self.stream(frames)
-        # Both streams go through as one batch, in training too: a BatchNorm then normalises with the
-        # statistics of both streams, the same mix its running statistics hold at evaluation. (Separate
-        # passes normalised each stream by itself in training but by the mix in evaluation; with every BN
-        # training, the fusion model scored at chance on validation.)
-        both = self.stream(torch.cat((frames, face), 0))
-        body_logits, face_logits = both[:frames.shape[0]], both[frames.shape[0]:]
+        if self.separate:
+            body_logits, face_logits = self.stream(frames), self.stream(face, face=True)
+        else:
+            # One shared network: both streams go through as one batch, in training too, so a BatchNorm
+            # normalises with the statistics of both streams, the mix its running statistics hold at
+            # evaluation. (Separate passes normalised each stream by itself in training but by the mix in
+            # evaluation; with every BN training, the fusion model scored at chance on validation.)
+            both = self.stream(torch.cat((frames, face), 0))
+            body_logits, face_logits = both[:frames.shape[0]], both[frames.shape[0]:]
         mean = (body_logits + face_logits) / 2
         return (mean, body_logits, face_logits) if self.training else mean
 
