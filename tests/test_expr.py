@@ -13,7 +13,7 @@ from edgeaffect.data.synth.affwild2_expr import generate
 from edgeaffect.errors import DataError
 from edgeaffect.models import count_parameters, create_model, list_models
 from edgeaffect.train.expr import ExprTask, macro_f1, per_class_f1
-from edgeaffect.train.ssl import (ROLE_LABELED, ROLE_STRONG, ROLE_WEAK, DynamicThreshold, FixedThreshold,
+from edgeaffect.train.ssl import (ROLE_LABELED, ROLE_STRONG, ROLE_WEAK, DynamicThreshold, FixedThreshold, class_prior,
                                   SemiSupervisedTask, strong_augment, weak_augment)
 
 HEADER = ",".join(EXPR_LABELS) + "\n"
@@ -162,27 +162,40 @@ def test_expr_models_export_to_onnx_with_matching_outputs(tmp_path, name, kw):
 # -- semi-supervised pieces -------------------------------------------------------------------------
 
 def test_dtm_thresholds_follow_the_documented_formulas():
-    dtm = DynamicThreshold(3, 10, stages=((0.0, 0.95), (0.5, 0.8)), tau0=0.9, delta=0.2)
-    assert torch.allclose(dtm.thresholds(0.0), torch.full((3,), 0.95))         # nothing learnt yet: the ceiling
-    dtm.update(torch.tensor([0.99, 0.99, 0.99, 0.5, 0.95, 0.99, 0.91]), torch.tensor([0, 0, 0, 1, 1, 0, 2]),
-               torch.tensor([0, 1, 2, 3, 4, 5, 6]))
-    assert dtm.sigma().tolist() == [4, 1, 1]                                      # 0.5 is below tau0
-    beta = torch.tensor([1.0, 0.25, 0.25])                                        # normalised by the best class
-    assert torch.allclose(dtm.beta(), beta)
-    m = beta / (2 - beta)                                                         # [1, 1/7, 1/7]
-    assert torch.allclose(dtm.thresholds(0.2), 0.95 * (1 - 0.2 * (1 - m)))
-    assert torch.allclose(dtm.thresholds(0.7), torch.tensor([0.8, 0.8 * (1 - 0.2 * 6 / 7), 0.8 * (1 - 0.2 * 6 / 7)]))
-    # however weak the model, no class falls below ceiling * (1 - delta)
-    assert float(dtm.thresholds(0.7).min()) >= 0.8 * 0.8 - 1e-6
-    # the latest confident prediction replaces the old one; an unconfident one does not
-    dtm.update(torch.tensor([0.99, 0.3]), torch.tensor([2, 1]), torch.tensor([0, 1]))
-    assert dtm.memory[:2].tolist() == [2, 0]
-    again = DynamicThreshold(3, 10)
+    prior = class_prior(np.array([0, 0, 0, 1, 2, 2, -1]), 3)                # (n_c + 1) / (N + C), -1 ignored
+    assert torch.allclose(prior, torch.tensor([4, 2, 3]) / 9)
+    dtm = DynamicThreshold(3, 20, prior, rates=((0.0, 0.0), (0.5, 0.5)), tau_lo=0.4, tau_hi=0.98)
+    assert torch.allclose(dtm.thresholds(0.9), torch.full((3,), 0.98))       # nothing seen yet: the ceiling
+    conf = torch.tensor([0.99, 0.9, 0.8, 0.7, 0.6, 0.5, 0.95, 0.3, 0.85, 0.45, 0.2, 0.97])
+    pred = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 2, 2, 2, 0])
+    dtm.update(conf, pred, torch.arange(12))
+    assert dtm.quotas(0.2).tolist() == [0, 0, 0]                             # first stage: rate 0
+    assert torch.allclose(dtm.thresholds(0.2), torch.full((3,), 0.98))
+    # rate 0.5 of 12 seen: quotas floor(6 * prior) = [2, 1, 2]
+    assert dtm.quotas(0.7).tolist() == [2, 1, 2]
+    # class 0: 2nd largest of (.99 .9 .8 .7 .6 .5 .97) = .97; class 1: largest of (.95 .3) = .95;
+    # class 2: 2nd largest of (.85 .45 .2) = .45
+    assert torch.allclose(dtm.thresholds(0.7), torch.tensor([0.97, 0.95, 0.45]))
+    # the bounds hold: rate 1 gives quotas floor(12 * prior) = [5, 2, 4]; class 0's 5th largest is .7,
+    # class 1's 2nd (.3) and class 2's last of three (.2) stop at tau_lo; a single-sample quota (.99) at tau_hi
+    wide = DynamicThreshold(3, 20, prior, rates=((0.0, 1.0),), tau_lo=0.4, tau_hi=0.96)
+    wide.update(conf, pred, torch.arange(12))
+    assert wide.quotas(0.0).tolist() == [5, 2, 4]
+    assert torch.allclose(wide.thresholds(0.0), torch.tensor([0.7, 0.4, 0.4]))
+    top = DynamicThreshold(3, 20, torch.tensor([0.1, 0.1, 0.8]), rates=((0.0, 1.0),), tau_hi=0.96)
+    top.update(conf, pred, torch.arange(12))
+    assert top.quotas(0.0).tolist() == [1, 1, 9] and float(top.thresholds(0.0)[0]) == pytest.approx(0.96)
+    # the latest prediction replaces the old one
+    dtm.update(torch.tensor([0.9]), torch.tensor([2]), torch.tensor([0]))
+    assert dtm.pred[0] == 2 and float(dtm.conf[0]) == pytest.approx(0.9)
+    again = DynamicThreshold(3, 20)
     again.load_state_dict(dtm.state_dict())
-    assert again.delta == 0.2 and torch.equal(again.thresholds(0.7), dtm.thresholds(0.7))
+    assert again.tau_lo == 0.4 and torch.equal(again.thresholds(0.7), dtm.thresholds(0.7))
     assert torch.equal(FixedThreshold(3, 0.9).thresholds(0.5), torch.full((3,), 0.9))
     with pytest.raises(ValueError):
-        DynamicThreshold(3, 10, delta=1.0)
+        DynamicThreshold(3, 10, tau_lo=0.9, tau_hi=0.8)
+    with pytest.raises(ValueError, match="earlier DTM"):
+        again.load_state_dict({"memory": torch.zeros(20), "stages": ((0.0, 0.95),), "tau0": 0.95, "delta": 0.1})
 
 
 def test_augmentations_are_deterministic_in_range_and_weak_is_flip_plus_shift():
@@ -194,6 +207,8 @@ def test_augmentations_are_deterministic_in_range_and_weak_is_flip_plus_shift():
     s1, s2 = strong_augment(x, g()), strong_augment(x, g())
     assert torch.equal(s1, s2) and s1.shape == x.shape and 0 <= float(s1.min()) and float(s1.max()) <= 1
     assert (s1 == 0.5).all(1).any()               # a Cutout square
+    plain = strong_augment(x, g(), n_ops=1, cutout=None)
+    assert not (plain == 0.5).all(1).any() and not torch.allclose(plain, weak_augment(x, g()))
     assert not torch.allclose(s1, weak_augment(x, g()))
 
 
@@ -230,7 +245,8 @@ def _opts(root, **kw):
     from edgeaffect.train.expr import ExprTrainOptions
 
     base = dict(data=root, unlabeled=root / "unlabeled", ssl="dtm", label_fraction=0.3, face_size=32,
-                model_overrides={"width_mult": 0.35}, epochs=2, batch_size=4, steps_per_epoch=2, mu=2, tau0=0.2, delta=0.9)
+                model_overrides={"width_mult": 0.35}, epochs=2, batch_size=4, steps_per_epoch=2, mu=2,
+                dtm_rates=(0.5, 0.8), dtm_floor=0.0)
     return ExprTrainOptions(**{**base, **kw})
 
 
@@ -257,10 +273,11 @@ def test_ssl_training_resumes_to_the_same_weights_and_records_pseudo_label_stats
     a = load_model(tmp_path / "straight" / "checkpoint.pt").state_dict()
     b = load_model(tmp_path / "resumed" / "checkpoint.pt").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    # the DTM memory (each unlabeled face's latest confident prediction) came through the interruption
+    # the DTM memory (each unlabeled face's latest prediction and confidence) came through the interruption
     last = [torch.load(tmp_path / r / "stages" / "train" / "last.pt", weights_only=False)["ssl"] for r in ("straight", "resumed")]
-    assert (last[0]["threshold"]["memory"] >= 0).any()
-    assert torch.equal(last[0]["threshold"]["memory"], last[1]["threshold"]["memory"]) and last[0]["step"] == last[1]["step"]
+    assert (last[0]["threshold"]["pred"] >= 0).any()
+    assert all(torch.equal(last[0]["threshold"][k], last[1]["threshold"][k]) for k in ("pred", "conf", "prior"))
+    assert last[0]["step"] == last[1]["step"]
     m = read_json(tmp_path / "resumed" / "manifest.json")
     assert m == {**m, "task": "expr", "model": "expr_mobilenetv2"} and len(m["history"]) == 2
     assert "ssl_mask_rate" in m["history"][0] and len(m["history"][1]["ssl_thresholds"]) == 8
@@ -292,6 +309,9 @@ def test_cli_synth_and_train_and_clear_errors(tmp_path, capsys):
     assert main(["train", "expr", "--data", str(root), "--ssl", "sometimes"]) == 1
     assert main(["train", "expr", "--data", str(root), "--ssl", "dtm", "--out", str(tmp_path / "r3")]) == 1
     assert "needs unlabeled faces" in capsys.readouterr().err
-    for bad in ("0.95,x", "0.95,1.5"):
-        assert main(["train", "expr", "--data", str(root), "--dtm-ceilings", bad, "--out", str(tmp_path / "r4")]) == 1
-        assert "--dtm-ceilings" in capsys.readouterr().err
+    for bad in ("0.2,x", "0.2,1.5"):
+        assert main(["train", "expr", "--data", str(root), "--dtm-rates", bad, "--out", str(tmp_path / "r4")]) == 1
+        assert "--dtm-rates" in capsys.readouterr().err
+    assert main(["train", "expr", "--data", str(root), "--dtm-floor", "0.9", "--dtm-ceiling", "0.8",
+                 "--out", str(tmp_path / "r5")]) == 1
+    assert "--dtm-floor" in capsys.readouterr().err

@@ -55,9 +55,11 @@ def train_expr_cmd(
     mu: Annotated[int, typer.Option("--mu", min=1, help="Unlabeled faces per labeled face in a step.")] = 3,
     lambda_u: Annotated[float, typer.Option("--lambda-u", min=0.0, help="Weight of the pseudo-label loss.")] = 1.0,
     tau: Annotated[float, typer.Option("--tau", min=0.0, max=1.0, help="Fixed threshold (--ssl fixed).")] = 0.95,
-    tau0: Annotated[float, typer.Option("--tau0", min=0.0, max=1.0, help="DTM: confidence above which a prediction counts towards its class's learning status.")] = 0.95,
-    delta: Annotated[float, typer.Option("--dtm-delta", min=0.0, max=0.99, help="DTM: a class still being learnt gets a threshold up to this fraction below the stage ceiling.")] = 0.12,
-    dtm_ceilings: Annotated[str, typer.Option("--dtm-ceilings", help="DTM: stage ceilings, comma-separated, one per equal part of training.")] = "0.95,0.93,0.91",
+    dtm_rates: Annotated[str, typer.Option("--dtm-rates", help="DTM: share of the unlabeled faces pseudo-labelled (per class in proportion to its frequency), comma-separated, one per equal part of training.")] = "0,0.25,0.5",
+    dtm_floor: Annotated[float, typer.Option("--dtm-floor", min=0.0, max=1.0, help="DTM: lowest class threshold.")] = 0.5,
+    dtm_ceiling: Annotated[float, typer.Option("--dtm-ceiling", min=0.0, max=1.0, help="DTM: highest class threshold (also the one of a class without quota).")] = 0.99,
+    strong_ops: Annotated[int, typer.Option("--strong-ops", min=0, max=10, help="RandAugment ops in the strong view of an unlabeled face.")] = 1,
+    cutout: Annotated[float, typer.Option("--cutout", min=0.0, max=1.0, help="Cutout in the strong view: largest square side as a fraction of the face (half of it the smallest); 0 = off.")] = 0.0,
     frame_step: Annotated[int, typer.Option("--frame-step", min=1, help="Keep every Nth labeled train frame of a video.")] = 1,
     max_per_video: Annotated[Optional[int], typer.Option("--max-per-video", min=1, help="At most N evenly spaced train frames per video.")] = None,
     val_frame_step: Annotated[int, typer.Option("--val-frame-step", min=1, help="Keep every Nth validation frame.")] = 1,
@@ -100,11 +102,13 @@ def train_expr_cmd(
         if out.exists() and any(out.iterdir()):
             raise EdgeAffectError(f"{out} already exists and is not empty (continue it with --resume {out})")
         try:
-            ceilings = tuple(float(c) for c in dtm_ceilings.split(","))
+            rates = tuple(float(r) for r in dtm_rates.split(","))
         except ValueError:
-            raise EdgeAffectError(f"--dtm-ceilings {dtm_ceilings!r}: give numbers separated by commas, e.g. 0.95,0.93,0.91") from None
-        if not all(0 < c <= 1 for c in ceilings):
-            raise EdgeAffectError(f"--dtm-ceilings {dtm_ceilings!r}: each ceiling must lie in (0, 1]")
+            raise EdgeAffectError(f"--dtm-rates {dtm_rates!r}: give numbers separated by commas, e.g. 0,0.25,0.5") from None
+        if not all(0 <= r <= 1 for r in rates):
+            raise EdgeAffectError(f"--dtm-rates {dtm_rates!r}: each rate must lie in [0, 1]")
+        if dtm_floor > dtm_ceiling:
+            raise EdgeAffectError(f"--dtm-floor {dtm_floor} is above --dtm-ceiling {dtm_ceiling}")
         overrides: dict = {}
         if width_mult is not None:
             if arch != "expr_mobilenetv2":
@@ -117,7 +121,8 @@ def train_expr_cmd(
         opt = ExprTrainOptions(
             data=data, unlabeled=unlabeled, ssl=ssl, label_fraction=label_fraction, arch=arch, model_overrides=overrides,
             face_size=face_size, epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch, mu=mu,
-            lambda_u=lambda_u, tau=tau, tau0=tau0, delta=delta, dtm_ceilings=ceilings, frame_step=frame_step, max_per_video=max_per_video,
+            lambda_u=lambda_u, tau=tau, dtm_rates=rates, dtm_floor=dtm_floor, dtm_ceiling=dtm_ceiling,
+            strong_ops=strong_ops, cutout=(cutout / 2, cutout) if cutout > 0 else None, frame_step=frame_step, max_per_video=max_per_video,
             val_frame_step=val_frame_step, max_unlabeled=max_unlabeled, lr=lr, seed=seed, device=device)
     metrics = train_expr(opt, out, resume=resume is not None, console=console)["train"]
     per_class = "  ".join(f"{k} {v:.3f}" for k, v in metrics["val_per_class_f1"].items())

@@ -90,9 +90,11 @@ class ExprTrainOptions:
     mu: int = 3
     lambda_u: float = 1.0
     tau: float = 0.95                  # fixed threshold
-    tau0: float = 0.95                 # DTM: confidence that counts towards a class's learning status
-    delta: float = 0.12                # DTM: largest relative lowering below the stage ceiling
-    dtm_ceilings: tuple[float, ...] = (0.95, 0.93, 0.91)  # DTM: stage ceilings over equal parts of training
+    dtm_rates: tuple[float, ...] = (0.0, 0.25, 0.5)   # DTM: pseudo-label share per equal part of training
+    dtm_floor: float = 0.5             # DTM: no class threshold below this
+    dtm_ceiling: float = 0.99          # DTM: nor above this (the threshold while a class has no quota)
+    strong_ops: int = 1                # RandAugment ops in the strong view
+    cutout: tuple[float, float] | None = None   # Cutout square side range (fraction of the face), None = off
     frame_step: int = 1
     max_per_video: int | None = None
     val_frame_step: int = 1
@@ -111,9 +113,16 @@ class ExprTrainOptions:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ExprTrainOptions":
         """The options a run's manifest recorded (``config.options``), for ``--resume``."""
+        from ..errors import EdgeAffectError
+
+        if "dtm_ceilings" in d or "tau0" in d:
+            raise EdgeAffectError("this run was trained with an earlier DTM formulation, which this version no longer "
+                                  "has; start a new run")
+        cutout = d.get("cutout")
         return cls(**{**d, "data": Path(d["data"]), "unlabeled": Path(d["unlabeled"]) if d.get("unlabeled") else None,
                       "model_overrides": dict(d.get("model_overrides", {})),
-                      "dtm_ceilings": tuple(d.get("dtm_ceilings", cls.dtm_ceilings))})
+                      "dtm_rates": tuple(d.get("dtm_rates", cls.dtm_rates)),
+                      "cutout": tuple(cutout) if cutout is not None else None})
 
 
 def _label_hash(root: Path, split: str) -> str:
@@ -176,7 +185,7 @@ def train_expr(opt: ExprTrainOptions, out: Path, resume: bool = False, console=N
     from ..models import count_parameters, create_model
     from ..runs import CHECKPOINT, MANIFEST, Run, provenance, save_checkpoint
     from .ssl import (DynamicThreshold, FixedThreshold, Repeat, SemiSupervisedBatches, SemiSupervisedTask,
-                      SemiSupervisedTrainer, SupervisedBatches)
+                      SemiSupervisedTrainer, SupervisedBatches, class_prior)
     from .trainer import TrainConfig, Trainer
 
     torch.manual_seed(opt.seed)
@@ -195,11 +204,12 @@ def train_expr(opt: ExprTrainOptions, out: Path, resume: bool = False, console=N
     else:
         n_classes = len(EXPR_LABELS)
         threshold = (FixedThreshold(n_classes, opt.tau) if opt.ssl == "fixed"
-                     else DynamicThreshold(n_classes, len(unlabeled), tau0=opt.tau0, delta=opt.delta,
-                                          stages=[(i / len(opt.dtm_ceilings), c) for i, c in enumerate(opt.dtm_ceilings)]))
+                     else DynamicThreshold(n_classes, len(unlabeled), class_prior(labeled.targets, n_classes),
+                                          rates=[(i / len(opt.dtm_rates), r) for i, r in enumerate(opt.dtm_rates)],
+                                          tau_lo=opt.dtm_floor, tau_hi=opt.dtm_ceiling))
         ssl_task = SemiSupervisedTask(task, threshold, total_steps=steps * opt.epochs, lambda_u=opt.lambda_u)
-        trainer = SemiSupervisedTrainer(model, ssl_task, train_set, val, cfg, stage_dir,
-                                        batch_transform=SemiSupervisedBatches(unlabeled, opt.mu), **common)
+        batches = SemiSupervisedBatches(unlabeled, opt.mu, opt.strong_ops, opt.cutout)
+        trainer = SemiSupervisedTrainer(model, ssl_task, train_set, val, cfg, stage_dir, batch_transform=batches, **common)
     run = Run(Path(out), {})
     if not resume or not (Path(out) / MANIFEST).exists():
         write_json(Path(out) / MANIFEST, {})

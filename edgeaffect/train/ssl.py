@@ -14,38 +14,44 @@ Thresholds
 ``fixed``:  tau_c(t) = tau for every class and step (FixMatch; default tau = 0.95).
 
 ``dtm`` (dynamic threshold module; our formulas — the seed's code is not public):
-per-class thresholds that follow the training stage and each class's learning
-status, kept in a narrow band just below a stage-wise ceiling:
+per-class thresholds set so that each class receives pseudo-labels in
+proportion to its frequency, the most confident first, with a share that grows
+with the training stage:
 
-- memory: ``m_u`` = the latest confident prediction for unlabeled sample u, i.e.
-  after each step ``m_u <- yhat_u`` if ``max p_u > tau0`` (else unchanged); -1 until then;
-- learning status:  sigma_c(t) = #{u : m_u = c}                       (confidently learnt samples of c)
-- relative status:  bhat_c(t)  = sigma_c / max_c' sigma_c'   (1 for every class while all sigma are 0)
-  — normalised by the best-learnt class, with no warm-up term;
-- mapping:          M(x)       = x / (2 - x)                 (FlexMatch's convex map, M(0) = 0, M(1) = 1)
-- stage ceiling:    tau_max(t) = the value of the last stage whose start <= t / T
-  (default stages 0 -> 0.95, 1/3 -> 0.93, 2/3 -> 0.91);
-- threshold:        tau_c(t)   = tau_max(t) * (1 - delta * (1 - M(bhat_c))),   delta = 0.12.
+- memory: for every unlabeled sample u seen so far, its latest weak-view
+  prediction ``yhat_u`` and confidence ``c_u = max p_u`` (updated each time u is drawn);
+- class prior: pi_c = (n_c + 1) / (N + C) from the labeled subset (n_c labeled faces of class c);
+- stage rate:  rho(t) = the value of the last stage whose start <= t / T
+  (default stages 0 -> 0, 1/3 -> 0.25, 2/3 -> 0.5: no pseudo-labels below the ceiling in the first third);
+- quota:       q_c(t) = floor(rho(t) * pi_c * n_seen)
+- learning status of class c: the confidences {c_u : yhat_u = c} in the memory;
+- threshold:   tau_c(t) = clip(the q_c-th largest of them, tau_lo, tau_hi),
+  and tau_hi when q_c < 1 or class c is never predicted (tau_lo = 0.5, tau_hi = 0.99).
 
-The best-learnt class keeps the ceiling; a class still being learnt (rare or
-hard, e.g. Fear, Disgust) gets at most ``delta`` (relatively) less, so it
-receives some pseudo-labels — which is what a macro F1 rewards — while no
-class can fall below ``tau_max(t) * (1 - delta)`` (0.80 with the defaults).
-An earlier formulation, tau_c = max(tau_min, tau_max * beta_c / (2 - beta_c))
-with FlexMatch's warm-up normaliser beta_c = sigma_c / max(max sigma, N_U - sum sigma),
-sat at its floor tau_min for a whole run whenever the model stayed weak (few
-samples ever pass tau0, so every beta_c stays near 0) and admitted ~50 %-precise
-pseudo-labels; the band above cannot collapse that way (docs/expr.md).
+A well-learnt class (many confident predictions) gets a high threshold; a
+class still being learnt (rare or hard: Fear, Disgust) gets a lower one, so it
+receives its share of pseudo-labels at all, which is what a macro F1 rewards;
+a class the model over-predicts cannot crowd the others out, since its quota is
+bounded by its prior.  Two earlier formulations were measured and replaced
+(docs/expr.md): FlexMatch's tau_c = max(tau_min, tau_max * beta_c / (2 - beta_c))
+with the warm-up normaliser, which sat at its floor while the model was weak,
+and a narrow band tau_max(t) * (1 - delta * (1 - M(beta_c))) below stage
+ceilings, which lowered the thresholds of the frequent but confusable classes
+(Neutral, Sadness) as much as the rare ones and admitted more noise than a
+fixed 0.95.
 
 Augmentations are written with torch tensor ops on [N, 3, H, W] batches in
 [0, 1] with per-sample random parameters drawn from the epoch's generator
 (deterministic, resumable):
 
 - weak: horizontal flip (p = 0.5) and translation up to 12.5 % (reflect padding);
-- strong: weak + 2 random ops of RandAugment's list at random magnitude
+- strong: weak + ``n_ops`` random ops of RandAugment's list at random magnitude
   (brightness, contrast, saturation, sharpness, posterize, solarize,
-  autocontrast, rotate +-30 deg, shear +-0.3, translate +-30 %) + Cutout (a
-  grey square of 25-50 % of the side).
+  autocontrast, rotate +-30 deg, shear +-0.3, translate +-30 %), optionally
+  + Cutout (a grey square of e.g. 25-50 % of the side).  The training default is
+  one op and no Cutout: an expression lives in a few small parts of the face,
+  and FixMatch's 2 ops + Cutout often removed the mouth or the brows, so the
+  consistency loss taught the model to guess (measured in docs/expr.md).
 """
 from __future__ import annotations
 
@@ -116,8 +122,9 @@ def _color_ops(x: torch.Tensor, gen: torch.Generator) -> list[torch.Tensor]:
     ]
 
 
-def strong_augment(x: torch.Tensor, gen: torch.Generator, n_ops: int = 2, cutout: tuple[float, float] = (0.25, 0.5)) -> torch.Tensor:
-    """RandAugment-style colour/geometry ops + Cutout on top of the weak view; see the module docstring."""
+def strong_augment(x: torch.Tensor, gen: torch.Generator, n_ops: int = 2,
+                   cutout: tuple[float, float] | None = (0.25, 0.5)) -> torch.Tensor:
+    """RandAugment-style colour/geometry ops (+ Cutout unless ``cutout`` is None) on top of the weak view."""
     n, _, h, w = x.shape
     n_color, n_geo = 7, 3
     choice = torch.stack([torch.randperm(n_color + n_geo, generator=gen)[:n_ops] for _ in range(n)])  # [n, n_ops]
@@ -135,6 +142,8 @@ def strong_augment(x: torch.Tensor, gen: torch.Generator, n_ops: int = 2, cutout
     out = _affine(x, theta)
     for k, variant in enumerate(_color_ops(out, gen)):
         out = torch.where(picked[:, k].view(-1, 1, 1, 1), variant, out)
+    if cutout is None:
+        return out
     # Cutout: one grey square per sample
     side = (_u(n, *cutout, gen) * min(h, w)).round().long()
     cy, cx = torch.randint(0, h, (n,), generator=gen), torch.randint(0, w, (n,), generator=gen)
@@ -170,60 +179,74 @@ class FixedThreshold:
         self.tau = float(state["tau"])
 
 
-DEFAULT_STAGES = ((0.0, 0.95), (1 / 3, 0.93), (2 / 3, 0.91))
+DEFAULT_RATES = ((0.0, 0.0), (1 / 3, 0.25), (2 / 3, 0.5))
+
+
+def class_prior(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Laplace-smoothed class frequencies of the labeled faces: (n_c + 1) / (N + C)."""
+    n = np.bincount(np.asarray(labels, np.int64)[np.asarray(labels) >= 0], minlength=n_classes)[:n_classes]
+    return torch.tensor((n + 1) / (n.sum() + n_classes), dtype=torch.float32)
 
 
 class DynamicThreshold:
-    """DTM: per-class thresholds in a band below a stage ceiling, set by each class's learning status (formulas above)."""
+    """DTM: per-class thresholds from class-balanced quotas of the most confident predictions (formulas above)."""
 
     kind = "dtm"
 
-    def __init__(self, n_classes: int, n_unlabeled: int, stages: Sequence[tuple[float, float]] = DEFAULT_STAGES,
-                 tau0: float = 0.95, delta: float = 0.12):
+    def __init__(self, n_classes: int, n_unlabeled: int, prior: torch.Tensor | None = None,
+                 rates: Sequence[tuple[float, float]] = DEFAULT_RATES, tau_lo: float = 0.5, tau_hi: float = 0.99):
         if n_unlabeled < 1:
             raise ValueError("DTM needs at least one unlabeled sample")
-        if not 0.0 <= delta < 1.0:
-            raise ValueError("DTM delta must lie in [0, 1)")
+        if not 0.0 <= tau_lo <= tau_hi <= 1.0:
+            raise ValueError("DTM needs 0 <= tau_lo <= tau_hi <= 1")
+        if any(not 0.0 <= r <= 1.0 for _, r in rates):
+            raise ValueError("DTM stage rates must lie in [0, 1]")
         self.n_classes = n_classes
-        self.stages = tuple((float(s), float(t)) for s, t in sorted(stages))
-        self.tau0 = float(tau0)
-        self.delta = float(delta)
-        self.memory = torch.full((n_unlabeled,), -1, dtype=torch.long)
+        self.prior = torch.full((n_classes,), 1.0 / n_classes) if prior is None else torch.as_tensor(prior, dtype=torch.float32)
+        if self.prior.shape != (n_classes,):
+            raise ValueError(f"DTM prior must have {n_classes} entries")
+        self.rates = tuple((float(s), float(r)) for s, r in sorted(rates))
+        self.tau_lo, self.tau_hi = float(tau_lo), float(tau_hi)
+        self.pred = torch.full((n_unlabeled,), -1, dtype=torch.long)    # latest prediction, -1 = not seen yet
+        self.conf = torch.zeros(n_unlabeled)                               # its confidence
 
-    def stage_max(self, progress: float) -> float:
-        tau = self.stages[0][1]
-        for start, value in self.stages:
+    def rate(self, progress: float) -> float:
+        rho = self.rates[0][1]
+        for start, value in self.rates:
             if progress >= start:
-                tau = value
-        return tau
+                rho = value
+        return rho
 
-    def sigma(self) -> torch.Tensor:
-        m = self.memory[self.memory >= 0]
-        return torch.bincount(m, minlength=self.n_classes).float()
-
-    def beta(self) -> torch.Tensor:
-        """bhat_c = sigma_c / max sigma (all ones while nothing has been confidently predicted)."""
-        sigma = self.sigma()
-        top = float(sigma.max())
-        return sigma / top if top > 0 else torch.ones(self.n_classes)
+    def quotas(self, progress: float) -> torch.Tensor:
+        """q_c = floor(rho(t) * pi_c * n_seen): how many pseudo-labels class c may receive now."""
+        n_seen = int((self.pred >= 0).sum())
+        return torch.floor(self.rate(progress) * self.prior * n_seen + 1e-6).long()
 
     def thresholds(self, progress: float) -> torch.Tensor:
-        b = self.beta()
-        return self.stage_max(progress) * (1.0 - self.delta * (1.0 - b / (2.0 - b)))
+        out = torch.full((self.n_classes,), self.tau_hi)
+        for c, q in enumerate(self.quotas(progress).tolist()):
+            confs = self.conf[self.pred == c]
+            if q >= 1 and len(confs):
+                out[c] = torch.topk(confs, min(q, len(confs))).values[-1]
+        return out.clamp(self.tau_lo, self.tau_hi)
 
     def update(self, conf: torch.Tensor, pred: torch.Tensor, index: torch.Tensor) -> None:
-        sure = conf > self.tau0
-        self.memory[index[sure].cpu()] = pred[sure].cpu()
+        index = index.cpu()
+        self.pred[index] = pred.cpu()
+        self.conf[index] = conf.detach().float().cpu()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"memory": self.memory.clone(), "stages": self.stages, "tau0": self.tau0, "delta": self.delta}
+        return {"pred": self.pred.clone(), "conf": self.conf.clone(), "prior": self.prior.clone(),
+                "rates": self.rates, "tau_lo": self.tau_lo, "tau_hi": self.tau_hi}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if len(state["memory"]) != len(self.memory):
+        if "pred" not in state:
+            raise ValueError("DTM state was saved by an earlier DTM formulation; start a new run")
+        if len(state["pred"]) != len(self.pred):
             raise ValueError("DTM state was saved for a different unlabeled set")
-        self.memory = state["memory"].clone()
-        self.stages = tuple(tuple(s) for s in state["stages"])
-        self.tau0, self.delta = float(state["tau0"]), float(state["delta"])
+        self.pred, self.conf, self.prior = state["pred"].clone(), state["conf"].clone(), state["prior"].clone()
+        self.rates = tuple(tuple(r) for r in state["rates"])
+        self.tau_lo, self.tau_hi = float(state["tau_lo"]), float(state["tau_hi"])
 
 
 # -- batches, objective, trainer --------------------------------------------------------------------
@@ -261,9 +284,11 @@ class SemiSupervisedBatches:
     never the loss.
     """
 
-    def __init__(self, unlabeled, mu: int = 3):
+    def __init__(self, unlabeled, mu: int = 3, strong_ops: int = 1, cutout: tuple[float, float] | None = None):
         self.unlabeled = unlabeled
         self.mu = int(mu)
+        self.strong_ops = int(strong_ops)
+        self.cutout = cutout
 
     def __call__(self, batch: dict, gen: torch.Generator) -> dict:
         b = len(batch["target"])
@@ -272,7 +297,8 @@ class SemiSupervisedBatches:
         u = torch.from_numpy(np.stack([it["face"] for it in items]))
         uidx = torch.tensor([int(it["index"]) for it in items])
         hidden = torch.tensor([int(it["target"]) for it in items])
-        face = torch.cat([weak_augment(batch["face"], gen), weak_augment(u, gen), strong_augment(u, gen)])
+        face = torch.cat([weak_augment(batch["face"], gen), weak_augment(u, gen),
+                          strong_augment(u, gen, self.strong_ops, self.cutout)])
         n_u = len(u)
         neg = torch.full((b,), -1)
         target = torch.cat([
