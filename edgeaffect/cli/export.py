@@ -108,7 +108,8 @@ def print_export_report(report) -> None:
     from rich.markup import escape
 
     for p in report.parity:
-        metric = "" if p.metric is None else f", {p.metric_name} {p.metric:.4f} (torch {p.metric_torch:.4f})"
+        # the count beside the metric: parity scores a sample of the split, bench and the guard all of it
+        metric = "" if p.metric is None else f", {p.metric_name} {p.metric:.4f} (torch {p.metric_torch:.4f}) on {p.n} samples"
         console.print(f"[green]ok[/] {p.runtime}-{p.precision:<5} max|diff| {p.max_abs_diff:.2e}, "
                       f"agreement {p.agreement:.3f}{metric}", highlight=False)
     for name, path in report.artifacts.items():
