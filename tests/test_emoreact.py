@@ -259,6 +259,8 @@ def test_cli_trains_resumes_and_writes_a_loadable_run(tiny, tmp_path):
     assert m["task"] == "body" and m["model"] == "body_tsm_mobilenetv2" and m["stages_done"] == ["train"]
     assert m["spec"]["inputs"][1]["name"] == "face" and m["config"]["model"]["segments"] == 2
     assert m["config"]["model"]["fusion_streams"] == "separate"          # the CLI's default: a network per stream
+    # later stages read the splits with the frames training cached (not the reader's default of 32)
+    assert load_run(run).dataset_kwargs == {"cache_frames": 4, "cache_dir": str((tmp_path / "c").resolve())}
     assert 0 <= m["metrics"]["train"]["test_roc_auc_micro"] <= 1 and m["data"]["clips"]["train"] == 6
     # stretch the finished run to 2 epochs: resume continues after epoch 1
     (run / "checkpoint.pt").unlink()
