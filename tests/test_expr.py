@@ -1,5 +1,6 @@
 """Aff-Wild2 EXPR: reader, synthetic generator, models (+ONNX), macro F1, SSL thresholds/augmentations/loss, CLI."""
 import hashlib
+import json
 
 import cv2
 import numpy as np
@@ -302,6 +303,13 @@ def test_cli_synth_and_train_and_clear_errors(tmp_path, capsys):
     assert main(["train", "expr", "--data", str(root), "--out", str(run)]) == 1
     assert "already exists" in capsys.readouterr().err
     assert main(["train", "expr", "--resume", str(run)]) == 0            # finished run: nothing left, same result
+    old = tmp_path / "old"                       # a run of the earlier DTM formulation cannot be resumed
+    old.mkdir()
+    m = json.loads((run / "manifest.json").read_text())
+    m["config"]["options"].update(tau0=0.95, delta=0.12, dtm_ceilings=[0.95, 0.93, 0.91])
+    (old / "manifest.json").write_text(json.dumps(m))
+    assert main(["train", "expr", "--resume", str(old)]) == 1
+    assert "earlier version" in capsys.readouterr().err
     assert main(["train", "expr", "--resume", str(tmp_path / "nope")]) == 1
     assert "cannot resume" in capsys.readouterr().err
     assert main(["train", "expr", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r2")]) == 1

@@ -116,8 +116,8 @@ class ExprTrainOptions:
         from ..errors import EdgeAffectError
 
         if "dtm_ceilings" in d or "tau0" in d:
-            raise EdgeAffectError("this run was trained with an earlier DTM formulation, which this version no longer "
-                                  "has; start a new run")
+            raise EdgeAffectError("this run was trained by an earlier version, whose DTM and strong-view options this "
+                                  "version no longer has; start a new run")
         cutout = d.get("cutout")
         return cls(**{**d, "data": Path(d["data"]), "unlabeled": Path(d["unlabeled"]) if d.get("unlabeled") else None,
                       "model_overrides": dict(d.get("model_overrides", {})),
