@@ -286,6 +286,14 @@ def test_ssl_training_resumes_to_the_same_weights_and_records_pseudo_label_stats
     assert m["data"]["train"]["labeled"] < m["data"]["train"]["frames"]
     assert m["data"]["unlabeled"]["images"] == 24 + m["data"]["train"]["frames"] - m["data"]["train"]["labeled"]
     assert load_run(tmp_path / "resumed").spec.task == "expr"
+    # later stages (pruning's fine-tune, calibration, the INT8 guard) read the splits as training did:
+    # only the labeled subset of train, never the labels the run held back
+    from edgeaffect.quantize.calibration import load_split
+
+    _, train = load_split(load_run(tmp_path / "resumed"), "train")
+    assert len(train) == m["data"]["train"]["labeled"] and (train.targets >= 0).all()
+    _, val = load_split(load_run(tmp_path / "resumed"), "val")
+    assert len(val) == m["data"]["val"]["frames"]
 
 
 def test_cli_synth_and_train_and_clear_errors(tmp_path, capsys):

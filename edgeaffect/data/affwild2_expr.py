@@ -184,10 +184,3 @@ class FaceImages:
                 continue
             return {"face": face, "target": self.targets[j], "index": np.int64(j)}
         raise DataError(f"none of the {len(self.paths)} images could be read (first: {self.paths[0]})")
-
-
-def expr_dataset(root: str | os.PathLike, split: str, size: int = 112, frame_step: int = 1,
-                 max_per_video: int | None = None) -> tuple[FaceImages, ExprIndex]:
-    """The labeled faces of ``split`` and the index they came from (problems, counts)."""
-    index = index_split(root, split, frame_step, max_per_video)
-    return FaceImages(index.paths, index.labels, size), index

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..data.affwild2_expr import EXPR_LABELS, expr_dataset
+from ..data.affwild2_expr import EXPR_LABELS
 from ..spec import ModelSpec
 from .tasks import Task, register_task
 
@@ -34,6 +34,20 @@ def macro_f1(pred: np.ndarray, target: np.ndarray, n_classes: int = len(EXPR_LAB
     return float(per_class_f1(pred, target, n_classes).mean())
 
 
+def expr_split(root: Path, split: str, size: int, frame_step: int = 1, max_per_video: int | None = None,
+               val_frame_step: int | None = None, label_fraction: float = 1.0, label_seed: int = 0):
+    """(faces, index, chosen indices into the index) of one split with a run's reader options."""
+    from ..data.affwild2_expr import FaceImages, index_split, labeled_subset
+
+    if split == "train":
+        index = index_split(root, split, frame_step, max_per_video)
+        chosen = labeled_subset(index.labels, label_fraction, label_seed)
+    else:
+        index = index_split(root, split, val_frame_step or frame_step)
+        chosen = np.arange(len(index))
+    return FaceImages([index.paths[i] for i in chosen], index.labels[chosen], size), index, chosen
+
+
 class ExprTask(Task):
     name = "expr"
     metric = "macro_f1"
@@ -41,9 +55,16 @@ class ExprTask(Task):
     metric_scale = 0.01
 
     def dataset(self, root: Path, split: str, spec: ModelSpec, frame_step: int = 1,
-                max_per_video: int | None = None, **kw: Any):
+                max_per_video: int | None = None, val_frame_step: int | None = None,
+                label_fraction: float = 1.0, label_seed: int = 0, **kw: Any):
+        """The labeled faces of ``split`` as a run saw them (its ``dataset_kwargs``).
+
+        ``train`` is the run's labeled subset (``label_fraction`` drawn with ``label_seed``), so pruning's
+        fine-tune never sees the labels a semi-supervised run held back; ``val`` keeps every
+        ``val_frame_step``-th frame.
+        """
         size = int(spec.preprocessing.get("face_size", 112))
-        return expr_dataset(root, split, size, frame_step, max_per_video)[0]
+        return expr_split(root, split, size, frame_step, max_per_video, val_frame_step, label_fraction, label_seed)[0]
 
     def loss(self, outputs, target):
         import torch.nn.functional as F
@@ -103,6 +124,11 @@ class ExprTrainOptions:
     seed: int = 0
     device: str = "cpu"
 
+    def dataset_kwargs(self) -> dict[str, Any]:
+        """Reader options of the splits, recorded in the manifest so later stages read what training read."""
+        return {"frame_step": self.frame_step, "max_per_video": self.max_per_video,
+                "val_frame_step": self.val_frame_step, "label_fraction": self.label_fraction, "label_seed": self.seed}
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["data"] = str(self.data)
@@ -135,18 +161,16 @@ def _label_hash(root: Path, split: str) -> str:
 
 def build_datasets(opt: ExprTrainOptions):
     """(labeled train subset, val set, unlabeled pool or None, data summary for the manifest)."""
-    from ..data.affwild2_expr import FaceImages, index_split, labeled_subset, list_images
+    from ..data.affwild2_expr import FaceImages, list_images
     from ..errors import EdgeAffectError
     from ..fileio import sha256_text
 
     if opt.ssl not in SSL_MODES:
         raise EdgeAffectError(f"unknown --ssl {opt.ssl!r}; choose one of {', '.join(SSL_MODES)}")
-    train_ix = index_split(opt.data, "train", opt.frame_step, opt.max_per_video)
-    val_ix = index_split(opt.data, "val", opt.val_frame_step)
-    chosen = labeled_subset(train_ix.labels, opt.label_fraction, opt.seed)
+    kw = opt.dataset_kwargs()
+    labeled, train_ix, chosen = expr_split(opt.data, "train", opt.face_size, **kw)
+    val, val_ix, _ = expr_split(opt.data, "val", opt.face_size, **kw)
     rest = np.setdiff1d(np.arange(len(train_ix)), chosen)
-    labeled = FaceImages([train_ix.paths[i] for i in chosen], train_ix.labels[chosen], opt.face_size)
-    val = FaceImages(val_ix.paths, val_ix.labels, opt.face_size)
     summary: dict[str, Any] = {
         "root": str(Path(opt.data).resolve()), "labels": list(EXPR_LABELS),
         "train": {**train_ix.counts, "labeled": len(chosen), "class_counts": train_ix.class_counts(),
@@ -154,6 +178,7 @@ def build_datasets(opt: ExprTrainOptions):
                   "label_sha256": _label_hash(opt.data, "train")},
         "val": {**val_ix.counts, "class_counts": val_ix.class_counts(), "label_sha256": _label_hash(opt.data, "val")},
         "problems": train_ix.problems + val_ix.problems,
+        "dataset_kwargs": opt.dataset_kwargs(),
     }
     unlabeled = None
     if opt.ssl != "none":
