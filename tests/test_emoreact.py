@@ -292,7 +292,9 @@ def test_cli_bad_input_is_one_line(tiny, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "body", "--data", str(tmp_path / "none"), "--size", "32", "--out", str(out)]) == 1
     assert main(["train", "body", "--resume", str(tmp_path / "nothing")]) == 1
+    assert main(["train", "body", "--data", str(tiny), "--input", "fusion", "--fusion-streams", "two"]) == 1
     err = capsys.readouterr().err
     assert "--input must be one of face, body, fullbody, fusion" in err
+    assert "--fusion-streams must be one of shared, separate" in err
     assert "does not exist" in err and "cannot resume" in err and "Traceback" not in err
     assert not out.exists()                                    # nothing written for a bad dataset
