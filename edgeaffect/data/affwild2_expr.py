@@ -184,3 +184,19 @@ class FaceImages:
                 continue
             return {"face": face, "target": self.targets[j], "index": np.int64(j)}
         raise DataError(f"none of the {len(self.paths)} images could be read (first: {self.paths[0]})")
+
+
+def expr_split(root: str | os.PathLike, split: str, size: int, frame_step: int = 1, max_per_video: int | None = None,
+               val_frame_step: int | None = None, label_fraction: float = 1.0, label_seed: int = 0):
+    """(faces, index, chosen indices into the index) of one split with a run's reader options.
+
+    ``train`` keeps the class-stratified ``label_fraction`` drawn with ``label_seed``; other splits keep every
+    ``val_frame_step``-th frame (``frame_step`` when not given).
+    """
+    if split == "train":
+        index = index_split(root, split, frame_step, max_per_video)
+        chosen = labeled_subset(index.labels, label_fraction, label_seed)
+    else:
+        index = index_split(root, split, val_frame_step or frame_step)
+        chosen = np.arange(len(index))
+    return FaceImages([index.paths[i] for i in chosen], index.labels[chosen], size), index, chosen

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..data.affwild2_expr import EXPR_LABELS
+from ..data.affwild2_expr import EXPR_LABELS, expr_split
 from ..spec import ModelSpec
 from .tasks import Task, register_task
 
@@ -32,20 +32,6 @@ def per_class_f1(pred: np.ndarray, target: np.ndarray, n_classes: int = len(EXPR
 
 def macro_f1(pred: np.ndarray, target: np.ndarray, n_classes: int = len(EXPR_LABELS)) -> float:
     return float(per_class_f1(pred, target, n_classes).mean())
-
-
-def expr_split(root: Path, split: str, size: int, frame_step: int = 1, max_per_video: int | None = None,
-               val_frame_step: int | None = None, label_fraction: float = 1.0, label_seed: int = 0):
-    """(faces, index, chosen indices into the index) of one split with a run's reader options."""
-    from ..data.affwild2_expr import FaceImages, index_split, labeled_subset
-
-    if split == "train":
-        index = index_split(root, split, frame_step, max_per_video)
-        chosen = labeled_subset(index.labels, label_fraction, label_seed)
-    else:
-        index = index_split(root, split, val_frame_step or frame_step)
-        chosen = np.arange(len(index))
-    return FaceImages([index.paths[i] for i in chosen], index.labels[chosen], size), index, chosen
 
 
 class ExprTask(Task):
