@@ -32,7 +32,7 @@ from .fileio import atomic_path, write_json
 
 ROW_KEYS = ("runtime", "precision", "batch", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput",
             "cold_start_ms", "peak_rss_mb", "size_mb", "metric_name", "metric", "agreement")
-EXTRA_KEYS = ("variant", "metric_torch", "max_abs_diff", "speedup_vs_torch", "gflops_per_s", "iterations", "path")
+EXTRA_KEYS = ("variant", "metric_torch", "metric_samples", "max_abs_diff", "speedup_vs_torch", "gflops_per_s", "iterations", "path")
 
 
 @dataclass(frozen=True)
@@ -326,7 +326,8 @@ def bench_run(run_dir: str | os.PathLike, runtimes: Sequence[str] | None = None,
             "throughput": v.batch * 1000.0 / st["mean_ms"],
             "cold_start_ms": st.get("cold_start_ms"), "peak_rss_mb": st.get("peak_rss_mb"), "size_mb": size,
             "metric_name": metric_name, "metric": st.get("metric"), "agreement": st["agreement"],
-            "variant": a.variant, "metric_torch": metric_torch, "max_abs_diff": st["max_abs_diff"],
+            "variant": a.variant, "metric_torch": metric_torch,
+            "metric_samples": len(samples) if samples.target is not None else None, "max_abs_diff": st["max_abs_diff"],
             "speedup_vs_torch": (ref_ms / st["mean_ms"]) if ref_ms else None,
             "gflops_per_s": (flops * v.batch / (st["mean_ms"] / 1000.0) / 1e9) if flops else None,
             "iterations": len(v.times), "path": os.path.relpath(a.path, run.path),
@@ -410,7 +411,9 @@ def table(rows: Sequence[Mapping[str, Any]], title: str = "edgeaffect bench"):
     from rich.table import Table
 
     torch_metric = next((r.get("metric_torch") for r in rows if r.get("metric_torch") is not None), None)
-    caption = (f"torch FP32 {rows[0]['metric_name']}: {torch_metric:.4f} · " if rows and torch_metric is not None else "") \
+    n = next((r.get("metric_samples") for r in rows if r.get("metric_samples")), None)
+    caption = (f"torch FP32 {rows[0]['metric_name']}: {torch_metric:.4f}" + (f" on {n} samples" if n else "") + " · "
+               if rows and torch_metric is not None else "") \
         + "×torch = speed-up over torch eager at the same batch; agree = share of samples matching torch"
     t = Table(title=title, caption=caption)
     cols = [("runtime", "runtime", "{}"), ("precision", "precision", "{}"), ("batch", "batch", "{}"),

@@ -236,6 +236,17 @@ class Samples:
             yield {k: v[i:i + batch] for k, v in self.feeds.items()}
 
 
+def spread_indices(total: int, limit: int | None) -> np.ndarray:
+    """``limit`` indices spread evenly over ``range(total)`` (all of them without a limit).
+
+    Evenly spaced, not the first ``limit``: splits are stored video by video, so
+    their head is a handful of clips, and a metric on it says little about the split.
+    """
+    if limit is None or limit >= total:
+        return np.arange(total)
+    return np.unique(np.linspace(0, total - 1, max(int(limit), 1)).round().astype(np.int64))
+
+
 def load_samples(spec: ModelSpec, data_root: str | os.PathLike | None, split: str = "val",
                  limit: int | None = 64, seed: int = 0, dataset_kwargs: Mapping[str, Any] | None = None) -> Samples:
     """Real samples from the task's dataset split; random inputs (said so in ``source``) if there is none.
@@ -257,14 +268,16 @@ def load_samples(spec: ModelSpec, data_root: str | os.PathLike | None, split: st
         except ImportError as exc:
             reason = f"task {spec.task!r} is not available ({exc})"
         else:
-            n = len(ds) if limit is None else min(limit, len(ds))
-            if n == 0:
+            total = len(ds)
+            if total == 0:
                 raise EdgeAffectError(f"the {split} split of {data_root} is empty")
-            items = [ds[i] for i in range(n)]
+            index = spread_indices(total, limit)
+            items = [ds[int(i)] for i in index]
             feeds = {k: np.stack([np.asarray(it[k]) for it in items]).astype(t.np_dtype)
                      for k, t in ((t.name, t) for t in spec.inputs)}
             target = np.stack([np.asarray(it["target"]) for it in items])
-            return Samples(feeds, target, f"{split} split of {data_root} ({n} samples)")
+            count = f"{len(index)} samples" if len(index) == total else f"{len(index)} of {total} samples, evenly spaced"
+            return Samples(feeds, target, f"{split} split of {data_root} ({count})")
     n = limit or 16
     return Samples(spec.dummy_inputs(batch=n, seed=seed), None, f"random inputs ({reason})")
 

@@ -34,6 +34,7 @@ def test_bench_rows_files_and_reference(exported):
         assert r["throughput"] == pytest.approx(r["batch"] * 1000 / r["mean_ms"])
         assert r["metric_name"] == "pearson" and r["metric"] == pytest.approx(r["metric_torch"], abs=1e-4)
         assert r["metric_torch"] > 0.9  # the val targets follow the model, so the metric is real
+        assert r["metric_samples"] > 0
         assert r["agreement"] == 1.0 and r["max_abs_diff"] < 1e-4
         assert r["size_mb"] > 0 and r["cold_start_ms"] > 0 and r["peak_rss_mb"] > 10
         assert r["iterations"] >= FAST.rounds

@@ -148,3 +148,23 @@ def test_samples_are_read_with_the_reader_options_the_run_recorded(tmp_path, mon
     run = Run(tmp_path, {"spec": spec.to_dict(), "data": {"root": str(tmp_path), "dataset_kwargs": {"test_actors": [1, 2]}}})
     s = load_samples(spec, run.data_dir, "val", dataset_kwargs=run.dataset_kwargs)
     assert seen == {"test_actors": [1, 2]} and len(s) == 1 and s.source.startswith("val split")
+
+
+def test_a_sample_limit_spreads_over_the_split_not_its_head(tmp_path, monkeypatch):
+    from edgeaffect.export import spread_indices
+    from edgeaffect.spec import ModelSpec, TensorSpec
+    from edgeaffect.train import tasks
+
+    assert spread_indices(5, None).tolist() == [0, 1, 2, 3, 4] and spread_indices(5, 9).tolist() == [0, 1, 2, 3, 4]
+    assert spread_indices(100, 5).tolist() == [0, 25, 50, 74, 99]
+
+    class Probe:                                   # a split of 100 samples whose value is its index
+        def dataset(self, root, split, spec, **kw):
+            return [{"x": np.full(2, i, np.float32), "target": np.int64(i)} for i in range(100)]
+
+    monkeypatch.setitem(tasks._TASKS, "spreadprobe", Probe())
+    spec = ModelSpec(name="probe", task="spreadprobe", inputs=(TensorSpec("x", ("B", 2)),),
+                     outputs=(TensorSpec("y", ("B", 2)),), labels=("a", "b"))
+    s = load_samples(spec, tmp_path, "val", limit=4)
+    assert s.target.tolist() == [0, 33, 66, 99] and "4 of 100 samples, evenly spaced" in s.source
+    assert "(100 samples)" in load_samples(spec, tmp_path, "val", limit=None).source

