@@ -77,6 +77,8 @@ def train_expr_cmd(
     Writes runs/expr/<timestamp>/ with checkpoint.pt and manifest.json (macro F1, per-class F1).
 
     Example:  edgeaffect train expr --data data/affwild2 --unlabeled data/affwild2/unlabeled --ssl dtm --label-fraction 0.05
+    FER2013 start (recommended with few labels):
+              edgeaffect train expr --data data/affwild2 --unlabeled data/affwild2/unlabeled --ssl dtm --label-fraction 0.05 --arch expr_minixception --face-size 64 --init fer2013
     Resume:   edgeaffect train expr --resume runs/expr/<run>
     """
     import torch
@@ -84,7 +86,7 @@ def train_expr_cmd(
     from ..errors import EdgeAffectError
     from ..models import get_entry
     from ..runs import timestamp
-    from ..train.expr import INITS, SSL_MODES, ExprTrainOptions, train_expr
+    from ..train.expr import SSL_MODES, ExprTrainOptions, check_init, train_expr
 
     if threads:
         torch.set_num_threads(threads)
@@ -97,10 +99,7 @@ def train_expr_cmd(
             raise EdgeAffectError(f"unknown --ssl {ssl!r}; choose one of {', '.join(SSL_MODES)}")
         if get_entry(arch).task != "expr":
             raise EdgeAffectError(f"--arch {arch} is a {get_entry(arch).task!r} model, not an expr model")
-        if init is not None and init not in INITS:
-            raise EdgeAffectError(f"unknown --init {init!r}; choose one of {', '.join(INITS)}")
-        if init is not None and arch != "expr_minixception":
-            raise EdgeAffectError(f"--init {init} starts expr_minixception only; use --arch expr_minixception --face-size 64")
+        check_init(init, arch)
         if label_fraction <= 0:
             raise EdgeAffectError("--label-fraction must be above 0")
         out = out or Path("runs") / "expr" / timestamp()

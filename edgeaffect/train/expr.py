@@ -80,16 +80,24 @@ SSL_MODES = ("dtm", "fixed", "none")
 INITS = ("fer2013",)
 
 
-def init_model(model, init: str):
-    """Pretrained starting weights for a fresh run (``--init``); a resumed run reloads its own."""
+def check_init(init: str | None, arch: str) -> None:
+    """One line for an ``--init`` that does not exist or does not fit ``--arch``."""
     from ..errors import EdgeAffectError
-    from ..models.expr import ExprMiniXception, init_from_fer2013
 
+    if init is None:
+        return
     if init not in INITS:
         raise EdgeAffectError(f"unknown --init {init!r}; choose one of {', '.join(INITS)}")
-    if not isinstance(model, ExprMiniXception):
-        raise EdgeAffectError(f"--init {init} starts expr_minixception only (the FER2013 mini-Xception); "
-                              f"this run's --arch is {model.spec.name}")
+    if arch != "expr_minixception":
+        raise EdgeAffectError(f"--init {init} starts expr_minixception only (the FER2013 mini-Xception), not {arch}; "
+                              "use --arch expr_minixception --face-size 64")
+
+
+def init_model(model, init: str, arch: str):
+    """Pretrained starting weights for a fresh run (``--init``); a resumed run reloads its own."""
+    from ..models.expr import init_from_fer2013
+
+    check_init(init, arch)
     return init_from_fer2013(model)
 
 
@@ -218,7 +226,7 @@ def train_expr(opt: ExprTrainOptions, out: Path, resume: bool = False, console=N
     overrides = {**dict(opt.model_overrides), "face_size": opt.face_size}
     model = create_model(opt.arch, **overrides)
     if opt.init is not None and not resume:
-        model = init_model(model, opt.init)
+        model = init_model(model, opt.init, opt.arch)
     labeled, val, unlabeled, summary = build_datasets(opt)
     steps = opt.steps_per_epoch or max(1, len(labeled) // opt.batch_size)
     train_set = Repeat(labeled, steps * opt.batch_size)
