@@ -12,10 +12,8 @@ inside a process that has already loaded everything else.
 from __future__ import annotations
 
 import csv
-import datetime as _dt
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -26,13 +24,14 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from . import precision as _precision
 from .errors import EdgeAffectError
 from .export import Artifact, Samples, agreement, discover_artifacts, load_samples, task_metric
 from .fileio import atomic_path, write_json
 
-ROW_KEYS = ("runtime", "precision", "batch", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput",
+ROW_KEYS = ("runtime", "precision", "executed_precision", "batch", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput",
             "cold_start_ms", "peak_rss_mb", "size_mb", "metric_name", "metric", "agreement")
-EXTRA_KEYS = ("variant", "metric_torch", "metric_samples", "max_abs_diff", "speedup_vs_torch", "gflops_per_s", "iterations", "path")
+EXTRA_KEYS = ("variant", "threads", "precision_mix", "metric_torch", "metric_samples", "max_abs_diff", "speedup_vs_torch", "gflops_per_s", "iterations", "path")
 
 
 @dataclass(frozen=True)
@@ -68,8 +67,8 @@ class _Variant:
 
 
 def runtime_options(artifact: Artifact, batch: int, threads: int | None) -> dict[str, Any]:
-    """Per-runtime load options for a timed variant: threads, and a static reshape for OpenVINO."""
-    opts: dict[str, Any] = {}
+    """Per-runtime load options for a timed variant: its precision, threads, a static reshape for OpenVINO."""
+    opts: dict[str, Any] = {"precision": artifact.precision}
     if threads and artifact.runtime in ("onnxruntime", "openvino", "torch"):
         opts["threads"] = threads
     if artifact.runtime == "openvino":
@@ -129,11 +128,12 @@ def time_interleaved(variants: Sequence[_Variant], cfg: BenchConfig, tick=None) 
                 tick()
 
 
-def probe(path: str, runtime: str, batch: int, threads: int | None, iterations: int = 3) -> dict[str, float]:
+def probe(path: str, runtime: str, batch: int, threads: int | None, precision: str = "fp32",
+          iterations: int = 3) -> dict[str, float]:
     """Cold start (load + first inference) and peak RSS of one variant, in this process."""
     from .runtimes.registry import get_runtime
 
-    artifact = Artifact(runtime, "", Path(path))
+    artifact = Artifact(runtime, precision, Path(path))
     get_runtime(runtime).load_class()  # import the backend before the clock starts
     t0 = time.perf_counter()
     rt = _open(artifact, batch, threads)
@@ -164,7 +164,7 @@ def peak_rss_mb() -> float:
 
 def probe_isolated(artifact: Artifact, batch: int, threads: int | None) -> dict[str, float]:
     """:func:`probe` in a fresh interpreter, so RSS and cold start belong to this variant alone."""
-    args = json.dumps([str(artifact.path), artifact.runtime, batch, threads])
+    args = json.dumps([str(artifact.path), artifact.runtime, batch, threads, artifact.precision])
     code = "import json,sys; from edgeaffect.bench import probe; print(json.dumps(probe(*json.loads(sys.argv[1]))))"
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)
@@ -219,64 +219,91 @@ def onnx_flops(onnx_path: str | os.PathLike, batch: int = 1) -> int:
     return int(total)
 
 
-def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"date": _dt.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
-                            "machine": platform.machine(), "python": platform.python_version(),
-                            "cpus": os.cpu_count()}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    for mod in ("torch", "onnxruntime", "openvino", "tensorrt"):
-        m = sys.modules.get(mod)
-        if m is not None:
-            info[mod] = getattr(m, "__version__", "?")
-    return info
+def machine_info(threads: int | None = None) -> dict[str, Any]:
+    """The machine a number was measured on (:func:`edgeaffect.precision.machine`)."""
+    return _precision.machine(threads)
 
 
 def select(artifacts: Iterable[Artifact], runtimes: Sequence[str] | None, precisions: Sequence[str] | None) -> list[Artifact]:
-    """Artifacts of the chosen runtimes and precisions; torch is the FP32 reference whatever the precisions."""
+    """Artifacts of the chosen runtimes and precisions; torch fp32 is the reference whatever the precisions."""
     return [a for a in artifacts if (not runtimes or a.runtime in runtimes)
-            and (not precisions or a.precision in precisions or a.runtime == "torch")]
+            and (not precisions or a.precision in precisions or (a.runtime, a.precision) == ("torch", "fp32"))]
+
+
+def runnable(chosen: Sequence[Artifact], say=None) -> tuple[list[Artifact], list[dict[str, str]]]:
+    """The artifacts this machine runs in their precision, and the others with the reason (said once each)."""
+    keep, skipped = [], []
+    for a in chosen:
+        reason = _precision.unsupported(a.runtime, a.precision)
+        if reason:
+            skipped.append({"artifact": a.label, "reason": reason})
+            if say:
+                say(f"skipped {a.label}: {reason}")
+        else:
+            keep.append(a)
+    return keep, skipped
 
 
 def bench_run(run_dir: str | os.PathLike, runtimes: Sequence[str] | None = None,
               precisions: Sequence[str] | None = None, cfg: BenchConfig = BenchConfig(),
               data: str | os.PathLike | None = None, console=None, show_progress: bool = True) -> list[dict[str, Any]]:
     """Benchmark every selected artifact of a run; writes bench.json/csv/png and returns the rows."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.markup import escape
 
     from .runs import load_model, load_run
-    from .runtimes.registry import get_runtime
     from .runtimes.torch import TorchRuntime
 
     run = load_run(run_dir)
     spec = run.spec
-    found = discover_artifacts(run.path)
+    say = (lambda msg: console.print(f"[yellow]{escape(msg)}[/]", highlight=False)) if console is not None else None
+    chosen, skipped = runnable(choose(run.path, runtimes, precisions), say)
+    if not chosen:
+        raise EdgeAffectError(f"nothing this machine can benchmark in {run.path}: "
+                              + "; ".join(f"{s['artifact']}: {s['reason']}" for s in skipped))
+    samples = load_samples(spec, data or run.data_dir, cfg.split, limit=cfg.limit, dataset_kwargs=run.dataset_kwargs)
+    with TorchRuntime.from_module(load_model(run.checkpoint), threads=cfg.threads) as ref_rt:
+        reference = outputs_over(ref_rt, samples, 8)
+    metric_name, metric_torch = task_metric(spec, reference, samples.target)
+    variants = [_Variant(a, b) for a in chosen for b in cfg.batches]
+    measure(variants, samples, reference, spec, cfg, console, show_progress)
+    flops = _flops_or_none(run.path / "model.onnx")
+    rows = make_rows(variants, run.path, flops, metric_name, metric_torch,
+                     len(samples) if samples.target is not None else None, cfg.threads)
+    meta = {"machine": machine_info(cfg.threads), "samples": samples.source,
+            "config": {**cfg.__dict__, "batches": list(cfg.batches)}, "flops_per_sample": flops,
+            "metric_torch": metric_torch, "skipped": skipped}
+    write_outputs(run.path, rows, meta, say=say)
+    run.update(bench={**meta, "rows": len(rows)})
+    return rows
+
+
+def choose(run_path: Path, runtimes: Sequence[str] | None, precisions: Sequence[str] | None) -> list[Artifact]:
+    """The run's artifacts of the asked runtimes and precisions; an asked runtime without one is an error."""
+    from .runtimes.registry import get_runtime
+
+    if precisions:
+        _precision.check_precisions(precisions)
+    found = discover_artifacts(run_path, precisions or ())
     chosen = select(found, runtimes, precisions)
     for name in runtimes or ():
         get_runtime(name)  # unknown names are an error
         if not any(a.runtime == name for a in chosen):
-            raise EdgeAffectError(f"{run.path} has no {name} artifact"
+            raise EdgeAffectError(f"{run_path} has no {name} artifact"
                                   + (f" in precision {','.join(precisions)}" if precisions else "")
-                                  + f"; run `edgeaffect export {run.path}` first")
+                                  + f"; run `edgeaffect export {run_path}` first")
     if not chosen:
-        raise EdgeAffectError(f"nothing to benchmark in {run.path} (found: {', '.join(a.label for a in found) or 'none'})")
+        raise EdgeAffectError(f"nothing to benchmark in {run_path} (found: {', '.join(a.label for a in found) or 'none'})")
     for a in chosen:
-        missing = get_runtime(a.runtime).missing()
-        if missing:
+        if get_runtime(a.runtime).missing():
             get_runtime(a.runtime).load_class()  # raises the MissingDependencyError with the pip extra
-    samples = load_samples(spec, data or run.data_dir, cfg.split, limit=cfg.limit, dataset_kwargs=run.dataset_kwargs)
-    model = load_model(run.checkpoint)
-    with TorchRuntime.from_module(model, threads=cfg.threads) as ref_rt:
-        reference = outputs_over(ref_rt, samples, 8)
-    metric_name, metric_torch = task_metric(spec, reference, samples.target)
-    flops = _flops_or_none(run.path / "model.onnx")
+    return chosen
 
-    variants = [_Variant(a, b) for a in chosen for b in cfg.batches]
+
+def measure(variants: Sequence[_Variant], samples: Samples, reference: Mapping[str, np.ndarray], spec,
+            cfg: BenchConfig, console=None, show_progress: bool = True) -> None:
+    """Load every variant (cold start, RSS, metric, agreement, executed precision), then time them interleaved."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     steps = len(variants) * (3 if cfg.isolate else 2) + cfg.rounds * len(variants)
     with Progress(TextColumn("[bold]bench[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=console, disable=not show_progress, transient=True) as bar:
@@ -296,6 +323,7 @@ def bench_run(run_dir: str | os.PathLike, runtimes: Sequence[str] | None = None,
                 v.runtime.infer(v.feeds)
                 if not cfg.isolate:
                     v.row.update(cold_start_ms=(time.perf_counter() - t0) * 1000.0, peak_rss_mb=peak_rss_mb())
+                v.row.update(executed_precision=v.runtime.executed_precision, precision_mix=v.runtime.precision_mix())
                 tick(f"accuracy {v.label}")
                 out = outputs_over(v.runtime, samples, v.batch)
                 _, m = task_metric(spec, out, samples.target)
@@ -309,34 +337,31 @@ def bench_run(run_dir: str | os.PathLike, runtimes: Sequence[str] | None = None,
                 if v.runtime is not None:
                     v.runtime.close()
 
-    rows = []
-    torch_p50 = {v.batch: None for v in variants}
+
+def make_rows(variants: Sequence[_Variant], run_path: Path, flops: int | None, metric_name: str,
+              metric_torch: float | None, metric_samples: int | None, threads: int | None) -> list[dict[str, Any]]:
+    """One row per variant; speed-ups against torch fp32 eager at the same batch."""
     for v in variants:
-        stats = percentiles(v.times)
-        if v.artifact.runtime == "torch" and not v.artifact.variant:
-            torch_p50[v.batch] = stats["mean_ms"]
-        v.row.update(stats)
+        v.row.update(percentiles(v.times))
+    torch_ms = {v.batch: v.row["mean_ms"] for v in variants
+                if (v.artifact.runtime, v.artifact.precision, v.artifact.variant) == ("torch", "fp32", "")}
+    rows = []
     for v in variants:
         a, st = v.artifact, v.row
-        size = _size_mb(a.path)
-        ref_ms = torch_p50.get(v.batch)
-        row = {
-            "runtime": a.runtime, "precision": a.precision, "batch": v.batch,
+        ref_ms = torch_ms.get(v.batch)
+        rows.append({
+            "runtime": a.runtime, "precision": a.precision, "executed_precision": st["executed_precision"],
+            "batch": v.batch,
             "p50_ms": st["p50_ms"], "p90_ms": st["p90_ms"], "p99_ms": st["p99_ms"], "mean_ms": st["mean_ms"],
             "throughput": v.batch * 1000.0 / st["mean_ms"],
-            "cold_start_ms": st.get("cold_start_ms"), "peak_rss_mb": st.get("peak_rss_mb"), "size_mb": size,
+            "cold_start_ms": st.get("cold_start_ms"), "peak_rss_mb": st.get("peak_rss_mb"), "size_mb": _size_mb(a.path),
             "metric_name": metric_name, "metric": st.get("metric"), "agreement": st["agreement"],
-            "variant": a.variant, "metric_torch": metric_torch,
-            "metric_samples": len(samples) if samples.target is not None else None, "max_abs_diff": st["max_abs_diff"],
+            "variant": a.variant, "threads": threads, "precision_mix": st["precision_mix"], "metric_torch": metric_torch,
+            "metric_samples": metric_samples, "max_abs_diff": st["max_abs_diff"],
             "speedup_vs_torch": (ref_ms / st["mean_ms"]) if ref_ms else None,
             "gflops_per_s": (flops * v.batch / (st["mean_ms"] / 1000.0) / 1e9) if flops else None,
-            "iterations": len(v.times), "path": os.path.relpath(a.path, run.path),
-        }
-        rows.append(row)
-    meta = {**machine_info(), "samples": samples.source, "config": {**cfg.__dict__, "batches": list(cfg.batches)},
-            "flops_per_sample": flops, "metric_torch": metric_torch}
-    write_outputs(run.path, rows, meta)
-    run.update(bench={**meta, "rows": len(rows)})
+            "iterations": len(v.times), "path": os.path.relpath(a.path, run_path),
+        })
     return rows
 
 
@@ -356,16 +381,40 @@ def _size_mb(path: Path) -> float:
     return total / 1e6
 
 
-def write_outputs(run_dir: Path, rows: list[dict[str, Any]], meta: Mapping[str, Any]) -> None:
-    """bench.json (a list of rows), bench.csv and bench.png, each written atomically."""
-    write_json(run_dir / "bench.json", rows)
+def write_outputs(run_dir: Path, rows: list[dict[str, Any]], meta: Mapping[str, Any], say=None) -> None:
+    """bench.json (``{"machine", ..., "rows"}``), bench.csv and bench.png, each written atomically.
+
+    The PNG needs the ``plot`` extra; without it the JSON and CSV are written and one line says so.
+    """
+    write_json(run_dir / "bench.json", {**meta, "rows": rows})
     with atomic_path(run_dir / "bench.csv") as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=list(ROW_KEYS + EXTRA_KEYS))
             w.writeheader()
             for r in rows:
-                w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in w.fieldnames})
-    plot(rows, run_dir / "bench.png", title=f"{meta.get('cpu', '')} · {meta.get('date', '')}")
+                w.writerow({k: _csv_cell(r.get(k)) for k in w.fieldnames})
+    machine = meta.get("machine", {})
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        if say:
+            say("bench.png not written: matplotlib is not installed (pip install 'edgeaffect[plot]')")
+        return
+    plot(rows, run_dir / "bench.png", title=f"{machine.get('cpu', '')} · {machine.get('date', '')}")
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+
+
+def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of a bench.json (also of the older list-of-rows form)."""
+    from .fileio import read_json
+
+    data = read_json(path)
+    return data if isinstance(data, list) else list(data["rows"])
 
 
 def plot(rows: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> Path:
@@ -416,14 +465,15 @@ def table(rows: Sequence[Mapping[str, Any]], title: str = "edgeaffect bench"):
                if rows and torch_metric is not None else "") \
         + "×torch = speed-up over torch eager at the same batch; agree = share of samples matching torch"
     t = Table(title=title, caption=caption)
-    cols = [("runtime", "runtime", "{}"), ("precision", "precision", "{}"), ("batch", "batch", "{}"),
+    cols = [("runtime", "runtime", "{}"), ("precision", "precision", "{}"), ("ran as", "executed_precision", "{}"),
+            ("batch", "batch", "{}"), ("threads", "threads", "{}"),
             ("p50 ms", "p50_ms", "{:.2f}"), ("p90 ms", "p90_ms", "{:.2f}"), ("p99 ms", "p99_ms", "{:.2f}"),
             ("items/s", "throughput", "{:.1f}"), ("×torch", "speedup_vs_torch", "{:.2f}"),
             ("GFLOP/s", "gflops_per_s", "{:.1f}"), ("cold ms", "cold_start_ms", "{:.0f}"),
             ("RSS MB", "peak_rss_mb", "{:.0f}"), ("size MB", "size_mb", "{:.2f}"), ("metric", "metric", "{:.4f}"),
             ("agree", "agreement", "{:.3f}")]
     for head, _, _ in cols:
-        t.add_column(head, justify="left" if head in ("runtime", "precision") else "right")
+        t.add_column(head, justify="left" if head in ("runtime", "precision", "ran as") else "right")
     for r in rows:
         cells = []
         for _, key, fmt in cols:

@@ -45,18 +45,6 @@ FP16_TOLERANCE = 5e-2   # FP16 weights/activations: parity is checked against th
 ONNX_NAME = "model.onnx"
 FORMATS = ("onnx", "openvino", "tensorrt")
 
-# Artifact names relative to a run (or pruned-<ratio>/) folder -> (runtime, precision).
-_ARTIFACT_NAMES: tuple[tuple[str, str, str], ...] = (
-    ("checkpoint.pt", "torch", "fp32"),
-    ("model.onnx", "onnxruntime", "fp32"),
-    ("model.fp16.onnx", "onnxruntime", "fp16"),
-    ("model.int8.onnx", "onnxruntime", "int8"),
-    ("openvino/model.xml", "openvino", "fp32"),
-    ("openvino/model.fp16.xml", "openvino", "fp16"),
-    ("openvino/model.int8.xml", "openvino", "int8"),
-)
-
-
 # --------------------------------------------------------------------------------------------- ONNX
 def export_onnx(model, path: str | os.PathLike, *, batch: int | None = None, opset: int = DEFAULT_OPSET,
                 exporter: str = "dynamo", spec: ModelSpec | None = None) -> Path:
@@ -371,17 +359,26 @@ class Artifact:
         return f"{v}{self.runtime}-{self.precision}"
 
 
-def discover_artifacts(run_dir: str | os.PathLike) -> list[Artifact]:
-    """Every artifact of a run by its conventional name, also under ``pruned-<ratio>/`` folders."""
+def discover_artifacts(run_dir: str | os.PathLike, precisions: Iterable[str] = ()) -> list[Artifact]:
+    """Every artifact of a run by its conventional name (the runtime table), also under ``pruned-<ratio>/``.
+
+    A precision that runs from another precision's file (bf16 from the fp32 IR or checkpoint) is listed
+    only when it is asked for in ``precisions``: it is a way to execute that file, not a file of its own.
+    """
+    from .runtimes.registry import get_runtime, list_runtimes
     from .runtimes.tensorrt import engine_precision
 
     run_dir = Path(run_dir)
+    asked = set(precisions)
     roots = [("", run_dir)] + [(p.name, p) for p in sorted(run_dir.glob("pruned-*")) if p.is_dir()]
     rows: list[Artifact] = []
     for variant, root in roots:
-        for rel, runtime, precision in _ARTIFACT_NAMES:
-            if (root / rel).is_file():
-                rows.append(Artifact(runtime, precision, root / rel, variant))
+        for name in list_runtimes():
+            table = get_runtime(name).artifacts
+            for precision, rel in table.items():
+                shared = precision != "fp32" and rel == table.get("fp32")
+                if (root / rel).is_file() and (not shared or precision in asked):
+                    rows.append(Artifact(name, precision, root / rel, variant))
         for engine in sorted((root / "tensorrt").glob("*.engine")):
             rows.append(Artifact("tensorrt", engine_precision(engine), engine, variant))
     return rows
@@ -393,10 +390,47 @@ class ExportReport:
     artifacts: dict[str, Path] = field(default_factory=dict)
     parity: list[Parity] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    precisions: dict[str, dict[str, Any]] = field(default_factory=dict)   # guard decisions for bf16/fp16
+
+
+def guard_precision(model, runtime, samples: Samples, *, max_drop: float, reference_metric: float | None,
+                    batch: int = 8) -> dict[str, Any]:
+    """The accuracy guard for a reduced float precision (bf16/fp16): accepted when the task metric drops
+    at most ``max_drop`` points below torch fp32 on ``samples`` (without targets: outputs within
+    :data:`FP16_TOLERANCE`).  Returns the decision with its numbers, the executed precision and the machine."""
+    from .precision import machine
+    from .runtimes.torch import TorchRuntime
+
+    with TorchRuntime.from_module(model) as ref_rt:
+        ref = run_all(ref_rt.infer, samples, batch)
+    out = run_all(runtime.infer, samples, batch)
+    diff = max(float(np.abs(out[k] - ref[k]).max()) for k in ref)
+    name, m_ref = task_metric(model.spec, ref, samples.target)
+    _, m_out = task_metric(model.spec, out, samples.target)
+    decision: dict[str, Any] = {
+        "runtime": runtime.name, "precision": runtime.precision, "executed_precision": runtime.executed_precision,
+        "samples": samples.source, "n": len(samples), "metric_name": name, "metric_fp32": m_ref, "metric": m_out,
+        "max_abs_diff": diff, "agreement": agreement(ref, out, model.spec.activation), "max_drop": max_drop,
+        "machine": machine()}
+    if m_ref is not None and m_out is not None:
+        from .train.tasks import get_task
+
+        task = get_task(model.spec.task)
+        drop = (1.0 if task.higher_is_better else -1.0) * ((reference_metric if reference_metric is not None else m_ref)
+                                                            - m_out) / task.metric_scale
+        decision.update(drop_points=drop, accepted=bool(np.isfinite(drop) and drop <= max_drop))
+        decision["reason"] = (f"{name} {m_out:.4f} vs fp32 {m_ref:.4f}: drop {drop:.2f} point(s) "
+                              f"{'within' if decision['accepted'] else 'exceeds'} --max-drop {max_drop:g}")
+    else:
+        decision.update(drop_points=None, accepted=bool(np.isfinite(diff) and diff <= FP16_TOLERANCE))
+        decision["reason"] = (f"no targets ({samples.source}): max|diff| {diff:.3g} "
+                              f"{'within' if decision['accepted'] else 'exceeds'} {FP16_TOLERANCE:g}")
+    return decision
 
 
 def export_run(run_dir: str | os.PathLike, formats: Iterable[str] = FORMATS, *, batch: int | None = None,
-               dynamic: bool = False, fp16: bool = False, opset: int = DEFAULT_OPSET, exporter: str = "dynamo",
+               dynamic: bool = False, fp16: bool = False, precisions: Iterable[str] = (), max_drop: float = 1.0,
+               opset: int = DEFAULT_OPSET, exporter: str = "dynamo",
                tolerance: float = 1e-3, data: str | os.PathLike | None = None, split: str = "val",
                samples_limit: int = 32, max_batch: int = 32, explicit: bool = False,
                progress: Callable[[str], None] | None = None) -> ExportReport:
@@ -405,9 +439,11 @@ def export_run(run_dir: str | os.PathLike, formats: Iterable[str] = FORMATS, *, 
     ``batch`` fixes the batch of the ONNX/IR (static shapes) unless ``dynamic``; with
     ``dynamic`` it is the optimisation batch of the TensorRT profile.  A format whose
     runtime is not installed is skipped with a note, or is an error when ``explicit``.
+    ``precisions`` (bf16, fp16; ``fp16=True`` is short for fp16) adds reduced float precisions
+    for every format that runs them on this machine, each through :func:`guard_precision`.
     """
+    from .precision import REDUCED_FLOAT, check_precisions, machine
     from .runs import load_model, load_run
-    from .runtimes.registry import get_runtime
 
     say = progress or (lambda msg: None)
     run = load_run(run_dir)
@@ -415,66 +451,151 @@ def export_run(run_dir: str | os.PathLike, formats: Iterable[str] = FORMATS, *, 
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise EdgeAffectError(f"unknown export format {bad[0]!r}; choose from {', '.join(FORMATS)}")
+    reduced = [p for p in check_precisions([*precisions, *(["fp16"] if fp16 else [])]) if p != "fp32"]
+    if any(p not in REDUCED_FLOAT for p in reduced):
+        raise EdgeAffectError(f"export --precision takes {', '.join(REDUCED_FLOAT)} (INT8 is --int8), got {reduced}")
     model = load_model(run.checkpoint)
-    spec = model.spec
     static = batch if (batch and not dynamic) else None
-    report = ExportReport()
-    samples = load_samples(spec, data or run.data_dir, split, limit=samples_limit, dataset_kwargs=run.dataset_kwargs)
-    say(f"parity samples: {samples.source}")
+    job = _ExportJob(run, model, ExportReport(), say, static, tolerance, explicit, max_drop, dict.fromkeys(reduced))
+    job.samples = load_samples(model.spec, data or run.data_dir, split, limit=samples_limit,
+                               dataset_kwargs=run.dataset_kwargs)
+    say(f"parity samples: {job.samples.source}")
+    if reduced:  # the guard scores the whole split, as the INT8 guard does
+        job.guard_samples = load_samples(model.spec, data or run.data_dir, split, limit=None,
+                                         dataset_kwargs=run.dataset_kwargs)
+    onnx_path = job.onnx(opset, exporter)
+    if "openvino" in formats:
+        job.openvino(onnx_path)
+    if "tensorrt" in formats:
+        job.tensorrt(onnx_path, batch, max_batch)
+    report = job.report
+    run.update(export={"formats": formats, "batch": static, "opset": opset, "exporter": exporter,
+                       "samples": job.samples.source, "parity": [p.to_dict() for p in report.parity],
+                       "skipped": report.skipped, "machine": machine()})
+    if report.precisions:
+        run.update(precisions=report.precisions)
+    return report
 
-    def record(path: Path, runtime_name: str, precision: str, **info: Any) -> None:
-        run.record_artifact(path, runtime=runtime_name, precision=precision, **info)
-        report.artifacts[f"{runtime_name}-{precision}"] = path
 
-    def checked(runtime_name: str, path: Path, precision: str) -> Parity:
+@dataclass
+class _ExportJob:
+    """One export: the run, its model, and what has been written, checked and skipped so far."""
+
+    run: Any
+    model: Any
+    report: ExportReport
+    say: Callable[[str], None]
+    static: int | None
+    tolerance: float
+    explicit: bool
+    max_drop: float
+    reduced: dict[str, None]
+    samples: Samples | None = None
+    guard_samples: Samples | None = None
+
+    def record(self, path: Path, runtime_name: str, precision: str, **info: Any) -> None:
+        self.run.record_artifact(path, runtime=runtime_name, precision=precision, **info)
+        self.report.artifacts[f"{runtime_name}-{precision}"] = path
+
+    def checked(self, runtime_name: str, path: Path, precision: str = "fp32") -> Parity:
         from .runtimes.registry import load
 
-        tol = tolerance if precision == "fp32" else max(tolerance, FP16_TOLERANCE)
-        with load(path, runtime=runtime_name) as rt:
-            p = check_parity(model, rt, samples, tolerance=tol, batch=static or 8, precision=precision)
-        report.parity.append(p)
+        with load(path, runtime=runtime_name, precision=precision) as rt:
+            p = check_parity(self.model, rt, self.samples, tolerance=self.tolerance, batch=self.static or 8,
+                             precision=precision)
+        self.report.parity.append(p)
         return p
 
-    onnx_path = run.path / ONNX_NAME
-    say(f"exporting ONNX ({exporter}, opset {opset}, batch {static or 'dynamic'})")
-    export_onnx(model, onnx_path, batch=static, opset=opset, exporter=exporter)
-    parity_info: dict[str, Any] = {}
-    if get_runtime("onnxruntime").missing():
-        report.skipped["onnx parity"] = "onnxruntime not installed"
-    else:
-        parity_info = checked("onnxruntime", onnx_path, "fp32").to_dict()
-    record(onnx_path, "onnxruntime", "fp32", opset=opset, exporter=exporter, batch=static, parity=parity_info)
-    precisions = ("fp32", "fp16") if fp16 else ("fp32",)
+    def onnx(self, opset: int, exporter: str) -> Path:
+        from .runtimes.registry import get_runtime
 
-    if "openvino" in formats:
-        if get_runtime("openvino").missing():
-            _skip(report, "openvino", "pip install 'edgeaffect[openvino]'", explicit)
+        onnx_path = self.run.path / ONNX_NAME
+        self.say(f"exporting ONNX ({exporter}, opset {opset}, batch {self.static or 'dynamic'})")
+        export_onnx(self.model, onnx_path, batch=self.static, opset=opset, exporter=exporter)
+        parity_info: dict[str, Any] = {}
+        if get_runtime("onnxruntime").missing():
+            self.report.skipped["onnx parity"] = "onnxruntime not installed"
         else:
-            for precision in precisions:
-                xml = run.path / "openvino" / ("model.xml" if precision == "fp32" else f"model.{precision}.xml")
-                say(f"converting to OpenVINO IR {precision} ({f'static batch {static}' if static else 'dynamic batch'})")
-                export_openvino(onnx_path, xml, batch=static, fp16=precision == "fp16", spec=spec)
-                p = checked("openvino", xml, precision)
-                record(xml, "openvino", precision, batch=static, parity=p.to_dict())
-                run.record_artifact(xml.with_suffix(".bin"))
+            parity_info = self.checked("onnxruntime", onnx_path).to_dict()
+        self.record(onnx_path, "onnxruntime", "fp32", opset=opset, exporter=exporter, batch=self.static,
+                    parity=parity_info)
+        for precision in self.reduced:
+            self.skip_reduced("onnxruntime", precision)
+        return onnx_path
 
-    if "tensorrt" in formats:
+    def openvino(self, onnx_path: Path) -> None:
+        from .runtimes.registry import get_runtime
+
+        if get_runtime("openvino").missing():
+            return _skip(self.report, "openvino", "pip install 'edgeaffect[openvino]'", self.explicit)
+        table = get_runtime("openvino").artifacts
+        xml = self.run.path / table["fp32"]
+        self.say(f"converting to OpenVINO IR ({f'static batch {self.static}' if self.static else 'dynamic batch'})")
+        export_openvino(onnx_path, xml, batch=self.static, spec=self.model.spec)
+        self.record(xml, "openvino", "fp32", batch=self.static, parity=self.checked("openvino", xml).to_dict())
+        self.run.record_artifact(xml.with_suffix(".bin"))
+        for precision in self.reduced:
+            if self.skip_reduced("openvino", precision):
+                continue
+            path = self.run.path / table[precision]
+            if path != xml:  # fp16: an IR with fp16-compressed weights of its own
+                export_openvino(onnx_path, path, batch=self.static, fp16=True, spec=self.model.spec)
+            self.guarded("openvino", path, precision, shared=path == xml)
+
+    def tensorrt(self, onnx_path: Path, batch: int | None, max_batch: int) -> None:
+        from .runtimes.registry import get_runtime
+
         missing = get_runtime("tensorrt").missing()
         if missing:
-            _skip(report, "tensorrt", f"{missing[0]} is not installed (pip install 'edgeaffect[tensorrt]' "
-                                      f"on a CUDA machine)", explicit)
-        else:
-            for precision in precisions:
-                say(f"building TensorRT engine {precision}")
-                engine = build_tensorrt_engine(onnx_path, run.path / "tensorrt", fp16=precision == "fp16",
+            return _skip(self.report, "tensorrt", f"{missing[0]} is not installed (pip install "
+                                                  f"'edgeaffect[tensorrt]' on a CUDA machine)", self.explicit)
+        for precision in ("fp32", *self.reduced):
+            if precision != "fp32" and self.skip_reduced("tensorrt", precision):
+                continue
+            self.say(f"building TensorRT engine {precision}")
+            try:
+                engine = build_tensorrt_engine(onnx_path, self.run.path / "tensorrt", fp16=precision == "fp16",
                                                min_batch=1, opt_batch=batch or 1,
-                                               max_batch=static or max(max_batch, batch or 1), spec=spec)
-                p = checked("tensorrt", engine, precision)
-                record(engine, "tensorrt", precision, parity=p.to_dict())
-    run.update(export={"formats": formats, "batch": static, "opset": opset, "exporter": exporter,
-                       "samples": samples.source, "parity": [p.to_dict() for p in report.parity],
-                       "skipped": report.skipped})
-    return report
+                                               max_batch=self.static or max(max_batch, batch or 1),
+                                               spec=self.model.spec)
+            except EdgeAffectError as exc:
+                if precision == "fp32":
+                    raise
+                self.report.skipped[f"tensorrt-{precision}"] = str(exc)
+                continue
+            if precision == "fp32":
+                self.record(engine, "tensorrt", precision, parity=self.checked("tensorrt", engine).to_dict())
+            else:
+                self.guarded("tensorrt", engine, precision)
+
+    def skip_reduced(self, runtime_name: str, precision: str) -> bool:
+        """Skip (with the reason) a reduced precision this machine does not run on ``runtime_name``."""
+        from .precision import unsupported
+
+        reason = unsupported(runtime_name, precision)
+        if reason:
+            self.report.skipped[f"{runtime_name}-{precision}"] = reason
+        return reason is not None
+
+    def guarded(self, runtime_name: str, path: Path, precision: str, shared: bool = False) -> None:
+        """Run the guard; an accepted file is recorded, a refused one removed (a shared fp32 file stays)."""
+        from .runtimes.registry import load
+
+        self.say(f"accuracy guard {runtime_name} {precision} on {self.guard_samples.source}")
+        with load(path, runtime=runtime_name, precision=precision) as rt:
+            decision = guard_precision(self.model, rt, self.guard_samples, max_drop=self.max_drop,
+                                       reference_metric=None, batch=self.static or 8)
+        decision["artifact"] = os.path.relpath(path, self.run.path)
+        self.report.precisions[f"{runtime_name}-{precision}"] = decision
+        if decision["accepted"] and not shared:
+            self.record(path, runtime_name, precision, batch=self.static, guard=decision["reason"])
+            if path.suffix == ".xml":
+                self.run.record_artifact(path.with_suffix(".bin"))
+        elif decision["accepted"]:
+            self.report.artifacts[f"{runtime_name}-{precision}"] = path
+        elif not shared:
+            for p in (path, path.with_suffix(".bin"), sidecar_path(path)):
+                p.unlink(missing_ok=True)
 
 
 def _skip(report: ExportReport, fmt: str, why: str, explicit: bool) -> None:

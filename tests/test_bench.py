@@ -42,12 +42,16 @@ def test_bench_rows_files_and_reference(exported):
     torch_rows = [r for r in rows if r["runtime"] == "torch"]
     assert all(r["speedup_vs_torch"] == pytest.approx(1.0) for r in torch_rows)
     saved = json.loads((exported / "bench.json").read_text())
-    assert [r["runtime"] for r in saved] == [r["runtime"] for r in rows]
+    assert [r["runtime"] for r in saved["rows"]] == [r["runtime"] for r in rows]
+    assert all(r["precision"] == r["executed_precision"] == "fp32" for r in rows)
+    machine = saved["machine"]
+    assert machine["cpu"] and machine["cores"] >= 1 and machine["threads"] == FAST.threads
+    assert "onnxruntime" in machine["versions"] and isinstance(machine["isa"], list)
     with open(exported / "bench.csv") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
     assert (exported / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     manifest = json.loads((exported / "manifest.json").read_text())
-    assert manifest["bench"]["rows"] == len(rows) and "onnxruntime" in manifest["bench"]
+    assert manifest["bench"]["rows"] == len(rows) and manifest["bench"]["machine"]["cpu"] == machine["cpu"]
 
 
 def test_isolated_probe_measures_in_a_fresh_process(exported):
@@ -84,7 +88,9 @@ def test_interleaving_alternates_variants_every_round():
 def test_discovery_finds_later_int8_and_pruned_files(exported, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(exported, run)
-    shutil.copy(run / "model.onnx", run / "model.int8.onnx")
+    from onnxruntime.quantization import quantize_dynamic
+
+    quantize_dynamic(str(run / "model.onnx"), str(run / "model.int8.onnx"))
     (run / "pruned-0.3" / "openvino").mkdir(parents=True)
     shutil.copy(run / "model.onnx", run / "pruned-0.3" / "model.onnx")
     (run / "tensorrt").mkdir()
@@ -101,6 +107,16 @@ def test_discovery_finds_later_int8_and_pruned_files(exported, tmp_path):
     bench = bench_run(run, ["onnxruntime"], ["int8"], cfg=BenchConfig(batches=(1,), budget_s=0.1, rounds=1,
                                                                        warmup=0, isolate=False), show_progress=False)
     assert [(r["runtime"], r["precision"], r["path"]) for r in bench] == [("onnxruntime", "int8", "model.int8.onnx")]
+    assert bench[0]["executed_precision"] == "int8" and bench[0]["precision_mix"].get("int8", 0) >= 1
+
+
+def test_a_file_that_is_not_the_precision_it_is_named_is_refused(exported, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(exported, run)
+    shutil.copy(run / "model.onnx", run / "model.int8.onnx")   # an fp32 graph under the INT8 name
+    with pytest.raises(EdgeAffectError, match="model.int8.onnx holds fp32, not int8"):
+        bench_run(run, ["onnxruntime"], ["int8"], cfg=BenchConfig(batches=(1,), budget_s=0.1, rounds=1, warmup=0,
+                                                                  isolate=False), show_progress=False)
 
 
 def test_flop_count_matches_the_architecture(exported):

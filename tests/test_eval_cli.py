@@ -82,6 +82,25 @@ def test_eval_reports_each_condition(ravdess_run, capsys):
     assert set(kept) == {"clean", "audio=zeros", "audio=noise", "video=zeros", "audio=addnoise"}
 
 
+def test_eval_precision_is_explicit(ravdess_run, capsys):
+    """fp32 runs without autocast; bf16 runs under autocast where the CPU has native bf16, else one line."""
+    from edgeaffect import precision
+    from edgeaffect.cli import main
+
+    assert main(["eval", str(ravdess_run), "--split", "val", "--precision", "int4"]) == 1
+    assert "unknown precision 'int4'" in capsys.readouterr().err
+    assert main(["eval", str(ravdess_run), "--split", "val", "--precision", "int8"]) == 1
+    assert "bench RUN --precision int8" in " ".join(capsys.readouterr().err.split())
+    code = main(["eval", str(ravdess_run), "--split", "val", "--precision", "bf16"])
+    captured = capsys.readouterr()
+    if precision.cpu_flags() & set(precision.NATIVE_BF16_FLAGS):
+        assert code == 0
+        lines = dict(l.split("\t") for l in captured.out.strip().splitlines() if "\t" in l)
+        assert list(lines) == ["clean@bf16"] and 0.0 <= float(lines["clean@bf16"]) <= 1.0
+    else:
+        assert code == 1 and "no native bf16" in captured.err
+
+
 def test_eval_errors_are_one_line(ravdess_run, tmp_path, capsys):
     from edgeaffect.cli import main
 

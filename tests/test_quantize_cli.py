@@ -100,6 +100,7 @@ def test_export_int8_writes_int8_onnx_with_its_manifest_entry_and_bench_finds_it
     m = read_json(run / "manifest.json")
     q = m["quantize"]["onnxruntime"]
     assert q["artifact"] == "model.int8.onnx" and q["passed"]
+    assert q["machine"]["cpu"] and isinstance(q["machine"]["isa"], list)   # the guard's verdict names its CPU
     assert q["drop_points"] == pytest.approx((q["fp32_metric"] - q["int8_metric"]) / 0.01, abs=1e-6)
     assert "model.int8.onnx" in m["artifacts"] and "model.onnx" in m["artifacts"]
     rep = read_json(run / "quantize/report.json")
@@ -108,9 +109,10 @@ def test_export_int8_writes_int8_onnx_with_its_manifest_entry_and_bench_finds_it
     rc = _cli("bench", run, "--runtime", "onnxruntime", "--precision", "fp32,int8", "--batch", "1",
               "--budget", "0.2", "--rounds", "1", "--limit", "2", "--no-isolate")
     assert rc == 0
-    rows = read_json(run / "bench.json")
+    rows = read_json(run / "bench.json")["rows"]
     assert {(r["runtime"], r["precision"]) for r in rows} >= {("onnxruntime", "fp32"), ("onnxruntime", "int8"),
                                                                ("torch", "fp32")}
+    assert all(r["executed_precision"] == r["precision"] for r in rows)
 
 
 @pytest.mark.slow
@@ -127,7 +129,7 @@ def test_export_prune_int8_writes_a_pruned_run_that_bench_takes_like_a_run(eri_d
     assert not (run / "model.int8.onnx").exists()                 # the unpruned run is left as it was
     assert _cli("bench", pruned, "--runtime", "onnxruntime,openvino", "--precision", "fp32,int8", "--batch", "1",
                 "--budget", "0.2", "--rounds", "1", "--limit", "2", "--no-isolate") == 0
-    rows = read_json(pruned / "bench.json")
+    rows = read_json(pruned / "bench.json")["rows"]
     assert {(r["runtime"], r["precision"]) for r in rows} == {
         ("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "int8"), ("torch", "fp32")}
     shutil.rmtree(run)

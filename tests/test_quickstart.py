@@ -15,7 +15,7 @@ def test_quickstart_trains_exports_and_benchmarks(tiny_eri, tmp_path, capsys):
     printed = captured.out + captured.err
     assert "using the dataset already in" in printed  # the existing set is reused, not regenerated
     assert (out / "checkpoint.pt").is_file() and (out / "model.onnx").is_file()
-    rows = json.load(open(out / "bench.json"))
+    rows = json.load(open(out / "bench.json"))["rows"]
     runtimes = {r["runtime"] for r in rows}
     assert {"torch", "onnxruntime"} <= runtimes
     assert {r["batch"] for r in rows} == {1, 8}

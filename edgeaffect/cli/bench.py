@@ -17,7 +17,9 @@ def bench_cmd(
         "--runtime", "-r", help="Comma-separated runtimes: onnxruntime,openvino,tensorrt,torch (default: all found).")] = None,
     batch: Annotated[str, typer.Option("--batch", "-b", help="Comma-separated batch sizes.")] = "1,8",
     precision: Annotated[Optional[str], typer.Option(
-        "--precision", "-p", help="Comma-separated precisions: fp32,fp16,int8 (default: all found).")] = None,
+        "--precision", "-p", help="Comma-separated precisions: fp32,bf16,fp16,int8 (default: every file found; bf16 "
+                                   "runs the fp32 IR/checkpoint in bf16 and is benched when named). A precision this "
+                                   "machine cannot run is skipped with the reason.")] = None,
     budget: Annotated[float, typer.Option("--budget", min=0.1, help="Seconds of timed inference per variant.")] = 6.0,
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Interleaved rounds the budget is split into.")] = 6,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Intra-op threads for every runtime.")] = None,
@@ -29,13 +31,17 @@ def bench_cmd(
 ) -> None:
     """Benchmark a run's artifacts: p50/p90/p99 latency, throughput, cold start, peak RSS, size, metric, agreement.
 
-    Writes bench.json, bench.csv and bench.png into the run directory. Variants are timed in
-    interleaved rounds so machine drift hits all alike. Torch (eager FP32) is the reference.
+    Writes bench.json (with the machine: CPU, cores, threads, ISA flags, runtime versions), bench.csv and
+    bench.png into the run directory. Variants are timed in interleaved rounds so machine drift hits all
+    alike. Torch (eager FP32) is the reference. Each row runs the precision it names and shows what the
+    runtime reports it ran as ("ran as").
 
     Example:  edgeaffect bench runs/eri/exp1 --runtime onnxruntime,openvino,torch --batch 1,8
+    Example:  edgeaffect bench runs/eri/exp1 --precision fp32,bf16,int8 --threads 1
     """
     from ..bench import BenchConfig, bench_run
     from ..errors import EdgeAffectError
+    from ..precision import check_precisions
 
     try:
         batches = tuple(int(b) for b in split_csv(batch))
@@ -43,15 +49,18 @@ def bench_cmd(
         raise EdgeAffectError(f"--batch takes comma-separated integers, got {batch!r}") from None
     cfg = BenchConfig(batches=batches, budget_s=budget, rounds=rounds, threads=threads, isolate=not no_isolate,
                       split=split, limit=limit)
+    precisions = check_precisions(split_csv(precision)) or None
     runtimes = split_csv(runtime) or None
     if runtimes and "torch" not in runtimes:
         runtimes = [*runtimes, "torch"]  # the reference row every speed-up is computed against
-    print_bench(bench_run(run, runtimes, split_csv(precision) or None, cfg, data=data, console=console), Path(run))
+    print_bench(bench_run(run, runtimes, precisions, cfg, data=data, console=console), Path(run))
 
 
 def print_bench(rows, run: Path) -> None:
     """The results table on stdout, and where the files went."""
     from ..bench import table
+    from ..precision import cpu_name
 
-    table_console().print(table(rows, title=f"edgeaffect bench · {run.name}"))
-    console.print(f"[dim]wrote {run / 'bench.json'}, bench.csv, bench.png[/]")
+    table_console().print(table(rows, title=f"edgeaffect bench · {run.name} · {cpu_name()}"))
+    png = ", bench.png" if (run / "bench.png").exists() else ""
+    console.print(f"[dim]wrote {run / 'bench.json'}, bench.csv{png}[/]")

@@ -14,7 +14,7 @@ def demo_cmd(
     source: Annotated[str, typer.Option("--source", "-s", help="Camera index, video file, rtsp:// or http:// URL, or image folder.")] = "0",
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Run directory or exported model (default: the zoo's fer2013, imported on first use).")] = None,
     runtime: Annotated[str, typer.Option("--runtime", "-r", help="auto (fastest the run has), torch, onnxruntime, openvino or tensorrt.")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="fp32 or int8 (int8 needs an exported INT8 artifact).")] = "fp32",
+    precision: Annotated[str, typer.Option("--precision", help="fp32, bf16, fp16 or int8 (int8 and fp16 need their exported artifact; bf16 runs the fp32 one where the CPU has bf16).")] = "fp32",
     headless: Annotated[bool, typer.Option("--headless", help="No window (use with --output/--jsonl/--serve/--bench).")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write every annotated frame to this mp4.")] = None,
     jsonl: Annotated[Optional[Path], typer.Option("--jsonl", help="Write one JSON line of predictions per processed frame.")] = None,
@@ -51,8 +51,9 @@ def demo_cmd(
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     if mode not in ("auto", "sync", "async"):
         raise EdgeAffectError(f"--mode must be auto, sync or async, got {mode!r}")
-    if precision not in ("fp32", "int8"):
-        raise EdgeAffectError(f"--precision must be fp32 or int8, got {precision!r}")
+    from ..precision import check_precisions
+
+    check_precisions([precision])
     session = build_session(
         source=source, model=model, runtime=runtime, precision=precision, window=not headless,
         output=output, jsonl=jsonl, serve=serve, detector=detector, detect_every=detect_every, max_faces=max_faces,

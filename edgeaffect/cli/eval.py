@@ -82,20 +82,29 @@ def eval_cmd(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
     seed: SeedOpt = 0,
     device: DeviceOpt = "cpu",
+    precision: Annotated[str, typer.Option("--precision", help="fp32 (f32, no autocast) or bf16 (torch autocast, where the "
+                                                               "CPU has native bf16). INT8/fp16 artifacts: `edgeaffect bench --precision`.")] = "fp32",
 ) -> None:
     """Score a run's model on a split, clean and with named inputs zeroed or replaced by noise.
 
     Example:  edgeaffect eval runs/ravdess/exp1 --corrupt audio=zeros|noise,video=zeros
+    Example:  edgeaffect eval runs/eri/exp1 --split val --precision bf16
     """
     import inspect
 
     from rich.table import Table
 
     from ..errors import EdgeAffectError
+    from ..precision import check_precisions, torch_autocast, unsupported
     from ..runs import load_model, load_run
     from ..train.tasks import get_task
     from ..train.trainer import predict
 
+    check_precisions([precision])
+    reason = unsupported("torch", precision, device=device)
+    if reason:
+        raise EdgeAffectError(f"eval --precision {precision}: {reason} (eval runs the torch model; "
+                              f"`edgeaffect bench RUN --precision {precision}` scores exported artifacts)")
     r = load_run(run)
     spec = r.spec
     conditions = parse_conditions(corrupt, spec.input_names)
@@ -110,18 +119,20 @@ def eval_cmd(
     model = load_model(r.checkpoint).to(device)
     rows = []
     for cond in conditions:
-        outputs, target = predict(model, dataset, batch_size=batch_size, device=device, transform=corruption(cond, seed))
+        with torch_autocast(precision, device):
+            outputs, target = predict(model, dataset, batch_size=batch_size, device=device,
+                                      transform=corruption(cond, seed))
         value = float(task.metrics(outputs, target)[task.metric])
-        rows.append((describe(cond), value))
+        rows.append((describe(cond) + ("" if precision == "fp32" else f"@{precision}"), value))
     clean = rows[0][1]
-    table = Table(title=f"{spec.name} on {split} ({len(dataset)} samples)")
+    table = Table(title=f"{spec.name} on {split} ({len(dataset)} samples, {precision})")
     table.add_column("condition")
     table.add_column(task.metric, justify="right")
     table.add_column("change", justify="right")
     for name, value in rows:
         delta = (value - clean) / task.metric_scale if task.metric_scale else value - clean
         unit = " pts" if task.metric_scale == 0.01 else ""
-        table.add_row(name, f"{value:.4f}", "-" if name == "clean" else f"{delta:+.1f}{unit}")
+        table.add_row(name, f"{value:.4f}", "-" if name == rows[0][0] else f"{delta:+.1f}{unit}")
     console.print(table)
     earlier = r.manifest.get("eval", {}).get(split, {})   # conditions from earlier calls are kept
     r.update(eval={split: {**earlier, **{name: value for name, value in rows}}})

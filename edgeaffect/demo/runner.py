@@ -17,20 +17,30 @@ _AUTO_ORDER = ("openvino", "onnxruntime", "torch")
 
 
 def resolve_artifact(run: Path, runtime: str, precision: str) -> tuple[Path, str]:
-    """(artifact path, runtime name) inside a run directory."""
+    """(artifact path, runtime name) inside a run directory, for a precision this machine runs.
+
+    A precision the export's accuracy guard refused (``precisions`` in the manifest) is refused here too.
+    """
     from ..export import discover_artifacts
+    from ..fileio import read_json
+    from ..precision import unsupported
     from ..runtimes.registry import get_runtime
 
-    found = [a for a in discover_artifacts(run) if not a.variant and a.precision == precision]
-    if runtime == "auto":
-        for name in _AUTO_ORDER:
-            for a in found:
-                if a.runtime == name and not get_runtime(name).missing():
-                    return a.path, name
-    else:
+    decisions = read_json(run / "manifest.json").get("precisions", {}) if (run / "manifest.json").exists() else {}
+    found = [a for a in discover_artifacts(run, [precision]) if not a.variant and a.precision == precision]
+    reasons = {}
+    for a in found:
+        decision = decisions.get(a.label, {})
+        reasons[a.runtime] = (unsupported(a.runtime, precision) or
+                              (f"refused by the accuracy guard at export: {decision.get('reason')}"
+                               if decision.get("accepted") is False else None))
+    order = [n for n in _AUTO_ORDER if not get_runtime(n).missing()] if runtime == "auto" else [runtime]
+    for name in order:
         for a in found:
-            if a.runtime == runtime:
-                return a.path, runtime
+            if a.runtime == name and not reasons.get(name):
+                return a.path, name
+    if runtime != "auto" and reasons.get(runtime):
+        raise EdgeAffectError(f"{runtime} {precision}: {reasons[runtime]}")
     have = ", ".join(sorted(f"{a.runtime}-{a.precision}" for a in discover_artifacts(run) if not a.variant)) or "none"
     hint = "run `edgeaffect export` on it" + (" with INT8 quantization" if precision == "int8" else "")
     raise EdgeAffectError(f"{run} has no {precision} artifact for the {runtime} runtime (it has: {have}); {hint}")
@@ -47,6 +57,8 @@ def open_model(path: str | Path | None, runtime: str = "auto", precision: str = 
         raise EdgeAffectError(f"no model at {path}: give a run directory or an exported model, "
                               f"or import one with `edgeaffect zoo import fer2013`")
     options = {"threads": threads}
+    if path.is_dir() or precision != "fp32":  # a bare file runs as it is stored unless a precision is named
+        options["precision"] = precision
     if path.is_dir():
         from ..runs import load_run
 

@@ -75,38 +75,23 @@ def agreement(reference: Mapping[str, np.ndarray], other: Mapping[str, np.ndarra
 
 
 def ort_infer(path, threads: int = 1, optimize: bool = True):
-    """A plain ONNX Runtime CPU session as ``infer(feeds) -> {name: array}``."""
-    import onnxruntime as ort
+    """The ONNX Runtime CPU runtime of ``path`` as ``infer(feeds) -> {name: array}`` (precision as stored)."""
+    from ..runtimes.registry import load
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    if not optimize:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-
-    def infer(feeds):
-        return dict(zip(names, sess.run(names, dict(feeds))))
-
-    return infer
+    rt = load(path, runtime="onnxruntime", providers="cpu", threads=threads, inter_threads=1,
+              optimization="all" if optimize else "disable")
+    return rt.infer
 
 
 def ov_infer(model_or_path, threads: int = 1):
-    """An OpenVINO CPU compiled model as ``infer(feeds) -> {name: array}``."""
-    import openvino as ov
+    """The OpenVINO CPU runtime (f32 for the float remainder) of an IR path or an in-memory model."""
+    from ..runtimes.openvino import OpenVinoRuntime
 
-    core = ov.Core()
-    model = core.read_model(str(model_or_path)) if not hasattr(model_or_path, "get_ordered_ops") else model_or_path
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
-    outs = list(compiled.outputs)
-
-    def infer(feeds):
-        res = compiled(dict(feeds))
-        return {o.get_any_name(): res[o] for o in outs}
-
-    return infer
+    if hasattr(model_or_path, "get_ordered_ops"):
+        rt = OpenVinoRuntime.from_model(model_or_path, threads=threads)
+    else:
+        rt = OpenVinoRuntime(model_or_path, threads=threads)
+    return rt.infer
 
 
 # -- sensitivity ---------------------------------------------------------------------------------------

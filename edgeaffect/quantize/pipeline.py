@@ -118,6 +118,7 @@ def quantize_run(run_dir: str | Path, runtimes: Sequence[str] | None = None, con
     ``config`` gives shared settings (calib_samples, calib_method, max_drop, ...); each runtime starts
     from its own preset with those settings applied.  Returns the report (also in ``quantize/report.json``).
     """
+    from ..precision import machine
     from .calibration import load_split, select_calibration
     from .guard import EvalSet
 
@@ -141,6 +142,7 @@ def quantize_run(run_dir: str | Path, runtimes: Sequence[str] | None = None, con
         result = _QUANTIZERS[rt](run, onnx_path, calib, evalset, configs[rt], console)
         result["seconds"] = round(time.perf_counter() - t0, 1)
         result["config"] = configs[rt].to_dict()
+        result["machine"] = machine()   # INT8 speed and even the guard's verdict depend on the CPU
         report["runtimes"][rt] = result
         write_json(run.path / REPORT, report)
         summary = {k: v for k, v in result.items() if k not in ("sensitivity", "attempts")}

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 
 from ..errors import EdgeAffectError
+from ..precision import check_precisions
 from ..spec import BATCH, ModelSpec, TensorSpec
 
 SPEC_KEY = "edgeaffect.spec"
@@ -30,6 +31,8 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 
 
 def read_sidecar_spec(path: str | os.PathLike) -> ModelSpec | None:
+    if not Path(path).name:  # an in-memory model has no file beside which a spec could sit
+        return None
     side = sidecar_path(path)
     if side.exists():
         return ModelSpec.from_json(side.read_text(encoding="utf-8"))
@@ -66,6 +69,8 @@ class Runtime:
         if not self.path.exists():
             raise EdgeAffectError(f"{self.name}: no model file at {self.path}")
         self.options = dict(options)
+        # the precision asked for (fp32 unless named): subclasses pin their backend to it in _load
+        self.precision: str = check_precisions([self.options.get("precision") or self._default_precision()])[0]
         self._closed = False
         self._inputs: list[TensorSpec] = []
         self._outputs: list[TensorSpec] = []
@@ -89,6 +94,21 @@ class Runtime:
     def _read_spec(self) -> ModelSpec | None:
         """The ModelSpec embedded in the artifact or in its sidecar json (None if absent)."""
         return read_sidecar_spec(self.path)
+
+    def _default_precision(self) -> str:
+        """The precision when none is asked for: fp32, or what the artifact itself stores (INT8 files)."""
+        return "fp32"
+
+    def precision_mix(self) -> dict[str, int]:
+        """Compute layers per executed precision, where the backend can say (empty where it cannot)."""
+        return {}
+
+    @property
+    def executed_precision(self) -> str:
+        """What the compute layers run in: read back from the backend where it can say, else the one asked for."""
+        from ..precision import dominant
+
+        return dominant(self.precision_mix()) or self.precision
 
     # --- public API -------------------------------------------------------------------------
     @property
@@ -170,7 +190,7 @@ class Runtime:
             raise EdgeAffectError(f"{self.path.name}: inputs {have} do not match the model spec's {want}")
 
     def describe(self) -> dict[str, Any]:
-        return {"runtime": self.name, "path": str(self.path),
+        return {"runtime": self.name, "path": str(self.path), "precision": self.precision,
                 "inputs": [t.to_dict() for t in self._inputs], "outputs": [t.to_dict() for t in self._outputs]}
 
 

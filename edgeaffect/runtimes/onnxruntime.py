@@ -1,10 +1,16 @@
-"""ONNX Runtime: CPU everywhere, CUDA / TensorRT execution providers where installed."""
+"""ONNX Runtime: CPU everywhere, CUDA / TensorRT execution providers where installed.
+
+ONNX Runtime runs the precision stored in the graph (float, float16 or QDQ INT8): ``precision``
+defaults to what the file holds, a different request is refused, and fp32 sessions pin off the
+bf16 fast-math GEMM (:data:`edgeaffect.precision.ONNXRUNTIME_FP32_CONFIG`).
+"""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
+from .. import precision as _precision
 from ..errors import EdgeAffectError
 from ..spec import TensorSpec
 from .base import Runtime, spec_from_metadata, symbolic_shape
@@ -15,6 +21,28 @@ _ORT_DTYPES = {
 }
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
               "tensorrt": "TensorrtExecutionProvider"}
+_COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+_INT8_OPS = ("QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger")
+
+
+def onnx_precision_mix(path) -> dict[str, int]:
+    """Compute nodes of an ONNX graph per precision: int8 (QDQ-fed or integer ops), fp16 (float16
+    weights) or fp32."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    inits = {i.name: i.data_type for i in graph.initializer}
+    dq_outputs = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    counts: dict[str, int] = {}
+    for node in graph.node:
+        if node.op_type in _INT8_OPS or (node.op_type in _COMPUTE_OPS and node.input and node.input[0] in dq_outputs):
+            p = "int8"
+        elif node.op_type in _COMPUTE_OPS:
+            p = "fp16" if any(inits.get(i) == onnx.TensorProto.FLOAT16 for i in node.input) else "fp32"
+        else:
+            continue
+        counts[p] = counts.get(p, 0) + 1
+    return counts
 
 
 def choose_providers(requested: str | list[str] | None, installed: list[str]) -> list[str]:
@@ -56,6 +84,15 @@ class OnnxRuntime(Runtime):
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         }[level]
         so.log_severity_level = 3
+        if not hasattr(self, "_mix"):
+            self._mix = onnx_precision_mix(self.path)
+        if self._mix and self.precision not in self._mix:
+            stored = "/".join(sorted(self._mix))
+            raise EdgeAffectError(f"onnxruntime runs the precision stored in the graph: {self.path.name} holds {stored}, "
+                                  f"not {self.precision} (export a {self.precision} model for it)")
+        if self.precision == "fp32":
+            for key, value in _precision.ONNXRUNTIME_FP32_CONFIG.items():
+                so.add_session_config_entry(key, value)
         providers = choose_providers(self.options.get("providers"), ort.get_available_providers())
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=so, providers=providers)
@@ -72,6 +109,13 @@ class OnnxRuntime(Runtime):
         if dtype is None:
             raise EdgeAffectError(f"onnxruntime: tensor {arg.name!r} has unsupported type {arg.type}")
         return TensorSpec(arg.name, symbolic_shape(arg.shape), dtype)
+
+    def _default_precision(self) -> str:
+        self._mix = onnx_precision_mix(self.path)
+        return _precision.dominant(self._mix) or "fp32"
+
+    def precision_mix(self) -> dict[str, int]:
+        return dict(self._mix)
 
     def _read_spec(self):
         meta = self.session.get_modelmeta().custom_metadata_map

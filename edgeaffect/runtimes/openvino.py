@@ -3,6 +3,11 @@
 A dynamic-batch IR compiled as-is runs the dynamic-shape code path; reshaping it
 to the batch actually used (``batch=N``) lets the CPU plugin pick static kernels,
 which we measured faster on our machine (DESIGN.md §4).
+
+The execution precision is always pinned (``precision``, default fp32, through
+:func:`edgeaffect.precision.openvino_config`): the CPU plugin's own default is bf16 on
+AMX/AVX512-BF16 CPUs.  :attr:`executed_precision` reads back what the compiled model's
+compute layers really run in.
 """
 from __future__ import annotations
 
@@ -10,11 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from .. import precision as _precision
 from ..errors import EdgeAffectError
 from ..spec import ModelSpec, TensorSpec
 from .base import SPEC_KEY, Runtime, spec_from_metadata, symbolic_shape
 
 RT_INFO_PATH = ["edgeaffect", "spec"]
+# Runtime-graph layer types that carry the arithmetic (the ones whose precision is the model's precision).
+COMPUTE_LAYERS = ("Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul", "Gemm",
+                  "ScaledDotProductAttention")
 
 
 def read_ov_spec(model: Any) -> ModelSpec | None:
@@ -31,7 +40,7 @@ def ov_dims(partial_shape: Any) -> list[int]:
 class OpenVinoRuntime(Runtime):
     """Options: ``device`` ("CPU", "GPU", "AUTO"), ``hint`` ("LATENCY", "THROUGHPUT"), ``threads``,
     ``streams``, ``batch`` (reshape a dynamic batch to this static size before compiling),
-    ``config`` (extra OpenVINO properties)."""
+    ``precision`` (fp32, bf16, fp16, int8; default fp32), ``config`` (extra OpenVINO properties)."""
 
     name = "openvino"
 
@@ -39,17 +48,23 @@ class OpenVinoRuntime(Runtime):
         import openvino as ov
 
         core = ov.Core()
-        try:
-            model = core.read_model(str(self.path))
-        except Exception as exc:
-            raise EdgeAffectError(f"openvino cannot read {self.path}: {str(exc).splitlines()[0]}") from None
+        model = self.options.pop("model", None)
+        if model is None:
+            try:
+                model = core.read_model(str(self.path))
+            except Exception as exc:
+                raise EdgeAffectError(f"openvino cannot read {self.path}: {str(exc).splitlines()[0]}") from None
         self._embedded_spec = read_ov_spec(model)
         batch = self.options.get("batch")
         if batch:
             model.reshape({p.get_any_name(): _with_batch(ov_dims(p.get_partial_shape()), int(batch))
                            for p in model.inputs})
         device = self.options.get("device", "CPU")
-        config: dict[str, Any] = {"PERFORMANCE_HINT": self.options.get("hint", "LATENCY")}
+        reason = _precision.unsupported("openvino", self.precision, device=device)
+        if reason:
+            raise EdgeAffectError(f"openvino {self.precision}: {reason}")
+        config: dict[str, Any] = {"PERFORMANCE_HINT": self.options.get("hint", "LATENCY"),
+                                  **_precision.openvino_config(self.precision)}
         if self.options.get("threads"):
             config["INFERENCE_NUM_THREADS"] = int(self.options["threads"])
         if self.options.get("streams"):
@@ -63,6 +78,11 @@ class OpenVinoRuntime(Runtime):
         self._outputs = [self._tensor(p) for p in self.compiled.outputs]
         self._out_ports = list(self.compiled.outputs)
 
+    @classmethod
+    def from_model(cls, model: Any, path: str = ".", **options: Any) -> "OpenVinoRuntime":
+        """Compile an in-memory ``ov.Model`` (the INT8 guard's probes) through the same settings."""
+        return cls(path, model=model, **options)
+
     @staticmethod
     def _tensor(port: Any) -> TensorSpec:
         dtype = port.get_element_type().to_dtype().name
@@ -70,6 +90,16 @@ class OpenVinoRuntime(Runtime):
 
     def _read_spec(self):
         return self._embedded_spec or super()._read_spec()
+
+    def precision_mix(self) -> dict[str, int]:
+        """How many compute layers of the compiled graph run in each precision (ours: fp32, bf16, int8 ...)."""
+        counts: dict[str, int] = {}
+        for op in self.compiled.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            if str(info["layerType"].astype(str)) in COMPUTE_LAYERS:
+                p = _precision.from_backend(info["runtimePrecision"].astype(str))
+                counts[p] = counts.get(p, 0) + 1
+        return counts
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         result = self.request.infer(feeds, share_inputs=True)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..errors import EdgeAffectError, MissingDependencyError
 
@@ -24,6 +24,9 @@ class RuntimeEntry:
     packages: tuple[str, ...]         # import names that must be present
     suffixes: tuple[str, ...]         # artifact suffixes it opens, in preference order
     description: str = ""
+    # artifact of each precision inside a run (or pruned-<ratio>/) folder; a precision that shares the
+    # fp32 file (bf16 on OpenVINO and torch) is an execution setting of that file, not a file of its own
+    artifacts: Mapping[str, str] = field(default_factory=dict)
 
     def missing(self) -> list[str]:
         return [p for p in self.packages if _find_spec(p) is None]
@@ -45,14 +48,17 @@ def register_runtime(entry: RuntimeEntry) -> RuntimeEntry:
 
 
 for _e in (
-    RuntimeEntry("onnxruntime", "edgeaffect.runtimes.onnxruntime:OnnxRuntime", "onnx", ("onnxruntime",),
-                 (".onnx",), "ONNX Runtime (CPU, CUDA, TensorRT execution providers)"),
+    RuntimeEntry("torch", "edgeaffect.runtimes.torch:TorchRuntime", "torch", ("torch",),
+                 (".pt",), "PyTorch eager, the FP32 reference", {"fp32": "checkpoint.pt", "bf16": "checkpoint.pt"}),
+    RuntimeEntry("onnxruntime", "edgeaffect.runtimes.onnxruntime:OnnxRuntime", "onnx", ("onnxruntime", "onnx"),
+                 (".onnx",), "ONNX Runtime (CPU, CUDA, TensorRT execution providers)",
+                 {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}),
     RuntimeEntry("openvino", "edgeaffect.runtimes.openvino:OpenVinoRuntime", "openvino", ("openvino",),
-                 (".xml", ".onnx"), "OpenVINO (CPU/GPU/AUTO, IR or ONNX)"),
+                 (".xml", ".onnx"), "OpenVINO (CPU/GPU/AUTO, IR or ONNX)",
+                 {"fp32": "openvino/model.xml", "bf16": "openvino/model.xml", "fp16": "openvino/model.fp16.xml",
+                  "int8": "openvino/model.int8.xml"}),
     RuntimeEntry("tensorrt", "edgeaffect.runtimes.tensorrt:TensorRTRuntime", "tensorrt", ("tensorrt", "pycuda"),
                  (".engine", ".plan"), "TensorRT engine on a CUDA device (pycuda buffers)"),
-    RuntimeEntry("torch", "edgeaffect.runtimes.torch:TorchRuntime", "torch", ("torch",),
-                 (".pt",), "PyTorch eager, the FP32 reference"),
 ):
     register_runtime(_e)
 

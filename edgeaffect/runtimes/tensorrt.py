@@ -113,6 +113,9 @@ class TensorRTRuntime(Runtime):
         cuda.init()
         dev = cuda.Device(int(self.options.get("device", 0)))
         self.gpu_name, self.trt_version = dev.name(), str(trt.__version__)
+        if self.precision != engine_precision(self.path):
+            raise EdgeAffectError(f"tensorrt: {self.path.name} is a {engine_precision(self.path)} engine, not "
+                                  f"{self.precision}; build one with `edgeaffect export RUN --format tensorrt`")
         if self.options.get("check_target", True):
             check_engine_target(self.path, self.gpu_name, self.trt_version)
         self._ctx = dev.retain_primary_context()
@@ -134,6 +137,9 @@ class TensorRTRuntime(Runtime):
             self._describe_io()
         finally:
             self._ctx.pop()
+
+    def _default_precision(self) -> str:
+        return engine_precision(self.path)
 
     def _describe_io(self) -> None:
         trt, engine = self._trt, self.engine

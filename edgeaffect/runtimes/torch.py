@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import precision as _precision
+from ..errors import EdgeAffectError
 from ..spec import TensorSpec
 from .base import Runtime
 
@@ -12,7 +14,8 @@ from .base import Runtime
 class TorchRuntime(Runtime):
     """Opens ``checkpoint.pt`` (or an in-memory model via :meth:`from_module`).
 
-    Options: ``threads`` (``torch.set_num_threads``), ``device`` ("cpu", "cuda").
+    Options: ``threads`` (``torch.set_num_threads``), ``device`` ("cpu", "cuda"), ``precision``
+    (fp32, the reference; bf16 runs under autocast, where the CPU has native bf16).
     """
 
     name = "torch"
@@ -25,6 +28,9 @@ class TorchRuntime(Runtime):
         if self.options.get("threads"):
             torch.set_num_threads(int(self.options["threads"]))
         self.device = self.options.get("device", "cpu")
+        reason = _precision.unsupported("torch", self.precision, device=self.device)
+        if reason:
+            raise EdgeAffectError(f"torch {self.precision}: {reason}")
         model = self.options.pop("module", None)
         if model is None:
             model = load_model(self.path, map_location=self.device)
@@ -41,11 +47,11 @@ class TorchRuntime(Runtime):
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), _precision.torch_autocast(self.precision, self.device):
             args = [torch.from_numpy(feeds[n]).to(self.device) for n in self.spec.input_names]
             out = self.model(*args)
         outs = out if isinstance(out, (tuple, list)) else (out,)
-        return {t.name: o.detach().cpu().numpy() for t, o in zip(self._outputs, outs)}
+        return {t.name: o.detach().float().cpu().numpy() for t, o in zip(self._outputs, outs)}
 
     def _close(self) -> None:
         self.model = None
