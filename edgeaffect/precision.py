@@ -9,7 +9,11 @@ so a precision name means one thing everywhere:
   autocast.  Never a runtime's CPU-dependent default.
 - ``bf16`` / ``fp16`` are asked for by name: OpenVINO's hint (where the device lists the capability),
   torch CPU autocast bf16 (where the CPU has native bf16), TensorRT fp16 engines.
-- ``int8`` is a quantized artifact whose float remainder runs f32.
+- ``int8`` is a quantized artifact.  On OpenVINO its float remainder (depthwise convs, norms, softmax)
+  runs bf16 where the device lists BF16, else f32: measured on an AMX Xeon, the remainder in bf16 made
+  the ERI INT8 model 1.09x (64 px) and 1.46x (112 px) faster at the same metric
+  (benchmarks/results/2026-12-01-int8-eri-*-amx.md).  The accuracy guard
+  scores exactly this setting, and ``precision_mix`` records it per row.
 
 :func:`unsupported` says in one line why a (runtime, precision) cannot run here; callers skip that row
 with the reason instead of silently running something else.
@@ -159,10 +163,13 @@ def openvino_capabilities(device: str = "CPU") -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------------------------- per-runtime settings
-def openvino_config(precision: str) -> dict[str, str]:
+def openvino_config(precision: str, device: str = "CPU") -> dict[str, str]:
     """The compile properties that make OpenVINO execute ``precision`` (never the device default)."""
     check_precisions([precision])
-    return {"INFERENCE_PRECISION_HINT": OPENVINO_HINT[precision]}
+    hint = OPENVINO_HINT[precision]
+    if precision == "int8" and _openvino_unsupported("bf16", device) is None:
+        hint = OPENVINO_HINT["bf16"]   # the float remainder of an INT8 model, where the device runs bf16
+    return {"INFERENCE_PRECISION_HINT": hint}
 
 
 def torch_autocast(precision: str, device: str = "cpu"):

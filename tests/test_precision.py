@@ -188,3 +188,14 @@ def test_export_precision_guards_and_records_each_decision(tmp_path):
     assert ("openvino/model.fp16.xml" in manifest["artifacts"]) == OV_FP16
     with pytest.raises(EdgeAffectError, match="export --precision takes bf16, fp16"):
         export_run(run, ["onnx"], precisions=["int8"], exporter="legacy")
+
+
+def test_cli_export_precision_says_what_it_did(tmp_path, capsys):
+    data = make_dataset(tmp_path / "data")
+    run = make_run(tmp_path / "run", data=data)
+    assert main(["export", str(run), "--format", "onnx,openvino", "--precision", "bf16", "--exporter", "legacy"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("accepted openvino-bf16 (ran as bf16)" in err) == OV_BF16
+    assert ("skipped openvino-bf16" in err) == (not OV_BF16)
+    assert main(["export", str(run), "--precision", "int8"]) == 1
+    assert "--precision takes bf16, fp16" in capsys.readouterr().err

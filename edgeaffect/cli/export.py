@@ -16,7 +16,11 @@ FormatOpt = Annotated[Optional[str], typer.Option(
 BatchOpt = Annotated[Optional[int], typer.Option(
     "--batch", min=1, help="Fix the batch size (static shapes; faster on CPU). With --dynamic: the optimisation batch.")]
 DynamicOpt = Annotated[bool, typer.Option("--dynamic", help="Keep a dynamic batch even when --batch is given.")]
-Fp16Opt = Annotated[bool, typer.Option("--fp16", help="Also write FP16 variants (openvino/model.fp16.xml, TensorRT FP16).")]
+Fp16Opt = Annotated[bool, typer.Option("--fp16", help="Short for --precision fp16.")]
+PrecisionOpt = Annotated[Optional[str], typer.Option(
+    "--precision", "-p", help="Also bf16 and/or fp16 (comma-separated), for every format whose runtime runs it on this "
+                              "machine (OpenVINO bf16/fp16 where the CPU lists them, TensorRT fp16), each accepted "
+                              "only within --max-drop of FP32; others are skipped with the reason.")]
 
 
 @app.command("export")
@@ -26,6 +30,7 @@ def export_cmd(
     batch: BatchOpt = None,
     dynamic: DynamicOpt = False,
     fp16: Fp16Opt = False,
+    precision: PrecisionOpt = None,
     opset: Annotated[int, typer.Option("--opset", min=13, help="ONNX opset.")] = 18,
     exporter: Annotated[str, typer.Option("--exporter", help="torch.onnx exporter: dynamo or legacy.")] = "dynamo",
     tolerance: Annotated[float, typer.Option("--tolerance", help="Max abs difference from torch allowed (FP32).")] = 1e-3,
@@ -36,7 +41,7 @@ def export_cmd(
                                                                            "(default: every installed one).")] = None,
     calib_samples: Annotated[int, typer.Option("--calib-samples", help="With --int8: calibration samples, stratified across labels.")] = DEFAULT_CALIB_SAMPLES,
     calib_method: Annotated[str, typer.Option("--calib-method", help="With --int8: minmax | entropy | percentile.")] = "minmax",
-    max_drop: Annotated[float, typer.Option("--max-drop", help="With --int8: allowed metric drop vs FP32, in points of the task metric.")] = 1.0,
+    max_drop: Annotated[float, typer.Option("--max-drop", help="With --int8/--precision: allowed metric drop vs FP32, in points of the task metric.")] = 1.0,
     prune: Annotated[Optional[float], typer.Option("--prune", help="Prune this fraction of channels (0, 0.9], fine-tune, and export "
                                                                    "<run>/pruned-<ratio>/ instead of the run.")] = None,
     finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="With --prune: fine-tuning epochs.")] = 5,
@@ -52,12 +57,19 @@ def export_cmd(
     --prune writes a pruned, fine-tuned run in <run>/pruned-<ratio>/ and exports that.
 
     Example:  edgeaffect export runs/eri/exp1 --format onnx,openvino --batch 1 --dynamic
+    Example:  edgeaffect export runs/eri/exp1 --precision bf16,fp16 --max-drop 0.5
     Example:  edgeaffect export runs/eri/exp1 --prune 0.4 --finetune-epochs 5 --int8 --runtime onnxruntime,openvino
     """
     from rich.markup import escape
 
     from ..errors import EdgeAffectError
     from ..export import FORMATS, export_run
+    from ..precision import REDUCED_FLOAT, check_precisions
+
+    reduced = check_precisions(split_csv(precision))
+    if any(p not in REDUCED_FLOAT for p in reduced):
+        raise EdgeAffectError(f"--precision takes {', '.join(REDUCED_FLOAT)} (fp32 is always written; INT8 is --int8), "
+                              f"got {precision!r}")
 
     int8_runtimes: list[str] | None = None
     cfg = None
@@ -67,8 +79,8 @@ def export_cmd(
 
         int8_runtimes = check_runtimes(split_csv(runtime) or None)
         cfg = QuantConfig(calib_samples=calib_samples, calib_method=calib_method, max_drop=max_drop)
-    elif runtime or calib_samples != DEFAULT_CALIB_SAMPLES or calib_method != "minmax" or max_drop != 1.0:
-        raise EdgeAffectError("--runtime, --calib-samples, --calib-method and --max-drop go with --int8")
+    elif runtime or calib_samples != DEFAULT_CALIB_SAMPLES or calib_method != "minmax" or (max_drop != 1.0 and not reduced):
+        raise EdgeAffectError("--runtime, --calib-samples and --calib-method go with --int8; --max-drop with --int8 or --precision")
     if prune is not None:
         from ..quantize.prune import check_ratio
 
@@ -92,7 +104,8 @@ def export_cmd(
                         console=console)
         print_pruning(run)
     with console.status("exporting") as status:
-        report = export_run(run, chosen, batch=batch, dynamic=dynamic, fp16=fp16, opset=opset, exporter=exporter,
+        report = export_run(run, chosen, batch=batch, dynamic=dynamic, fp16=fp16, precisions=reduced, max_drop=max_drop,
+                            opset=opset, exporter=exporter,
                             tolerance=tolerance, data=data, explicit=formats is not None,
                             progress=lambda msg: (status.update(escape(msg)), console.print(f"[dim]{escape(msg)}[/]")))
     print_export_report(report)
@@ -114,6 +127,9 @@ def print_export_report(report) -> None:
                       f"agreement {p.agreement:.3f}{metric}", highlight=False)
     for name, path in report.artifacts.items():
         console.print(f"  {name:<18} {escape(str(path))}", highlight=False)
+    for name, d in report.precisions.items():
+        verdict = "[green]accepted[/]" if d["accepted"] else "[red]refused[/]"
+        console.print(f"{verdict} {name} (ran as {d['executed_precision']}): {escape(d['reason'])}", highlight=False)
     for fmt, why in report.skipped.items():
         console.print(f"[yellow]skipped {fmt}[/]: {escape(why)}", highlight=False)
 

@@ -83,14 +83,14 @@ def ort_infer(path, threads: int = 1, optimize: bool = True):
     return rt.infer
 
 
-def ov_infer(model_or_path, threads: int = 1):
-    """The OpenVINO CPU runtime (f32 for the float remainder) of an IR path or an in-memory model."""
+def ov_infer(model_or_path, threads: int = 1, precision: str = "fp32"):
+    """The OpenVINO CPU runtime of an IR path or an in-memory model, executing ``precision`` as bench does."""
     from ..runtimes.openvino import OpenVinoRuntime
 
     if hasattr(model_or_path, "get_ordered_ops"):
-        rt = OpenVinoRuntime.from_model(model_or_path, threads=threads)
+        rt = OpenVinoRuntime.from_model(model_or_path, threads=threads, precision=precision)
     else:
-        rt = OpenVinoRuntime(model_or_path, threads=threads)
+        rt = OpenVinoRuntime(model_or_path, threads=threads, precision=precision)
     return rt.infer
 
 
@@ -205,7 +205,7 @@ def rank_openvino(float_model, int8_xml, feeds: Sequence[Mapping[str, np.ndarray
                 src = fq.input_value(0)
                 for target in list(fq.output(0).get_target_inputs()):
                     target.replace_source_output(src)
-        return ov_infer(model)
+        return ov_infer(model, precision="int8")
 
     return _rank(cands, measure, ov_infer(float_model), feeds)
 

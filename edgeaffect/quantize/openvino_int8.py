@@ -15,6 +15,27 @@ from ..errors import EdgeAffectError
 from .calibration import CalibrationSet
 from .config import QuantConfig
 
+def narrow_convs(onnx_path: str | Path, min_channels: int = 16) -> list[str]:
+    """ONNX names of dense convolutions with fewer than ``min_channels`` input channels (a network's RGB stem).
+
+    AMX/VNNI INT8 kernels reduce over input channels in blocks of 64 (AMX) or 4 (VNNI): a 3-channel stem
+    pads to a full block and measured 5.3 ms of a 14 ms INT8 ERI model on an AMX Xeon, against
+    well under 1 ms in bf16, so it stays float.
+    """
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    weights = {i.name: list(i.dims) for i in graph.initializer}
+    out = []
+    for node in graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in weights:
+            continue
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if group == 1 and weights[node.input[1]][1] < min_channels:
+            out.append(node.name)
+    return out
+
+
 def read_float(onnx_path: str | Path):
     """The float OpenVINO model of an ONNX file (in memory)."""
     import openvino as ov

@@ -271,8 +271,8 @@ def _openvino(run: Run, onnx_path: Path, calib, evalset, cfg: QuantConfig, conso
 
     fp32_outputs = evalset.predict(ov_infer(ovq.read_float(onnx_path)))
     return _guarded("openvino", run, work, evalset, cfg, console, quantize_fn=quantize_fn,
-                    predict_fn=lambda p: evalset.predict(ov_infer(p)), rank_fn=rank_fn, fp32_outputs=fp32_outputs,
-                    dest=run.path / ARTIFACTS["openvino"])
+                    predict_fn=lambda p: evalset.predict(ov_infer(p, precision="int8")), rank_fn=rank_fn,
+                    fp32_outputs=fp32_outputs, dest=run.path / ARTIFACTS["openvino"])
 
 
 def _tensorrt(run: Run, onnx_path: Path, calib, evalset, cfg: QuantConfig, console) -> dict[str, Any]:

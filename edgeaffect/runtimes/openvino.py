@@ -64,7 +64,7 @@ class OpenVinoRuntime(Runtime):
         if reason:
             raise EdgeAffectError(f"openvino {self.precision}: {reason}")
         config: dict[str, Any] = {"PERFORMANCE_HINT": self.options.get("hint", "LATENCY"),
-                                  **_precision.openvino_config(self.precision)}
+                                  **_precision.openvino_config(self.precision, device)}
         if self.options.get("threads"):
             config["INFERENCE_NUM_THREADS"] = int(self.options["threads"])
         if self.options.get("streams"):
