@@ -393,8 +393,7 @@ class ExportReport:
     precisions: dict[str, dict[str, Any]] = field(default_factory=dict)   # guard decisions for bf16/fp16
 
 
-def guard_precision(model, runtime, samples: Samples, *, max_drop: float, reference_metric: float | None,
-                    batch: int = 8) -> dict[str, Any]:
+def guard_precision(model, runtime, samples: Samples, *, max_drop: float, batch: int = 8) -> dict[str, Any]:
     """The accuracy guard for a reduced float precision (bf16/fp16): accepted when the task metric drops
     at most ``max_drop`` points below torch fp32 on ``samples`` (without targets: outputs within
     :data:`FP16_TOLERANCE`).  Returns the decision with its numbers, the executed precision and the machine."""
@@ -416,8 +415,7 @@ def guard_precision(model, runtime, samples: Samples, *, max_drop: float, refere
         from .train.tasks import get_task
 
         task = get_task(model.spec.task)
-        drop = (1.0 if task.higher_is_better else -1.0) * ((reference_metric if reference_metric is not None else m_ref)
-                                                            - m_out) / task.metric_scale
+        drop = (1.0 if task.higher_is_better else -1.0) * (m_ref - m_out) / task.metric_scale
         decision.update(drop_points=drop, accepted=bool(np.isfinite(drop) and drop <= max_drop))
         decision["reason"] = (f"{name} {m_out:.4f} vs fp32 {m_ref:.4f}: drop {drop:.2f} point(s) "
                               f"{'within' if decision['accepted'] else 'exceeds'} --max-drop {max_drop:g}")
@@ -456,7 +454,7 @@ def export_run(run_dir: str | os.PathLike, formats: Iterable[str] = FORMATS, *, 
         raise EdgeAffectError(f"export --precision takes {', '.join(REDUCED_FLOAT)} (INT8 is --int8), got {reduced}")
     model = load_model(run.checkpoint)
     static = batch if (batch and not dynamic) else None
-    job = _ExportJob(run, model, ExportReport(), say, static, tolerance, explicit, max_drop, dict.fromkeys(reduced))
+    job = _ExportJob(run, model, ExportReport(), say, static, tolerance, explicit, max_drop, tuple(dict.fromkeys(reduced)))
     job.samples = load_samples(model.spec, data or run.data_dir, split, limit=samples_limit,
                                dataset_kwargs=run.dataset_kwargs)
     say(f"parity samples: {job.samples.source}")
@@ -489,7 +487,7 @@ class _ExportJob:
     tolerance: float
     explicit: bool
     max_drop: float
-    reduced: dict[str, None]
+    reduced: tuple[str, ...]
     samples: Samples | None = None
     guard_samples: Samples | None = None
 
@@ -584,7 +582,7 @@ class _ExportJob:
         self.say(f"accuracy guard {runtime_name} {precision} on {self.guard_samples.source}")
         with load(path, runtime=runtime_name, precision=precision) as rt:
             decision = guard_precision(self.model, rt, self.guard_samples, max_drop=self.max_drop,
-                                       reference_metric=None, batch=self.static or 8)
+                                       batch=self.static or 8)
         decision["artifact"] = os.path.relpath(path, self.run.path)
         self.report.precisions[f"{runtime_name}-{precision}"] = decision
         if decision["accepted"] and not shared:

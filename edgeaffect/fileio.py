@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import EdgeAffectError
+
 
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
@@ -98,3 +100,32 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load`` with ``weights_only=True``: tensors and plain containers only, never code.
+
+    A file that needs more (a crafted or foreign pickle) is refused in one line naming it; every
+    checkpoint edgeaffect writes (models, optimizer and scheduler state, RNG state) loads this way.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        with torch.serialization.safe_globals(_numpy_data_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EdgeAffectError(f"refused to load {path}: it holds objects beyond tensors and plain containers, "
+                              f"which could run code when unpickled ({first[:160]})") from None
+
+
+def _numpy_data_globals() -> list:
+    """numpy's scalar, array and dtype constructors: they rebuild data (a float64 metric, a RNG state), nothing else."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    names = [core.multiarray.scalar, core.multiarray._reconstruct, np.ndarray, np.dtype]
+    names += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+    return names

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EdgeAffectError
-from .fileio import atomic_path, read_json, sha256_file, write_json
+from .fileio import atomic_path, read_json, sha256_file, write_json, load_checkpoint
 from .spec import ModelSpec
 
 CHECKPOINT = "checkpoint.pt"
@@ -105,7 +105,9 @@ def load_model(checkpoint: str | os.PathLike, map_location: str = "cpu"):
     if not checkpoint.exists():
         raise EdgeAffectError(f"no checkpoint at {checkpoint}")
     try:
-        payload = torch.load(checkpoint, map_location=map_location, weights_only=False)
+        payload = load_checkpoint(checkpoint, map_location=map_location)
+    except EdgeAffectError:
+        raise
     except Exception as exc:
         raise EdgeAffectError(f"cannot read checkpoint {checkpoint}: {exc}") from None
     if not isinstance(payload, dict) or "model" not in payload or "state_dict" not in payload:

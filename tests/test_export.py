@@ -173,3 +173,33 @@ def test_a_sample_limit_spreads_over_the_split_not_its_head(tmp_path, monkeypatc
     s = load_samples(spec, tmp_path, "val", limit=4)
     assert s.target.tolist() == [0, 33, 66, 99] and "4 of 100 samples, evenly spaced" in s.source
     assert "(100 samples)" in load_samples(spec, tmp_path, "val", limit=None).source
+
+
+class _Payload:
+    """Unpickling this runs ``os.system``: what a crafted checkpoint does."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch PWNED",))
+
+
+def test_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path, monkeypatch, capsys):
+    import torch
+
+    run = make_run(tmp_path / "run")
+    torch.save({"model": "tiny_av_test", "state_dict": {}, "x": _Payload()}, run / "checkpoint.pt")
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(run), "--format", "onnx"]) == 1
+    err = capsys.readouterr().err
+    assert "refused to load" in err and "checkpoint.pt" in err and "Traceback" not in err
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_fp16_that_tensorrt11_cannot_build_is_a_skipped_row_not_an_aborted_export(tmp_path, data, monkeypatch):
+    install(monkeypatch, version="11.0.0", gpu="NVIDIA Jetson Orin Nano")
+    run = make_run(tmp_path / "run", data=data)
+    report = export_run(run, ["onnx", "tensorrt"], exporter="legacy", precisions=["fp16"])
+    assert sorted(p.name for p in (run / "tensorrt").glob("*.engine")) == ["NVIDIA-Jetson-Orin-Nano-trt11.0.0.engine"]
+    assert "strongly typed" in report.skipped["tensorrt-fp16"]
+    assert "tensorrt/NVIDIA-Jetson-Orin-Nano-trt11.0.0.engine" in json.loads((run / "manifest.json").read_text())["artifacts"]

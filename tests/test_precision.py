@@ -163,13 +163,13 @@ def test_the_reduced_precision_guard_accepts_small_drops_and_refuses_large_ones(
     model = tiny_av_test()
     items = dict(np.load(data / "val.npz"))
     samples = Samples({k: items[k] for k in model.spec.input_names}, items["target"], "val split (24 samples)")
-    same = guard_precision(model, _Scaled(1.0), samples, max_drop=1.0, reference_metric=None)
+    same = guard_precision(model, _Scaled(1.0), samples, max_drop=1.0)
     assert same["accepted"] and abs(same["drop_points"]) < 1e-6 and same["machine"]["cpu"]
     noisy = _Scaled(1.0)
     rng = np.random.default_rng(0)
     noisy.infer = lambda feeds: {"intensities": (reference(feeds) + rng.normal(0, 0.05, (len(feeds["audio"]), 3)))
                                  .astype(np.float32)}
-    bad = guard_precision(model, noisy, samples, max_drop=0.01, reference_metric=None)   # the tiny task's
+    bad = guard_precision(model, noisy, samples, max_drop=0.01)   # the tiny task's
     assert not bad["accepted"] and bad["drop_points"] > 0.01 and "exceeds --max-drop 0.01" in bad["reason"]  # point is 1.0
 
 

@@ -29,6 +29,7 @@ from torch import nn
 from ..errors import EdgeAffectError
 from ..spec import BATCH, ModelSpec, TensorSpec
 from .registry import register_model
+from ..fileio import load_checkpoint
 
 RAVDESS_LABELS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 FUSIONS = ("ia", "it", "lt")
@@ -387,7 +388,7 @@ def load_efficientface(visual: nn.Module, path: str | Path) -> dict:
     if not path.is_file():
         raise EdgeAffectError(f"pretrained checkpoint {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = load_checkpoint(path, map_location="cpu")
     except Exception as exc:
         raise EdgeAffectError(f"cannot read pretrained checkpoint {path}: {exc}") from None
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import EdgeAffectError, MissingDependencyError
-from ..fileio import atomic_path, read_json, write_json
+from ..fileio import atomic_path, read_json, write_json, load_checkpoint
 from ..runs import Run, load_run
 from .config import RUNTIMES, QuantConfig
 
@@ -54,7 +54,7 @@ def open_run(run_dir: str | Path) -> tuple[Run, Any]:
 
     run = load_run(run_dir)
     try:
-        payload = torch.load(run.checkpoint, map_location="cpu", weights_only=False)
+        payload = load_checkpoint(run.checkpoint, map_location="cpu")
     except Exception as exc:
         raise EdgeAffectError(f"cannot read checkpoint {run.checkpoint}: {exc}") from None
     name = payload.get("model") if isinstance(payload, dict) else None

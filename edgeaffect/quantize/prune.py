@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import EdgeAffectError
+from ..fileio import load_checkpoint
 
 MAX_RATIO = 0.9
 _STRUCT_ATTRS = ("in_channels", "out_channels", "groups", "in_features", "out_features", "num_features",
@@ -82,7 +83,9 @@ def load_model_any(checkpoint: str | Path, payload: Mapping[str, Any] | None = N
         if not Path(checkpoint).exists():
             raise EdgeAffectError(f"no checkpoint at {checkpoint}")
         try:
-            payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
+            payload = load_checkpoint(checkpoint, map_location="cpu")
+        except EdgeAffectError:
+            raise
         except Exception as exc:
             raise EdgeAffectError(f"cannot read checkpoint {checkpoint}: {exc}") from None
     if not isinstance(payload, Mapping) or "model" not in payload or "state_dict" not in payload:
@@ -228,7 +231,7 @@ def prune_run(run_dir: str | Path, ratio: float, *, importance: str = "magnitude
     if not 0 <= distill < 1:
         raise EdgeAffectError(f"--distill must be in [0, 1), got {distill}")
     run, model = open_run(run_dir)
-    payload = torch.load(run.checkpoint, map_location="cpu", weights_only=False)
+    payload = load_checkpoint(run.checkpoint, map_location="cpu")
     spec = run.spec
     task, train = load_split(run, "train", data_root)
     _, val = load_split(run, "val", data_root)

@@ -126,7 +126,7 @@ def train_eri(data: Path, out: Path, *, config, stages: Sequence[str] = STAGES, 
     stages are skipped and the interrupted one continues from its last epoch.
     """
     from ..data.hume import read_data_info
-    from ..fileio import sha256_file
+    from ..fileio import sha256_file, load_checkpoint
     from ..models import create_model
     from ..runs import MANIFEST, Run, provenance, save_checkpoint
     from .trainer import Trainer, seed_everything
@@ -160,7 +160,7 @@ def train_eri(data: Path, out: Path, *, config, stages: Sequence[str] = STAGES, 
         if stage == "fused":
             _init_fused(model, trained, out)
         if stage in done and (stage_dir / "best.pt").exists():
-            model.load_state_dict(torch.load(stage_dir / "best.pt", map_location="cpu", weights_only=False)["model"])
+            model.load_state_dict(load_checkpoint(stage_dir / "best.pt", map_location="cpu")["model"])
             trained[stage] = model
             final = model
             continue
@@ -194,7 +194,7 @@ def _init_fused(model: torch.nn.Module, trained: Mapping[str, torch.nn.Module], 
     for stage, branch in (("audio", "audio"), ("video", "video")):
         src = trained.get(stage)
         if src is None and (out / "stages" / stage / "best.pt").exists():
-            state = torch.load(out / "stages" / stage / "best.pt", map_location="cpu", weights_only=False)["model"]
+            state = load_checkpoint(out / "stages" / stage / "best.pt", map_location="cpu")["model"]
         elif src is not None:
             state = src.state_dict()
         else:

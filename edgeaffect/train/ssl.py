@@ -65,6 +65,7 @@ import torch.nn.functional as F
 
 from .tasks import Task
 from .trainer import Trainer
+from ..fileio import load_checkpoint
 
 # -- augmentations ----------------------------------------------------------------------------------
 
@@ -380,7 +381,7 @@ class SemiSupervisedTrainer(Trainer):
     def fit(self, resume: bool = False) -> dict[str, Any]:
         last = self.stage_dir / "last.pt"
         if resume and last.exists():
-            state = torch.load(last, map_location="cpu", weights_only=False)
+            state = load_checkpoint(last, map_location="cpu")
             if "ssl" in state:
                 self.ssl.load_state_dict(state["ssl"])
         return super().fit(resume=resume)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..fileio import atomic_path
+from ..fileio import atomic_path, load_checkpoint
 from .tasks import Task
 
 
@@ -174,7 +174,7 @@ class Trainer:
         start_epoch, best_value, best_epoch, best_metrics = 0, -math.inf, -1, {}
         last = self.stage_dir / "last.pt"
         if resume and last.exists():
-            state = torch.load(last, map_location=device, weights_only=False)
+            state = load_checkpoint(last, map_location=device)
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             start_epoch = state["epoch"] + 1
@@ -242,7 +242,7 @@ class Trainer:
                         f"val {self.task.metric} {value:.4f}" + ("  (best)" if improved else ""))
                 progress.update(epochs_bar, advance=1,
                                 info=f"loss {record['train_loss']:.4f}  val {self.task.metric} {value:.4f}  best {best_value:.4f}@{best_epoch + 1}")
-        best = torch.load(self.stage_dir / "best.pt", map_location=device, weights_only=False)
+        best = load_checkpoint(self.stage_dir / "best.pt", map_location=device)
         model.load_state_dict(best["model"])
         model.to("cpu")
         return {"best": best_metrics, "best_epoch": best_epoch, "history": self.history}
