@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 
 from ..errors import EdgeAffectError
-from ..precision import check_precisions
+from ..precision import check_precisions, dominant
 from ..spec import BATCH, ModelSpec, TensorSpec
 
 SPEC_KEY = "edgeaffect.spec"
@@ -106,8 +106,6 @@ class Runtime:
     @property
     def executed_precision(self) -> str:
         """What the compute layers run in: read back from the backend where it can say, else the one asked for."""
-        from ..precision import dominant
-
         return dominant(self.precision_mix()) or self.precision
 
     # --- public API -------------------------------------------------------------------------

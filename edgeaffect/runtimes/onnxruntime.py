@@ -6,6 +6,7 @@ bf16 fast-math GEMM (:data:`edgeaffect.precision.ONNXRUNTIME_FP32_CONFIG`).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -84,8 +85,6 @@ class OnnxRuntime(Runtime):
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         }[level]
         so.log_severity_level = 3
-        if not hasattr(self, "_mix"):
-            self._mix = onnx_precision_mix(self.path)
         if self._mix and self.precision not in self._mix:
             stored = "/".join(sorted(self._mix))
             raise EdgeAffectError(f"onnxruntime runs the precision stored in the graph: {self.path.name} holds {stored}, "
@@ -110,8 +109,12 @@ class OnnxRuntime(Runtime):
             raise EdgeAffectError(f"onnxruntime: tensor {arg.name!r} has unsupported type {arg.type}")
         return TensorSpec(arg.name, symbolic_shape(arg.shape), dtype)
 
+    @functools.cached_property
+    def _mix(self) -> dict[str, int]:
+        """The graph's compute nodes per precision (read once: the default precision and the check use it)."""
+        return onnx_precision_mix(self.path)
+
     def _default_precision(self) -> str:
-        self._mix = onnx_precision_mix(self.path)
         return _precision.dominant(self._mix) or "fp32"
 
     def precision_mix(self) -> dict[str, int]:
