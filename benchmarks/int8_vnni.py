@@ -68,19 +68,17 @@ def main() -> None:
     args = ap.parse_args()
 
     from edgeaffect import precision
-    from edgeaffect.bench import BenchConfig, _Variant, outputs_over, percentiles, time_interleaved
-    from edgeaffect.export import Artifact, Samples
+    from edgeaffect.bench import BenchConfig, _Variant, percentiles, time_interleaved
+    from edgeaffect.evaluate import from_dataset, predict, score
     from edgeaffect.quantize.calibration import load_split, select_calibration
-    from edgeaffect.quantize.guard import EvalSet
-    from edgeaffect.quantize.pipeline import open_run
-    from edgeaffect.runtimes.registry import load
+    from edgeaffect.runs import open_run
+    from edgeaffect.runtimes.registry import Artifact, load
 
     run, _ = open_run(args.run)
     task, train = load_split(run, "train")
     _, val = load_split(run, "val")
     calib = select_calibration(task, train, run.spec, args.calib_samples)
-    evalset = EvalSet.from_dataset(task, val, run.spec.input_names)
-    val_samples = Samples(evalset.feeds, evalset.target, "val split")
+    val_samples = from_dataset(val, run.spec, "val", str(run.data_dir), limit=None)
     work = args.run / "quantize" / "int8-vnni"
     work.mkdir(parents=True, exist_ok=True)
     onnx_path = args.run / "model.onnx"
@@ -102,15 +100,14 @@ def main() -> None:
         if runtime == "openvino":
             opts["batch"] = args.batch
         rt = load(path, runtime=runtime, **opts)
-        score = evalset.score(outputs_over(rt, val_samples, args.batch))   # pads the last (static) batch
+        metric = score(run.spec, predict(rt, val_samples, args.batch), val_samples.target)   # pads the last batch
         v = _Variant(Artifact(runtime, prec, Path(path)), args.batch, runtime=rt)
-        idx = [i % len(evalset) for i in range(args.batch)]
-        v.feeds = {k: evalset.feeds[k][idx].copy() for k in run.spec.input_names}
-        v.row = {"runtime": runtime, "precision": prec, "variant": label, "metric": score,
+        v.feeds = val_samples.head(args.batch)
+        v.row = {"runtime": runtime, "precision": prec, "variant": label, "metric": metric,
                  "executed_precision": rt.executed_precision, "precision_mix": rt.precision_mix(),
                  "path": str(Path(path).relative_to(args.run))}
         variants.append(v)
-        print(f"loaded {runtime} {label}: {task.metric} {score:.4f}, ran as {rt.executed_precision} "
+        print(f"loaded {runtime} {label}: {task.metric} {metric:.4f}, ran as {rt.executed_precision} "
               f"{rt.precision_mix()}", flush=True)
     cfg = BenchConfig(batches=(args.batch,), budget_s=args.budget, rounds=args.rounds, warmup=3, isolate=False)
     time_interleaved(variants, cfg)
@@ -126,7 +123,7 @@ def main() -> None:
         v.runtime.close()
     machine = precision.machine(args.threads)
     result = {"machine": machine, "run": str(args.run), "model": run.spec.name, "batch": args.batch,
-              "metric": task.metric, "eval_samples": len(evalset), "calibration": calib.describe(), "rows": rows}
+              "metric": task.metric, "eval_samples": len(val_samples), "calibration": calib.describe(), "rows": rows}
     day = dt.date.today().isoformat()
     cpu = "amx" if "amx_int8" in machine["isa"] else "vnni" if "avx512_vnni" in machine["isa"] else "avx2"
     args.out.mkdir(parents=True, exist_ok=True)
@@ -136,7 +133,7 @@ def main() -> None:
              f"CPU: {machine['cpu']}; ISA: {' '.join(machine['isa'])}; {machine['versions']}", "",
              f"`python benchmarks/int8_vnni.py {args.run} --batch {args.batch} --threads {args.threads}` "
              f"({args.budget:g} s per variant in {args.rounds} interleaved rounds); {task.metric} on "
-             f"{len(evalset)} val samples.", "",
+             f"{len(val_samples)} val samples.", "",
              "| runtime | variant | ran as (compute layers) | p50 ms | x FP32 | x bf16 | " + task.metric + " |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:

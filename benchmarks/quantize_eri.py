@@ -166,7 +166,7 @@ def calib_sweep(run: Path, sizes: list[int], cfg) -> list[dict]:
         q = r["runtimes"]["onnxruntime"]
         out.append({"samples": r["calibration"]["samples"], "strata": r["calibration"]["strata"],
                     "fp32_metric": q["fp32_metric"], "int8_metric": q["int8_metric"], "drop_points": q["drop_points"],
-                    "top1_agreement": q["agreement"].get("top1_agreement"), "seconds": round(time.perf_counter() - t, 1)})
+                    "agreement": q["agreement"].get("agreement"), "agreement_kind": q["agreement"].get("kind"), "seconds": round(time.perf_counter() - t, 1)})
     shutil.rmtree(scratch, ignore_errors=True)
     return out
 
@@ -248,9 +248,9 @@ def markdown(r: dict) -> str:
         lines.append("")
     if r.get("sweep"):
         lines += ["## Calibration size (ONNX Runtime, plain INT8 without the guard)", "",
-                  "| samples | INT8 metric | drop pts | top-1 agreement | seconds |", "|---|---|---|---|---|"]
+                  "| samples | INT8 metric | drop pts | agreement with FP32 | seconds |", "|---|---|---|---|---|"]
         for s in r["sweep"]:
-            ag = s["top1_agreement"]
+            ag = s.get("agreement")
             lines.append(f"| {s['samples']} | {s['int8_metric']:.4f} | {s['drop_points']:.2f} | "
                          f"{'-' if ag is None else f'{ag:.3f}'} | {s['seconds']} |")
         lines.append("")
@@ -260,7 +260,7 @@ def markdown(r: dict) -> str:
             ag = q.get("agreement") or {}
             lines.append(f"- {name} {rt}: FP32 {q['fp32_metric']:.4f} -> INT8 {q['int8_metric']:.4f}, drop "
                          f"{q['drop_points']:.2f}, {len(q['kept_float'])} layer(s) kept in float"
-                         + (f"; dominant-emotion agreement with FP32 {ag['top1_agreement']:.3f}, max abs diff "
+                         + (f"; agreement with FP32 ({ag['kind']}) {ag['agreement']:.3f}, max abs diff "
                             f"{ag['max_abs_diff']:.3f}" if ag else ""))
     g = r["guard"]
     if not g:

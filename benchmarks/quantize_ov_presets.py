@@ -39,18 +39,20 @@ def main() -> None:
     from edgeaffect.quantize import openvino_int8 as ovq
     from edgeaffect.quantize.calibration import load_split, select_calibration
     from edgeaffect.quantize.config import QuantConfig
-    from edgeaffect.quantize.guard import EvalSet, agreement, ov_infer
-    from edgeaffect.quantize.pipeline import fp32_onnx, open_run
+    from edgeaffect.evaluate import compare, drop_points, from_dataset, predict, score
+    from edgeaffect.quantize.guard import ov_runtime
+    from edgeaffect.quantize.pipeline import fp32_onnx
+    from edgeaffect.runs import open_run
 
     load = {"start": os.getloadavg()}
     run, model = open_run(args.run)
     task, train = load_split(run, "train")
     _, val = load_split(run, "val")
     calib = select_calibration(task, train, run.spec, args.calib_samples)
-    evalset = EvalSet.from_dataset(task, val, run.spec.input_names)
+    samples = from_dataset(val, run.spec, "val", str(run.data_dir), limit=None)
     onnx_path = fp32_onnx(run, model)
-    fp32_out = evalset.predict(ov_infer(ovq.read_float(onnx_path)))
-    fp32 = evalset.score(fp32_out)
+    fp32_out = predict(ov_runtime(ovq.read_float(onnx_path)), samples)
+    fp32 = score(run.spec, fp32_out, samples.target)
     core = ov.Core()
     cfgs = {"FP32": None}
     for preset in ("performance", "mixed"):
@@ -58,7 +60,7 @@ def main() -> None:
             cfgs[f"{preset}/{mtype}"] = QuantConfig.openvino(calib_samples=args.calib_samples, ov_preset=preset,
                                                              ov_model_type=mtype)
     rows, compiled = {}, {}
-    feeds = next(iter(evalset.batches(args.batch)))
+    feeds = samples.head(args.batch)
     with tempfile.TemporaryDirectory(prefix="ov-presets-") as tmp:
         for name, cfg in cfgs.items():
             if cfg is None:
@@ -68,10 +70,10 @@ def main() -> None:
                 t = time.perf_counter()
                 xml = ovq.quantize(onnx_path, calib, cfg, Path(tmp) / name.replace("/", "-") / "model.int8.xml")
                 q_s = time.perf_counter() - t
-                out = evalset.predict(ov_infer(xml))
-                metric = evalset.score(out)
-                rows[name] = {"metric": metric, "drop_points": evalset.drop_points(fp32, metric),
-                              "quantize_s": round(q_s, 1), **agreement(fp32_out, out)}
+                out = predict(ov_runtime(xml, precision="int8"), samples)
+                metric = score(run.spec, out, samples.target)
+                rows[name] = {"metric": metric, "drop_points": drop_points(run.spec, fp32, metric),
+                              "quantize_s": round(q_s, 1), **compare(run.spec, fp32_out, out)}
                 m = core.read_model(str(xml))
             compiled[name] = core.compile_model(m, "CPU", {"INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY"})
         times = {n: [] for n in compiled}
@@ -97,10 +99,10 @@ def main() -> None:
     lines = [f"# OpenVINO INT8: NNCF preset x model type ({result['model']})", "",
              f"{result['date']}; command: `{result['command']}`; load average {load['start'][0]:.1f} -> "
              f"{load['end'][0]:.1f} on 2 shared CPUs; p50 of {args.rounds} interleaved rounds, batch {args.batch}, 1 thread.", "",
-             f"| variant | {task.metric} | drop pts | top-1 agreement | max abs diff | p50 ms | vs FP32 | quantize s |",
+             f"| variant | {task.metric} | drop pts | agreement | max abs diff | p50 ms | vs FP32 | quantize s |",
              "|---|---|---|---|---|---|---|---|"]
     for n, r in rows.items():
-        lines.append(f"| {n} | {r['metric']:.4f} | {r['drop_points']:.2f} | {r.get('top1_agreement', 1.0):.3f} | "
+        lines.append(f"| {n} | {r['metric']:.4f} | {r['drop_points']:.2f} | {r.get('kind', '')} {r.get('agreement', 1.0):.3f} | "
                      f"{r.get('max_abs_diff', 0.0):.3f} | {r['p50_ms']:.1f} | {r['speedup_vs_fp32']:.2f}x | {r['quantize_s']} |")
     (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

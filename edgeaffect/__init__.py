@@ -9,6 +9,8 @@ def load(path, runtime: str | None = None, **options):
 
     ``runtime`` is "onnxruntime", "openvino", "tensorrt" or "torch" (default: by suffix).
     Returns a :class:`~edgeaffect.runtimes.Runtime`: ``infer({name: array}) -> {name: array}``.
+    Exported files need no torch (``pip install 'edgeaffect[onnxruntime]'`` is enough); ``checkpoint.pt``
+    needs the ``train`` extra.
     """
     from .runtimes.registry import load as _load
 

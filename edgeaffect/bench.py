@@ -26,7 +26,8 @@ import numpy as np
 
 from . import precision as _precision
 from .errors import EdgeAffectError
-from .export import Artifact, Samples, agreement, discover_artifacts, load_samples, task_metric
+from .evaluate import DEFAULT_LIMIT, Samples, compare, load_samples, predict, score
+from .runtimes.registry import Artifact, artifact_files, discover_artifacts
 from .fileio import atomic_path, write_json
 
 ROW_KEYS = ("runtime", "precision", "executed_precision", "batch", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput",
@@ -45,7 +46,7 @@ class BenchConfig:
     threads: int | None = None
     isolate: bool = True
     split: str = "val"
-    limit: int | None = 64
+    limit: int | None = DEFAULT_LIMIT   # as export parity and the guards score; None: the whole split
 
     def __post_init__(self):
         if self.rounds < 1 or self.budget_s <= 0 or any(b < 1 for b in self.batches):
@@ -66,39 +67,10 @@ class _Variant:
         return f"{self.artifact.label} bs{self.batch}"
 
 
-def runtime_options(artifact: Artifact, batch: int, threads: int | None) -> dict[str, Any]:
-    """Per-runtime load options for a timed variant: its precision, threads, a static reshape for OpenVINO."""
-    opts: dict[str, Any] = {"precision": artifact.precision}
-    if threads and artifact.runtime in ("onnxruntime", "openvino", "torch"):
-        opts["threads"] = threads
-    if artifact.runtime == "openvino":
-        opts["batch"] = batch  # dynamic IR -> static shapes at compile time (faster on CPU)
-    return opts
-
-
 def _open(artifact: Artifact, batch: int, threads: int | None):
     from .runtimes.registry import load
 
-    return load(artifact.path, runtime=artifact.runtime, **runtime_options(artifact, batch, threads))
-
-
-def _batch_feeds(samples: Samples, batch: int) -> dict[str, np.ndarray]:
-    """``batch`` real samples (cycled if the split is smaller)."""
-    idx = np.arange(batch) % len(samples)
-    return {k: np.ascontiguousarray(v[idx]) for k, v in samples.feeds.items()}
-
-
-def outputs_over(runtime, samples: Samples, batch: int) -> dict[str, np.ndarray]:
-    """Outputs for every sample, padding the last batch (static-shape artifacts need full batches)."""
-    n = len(samples)
-    parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, n, batch):
-        idx = np.arange(start, start + batch) % n
-        feeds = {k: np.ascontiguousarray(v[idx]) for k, v in samples.feeds.items()}
-        keep = min(batch, n - start)
-        for k, v in runtime.infer(feeds).items():
-            parts.setdefault(k, []).append(np.asarray(v, np.float32)[:keep])
-    return {k: np.concatenate(v) for k, v in parts.items()}
+    return load(artifact.path, runtime=artifact.runtime, **artifact.entry.bench_options(artifact.precision, batch, threads))
 
 
 def percentiles(times_s: Sequence[float]) -> dict[str, float]:
@@ -204,7 +176,7 @@ def onnx_flops(onnx_path: str | os.PathLike, batch: int = 1) -> int:
         out = shapes.get(node.output[0]) if node.output else None
         if node.op_type in ("Conv", "ConvTranspose") and ins[1] and out and -1 not in out:
             w = ins[1]
-            group = next((a.i for a in node.attribute if a.name == "group"), 1)
+            # weight [out, in/group, k...] (Conv) or [in, out/group, k...]: MACs need no group factor
             k = int(np.prod(w[2:]))
             if node.op_type == "Conv":
                 total += 2 * int(np.prod(out)) * (w[1]) * k
@@ -246,45 +218,145 @@ def runnable(chosen: Sequence[Artifact], say=None) -> tuple[list[Artifact], list
 
 def bench_run(run_dir: str | os.PathLike, runtimes: Sequence[str] | None = None,
               precisions: Sequence[str] | None = None, cfg: BenchConfig = BenchConfig(),
-              data: str | os.PathLike | None = None, console=None, show_progress: bool = True) -> list[dict[str, Any]]:
-    """Benchmark every selected artifact of a run; writes bench.json/csv/png and returns the rows."""
+              data: str | os.PathLike | None = None, console=None, show_progress: bool = True,
+              verify: bool = True) -> list[dict[str, Any]]:
+    """Benchmark every selected artifact of a run (or one exported model file); writes bench.json/csv/png.
+
+    A run is compared with its torch fp32 checkpoint; a bare model file has no torch reference (an
+    edge install needs no torch), so its rows carry no agreement or speed-up, which is said once.
+    Artifacts inside a run must be the files its manifest lists (``verify``; see ``Run.verify``).
+    """
     from rich.markup import escape
 
-    from .runs import load_model, load_run
-    from .runtimes.torch import TorchRuntime
+    from .runs import writer_lock
 
-    run = load_run(run_dir)
-    spec = run.spec
     say = (lambda msg: console.print(f"[yellow]{escape(msg)}[/]", highlight=False)) if console is not None else None
-    chosen, skipped = runnable(choose(run.path, runtimes, precisions), say)
+    if Path(run_dir).is_file():
+        return _bench(plan_file(Path(run_dir), runtimes, precisions, data, say), cfg, console, show_progress, verify, say)
+    with writer_lock(run_dir, "edgeaffect bench", on_stale=say):
+        return _bench(plan_run(Path(run_dir), runtimes, precisions, data, say), cfg, console, show_progress, verify, say)
+
+
+def _bench(plan: "_Plan", cfg: BenchConfig, console, show_progress: bool, verify: bool, say) -> list[dict[str, Any]]:
+    """Verify, load, time and write: the stages of one bench call."""
+    if verify:
+        verify_artifacts(plan.artifacts)
+    check_writable(plan.root)
+    chosen, skipped = runnable(plan.artifacts, say)
     if not chosen:
-        raise EdgeAffectError(f"nothing this machine can benchmark in {run.path}: "
+        raise EdgeAffectError(f"nothing this machine can benchmark in {plan.root}: "
                               + "; ".join(f"{s['artifact']}: {s['reason']}" for s in skipped))
-    samples = load_samples(spec, data or run.data_dir, cfg.split, limit=cfg.limit, dataset_kwargs=run.dataset_kwargs)
-    with TorchRuntime.from_module(load_model(run.checkpoint), threads=cfg.threads) as ref_rt:
-        reference = outputs_over(ref_rt, samples, 8)
-    metric_name, metric_torch = task_metric(spec, reference, samples.target)
+    samples = load_samples(plan.spec, plan.data, cfg.split, limit=cfg.limit, dataset_kwargs=plan.dataset_kwargs)
+    reference = plan.reference(samples, cfg.threads)
+    metric_torch = score(plan.spec, reference, samples.target) if reference is not None else None
     variants = [_Variant(a, b) for a in chosen for b in cfg.batches]
-    measure(variants, samples, reference, spec, cfg, console, show_progress)
-    flops = _flops_or_none(run.path / "model.onnx")
-    rows = make_rows(variants, run.path, flops, metric_name, metric_torch,
+    measure(variants, samples, reference, plan.spec, cfg, console, show_progress)
+    flops = _flops_or_none(plan.onnx)
+    rows = make_rows(variants, plan.root, flops, plan.spec.metric, metric_torch,
                      len(samples) if samples.target is not None else None, cfg.threads)
     meta = {"machine": machine_info(cfg.threads), "samples": samples.source,
             "config": {**cfg.__dict__, "batches": list(cfg.batches)}, "flops_per_sample": flops,
             "metric_torch": metric_torch, "skipped": skipped}
-    write_outputs(run.path, rows, meta, say=say)
-    run.update(bench={**meta, "rows": len(rows)})
+    write_outputs(plan.root, rows, meta, say=say, prefix=plan.prefix)
+    if plan.run is not None:
+        plan.run.update(bench={**meta, "rows": len(rows)})
     return rows
 
 
-def choose(run_path: Path, runtimes: Sequence[str] | None, precisions: Sequence[str] | None) -> list[Artifact]:
-    """The run's artifacts of the asked runtimes and precisions; an asked runtime without one is an error."""
+@dataclass
+class _Plan:
+    """What one bench call measures: the artifacts, their spec and data, and the torch reference if any."""
+
+    artifacts: list[Artifact]
+    spec: Any
+    root: Path                 # where bench.json goes
+    prefix: str = ""           # "" in a run; "<file>." beside a bare model file
+    data: Any = None
+    dataset_kwargs: dict[str, Any] = field(default_factory=dict)
+    run: Any = None
+    onnx: Path | None = None
+    with_torch: bool = False
+
+    def reference(self, samples: Samples, threads: int | None) -> dict[str, np.ndarray] | None:
+        """Torch fp32 outputs on ``samples`` (a run, where torch is installed)."""
+        if not self.with_torch:
+            return None
+        from .runs import load_model
+        from .runtimes.torch import TorchRuntime
+
+        with TorchRuntime.from_module(load_model(self.run.checkpoint), threads=threads) as ref_rt:
+            return predict(ref_rt, samples, 8)
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before minutes of measuring, not at the write: can bench.json go into ``folder``?"""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".bench-probe-"):
+            pass
+    except OSError as exc:
+        raise EdgeAffectError(f"bench cannot write its results into {folder}: {exc.strerror or exc}; "
+                              f"make it writable or copy the run elsewhere") from None
+
+
+def verify_artifacts(artifacts: Iterable[Artifact]) -> None:
+    """Each artifact inside a run (and the files that travel with it) checked against that run's manifest."""
+    from .runs import run_of
+
+    for a in artifacts:
+        run = run_of(a.path)
+        if run is not None:
+            run.verify(*artifact_files(a.path))
+
+
+def plan_run(path: Path, runtimes, precisions, data, say) -> _Plan:
+    """A run's artifacts; without torch installed, no torch row and no reference (said once)."""
+    from .runs import load_run
+    from .runtimes.registry import get_runtime
+
+    run = load_run(path)
+    with_torch = not get_runtime("torch").missing()
+    if not with_torch:
+        if runtimes and "torch" in runtimes and len(runtimes) == 1:
+            get_runtime("torch").load_class()   # the one line naming the extra
+        runtimes = [r for r in (runtimes or ()) if r != "torch"] or None
+        if say:
+            say("torch is not installed (pip install 'edgeaffect[train]'): benched without the torch reference row")
+    chosen = choose(run.path, runtimes, precisions, () if with_torch else ("torch",))
+    return _Plan(chosen, run.spec, run.path, "", data or run.data_dir, run.dataset_kwargs, run, run.path / "model.onnx",
+                 with_torch)
+
+
+def plan_file(path: Path, runtimes, precisions, data, say) -> _Plan:
+    """One exported file, opened by the runtime its suffix names (or the one asked for)."""
+    from .runtimes.registry import load, runtime_for
+
+    asked = [r for r in (runtimes or ()) if r != "torch"]
+    if len(asked) > 1:
+        raise EdgeAffectError(f"a model file runs on one runtime; got --runtime {','.join(asked)}")
+    name = asked[0] if asked else runtime_for(path)
+    with load(path, runtime=name, precision=(precisions or [None])[0]) as rt:
+        spec, stored = rt.spec, rt.precision
+    if spec is None:
+        raise EdgeAffectError(f"{path} carries no model spec (export it with edgeaffect so the task travels with it)")
+    _precision.check_precisions(precisions or ())
+    artifacts = [Artifact(name, p, path) for p in (precisions or [stored])]
+    if say:
+        say(f"{path.name} is benched without a torch reference (no agreement or speed-up columns)")
+    return _Plan(artifacts, spec, path.parent, f"{path.name}.", data, onnx=path if path.suffix == ".onnx" else None)
+
+
+def choose(run_path: Path, runtimes: Sequence[str] | None, precisions: Sequence[str] | None,
+           drop: Sequence[str] = ()) -> list[Artifact]:
+    """The run's artifacts of the asked runtimes and precisions (less the ``drop`` runtimes); an asked
+    runtime without one is an error."""
     from .runtimes.registry import get_runtime
 
     if precisions:
         _precision.check_precisions(precisions)
     found = discover_artifacts(run_path, precisions or ())
-    chosen = select(found, runtimes, precisions)
+    chosen = [a for a in select(found, runtimes, precisions) if a.runtime not in drop]
     for name in runtimes or ():
         get_runtime(name)  # unknown names are an error
         if not any(a.runtime == name for a in chosen):
@@ -319,16 +391,16 @@ def measure(variants: Sequence[_Variant], samples: Samples, reference: Mapping[s
                     tick(f"cold start {v.label}")
                 t0 = time.perf_counter()
                 v.runtime = _open(v.artifact, v.batch, cfg.threads)
-                v.feeds = _batch_feeds(samples, v.batch)
+                v.feeds = samples.head(v.batch)
                 v.runtime.infer(v.feeds)
                 if not cfg.isolate:
                     v.row.update(cold_start_ms=(time.perf_counter() - t0) * 1000.0, peak_rss_mb=peak_rss_mb())
                 v.row.update(executed_precision=v.runtime.executed_precision, precision_mix=v.runtime.precision_mix())
                 tick(f"accuracy {v.label}")
-                out = outputs_over(v.runtime, samples, v.batch)
-                _, m = task_metric(spec, out, samples.target)
-                v.row.update(metric=m, agreement=agreement(reference, out, spec.activation),
-                             max_abs_diff=max(float(np.abs(out[k] - reference[k]).max()) for k in reference))
+                out = predict(v.runtime, samples, v.batch)
+                agree = compare(spec, reference, out) if reference is not None else {}
+                v.row.update(metric=score(spec, out, samples.target), agreement=agree.get("agreement"),
+                             max_abs_diff=agree.get("max_abs_diff"))
                 tick(f"loaded {v.label}")
             bar.update(task, description="timing (interleaved rounds)")
             time_interleaved(variants, cfg, tick)
@@ -375,19 +447,17 @@ def _flops_or_none(onnx_path: Path) -> int | None:
 
 
 def _size_mb(path: Path) -> float:
-    total = path.stat().st_size
-    if path.suffix == ".xml" and path.with_suffix(".bin").exists():
-        total += path.with_suffix(".bin").stat().st_size
-    return total / 1e6
+    return sum(p.stat().st_size for p in artifact_files(path) if p.suffix != ".json") / 1e6
 
 
-def write_outputs(run_dir: Path, rows: list[dict[str, Any]], meta: Mapping[str, Any], say=None) -> None:
+def write_outputs(run_dir: Path, rows: list[dict[str, Any]], meta: Mapping[str, Any], say=None,
+                  prefix: str = "") -> None:
     """bench.json (``{"machine", ..., "rows"}``), bench.csv and bench.png, each written atomically.
 
     The PNG needs the ``plot`` extra; without it the JSON and CSV are written and one line says so.
     """
-    write_json(run_dir / "bench.json", {**meta, "rows": rows})
-    with atomic_path(run_dir / "bench.csv") as tmp:
+    write_json(run_dir / f"{prefix}bench.json", {**meta, "rows": rows})
+    with atomic_path(run_dir / f"{prefix}bench.csv") as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=list(ROW_KEYS + EXTRA_KEYS))
             w.writeheader()
@@ -400,7 +470,7 @@ def write_outputs(run_dir: Path, rows: list[dict[str, Any]], meta: Mapping[str, 
         if say:
             say("bench.png not written: matplotlib is not installed (pip install 'edgeaffect[plot]')")
         return
-    plot(rows, run_dir / "bench.png", title=f"{machine.get('cpu', '')} · {machine.get('date', '')}")
+    plot(rows, run_dir / f"{prefix}bench.png", title=f"{machine.get('cpu', '')} · {machine.get('date', '')}")
 
 
 def _csv_cell(value: Any) -> Any:
@@ -429,15 +499,17 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> Path
     batch = min(r["batch"] for r in rows)
     pts = [r for r in rows if r["batch"] == batch]
     use_metric = all(r.get("metric") is not None for r in pts)
-    ylabel = f"{pts[0]['metric_name']} (eval split)" if use_metric else "agreement with torch"
+    key = "metric" if use_metric else "agreement" if all(r.get("agreement") is not None for r in pts) else "throughput"
+    ylabel = {"metric": f"{pts[0]['metric_name']} (eval split)", "agreement": "agreement with torch",
+              "throughput": "items/s"}[key]
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for i, r in enumerate(sorted(pts, key=lambda r: r["p50_ms"])):
-        y = r["metric"] if use_metric else r["agreement"]
+        y = r[key]
         label = f"{(r.get('variant') + '/') if r.get('variant') else ''}{r['runtime']}-{r['precision']}"
         ax.scatter(r["p50_ms"], y, s=40)
         ax.annotate(label, (r["p50_ms"], y), textcoords="offset points", xytext=(5, 4 + 12 * (i % 4)), fontsize=8,
                     arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.6"})
-    ys = [r["metric"] if use_metric else r["agreement"] for r in pts]
+    ys = [r[key] for r in pts]
     lo, hi = min(ys), max(ys)
     if hi - lo < 0.05:  # near-identical scores: show them as equal rather than magnify float noise
         mid = (hi + lo) / 2

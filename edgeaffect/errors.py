@@ -25,3 +25,18 @@ class MissingDependencyError(EdgeAffectError):
         )
         self.package = package
         self.extra = extra
+
+
+TRAIN_EXTRA = "train"
+
+
+def missing_torch(exc: BaseException, purpose: str = "") -> MissingDependencyError | None:
+    """The one-line error for a deploy install (no torch) that reached a torch-only path; None for other errors.
+
+    Training, export, quantize calibration and the torch reference runtime need PyTorch; the
+    ``onnxruntime``/``openvino``/``tensorrt`` installs leave it out on purpose.
+    """
+    name = getattr(exc, "name", None) or ""
+    if isinstance(exc, ImportError) and name.split(".")[0] == "torch":
+        return MissingDependencyError("torch", TRAIN_EXTRA, purpose)
+    return None

@@ -8,10 +8,11 @@ Plain functions, reused by the quantize stage:
 - :func:`export_openvino` converts an ONNX to IR (static batch when fixed,
   FP16-compressed weights on request, spec in ``rt_info``);
 - :func:`build_tensorrt_engine` writes ``tensorrt/<gpu>-trt<ver>[.<prec>].engine``;
-- :func:`check_parity` compares a runtime with torch on real samples and fails loudly;
-- :func:`discover_artifacts` lists a run's artifacts as (runtime, precision, path)
-  rows, so bench picks up files written later (INT8, pruned) with no change;
-- :func:`export_run` is what ``edgeaffect export`` runs.
+- :func:`check_parity` compares a runtime with torch on real samples (through
+  :mod:`edgeaffect.evaluate`) and fails loudly;
+- :func:`export_run` is what ``edgeaffect export`` runs: the ONNX, then every runtime of
+  the runtime table (:mod:`edgeaffect.runtimes.registry`) whose format is asked for,
+  each built by the exporter its entry names.
 
 Exporter: the dynamo exporter (``torch.onnx.export(dynamo=True)``) is the
 default.  On the ERI model it gave half the nodes (205 vs 385) and the same ORT
@@ -31,19 +32,20 @@ import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from .errors import EdgeAffectError
+from .evaluate import DEFAULT_LIMIT, Evaluation, Samples, drop_points, evaluate, load_samples
 from .fileio import atomic_path, write_text
 from .runtimes.base import SPEC_KEY, sidecar_path, spec_from_metadata
+from .runtimes.registry import artifact_files
 from .spec import ModelSpec
 
 DEFAULT_OPSET = 18
 FP16_TOLERANCE = 5e-2   # FP16 weights/activations: parity is checked against this looser bound
 ONNX_NAME = "model.onnx"
-FORMATS = ("onnx", "openvino", "tensorrt")
 
 # --------------------------------------------------------------------------------------------- ONNX
 def export_onnx(model, path: str | os.PathLike, *, batch: int | None = None, opset: int = DEFAULT_OPSET,
@@ -209,106 +211,6 @@ def build_tensorrt_engine(onnx_path: str | os.PathLike, out_dir: str | os.PathLi
 
 # ------------------------------------------------------------------------------------------- parity
 @dataclass
-class Samples:
-    """Stacked real samples of a split (``feeds`` by input name, ``target``), or random ones."""
-
-    feeds: dict[str, np.ndarray]
-    target: np.ndarray | None
-    source: str              # "val split of <root>" or "random (reason)"
-
-    def __len__(self) -> int:
-        return len(next(iter(self.feeds.values())))
-
-    def batches(self, batch: int) -> Iterable[dict[str, np.ndarray]]:
-        for i in range(0, len(self), batch):
-            yield {k: v[i:i + batch] for k, v in self.feeds.items()}
-
-
-def spread_indices(total: int, limit: int | None) -> np.ndarray:
-    """``limit`` indices spread evenly over ``range(total)`` (all of them without a limit).
-
-    Evenly spaced, not the first ``limit``: splits are stored video by video, so
-    their head is a handful of clips, and a metric on it says little about the split.
-    """
-    if limit is None or limit >= total:
-        return np.arange(total)
-    return np.unique(np.linspace(0, total - 1, max(int(limit), 1)).round().astype(np.int64))
-
-
-def load_samples(spec: ModelSpec, data_root: str | os.PathLike | None, split: str = "val",
-                 limit: int | None = 64, seed: int = 0, dataset_kwargs: Mapping[str, Any] | None = None) -> Samples:
-    """Real samples from the task's dataset split; random inputs (said so in ``source``) if there is none.
-
-    ``dataset_kwargs`` are the reader options the run recorded (``Run.dataset_kwargs``), so a run
-    trained on a custom split is checked on that split.
-    """
-    reason = "no dataset recorded for this run" if data_root is None else None
-    if data_root is not None and not Path(data_root).exists():
-        reason = f"dataset {data_root} not found"
-    if reason is None:
-        try:
-            from .train.tasks import get_task
-
-            task = get_task(spec.task)
-            ds = task.dataset(Path(data_root), split, spec, **(dataset_kwargs or {}))
-        except EdgeAffectError as exc:
-            reason = str(exc)
-        except ImportError as exc:
-            reason = f"task {spec.task!r} is not available ({exc})"
-        else:
-            total = len(ds)
-            if total == 0:
-                raise EdgeAffectError(f"the {split} split of {data_root} is empty")
-            index = spread_indices(total, limit)
-            items = [ds[int(i)] for i in index]
-            feeds = {k: np.stack([np.asarray(it[k]) for it in items]).astype(t.np_dtype)
-                     for k, t in ((t.name, t) for t in spec.inputs)}
-            target = np.stack([np.asarray(it["target"]) for it in items])
-            count = f"{len(index)} samples" if len(index) == total else f"{len(index)} of {total} samples, evenly spaced"
-            return Samples(feeds, target, f"{split} split of {data_root} ({count})")
-    n = limit or 16
-    return Samples(spec.dummy_inputs(batch=n, seed=seed), None, f"random inputs ({reason})")
-
-
-def task_metric(spec: ModelSpec, outputs: Mapping[str, np.ndarray], target: np.ndarray | None) -> tuple[str, float | None]:
-    """(metric name, value) of the task's main metric, or (name, None) without targets."""
-    name = spec.metric
-    if target is None:
-        return name, None
-    from .train.tasks import get_task
-
-    task = get_task(spec.task)
-    return task.metric, float(task.metrics(dict(outputs), target)[task.metric])
-
-
-def run_all(infer: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], samples: Samples,
-            batch: int = 8) -> dict[str, np.ndarray]:
-    """Concatenated outputs of ``infer`` over all samples in batches."""
-    parts: dict[str, list[np.ndarray]] = {}
-    for feeds in samples.batches(batch):
-        for k, v in infer(feeds).items():
-            parts.setdefault(k, []).append(np.asarray(v, np.float32))
-    return {k: np.concatenate(v) for k, v in parts.items()}
-
-
-def agreement(ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray], activation: str = "none") -> float:
-    """Fraction of samples where the runtime agrees with the reference.
-
-    Classification outputs (softmax): same argmax.  Intensities/regression:
-    every value within 0.01 of the reference (1 % of the [0, 1] range).
-    """
-    hits = []
-    for k, r in ref.items():
-        o = out[k].reshape(len(r), -1).astype(np.float64)
-        r = r.reshape(len(r), -1).astype(np.float64)
-        if activation == "softmax":
-            hits.append(o.argmax(1) == r.argmax(1))
-        else:
-            hits.append(np.abs(o - r).max(1) <= 0.01)
-    return float(np.mean(np.all(hits, axis=0)))
-
-
-@dataclass
 class Parity:
     runtime: str
     samples: str
@@ -320,68 +222,32 @@ class Parity:
     agreement: float
     tolerance: float
     precision: str = "fp32"
+    agreement_kind: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def check_parity(model, runtime, samples: Samples, *, tolerance: float = 1e-3, batch: int = 8,
-                 precision: str = "fp32") -> Parity:
-    """Run torch and ``runtime`` on the same samples; raise if they differ by more than ``tolerance``."""
+def torch_reference(model, samples: Samples, batch: int = 8) -> Evaluation:
+    """Torch fp32 eager on ``samples``: the reference every exported artifact is compared with."""
     from .runtimes.torch import TorchRuntime
 
-    spec = model.spec
-    with TorchRuntime.from_module(model) as ref_rt:
-        ref = run_all(ref_rt.infer, samples, batch)
-    out = run_all(runtime.infer, samples, batch)
-    diff = max(float(np.abs(out[k] - ref[k]).max()) for k in ref)
-    name, m_ref = task_metric(spec, ref, samples.target)
-    _, m_out = task_metric(spec, out, samples.target)
-    parity = Parity(runtime.name, samples.source, len(samples), diff, name, m_ref, m_out,
-                    agreement(ref, out, spec.activation), tolerance, precision)
+    with TorchRuntime.from_module(model) as rt:
+        return evaluate(rt, samples, model.spec, batch=batch)
+
+
+def check_parity(model, runtime, samples: Samples, *, tolerance: float = 1e-3, batch: int = 8,
+                 precision: str = "fp32", reference: Evaluation | None = None) -> Parity:
+    """Run ``runtime`` on ``samples`` beside torch; raise if they differ by more than ``tolerance``."""
+    reference = reference or torch_reference(model, samples, batch)
+    ev = evaluate(runtime, samples, model.spec, reference.outputs, batch)
+    diff = ev.comparison["max_abs_diff"]
+    parity = Parity(runtime.name, samples.source, len(samples), diff, ev.metric_name, reference.metric, ev.metric,
+                    ev.comparison["agreement"], tolerance, precision, ev.comparison["kind"])
     if not np.isfinite(diff) or diff > tolerance:
         raise EdgeAffectError(f"{runtime.name} output differs from torch by {diff:.3g} (> tolerance {tolerance:g}) "
                               f"on {samples.source}; the export is wrong")
     return parity
-
-
-# ---------------------------------------------------------------------------------------- discovery
-@dataclass(frozen=True)
-class Artifact:
-    runtime: str
-    precision: str
-    path: Path
-    variant: str = ""        # "" or "pruned-<ratio>"
-
-    @property
-    def label(self) -> str:
-        v = f"{self.variant}/" if self.variant else ""
-        return f"{v}{self.runtime}-{self.precision}"
-
-
-def discover_artifacts(run_dir: str | os.PathLike, precisions: Iterable[str] = ()) -> list[Artifact]:
-    """Every artifact of a run by its conventional name (the runtime table), also under ``pruned-<ratio>/``.
-
-    A precision that runs from another precision's file (bf16 from the fp32 IR or checkpoint) is listed
-    only when it is asked for in ``precisions``: it is a way to execute that file, not a file of its own.
-    """
-    from .runtimes.registry import get_runtime, list_runtimes
-    from .runtimes.tensorrt import engine_precision
-
-    run_dir = Path(run_dir)
-    asked = set(precisions)
-    roots = [("", run_dir)] + [(p.name, p) for p in sorted(run_dir.glob("pruned-*")) if p.is_dir()]
-    rows: list[Artifact] = []
-    for variant, root in roots:
-        for name in list_runtimes():
-            table = get_runtime(name).artifacts
-            for precision, rel in table.items():
-                shared = precision != "fp32" and rel == table.get("fp32")
-                if (root / rel).is_file() and (not shared or precision in asked):
-                    rows.append(Artifact(name, precision, root / rel, variant))
-        for engine in sorted((root / "tensorrt").glob("*.engine")):
-            rows.append(Artifact("tensorrt", engine_precision(engine), engine, variant))
-    return rows
 
 
 # ------------------------------------------------------------------------------------------- export
@@ -393,31 +259,25 @@ class ExportReport:
     precisions: dict[str, dict[str, Any]] = field(default_factory=dict)   # guard decisions for bf16/fp16
 
 
-def guard_precision(model, runtime, samples: Samples, *, max_drop: float, batch: int = 8) -> dict[str, Any]:
+def guard_precision(model, runtime, samples: Samples, *, max_drop: float, batch: int = 8,
+                    reference: Evaluation | None = None) -> dict[str, Any]:
     """The accuracy guard for a reduced float precision (bf16/fp16): accepted when the task metric drops
     at most ``max_drop`` points below torch fp32 on ``samples`` (without targets: outputs within
     :data:`FP16_TOLERANCE`).  Returns the decision with its numbers, the executed precision and the machine."""
     from .precision import machine
-    from .runtimes.torch import TorchRuntime
 
-    with TorchRuntime.from_module(model) as ref_rt:
-        ref = run_all(ref_rt.infer, samples, batch)
-    out = run_all(runtime.infer, samples, batch)
-    diff = max(float(np.abs(out[k] - ref[k]).max()) for k in ref)
-    name, m_ref = task_metric(model.spec, ref, samples.target)
-    _, m_out = task_metric(model.spec, out, samples.target)
+    reference = reference or torch_reference(model, samples, batch)
+    ev = evaluate(runtime, samples, model.spec, reference.outputs, batch)
+    m_ref, m_out, diff = reference.metric, ev.metric, ev.comparison["max_abs_diff"]
     decision: dict[str, Any] = {
         "runtime": runtime.name, "precision": runtime.precision, "executed_precision": runtime.executed_precision,
-        "samples": samples.source, "n": len(samples), "metric_name": name, "metric_fp32": m_ref, "metric": m_out,
-        "max_abs_diff": diff, "agreement": agreement(ref, out, model.spec.activation), "max_drop": max_drop,
-        "machine": machine()}
+        "samples": samples.source, "n": len(samples), "metric_name": ev.metric_name, "metric_fp32": m_ref,
+        "metric": m_out, "max_abs_diff": diff, "agreement": ev.comparison["agreement"],
+        "agreement_kind": ev.comparison["kind"], "max_drop": max_drop, "machine": machine()}
     if m_ref is not None and m_out is not None:
-        from .train.tasks import get_task
-
-        task = get_task(model.spec.task)
-        drop = (1.0 if task.higher_is_better else -1.0) * (m_ref - m_out) / task.metric_scale
+        drop = drop_points(model.spec, m_ref, m_out)
         decision.update(drop_points=drop, accepted=bool(np.isfinite(drop) and drop <= max_drop))
-        decision["reason"] = (f"{name} {m_out:.4f} vs fp32 {m_ref:.4f}: drop {drop:.2f} point(s) "
+        decision["reason"] = (f"{ev.metric_name} {m_out:.4f} vs fp32 {m_ref:.4f}: drop {drop:.2f} point(s) "
                               f"{'within' if decision['accepted'] else 'exceeds'} --max-drop {max_drop:g}")
     else:
         decision.update(drop_points=None, accepted=bool(np.isfinite(diff) and diff <= FP16_TOLERANCE))
@@ -426,11 +286,11 @@ def guard_precision(model, runtime, samples: Samples, *, max_drop: float, batch:
     return decision
 
 
-def export_run(run_dir: str | os.PathLike, formats: Iterable[str] = FORMATS, *, batch: int | None = None,
+def export_run(run_dir: str | os.PathLike, formats: Iterable[str] | None = None, *, batch: int | None = None,
                dynamic: bool = False, fp16: bool = False, precisions: Iterable[str] = (), max_drop: float = 1.0,
                opset: int = DEFAULT_OPSET, exporter: str = "dynamo",
                tolerance: float = 1e-3, data: str | os.PathLike | None = None, split: str = "val",
-               samples_limit: int = 32, max_batch: int = 32, explicit: bool = False,
+               samples_limit: int | None = DEFAULT_LIMIT, max_batch: int = 32, explicit: bool = False,
                progress: Callable[[str], None] | None = None) -> ExportReport:
     """Export a trained run to the requested formats, check parity, and record everything in the manifest.
 
@@ -439,33 +299,33 @@ def export_run(run_dir: str | os.PathLike, formats: Iterable[str] = FORMATS, *, 
     runtime is not installed is skipped with a note, or is an error when ``explicit``.
     ``precisions`` (bf16, fp16; ``fp16=True`` is short for fp16) adds reduced float precisions
     for every format that runs them on this machine, each through :func:`guard_precision`.
+    Parity and the guard score the same samples (``samples_limit`` of the split, evenly spaced; None: all).
     """
-    from .precision import REDUCED_FLOAT, check_precisions, machine
-    from .runs import load_model, load_run
+    from .runs import load_run, writer_lock
 
-    say = progress or (lambda msg: None)
     run = load_run(run_dir)
-    formats = list(formats)
-    bad = [f for f in formats if f not in FORMATS]
-    if bad:
-        raise EdgeAffectError(f"unknown export format {bad[0]!r}; choose from {', '.join(FORMATS)}")
-    reduced = [p for p in check_precisions([*precisions, *(["fp16"] if fp16 else [])]) if p != "fp32"]
-    if any(p not in REDUCED_FLOAT for p in reduced):
-        raise EdgeAffectError(f"export --precision takes {', '.join(REDUCED_FLOAT)} (INT8 is --int8), got {reduced}")
+    with writer_lock(run.path, "edgeaffect export"):
+        return _export_locked(run, _check_formats(formats), batch=batch, dynamic=dynamic, reduced=_reduced(precisions, fp16),
+                              max_drop=max_drop, opset=opset, exporter=exporter, tolerance=tolerance, data=data,
+                              split=split, samples_limit=samples_limit, max_batch=max_batch, explicit=explicit,
+                              progress=progress)
+
+
+def _export_locked(run, formats: list[str], *, batch, dynamic, reduced, max_drop, opset, exporter, tolerance, data,
+                   split, samples_limit, max_batch, explicit, progress) -> ExportReport:
+    from .precision import machine
+    from .runs import load_model
+
+    run.verify(run.checkpoint)
     model = load_model(run.checkpoint)
     static = batch if (batch and not dynamic) else None
-    job = _ExportJob(run, model, ExportReport(), say, static, tolerance, explicit, max_drop, tuple(dict.fromkeys(reduced)))
-    job.samples = load_samples(model.spec, data or run.data_dir, split, limit=samples_limit,
-                               dataset_kwargs=run.dataset_kwargs)
-    say(f"parity samples: {job.samples.source}")
-    if reduced:  # the guard scores the whole split, as the INT8 guard does
-        job.guard_samples = load_samples(model.spec, data or run.data_dir, split, limit=None,
-                                         dataset_kwargs=run.dataset_kwargs)
-    onnx_path = job.onnx(opset, exporter)
-    if "openvino" in formats:
-        job.openvino(onnx_path)
-    if "tensorrt" in formats:
-        job.tensorrt(onnx_path, batch, max_batch)
+    job = _ExportJob(run, model, ExportReport(), progress or (lambda msg: None), static, tolerance, explicit,
+                     max_drop, reduced, opt_batch=batch or 1, max_batch=max_batch)
+    job.load_samples(data or run.data_dir, split, samples_limit)
+    with _staging(run.path) as job.staging:
+        onnx_path = job.onnx(opset, exporter)
+        for entry in _targets(formats):
+            job.runtime(entry, onnx_path)
     report = job.report
     run.update(export={"formats": formats, "batch": static, "opset": opset, "exporter": exporter,
                        "samples": job.samples.source, "parity": [p.to_dict() for p in report.parity],
@@ -475,9 +335,70 @@ def export_run(run_dir: str | os.PathLike, formats: Iterable[str] = FORMATS, *, 
     return report
 
 
+def _check_formats(formats: Iterable[str] | None) -> list[str]:
+    """The asked file formats (default: all in the runtime table), each one the table knows."""
+    from .runtimes.registry import file_formats
+
+    known = file_formats()
+    formats = list(known if formats is None else formats)
+    bad = [f for f in formats if f not in known]
+    if bad:
+        raise EdgeAffectError(f"unknown export format {bad[0]!r}; choose from {', '.join(known)}")
+    return formats
+
+
+def _reduced(precisions: Iterable[str], fp16: bool) -> tuple[str, ...]:
+    from .precision import REDUCED_FLOAT, check_precisions
+
+    reduced = [p for p in check_precisions([*precisions, *(["fp16"] if fp16 else [])]) if p != "fp32"]
+    if any(p not in REDUCED_FLOAT for p in reduced):
+        raise EdgeAffectError(f"export --precision takes {', '.join(REDUCED_FLOAT)} (INT8 is --int8), got {reduced}")
+    return tuple(dict.fromkeys(reduced))
+
+
+def _targets(formats: Sequence[str]):
+    """Runtime-table entries whose artifact is one of ``formats`` (the ONNX's own runtime first)."""
+    from .runtimes.registry import get_runtime, list_runtimes
+
+    return [get_runtime(n) for n in list_runtimes() if get_runtime(n).file_format in ("onnx", *formats)]
+
+
+@dataclass(frozen=True)
+class ExportTarget:
+    """What a runtime's exporter builds: the precision, where, and the batch profile."""
+
+    root: Path
+    precision: str
+    static_batch: int | None
+    opt_batch: int
+    max_batch: int
+    spec: ModelSpec
+
+
+def openvino_artifact(onnx_path: Path, target: ExportTarget) -> Path:
+    """The IR of ``target.precision`` (fp16: its own IR with fp16-compressed weights)."""
+    from .runtimes.registry import get_runtime
+
+    xml = target.root / get_runtime("openvino").artifacts[target.precision]
+    return export_openvino(onnx_path, xml, batch=target.static_batch, fp16=target.precision == "fp16",
+                           spec=target.spec)
+
+
+def tensorrt_artifact(onnx_path: Path, target: ExportTarget) -> Path:
+    """A TensorRT engine of ``target.precision`` for this GPU and TensorRT version."""
+    return build_tensorrt_engine(onnx_path, target.root / "tensorrt", fp16=target.precision == "fp16",
+                                 precision=target.precision, min_batch=1, opt_batch=target.opt_batch,
+                                 max_batch=target.static_batch or max(target.max_batch, target.opt_batch),
+                                 spec=target.spec)
+
+
 @dataclass
 class _ExportJob:
-    """One export: the run, its model, and what has been written, checked and skipped so far."""
+    """One export: the run, its model, and what has been written, checked and skipped so far.
+
+    Every artifact is built in a staging folder inside the run and moved to its name only once its
+    parity check or accuracy guard passed, so a failed export never leaves a file others pick up.
+    """
 
     run: Any
     model: Any
@@ -488,118 +409,134 @@ class _ExportJob:
     explicit: bool
     max_drop: float
     reduced: tuple[str, ...]
+    opt_batch: int = 1
+    max_batch: int = 32
     samples: Samples | None = None
-    guard_samples: Samples | None = None
+    reference: Evaluation | None = None
+    staging: Path | None = None
 
-    def record(self, path: Path, runtime_name: str, precision: str, **info: Any) -> None:
-        self.run.record_artifact(path, runtime=runtime_name, precision=precision, **info)
-        self.report.artifacts[f"{runtime_name}-{precision}"] = path
+    def load_samples(self, root, split: str, limit: int | None) -> None:
+        self.samples = load_samples(self.model.spec, root, split, limit=limit, dataset_kwargs=self.run.dataset_kwargs)
+        self.say(f"parity samples: {self.samples.source}")
+        self.reference = torch_reference(self.model, self.samples, self.static or 8)
+
+    def publish(self, staged: Path, runtime_name: str, precision: str, **info: Any) -> Path:
+        """Move a checked artifact (and the files that travel with it) to its name in the run; list them."""
+        moved = []
+        for f in reversed(artifact_files(staged)):   # the IR's .bin before its .xml
+            dest = self.run.path / f.relative_to(self.staging)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, dest)
+            moved.insert(0, dest)
+        final = moved[0]
+        self.run.record_artifact(final, *moved[1:], runtime=runtime_name, precision=precision, **info)
+        self.report.artifacts[f"{runtime_name}-{precision}"] = final
+        return final
+
+    def onnx(self, opset: int, exporter: str) -> Path:
+        """``model.onnx``, checked against torch where ONNX Runtime is installed: what the other formats start from."""
+        from .runtimes.registry import get_runtime
+
+        staged = self.staging / ONNX_NAME
+        self.say(f"exporting ONNX ({exporter}, opset {opset}, batch {self.static or 'dynamic'})")
+        export_onnx(self.model, staged, batch=self.static, opset=opset, exporter=exporter)
+        entry = get_runtime("onnxruntime")
+        parity = {} if entry.missing() else self.checked(entry.name, staged).to_dict()
+        return self.publish(staged, entry.name, "fp32", opset=opset, exporter=exporter, batch=self.static,
+                            parity=parity)
+
+    def runtime(self, entry, onnx_path: Path) -> None:
+        """Every precision of one runtime: fp32 with parity, reduced floats through the guard."""
+        missing = entry.missing()
+        if missing:
+            why = f"{missing[0]} is not installed (pip install 'edgeaffect[{entry.extra}]')"
+            return _skip(self.report, entry.file_format if entry.exporter else f"{entry.file_format} parity", why,
+                         self.explicit and bool(entry.exporter))
+        for precision in ("fp32", *self.reduced):
+            reason = None if precision == "fp32" else self.unsupported(entry, precision)
+            if reason:
+                self.report.skipped[f"{entry.name}-{precision}"] = reason
+                continue
+            if entry.shares(precision):   # bf16 from the fp32 file: an execution setting, guarded as such
+                self.guarded(entry.name, self.run.path / entry.artifacts[precision], precision, shared=True)
+                continue
+            if not entry.exporter:        # the ONNX itself (written and checked by onnx())
+                continue
+            staged = self.build(entry, onnx_path, precision)
+            if staged is None:
+                continue
+            if precision == "fp32":
+                parity = self.checked(entry.name, staged).to_dict()
+                self.publish(staged, entry.name, precision, batch=self.static, parity=parity)
+            else:
+                self.guarded(entry.name, staged, precision)
+
+    def unsupported(self, entry, precision: str) -> str | None:
+        """Why this machine (or this runtime's exporter) cannot give ``precision``, or None."""
+        from .precision import unsupported
+
+        reason = unsupported(entry.name, precision)
+        if reason is None and not entry.exporter and not entry.shares(precision):
+            reason = f"no {precision} exporter for {entry.name}"
+        return reason
+
+    def build(self, entry, onnx_path: Path, precision: str) -> Path | None:
+        """The staged artifact, or None when a reduced precision cannot be built (the reason is reported)."""
+        self.say(f"building the {entry.name} {precision} artifact")
+        target = ExportTarget(self.staging, precision, self.static, self.opt_batch, self.max_batch, self.model.spec)
+        try:
+            return entry.export(onnx_path, target)
+        except EdgeAffectError as exc:
+            if precision == "fp32":
+                raise
+            self.report.skipped[f"{entry.name}-{precision}"] = str(exc)   # e.g. TensorRT 11 has no fp16 flag
+            return None
 
     def checked(self, runtime_name: str, path: Path, precision: str = "fp32") -> Parity:
         from .runtimes.registry import load
 
         with load(path, runtime=runtime_name, precision=precision) as rt:
             p = check_parity(self.model, rt, self.samples, tolerance=self.tolerance, batch=self.static or 8,
-                             precision=precision)
+                             precision=precision, reference=self.reference)
         self.report.parity.append(p)
         return p
 
-    def onnx(self, opset: int, exporter: str) -> Path:
-        from .runtimes.registry import get_runtime
-
-        onnx_path = self.run.path / ONNX_NAME
-        self.say(f"exporting ONNX ({exporter}, opset {opset}, batch {self.static or 'dynamic'})")
-        export_onnx(self.model, onnx_path, batch=self.static, opset=opset, exporter=exporter)
-        parity_info: dict[str, Any] = {}
-        if get_runtime("onnxruntime").missing():
-            self.report.skipped["onnx parity"] = "onnxruntime not installed"
-        else:
-            parity_info = self.checked("onnxruntime", onnx_path).to_dict()
-        self.record(onnx_path, "onnxruntime", "fp32", opset=opset, exporter=exporter, batch=self.static,
-                    parity=parity_info)
-        for precision in self.reduced:
-            self.skip_reduced("onnxruntime", precision)
-        return onnx_path
-
-    def openvino(self, onnx_path: Path) -> None:
-        from .runtimes.registry import get_runtime
-
-        if get_runtime("openvino").missing():
-            return _skip(self.report, "openvino", "pip install 'edgeaffect[openvino]'", self.explicit)
-        table = get_runtime("openvino").artifacts
-        xml = self.run.path / table["fp32"]
-        self.say(f"converting to OpenVINO IR ({f'static batch {self.static}' if self.static else 'dynamic batch'})")
-        export_openvino(onnx_path, xml, batch=self.static, spec=self.model.spec)
-        self.record(xml, "openvino", "fp32", batch=self.static, parity=self.checked("openvino", xml).to_dict())
-        self.run.record_artifact(xml.with_suffix(".bin"))
-        for precision in self.reduced:
-            if self.skip_reduced("openvino", precision):
-                continue
-            path = self.run.path / table[precision]
-            if path != xml:  # fp16: an IR with fp16-compressed weights of its own
-                export_openvino(onnx_path, path, batch=self.static, fp16=True, spec=self.model.spec)
-            self.guarded("openvino", path, precision, shared=path == xml)
-
-    def tensorrt(self, onnx_path: Path, batch: int | None, max_batch: int) -> None:
-        from .runtimes.registry import get_runtime
-
-        missing = get_runtime("tensorrt").missing()
-        if missing:
-            return _skip(self.report, "tensorrt", f"{missing[0]} is not installed (pip install "
-                                                  f"'edgeaffect[tensorrt]' on a CUDA machine)", self.explicit)
-        for precision in ("fp32", *self.reduced):
-            if precision != "fp32" and self.skip_reduced("tensorrt", precision):
-                continue
-            self.say(f"building TensorRT engine {precision}")
-            try:
-                engine = build_tensorrt_engine(onnx_path, self.run.path / "tensorrt", fp16=precision == "fp16",
-                                               min_batch=1, opt_batch=batch or 1,
-                                               max_batch=self.static or max(max_batch, batch or 1),
-                                               spec=self.model.spec)
-            except EdgeAffectError as exc:
-                if precision == "fp32":
-                    raise
-                self.report.skipped[f"tensorrt-{precision}"] = str(exc)
-                continue
-            if precision == "fp32":
-                self.record(engine, "tensorrt", precision, parity=self.checked("tensorrt", engine).to_dict())
-            else:
-                self.guarded("tensorrt", engine, precision)
-
-    def skip_reduced(self, runtime_name: str, precision: str) -> bool:
-        """Skip (with the reason) a reduced precision this machine does not run on ``runtime_name``."""
-        from .precision import unsupported
-
-        reason = unsupported(runtime_name, precision)
-        if reason:
-            self.report.skipped[f"{runtime_name}-{precision}"] = reason
-        return reason is not None
-
     def guarded(self, runtime_name: str, path: Path, precision: str, shared: bool = False) -> None:
-        """Run the guard; an accepted file is recorded, a refused one removed (a shared fp32 file stays)."""
+        """Run the guard; an accepted file is published, a refused one removed with any earlier file of that
+        name (a shared fp32 file stays: only its use in ``precision`` is refused)."""
         from .runtimes.registry import load
 
-        self.say(f"accuracy guard {runtime_name} {precision} on {self.guard_samples.source}")
+        self.say(f"accuracy guard {runtime_name} {precision} on {self.samples.source}")
         with load(path, runtime=runtime_name, precision=precision) as rt:
-            decision = guard_precision(self.model, rt, self.guard_samples, max_drop=self.max_drop,
-                                       batch=self.static or 8)
-        decision["artifact"] = os.path.relpath(path, self.run.path)
+            decision = guard_precision(self.model, rt, self.samples, max_drop=self.max_drop,
+                                       batch=self.static or 8, reference=self.reference)
+        root = self.run.path if shared else self.staging
+        decision["artifact"] = os.path.relpath(path, root)
         self.report.precisions[f"{runtime_name}-{precision}"] = decision
-        if decision["accepted"] and not shared:
-            self.record(path, runtime_name, precision, batch=self.static, guard=decision["reason"])
-            if path.suffix == ".xml":
-                self.run.record_artifact(path.with_suffix(".bin"))
+        if shared:
+            if decision["accepted"]:
+                self.report.artifacts[f"{runtime_name}-{precision}"] = path
         elif decision["accepted"]:
-            self.report.artifacts[f"{runtime_name}-{precision}"] = path
-        elif not shared:
-            for p in (path, path.with_suffix(".bin"), sidecar_path(path)):
-                p.unlink(missing_ok=True)
+            self.publish(path, runtime_name, precision, batch=self.static, guard=decision["reason"])
+        else:
+            stale = self.run.path / path.relative_to(self.staging)
+            self.run.forget(*(stale, *artifact_files(stale)))
 
 
 def _skip(report: ExportReport, fmt: str, why: str, explicit: bool) -> None:
     if explicit:
         raise EdgeAffectError(f"cannot export {fmt}: {why}")
     report.skipped[fmt] = why
+
+
+@contextlib.contextmanager
+def _staging(run_dir: Path):
+    """A scratch folder inside the run (same file system, so publishing is a rename), removed after."""
+    folder = Path(tempfile.mkdtemp(prefix=".export-", dir=run_dir))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager

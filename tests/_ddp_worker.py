@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from edgeaffect.spec import ModelSpec, TensorSpec
-from edgeaffect.train.tasks import Task
+from edgeaffect.tasks import Task
 from edgeaffect.train.trainer import Trainer, TrainConfig, dist_info
 
 

@@ -16,8 +16,8 @@ from edgeaffect.models.registry import register_model
 from edgeaffect.runs import save_checkpoint
 from edgeaffect.fileio import write_json
 from edgeaffect.spec import BATCH, ModelSpec, TensorSpec
-from edgeaffect.train.metrics import accuracy
-from edgeaffect.train.tasks import Task, register_task
+from edgeaffect.tasks.metrics import accuracy
+from edgeaffect.tasks import Task, register_task
 
 N_CLASSES = 4
 

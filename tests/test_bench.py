@@ -10,7 +10,9 @@ import pytest
 
 from edgeaffect.bench import ROW_KEYS, BenchConfig, bench_run, onnx_flops, percentiles, time_interleaved
 from edgeaffect.errors import EdgeAffectError
-from edgeaffect.export import discover_artifacts, export_run
+from edgeaffect.export import export_run
+from edgeaffect.runs import load_run
+from edgeaffect.runtimes.registry import artifact_files, discover_artifacts
 from edgeaffect.cli import main
 from tests.fakes.tiny_model import make_dataset, make_run, tiny_av_test
 
@@ -35,7 +37,7 @@ def test_bench_rows_files_and_reference(exported):
         assert r["metric_name"] == "pearson" and r["metric"] == pytest.approx(r["metric_torch"], abs=1e-4)
         assert r["metric_torch"] > 0.9  # the val targets follow the model, so the metric is real
         assert r["metric_samples"] > 0
-        assert r["agreement"] == 1.0 and r["max_abs_diff"] < 1e-4
+        assert r["agreement"] == pytest.approx(1.0, abs=1e-9) and r["max_abs_diff"] < 1e-4   # Pearson r vs torch
         assert r["size_mb"] > 0 and r["cold_start_ms"] > 0 and r["peak_rss_mb"] > 10
         assert r["iterations"] >= FAST.rounds
         assert r["gflops_per_s"] > 0
@@ -76,7 +78,7 @@ def test_interleaving_alternates_variants_every_round():
             order.append(self.name)
 
     from edgeaffect.bench import _Variant
-    from edgeaffect.export import Artifact
+    from edgeaffect.runtimes.registry import Artifact
 
     vs = [_Variant(Artifact(n, "fp32", None), 1, runtime=Fake(n)) for n in ("a", "b")]
     time_interleaved(vs, BenchConfig(budget_s=0.004, rounds=4, warmup=0, isolate=False))
@@ -105,7 +107,8 @@ def test_discovery_finds_later_int8_and_pruned_files(exported, tmp_path):
     picked = select(discover_artifacts(run), ["onnxruntime", "torch"], ["int8"])
     assert sorted(a.label for a in picked) == ["onnxruntime-int8", "torch-fp32"]  # torch stays as the reference
     bench = bench_run(run, ["onnxruntime"], ["int8"], cfg=BenchConfig(batches=(1,), budget_s=0.1, rounds=1,
-                                                                       warmup=0, isolate=False), show_progress=False)
+                                                                       warmup=0, isolate=False), show_progress=False,
+                      verify=False)   # model.int8.onnx was made by hand here, outside the manifest
     assert [(r["runtime"], r["precision"], r["path"]) for r in bench] == [("onnxruntime", "int8", "model.int8.onnx")]
     assert bench[0]["executed_precision"] == "int8" and bench[0]["precision_mix"].get("int8", 0) >= 1
 
@@ -114,9 +117,11 @@ def test_a_file_that_is_not_the_precision_it_is_named_is_refused(exported, tmp_p
     run = tmp_path / "run"
     shutil.copytree(exported, run)
     shutil.copy(run / "model.onnx", run / "model.int8.onnx")   # an fp32 graph under the INT8 name
-    with pytest.raises(EdgeAffectError, match="model.int8.onnx holds fp32, not int8"):
-        bench_run(run, ["onnxruntime"], ["int8"], cfg=BenchConfig(batches=(1,), budget_s=0.1, rounds=1, warmup=0,
-                                                                  isolate=False), show_progress=False)
+    cfg = BenchConfig(batches=(1,), budget_s=0.1, rounds=1, warmup=0, isolate=False)
+    with pytest.raises(EdgeAffectError, match="model.int8.onnx is not listed in"):   # not written by edgeaffect
+        bench_run(run, ["onnxruntime"], ["int8"], cfg=cfg, show_progress=False)
+    with pytest.raises(EdgeAffectError, match="model.int8.onnx holds fp32, not int8"):   # and, benched anyway, not int8
+        bench_run(run, ["onnxruntime"], ["int8"], cfg=cfg, show_progress=False, verify=False)
 
 
 def test_flop_count_matches_the_architecture(exported):
@@ -154,8 +159,51 @@ def test_bench_tensorrt_rows_through_the_fakes(exported, tmp_path, monkeypatch):
     install(monkeypatch, gpu="NVIDIA Jetson Orin Nano")
     run = tmp_path / "run"
     shutil.copytree(exported, run)
-    build_tensorrt_engine(run / "model.onnx", run / "tensorrt", max_batch=8)
+    engine = build_tensorrt_engine(run / "model.onnx", run / "tensorrt", max_batch=8)
+    load_run(run).record_artifact(engine, *artifact_files(engine)[1:], runtime="tensorrt", precision="fp32")   # as export does
     rows = bench_run(run, ["tensorrt", "torch"], cfg=FAST, show_progress=False)
     trt = [r for r in rows if r["runtime"] == "tensorrt"]
-    assert [r["batch"] for r in trt] == [1, 4] and all(r["agreement"] == 1.0 for r in trt)
+    assert [r["batch"] for r in trt] == [1, 4] and all(r["agreement"] == pytest.approx(1.0, abs=1e-9) for r in trt)
     assert trt[0]["path"] == "tensorrt/NVIDIA-Jetson-Orin-Nano-trt10.3.0.engine"
+
+
+def test_bench_a_bare_model_file_without_a_torch_reference(exported, tmp_path, capsys):
+    """`bench model.onnx --data D`: the file's own runtime, the metric on D, no torch row (said once)."""
+    folder = tmp_path / "edge"
+    folder.mkdir()
+    shutil.copy(exported / "model.onnx", folder / "model.onnx")
+    data = json.loads((exported / "manifest.json").read_text())["data"]["root"]
+    code = main(["bench", str(folder / "model.onnx"), "--data", data, "--batch", "2", "--budget", "0.2",
+                 "--rounds", "2", "--threads", "1", "--no-isolate"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert " ".join(err.split()).count("without a torch reference") == 1
+    saved = json.loads((folder / "model.onnx.bench.json").read_text())
+    assert [r["runtime"] for r in saved["rows"]] == ["onnxruntime"] and saved["metric_torch"] is None
+    row = saved["rows"][0]
+    assert row["agreement"] is None and row["speedup_vs_torch"] is None and row["precision"] == "fp32"
+    reference = bench_run(exported, ["onnxruntime", "torch"], cfg=FAST, show_progress=False)
+    assert row["metric"] == pytest.approx(next(r["metric"] for r in reference if r["runtime"] == "onnxruntime"), abs=1e-6)
+    assert not (folder / "bench.json").exists()                  # a run's bench.json is never overwritten
+
+
+def test_bench_refuses_an_artifact_the_manifest_does_not_list(exported, tmp_path, capsys):
+    """A model.onnx copied in from another run is refused in one line; --no-verify benches it deliberately."""
+    from edgeaffect.export import export_onnx
+    from tests.fakes.tiny_model import tiny_av_test
+
+    run = tmp_path / "run"
+    shutil.copytree(exported, run)
+    export_onnx(tiny_av_test(seed=7), run / "model.onnx")          # another model's graph under the same name
+    args = ["bench", str(run), "--runtime", "onnxruntime", "--batch", "1", "--budget", "0.1", "--rounds", "1",
+            "--no-isolate"]
+    assert main(args) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "model.onnx is not the file" in err and "re-export" in err and "Traceback" not in err
+    assert main([*args, "--no-verify"]) == 0
+    capsys.readouterr()
+    shutil.copy(exported / "model.onnx", run / "model.onnx")        # the listed file back: verified again
+    assert main(args) == 0
+    (run / "openvino" / "model.bin").write_bytes(b"\0" * 16)       # half of the IR pair changed
+    with pytest.raises(EdgeAffectError, match="model.bin is not the file"):
+        bench_run(run, ["openvino"], cfg=FAST, show_progress=False)

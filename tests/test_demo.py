@@ -155,7 +155,7 @@ def test_ema_smoothing():
 
 
 def test_eri_feeds_follow_the_spec():
-    from edgeaffect.demo.preprocess import build_feeds, mfcc, prepare_face_batch
+    from edgeaffect.data.feeds import build_feeds, mfcc, prepare_face_batch
     from edgeaffect.models import create_model
 
     spec = create_model("eri_dual_branch", frames=4).spec

@@ -27,30 +27,33 @@ def test_bad_conditions_name_the_problem(text, message):
 
 
 def test_corruption_replaces_only_the_named_input_deterministically():
-    batch = {"video": torch.rand(2, 3, 4), "audio": torch.rand(2, 5), "target": torch.tensor([1, 2])}
-    original = {k: v.clone() for k, v in batch.items()}
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    batch = {"video": rng.random((2, 3, 4), dtype=np.float32), "audio": rng.random((2, 5), dtype=np.float32)}
+    original = {k: v.copy() for k, v in batch.items()}
     zero = corruption({"audio": "zeros"}, 0)(batch)
-    assert torch.equal(zero["audio"], torch.zeros(2, 5)) and torch.equal(zero["video"], batch["video"])
+    assert np.array_equal(zero["audio"], np.zeros((2, 5))) and np.array_equal(zero["video"], batch["video"])
     n1 = corruption({"video": "noise"}, 3)(batch)
     n2 = corruption({"video": "noise"}, 3)(batch)
-    assert torch.equal(n1["video"], n2["video"]) and not torch.equal(n1["video"], batch["video"])
-    assert abs(float(n1["video"].std()) - 1.0) < 0.5 and torch.equal(n1["audio"], batch["audio"])
+    assert np.array_equal(n1["video"], n2["video"]) and not np.array_equal(n1["video"], batch["video"])
+    assert abs(float(n1["video"].std()) - 1.0) < 0.5 and np.array_equal(n1["audio"], batch["audio"])
+    assert n1["video"].dtype == np.float32                                 # feeds keep the model's dtype
     added = corruption({"video": "addnoise"}, 3)(batch)
-    assert torch.allclose(added["video"] - batch["video"], n1["video"])  # the same noise, added to the input
-    assert all(torch.equal(batch[k], original[k]) for k in batch)          # the caller's batch is untouched
+    assert np.allclose(added["video"] - batch["video"], n1["video"])      # the same noise, added to the input
+    assert all(np.array_equal(batch[k], original[k]) for k in batch)      # the caller's batch is untouched
 
 
 @pytest.fixture(scope="module")
 def ravdess_run(tmp_path_factory):
     """A tiny RAVDESS run: 2 synthetic actors (train 1, val 2), 32 px faces, 4 frames, 2 epochs."""
     from edgeaffect.data.synth.ravdess import generate_ravdess
-    from edgeaffect.train.ravdess import reference_config, train_ravdess
+    from edgeaffect.train.ravdess import RavdessTrainOptions, train
 
     root = tmp_path_factory.mktemp("ravdess_eval")
     generate_ravdess(root / "data", actors=2, statements=1, seed=11)
-    train_ravdess(root / "data", root / "run", config=reference_config(epochs=2, batch_size=4),
-                  fusion="ia", dropout_mode="softhard", model_overrides={"frames": 4, "face_size": 32},
-                  test_actors=[], val_actors=[2])
+    train(RavdessTrainOptions(data=root / "data", epochs=2, batch_size=4, fusion="ia", dropout_mode="softhard",
+                              frames=4, face_size=32, test_actors=(), val_actors=(2,)), root / "run")
     return root / "run"
 
 
@@ -59,7 +62,7 @@ def test_eval_reports_each_condition(ravdess_run, capsys):
 
     from edgeaffect.cli import main
     from edgeaffect.runs import load_model, load_run
-    from edgeaffect.train.ravdess import RAVDESS_TASK
+    from edgeaffect.tasks.ravdess import RAVDESS_TASK
     from edgeaffect.train.trainer import predict
 
     assert main(["eval", str(ravdess_run), "--split", "val", "--corrupt", "audio=zeros|noise,video=zeros"]) == 0
@@ -127,3 +130,24 @@ def test_the_run_exports_and_benches_through_the_shared_path(ravdess_run):
     rows = bench_run(ravdess_run, ["onnxruntime", "openvino", "torch"], cfg=cfg, show_progress=False)
     assert {r["runtime"] for r in rows} == {"onnxruntime", "openvino", "torch"}
     assert all(r["agreement"] == 1.0 and r["p50_ms"] > 0 for r in rows)
+
+
+def test_eval_scores_an_exported_model_file_like_the_run(capsys, tmp_path):
+    """`eval model.onnx --data D`: the exported graph through its runtime gives the run's own numbers."""
+    from edgeaffect.cli import main
+    from edgeaffect.export import export_onnx
+    from edgeaffect.runs import load_model, load_run
+    from tests.fakes.tiny_model import make_dataset, make_run
+
+    run = load_run(make_run(tmp_path / "run", data=make_dataset(tmp_path / "data", n=20)))
+    model_file = export_onnx(load_model(run.checkpoint), tmp_path / "model.onnx")
+    args = ["--split", "val", "--corrupt", "audio=zeros|noise", "--batch-size", "8"]
+    assert main(["eval", str(run.path), *args]) == 0
+    from_run = dict(l.split("\t") for l in capsys.readouterr().out.strip().splitlines() if "\t" in l)
+    assert main(["eval", str(model_file), *args]) == 1                      # a bare file records no dataset
+    assert "pass --data" in capsys.readouterr().err
+    assert main(["eval", str(model_file), "--data", str(tmp_path / "data"), *args]) == 0
+    from_file = dict(l.split("\t") for l in capsys.readouterr().out.strip().splitlines() if "\t" in l)
+    assert list(from_file) == ["clean", "audio=zeros", "audio=noise"]
+    assert all(abs(float(from_file[k]) - float(from_run[k])) < 1e-5 for k in from_run)
+    assert float(from_file["clean"]) != float(from_file["audio=noise"])    # the corruption reached the model

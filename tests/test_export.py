@@ -9,8 +9,8 @@ import pytest
 
 from edgeaffect.cli import main
 from edgeaffect.errors import EdgeAffectError
-from edgeaffect.export import (Samples, check_parity, export_onnx, export_openvino, export_run, load_samples,
-                               read_onnx_spec)
+from edgeaffect.evaluate import Samples, load_samples
+from edgeaffect.export import check_parity, export_onnx, export_openvino, export_run, read_onnx_spec
 from edgeaffect.fileio import sha256_file
 from edgeaffect.runtimes import load
 from tests.fakes import install
@@ -91,6 +91,44 @@ def test_without_a_dataset_parity_says_it_used_random_inputs(tmp_path):
     assert report.parity[0].metric is None
 
 
+def test_a_named_dataset_that_cannot_be_read_is_an_error_not_random_inputs(tmp_path, data):
+    run = make_run(tmp_path / "run", data=data)
+    with pytest.raises(EdgeAffectError, match="dataset .*nowhere not found; pass --data"):
+        export_run(run, ["onnx"], exporter="legacy", data=tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EdgeAffectError, match="cannot read the val split of .*empty for tiny_av_test"):
+        export_run(run, ["onnx"], exporter="legacy", data=tmp_path / "empty")
+    assert not (run / "model.onnx").exists()                      # nothing written before the data was read
+
+
+def test_an_export_that_fails_parity_publishes_nothing(tmp_path, data, monkeypatch):
+    """Artifacts are built in a staging folder and get their names only after parity passed."""
+    from edgeaffect import export as export_mod
+
+    run = make_run(tmp_path / "run", data=data)
+    export_run(run, ["onnx", "openvino"], exporter="legacy")
+    before = {p: p.read_bytes() for p in (run / "model.onnx", run / "openvino" / "model.xml")}
+    real = export_mod.export_openvino
+
+    def drifted(onnx_path, xml_path, **kw):      # an IR whose outputs no longer match torch
+        import onnx
+        from onnx import helper
+
+        m = onnx.load(str(onnx_path))
+        out = m.graph.output[0].name
+        m.graph.node[-1].output[0] = out + "_raw"
+        m.graph.node.append(helper.make_node("Add", [out + "_raw", out + "_raw"], [out]))
+        broken = tmp_path / "broken.onnx"
+        onnx.save(m, str(broken))
+        return real(broken, xml_path, **kw)
+
+    monkeypatch.setattr(export_mod, "export_openvino", drifted)
+    with pytest.raises(EdgeAffectError, match="openvino output differs from torch"):
+        export_run(run, ["onnx", "openvino"], exporter="legacy")
+    assert {p: p.read_bytes() for p in before} == before         # the earlier IR stays, untouched
+    assert not list(run.glob(".export-*"))                       # the staging folder is gone
+
+
 def test_failed_export_leaves_nothing(tmp_path, monkeypatch):
     import torch
 
@@ -133,10 +171,10 @@ def test_cli_export(tmp_path, data, capsys):
 
 def test_samples_are_read_with_the_reader_options_the_run_recorded(tmp_path, monkeypatch):
     """A run trained on a custom split (e.g. RAVDESS actors) is checked on that split, not the default."""
-    from edgeaffect.export import load_samples
+    from edgeaffect.evaluate import load_samples
     from edgeaffect.runs import Run
     from edgeaffect.spec import ModelSpec, TensorSpec
-    from edgeaffect.train import tasks
+    from edgeaffect import tasks
 
     seen = {}
 
@@ -156,9 +194,9 @@ def test_samples_are_read_with_the_reader_options_the_run_recorded(tmp_path, mon
 
 
 def test_a_sample_limit_spreads_over_the_split_not_its_head(tmp_path, monkeypatch):
-    from edgeaffect.export import spread_indices
+    from edgeaffect.evaluate import spread_indices
     from edgeaffect.spec import ModelSpec, TensorSpec
-    from edgeaffect.train import tasks
+    from edgeaffect import tasks
 
     assert spread_indices(5, None).tolist() == [0, 1, 2, 3, 4] and spread_indices(5, 9).tolist() == [0, 1, 2, 3, 4]
     assert spread_indices(100, 5).tolist() == [0, 25, 50, 74, 99]

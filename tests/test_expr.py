@@ -14,7 +14,7 @@ from edgeaffect.data.affwild2_expr import (EXPR_LABELS, FaceImages, index_split,
 from edgeaffect.data.synth.affwild2_expr import generate
 from edgeaffect.errors import DataError
 from edgeaffect.models import count_parameters, create_model, list_models
-from edgeaffect.train.expr import ExprTask, macro_f1, per_class_f1
+from edgeaffect.tasks.expr import ExprTask, macro_f1, per_class_f1
 from edgeaffect.train.ssl import (ROLE_LABELED, ROLE_STRONG, ROLE_WEAK, DynamicThreshold, FixedThreshold, class_prior,
                                   SemiSupervisedTask, strong_augment, weak_augment)
 
@@ -307,11 +307,11 @@ def _opts(root, **kw):
 def test_ssl_training_resumes_to_the_same_weights_and_records_pseudo_label_stats(tiny_root, tmp_path, monkeypatch):
     from edgeaffect.fileio import read_json
     from edgeaffect.runs import load_model, load_run
-    from edgeaffect.train.expr import train_expr
+    from edgeaffect.train.expr import train
     from edgeaffect.train.ssl import SemiSupervisedTrainer
 
     opt = _opts(tiny_root)
-    train_expr(opt, tmp_path / "straight")
+    train(opt, tmp_path / "straight")
     orig = SemiSupervisedTrainer._save
 
     def crash_after_first_epoch(self, path, obj):
@@ -321,9 +321,9 @@ def test_ssl_training_resumes_to_the_same_weights_and_records_pseudo_label_stats
 
     monkeypatch.setattr(SemiSupervisedTrainer, "_save", crash_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
-        train_expr(opt, tmp_path / "resumed")
+        train(opt, tmp_path / "resumed")
     monkeypatch.undo()
-    train_expr(opt, tmp_path / "resumed", resume=True)
+    train(opt, tmp_path / "resumed", resume=True)
     a = load_model(tmp_path / "straight" / "checkpoint.pt").state_dict()
     b = load_model(tmp_path / "resumed" / "checkpoint.pt").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

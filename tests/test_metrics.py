@@ -3,7 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from edgeaffect.train.metrics import accuracy, ccc, mean_pearson, pearson_per_column
+from edgeaffect.tasks.metrics import accuracy, ccc, mean_pearson, pearson_per_column
 
 
 @settings(max_examples=30, deadline=None)

@@ -14,7 +14,8 @@ from edgeaffect import precision
 from edgeaffect.bench import BenchConfig, bench_run
 from edgeaffect.cli import main
 from edgeaffect.errors import EdgeAffectError
-from edgeaffect.export import Samples, export_onnx, export_openvino, export_run, guard_precision
+from edgeaffect.evaluate import Samples
+from edgeaffect.export import export_onnx, export_openvino, export_run, guard_precision
 from edgeaffect.runtimes import load
 from tests.fakes.tiny_model import make_dataset, make_run, tiny_av_test
 

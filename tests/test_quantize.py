@@ -230,7 +230,8 @@ def test_prune_ratio_outside_range(run, capsys, ratio):
 
 # -- pruning -----------------------------------------------------------------------------------------------
 def test_prune_finetune_reload_and_quantize_the_pruned_run(run):
-    from edgeaffect.quantize.pipeline import open_run, quantize_run
+    from edgeaffect.quantize.pipeline import quantize_run
+    from edgeaffect.runs import open_run
     from edgeaffect.quantize.prune import prune_run
 
     out = prune_run(run, 0.5, finetune_epochs=2, branch_ratios={"audio": 0.25}, distill=0.3, lr=2e-3)
@@ -253,7 +254,7 @@ def test_prune_finetune_reload_and_quantize_the_pruned_run(run):
 
 
 def test_taylor_importance_prunes_by_gradient(run):
-    from edgeaffect.quantize.pipeline import open_run
+    from edgeaffect.runs import open_run
     from edgeaffect.quantize.prune import prune_run
 
     out = prune_run(run, 0.25, importance="taylor", finetune_epochs=0)
@@ -299,6 +300,20 @@ def test_implicit_int8_calibrator_feeds_device_buffers_and_reuses_its_cache(run,
     fake_trt10.calls.clear()                       # other calibration data: the cache must not be used
     _, hit = build_implicit(onnx_path, tmp_path / "tensorrt", _calib(run, 16, seed=5), batch_size=4)
     assert not hit and ("calibrator.get_batch", 2) in fake_trt10.calls
+
+
+def test_implicit_tensorrt_calibration_is_reachable_from_the_cli_and_scored(run, fake_trt10):
+    """`quantize int8 --runtime tensorrt --trt-calibration implicit`: TensorRT's calibrator builds the engine,
+    which is then scored against FP32 on the val samples; the report says so."""
+    assert _cli("quantize", "int8", str(run), "--runtime", "tensorrt", "--trt-calibration", "implicit",
+                "--calib-samples", "16", "--max-drop", "50") == 0
+    r = read_json(run / "quantize" / "report.json")["runtimes"]["tensorrt"]
+    assert r["config"]["trt_calibration"] == "implicit" and r["engine"].endswith(".int8.engine")
+    assert (run / r["engine"]).is_file() and r["passed"] and "within 50" in r["message"]
+    assert r["int8_metric"] is not None and r["agreement"]["kind"] and r["attempts"][0]["kept_float"] == []
+    assert any(c[0] == "calibrator.get_batch" for c in fake_trt10.calls)          # TensorRT itself calibrated
+    assert not (run / "tensorrt" / "model.int8.qdq.onnx").exists()                 # no explicit Q/DQ path taken
+    assert _cli("quantize", "int8", str(run), "--trt-calibration", "sideways") == 1
 
 
 def test_tensorrt_runtime_writes_trt_friendly_qdq_and_an_engine(run, fake_trt10):

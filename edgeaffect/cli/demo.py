@@ -36,17 +36,14 @@ def demo_cmd(
     """Run a model live: faces are detected and tracked, predictions smoothed and drawn; window, file or web out.
 
     Example:  edgeaffect demo --source clip.mp4 --headless --output annotated.mp4 --jsonl predictions.jsonl
+    Example:  edgeaffect demo --model model.onnx --source 0 --serve 0.0.0.0:8080   # no torch needed
     """
     import logging
-    import signal
-    import threading
 
-    from rich.table import Table
-
+    from ..demo.session import build_session
     from ..errors import EdgeAffectError
     from ..fileio import write_json
-    from .common import Console, console
-    from ..demo.session import build_session
+    from .common import console
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     if mode not in ("auto", "sync", "async"):
@@ -68,6 +65,27 @@ def demo_cmd(
         sink = ProgressSink(None if loop else (lambda: getattr(session.source, "frame_count", None)), console, "demo")
         session.sinks.append(sink)
         session.demo.sinks.append(sink)
+    stats, signalled = _run_until_signal(session)
+    summary = stats.summary()
+    for path in (output, jsonl):
+        if path is not None:
+            console.print(f"wrote {path}")
+    if bench or bench_json:
+        summary.update(model=session.spec.name, runtime=session.runtime_name, precision=precision, source=str(source),
+                       mode="sync" if session.demo.cfg.sync else "async")
+        if bench_json:
+            write_json(bench_json, summary)
+        _print_bench(summary)
+    else:
+        how = "stopped by signal; " if signalled else ""
+        console.print(f"{how}{summary['frames']} frames, {summary['fps']:.1f} FPS, {summary['inferences']} inferences")
+
+
+def _run_until_signal(session):
+    """Run the session; SIGINT/SIGTERM stop it cleanly (files finalised). Returns (stats, signals received)."""
+    import signal
+    import threading
+
     stop = threading.Event()
     signalled: list[int] = []
 
@@ -77,36 +95,29 @@ def demo_cmd(
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        stats = session.run(stop)
+        return session.run(stop), signalled
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    summary = stats.summary()
-    for path in (output, jsonl):
-        if path is not None:
-            console.print(f"wrote {path}")
-    if bench or bench_json:
-        summary["model"] = session.spec.name
-        summary["runtime"] = session.runtime_name
-        summary["precision"] = precision
-        summary["source"] = str(source)
-        summary["mode"] = "sync" if session.demo.cfg.sync else "async"
-        if bench_json:
-            write_json(bench_json, summary)
-        table = Table(title=f"demo bench: {session.spec.name} ({session.runtime_name} {precision})")
-        for col in ("stage", "mean ms", "p50 ms", "p95 ms", "calls"):
-            table.add_column(col, justify="right")
-        for name, v in summary["stages_ms"].items():
-            table.add_row(name, f"{v['mean']:.2f}", f"{v['p50']:.2f}", f"{v['p95']:.2f}", str(v["n"]))
-        lat = summary["latency_ms"]
-        table.add_row("frame latency", f"{lat['mean']:.2f}", f"{lat['p50']:.2f}", f"{lat['p95']:.2f}", str(lat["n"]))
-        Console().print(table)
-        typer.echo(f"FPS: {summary['fps']:.1f}")
-        typer.echo(f"p95 frame latency: {lat['p95']:.1f} ms")
-        age = summary["prediction_age_ms"]
-        typer.echo(f"predictions: {summary['inferences']} ({summary['inference_rate']:.1f}/s, age p95 {age['p95']:.1f} ms), "
-                   f"mode {summary['mode']}, skipped while busy: "
-                   f"{summary['skipped_busy']}, dropped frames: {summary['dropped_frames']}, corrupt: {summary['corrupt_frames']}")
-    else:
-        how = "stopped by signal; " if signalled else ""
-        console.print(f"{how}{summary['frames']} frames, {summary['fps']:.1f} FPS, {summary['inferences']} inferences")
+
+
+def _print_bench(summary: dict) -> None:
+    """The ``--bench`` table: per-stage timings, frame latency, FPS and the prediction counters."""
+    from rich.table import Table
+
+    from .common import Console
+
+    table = Table(title=f"demo bench: {summary['model']} ({summary['runtime']} {summary['precision']})")
+    for col in ("stage", "mean ms", "p50 ms", "p95 ms", "calls"):
+        table.add_column(col, justify="right")
+    for name, v in summary["stages_ms"].items():
+        table.add_row(name, f"{v['mean']:.2f}", f"{v['p50']:.2f}", f"{v['p95']:.2f}", str(v["n"]))
+    lat = summary["latency_ms"]
+    table.add_row("frame latency", f"{lat['mean']:.2f}", f"{lat['p50']:.2f}", f"{lat['p95']:.2f}", str(lat["n"]))
+    Console().print(table)
+    typer.echo(f"FPS: {summary['fps']:.1f}")
+    typer.echo(f"p95 frame latency: {lat['p95']:.1f} ms")
+    age = summary["prediction_age_ms"]
+    typer.echo(f"predictions: {summary['inferences']} ({summary['inference_rate']:.1f}/s, age p95 {age['p95']:.1f} ms), "
+               f"mode {summary['mode']}, skipped while busy: "
+               f"{summary['skipped_busy']}, dropped frames: {summary['dropped_frames']}, corrupt: {summary['corrupt_frames']}")

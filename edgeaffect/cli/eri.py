@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, SeedOpt, console, resume_manifest, split_csv
+from .common import DeviceOpt, SeedOpt, console, print_run_dir, split_csv, train_command
 from .data import synth_app
 from .train import train_app
 
@@ -59,41 +59,25 @@ def train_eri_cmd(
     Resume:   edgeaffect train eri --resume runs/eri/exp1
     Multi-process (DDP): torchrun --nproc_per_node 2 -m edgeaffect train eri --data data/eri
     """
-    from ..errors import EdgeAffectError
-    from ..runs import timestamp
-    from ..train.eri import STAGES, train_eri
-    from ..train.trainer import TrainConfig
+    from ..train.eri import ERITrainOptions
 
-    if loss not in ("mse", "pcc"):
-        raise EdgeAffectError(f"--loss must be mse or pcc, not {loss!r}")
-    overrides = {"frames": frames, "face_size": face_size, "audio_seconds": audio_seconds}
-    stage_list = split_csv(stages)
-    bad = [s for s in stage_list if s not in STAGES]
-    if bad:
-        raise EdgeAffectError(f"unknown stage(s) {', '.join(bad)}; stages are {', '.join(STAGES)}")
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, warmup_epochs=1 if epochs > 3 else 0)
-    if resume is not None:
-        m = resume_manifest(resume, "eri")
-        data = Path(m["data"]["root"])
-        c = m["config"]
-        cfg = TrainConfig(**{**c["train"], "milestones": tuple(c["train"]["milestones"])})
-        overrides, stage_list, loss, out = c["model"], c["stages"], c.get("loss", "mse"), resume
-    if data is None:
-        raise EdgeAffectError("--data is required (or --resume RUN)")
-    out = out or Path("runs/eri") / timestamp()
-    metrics = train_eri(data, out, config=cfg, stages=stage_list, model_overrides=overrides, resume=resume is not None,
-                        workers=workers, cache_dir=cache, loss=loss, console=console)
-    _print_summary(metrics, out)
+    def build(data: Path, out: Path) -> ERITrainOptions:
+        return ERITrainOptions(data=data, stages=tuple(split_csv(stages)), epochs=epochs, batch_size=batch_size, lr=lr,
+                               loss=loss, model_overrides={"frames": frames, "face_size": face_size,
+                                                           "audio_seconds": audio_seconds},
+                               workers=workers, cache_dir=cache, seed=seed, device=device)
+
+    train_command("eri", build, data=data, out=out, resume=resume, summary=_print_summary)
 
 
-def _print_summary(metrics: dict, out: Path) -> None:
+def _print_summary(manifest, out: Path) -> None:
     from rich.table import Table
 
     table = Table(title="ERI validation mean Pearson r")
     table.add_column("stage")
     table.add_column("val Pearson", justify="right")
     table.add_column("best epoch", justify="right")
-    for stage, m in metrics.items():
+    for stage, m in manifest.metrics.items():
         table.add_row(stage, f"{m['val_pearson']:.4f}", str(m["best_epoch"]))
     console.print(table)
-    console.print(f"[green]run directory:[/] {out}  (checkpoint.pt, manifest.json)")
+    print_run_dir(out)

@@ -5,6 +5,7 @@ the dataset and the metric, so a missing-modality study needs no per-model code.
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -50,22 +51,23 @@ def describe(condition: dict[str, str]) -> str:
 
 
 def corruption(condition: dict[str, str], seed: int):
-    """A ``predict`` transform: the named inputs become zeros, N(0, 1) noise, or get N(0, 1) added (deterministic).
+    """A feeds transform: the named inputs become zeros, N(0, 1) noise, or get N(0, 1) added (deterministic).
 
-    The three corruptions the RAVDESS fusion reference evaluates with.
+    The three corruptions the RAVDESS fusion reference evaluates with; NumPy only, so an exported model
+    is corrupted the same way on a torch-free install.
     """
-    import torch
+    import numpy as np
 
-    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
 
-    def transform(batch: dict) -> dict:
-        out = dict(batch)
+    def transform(feeds: dict) -> dict:
+        out = dict(feeds)
         for name, mode in condition.items():
-            x = out[name]
+            x = np.asarray(out[name])
             if mode == "zeros":
-                out[name] = torch.zeros_like(x)
+                out[name] = np.zeros_like(x)
             else:
-                noise = torch.randn(x.shape, generator=gen, dtype=x.dtype)
+                noise = rng.standard_normal(x.shape).astype(x.dtype)
                 out[name] = noise if mode == "noise" else x + noise
         return out
 
@@ -78,54 +80,86 @@ def eval_cmd(
     corrupt: Annotated[Optional[str], typer.Option("--corrupt", help="Conditions INPUT=MODE (zeros, noise, addnoise), e.g. audio=zeros|noise,video=zeros "
                                                                  "('|' alternatives, '+' together).")] = None,
     split: Annotated[str, typer.Option("--split", help="Dataset split to score (test, val, ...).")] = "test",
-    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset root (default: the one the run was trained on).")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset root (default: the one the run was trained on; "
+                                                                      "required for an exported model file).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
     seed: SeedOpt = 0,
     device: DeviceOpt = "cpu",
     precision: Annotated[str, typer.Option("--precision", help="fp32 (f32, no autocast) or bf16 (torch autocast, where the "
-                                                               "CPU has native bf16). INT8/fp16 artifacts: `edgeaffect bench --precision`.")] = "fp32",
+                                                               "CPU has native bf16) for a run; an exported file runs as it "
+                                                               "is stored unless named. INT8/fp16 artifacts: `edgeaffect bench --precision`.")] = "fp32",
 ) -> None:
-    """Score a run's model on a split, clean and with named inputs zeroed or replaced by noise.
+    """Score a run's model (or an exported model file) on a split, clean and with named inputs zeroed or noised.
 
     Example:  edgeaffect eval runs/ravdess/exp1 --corrupt audio=zeros|noise,video=zeros
     Example:  edgeaffect eval runs/eri/exp1 --split val --precision bf16
+    Example:  edgeaffect eval model.int8.onnx --data data/eri --split val   (no torch needed)
     """
-    import inspect
-
-    from rich.table import Table
-
-    from ..errors import EdgeAffectError
-    from ..precision import check_precisions, torch_autocast, unsupported
-    from ..runs import load_model, load_run
-    from ..train.tasks import get_task
-    from ..train.trainer import predict
+    from ..precision import check_precisions
 
     check_precisions([precision])
+    from ..errors import EdgeAffectError
+
+    with _open_for_eval(Path(run), precision, device) as (rt, spec, recorded, kw, r):
+        conditions = parse_conditions(corrupt, spec.input_names)
+        root = data or recorded
+        if root is None:
+            raise EdgeAffectError(f"{run} does not record its dataset; pass --data")
+        rows, n = _score_conditions(rt, spec, Path(root), split, kw, conditions, batch_size, seed, precision)
+    _print_eval(spec, split, n, precision, rows)
+    if r is not None:
+        earlier = r.manifest.get("eval", {}).get(split, {})   # conditions from earlier calls are kept
+        r.update(eval={split: {**earlier, **{name: value for name, value in rows}}})
+    typer.echo("\n".join(f"{name}\t{value:.6f}" for name, value in rows))
+
+
+@contextlib.contextmanager
+def _open_for_eval(target: Path, precision: str, device: str):
+    """(runtime, spec, data root, reader options, run or None): torch for a run, the file's runtime for a file."""
+    from ..errors import EdgeAffectError
+    from ..precision import unsupported
+    from ..runtimes.registry import load
+
+    if target.is_file():
+        with load(target, **({"precision": precision} if precision != "fp32" else {})) as rt:
+            yield rt, rt.spec, None, {}, None
+        return
+    from ..runs import load_run
+
     reason = unsupported("torch", precision, device=device)
     if reason:
         raise EdgeAffectError(f"eval --precision {precision}: {reason} (eval runs the torch model; "
                               f"`edgeaffect bench RUN --precision {precision}` scores exported artifacts)")
-    r = load_run(run)
-    spec = r.spec
-    conditions = parse_conditions(corrupt, spec.input_names)
-    root = data or r.data_dir
-    if root is None:
-        raise EdgeAffectError(f"{run} does not record its dataset; pass --data")
+    r = load_run(target)
+    with load(r.checkpoint, runtime="torch", precision=precision, device=device) as rt:
+        yield rt, r.spec, r.data_dir, r.dataset_kwargs, r
+
+
+def _score_conditions(rt, spec, root, split, kw, conditions, batch_size, seed, precision):
+    """The task metric per condition over the whole split."""
+    import inspect
+
+    from ..evaluate import predict_split, score
+    from ..tasks import get_task
+
     task = get_task(spec.task)
-    kw = r.dataset_kwargs
     if "console" in inspect.signature(task.dataset).parameters:
-        kw["console"] = console
-    dataset = task.dataset(Path(root), split, spec, **kw)
-    model = load_model(r.checkpoint).to(device)
-    rows = []
-    for cond in conditions:
-        with torch_autocast(precision, device):
-            outputs, target = predict(model, dataset, batch_size=batch_size, device=device,
-                                      transform=corruption(cond, seed))
-        value = float(task.metrics(outputs, target)[task.metric])
-        rows.append((describe(cond) + ("" if precision == "fp32" else f"@{precision}"), value))
+        kw = {**kw, "console": console}
+    dataset = task.dataset(root, split, spec, **kw)
+    outputs, target = predict_split(rt, dataset, spec, split, str(root), batch_size,
+                                    [corruption(c, seed) for c in conditions])
+    tag = "" if precision == "fp32" else f"@{precision}"
+    return [(describe(c) + tag, score(spec, out, target)) for c, out in zip(conditions, outputs)], len(target)
+
+
+def _print_eval(spec, split: str, n: int, precision: str, rows) -> None:
+    from rich.table import Table
+
+    from ..tasks import get_task
+
+    task = get_task(spec.task)
     clean = rows[0][1]
-    table = Table(title=f"{spec.name} on {split} ({len(dataset)} samples, {precision})")
+    table = Table(title=f"{spec.name} on {split} ({n} samples, {precision})")
     table.add_column("condition")
     table.add_column(task.metric, justify="right")
     table.add_column("change", justify="right")
@@ -134,6 +168,3 @@ def eval_cmd(
         unit = " pts" if task.metric_scale == 0.01 else ""
         table.add_row(name, f"{value:.4f}", "-" if name == rows[0][0] else f"{delta:+.1f}{unit}")
     console.print(table)
-    earlier = r.manifest.get("eval", {}).get(split, {})   # conditions from earlier calls are kept
-    r.update(eval={split: {**earlier, **{name: value for name, value in rows}}})
-    typer.echo("\n".join(f"{name}\t{value:.6f}" for name, value in rows))

@@ -41,6 +41,8 @@ def export_cmd(
                                                                            "(default: every installed one).")] = None,
     calib_samples: Annotated[int, typer.Option("--calib-samples", help="With --int8: calibration samples, stratified across labels.")] = DEFAULT_CALIB_SAMPLES,
     calib_method: Annotated[str, typer.Option("--calib-method", help="With --int8: minmax | entropy | percentile.")] = "minmax",
+    trt_calibration: Annotated[str, typer.Option("--trt-calibration", help="With --int8 on TensorRT: explicit (Q/DQ, the default) "
+                                                                          "or implicit (TensorRT's own calibrator, 8.6/10 only).")] = "explicit",
     max_drop: Annotated[float, typer.Option("--max-drop", help="With --int8/--precision: allowed metric drop vs FP32, in points of the task metric.")] = 1.0,
     prune: Annotated[Optional[float], typer.Option("--prune", help="Prune this fraction of channels (0, 0.9], fine-tune, and export "
                                                                    "<run>/pruned-<ratio>/ instead of the run.")] = None,
@@ -63,8 +65,9 @@ def export_cmd(
     from rich.markup import escape
 
     from ..errors import EdgeAffectError
-    from ..export import FORMATS, export_run
+    from ..export import export_run
     from ..precision import REDUCED_FLOAT, check_precisions
+    from ..runtimes.registry import file_formats, get_runtime
 
     reduced = check_precisions(split_csv(precision))
     if any(p not in REDUCED_FLOAT for p in reduced):
@@ -78,22 +81,26 @@ def export_cmd(
         from ..quantize.pipeline import check_runtimes
 
         int8_runtimes = check_runtimes(split_csv(runtime) or None)
-        cfg = QuantConfig(calib_samples=calib_samples, calib_method=calib_method, max_drop=max_drop)
-    elif runtime or calib_samples != DEFAULT_CALIB_SAMPLES or calib_method != "minmax" or (max_drop != 1.0 and not reduced):
-        raise EdgeAffectError("--runtime, --calib-samples and --calib-method go with --int8; --max-drop with --int8 or --precision")
+        cfg = QuantConfig(calib_samples=calib_samples, calib_method=calib_method, max_drop=max_drop,
+                          trt_calibration=trt_calibration)
+    elif (runtime or calib_samples != DEFAULT_CALIB_SAMPLES or calib_method != "minmax" or trt_calibration != "explicit"
+          or (max_drop != 1.0 and not reduced)):
+        raise EdgeAffectError("--runtime, --calib-samples, --calib-method and --trt-calibration go with --int8; "
+                              "--max-drop with --int8 or --precision")
     if prune is not None:
         from ..quantize.prune import check_ratio
 
         check_ratio(prune)
         if finetune_epochs < 0:
             raise EdgeAffectError(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
-    chosen = split_csv(formats) or ([_FORMAT_OF[r] for r in int8_runtimes] if int8_runtimes and runtime else list(FORMATS))
+    chosen = split_csv(formats) or ([get_runtime(r).file_format for r in int8_runtimes] if int8_runtimes and runtime
+                                    else file_formats())
     if int8:  # a missing checkpoint, another model's manifest, too little calibration data: one line, nothing written
         from ..quantize.pipeline import preflight
 
         preflight(run, cfg, data)
     elif prune is not None:
-        from ..quantize.pipeline import open_run
+        from ..runs import open_run
 
         open_run(run)
     if prune is not None:
@@ -133,5 +140,3 @@ def print_export_report(report) -> None:
     for fmt, why in report.skipped.items():
         console.print(f"[yellow]skipped {fmt}[/]: {escape(why)}", highlight=False)
 
-
-_FORMAT_OF = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "tensorrt"}

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DataOpt, DeviceOpt, SeedOpt, console, resume_manifest
+from .common import DataOpt, DeviceOpt, SeedOpt, console, train_command
 from .data import synth_app
 from .train import train_app
 
@@ -85,16 +85,12 @@ def train_expr_cmd(
 
     from ..errors import EdgeAffectError
     from ..models import get_entry
-    from ..runs import timestamp
-    from ..train.expr import SSL_MODES, ExprTrainOptions, check_init, train_expr
+    from ..train.expr import SSL_MODES, ExprTrainOptions, check_init
 
     if threads:
         torch.set_num_threads(threads)
-    if resume is not None:
-        m = resume_manifest(resume, "expr")
-        opt = ExprTrainOptions.from_dict(m["config"]["options"])
-        out = resume
-    else:
+
+    def build(data: Path, out: Path) -> ExprTrainOptions:
         if ssl not in SSL_MODES:
             raise EdgeAffectError(f"unknown --ssl {ssl!r}; choose one of {', '.join(SSL_MODES)}")
         if get_entry(arch).task != "expr":
@@ -102,7 +98,6 @@ def train_expr_cmd(
         check_init(init, arch)
         if label_fraction <= 0:
             raise EdgeAffectError("--label-fraction must be above 0")
-        out = out or Path("runs") / "expr" / timestamp()
         if out.exists() and any(out.iterdir()):
             raise EdgeAffectError(f"{out} already exists and is not empty (continue it with --resume {out})")
         try:
@@ -113,22 +108,35 @@ def train_expr_cmd(
             raise EdgeAffectError(f"--dtm-rates {dtm_rates!r}: each rate must lie in [0, 1]")
         if dtm_floor > dtm_ceiling:
             raise EdgeAffectError(f"--dtm-floor {dtm_floor} is above --dtm-ceiling {dtm_ceiling}")
-        overrides: dict = {}
-        if width_mult is not None:
-            if arch != "expr_mobilenetv2":
-                raise EdgeAffectError("--width-mult applies to expr_mobilenetv2 only")
-            overrides["width_mult"] = width_mult
-        if width is not None:
-            if arch != "expr_resnet18":
-                raise EdgeAffectError("--width applies to expr_resnet18 only")
-            overrides["width"] = width
-        opt = ExprTrainOptions(
-            data=data, unlabeled=unlabeled, ssl=ssl, label_fraction=label_fraction, arch=arch, model_overrides=overrides, init=init,
+        return ExprTrainOptions(
+            data=data, unlabeled=unlabeled, ssl=ssl, label_fraction=label_fraction, arch=arch,
+            model_overrides=_overrides(arch, width_mult, width), init=init,
             face_size=face_size, epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch, mu=mu,
             lambda_u=lambda_u, tau=tau, dtm_rates=rates, dtm_floor=dtm_floor, dtm_ceiling=dtm_ceiling,
             strong_ops=strong_ops, cutout=(cutout / 2, cutout) if cutout > 0 else None, frame_step=frame_step, max_per_video=max_per_video,
             val_frame_step=val_frame_step, max_unlabeled=max_unlabeled, lr=lr, seed=seed, device=device)
-    metrics = train_expr(opt, out, resume=resume is not None, console=console)["train"]
+
+    train_command("expr", build, data=data, out=out, resume=resume, summary=_print_summary)
+
+
+def _overrides(arch: str, width_mult: float | None, width: int | None) -> dict:
+    """The architecture flags, each checked to apply to ``--arch``."""
+    from ..errors import EdgeAffectError
+
+    overrides: dict = {}
+    if width_mult is not None:
+        if arch != "expr_mobilenetv2":
+            raise EdgeAffectError("--width-mult applies to expr_mobilenetv2 only")
+        overrides["width_mult"] = width_mult
+    if width is not None:
+        if arch != "expr_resnet18":
+            raise EdgeAffectError("--width applies to expr_resnet18 only")
+        overrides["width"] = width
+    return overrides
+
+
+def _print_summary(manifest, out: Path) -> None:
+    metrics = manifest.metrics["train"]
     per_class = "  ".join(f"{k} {v:.3f}" for k, v in metrics["val_per_class_f1"].items())
     console.print(f"[bold]val macro F1 {metrics['val_macro_f1']:.4f}[/] (accuracy {metrics['val_accuracy']:.4f}, "
                   f"best epoch {metrics['best_epoch']}/{metrics['epochs']})")

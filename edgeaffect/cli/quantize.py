@@ -19,22 +19,28 @@ CalibSamplesOpt = Annotated[int, typer.Option("--calib-samples", help="Calibrati
 CalibMethodOpt = Annotated[str, typer.Option("--calib-method", help="minmax | entropy | percentile.")]
 MaxDropOpt = Annotated[float, typer.Option("--max-drop", help="Allowed metric drop vs FP32, in points of the task metric.")]
 DataRootOpt = Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset root (default: the one the run was trained on).")]
+TrtCalibrationOpt = Annotated[str, typer.Option("--trt-calibration", help="TensorRT INT8: explicit (Q/DQ ONNX, guarded layer by "
+                                                                         "layer; TensorRT 10 and 11) or implicit (TensorRT's entropy "
+                                                                         "calibrator on the device, TensorRT 8.6/10 such as JetPack 6; scored, no float fallback).")]
 
 
 @quantize_app.command("int8")
 def int8(run: RunArg, runtime: RuntimeOpt = None, calib_samples: CalibSamplesOpt = DEFAULT_CALIB_SAMPLES,
          calib_method: CalibMethodOpt = "minmax", max_drop: MaxDropOpt = 1.0,
          no_guard: Annotated[bool, typer.Option("--no-guard", help="Write plain INT8 even if it loses more than --max-drop.")] = False,
+         trt_calibration: TrtCalibrationOpt = "explicit",
          data: DataRootOpt = None) -> None:
     """Calibrate on real train samples and write INT8 models, keeping sensitive layers in float if needed.
 
     Example:  edgeaffect quantize int8 runs/eri/<run> --runtime onnxruntime,openvino --calib-samples 64
+    Example:  edgeaffect quantize int8 runs/eri/<run> --runtime tensorrt --trt-calibration implicit   (on a Jetson)
     """
     from .common import console as con
     from ..quantize.config import QuantConfig
     from ..quantize.pipeline import quantize_run
 
-    cfg = QuantConfig(calib_samples=calib_samples, calib_method=calib_method, max_drop=max_drop, guard=not no_guard)
+    cfg = QuantConfig(calib_samples=calib_samples, calib_method=calib_method, max_drop=max_drop, guard=not no_guard,
+                      trt_calibration=trt_calibration)
     report = quantize_run(run, split_csv(runtime) or None, cfg, data_root=data, console=con)
     print_int8(report)
 
@@ -125,7 +131,7 @@ def report(run: RunArg,
         console.print(f"  kept in float: {', '.join(r['kept_float']) or 'nothing'} ({r['message']})", highlight=False)
         for i, att in enumerate(r["attempts"]):
             console.print(f"  attempt {i}: {len(att['kept_float'])} layer(s) in float -> {data['metric']} "
-                          f"{att['metric']:.4f}, drop {att['drop_points']:.2f} pts, top-1 agreement {att['top1_agreement']:.3f}")
+                          f"{att['metric']:.4f}, drop {att['drop_points']:.2f} pts, {_agreement(att)}")
 
 
 def _print_summary(data: dict) -> None:
@@ -134,11 +140,16 @@ def _print_summary(data: dict) -> None:
     cal = data["calibration"]
     t = Table(title=f"INT8 {data['model']} - {data['metric']} on {data['eval_samples']} val samples; "
                     f"calibration: {cal['samples']} {cal['split']} samples in {len(cal['strata'])} strata")
-    for col in ("runtime", "FP32", "INT8", "drop (pts)", "max", "float layers", "top-1 agree", "artifact"):
+    for col in ("runtime", "FP32", "INT8", "drop (pts)", "max", "float layers", "agreement", "artifact"):
         t.add_column(col)
     for rt, r in data["runtimes"].items():
         ok = "[green]" if r["passed"] else "[red]"
         t.add_row(rt, f"{r['fp32_metric']:.4f}", f"{r['int8_metric']:.4f}", f"{ok}{r['drop_points']:.2f}[/]",
-                  f"{r['max_drop']:g}", str(len(r["kept_float"])), f"{r['agreement'].get('top1_agreement', 0):.3f}",
+                  f"{r['max_drop']:g}", str(len(r["kept_float"])), _agreement(r["agreement"]),
                   r["artifact"] or f"(not written; best attempt {r.get('best_attempt')})")
     table_console().print(t)
+
+
+def _agreement(d: dict) -> str:
+    """``top-1 0.983`` / ``pearson 0.999``: agreement with FP32 in the task's terms (``evaluate.compare``)."""
+    return f"{d['kind']} {d['agreement']:.3f}" if "kind" in d else "-"

@@ -30,18 +30,16 @@ def quickstart(
     Example:  edgeaffect quickstart --data data/eri --out runs/eri/quickstart
     """
     from ..data.synth.eri import ERISynthConfig, generate_eri
-    from ..train.eri import train_eri
-    from ..train.trainer import TrainConfig
+    from ..train.eri import ERITrainOptions, train
 
     t0 = time.perf_counter()
     if (data / "data_info.csv").exists():
         console.print(f"[dim]using the dataset already in {data}[/]")
     else:
         generate_eri(data, ERISynthConfig(clips=clips, seed=0), workers=workers, console=console)
-    cfg = TrainConfig(epochs=epochs, batch_size=16, lr=2e-3, seed=0, warmup_epochs=1)
-    metrics = train_eri(data, out, config=cfg, model_overrides={"frames": frames, "face_size": face_size},
-                        workers=workers, console=console)
-    for stage, m in metrics.items():
+    opt = ERITrainOptions(data=data, epochs=epochs, batch_size=16, lr=2e-3, seed=0, warmup_epochs=1,
+                          model_overrides={"frames": frames, "face_size": face_size}, workers=workers)
+    for stage, m in train(opt, out, console=console).metrics.items():
         console.print(f"{stage:>6}: val mean Pearson {m['val_pearson']:.4f}")
     _export_and_bench(out, budget_s=bench_budget)
     console.print(f"[green]done in {time.perf_counter() - t0:.0f} s[/]; results in {out} "

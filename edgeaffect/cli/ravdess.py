@@ -6,12 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, SeedOpt, console, split_csv
+from .common import DeviceOpt, SeedOpt, console, print_run_dir, split_csv, train_command
 from .data import synth_app
 from .train import train_app
-
-_FUSIONS = ("ia", "it", "lt")
-_DROPOUTS = ("softhard", "noise", "none")
 
 
 def _actors(value: str, option: str) -> list[int]:
@@ -88,58 +85,30 @@ def train_ravdess_cmd(
     Resume:   edgeaffect train ravdess --resume runs/ravdess/small
     """
     from ..errors import EdgeAffectError
-    from ..fileio import read_json
-    from ..runs import timestamp
-    from ..train.ravdess import reference_config, train_ravdess
+    from ..train.ravdess import RavdessTrainOptions
 
-    if fusion not in _FUSIONS:
-        raise EdgeAffectError(f"--fusion must be one of {', '.join(_FUSIONS)}, not {fusion!r}")
-    if dropout_mode not in _DROPOUTS:
-        raise EdgeAffectError(f"--dropout-mode must be one of {', '.join(_DROPOUTS)}, not {dropout_mode!r}")
-    from ..data.ravdess import VOCAL_CHANNELS
+    def build(data: Path, out: Path) -> RavdessTrainOptions:
+        try:
+            steps = tuple(int(m) for m in split_csv(milestones))
+        except ValueError:
+            raise EdgeAffectError(f"--milestones takes comma-separated epochs, got {milestones!r}") from None
+        return RavdessTrainOptions(data=data, fusion=fusion, dropout_mode=dropout_mode, heads=heads, frames=frames,
+                                   face_size=face_size, epochs=epochs, batch_size=batch_size, lr=lr, milestones=steps,
+                                   test_actors=tuple(_actors(test_actors, "--test-actors")),
+                                   val_actors=tuple(_actors(val_actors, "--val-actors")), vocal=vocal,
+                                   pretrained=pretrained, cache_dir=cache, seed=seed, device=device)
 
-    if vocal not in VOCAL_CHANNELS:
-        raise EdgeAffectError(f"--vocal must be one of {', '.join(VOCAL_CHANNELS)}, not {vocal!r}")
-    if face_size % 16:
-        raise EdgeAffectError(f"--face-size must be a multiple of 16, not {face_size}")
-    try:
-        steps = tuple(int(m) for m in split_csv(milestones))
-    except ValueError:
-        raise EdgeAffectError(f"--milestones takes comma-separated epochs, got {milestones!r}") from None
-    overrides = {"heads": heads, "frames": frames, "face_size": face_size}
-    cfg = reference_config(epochs=epochs, batch_size=batch_size, lr=lr, milestones=steps, seed=seed, device=device)
-    tests, vals = _actors(test_actors, "--test-actors"), _actors(val_actors, "--val-actors")
-    if resume is not None:
-        manifest = resume / "manifest.json"
-        if not manifest.exists():
-            raise EdgeAffectError(f"cannot resume: {manifest} not found")
-        m = read_json(manifest)
-        if m.get("task") != "ravdess":
-            raise EdgeAffectError(f"cannot resume: {resume} is a {m.get('task')!r} run, not ravdess")
-        data = Path(m["data"]["root"])
-        c = m["config"]
-        from ..train.trainer import TrainConfig
+    train_command("ravdess", build, data=data, out=out, resume=resume, summary=_print_summary)
 
-        cfg = TrainConfig(**{**c["train"], "milestones": tuple(c["train"]["milestones"])})
-        overrides, fusion, dropout_mode = c["model"], c["fusion"], c["dropout_mode"]
-        kw = m["data"].get("dataset_kwargs", {})
-        tests, vals = kw.get("test_actors", tests), kw.get("val_actors", vals)
-        vocal = kw.get("vocal", vocal)
-        cache = Path(kw["cache_dir"]) if kw.get("cache_dir") else cache
-        pretrained = Path(c["pretrained"]["path"]) if c.get("pretrained") else None
-        out = resume
-    if data is None:
-        raise EdgeAffectError("--data is required (or --resume RUN)")
-    out = out or Path("runs/ravdess") / timestamp()
-    metrics = train_ravdess(data, out, config=cfg, fusion=fusion, dropout_mode=dropout_mode, model_overrides=overrides,
-                            test_actors=tests, val_actors=vals, pretrained=pretrained, cache_dir=cache, vocal=vocal,
-                            resume=resume is not None, console=console)
+
+def _print_summary(manifest, out: Path) -> None:
     from rich.table import Table
 
-    table = Table(title=f"RAVDESS ravdess_{fusion}, modality dropout {dropout_mode}")
+    options, metrics = manifest.config["options"], manifest.metrics["fused"]
+    table = Table(title=f"RAVDESS {manifest.model}, modality dropout {options['dropout_mode']}")
     for col in ("val accuracy", "best epoch", "test accuracy"):
         table.add_column(col, justify="right")
     test = metrics.get("test_accuracy")
     table.add_row(f"{metrics['val_accuracy']:.4f}", str(metrics["best_epoch"]), "-" if test is None else f"{test:.4f}")
     console.print(table)
-    console.print(f"[green]run directory:[/] {out}  (checkpoint.pt, manifest.json)")
+    print_run_dir(out)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, SeedOpt, console, resume_manifest
+from .common import DeviceOpt, SeedOpt, console, print_run_dir, train_command
 from .data import synth_app
 from .train import train_app
 
@@ -16,9 +16,6 @@ class Variant(str, Enum):
     edge = "edge"
     jca = "jca"
     jca_lite = "jca_lite"
-
-
-VARIANT_MODELS = {"edge": "va_jca_edge", "jca": "va_jca", "jca_lite": "va_jca_lite"}
 
 
 @synth_app.command("affwild2-va")
@@ -84,32 +81,27 @@ def train_va(
     import torch
 
     from ..errors import EdgeAffectError
-    from ..runs import timestamp
-    from ..train.va import train_va as run_training
+    from ..train.va import VATrainOptions
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise EdgeAffectError(f"--device {device} requested but CUDA is not available")
-    overrides = {k: v for k, v in (("frame_size", frame_size), ("width", width), ("subclips", subclips)) if v is not None}
-    settings = dict(variant=variant.value, epochs=epochs, batch_size=batch_size, lr=lr, stride=stride,
-                    max_train=max_train, max_val=max_val, seed=seed)
-    if resume is not None:
-        m = resume_manifest(resume, "va")
-        data, out = Path(m["data"]["root"]), resume
-        overrides, settings = m["config"]["model"], m["config"]["settings"]
-    if data is None:
-        raise EdgeAffectError("--data is required (or --resume RUN)")
-    out = out or Path("runs/va") / timestamp()
-    best = run_training(data, out, VARIANT_MODELS[settings["variant"]], overrides, settings, resume=resume is not None,
-                        cache_dir=cache, device=device, console=console)
-    _print_summary(best, out)
+
+    def build(data: Path, out: Path) -> VATrainOptions:
+        overrides = {k: v for k, v in (("frame_size", frame_size), ("width", width), ("subclips", subclips)) if v is not None}
+        return VATrainOptions(data=data, variant=variant.value, model_overrides=overrides, epochs=epochs,
+                              batch_size=batch_size, lr=lr, stride=stride, max_train=max_train, max_val=max_val,
+                              cache_dir=cache, seed=seed, device=device)
+
+    train_command("va", build, data=data, out=out, resume=resume, summary=_print_summary)
 
 
-def _print_summary(best: dict, out: Path) -> None:
+def _print_summary(manifest, out: Path) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{best['model']}: validation CCC (best epoch {best['best_epoch']})")
+    best = manifest.metrics["train"]
+    table = Table(title=f"{manifest.model}: validation CCC (best epoch {best['best_epoch']})")
     for col in ("valence", "arousal", "mean"):
         table.add_column(col, justify="right")
     table.add_row(f"{best['val_ccc_valence']:.4f}", f"{best['val_ccc_arousal']:.4f}", f"{best['val_ccc']:.4f}")
     console.print(table)
-    console.print(f"[green]run directory:[/] {out}  (checkpoint.pt, manifest.json)")
+    print_run_dir(out)

@@ -291,7 +291,7 @@ def scan_split(root: str | os.PathLike, split: str, pre: Mapping[str, Any], stri
 
 
 class AffWild2VADataset:
-    """``torch`` map-style dataset: {"video" [S,3,F,H,W], "audio" [S,1,M,T], "target" [S,2] (valence, arousal)}.
+    """Map-style dataset of NumPy arrays: {"video" [S,3,F,H,W], "audio" [S,1,M,T], "target" [S,2] (valence, arousal)}.
 
     ``augment`` (training) mirrors a sequence's faces at random and jitters their colours;
     the trainer reseeds NumPy every epoch, so this stays reproducible.
@@ -352,8 +352,6 @@ class AffWild2VADataset:
         return img.astype(np.float32) * self._scale - self._shift
 
     def __getitem__(self, idx: int) -> dict[str, Any]:
-        import torch
-
         vi, ids, ends = self.sequences[idx]
         video = self.videos[vi]
         if vi not in self._frames:
@@ -369,5 +367,4 @@ class AffWild2VADataset:
         sr = self.pre["sample_rate"]
         audio = np.stack([log_mel_window(mel, int(round(e / fps * sr)), self.pre) for e in ends])[:, None]
         target = video.labels[ids[:, -1]]
-        return {"video": torch.from_numpy(clip), "audio": torch.from_numpy(audio),
-                "target": torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32))}
+        return {"video": clip, "audio": audio, "target": np.ascontiguousarray(target, dtype=np.float32)}

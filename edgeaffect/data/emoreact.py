@@ -266,7 +266,7 @@ def prepare_clips(clips: Sequence[Clip], cfg: BodyPrepConfig, cache_root: str | 
     return [(c, ready[c.video]) for c in clips if c.video in ready], report
 
 
-# -- TSN sampling and the torch dataset ------------------------------------------------------------
+# -- TSN sampling and the dataset ------------------------------------------------------------------
 
 def tsn_indices(n_frames: int, segments: int, train: bool, rand=None) -> np.ndarray:
     """Frame indices as TSN samples them (new_length 1).
@@ -294,8 +294,8 @@ class EmoReactDataset:
     Training (``augment``): TSN random offsets, one horizontal flip per clip and
     a random ``size`` crop of the ``scale_size`` crops; evaluation: segment
     centres, crops resized to ``size`` (as the seed's GroupScale(224, 224)).
-    Randomness comes from torch's global generator, which the trainer reseeds
-    each epoch (and DataLoader workers derive from it).
+    Randomness comes from NumPy's global generator, which the trainer reseeds
+    each epoch (and DataLoader seeds in each worker).
     """
 
     def __init__(self, items: Sequence[tuple[Clip, Path]], input: str, segments: int, size: int, augment: bool,
@@ -314,39 +314,36 @@ class EmoReactDataset:
         return np.stack([c.labels for c, _ in self.items])
 
     def __getitem__(self, i: int) -> dict:
-        import torch
-
         clip, path = self.items[i]
         with np.load(path, allow_pickle=False) as z:
             n = len(z["face_box"])
             idx = tsn_indices(n, self.segments, self.augment,
-                              lambda hi, k: torch.randint(0, hi, (k,)).numpy())
+                              lambda hi, k: np.random.randint(0, hi, k))
             need = ("face",) if self.input == "face" else ("fullbody",) if self.input == "fullbody" else ("fullbody", "face")
             arrays = {k: z[k][idx] for k in need}
             boxes = z["face_box"][idx]
         if self.input in ("body", "fusion"):
             arrays["body"] = blackout(arrays.pop("fullbody"), boxes)
-        flip = self.augment and bool(torch.rand(()) < 0.5)
+        flip = self.augment and bool(np.random.random() < 0.5)
         streams = {"face": "face", "body": "body", "fullbody": "fullbody", "fusion": "body"}
-        out = {"frames": self._tensor(arrays[streams[self.input]], flip)}
+        out = {"frames": self._frames(arrays[streams[self.input]], flip)}
         if self.input == "fusion":
-            out["face"] = self._tensor(arrays["face"], flip)
-        out["target"] = torch.from_numpy(clip.labels.copy())
+            out["face"] = self._frames(arrays["face"], flip)
+        out["target"] = np.asarray(clip.labels, np.float32).copy()
         return out
 
-    def _tensor(self, imgs: np.ndarray, flip: bool):
+    def _frames(self, imgs: np.ndarray, flip: bool) -> np.ndarray:
         import cv2
-        import torch
 
         s, ss = self.size, imgs.shape[1]
         if self.augment and ss > s:
-            y0, x0 = (int(v) for v in torch.randint(0, ss - s + 1, (2,)))
+            y0, x0 = (int(v) for v in np.random.randint(0, ss - s + 1, 2))
             imgs = imgs[:, y0:y0 + s, x0:x0 + s]
         elif ss != s:
             imgs = np.stack([cv2.resize(im, (s, s), interpolation=cv2.INTER_AREA) for im in imgs])
         if flip:
             imgs = imgs[:, :, ::-1]
-        return torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 3, 1, 2))).float().div_(255.0)
+        return np.ascontiguousarray(imgs.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
 
 
 def blackout(imgs: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -289,21 +289,21 @@ def _rotate(frames: np.ndarray, degrees: float) -> np.ndarray:
 
 
 class RavdessDataset:
-    """A torch-style dataset over cached clips: ``{"video": [T,3,S,S] in [0,1], "audio": [n_mfcc,F], "target"}``.
+    """A map-style dataset over cached clips: ``{"video": [T,3,S,S] in [0,1], "audio": [n_mfcc,F], "target"}``.
 
     ``augment`` applies the reference's training augmentation: a horizontal flip (p 0.5) and a
     rotation by a whole number of degrees in [-10, 10], the same for every frame of a clip.
+    ``report`` (set by :func:`prepare_split`) holds the split's problems, counts and content hash.
     """
 
     def __init__(self, files: list[Path], labels: list[int], clips: list[Clip], augment: bool = False):
         self.files, self.labels, self.clips, self.augment = files, labels, clips, augment
+        self.report: Prepared | None = None
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> dict:
-        import torch
-
         with np.load(self.files[i]) as z:
             faces, mfcc = z["faces"], z["mfcc"]
         if self.augment:
@@ -312,9 +312,8 @@ class RavdessDataset:
             angle = int(np.random.randint(-10, 11))
             if angle:
                 faces = _rotate(np.ascontiguousarray(faces), angle)
-        video = torch.from_numpy(np.ascontiguousarray(faces.transpose(0, 3, 1, 2))).float().div_(255.0)
-        return {"video": video, "audio": torch.from_numpy(mfcc),
-                "target": torch.tensor(self.labels[i], dtype=torch.long)}
+        video = np.ascontiguousarray(faces.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+        return {"video": video, "audio": mfcc, "target": np.asarray(self.labels[i], np.int64)}
 
 
 @dataclass
@@ -368,4 +367,6 @@ def prepare_split(root: str | os.PathLike, split: str, pre: Preprocessing,
         raise DataError(f"RAVDESS split {split!r}: none of its {len(clips)} clips is usable "
                         f"({dict(counts)}); first problem: {problems[0] if problems else '-'}")
     digest = sha256_text("\n".join(sorted(f.stem for f in files)))
-    return Prepared(RavdessDataset(files, labels, kept, augment), problems, counts, digest)
+    dataset = RavdessDataset(files, labels, kept, augment)
+    dataset.report = Prepared(dataset, problems, counts, digest)
+    return dataset.report

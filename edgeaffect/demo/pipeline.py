@@ -22,7 +22,7 @@ from ..errors import EdgeAffectError
 from ..spec import ModelSpec
 from . import overlay
 from .buffers import AudioRing, FrameRing
-from .preprocess import audio_input, audio_samples, clip_frames, face_size, model_fps
+from ..data.feeds import audio_input, audio_samples, clip_frames, face_size, model_fps
 from .smoothing import EMASmoother
 from .sources import CORRUPT, END, OK, Read, Reconnecting, Source
 from .tracker import IoUTracker
@@ -131,6 +131,32 @@ class LiveReader:
         return not self._thread.is_alive()
 
 
+@dataclass
+class _Frame:
+    """A decoded frame on its way through the stages."""
+
+    image: np.ndarray
+    index: int
+    t: float            # media time (s)
+    captured: float     # perf_counter when it was captured
+
+
+@dataclass
+class _Loop:
+    """State of one :meth:`Demo.run`: the opened source, workers, and counters carried between frames."""
+
+    source: Source
+    worker: InferenceWorker
+    detw: DetectorWorker | None
+    reader: LiveReader | None
+    start: float
+    last_t: float = 0.0
+    fresh: bool = False          # a ring got a new crop since the last submission
+    frame_i: int = -1
+    last_detect: int = -10**9
+    last_frame: np.ndarray | None = None
+
+
 class Demo:
     """One demo session over a source, a model runner and a list of sinks."""
 
@@ -161,10 +187,30 @@ class Demo:
 
     # ------------------------------------------------------------------ main loop
     def run(self, source: Source, stop: threading.Event | None = None) -> Stats:
-        from ..data.faces import crop_face
-
+        """Process ``source`` to its end (or ``stop``, ``max_frames``, a sink's quit); one stage per method."""
         stop = stop or threading.Event()
-        st = self.stats
+        lp = self._open(source, stop)
+        try:
+            while not stop.is_set() and not self._limit_reached():
+                self._check_workers(lp)
+                frame = self._decode(lp, stop)
+                if frame is END:
+                    break
+                if frame is None:
+                    continue
+                self._feed_audio(lp, frame)
+                tracks = self._detect_and_track(lp, frame)
+                ready = self._crop(lp, frame, tracks)
+                self._submit(lp, frame, ready)
+                self._collect(lp.worker)
+                if self._emit(lp, frame, tracks):
+                    break
+        finally:
+            self._close(lp, stop)
+        return self.stats
+
+    def _open(self, source: Source, stop: threading.Event) -> "_Loop":
+        """Open the source (behind reconnection when live), start the workers, warm the model up."""
         if source.live:
             source = Reconnecting(source, self.set_status, base_delay=self.cfg.reconnect_delay,
                                   max_retries=self.cfg.reconnect_retries, stop=stop.is_set)
@@ -174,135 +220,153 @@ class Demo:
         worker = InferenceWorker(self.runner, self.spec, self.cfg.max_batch)
         self._warm_up(worker)
         detw = DetectorWorker(self.detector, self.cfg.max_faces) if not self.cfg.sync else None
-        last_detect = -10**9
-        reader = LiveReader(source, st, stop) if source.live else None
-        start = time.perf_counter()
-        last_t, fresh, frame_i = 0.0, False, -1
-        last_frame = None
-        try:
-            while not stop.is_set():
-                if self.cfg.max_frames is not None and st.frames >= self.cfg.max_frames:
-                    break
-                if worker.error is not None:
-                    raise EdgeAffectError(f"the model failed during the demo: {worker.error}") from worker.error
-                if detw is not None and detw.error is not None:
-                    raise EdgeAffectError(f"the face detector failed: {detw.error}") from detw.error
-                # ---- decode
-                if reader is None:
-                    t0 = time.perf_counter()
-                    r = source.read()
-                    captured, dec = t0, time.perf_counter() - t0
-                else:
-                    got = reader.get()
-                    if got is None:
-                        self._show_status(last_frame)
-                        continue
-                    r, captured, dec = got
-                if r.status == END:
-                    break
-                if r.status == CORRUPT:
-                    st.corrupt += 1
-                    log.warning("corrupt frame skipped (%d so far)", st.corrupt)
-                    continue
-                st.stages["decode"].append(dec)
-                frame_i += 1
-                img = r.image
-                t = r.time if r.time is not None else captured - start
-                if st.first_frame is None:
-                    st.first_frame = captured
-                if self.cfg.realtime and not source.live:
-                    delay = start + t - time.perf_counter()
-                    if delay > 0:  # the frame "arrives" at its media time, as from a camera
-                        stop.wait(delay)
-                        captured = time.perf_counter() - dec
-                # ---- audio aligned to the frame's media time
-                if self.audio_ring is not None and self.audio is not None and t > last_t:
-                    self.audio_ring.push(self.audio.window(t, t - last_t))
-                last_t = t
-                # ---- detect (every N frames, on its own thread) / track (every frame)
+        reader = LiveReader(source, self.stats, stop) if source.live else None
+        return _Loop(source, worker, detw, reader, time.perf_counter())
+
+    def _limit_reached(self) -> bool:
+        return self.cfg.max_frames is not None and self.stats.frames >= self.cfg.max_frames
+
+    @staticmethod
+    def _check_workers(lp: "_Loop") -> None:
+        if lp.worker.error is not None:
+            raise EdgeAffectError(f"the model failed during the demo: {lp.worker.error}") from lp.worker.error
+        if lp.detw is not None and lp.detw.error is not None:
+            raise EdgeAffectError(f"the face detector failed: {lp.detw.error}") from lp.detw.error
+
+    def _decode(self, lp: "_Loop", stop: threading.Event):
+        """The next good frame, ``None`` when there is none yet (or it was corrupt), :data:`END` at the end."""
+        st = self.stats
+        if lp.reader is None:
+            t0 = time.perf_counter()
+            r = lp.source.read()
+            captured, dec = t0, time.perf_counter() - t0
+        else:
+            got = lp.reader.get()
+            if got is None:
+                self._show_status(lp.last_frame)
+                return None
+            r, captured, dec = got
+        if r.status == END:
+            return END
+        if r.status == CORRUPT:
+            st.corrupt += 1
+            log.warning("corrupt frame skipped (%d so far)", st.corrupt)
+            return None
+        st.stages["decode"].append(dec)
+        lp.frame_i += 1
+        t = r.time if r.time is not None else captured - lp.start
+        if st.first_frame is None:
+            st.first_frame = captured
+        if self.cfg.realtime and not lp.source.live:
+            delay = lp.start + t - time.perf_counter()
+            if delay > 0:  # the frame "arrives" at its media time, as from a camera
+                stop.wait(delay)
+                captured = time.perf_counter() - dec
+        return _Frame(r.image, lp.frame_i, t, captured)
+
+    def _feed_audio(self, lp: "_Loop", frame: "_Frame") -> None:
+        """Audio aligned to the frame's media time."""
+        if self.audio_ring is not None and self.audio is not None and frame.t > lp.last_t:
+            self.audio_ring.push(self.audio.window(frame.t, frame.t - lp.last_t))
+        lp.last_t = frame.t
+
+    def _detect_and_track(self, lp: "_Loop", frame: "_Frame") -> list:
+        """Detect every ``detect_every`` frames (inline in sync mode, else on its thread); track every frame."""
+        st, i = self.stats, frame.index
+        t1 = time.perf_counter()
+        due = i - lp.last_detect >= max(1, self.cfg.detect_every)
+        if lp.detw is None:
+            if due:
+                lp.last_detect = i
+                boxes = list(self.detector.detect(frame.image))[: self.cfg.max_faces]
+                st.stages["detect"].append(time.perf_counter() - t1)
                 t1 = time.perf_counter()
-                due = frame_i - last_detect >= max(1, self.cfg.detect_every)
-                if detw is None:
-                    if due:
-                        last_detect = frame_i
-                        boxes = list(self.detector.detect(img))[: self.cfg.max_faces]
-                        st.stages["detect"].append(time.perf_counter() - t1)
-                        t1 = time.perf_counter()
-                        tracks = self.tracker.update(boxes, frame_i)
-                    else:
-                        tracks = self.tracker.predict(frame_i)
-                else:
-                    if due and not detw.busy:
-                        last_detect = frame_i
-                        detw.submit((frame_i, img.copy()))
-                    dets = detw.poll()
-                    for d in dets:
-                        st.stages["detect"].append(d.seconds)
-                    tracks = self.tracker.update(dets[-1].boxes, frame_i) if dets else self.tracker.predict(frame_i)
-                st.stages["track"].append(time.perf_counter() - t1)
-                # ---- crops into ring buffers
-                t2 = time.perf_counter()
-                alive = {tr.id for tr in tracks}
-                for tid in [k for k in self.rings if k not in alive]:
-                    del self.rings[tid]
-                    self.scores.pop(tid, None)
-                self.smoother.forget(alive)
-                for tr in tracks:
-                    ring = self.rings.setdefault(tr.id, FrameRing(self.T, self.fps))
-                    if ring.due(t) and self._box_ok(tr.int_box, img.shape):
-                        ring.push(crop_face(img, tr.int_box, self.size, self.margin), t)
-                        fresh = True
-                ready = [tr.id for tr in tracks if tr.id in self.rings and self.rings[tr.id].ready]
-                st.stages["preprocess"].append(time.perf_counter() - t2)
-                # ---- hand the newest windows to the worker (never waits)
-                if ready and fresh:
-                    if worker.busy:
-                        st.skipped += 1
-                    else:
-                        crops = np.stack([self.rings[i].window() for i in ready])
-                        audio = self.audio_ring.window() if self.audio_ring is not None else None
-                        worker.submit(Request(frame_i, captured, ready, crops, audio))
-                        fresh = False
-                        if self.cfg.sync:
-                            worker.wait_idle(timeout=60.0)
-                self._collect(worker)
-                # ---- overlay + sinks
-                t3 = time.perf_counter()
-                record = self._record(frame_i, t, tracks)
-                now = time.perf_counter()
-                elapsed = now - (st.first_frame or now)
-                fps = (st.frames + 1) / elapsed if elapsed > 0 else 0.0
-                lat = st.latency[-1] * 1000 if st.latency else 0.0
-                overlay.draw(img, record["faces"], self.labels, fps, lat, self.status)
-                st.stages["overlay"].append(time.perf_counter() - t3)
-                t4 = time.perf_counter()
-                for s in self.sinks:
-                    s.write(img, record)
-                if reader is not None:
-                    last_frame = img
-                st.stages["sink"].append(time.perf_counter() - t4)
-                st.frames += 1
-                st.faces += bool(record["faces"])
-                st.latency.append(time.perf_counter() - captured)
-                if any(getattr(s, "quit", False) for s in self.sinks):
-                    break
-        finally:
-            stop.set()
-            worker.close()
-            if detw is not None:
-                detw.close()
-            self._collect(worker)
-            st.superseded = worker.dropped
-            st.wall = time.perf_counter() - start
-            if isinstance(source, Reconnecting):
-                st.reconnects = source.reconnects
-            if hasattr(self.audio, "close"):
-                self.audio.close()
-            if reader is None or reader.join():
-                source.close()
+                tracks = self.tracker.update(boxes, i)
             else:
-                log.warning("capture thread still inside read() after 5 s; leaving %s open", source.name)
-        return st
+                tracks = self.tracker.predict(i)
+        else:
+            if due and not lp.detw.busy:
+                lp.last_detect = i
+                lp.detw.submit((i, frame.image.copy()))
+            dets = lp.detw.poll()
+            for d in dets:
+                st.stages["detect"].append(d.seconds)
+            tracks = self.tracker.update(dets[-1].boxes, i) if dets else self.tracker.predict(i)
+        st.stages["track"].append(time.perf_counter() - t1)
+        return tracks
+
+    def _crop(self, lp: "_Loop", frame: "_Frame", tracks) -> list[int]:
+        """Face crops into each track's ring buffer; returns the tracks whose window is full."""
+        from ..data.faces import crop_face
+
+        t2 = time.perf_counter()
+        alive = {tr.id for tr in tracks}
+        for tid in [k for k in self.rings if k not in alive]:
+            del self.rings[tid]
+            self.scores.pop(tid, None)
+        self.smoother.forget(alive)
+        for tr in tracks:
+            ring = self.rings.setdefault(tr.id, FrameRing(self.T, self.fps))
+            if ring.due(frame.t) and self._box_ok(tr.int_box, frame.image.shape):
+                ring.push(crop_face(frame.image, tr.int_box, self.size, self.margin), frame.t)
+                lp.fresh = True
+        ready = [tr.id for tr in tracks if tr.id in self.rings and self.rings[tr.id].ready]
+        self.stats.stages["preprocess"].append(time.perf_counter() - t2)
+        return ready
+
+    def _submit(self, lp: "_Loop", frame: "_Frame", ready: list[int]) -> None:
+        """Hand the newest windows to the worker; never waits, except in sync mode."""
+        if not (ready and lp.fresh):
+            return
+        if lp.worker.busy:
+            self.stats.skipped += 1
+            return
+        crops = np.stack([self.rings[i].window() for i in ready])
+        audio = self.audio_ring.window() if self.audio_ring is not None else None
+        lp.worker.submit(Request(frame.index, frame.captured, ready, crops, audio))
+        lp.fresh = False
+        if self.cfg.sync:
+            lp.worker.wait_idle(timeout=60.0)
+
+    def _emit(self, lp: "_Loop", frame: "_Frame", tracks) -> bool:
+        """Overlay and sinks; counts the frame. True when a sink asks to quit."""
+        st, img = self.stats, frame.image
+        t3 = time.perf_counter()
+        record = self._record(frame.index, frame.t, tracks)
+        elapsed = t3 - (st.first_frame or t3)
+        fps = (st.frames + 1) / elapsed if elapsed > 0 else 0.0
+        lat = st.latency[-1] * 1000 if st.latency else 0.0
+        overlay.draw(img, record["faces"], self.labels, fps, lat, self.status)
+        st.stages["overlay"].append(time.perf_counter() - t3)
+        t4 = time.perf_counter()
+        for s in self.sinks:
+            s.write(img, record)
+        if lp.reader is not None:
+            lp.last_frame = img
+        st.stages["sink"].append(time.perf_counter() - t4)
+        st.frames += 1
+        st.faces += bool(record["faces"])
+        st.latency.append(time.perf_counter() - frame.captured)
+        return any(getattr(s, "quit", False) for s in self.sinks)
+
+    def _close(self, lp: "_Loop", stop: threading.Event) -> None:
+        """Stop the workers, collect what they finished, close audio and (once its reader left) the source."""
+        st = self.stats
+        stop.set()
+        lp.worker.close()
+        if lp.detw is not None:
+            lp.detw.close()
+        self._collect(lp.worker)
+        st.superseded = lp.worker.dropped
+        st.wall = time.perf_counter() - lp.start
+        if isinstance(lp.source, Reconnecting):
+            st.reconnects = lp.source.reconnects
+        if hasattr(self.audio, "close"):
+            self.audio.close()
+        if lp.reader is None or lp.reader.join():
+            lp.source.close()
+        else:
+            log.warning("capture thread still inside read() after 5 s; leaving %s open", lp.source.name)
 
     # ------------------------------------------------------------------ helpers
     def _warm_up(self, worker: InferenceWorker) -> None:

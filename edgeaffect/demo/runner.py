@@ -12,8 +12,12 @@ from pathlib import Path
 from ..errors import EdgeAffectError
 from ..spec import ModelSpec
 
-RUNTIMES = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
-_AUTO_ORDER = ("openvino", "onnxruntime", "torch")
+
+def runtime_choices() -> tuple[str, ...]:
+    """``auto`` and every runtime in the runtime table."""
+    from ..runtimes.registry import list_runtimes
+
+    return ("auto", *list_runtimes())
 
 
 def resolve_artifact(run: Path, runtime: str, precision: str) -> tuple[Path, str]:
@@ -21,10 +25,9 @@ def resolve_artifact(run: Path, runtime: str, precision: str) -> tuple[Path, str
 
     A precision the export's accuracy guard refused (``precisions`` in the manifest) is refused here too.
     """
-    from ..export import discover_artifacts
     from ..fileio import read_json
     from ..precision import unsupported
-    from ..runtimes.registry import get_runtime
+    from ..runtimes.registry import available, by_rank, discover_artifacts
 
     decisions = read_json(run / "manifest.json").get("precisions", {}) if (run / "manifest.json").exists() else {}
     found = [a for a in discover_artifacts(run, [precision]) if not a.variant and a.precision == precision]
@@ -34,7 +37,7 @@ def resolve_artifact(run: Path, runtime: str, precision: str) -> tuple[Path, str
         reasons[a.runtime] = (unsupported(a.runtime, precision) or
                               (f"refused by the accuracy guard at export: {decision.get('reason')}"
                                if decision.get("accepted") is False else None))
-    order = [n for n in _AUTO_ORDER if not get_runtime(n).missing()] if runtime == "auto" else [runtime]
+    order = by_rank(available()) if runtime == "auto" else [runtime]
     for name in order:
         for a in found:
             if a.runtime == name and not reasons.get(name):
@@ -50,8 +53,8 @@ def open_model(path: str | Path | None, runtime: str = "auto", precision: str = 
     """(runtime object, spec) for a run directory / exported artifact; ``None`` means the default zoo model."""
     from .. import load, zoo
 
-    if runtime not in RUNTIMES:
-        raise EdgeAffectError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+    if runtime not in runtime_choices():
+        raise EdgeAffectError(f"unknown runtime {runtime!r}; choose from {', '.join(runtime_choices())}")
     path = Path(path) if path is not None else zoo.default_run()
     if not path.exists():
         raise EdgeAffectError(f"no model at {path}: give a run directory or an exported model, "
@@ -60,10 +63,9 @@ def open_model(path: str | Path | None, runtime: str = "auto", precision: str = 
     if path.is_dir() or precision != "fp32":  # a bare file runs as it is stored unless a precision is named
         options["precision"] = precision
     if path.is_dir():
-        from ..runs import load_run
-
-        # the run's manifest is authoritative (and covers artifacts that do not embed the spec)
-        options["spec"] = load_run(path).spec
+        # the run's manifest is authoritative (and covers artifacts that do not embed the spec); read it
+        # directly: a deploy bundle is a run folder without the checkpoint
+        options["spec"] = manifest_spec(path)
         path, runtime = resolve_artifact(path, runtime, precision)
     elif runtime == "auto":
         runtime = None
@@ -73,3 +75,16 @@ def open_model(path: str | Path | None, runtime: str = "auto", precision: str = 
         raise EdgeAffectError(f"{path} carries no model spec (export it with edgeaffect so the labels and "
                               f"preprocessing travel with it)")
     return rt, spec
+
+
+def manifest_spec(run: Path) -> ModelSpec:
+    """The model spec of a run or bundle folder, from its ``manifest.json``."""
+    from ..fileio import read_json
+
+    manifest = run / "manifest.json"
+    if not manifest.is_file():
+        raise EdgeAffectError(f"{run} has no manifest.json: not an edgeaffect run or bundle folder")
+    spec = read_json(manifest).get("spec")
+    if not spec:
+        raise EdgeAffectError(f"{manifest} has no model spec")
+    return ModelSpec.from_dict(spec)

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import EdgeAffectError
 from ..spec import ModelSpec
 from .pipeline import Demo, DemoConfig, Stats
-from .preprocess import audio_input
+from ..data.feeds import audio_input
 
 log = logging.getLogger("edgeaffect.demo")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..spec import ModelSpec
-from .preprocess import audio_input, build_feeds, mfcc, prepare_face_batch, scores_from_outputs
+from ..data.feeds import audio_input, build_feeds, mfcc, prepare_face_batch, scores_from_outputs
 
 
 @dataclass

@@ -55,6 +55,7 @@ def create_model(name: str, **overrides):
     model = get_entry(name).factory(**overrides)
     if not hasattr(model, "spec"):
         raise TypeError(f"factory for {name!r} returned a model without a .spec")
+    model.build_args = (name, dict(overrides))   # what a checkpoint stores to rebuild it (runs.save_checkpoint)
     return model
 
 

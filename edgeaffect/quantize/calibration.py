@@ -151,7 +151,7 @@ def select_calibration(task, dataset, spec: ModelSpec, n: int, *, seed: int = 0,
 
 def load_split(run, split: str, data_root: str | Path | None = None):
     """The task and the dataset of ``split`` for a run (data root from the manifest unless given)."""
-    from ..train.tasks import get_task
+    from ..tasks import get_task
 
     spec = run.spec
     root = Path(data_root) if data_root else run.data_dir

@@ -14,7 +14,6 @@ from typing import Any
 
 from ..errors import EdgeAffectError
 
-RUNTIMES = ("onnxruntime", "openvino", "tensorrt")
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 MIN_CALIB_SAMPLES = 8
 DEFAULT_CALIB_SAMPLES = 64
@@ -43,17 +42,19 @@ class QuantConfig:
     ov_model_type: str = "default"        # default | transformer (see docs/quantize.md: transformer-type INT8
                                           # changed its outputs under a static-batch reshape on OpenVINO 2026.4)
     fast_bias_correction: bool = True
+    # TensorRT: explicit Q/DQ (guarded layer by layer, TensorRT 10 and 11) or implicit calibration by
+    # TensorRT's own entropy calibrator (TensorRT 8.6/10, e.g. JetPack 6; removed in 11): scored, no float fallback
+    trt_calibration: str = "explicit"
     # accuracy guard
     max_drop: float = 1.0                 # allowed drop, in points of the task metric (Task.metric_scale)
     guard: bool = True
     max_float_layers: int = 16            # give up (with a report) beyond this many layers kept in float
     sensitivity_samples: int = 8
-    eval_samples: int = 0                 # 0: the whole val split
+    eval_samples: int = 256               # val samples the guard scores, evenly spaced (evaluate.DEFAULT_LIMIT); 0: all
     keep_float: tuple[str, ...] = ()      # layers the user asks to keep in float from the start
 
     def __post_init__(self):
-        if self.runtime not in RUNTIMES:
-            raise EdgeAffectError(f"unknown runtime {self.runtime!r} for INT8; choose from {', '.join(RUNTIMES)}")
+        _check_runtime(self.runtime)
         if self.calib_method not in CALIB_METHODS:
             raise EdgeAffectError(f"unknown calibration method {self.calib_method!r}; choose from {', '.join(CALIB_METHODS)}")
         if self.calib_samples < MIN_CALIB_SAMPLES:
@@ -65,6 +66,8 @@ class QuantConfig:
             raise EdgeAffectError(f"unknown OpenVINO preset {self.ov_preset!r}; choose performance or mixed")
         if self.ov_model_type not in ("transformer", "default"):
             raise EdgeAffectError(f"unknown OpenVINO model type {self.ov_model_type!r}; choose transformer or default")
+        if self.trt_calibration not in ("explicit", "implicit"):
+            raise EdgeAffectError(f"unknown TensorRT calibration {self.trt_calibration!r}; choose explicit or implicit")
         object.__setattr__(self, "op_types", tuple(self.op_types))
         object.__setattr__(self, "exclude_output_quant", tuple(self.exclude_output_quant))
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
@@ -91,8 +94,7 @@ class QuantConfig:
 
     @classmethod
     def preset(cls, runtime: str, **kw: Any) -> "QuantConfig":
-        if runtime not in RUNTIMES:
-            raise EdgeAffectError(f"unknown runtime {runtime!r} for INT8; choose from {', '.join(RUNTIMES)}")
+        _check_runtime(runtime)
         return getattr(cls, runtime)(**kw)
 
     def replace(self, **kw: Any) -> "QuantConfig":
@@ -103,3 +105,11 @@ class QuantConfig:
         for k in ("op_types", "exclude_output_quant", "keep_float"):
             d[k] = list(d[k])
         return d
+
+
+def _check_runtime(runtime: str) -> None:
+    """A runtime with an INT8 quantizer in the runtime table, or one line naming those that have one."""
+    from ..runtimes.registry import quantizable
+
+    if runtime not in quantizable():
+        raise EdgeAffectError(f"unknown runtime {runtime!r} for INT8; choose from {', '.join(quantizable())}")

@@ -16,82 +16,25 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import EdgeAffectError
+from ..evaluate import Samples, compare, drop_points, score
 
 
-# -- evaluation ----------------------------------------------------------------------------------------
-@dataclass
-class EvalSet:
-    """Val feeds (stacked) + targets, loaded once and scored for every variant."""
-
-    feeds: dict[str, np.ndarray]
-    target: np.ndarray
-    task: Any
-
-    def __len__(self) -> int:
-        return len(self.target)
-
-    @classmethod
-    def from_dataset(cls, task, dataset, input_names: Sequence[str], limit: int = 0) -> "EvalSet":
-        from .calibration import as_feed
-
-        n = len(dataset) if not limit else min(limit, len(dataset))
-        if n == 0:
-            raise EdgeAffectError("the val split is empty; the accuracy guard needs samples to score")
-        items = [dataset[i] for i in range(n)]
-        feeds = [as_feed(it, input_names) for it in items]
-        stacked = {k: np.concatenate([f[k] for f in feeds]) for k in input_names}
-        target = np.stack([np.asarray(it["target"]) for it in items])
-        return cls(stacked, target, task)
-
-    def batches(self, batch_size: int):
-        for i in range(0, len(self), batch_size):
-            yield {k: v[i:i + batch_size] for k, v in self.feeds.items()}
-
-    def predict(self, infer: Callable[[dict], Mapping[str, np.ndarray]], batch_size: int = 8) -> dict[str, np.ndarray]:
-        outs: dict[str, list] = {}
-        for b in self.batches(batch_size):
-            for k, v in infer(b).items():
-                outs.setdefault(k, []).append(np.asarray(v))
-        return {k: np.concatenate(v) for k, v in outs.items()}
-
-    def score(self, outputs: Mapping[str, np.ndarray]) -> float:
-        return float(self.task.metrics(outputs, self.target)[self.task.metric])
-
-    def drop_points(self, reference: float, value: float) -> float:
-        """How many metric points ``value`` lost against ``reference`` (positive = worse)."""
-        sign = 1.0 if self.task.higher_is_better else -1.0
-        return sign * (reference - value) / self.task.metric_scale
-
-
-def agreement(reference: Mapping[str, np.ndarray], other: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """Top-1 agreement (argmax of the first output) and max abs difference over all outputs."""
-    name = next(iter(reference))
-    a, b = np.asarray(reference[name]), np.asarray(other[name])
-    top1 = float((a.reshape(len(a), -1).argmax(1) == b.reshape(len(b), -1).argmax(1)).mean())
-    diff = max(float(np.abs(np.asarray(reference[k], np.float64) - np.asarray(other[k], np.float64)).max())
-               for k in reference)
-    return {"top1_agreement": top1, "max_abs_diff": diff}
-
-
-def ort_infer(path, threads: int = 1, optimize: bool = True):
-    """The ONNX Runtime CPU runtime of ``path`` as ``infer(feeds) -> {name: array}`` (precision as stored)."""
+# -- runtimes the guard scores (the real runtime objects) -----------------------------------------------
+def ort_runtime(path, threads: int = 1, optimize: bool = True):
+    """The ONNX Runtime CPU runtime of ``path`` (precision as stored)."""
     from ..runtimes.registry import load
 
-    rt = load(path, runtime="onnxruntime", providers="cpu", threads=threads, inter_threads=1,
-              optimization="all" if optimize else "disable")
-    return rt.infer
+    return load(path, runtime="onnxruntime", providers="cpu", threads=threads, inter_threads=1,
+                optimization="all" if optimize else "disable")
 
 
-def ov_infer(model_or_path, threads: int = 1, precision: str = "fp32"):
+def ov_runtime(model_or_path, threads: int = 1, precision: str = "fp32"):
     """The OpenVINO CPU runtime of an IR path or an in-memory model, executing ``precision`` as bench does."""
     from ..runtimes.openvino import OpenVinoRuntime
 
     if hasattr(model_or_path, "get_ordered_ops"):
-        rt = OpenVinoRuntime.from_model(model_or_path, threads=threads, precision=precision)
-    else:
-        rt = OpenVinoRuntime(model_or_path, threads=threads, precision=precision)
-    return rt.infer
+        return OpenVinoRuntime.from_model(model_or_path, threads=threads, precision=precision)
+    return OpenVinoRuntime(model_or_path, threads=threads, precision=precision)
 
 
 # -- sensitivity ---------------------------------------------------------------------------------------
@@ -177,9 +120,9 @@ def rank_ort(float_path, qdq_path, feeds: Sequence[Mapping[str, np.ndarray]], wo
                 if name in bypass:
                     node.input[i] = bypass[name]
         onnx.save(mm, str(probe))
-        return ort_infer(probe)
+        return ort_runtime(probe).infer
 
-    return _rank(pairs, measure, ort_infer(float_path), feeds)
+    return _rank(pairs, measure, ort_runtime(float_path).infer, feeds)
 
 
 def rank_openvino(float_model, int8_xml, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, Any]]:
@@ -205,9 +148,9 @@ def rank_openvino(float_model, int8_xml, feeds: Sequence[Mapping[str, np.ndarray
                 src = fq.input_value(0)
                 for target in list(fq.output(0).get_target_inputs()):
                     target.replace_source_output(src)
-        return ov_infer(model, precision="int8")
+        return ov_runtime(model, precision="int8").infer
 
-    return _rank(cands, measure, ov_infer(float_model), feeds)
+    return _rank(cands, measure, ov_runtime(float_model).infer, feeds)
 
 
 # -- the guard loop ------------------------------------------------------------------------------------
@@ -233,10 +176,10 @@ class GuardResult:
 
 
 def run_guard(*, quantize_fn: Callable[[list[str]], Any], predict_fn: Callable[[Any], dict], rank_fn: Callable[[Any], list],
-              evalset: EvalSet, fp32_outputs: Mapping[str, np.ndarray], max_drop: float, max_float_layers: int,
+              samples: Samples, spec, fp32_outputs: Mapping[str, np.ndarray], max_drop: float, max_float_layers: int,
               keep_float: Sequence[str] = (), enabled: bool = True, on_attempt: Callable[[dict], None] | None = None) -> GuardResult:
-    """Quantize, score, and keep more layers in float until the drop is within ``max_drop`` points."""
-    fp32 = evalset.score(fp32_outputs)
+    """Quantize, score on ``samples``, and keep more layers in float until the drop is within ``max_drop`` points."""
+    fp32 = score(spec, fp32_outputs, samples.target)
     kept = list(keep_float)
     ranking: list[dict[str, Any]] = []
     attempts: list[dict[str, Any]] = []
@@ -245,9 +188,9 @@ def run_guard(*, quantize_fn: Callable[[list[str]], Any], predict_fn: Callable[[
     while True:
         artifact = quantize_fn(kept)
         outs = predict_fn(artifact)
-        metric = evalset.score(outs)
-        drop = evalset.drop_points(fp32, metric)
-        attempt = {"kept_float": list(kept), "metric": metric, "drop_points": drop, **agreement(fp32_outputs, outs)}
+        metric = score(spec, outs, samples.target)
+        drop = drop_points(spec, fp32, metric)
+        attempt = {"kept_float": list(kept), "metric": metric, "drop_points": drop, **compare(spec, fp32_outputs, outs)}
         attempts.append(attempt)
         if on_attempt:
             on_attempt(attempt)
@@ -278,4 +221,4 @@ def run_guard(*, quantize_fn: Callable[[list[str]], Any], predict_fn: Callable[[
                f"{len(att['kept_float'])} layer(s) in float (limit {max_float_layers}); raise --max-drop, add "
                f"calibration samples or try another --calib-method")
     return GuardResult(passed, fp32, att["metric"], att["drop_points"], max_drop, att["kept_float"], attempts,
-                       ranking, artifact, {k: att[k] for k in ("top1_agreement", "max_abs_diff")}, msg)
+                       ranking, artifact, {k: att[k] for k in ("kind", "agreement", "max_abs_diff", "spearman") if k in att}, msg)

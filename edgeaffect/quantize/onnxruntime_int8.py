@@ -18,8 +18,6 @@ from ..fileio import atomic_path
 from .calibration import CalibrationSet
 from .config import QuantConfig
 
-WEIGHTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
-
 
 def _method(name: str):
     from onnxruntime.quantization import CalibrationMethod
@@ -81,11 +79,3 @@ def quantize(model_path: str | Path, ranges_path: str | Path, out_path: str | Pa
                         nodes_to_exclude=list(exclude) or None, calibrate_method=_method(cfg.calib_method),
                         extra_options=extra, calibration_cache_path=str(ranges_path))
     return Path(out_path)
-
-
-def weighted_nodes(model_path: str | Path) -> list[tuple[str, str, str]]:
-    """(node name, op type, output tensor) of every weighted op: the candidates to keep in float."""
-    import onnx
-
-    model = onnx.load(str(model_path), load_external_data=False)
-    return [(n.name, n.op_type, n.output[0]) for n in model.graph.node if n.op_type in WEIGHTED_OPS]

@@ -8,62 +8,42 @@ numbers go to ``quantize/report.json`` and the ``quantize`` manifest section.
 """
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import EdgeAffectError, MissingDependencyError
-from ..fileio import atomic_path, read_json, write_json, load_checkpoint
-from ..runs import Run, load_run
-from .config import RUNTIMES, QuantConfig
+from ..fileio import atomic_path, read_json, write_json
+from ..runs import Run, load_run, open_run
+from .config import QuantConfig
 
 REPORT = "quantize/report.json"
-ARTIFACTS = {"onnxruntime": "model.int8.onnx", "openvino": "openvino/model.int8.xml",
-             "tensorrt": "tensorrt/model.int8.qdq.onnx"}
-_NEEDS = {"onnxruntime": (("onnxruntime", "onnx"),), "openvino": (("openvino", "openvino"), ("nncf", "openvino")),
-          "tensorrt": (("tensorrt", "tensorrt"), ("onnxruntime", "onnx"))}
 
 
-def installed(runtime: str) -> bool:
-    return all(importlib.util.find_spec(pkg) is not None for pkg, _ in _NEEDS[runtime])
+def published(runtime: str) -> str:
+    """Where a runtime's INT8 artifact is published in a run (the runtime table's name for it)."""
+    from ..runtimes.registry import get_runtime
+
+    entry = get_runtime(runtime)
+    return entry.quantized or entry.artifacts["int8"]
 
 
 def check_runtimes(runtimes: Sequence[str] | None) -> list[str]:
-    """Validate requested runtimes (default: every installed one); one clear error otherwise."""
+    """Validate requested runtimes (default: every one whose quantizer is installed); one clear error otherwise."""
+    from ..runtimes.registry import get_runtime, quantizable
+
     if not runtimes:
-        found = [r for r in RUNTIMES if installed(r)]
+        found = [r for r in quantizable() if not get_runtime(r).quantizer_missing()]
         if not found:
-            raise MissingDependencyError("onnxruntime", "onnx", "INT8 quantization")
+            raise MissingDependencyError("onnxruntime", "onnxruntime", "INT8 quantization")
         return found
     for r in runtimes:
-        if r not in RUNTIMES:
-            raise EdgeAffectError(f"unknown runtime {r!r} for INT8; choose from {', '.join(RUNTIMES)}")
-        for pkg, extra in _NEEDS[r]:
-            if importlib.util.find_spec(pkg) is None:
-                raise MissingDependencyError(pkg, extra, f"INT8 for {r}")
+        if r not in quantizable():
+            raise EdgeAffectError(f"unknown runtime {r!r} for INT8; choose from {', '.join(quantizable())}")
+        for pkg, extra in get_runtime(r).quantizer_missing()[:1]:
+            raise MissingDependencyError(pkg, extra, f"INT8 for {r}")
     return list(dict.fromkeys(runtimes))
-
-
-def open_run(run_dir: str | Path) -> tuple[Run, Any]:
-    """Load a run and its model, refusing a checkpoint that does not match the manifest's model."""
-    import torch
-
-    from .prune import load_model_any
-
-    run = load_run(run_dir)
-    try:
-        payload = load_checkpoint(run.checkpoint, map_location="cpu")
-    except Exception as exc:
-        raise EdgeAffectError(f"cannot read checkpoint {run.checkpoint}: {exc}") from None
-    name = payload.get("model") if isinstance(payload, dict) else None
-    if name is None:
-        raise EdgeAffectError(f"{run.checkpoint} is not an edgeaffect checkpoint")
-    if name != run.spec.name:
-        raise EdgeAffectError(f"{run.path / 'manifest.json'} describes model {run.spec.name!r} but "
-                              f"{run.checkpoint.name} holds {name!r}: the run directory is mixed up")
-    return run, load_model_any(run.checkpoint, payload=payload)
 
 
 def preflight(run_dir: str | Path, config: QuantConfig | None = None, data_root: str | Path | None = None) -> None:
@@ -118,28 +98,37 @@ def quantize_run(run_dir: str | Path, runtimes: Sequence[str] | None = None, con
     ``config`` gives shared settings (calib_samples, calib_method, max_drop, ...); each runtime starts
     from its own preset with those settings applied.  Returns the report (also in ``quantize/report.json``).
     """
-    from ..precision import machine
-    from .calibration import load_split, select_calibration
-    from .guard import EvalSet
+    from ..runs import writer_lock
 
     runtimes = check_runtimes(runtimes)
     shared = _shared_settings(config, overrides)
     configs = {rt: QuantConfig.preset(rt, **shared) for rt in runtimes}
+    with writer_lock(run_dir, "edgeaffect quantize"):
+        return _quantize_locked(run_dir, runtimes, configs, data_root, console)
+
+
+def _quantize_locked(run_dir, runtimes: list[str], configs: dict[str, QuantConfig], data_root, console) -> dict[str, Any]:
+    from ..evaluate import from_dataset
+    from ..precision import machine
+    from ..runtimes.registry import artifact_files, get_runtime
+    from .calibration import load_split, select_calibration
+
     run, model = open_run(run_dir)
+    run.verify(run.checkpoint, *([run.path / "model.onnx"] if (run.path / "model.onnx").exists() else []))
     spec = run.spec
     first = configs[runtimes[0]]
     task, train = load_split(run, first.calib_split, data_root)
     _, val = load_split(run, "val", data_root)
     calib = select_calibration(task, train, spec, first.calib_samples, seed=first.seed, split=first.calib_split)
-    evalset = EvalSet.from_dataset(task, val, spec.input_names, first.eval_samples)
+    samples = from_dataset(val, spec, "val", str(run.data_dir), first.eval_samples or None)
     onnx_path = fp32_onnx(run, model)
     report = read_json(run.path / REPORT) if (run.path / REPORT).exists() else {}
     report.update({"model": spec.name, "task": task.name, "metric": task.metric, "metric_scale": task.metric_scale,
-                   "calibration": calib.describe(), "eval_samples": len(evalset), "fp32_onnx": str(onnx_path.relative_to(run.path))})
+                   "calibration": calib.describe(), "eval_samples": len(samples), "eval_on": samples.source, "fp32_onnx": str(onnx_path.relative_to(run.path))})
     report.setdefault("runtimes", {})
     for rt in runtimes:
         t0 = time.perf_counter()
-        result = _QUANTIZERS[rt](run, onnx_path, calib, evalset, configs[rt], console)
+        result = get_runtime(rt).quantize_fn()(run, onnx_path, calib, samples, configs[rt], console)
         result["seconds"] = round(time.perf_counter() - t0, 1)
         result["config"] = configs[rt].to_dict()
         result["machine"] = machine()   # INT8 speed and even the guard's verdict depend on the CPU
@@ -148,8 +137,10 @@ def quantize_run(run_dir: str | Path, runtimes: Sequence[str] | None = None, con
         summary = {k: v for k, v in result.items() if k not in ("sensitivity", "attempts")}
         summary["attempts"] = len(result["attempts"])
         run.update(quantize={rt: summary})
-        if result.get("artifact"):
-            run.record_artifact(run.path / result["artifact"], stage="quantize", runtime=rt, precision="int8")
+        for key in ("artifact", "engine"):   # the INT8 file (its IR .bin too) and a TensorRT engine built from it
+            if result.get(key) and (key == "artifact" or result[key] != result.get("artifact")):
+                path = run.path / result[key]
+                run.record_artifact(path, *artifact_files(path)[1:], stage="quantize", runtime=rt, precision="int8")
     return report
 
 
@@ -205,9 +196,9 @@ def _progress(console, label: str):
                     console=console, transient=True)
 
 
-def _guarded(rt: str, run: Run, work: Path, evalset, cfg: QuantConfig, console, *, quantize_fn: Callable,
+def _guarded(rt: str, run: Run, samples, cfg: QuantConfig, console, *, quantize_fn: Callable,
              predict_fn: Callable, rank_fn: Callable, fp32_outputs, dest: Path) -> dict[str, Any]:
-    from .guard import agreement, run_guard
+    from .guard import run_guard
 
     with _progress(console, f"int8 {rt}") as progress:
         bar = progress.add_task("quantize + evaluate", total=None)
@@ -215,11 +206,10 @@ def _guarded(rt: str, run: Run, work: Path, evalset, cfg: QuantConfig, console, 
         def note(att):
             progress.update(bar, description=f"{len(att['kept_float'])} float layer(s): drop {att['drop_points']:.2f} pts")
 
-        res = run_guard(quantize_fn=quantize_fn, predict_fn=predict_fn, rank_fn=rank_fn, evalset=evalset,
+        res = run_guard(quantize_fn=quantize_fn, predict_fn=predict_fn, rank_fn=rank_fn, samples=samples, spec=run.spec,
                         fp32_outputs=fp32_outputs, max_drop=cfg.max_drop, max_float_layers=cfg.max_float_layers,
                         keep_float=cfg.keep_float, enabled=cfg.guard, on_attempt=note)
     out = res.to_dict()
-    out["fp32_top1"] = agreement(fp32_outputs, fp32_outputs)["top1_agreement"]
     if res.passed or not cfg.guard:
         _install(Path(res.artifact), dest)
         out["artifact"] = str(dest.relative_to(run.path))
@@ -229,10 +219,19 @@ def _guarded(rt: str, run: Run, work: Path, evalset, cfg: QuantConfig, console, 
     return out
 
 
-def _onnxruntime(run: Run, onnx_path: Path, calib, evalset, cfg: QuantConfig, console, *, rt: str = "onnxruntime",
-                 dest_name: str | None = None) -> dict[str, Any]:
+def _scored(runtime, samples) -> dict:
+    """Outputs of an opened runtime on the guard's samples, closing it after."""
+    from ..evaluate import predict
+
+    with runtime as rt:
+        return predict(rt, samples)
+
+
+def quantize_onnxruntime(run: Run, onnx_path: Path, calib, samples, cfg: QuantConfig, console, *,
+                         rt: str = "onnxruntime") -> dict[str, Any]:
+    """QDQ INT8 for ONNX Runtime's CPU provider, calibrated on ``calib``, guarded on ``samples``."""
     from . import onnxruntime_int8 as oq
-    from .guard import ort_infer, rank_ort
+    from .guard import ort_runtime, rank_ort
 
     work = run.path / "quantize" / rt
     work.mkdir(parents=True, exist_ok=True)
@@ -246,17 +245,17 @@ def _onnxruntime(run: Run, onnx_path: Path, calib, evalset, cfg: QuantConfig, co
     def rank_fn(artifact):
         return rank_ort(prepared, artifact, calib.feeds[:cfg.sensitivity_samples], work)
 
-    fp32_outputs = evalset.predict(ort_infer(onnx_path))
-    out = _guarded(rt, run, work, evalset, cfg, console, quantize_fn=quantize_fn,
-                   predict_fn=lambda p: evalset.predict(ort_infer(p)), rank_fn=rank_fn, fp32_outputs=fp32_outputs,
-                   dest=run.path / (dest_name or ARTIFACTS[rt]))
+    out = _guarded(rt, run, samples, cfg, console, quantize_fn=quantize_fn,
+                   predict_fn=lambda p: _scored(ort_runtime(p), samples), rank_fn=rank_fn,
+                   fp32_outputs=_scored(ort_runtime(onnx_path), samples), dest=run.path / published(rt))
     out["ranges"] = str(ranges.relative_to(run.path))
     return out
 
 
-def _openvino(run: Run, onnx_path: Path, calib, evalset, cfg: QuantConfig, console) -> dict[str, Any]:
+def quantize_openvino(run: Run, onnx_path: Path, calib, samples, cfg: QuantConfig, console) -> dict[str, Any]:
+    """NNCF post-training INT8 for OpenVINO, guarded on ``samples`` as bench runs it."""
     from . import openvino_int8 as ovq
-    from .guard import ov_infer, rank_openvino
+    from .guard import ov_runtime, rank_openvino
 
     work = run.path / "quantize" / "openvino"
     work.mkdir(parents=True, exist_ok=True)
@@ -269,21 +268,47 @@ def _openvino(run: Run, onnx_path: Path, calib, evalset, cfg: QuantConfig, conso
     def rank_fn(artifact):
         return rank_openvino(ovq.read_float(onnx_path), artifact, calib.feeds[:cfg.sensitivity_samples])
 
-    fp32_outputs = evalset.predict(ov_infer(ovq.read_float(onnx_path)))
-    return _guarded("openvino", run, work, evalset, cfg, console, quantize_fn=quantize_fn,
-                    predict_fn=lambda p: evalset.predict(ov_infer(p, precision="int8")), rank_fn=rank_fn,
-                    fp32_outputs=fp32_outputs, dest=run.path / ARTIFACTS["openvino"])
+    return _guarded("openvino", run, samples, cfg, console, quantize_fn=quantize_fn,
+                    predict_fn=lambda p: _scored(ov_runtime(p, precision="int8"), samples), rank_fn=rank_fn,
+                    fp32_outputs=_scored(ov_runtime(ovq.read_float(onnx_path)), samples),
+                    dest=run.path / published("openvino"))
 
 
-def _tensorrt(run: Run, onnx_path: Path, calib, evalset, cfg: QuantConfig, console) -> dict[str, Any]:
-    """TensorRT-ready QDQ ONNX (guarded with ONNX Runtime's QDQ simulation), then the INT8 engine."""
+def quantize_tensorrt(run: Run, onnx_path: Path, calib, samples, cfg: QuantConfig, console) -> dict[str, Any]:
+    """TensorRT-ready QDQ ONNX (guarded with ONNX Runtime's QDQ simulation), then the INT8 engine;
+    or, with ``trt_calibration="implicit"``, an engine TensorRT calibrates itself (scored on ``samples``)."""
     from . import tensorrt_int8
 
-    out = _onnxruntime(run, onnx_path, calib, evalset, cfg, console, rt="tensorrt")
+    if cfg.trt_calibration == "implicit":
+        return _tensorrt_implicit(run, onnx_path, calib, samples, cfg)
+    out = quantize_onnxruntime(run, onnx_path, calib, samples, cfg, console, rt="tensorrt")
     if out.get("artifact"):
         engine = tensorrt_int8.build_explicit(run.path / out["artifact"], run.path / "tensorrt", spec=run.spec)
         out["engine"] = str(engine.relative_to(run.path))
     return out
 
 
-_QUANTIZERS = {"onnxruntime": _onnxruntime, "openvino": _openvino, "tensorrt": _tensorrt}
+def _tensorrt_implicit(run: Run, onnx_path: Path, calib, samples, cfg: QuantConfig) -> dict[str, Any]:
+    """TensorRT's entropy calibrator on ``calib`` (cache reused for the same data), the engine scored against
+    FP32 on ``samples``.  No layer can be kept in float here: a drop beyond ``max_drop`` removes the engine."""
+    from ..evaluate import compare, drop_points, score
+    from ..runtimes.registry import load
+    from .guard import ort_runtime
+    from .tensorrt_int8 import build_implicit
+
+    engine, cache_hit = build_implicit(onnx_path, run.path / "tensorrt", calib, spec=run.spec)
+    fp32_outputs = _scored(ort_runtime(onnx_path), samples)
+    outs = _scored(load(engine, runtime="tensorrt", precision="int8"), samples)
+    fp32, int8 = score(run.spec, fp32_outputs, samples.target), score(run.spec, outs, samples.target)
+    drop = drop_points(run.spec, fp32, int8)
+    passed = drop <= cfg.max_drop or not cfg.guard
+    if not passed:
+        engine.unlink(missing_ok=True)
+    attempt = {"kept_float": [], "metric": int8, "drop_points": drop, **compare(run.spec, fp32_outputs, outs)}
+    message = (f"implicit INT8 drop {drop:.2f} point(s) " + ("within" if drop <= cfg.max_drop else "exceeds")
+               + f" {cfg.max_drop:g}" + ("" if passed else "; use the explicit calibration (the default)"))
+    return {"passed": passed, "fp32_metric": fp32, "int8_metric": int8, "drop_points": drop, "max_drop": cfg.max_drop,
+            "kept_float": [], "agreement": {k: attempt[k] for k in ("kind", "agreement", "max_abs_diff") if k in attempt},
+            "attempts": [attempt], "message": message, "sensitivity": [], "calibration_cache_hit": cache_hit,
+            "artifact": str(engine.relative_to(run.path)) if passed else None,
+            "engine": str(engine.relative_to(run.path)) if passed else None}

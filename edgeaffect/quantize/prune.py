@@ -6,7 +6,7 @@ tied to attention heads or to the model's outputs are never roots of a pruning
 group, so the transformer width and the output size stay as the spec says.
 Zeroed weights (unstructured sparsity) are not offered: dense kernels run them
 at the same speed.  A pruned checkpoint stores the channel counts that differ
-from the registered architecture, so :func:`restore_structure` can rebuild it.
+from the registered architecture, so :func:`edgeaffect.runs.load_model` can rebuild it.
 """
 from __future__ import annotations
 
@@ -14,14 +14,9 @@ import copy
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
 from ..errors import EdgeAffectError
-from ..fileio import load_checkpoint
 
 MAX_RATIO = 0.9
-_STRUCT_ATTRS = ("in_channels", "out_channels", "groups", "in_features", "out_features", "num_features",
-                 "normalized_shape", "embed_dim", "num_heads", "head_dim")
 
 
 def check_ratio(ratio: float) -> float:
@@ -32,68 +27,6 @@ def check_ratio(ratio: float) -> float:
 
 def pruned_dirname(ratio: float) -> str:
     return f"pruned-{ratio:g}"
-
-
-# -- structure save / restore ------------------------------------------------------------------------
-def structure_diff(pruned, reference) -> dict[str, dict[str, Any]]:
-    """Per-module attributes (channel counts, groups, ...) where ``pruned`` differs from ``reference``."""
-    ref = dict(reference.named_modules())
-    out: dict[str, dict[str, Any]] = {}
-    for name, m in pruned.named_modules():
-        r = ref.get(name)
-        if r is None:
-            continue
-        diff = {a: getattr(m, a) for a in _STRUCT_ATTRS if hasattr(m, a) and getattr(m, a) != getattr(r, a, None)}
-        if diff:
-            out[name] = diff
-    return out
-
-
-def restore_structure(model, payload: Mapping[str, Any]):
-    """Reshape a freshly built registered model to a pruned checkpoint's structure (no-op if unpruned)."""
-    import torch
-    from torch import nn
-
-    info = payload.get("pruning") if isinstance(payload, Mapping) else None
-    if not info:
-        return model
-    modules = dict(model.named_modules())
-    for name, attrs in info.get("structure", {}).items():
-        for a, v in attrs.items():
-            setattr(modules[name], a, tuple(v) if isinstance(v, list) else v)
-    own = model.state_dict()
-    for key, value in payload["state_dict"].items():
-        if key in own and own[key].shape != value.shape:
-            mod_name, _, attr = key.rpartition(".")
-            mod = modules[mod_name]
-            if isinstance(getattr(mod, attr), nn.Parameter):
-                setattr(mod, attr, nn.Parameter(torch.empty_like(value)))
-            else:
-                mod._buffers[attr] = torch.empty_like(value)
-    return model
-
-
-def load_model_any(checkpoint: str | Path, payload: Mapping[str, Any] | None = None):
-    """``runs.load_model`` that also rebuilds pruned checkpoints; eval mode."""
-    import torch
-
-    from ..models import create_model
-
-    if payload is None:
-        if not Path(checkpoint).exists():
-            raise EdgeAffectError(f"no checkpoint at {checkpoint}")
-        try:
-            payload = load_checkpoint(checkpoint, map_location="cpu")
-        except EdgeAffectError:
-            raise
-        except Exception as exc:
-            raise EdgeAffectError(f"cannot read checkpoint {checkpoint}: {exc}") from None
-    if not isinstance(payload, Mapping) or "model" not in payload or "state_dict" not in payload:
-        raise EdgeAffectError(f"{checkpoint} is not an edgeaffect checkpoint")
-    model = create_model(payload["model"], **payload.get("overrides", {}))
-    restore_structure(model, payload)
-    model.load_state_dict(payload["state_dict"])
-    return model.eval()
 
 
 # -- pruning ------------------------------------------------------------------------------------------
@@ -217,71 +150,101 @@ def prune_run(run_dir: str | Path, ratio: float, *, importance: str = "magnitude
 
     Returns the new run directory; it is a complete run (export, quantize and bench take it as is).
     """
-    import torch
+    from ..runs import writer_lock
 
-    from ..fileio import atomic_dir, write_json
-    from ..runs import MANIFEST, provenance
-    from ..train.trainer import TrainConfig, Trainer, predict, seed_everything
+    ratio = _check_options(ratio, finetune_epochs, distill)
+    with writer_lock(run_dir, "edgeaffect quantize prune"):
+        return _prune_locked(run_dir, ratio, importance=importance, finetune_epochs=finetune_epochs,
+                             branch_ratios=branch_ratios, distill=distill, lr=lr, batch_size=batch_size,
+                             data_root=data_root, seed=seed, console=console)
+
+
+def _prune_locked(run_dir, ratio: float, *, importance, finetune_epochs, branch_ratios, distill, lr, batch_size,
+                  data_root, seed, console) -> Path:
+    from ..fileio import atomic_dir
+    from ..runs import CHECKPOINT, open_run, save_checkpoint, structure_diff
+    from ..train.trainer import seed_everything
     from .calibration import load_split
-    from .pipeline import open_run
 
-    ratio = check_ratio(ratio)
+    run, model = open_run(run_dir)
+    task, train = load_split(run, "train", data_root)
+    _, val = load_split(run, "val", data_root)
+    seed_everything(seed)
+    measure = _Measure(run.spec, val, str(data_root or run.data_dir))
+    before, teacher = measure(model), copy.deepcopy(model).eval()
+    batches = _taylor_batches(train, batch_size, seed) if importance == "taylor" else []
+    prune_model(model, ratio, importance=importance, branch_ratios=branch_ratios, calib_batches=batches,
+                loss_fn=lambda m, b: task.loss(m(*[b[n] for n in run.spec.input_names]), b["target"]))
+    after_prune = measure(model)
+    dest = run.path / pruned_dirname(ratio)
+    with atomic_dir(dest) as tmp:
+        history = _finetune(model, task, teacher, train, val, tmp / "stages" / "finetune", epochs=finetune_epochs,
+                            distill=distill, batch_size=batch_size, lr=lr, seed=seed, console=console)
+        after = measure(model.eval())
+        info = {"ratio": ratio, "importance": importance, "branch_ratios": dict(branch_ratios or {}),
+                "finetune_epochs": finetune_epochs, "distill": distill, "structure": structure_diff(model, teacher),
+                "parent": str(run.path.resolve())}
+        save_checkpoint(tmp / CHECKPOINT, model, *model.build_args, pruning=info)
+        _write_manifest(tmp, run, info, {"metric_name": task.metric, "before": before,
+                                         "pruned_no_finetune": after_prune, "after": after, "history": history})
+    run.update(pruned={pruned_dirname(ratio): {"before": before, "after": after}})
+    return dest
+
+
+def _check_options(ratio: float, finetune_epochs: int, distill: float) -> float:
     if finetune_epochs < 0:
         raise EdgeAffectError(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
     if not 0 <= distill < 1:
         raise EdgeAffectError(f"--distill must be in [0, 1), got {distill}")
-    run, model = open_run(run_dir)
-    payload = load_checkpoint(run.checkpoint, map_location="cpu")
-    spec = run.spec
-    task, train = load_split(run, "train", data_root)
-    _, val = load_split(run, "val", data_root)
-    seed_everything(seed)
+    return check_ratio(ratio)
 
-    def score(m):
-        out, target = predict(m, val, batch_size=16)
-        return float(task.metrics(out, target)[task.metric])
 
-    before = {**count(model, spec), "metric": score(model)}
-    teacher = copy.deepcopy(model).eval()
+class _Measure:
+    """Parameters, GFLOPs and the task metric on the whole val split (through ``edgeaffect.evaluate``)."""
 
-    def loss_fn(m, batch):
-        out = m(*[batch[n] for n in spec.input_names])
-        return task.loss(out, batch["target"])
+    def __init__(self, spec, val, where: str):
+        self.spec, self.val, self.where = spec, val, where
 
-    batches = []
-    if importance == "taylor":
-        loader = torch.utils.data.DataLoader(train, batch_size=batch_size, shuffle=True,
-                                             generator=torch.Generator().manual_seed(seed))
-        batches = [b for _, b in zip(range(8), loader)]
-    prune_model(model, ratio, importance=importance, branch_ratios=branch_ratios, calib_batches=batches, loss_fn=loss_fn)
-    after_prune = {**count(model, spec), "metric": score(model)}
-    dest = run.path / pruned_dirname(ratio)
-    history: list = []
-    with atomic_dir(dest) as tmp:
-        if finetune_epochs > 0:
-            ft_task = _Distill(task, teacher, distill, spec.input_names) if distill > 0 else task
-            cfg = TrainConfig(epochs=finetune_epochs, batch_size=batch_size, lr=lr, seed=seed, schedule="cosine")
-            trainer = Trainer(model, ft_task, train, val, cfg, tmp / "stages" / "finetune", label="fine-tune",
-                              batch_transform=getattr(ft_task, "batch_transform", None), console=console)
-            history = trainer.fit()["history"]
-        model.eval()
-        after = {**count(model, spec), "metric": score(model)}
-        structure = structure_diff(model, teacher)
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        info = {"ratio": ratio, "importance": importance, "branch_ratios": dict(branch_ratios or {}),
-                "finetune_epochs": finetune_epochs, "distill": distill, "structure": structure,
-                "parent": str(run.path.resolve())}
-        ckpt = {"model": payload["model"], "overrides": payload.get("overrides", {}), "state_dict": state,
-                "spec": spec.to_dict(), "pruning": info}
-        torch.save(ckpt, tmp / "checkpoint.pt")
-        manifest = {k: v for k, v in run.manifest.items() if k not in ("artifacts", "quantize", "bench", "export")}
-        manifest["pruning"] = {**{k: v for k, v in info.items() if k != "structure"}, "metric_name": task.metric,
-                               "before": before, "pruned_no_finetune": after_prune, "after": after,
-                               "speedup_flops": round(before["gflops"] / max(after["gflops"], 1e-12), 3),
-                               "history": history, "provenance": provenance()}
-        write_json(tmp / MANIFEST, manifest)
-        import shutil
+    def __call__(self, model) -> dict[str, Any]:
+        from ..evaluate import predict_split, score
+        from ..runtimes.torch import TorchRuntime
 
-        shutil.rmtree(tmp / "stages", ignore_errors=True) if finetune_epochs == 0 else None
-    run.update(pruned={pruned_dirname(ratio): {"before": before, "after": after}})
-    return dest
+        with TorchRuntime.from_module(model) as rt:
+            (outputs,), target = predict_split(rt, self.val, self.spec, "val", self.where)
+        return {**count(model, self.spec), "metric": score(self.spec, outputs, target)}
+
+
+def _taylor_batches(train, batch_size: int, seed: int, n: int = 8) -> list:
+    """``n`` shuffled training batches: the gradients Taylor importance accumulates."""
+    import torch
+
+    loader = torch.utils.data.DataLoader(train, batch_size=batch_size, shuffle=True,
+                                         generator=torch.Generator().manual_seed(seed))
+    return [b for _, b in zip(range(n), loader)]
+
+
+def _finetune(model, task, teacher, train, val, stage_dir: Path, *, epochs: int, distill: float, batch_size: int,
+              lr: float, seed: int, console) -> list:
+    """Fine-tune the pruned model (with distillation from the unpruned one when asked); the history."""
+    from ..train.trainer import TrainConfig, Trainer
+
+    if epochs == 0:
+        return []
+    ft_task = _Distill(task, teacher, distill, model.spec.input_names) if distill > 0 else task
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, schedule="cosine")
+    trainer = Trainer(model, ft_task, train, val, cfg, stage_dir, label="fine-tune",
+                      batch_transform=getattr(ft_task, "batch_transform", None), console=console)
+    return trainer.fit()["history"]
+
+
+def _write_manifest(folder: Path, run, info: Mapping[str, Any], numbers: Mapping[str, Any]) -> None:
+    """The pruned run's manifest: the parent's (less its artifacts and results) plus a ``pruning`` section."""
+    from ..fileio import write_json
+    from ..runs import MANIFEST, provenance
+
+    manifest = {k: v for k, v in run.manifest.items() if k not in ("artifacts", "quantize", "bench", "export")}
+    before, after = numbers["before"], numbers["after"]
+    manifest["pruning"] = {**{k: v for k, v in info.items() if k != "structure"}, **numbers,
+                           "speedup_flops": round(before["gflops"] / max(after["gflops"], 1e-12), 3),
+                           "provenance": provenance()}
+    write_json(folder / MANIFEST, manifest)

@@ -1,1 +1,4 @@
-"""Training: the trainer loop, tasks (dataset + loss + metric), metrics, and per-task recipes."""
+"""Training (needs torch): the trainer loop, semi-supervised training, and one recipe per task (``recipe.py``).
+
+Datasets and metrics live in the torch-free :mod:`edgeaffect.tasks`.
+"""

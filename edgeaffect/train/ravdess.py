@@ -1,27 +1,25 @@
-"""The RAVDESS task (8 emotions, accuracy) and the reference's training recipe.
+"""RAVDESS training: the self-attention fusion reference's recipe, then a test-actor score.
 
-Recipe of the self-attention fusion reference (reference/models.md §2): SGD lr 0.04,
-momentum 0.9, dampening 0.9, weight decay 1e-3, no Nesterov, batch 8, 100 epochs, lr x0.1
-at epochs 40, 55, 65, 70, no gradient clipping; modality dropout ``softhard`` expands every
-batch x4 on the raw inputs.  The best epoch is chosen by validation accuracy, then the test
-actors are scored.
+Recipe (reference/models.md §2): SGD lr 0.04, momentum 0.9, dampening 0.9, weight decay 1e-3, no
+Nesterov, batch 8, 100 epochs, lr x0.1 at epochs 40, 55, 65, 70, no gradient clipping; modality
+dropout ``softhard`` expands every batch x4 on the raw inputs.  The best epoch is chosen by
+validation accuracy, then the test actors are scored.  The task itself is :mod:`edgeaffect.tasks.ravdess`.
 """
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-import numpy as np
+from ..data.ravdess import DEFAULT_TEST_ACTORS, DEFAULT_VAL_ACTORS, VOCAL_CHANNELS
+from ..errors import DataError, EdgeAffectError
+from ..runs import Manifest
+from ..tasks.ravdess import RAVDESS_TASK
+from .recipe import Recipe, TrainOptions, finish_run, open_manifest
 
-from ..data.ravdess import DEFAULT_TEST_ACTORS, DEFAULT_VAL_ACTORS, Preprocessing, prepare_split
-from ..errors import DataError
-from ..spec import ModelSpec
-from .metrics import accuracy
-from .tasks import Task, register_task
-
-DEFAULT_CACHE = ".cache/edgeaffect/ravdess"
 STAGE = "fused"
+FUSIONS = ("ia", "it", "lt")
+DROPOUTS = ("softhard", "noise", "none")
 
 
 def reference_config(**overrides: Any):
@@ -35,122 +33,116 @@ def reference_config(**overrides: Any):
     return TrainConfig(**base)
 
 
-class RavdessTask(Task):
-    name = "ravdess"
-    metric = "accuracy"
-    higher_is_better = True
-    metric_scale = 0.01
+@dataclass(frozen=True)
+class RavdessTrainOptions(TrainOptions):
+    """Everything ``edgeaffect train ravdess`` decides; stored in the run manifest."""
 
-    def __init__(self):
-        self.last_problems: list[str] = []
-        self.last_counts: dict[str, int] = {}
-        self.last_content_sha256: str = ""
+    data: Path
+    fusion: str = "ia"                 # ia | it | lt
+    dropout_mode: str = "softhard"     # softhard | noise | none
+    heads: int = 1
+    frames: int = 15
+    face_size: int = 224
+    epochs: int = 100
+    batch_size: int = 8
+    lr: float = 0.04
+    milestones: tuple[int, ...] = (40, 55, 65, 70, 200, 250)
+    test_actors: tuple[int, ...] = tuple(DEFAULT_TEST_ACTORS)
+    val_actors: tuple[int, ...] = tuple(DEFAULT_VAL_ACTORS)
+    vocal: str = "speech"
+    pretrained: Path | None = None     # EfficientFace checkpoint for the visual backbone
+    cache_dir: Path | None = None
+    seed: int = 1
+    device: str = "cpu"
 
-    def dataset(self, root: Path, split: str, spec: ModelSpec, *, test_actors: Sequence[int] = DEFAULT_TEST_ACTORS,
-                val_actors: Sequence[int] = DEFAULT_VAL_ACTORS, cache_dir: str | os.PathLike | None = None,
-                augment: bool = False, console=None, vocal: str = "speech", **_: Any):
-        pre = Preprocessing.from_spec(spec.preprocessing)
-        cache = Path(cache_dir) if cache_dir else Path(root) / DEFAULT_CACHE
-        prepared = prepare_split(root, split, pre, test_actors, val_actors, cache, augment=augment, console=console,
-                                 vocal=vocal)
-        self.last_problems = prepared.problems
-        self.last_counts = dict(prepared.counts)
-        self.last_content_sha256 = prepared.content_sha256
-        return prepared.dataset
+    def __post_init__(self):
+        for option, value, choices in (("--fusion", self.fusion, FUSIONS), ("--dropout-mode", self.dropout_mode, DROPOUTS),
+                                       ("--vocal", self.vocal, VOCAL_CHANNELS)):
+            if value not in choices:
+                raise EdgeAffectError(f"{option} must be one of {', '.join(choices)}, not {value!r}")
+        if self.face_size % 16:
+            raise EdgeAffectError(f"--face-size must be a multiple of 16, not {self.face_size}")
 
-    def loss(self, outputs, target):
-        import torch.nn.functional as F
+    @property
+    def model_name(self) -> str:
+        return f"ravdess_{self.fusion}"
 
-        logits = outputs[0] if isinstance(outputs, tuple) else outputs
-        return F.cross_entropy(logits, target.long())
+    def model_overrides(self) -> dict[str, Any]:
+        return {"heads": self.heads, "frames": self.frames, "face_size": self.face_size}
 
-    def metrics(self, outputs: Mapping[str, np.ndarray], target: np.ndarray) -> dict[str, Any]:
-        logits = outputs["logits"] if "logits" in outputs else next(iter(outputs.values()))
-        pred = np.asarray(logits).argmax(-1)
-        y = np.asarray(target).ravel().astype(int)
-        per_class = {int(c): float((pred[y == c] == c).mean()) for c in np.unique(y)}
-        return {"accuracy": accuracy(logits, y), "per_class_accuracy": per_class}
+    def train_config(self):
+        return reference_config(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                                milestones=tuple(self.milestones), seed=self.seed, device=self.device)
 
-    def stratify_key(self, target: np.ndarray) -> np.ndarray:
-        return np.asarray(target).ravel().astype(int)
+    def dataset_kwargs(self) -> dict[str, Any]:
+        return {"test_actors": [int(a) for a in self.test_actors], "val_actors": [int(a) for a in self.val_actors],
+                "vocal": self.vocal, **({"cache_dir": str(self.cache_dir)} if self.cache_dir else {})}
 
 
-RAVDESS_TASK = register_task(RavdessTask())
-
-
-def train_ravdess(data: Path, out: Path, *, config, fusion: str = "ia", dropout_mode: str = "softhard",
-                  model_overrides: Mapping[str, Any] | None = None, test_actors: Sequence[int] = DEFAULT_TEST_ACTORS,
-                  val_actors: Sequence[int] = DEFAULT_VAL_ACTORS, pretrained: Path | None = None,
-                  cache_dir: Path | None = None, vocal: str = "speech", resume: bool = False,
-                  console=None) -> dict[str, Any]:
+def train(opt: RavdessTrainOptions, out: Path, *, resume: bool = False, console=None) -> Manifest:
     """Train one fusion variant; writes ``out/{checkpoint.pt, manifest.json, stages/fused/}``.
 
-    Returns the metrics written under ``manifest["metrics"]["fused"]``.
+    The manifest's ``metrics.fused`` holds the validation and test scores.
     """
-    from ..fileio import sha256_file
     from ..models import create_model
-    from ..models.ravdess import load_efficientface
-    from ..runs import Run, provenance, save_checkpoint
     from .modality_dropout import modality_dropout
     from .trainer import Trainer, predict, seed_everything
 
-    overrides = dict(model_overrides or {})
-    name = f"ravdess_{fusion}"
-    out = Path(out)
-    seed_everything(config.seed)
-    model = create_model(name, **overrides)
-    pre_info = None
-    if pretrained is not None:
-        pre_info = {"path": str(pretrained), "sha256": sha256_file(pretrained),
-                    **load_efficientface(model.visual_model, pretrained)}
-        if console is not None:
-            console.print(f"[dim]EfficientFace weights from {pretrained}: {pre_info['loaded']} tensors loaded, "
-                          f"{pre_info['skipped']} skipped[/]")
-    task = RAVDESS_TASK
-    ds_kw = {"test_actors": [int(a) for a in test_actors], "val_actors": [int(a) for a in val_actors],
-             "vocal": vocal, **({"cache_dir": str(cache_dir)} if cache_dir else {})}
-    train_set = task.dataset(data, "train", model.spec, augment=True, console=console, **ds_kw)
-    report = {"train": _report(task, len(train_set))}
-    hashes = {"train": task.last_content_sha256}
-    val_set = task.dataset(data, "val", model.spec, console=console, **ds_kw)
-    report["val"] = _report(task, len(val_set))
-    hashes["val"] = task.last_content_sha256
+    out, cfg, overrides = Path(out), opt.train_config(), opt.model_overrides()
+    seed_everything(cfg.seed)
+    model = create_model(opt.model_name, **overrides)
+    pretrained = _load_pretrained(model, opt.pretrained, console)
+    kw = dict(console=console, **opt.dataset_kwargs())
+    sets = {"train": RAVDESS_TASK.dataset(opt.data, "train", model.spec, augment=True, **kw),
+            "val": RAVDESS_TASK.dataset(opt.data, "val", model.spec, **kw)}
+    report = {split: _report(ds) for split, ds in sets.items()}
     if console is not None:
         for split, r in report.items():
             console.print(f"[dim]{split}: {r['clips']} clips ready; skipped {r['skipped'] or 'none'}[/]")
             for line in r["examples"]:
                 console.print(f"[yellow]  {line}[/]")
-    run = Run(out, {})
-    run.update(
-        task="ravdess", model=name,
-        data={"root": str(Path(data).resolve()), "content_sha256": hashes,
-              "clips": {s: r["clips"] for s, r in report.items()}, "dataset_kwargs": ds_kw},
-        config={"train": config.to_dict(), "model": overrides, "fusion": fusion, "dropout_mode": dropout_mode,
-                "pretrained": pre_info},
-        provenance=provenance(),
-    )
-    trainer = Trainer(model, task, train_set, val_set, config, out / "stages" / STAGE, label=f"{name} {dropout_mode}",
-                      batch_transform=modality_dropout(dropout_mode, "audio", "video"), console=console)
+    manifest = open_manifest(out, "ravdess", opt, resume=resume, model=opt.model_name,
+                             config={"train": cfg.to_dict(), "model": overrides, "pretrained": pretrained},
+                             data={"content_sha256": {s: ds.report.content_sha256 for s, ds in sets.items()},
+                                   "clips": {s: r["clips"] for s, r in report.items()}})
+    trainer = Trainer(model, RAVDESS_TASK, sets["train"], sets["val"], cfg, out / "stages" / STAGE,
+                      label=f"{opt.model_name} {opt.dropout_mode}",
+                      batch_transform=modality_dropout(opt.dropout_mode, "audio", "video"), console=console)
     result = trainer.fit(resume=resume)
     best = result["best"]
     metrics: dict[str, Any] = {"val_accuracy": best["accuracy"], "best_epoch": result["best_epoch"] + 1,
                                "val_per_class_accuracy": best["per_class_accuracy"],
-                               "train_clips": len(train_set), "val_clips": len(val_set), "preprocess": report}
+                               "train_clips": len(sets["train"]), "val_clips": len(sets["val"]), "preprocess": report}
     try:
-        test_set = task.dataset(data, "test", model.spec, console=console, **ds_kw)
+        test_set = RAVDESS_TASK.dataset(opt.data, "test", model.spec, **kw)
     except DataError as exc:
         if console is not None:
             console.print(f"[yellow]no test score: {exc}[/]")
     else:
-        outputs, target = predict(model, test_set, batch_size=max(config.batch_size, 16))
-        metrics["test_accuracy"] = task.metrics(outputs, target)["accuracy"]
+        outputs, target = predict(model, test_set, batch_size=max(cfg.batch_size, 16))
+        metrics["test_accuracy"] = RAVDESS_TASK.metrics(outputs, target)["accuracy"]
         metrics["test_clips"] = len(test_set)
-        hashes["test"] = task.last_content_sha256
-        run.update(data={"content_sha256": hashes})
-    save_checkpoint(out / "checkpoint.pt", model, name, overrides)
-    run.update(metrics={STAGE: metrics}, spec=model.spec.to_dict(), stages_done=[STAGE])
-    return metrics
+        manifest.data["content_sha256"]["test"] = test_set.report.content_sha256
+    manifest.finish_stage(out, STAGE, metrics)
+    return finish_run(out, manifest, model, opt.model_name, overrides)
 
 
-def _report(task: RavdessTask, n: int) -> dict[str, Any]:
-    return {"clips": n, "skipped": dict(task.last_counts), "examples": task.last_problems[:3]}
+def _load_pretrained(model, path: Path | None, console) -> dict[str, Any] | None:
+    """EfficientFace weights into the visual backbone; what was loaded, for the manifest."""
+    if path is None:
+        return None
+    from ..fileio import sha256_file
+    from ..models.ravdess import load_efficientface
+
+    info = {"path": str(path), "sha256": sha256_file(path), **load_efficientface(model.visual_model, path)}
+    if console is not None:
+        console.print(f"[dim]EfficientFace weights from {path}: {info['loaded']} tensors loaded, "
+                      f"{info['skipped']} skipped[/]")
+    return info
+
+
+def _report(ds) -> dict[str, Any]:
+    return {"clips": len(ds), "skipped": dict(ds.report.counts), "examples": ds.report.problems[:3]}
+
+
+RECIPE = Recipe("ravdess", RavdessTrainOptions, train)

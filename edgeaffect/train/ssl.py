@@ -63,7 +63,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .tasks import Task
+from ..tasks import Task
 from .trainer import Trainer
 from ..fileio import load_checkpoint
 

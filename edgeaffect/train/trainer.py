@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..fileio import atomic_path, load_checkpoint
-from .tasks import Task
+from ..tasks import Task
 
 
 @dataclass(frozen=True)
@@ -117,9 +117,10 @@ class Trainer:
                  config: TrainConfig, stage_dir: Path, *, label: str = "train",
                  batch_transform: Callable[[dict, torch.Generator], dict] | None = None,
                  save_fn: Callable[[Path, nn.Module], None] | None = None,
-                 console=None):
+                 loss: Callable[[Any, torch.Tensor], torch.Tensor] | None = None, console=None):
         self.model = model
         self.task = task
+        self.loss = loss or task.loss            # a recipe's loss options (e.g. ERI's kind) ride on a partial
         self.train_set = train_set
         self.val_set = val_set
         self.cfg = config
@@ -209,7 +210,7 @@ class Trainer:
                         batch = self.batch_transform(batch, gen)
                     batch = to_device(batch, device)
                     outputs = forward(train_model, batch, self.spec.input_names)
-                    loss = self.task.loss(outputs if len(outputs) > 1 else outputs[0], batch["target"])
+                    loss = self.loss(outputs if len(outputs) > 1 else outputs[0], batch["target"])
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     if c.grad_clip:

@@ -1,33 +1,20 @@
-"""Task "va": Aff-Wild2 valence-arousal regression per sub-clip, scored by CCC.
+"""VA training (Aff-Wild2 valence-arousal): the reference's Adam recipe on one model.
 
-Loss as the reference: ``(1 - CCC(valence)) + (1 - CCC(arousal))`` with each
-CCC taken over the whole flattened batch, rho = cov / (sigma_x sigma_y + 1e-8)
-and unbiased standard deviations.  Metric: CCC over every scored sub-clip of the
-split (``metrics.ccc``); the main value is the mean of CCC_V and CCC_A (the
-reference selects checkpoints by their sum).
+The task itself (dataset, CCC loss, metric) is :mod:`edgeaffect.tasks.va`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
-
-from ..spec import ModelSpec
-from .metrics import ccc
-from .tasks import Task, register_task
+from ..errors import EdgeAffectError
+from ..runs import CHECKPOINT, Manifest
+from ..tasks.va import VA_TASK
+from .recipe import Recipe, TrainOptions, finish_run, open_manifest
 from .trainer import TrainConfig
 
-
-def ccc_loss(pred, target, eps: float = 1e-8):
-    """1 - CCC over all elements (torch), the reference's CCCLoss."""
-    import torch
-
-    x, y = pred.reshape(-1).float(), target.reshape(-1).float()
-    vx, vy = x - x.mean(), y - y.mean()
-    rho = (vx * vy).sum() / (torch.sqrt((vx ** 2).sum()) * torch.sqrt((vy ** 2).sum()) + eps)
-    sx, sy = x.std(), y.std()
-    return 1 - 2 * rho * sx * sy / (sx ** 2 + sy ** 2 + (x.mean() - y.mean()) ** 2)
+VARIANT_MODELS = {"edge": "va_jca_edge", "jca": "va_jca", "jca_lite": "va_jca_lite"}
 
 
 def reference_recipe(epochs: int = 30, batch_size: int = 8, lr: float = 1e-3, device: str = "cpu",
@@ -42,84 +29,82 @@ def reference_recipe(epochs: int = 30, batch_size: int = 8, lr: float = 1e-3, de
                        schedule="step", milestones=milestones, gamma=0.8, grad_clip=5.0, seed=seed, device=device)
 
 
-class VATask(Task):
-    name = "va"
-    metric = "ccc"
-    higher_is_better = True
-    metric_scale = 0.01
+@dataclass(frozen=True)
+class VATrainOptions(TrainOptions):
+    """Everything ``edgeaffect train va`` decides; stored in the run manifest."""
 
-    def dataset(self, root: Path, split: str, spec: ModelSpec, **kw: Any):
-        from ..data.affwild2_va import AffWild2VADataset
+    data: Path
+    variant: str = "edge"              # edge | jca | jca_lite (VARIANT_MODELS)
+    model_overrides: Mapping[str, Any] = field(default_factory=dict)   # frame_size, width, subclips
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-3
+    stride: int = 1                    # shift between training sequences, in frames
+    max_train: int | None = None
+    max_val: int | None = None
+    cache_dir: Path | None = None
+    seed: int = 0
+    device: str = "cpu"
 
-        return AffWild2VADataset(root, split, spec.preprocessing, **kw)
+    def __post_init__(self):
+        if self.variant not in VARIANT_MODELS:
+            raise EdgeAffectError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANT_MODELS)}")
 
-    def loss(self, outputs, target):
-        valence, arousal = outputs
-        return ccc_loss(valence, target[..., 0]) + ccc_loss(arousal, target[..., 1])
+    @property
+    def model_name(self) -> str:
+        return VARIANT_MODELS[self.variant]
 
-    def metrics(self, outputs: Mapping[str, np.ndarray], target: np.ndarray) -> dict[str, Any]:
-        target = np.asarray(target)
-        cv = ccc(outputs["valence"], target[..., 0])
-        ca = ccc(outputs["arousal"], target[..., 1])
-        return {"ccc": (cv + ca) / 2, "ccc_valence": cv, "ccc_arousal": ca}
+    def train_config(self) -> TrainConfig:
+        return reference_recipe(self.epochs, self.batch_size, self.lr, self.device, self.seed)
 
-    def stratify_key(self, target: np.ndarray) -> np.ndarray:
-        """Quadrant of the sequence's mean (valence, arousal): calibration subsets span the circumplex."""
-        m = np.asarray(target).reshape(len(target), -1, 2).mean(1)
-        return (m[:, 0] > 0).astype(int) * 2 + (m[:, 1] > 0).astype(int)
+    def dataset_kwargs(self) -> dict[str, Any]:
+        return {"cache_dir": str(Path(self.cache_dir).resolve())} if self.cache_dir is not None else {}
 
 
-VA_TASK = register_task(VATask())
-
-
-def train_va(data: Path, out: Path, model_name: str, overrides: Mapping[str, Any], settings: Mapping[str, Any], *,
-             resume: bool = False, cache_dir: Path | None = None, device: str = "cpu", console=None) -> dict[str, Any]:
+def train(opt: VATrainOptions, out: Path, *, resume: bool = False, console=None) -> Manifest:
     """Train one VA model; writes ``out/stages/train/{last,best}.pt``, ``out/checkpoint.pt``, ``out/manifest.json``.
 
-    ``settings``: variant, epochs, batch_size, lr, stride, max_train, max_val, seed (stored for ``--resume``).
-    Returns the best validation metrics with ``model`` and ``best_epoch`` (1-based).
+    The manifest's ``metrics.train`` holds the best validation CCCs and ``best_epoch`` (1-based).
     """
-    from rich.progress import Progress
-
     from ..models import create_model
-    from ..runs import CHECKPOINT, Run, provenance, save_checkpoint
     from .trainer import Trainer, seed_everything
 
     out = Path(out)
     if not resume and (out / CHECKPOINT).exists():
-        from ..errors import EdgeAffectError
-
         raise EdgeAffectError(f"{out} already holds a finished run; choose another --out or --resume it")
-    cfg = reference_recipe(settings["epochs"], settings["batch_size"], settings["lr"], device, settings["seed"])
+    cfg, overrides = opt.train_config(), dict(opt.model_overrides)
     seed_everything(cfg.seed)
-    model = create_model(model_name, **overrides)
-    task = VA_TASK
+    model = create_model(opt.model_name, **overrides)
+    sets = _read_splits(opt, model.spec, console)
+    manifest = open_manifest(out, "va", opt, resume=resume, model=opt.model_name,
+                             config={"train": cfg.to_dict(), "model": overrides},
+                             data={s: d.report.to_dict() for s, d in sets.items()})
+    trainer = Trainer(model, VA_TASK, sets["train"], sets["val"], cfg, out / "stages" / "train", label=opt.model_name,
+                      console=console)
+    result = trainer.fit(resume=resume)
+    best = result["best"]
+    manifest.finish_stage(out, "train", {
+        "val_ccc": best["ccc"], "val_ccc_valence": best["ccc_valence"], "val_ccc_arousal": best["ccc_arousal"],
+        "best_epoch": result["best_epoch"] + 1, "train_sequences": len(sets["train"]),
+        "val_sequences": len(sets["val"]), "unreadable_images": sum(d.unreadable_images for d in sets.values())})
+    return finish_run(out, manifest, model, opt.model_name, overrides)
+
+
+def _read_splits(opt: VATrainOptions, spec, console) -> dict[str, Any]:
+    """The train and val splits (audio mel spectrograms computed or read from the cache, with a progress bar)."""
+    from rich.progress import Progress
+
     sets = {}
     with Progress(console=console, disable=console is None, transient=True) as progress:
         for split in ("train", "val"):
             bar = progress.add_task(f"{split}: audio mel spectrograms", total=None)
-            sets[split] = task.dataset(data, split, model.spec, stride=settings["stride"], cache_dir=cache_dir,
-                                       limit=settings.get(f"max_{split}"), augment=split == "train",
-                                       progress=lambda done, total, bar=bar: progress.update(bar, completed=done, total=total))
+            sets[split] = VA_TASK.dataset(opt.data, split, spec, stride=opt.stride, cache_dir=opt.cache_dir,
+                                          limit=getattr(opt, f"max_{split}"), augment=split == "train",
+                                          progress=lambda done, total, bar=bar: progress.update(bar, completed=done, total=total))
     if console is not None:
         for split, ds in sets.items():
             _print_report(console, split, ds)
-    run = Run(out, {})
-    run.update(task="va", model=model_name,
-               data={"root": str(Path(data).resolve()), **{s: d.report.to_dict() for s, d in sets.items()}},
-               config={"train": cfg.to_dict(), "model": dict(overrides), "settings": dict(settings)},
-               provenance=provenance())
-    trainer = Trainer(model, task, sets["train"], sets["val"], cfg, out / "stages" / "train", label=model_name,
-                      console=console)
-    result = trainer.fit(resume=resume)
-    best = result["best"]
-    metrics = {"val_ccc": best["ccc"], "val_ccc_valence": best["ccc_valence"], "val_ccc_arousal": best["ccc_arousal"],
-               "best_epoch": result["best_epoch"] + 1, "train_sequences": len(sets["train"]),
-               "val_sequences": len(sets["val"]),
-               "unreadable_images": sum(d.unreadable_images for d in sets.values())}
-    save_checkpoint(out / CHECKPOINT, model, model_name, dict(overrides))
-    run.update(spec=model.spec.to_dict(), metrics={"train": metrics}, stages_done=["train"])
-    return {"model": model_name, **metrics}
+    return sets
 
 
 def _print_report(console, split: str, ds) -> None:
@@ -131,3 +116,6 @@ def _print_report(console, split: str, ds) -> None:
         console.print(f"  [yellow]{line}[/]")
     if len(rep.messages) > 5:
         console.print(f"  [yellow]... and {len(rep.messages) - 5} more[/]")
+
+
+RECIPE = Recipe("va", VATrainOptions, train)

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from edgeaffect.errors import DataError
-from edgeaffect.train.metrics import mean_pearson
-from edgeaffect.train.tasks import Task, register_task
+from edgeaffect.tasks.metrics import mean_pearson
+from edgeaffect.tasks import Task, register_task
 
 from edgeaffect.models.registry import register_model
 from edgeaffect.spec import BATCH, ModelSpec, TensorSpec

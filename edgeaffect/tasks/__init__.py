@@ -1,10 +1,16 @@
-"""Tasks: what a dataset split looks like, how a model is scored, what it is trained with.
+"""Tasks: what a dataset split looks like and how a model is scored (no torch needed).
 
 Every stage after training (export parity, calibration, the accuracy guard,
 bench, eval) asks the task for real samples and a metric through this one
-interface, so no stage needs per-model code.  A task's dataset yields dicts
-``{input_name: array, ..., "target": array}`` whose input names match the
-model's :class:`~edgeaffect.spec.ModelSpec`.
+interface, so no stage needs per-model code.  A task's dataset is a plain
+map-style object (``len`` and ``[i]``, which ``torch.utils.data.DataLoader``
+accepts as is) yielding dicts ``{input_name: np.ndarray, ..., "target":
+np.ndarray}`` whose input names match the model's
+:class:`~edgeaffect.spec.ModelSpec`.  Tasks are stateless singletons: what a
+read reports travels on the dataset it returns (``dataset.report``).
+
+Only :meth:`Task.loss` needs torch, and imports it when called; the training
+side decides which loss options to pass (e.g. ERI's ``kind``).
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from ..errors import EdgeAffectError
 from ..spec import ModelSpec
 
 _TASKS: dict[str, "Task"] = {}
+_MODULES = ("eri", "fer2013", "va", "expr", "ravdess", "body")
 
 
 class Task:
@@ -28,11 +35,11 @@ class Task:
     metric_scale: float = 1.0    # "1 point" of the metric in its own units (accuracy: 0.01)
 
     def dataset(self, root: Path, split: str, spec: ModelSpec, **kw: Any):
-        """A ``torch.utils.data.Dataset`` of preprocessed samples of ``split``."""
+        """A map-style dataset of preprocessed NumPy samples of ``split``."""
         raise NotImplementedError
 
     def loss(self, outputs, target):
-        """Training loss from the model's raw outputs (tensor or tuple) and the target tensor."""
+        """Training loss (torch) from the model's raw outputs (tensor or tuple) and the target tensor."""
         raise NotImplementedError
 
     def metrics(self, outputs: Mapping[str, np.ndarray], target: np.ndarray) -> dict[str, Any]:
@@ -62,4 +69,7 @@ def list_tasks() -> list[str]:
 
 
 def _import_tasks() -> None:
-    from . import task_modules  # noqa: F401
+    import importlib
+
+    for module in _MODULES:
+        importlib.import_module(f"{__name__}.{module}")

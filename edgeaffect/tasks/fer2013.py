@@ -11,17 +11,16 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..data.feeds import prepare_face_batch
 from ..data.fer2013 import read_fer2013
 from ..spec import ModelSpec
-from .tasks import Task, register_task
+from . import Task, register_task
 
 
 class FaceDataset:
     """``{"face": float32 [1, S, S], "target": int64}`` items (a map-style dataset)."""
 
     def __init__(self, faces: np.ndarray, labels: np.ndarray, spec: ModelSpec):
-        from ..demo.preprocess import prepare_face_batch
-
         bgr = np.repeat(faces[..., None], 3, axis=-1)
         self.x = prepare_face_batch(bgr[:, None], spec.preprocessing)[:, 0]
         self.y = labels
@@ -68,4 +67,4 @@ class FER2013Task(Task):
         return np.asarray(target).astype(int)
 
 
-register_task(FER2013Task())
+FER2013_TASK = register_task(FER2013Task())

@@ -1,0 +1,58 @@
+"""``edgeaffect pack`` (a deploy bundle for one runtime) and ``edgeaffect build-engine`` (TensorRT, on the device)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import app
+from .common import console, split_csv
+
+
+@app.command("pack")
+def pack_cmd(
+    run: Annotated[Path, typer.Argument(help="Run directory with exported artifacts.")],
+    runtime: Annotated[str, typer.Option("--runtime", "-r", help="onnxruntime, openvino or tensorrt.")],
+    precision: Annotated[Optional[str], typer.Option(
+        "--precision", "-p", help="Comma-separated precisions (default: every artifact the run has for the runtime; "
+                                   "bf16 and TensorRT fp16 only when named).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Bundle folder (default: RUN/bundle-<runtime>).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing non-empty --out folder.")] = False,
+    calib_samples: Annotated[int, typer.Option(
+        "--calib-samples", min=0, help="TensorRT INT8: calibration samples carried for implicit calibration on the "
+                                       "device (0: only the QDQ ONNX and the run's cache).")] = 64,
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset root for the calibration samples (default: the run's).")] = None,
+) -> None:
+    """Write a self-contained deploy bundle: artifacts with spec and sha256, a torch-free requirements file,
+    the package wheel and the exact commands to run on the device.
+
+    Example:  edgeaffect pack runs/eri/exp1 --runtime openvino --precision fp32,int8
+    Example:  edgeaffect pack runs/eri/exp1 --runtime tensorrt --out jetson-bundle   # engine built on the Jetson
+    """
+    from ..pack import COMMANDS, REQUIREMENTS, pack_run
+
+    bundle = pack_run(run, runtime, out, precisions=split_csv(precision), overwrite=overwrite,
+                      calib_samples=calib_samples, data_root=data)
+    console.print(f"wrote {bundle}")
+    console.print(f"on the device:  cd {bundle.name} && python -m pip install -r {REQUIREMENTS} && sh {COMMANDS}",
+                  soft_wrap=True)
+
+
+@app.command("build-engine")
+def build_engine_cmd(
+    bundle: Annotated[Path, typer.Argument(help="A TensorRT bundle written by `edgeaffect pack --runtime tensorrt`.")],
+    precision: Annotated[str, typer.Option("--precision", "-p", help="fp32, fp16 or int8.")] = "fp32",
+    implicit: Annotated[bool, typer.Option(
+        "--implicit", help="INT8 calibrated by TensorRT 8.6/10 on the bundled samples instead of the QDQ ONNX.")] = False,
+    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Largest batch the engine accepts.")] = 8,
+) -> None:
+    """Build a bundle's TensorRT engine on this device (engines are tied to the GPU and TensorRT version).
+
+    Prints the engine's path on stdout, so a script can bench it.
+
+    Example:  ENGINE=$(edgeaffect build-engine jetson-bundle --precision int8) && edgeaffect bench "$ENGINE"
+    """
+    from ..pack import build_engine
+
+    typer.echo(str(build_engine(bundle, precision, implicit=implicit, max_batch=max_batch)))

@@ -1,0 +1,363 @@
+"""``edgeaffect pack``: a self-contained deploy bundle for one runtime, installable without torch.
+
+A bundle is a folder that an edge box needs nothing else to run::
+
+    manifest.json       spec, artifacts with sha256 and size, the export's precision decisions, provenance
+    SHA256SUMS          the same hashes for ``sha256sum -c`` (no Python needed to check a copy)
+    requirements.txt    the torch-free install: this package's wheel with the runtime's extra
+    edgeaffect-*.whl    the package itself, built from the installed files (nothing to fetch but its deps)
+    commands.sh         the exact engine-build, bench and demo commands to run there
+    model.onnx ...      the chosen artifacts at their conventional names, so the bundle is also a run folder
+
+TensorRT engines are specific to the GPU and TensorRT version that built them, so a TensorRT bundle
+carries what builds the engine on the device (``edgeaffect build-engine``): the ONNX for fp32/fp16, the
+QDQ ONNX for explicit INT8, and for implicit INT8 (TensorRT 8.6/10, JetPack) the calibration samples
+and the run's calibration cache when it has one.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.metadata
+import os
+import re
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from . import __version__
+from .errors import EdgeAffectError
+from .fileio import atomic_dir, read_json, sha256_file, write_json, write_text
+
+DEPLOY_RUNTIMES = ("onnxruntime", "openvino", "tensorrt")
+MANIFEST = "manifest.json"
+REQUIREMENTS = "requirements.txt"
+COMMANDS = "commands.sh"
+SUMS = "SHA256SUMS"
+CALIB_DATA = "tensorrt/calibration.npz"
+CALIB_CACHE = "tensorrt/calibration.cache"
+# what builds each TensorRT precision on the device (engines themselves do not travel)
+TENSORRT_SOURCES = {"fp32": "model.onnx", "fp16": "model.onnx", "int8": "tensorrt/model.int8.qdq.onnx"}
+EXTRAS = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
+
+
+@dataclass(frozen=True)
+class Item:
+    """One file of a bundle: where it comes from in the run, where it goes, what it is for."""
+
+    src: Path
+    rel: str
+    precision: str
+    role: str          # "model", "weights", "engine-source", "calibration"
+
+
+# ------------------------------------------------------------------------------------------ choosing
+def choose_items(run_dir: Path, runtime: str, precisions: Iterable[str] = (),
+                 calib_samples: int = 64) -> tuple[list[str], list[Item]]:
+    """(precisions, files) of ``runtime`` at ``precisions`` (default: every one the run has), refusing what is missing."""
+    from .precision import RUNTIME_PRECISIONS, check_precisions
+
+    if runtime not in DEPLOY_RUNTIMES:
+        raise EdgeAffectError(f"--runtime: unknown deploy runtime {runtime!r}; choose from {', '.join(DEPLOY_RUNTIMES)}")
+    asked = check_precisions(precisions)
+    table = _sources(runtime)
+    for p in asked:
+        if p not in RUNTIME_PRECISIONS[runtime] or p not in table:
+            raise EdgeAffectError(f"--precision: {runtime} does not run {p}; it runs "
+                                  f"{', '.join(q for q in RUNTIME_PRECISIONS[runtime] if q in table)}")
+    refused = _refused(run_dir, runtime)
+    # by default every file the run has; a precision sharing the fp32 file (bf16) only when asked for
+    chosen = asked or [p for p, rel in table.items() if (run_dir / rel).is_file() and p not in refused
+                       and (p == "fp32" or rel != table["fp32"])] or ["fp32"]  # none: say fp32 is missing
+    items: list[Item] = []
+    for p in chosen:
+        rel = table[p]
+        if p in refused:
+            raise EdgeAffectError(f"{runtime} {p} was refused by the accuracy guard at export: {refused[p]}")
+        if not (run_dir / rel).is_file():
+            hint = "edgeaffect quantize" if p == "int8" else "edgeaffect export"
+            raise EdgeAffectError(f"{run_dir} has no {runtime} {p} artifact ({rel}); run `{hint} {run_dir}` first")
+        role = "engine-source" if runtime == "tensorrt" else "model"
+        items.append(Item(run_dir / rel, rel, p, role))
+        if rel.endswith(".xml"):
+            weights = rel[:-4] + ".bin"
+            items.append(Item(run_dir / weights, weights, p, "weights"))
+    if runtime == "tensorrt" and "int8" in chosen:
+        items += _tensorrt_calibration(run_dir, calib_samples)
+    return sorted(chosen, key=_order), _unique(items)
+
+
+def _sources(runtime: str) -> dict[str, str]:
+    from .runtimes.registry import get_runtime
+
+    entry = get_runtime(runtime)
+    if runtime != "tensorrt":
+        return dict(entry.artifacts)
+    return {**TENSORRT_SOURCES, "int8": getattr(entry, "quantized", "") or TENSORRT_SOURCES["int8"]}
+
+
+def _refused(run_dir: Path, runtime: str) -> dict[str, str]:
+    """Precisions the export's accuracy guard refused for ``runtime`` (precision -> reason)."""
+    m = run_dir / MANIFEST
+    decisions = read_json(m).get("precisions", {}) if m.exists() else {}
+    return {label.split("-", 1)[1]: d.get("reason", "") for label, d in decisions.items()
+            if label.startswith(f"{runtime}-") and d.get("accepted") is False}
+
+
+def _tensorrt_calibration(run_dir: Path, calib_samples: int) -> list[Item]:
+    """Implicit INT8 on the device needs the calibration samples (and reuses the run's cache when it matches)."""
+    if not (run_dir / "model.onnx").is_file():
+        return []          # explicit INT8 (the QDQ ONNX) only
+    items = [Item(run_dir / "model.onnx", "model.onnx", "int8", "engine-source")]
+    for rel in (CALIB_CACHE, CALIB_CACHE + ".json"):
+        if (run_dir / rel).is_file():
+            items.append(Item(run_dir / rel, rel, "int8", "calibration"))
+    if calib_samples > 0:
+        items.append(Item(run_dir / CALIB_DATA, CALIB_DATA, "int8", "calibration"))  # written, not copied
+    return items
+
+
+def _unique(items: list[Item]) -> list[Item]:
+    seen: dict[str, Item] = {}
+    for it in items:
+        seen.setdefault(it.rel, it)
+    return list(seen.values())
+
+
+# ------------------------------------------------------------------------------------------ writing
+def pack_run(run_dir: str | os.PathLike, runtime: str, out: str | os.PathLike | None = None, *,
+             precisions: Iterable[str] = (), overwrite: bool = False, calib_samples: int = 64,
+             data_root: str | os.PathLike | None = None) -> Path:
+    """Write the bundle of ``run_dir`` for ``runtime`` into ``out`` (default ``RUN/bundle-<runtime>``); atomic."""
+    run_dir = Path(run_dir)
+    if not (run_dir / MANIFEST).is_file():
+        raise EdgeAffectError(f"{run_dir} is not a run directory (no {MANIFEST}); train or import a model first")
+    out = Path(out) if out is not None else run_dir / f"bundle-{runtime}"
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise EdgeAffectError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
+    chosen, items = choose_items(run_dir, runtime, precisions, calib_samples)
+    manifest = read_json(run_dir / MANIFEST)
+    with atomic_dir(out) as tmp:
+        for it in items:
+            dest = tmp / it.rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if it.rel == CALIB_DATA:
+                _write_calibration(run_dir, dest, calib_samples, data_root)
+            else:
+                shutil.copy2(it.src, dest)
+        wheel = build_wheel(tmp)
+        _write_manifest(tmp, manifest, run_dir, runtime, chosen, items)
+        write_text(tmp / REQUIREMENTS, requirements(wheel.name, runtime))
+        write_text(tmp / COMMANDS, commands(runtime, chosen))
+        _readable(tmp)
+    return out
+
+
+def _readable(root: Path) -> None:
+    """Atomic writes create private files; a bundle is meant to be copied and shared."""
+    os.chmod(root, 0o755)
+    for p in root.rglob("*"):
+        os.chmod(p, 0o755 if p.is_dir() or p.name == COMMANDS else 0o644)
+
+
+def _order(precision: str) -> int:
+    from .precision import PRECISIONS
+
+    return PRECISIONS.index(precision)
+
+
+def _write_calibration(run_dir: Path, dest: Path, n: int, data_root) -> None:
+    """The INT8 calibration samples as one npz (input name -> [N, ...]), chosen as ``edgeaffect quantize`` does."""
+    from .quantize.calibration import load_split, select_calibration
+    from .runs import load_run
+
+    run = load_run(run_dir)
+    try:
+        task, train = load_split(run, "train", data_root)
+    except EdgeAffectError as exc:
+        raise EdgeAffectError(f"TensorRT INT8 calibration data: {exc} (give --data, or --calib-samples 0 to carry "
+                              f"only the QDQ ONNX and the cache)") from None
+    calib = select_calibration(task, train, run.spec, n, split="train")
+    feeds = {k: np.concatenate([f[k] for f in calib.feeds]) for k in calib.input_names}
+    with open(dest, "wb") as f:
+        np.savez(f, **feeds)
+
+
+def _write_manifest(tmp: Path, manifest: dict, run_dir: Path, runtime: str, chosen: list[str],
+                    items: list[Item]) -> None:
+    """A run-folder manifest (so ``demo --model BUNDLE`` resolves artifacts) plus the bundle's own section."""
+    files = {it.rel: {"sha256": sha256_file(tmp / it.rel), "bytes": (tmp / it.rel).stat().st_size,
+                      "precision": it.precision, "role": it.role} for it in items}
+    precisions = {k: v for k, v in manifest.get("precisions", {}).items() if k.startswith(f"{runtime}-")}
+    keep = {k: manifest[k] for k in ("spec", "task", "model", "metrics") if k in manifest}
+    write_json(tmp / MANIFEST, {
+        **keep, "precisions": precisions, "artifacts": files,
+        "bundle": {"format": 1, "runtime": runtime, "edgeaffect": __version__, "source_run": str(run_dir.resolve()),
+                   "precisions": chosen}})
+    write_text(tmp / SUMS, "".join(f"{v['sha256']}  {rel}\n" for rel, v in sorted(files.items())))
+
+
+def verify(bundle: str | os.PathLike) -> list[str]:
+    """Files of a bundle whose sha256 or size differ from its manifest (empty: intact)."""
+    bundle = Path(bundle)
+    files = read_json(bundle / MANIFEST).get("artifacts", {})
+    bad = []
+    for rel, info in files.items():
+        p = bundle / rel
+        if not p.is_file() or p.stat().st_size != info["bytes"] or sha256_file(p) != info["sha256"]:
+            bad.append(rel)
+    return bad
+
+
+def requirements(wheel_name: str, runtime: str) -> str:
+    return (f"# torch-free install of this bundle: python -m pip install -r {REQUIREMENTS} (from this folder)\n"
+            f"./{wheel_name}[{EXTRAS[runtime]}]\n")
+
+
+def commands(runtime: str, precisions: list[str]) -> str:
+    """The shell script the device runs: build engines (TensorRT), bench each precision, then the demo."""
+    lines = ["#!/bin/sh",
+             "# Run on the device after: python -m pip install -r requirements.txt",
+             "# SOURCE: camera index, file or rtsp:// URL; DEMO_ARGS: the demo's output (default: a web page);",
+             "# BENCH_ARGS: extra bench options (e.g. --threads 4 --batch 1,8).",
+             "set -e", 'cd "$(dirname "$0")"', 'EA="${PYTHON:-python3} -m edgeaffect"',
+             'SOURCE="${SOURCE:-0}"', 'DEMO_ARGS="${DEMO_ARGS:---serve 0.0.0.0:8080}"']
+    for p in precisions:
+        if runtime == "tensorrt":  # the engine is built here, for this GPU and TensorRT version
+            lines.append(f"ENGINE=$($EA build-engine . --precision {p})")
+            lines.append(f'$EA bench "$ENGINE" --runtime tensorrt $BENCH_ARGS')
+        else:
+            lines.append(f"$EA bench {_sources(runtime)[p]} --runtime {runtime} --precision {p} $BENCH_ARGS")
+    lines.append(f'$EA demo --model . --runtime {runtime} --precision {precisions[0]} --source "$SOURCE" $DEMO_ARGS')
+    return "\n".join(lines) + "\n"
+
+
+def build_engine(bundle: str | os.PathLike, precision: str = "fp32", *, implicit: bool = False,
+                 max_batch: int = 8) -> Path:
+    """Build the TensorRT engine of a bundle on this device into ``BUNDLE/tensorrt/`` (checked against its hashes).
+
+    INT8 takes the QDQ ONNX (explicit, every TensorRT version) unless ``implicit`` asks TensorRT 8.6/10 to
+    calibrate ``model.onnx`` itself on the bundled samples (reusing the bundled cache when it matches).
+    """
+    from .export import build_tensorrt_engine
+    from .quantize import tensorrt_int8
+    from .spec import ModelSpec
+
+    bundle = Path(bundle)
+    if not (bundle / MANIFEST).is_file():
+        raise EdgeAffectError(f"{bundle} is not a bundle (no {MANIFEST}); make one with `edgeaffect pack RUN --runtime tensorrt`")
+    bad = verify(bundle)
+    if bad:
+        raise EdgeAffectError(f"{bundle}: {', '.join(bad)} differ(s) from the bundle's sha256; copy the bundle again")
+    manifest = read_json(bundle / MANIFEST)
+    kind = manifest.get("bundle", {}).get("runtime")
+    if kind != "tensorrt":
+        what = f"an {kind} bundle" if kind else "not a bundle"
+        raise EdgeAffectError(f"{bundle} is {what}; engines are built from a TensorRT bundle "
+                              f"(edgeaffect pack RUN --runtime tensorrt)")
+    spec = ModelSpec.from_dict(manifest["spec"])
+    out = bundle / "tensorrt"
+    qdq = bundle / _sources("tensorrt")["int8"]
+    if precision in ("fp32", "fp16"):
+        return build_tensorrt_engine(bundle / "model.onnx", out, fp16=precision == "fp16", precision=precision,
+                                     max_batch=max_batch, spec=spec)
+    if precision != "int8":
+        raise EdgeAffectError(f"--precision: TensorRT engines are built as fp32, fp16 or int8, not {precision!r}")
+    if not implicit:
+        if not qdq.is_file():
+            raise EdgeAffectError(f"{bundle} has no {qdq.relative_to(bundle)}; pack the run's INT8 (or use --implicit)")
+        return tensorrt_int8.build_explicit(qdq, out, max_batch=max_batch, spec=spec)
+    engine, _ = tensorrt_int8.build_implicit(bundle / "model.onnx", out, load_calibration(bundle),
+                                             max_batch=max_batch, spec=spec)
+    return engine
+
+
+def load_calibration(bundle: Path):
+    """The bundled calibration samples as the :class:`CalibrationSet` the INT8 calibrator reads."""
+    from .quantize.calibration import CalibrationSet
+
+    path = bundle / CALIB_DATA
+    if not path.is_file():
+        raise EdgeAffectError(f"{bundle} carries no calibration samples ({CALIB_DATA}); "
+                              f"pack it with --calib-samples N (N > 0) for implicit INT8")
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    n = len(next(iter(data.values())))
+    return CalibrationSet([{k: v[i:i + 1] for k, v in data.items()} for i in range(n)], list(range(n)), "train")
+
+
+# ------------------------------------------------------------------------------------------ the wheel
+def build_wheel(dest: Path) -> Path:
+    """A pure-Python wheel of the installed ``edgeaffect`` package (its files and declared dependencies)."""
+    pkg = Path(__file__).resolve().parent
+    name = f"edgeaffect-{__version__}"
+    files: dict[str, bytes] = {}
+    for p in sorted(pkg.rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo"):
+            files[f"edgeaffect/{p.relative_to(pkg).as_posix()}"] = p.read_bytes()
+    info = f"{name}.dist-info"
+    files[f"{info}/METADATA"] = _metadata(pkg).encode()
+    files[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: edgeaffect.pack\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    files[f"{info}/entry_points.txt"] = b"[console_scripts]\nedgeaffect = edgeaffect.cli:main\n"
+    record = "".join(f"{k},sha256={_b64(hashlib.sha256(v).digest())},{len(v)}\n" for k, v in files.items())
+    files[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()
+    path = dest / f"{name}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for k, v in files.items():
+            z.writestr(k, v)
+    return path
+
+
+def _b64(digest: bytes) -> str:
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _metadata(pkg: Path) -> str:
+    """Core metadata: from the source checkout's pyproject.toml when there is one (an editable install's
+    metadata can be stale), else from the installed distribution."""
+    requires, extras, python = _declared(pkg)
+    head = [f"Metadata-Version: 2.1", "Name: edgeaffect", f"Version: {__version__}",
+            "Summary: Emotion-recognition models from training to compiled, quantized edge inference.",
+            f"Requires-Python: {python}"]
+    return "\n".join(head + [f"Provides-Extra: {e}" for e in extras] + [f"Requires-Dist: {r}" for r in requires]) + "\n"
+
+
+def _declared(pkg: Path) -> tuple[list[str], list[str], str]:
+    pyproject = pkg.parent / "pyproject.toml"
+    if pyproject.is_file():
+        import tomllib
+
+        project = tomllib.loads(pyproject.read_text())["project"]
+        requires = list(project.get("dependencies", []))
+        extras = project.get("optional-dependencies", {})
+        for extra, reqs in extras.items():
+            requires += [_with_extra(r, extra) for r in reqs]
+        return requires, list(extras), project.get("requires-python", ">=3.10")
+    dist = importlib.metadata.distribution("edgeaffect")
+    return (list(dist.requires or []), dist.metadata.get_all("Provides-Extra") or [],
+            dist.metadata.get("Requires-Python") or ">=3.10")
+
+
+def _with_extra(req: str, extra: str) -> str:
+    """``pkg>=1; marker`` -> ``pkg>=1; (marker) and extra == "x"``."""
+    spec, _, marker = req.partition(";")
+    marker = f"({marker.strip()}) and " if marker.strip() else ""
+    return f'{spec.strip()}; {marker}extra == "{extra}"'
+
+
+def deploy_requirements(wheel: Path, runtime: str) -> list[str]:
+    """The distributions ``pip install -r requirements.txt`` asks for (the base plus the runtime's extra)."""
+    with zipfile.ZipFile(wheel) as z:
+        meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    out = []
+    for line in meta.splitlines():
+        if line.startswith("Requires-Dist: "):
+            req = line[len("Requires-Dist: "):]
+            m = re.search(r'extra == "([^"]+)"', req)
+            if m is None or m.group(1) == EXTRAS[runtime]:
+                out.append(req)
+    return out

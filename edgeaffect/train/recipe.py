@@ -1,0 +1,116 @@
+"""One training interface for every task: a frozen options dataclass and ``train(options, out, ...)``.
+
+Each task module (``train/eri.py``, ``va.py``, ``expr.py``, ``body.py``,
+``ravdess.py``) defines ``<Task>TrainOptions`` (a frozen dataclass deriving
+:class:`TrainOptions`) and ``train(options, out, *, resume=False, console=None)
+-> Manifest``, and registers both as its ``RECIPE``.  The options are stored
+under ``config.options`` in the run's manifest, so ``--resume`` rebuilds them
+exactly; :func:`get_recipe` finds a task's recipe by name.
+"""
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import importlib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..errors import EdgeAffectError
+from ..runs import CHECKPOINT, MANIFEST, Manifest, Run, save_checkpoint
+
+_MODULES = {"eri": "eri", "va": "va", "expr": "expr", "body": "body", "ravdess": "ravdess"}
+
+
+class TrainOptions:
+    """Base of the per-task options: JSON round trip for the manifest (and ``--resume``)."""
+
+    data: Path
+
+    def dataset_kwargs(self) -> dict[str, Any]:
+        """Reader options of the splits, recorded so later stages read what training read."""
+        return {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]):
+        """The options a run's manifest recorded (``config.options``)."""
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise EdgeAffectError(f"this run was trained by an earlier version, whose options {', '.join(unknown)} "
+                                  "this version no longer has; start a new run")
+        return cls(**{k: _convert(hints[k], v) for k, v in d.items()})
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, (tuple, list)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, Mapping):
+        return {k: _jsonable(x) for k, x in v.items()}
+    return v
+
+
+def _convert(hint: Any, v: Any) -> Any:
+    """A JSON value back to the field's type (Path, tuple, dict; ``X | None`` unwrapped)."""
+    if v is None:
+        return None
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    origin = typing.get_origin(hint) or hint
+    if origin is Path:
+        return Path(v)
+    if origin is tuple:
+        return tuple(v)
+    if origin in (dict, collections.abc.Mapping):
+        return dict(v)
+    return v
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A task's training entry point: its options class and its ``train`` function."""
+
+    task: str
+    options: type
+    train: Callable[..., Manifest]
+
+
+def get_recipe(task: str) -> Recipe:
+    if task not in _MODULES:
+        raise EdgeAffectError(f"no training recipe for task {task!r}; trainable tasks: {', '.join(sorted(_MODULES))}")
+    return importlib.import_module(f"{__package__}.{_MODULES[task]}").RECIPE
+
+
+def list_recipes() -> list[str]:
+    return sorted(_MODULES)
+
+
+def open_manifest(out: Path, task: str, options: TrainOptions, *, resume: bool, config: Mapping[str, Any],
+                  data: Mapping[str, Any], model: str = "") -> Manifest:
+    """The run's manifest, the same sections for every task; a resumed run keeps its finished stages."""
+    prior = Manifest.read(out) if resume and (Path(out) / MANIFEST).exists() else None
+    manifest = Manifest(task=task, model=model,
+                        config={"options": options.to_dict(), **config},
+                        data={"root": str(Path(options.data).resolve()), "dataset_kwargs": options.dataset_kwargs(),
+                              **data})
+    if prior is not None:   # finished stages, and what later stages (export, bench ...) added, stay
+        manifest.metrics, manifest.stages_done, manifest.extra = prior.metrics, prior.stages_done, prior.extra
+    manifest.write(out)
+    return manifest
+
+
+def finish_run(out: Path, manifest: Manifest, model, model_name: str, overrides: Mapping[str, Any]) -> Manifest:
+    """Write the final checkpoint, the model's spec, and the checkpoint's hash into the manifest."""
+    save_checkpoint(Path(out) / CHECKPOINT, model, model_name, dict(overrides))
+    manifest.model, manifest.spec = model_name, model.spec.to_dict()
+    manifest.write(out)
+    Run(Path(out), manifest.to_dict()).record_artifact(Path(out) / CHECKPOINT, kind="checkpoint")
+    return Manifest.read(out)

@@ -1,0 +1,186 @@
+"""The deploy install: every command an edge box runs works where torch cannot be imported.
+
+Each command runs in a subprocess whose ``sitecustomize`` puts a ``sys.meta_path`` finder in front that
+refuses ``torch`` (as a box with ``pip install 'edgeaffect[onnxruntime]'`` has none), on a model exported
+here from a small ERI run. What each test needs beyond this package's CLI, pack and demo:
+``load``/``infer`` the runtimes; ``bench model.onnx`` edgeaffect/bench.py; ``eval model.onnx``
+edgeaffect/evaluate.py + cli/eval.py and the torch-free dataset readers (edgeaffect/tasks, data).
+The real thing, a fresh venv with a registry install, is ``make deploy-check`` and the slow test below.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import TINY_MODEL
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+BLOCKER = '''
+import sys
+
+
+class _NoTorch:
+    """A deploy install: torch is not there."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _NoTorch())
+'''
+
+
+@pytest.fixture(scope="module")
+def no_torch(tmp_path_factory) -> dict[str, str]:
+    """Environment for subprocesses in which ``import torch`` fails."""
+    site = tmp_path_factory.mktemp("notorch")
+    (site / "sitecustomize.py").write_text(BLOCKER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "COLUMNS": "200"}
+    return env
+
+
+def run_cli(env, *args, cwd=None, timeout=300, check=False) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "edgeaffect", *map(str, args)], env=env, cwd=cwd or ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_eri, tmp_path_factory):
+    """An ERI run (untrained weights, tiny input sizes) exported to ONNX with the full install."""
+    import torch
+
+    from edgeaffect.export import export_run
+    from edgeaffect.fileio import write_json
+    from edgeaffect.models import create_model
+    from edgeaffect.runs import save_checkpoint
+
+    run = tmp_path_factory.mktemp("deploy") / "run"
+    run.mkdir()
+    torch.manual_seed(0)
+    model = create_model("eri_dual_branch", **TINY_MODEL)
+    save_checkpoint(run / "checkpoint.pt", model, "eri_dual_branch", dict(TINY_MODEL))
+    write_json(run / "manifest.json", {"task": "eri", "spec": model.spec.to_dict(), "data": {"root": str(tiny_eri)}})
+    export_run(run, ["onnx"], exporter="legacy")
+    return run
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    from edgeaffect.demo.clips import render_clip
+
+    return render_clip(tmp_path_factory.mktemp("clip") / "face.mp4", seconds=1.2, fps=15, size=(320, 240))
+
+
+def test_the_blocker_really_hides_torch(no_torch):
+    proc = subprocess.run([sys.executable, "-c", "import torch"], env=no_torch, capture_output=True, text=True)
+    assert proc.returncode == 1 and "No module named 'torch'" in proc.stderr
+
+
+def test_help_and_pack_help_start_without_torch(no_torch):
+    for args in (["--help"], ["pack", "--help"], ["demo", "--help"], ["bench", "--help"]):
+        proc = run_cli(no_torch, *args, check=True)
+        assert "Example" in proc.stdout or "Commands" in proc.stdout
+
+
+def test_load_and_infer_match_torch(no_torch, exported, tmp_path):
+    import torch
+
+    from edgeaffect.runs import load_model
+
+    model = load_model(exported / "checkpoint.pt")
+    feeds = model.spec.dummy_inputs(batch=3, seed=1)
+    np.savez(tmp_path / "feeds.npz", **feeds)
+    code = ("import sys, numpy as np, edgeaffect\n"
+            "m = edgeaffect.load(sys.argv[1])\n"
+            "feeds = dict(np.load(sys.argv[2]))\n"
+            "np.savez(sys.argv[3], **m.infer(feeds))\n"
+            "assert 'torch' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(exported / "model.onnx"), str(tmp_path / "feeds.npz"),
+                           str(tmp_path / "out.npz")], env=no_torch, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with torch.no_grad():
+        ref = model(*(torch.from_numpy(feeds[n]) for n in model.spec.input_names)).numpy()
+    got = np.load(tmp_path / "out.npz")["intensities"]
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+def test_bench_an_exported_model_without_the_torch_row(no_torch, exported, tmp_path):
+    """Needs edgeaffect/bench.py to bench a bare model.onnx without importing torch."""
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes((exported / "model.onnx").read_bytes())
+    proc = run_cli(no_torch, "bench", onnx, "--batch", "1", "--budget", "0.3", "--rounds", "2", "--no-isolate",
+                   check=True)
+    assert "onnxruntime" in proc.stdout and "Traceback" not in proc.stderr
+    said = [line for line in proc.stderr.splitlines() if "torch" in line]
+    assert len(said) == 1, proc.stderr                      # the missing reference row is said once
+    rows = json.loads(next(tmp_path.glob("*bench.json")).read_text())["rows"]
+    assert rows and {r["runtime"] for r in rows} == {"onnxruntime"} and rows[0]["p50_ms"] > 0
+
+
+def test_eval_an_exported_model(no_torch, exported, tiny_eri):
+    """Needs edgeaffect/evaluate.py + cli/eval.py and the torch-free ERI reader (edgeaffect/tasks)."""
+    proc = run_cli(no_torch, "eval", exported / "model.onnx", "--data", tiny_eri, "--split", "val", check=True)
+    out = proc.stdout + proc.stderr
+    assert "pearson" in out.lower() and "clean" in out and "Traceback" not in out
+
+
+def test_demo_on_an_exported_model_headless(no_torch, exported, clip, tmp_path):
+    jl = tmp_path / "p.jsonl"
+    proc = run_cli(no_torch, "demo", "--model", exported / "model.onnx", "--source", clip, "--headless",
+                   "--jsonl", jl, "--max-faces", "1", "--bench", "--bench-json", tmp_path / "b.json", check=True)
+    summary = json.loads((tmp_path / "b.json").read_text())
+    assert summary["frames"] == 18 and summary["runtime"] == "onnxruntime" and summary["mode"] == "sync"
+    assert summary["inferences"] >= 1 and "FPS:" in proc.stdout
+    lines = [json.loads(x) for x in jl.read_text().splitlines()]
+    assert len(lines) == 18                                  # 1.2 s at 15 fps: every frame annotated
+    scored = [f for r in lines for f in r["faces"] if f["scores"]]
+    assert scored, "the demo found the face but produced no prediction"
+    assert set(scored[-1]["scores"]) == {"Adoration", "Amusement", "Anxiety", "Disgust", "Empathic-Pain",
+                                         "Fear", "Surprise"}
+
+
+def test_a_packed_bundle_runs_its_commands_without_torch(no_torch, exported, clip, tmp_path):
+    """The bundle's own commands.sh (bench + demo on the bundle folder, which has no checkpoint)."""
+    from edgeaffect.pack import COMMANDS, pack_run
+
+    bundle = pack_run(exported, "onnxruntime", tmp_path / "bundle")
+    env = {**no_torch, "PYTHON": sys.executable, "SOURCE": str(clip),
+           "BENCH_ARGS": "--batch 1 --budget 0.3 --rounds 2 --no-isolate",
+           "DEMO_ARGS": f"--headless --jsonl {tmp_path / 'demo.jsonl'}"}
+    proc = subprocess.run(["sh", str(bundle / COMMANDS)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len((tmp_path / "demo.jsonl").read_text().splitlines()) == 18
+
+
+@pytest.mark.parametrize("args", [["train", "eri", "--data", "x", "--out", "y"], ["export", "RUN"]])
+def test_a_torch_only_command_says_the_one_install_line(no_torch, exported, args):
+    args = [str(exported) if a == "RUN" else a for a in args]
+    proc = run_cli(no_torch, *args)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'edgeaffect[train]'" in lines[0], proc.stderr
+    assert lines[0].startswith("error: 'torch' is needed for ")
+
+
+@pytest.mark.slow
+def test_fresh_venv_install_has_no_torch_and_runs_a_bundle(exported, tmp_path):
+    """`pip install '.[onnxruntime]'` into a new venv (needs the package registry), then a bundle's commands."""
+    env = {**os.environ, "PYTHON": sys.executable, "DEV_PYTHON": sys.executable}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(["sh", str(ROOT / "tests" / "deploy_check.sh"), str(exported), "onnxruntime",
+                           str(tmp_path / "venv")], env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert "installed without torch" in proc.stdout and "bundle ran" in proc.stdout

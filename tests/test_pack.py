@@ -1,0 +1,190 @@
+"""edgeaffect pack: bundle contents and hashes, torch-free requirements, commands, refusals, TensorRT on the device."""
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeaffect.cli import main
+from edgeaffect.errors import EdgeAffectError
+from edgeaffect.export import export_run
+from edgeaffect.fileio import sha256_file
+from edgeaffect.pack import (COMMANDS, MANIFEST, REQUIREMENTS, SUMS, build_engine, deploy_requirements, pack_run,
+                             verify)
+from tests.fakes import install
+from tests.fakes.tiny_model import make_dataset, make_run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("pack")
+    data = make_dataset(base / "data")
+    shutil.copy(data / "val.npz", data / "train.npz")   # calibration samples come from the train split
+    run = make_run(base / "run", data=data)
+    export_run(run, ["onnx", "openvino"], exporter="legacy")
+    return run
+
+
+@pytest.fixture
+def trt_run(run, tmp_path):
+    """The run plus the TensorRT-ready INT8 file `quantize --runtime tensorrt` writes (a copy stands in)."""
+    r = tmp_path / "run"
+    shutil.copytree(run, r)
+    (r / "tensorrt").mkdir(exist_ok=True)
+    shutil.copy(r / "model.onnx", r / "tensorrt" / "model.int8.qdq.onnx")
+    return r
+
+
+def _wheel(bundle: Path) -> Path:
+    return next(bundle.glob("edgeaffect-*.whl"))
+
+
+def test_bundle_holds_the_artifacts_with_spec_and_hashes_that_verify(run, tmp_path):
+    bundle = pack_run(run, "openvino", tmp_path / "b", precisions=["fp32", "bf16"])
+    m = json.loads((bundle / MANIFEST).read_text())
+    assert set(m["artifacts"]) == {"openvino/model.xml", "openvino/model.bin"}
+    for rel, info in m["artifacts"].items():
+        assert info["sha256"] == sha256_file(bundle / rel) == sha256_file(run / rel)
+        assert info["bytes"] == (bundle / rel).stat().st_size
+    assert m["spec"]["name"] == "tiny_av_test" and m["bundle"]["runtime"] == "openvino"
+    assert m["bundle"]["precisions"] == ["fp32", "bf16"]
+    sums = dict(reversed(line.split("  ")) for line in (bundle / SUMS).read_text().splitlines())
+    assert sums == {rel: info["sha256"] for rel, info in m["artifacts"].items()}
+    assert not (bundle / "checkpoint.pt").exists() and not (bundle / "model.onnx").exists()
+    assert verify(bundle) == []
+    (bundle / "openvino/model.bin").write_bytes(b"tampered")
+    assert verify(bundle) == ["openvino/model.bin"]
+
+
+def test_requirements_install_the_wheel_with_the_runtime_extra_and_no_torch(run, tmp_path):
+    bundle = pack_run(run, "onnxruntime", tmp_path / "b")
+    wheel = _wheel(bundle)
+    lines = [x for x in (bundle / REQUIREMENTS).read_text().splitlines() if x and not x.startswith("#")]
+    assert lines == [f"./{wheel.name}[onnxruntime]"]
+    reqs = deploy_requirements(wheel, "onnxruntime")
+    names = {r.split(";")[0].split(">")[0].split("<")[0].split("=")[0].strip() for r in reqs}
+    assert {"onnxruntime", "onnx", "numpy", "opencv-python-headless"} <= names
+    assert not any(n.startswith("torch") for n in names), reqs
+    with zipfile.ZipFile(wheel) as z:
+        files = set(z.namelist())
+        assert {"edgeaffect/__init__.py", "edgeaffect/cli/pack.py", "edgeaffect/demo/pipeline.py"} <= files
+        assert not any("__pycache__" in f or f.endswith(".pyc") for f in files)
+        assert "edgeaffect = edgeaffect.cli:main" in z.read("edgeaffect-0.1.0.dist-info/entry_points.txt").decode()
+        meta = z.read("edgeaffect-0.1.0.dist-info/METADATA").decode()
+    assert 'Requires-Dist: torch>=2.4,<=2.13.0; extra == "train"' in meta   # torch only in the train extra
+    assert "Provides-Extra: onnx\n" in meta                               # the old name still resolves ...
+    assert 'Requires-Dist: edgeaffect[onnxruntime]; extra == "onnx"' in meta   # ... to the new one
+
+
+def test_commands_bench_every_packed_precision_and_run_the_demo(run, tmp_path):
+    (run / "model.int8.onnx").write_bytes((run / "model.onnx").read_bytes())   # as quantize would publish it
+    try:
+        bundle = pack_run(run, "onnxruntime", tmp_path / "b")
+    finally:
+        (run / "model.int8.onnx").unlink()
+    assert set(json.loads((bundle / MANIFEST).read_text())["artifacts"]) == {"model.onnx", "model.int8.onnx"}
+    script = (bundle / COMMANDS).read_text()
+    assert "$EA bench model.onnx --runtime onnxruntime --precision fp32" in script
+    assert "$EA bench model.int8.onnx --runtime onnxruntime --precision int8" in script
+    assert '$EA demo --model . --runtime onnxruntime --precision fp32 --source "$SOURCE" $DEMO_ARGS' in script
+    assert (bundle / COMMANDS).stat().st_mode & 0o111
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--runtime", "onnx"], "unknown deploy runtime 'onnx'"),
+    (["--runtime", "torch"], "unknown deploy runtime 'torch'"),
+    (["--runtime", "onnxruntime", "--precision", "int4"], "unknown precision 'int4'"),
+    (["--runtime", "onnxruntime", "--precision", "bf16"], "onnxruntime does not run bf16"),
+    (["--runtime", "onnxruntime", "--precision", "int8"], "no onnxruntime int8 artifact (model.int8.onnx)"),
+    (["--runtime", "tensorrt", "--precision", "int8"], "no tensorrt int8 artifact (tensorrt/model.int8.qdq.onnx)"),
+])
+def test_bad_input_is_one_line(run, tmp_path, capsys, args, message):
+    out = tmp_path / "b"
+    assert main(["pack", str(run), "--out", str(out), *args]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2
+    assert not out.exists()
+
+
+def test_a_run_without_the_runtimes_artifact_is_refused(tmp_path, capsys):
+    bare = make_run(tmp_path / "bare")     # trained, never exported
+    assert main(["pack", str(bare), "--runtime", "openvino", "--out", str(tmp_path / "b")]) == 1
+    assert "no openvino fp32 artifact (openvino/model.xml); run `edgeaffect export" in capsys.readouterr().err
+
+
+def test_a_precision_the_guard_refused_is_not_packed(run, tmp_path):
+    r = tmp_path / "run"
+    shutil.copytree(run, r)
+    m = json.loads((r / MANIFEST).read_text())
+    m["precisions"] = {"openvino-bf16": {"accepted": False, "reason": "pearson drop 3.1 points"}}
+    (r / MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(EdgeAffectError, match="refused by the accuracy guard at export: pearson drop 3.1"):
+        pack_run(r, "openvino", tmp_path / "b", precisions=["bf16"])
+
+
+def test_an_existing_folder_is_kept_unless_overwrite(run, tmp_path, capsys):
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    assert main(["pack", str(run), "--runtime", "onnxruntime", "--out", str(out)]) == 1
+    assert "exists and is not empty" in capsys.readouterr().err and (out / "mine.txt").read_text() == "keep me"
+    assert main(["pack", str(run), "--runtime", "onnxruntime", "--out", str(out), "--overwrite"]) == 0
+    assert not (out / "mine.txt").exists() and (out / "model.onnx").is_file()
+
+
+def test_tensorrt_bundle_carries_what_builds_the_engine_on_the_device(trt_run, tmp_path):
+    bundle = pack_run(trt_run, "tensorrt", tmp_path / "b", calib_samples=8)
+    files = json.loads((bundle / MANIFEST).read_text())["artifacts"]
+    assert {"model.onnx", "tensorrt/model.int8.qdq.onnx", "tensorrt/calibration.npz"} <= set(files)
+    assert not list(bundle.rglob("*.engine"))                   # engines are built where they run
+    with np.load(bundle / "tensorrt/calibration.npz") as z:
+        assert set(z.files) == {"video", "audio"} and len(z["video"]) == 8
+        assert z["video"].shape[1:] == (2, 3, 8, 8)
+    script = (bundle / COMMANDS).read_text()
+    assert "ENGINE=$($EA build-engine . --precision fp32)" in script
+    assert "ENGINE=$($EA build-engine . --precision int8)" in script and '$EA bench "$ENGINE"' in script
+
+
+def test_tensorrt_bundle_reuses_the_runs_calibration_cache(trt_run, tmp_path):
+    (trt_run / "tensorrt" / "calibration.cache").write_bytes(b"cache")
+    (trt_run / "tensorrt" / "calibration.cache.json").write_text("{}")
+    bundle = pack_run(trt_run, "tensorrt", tmp_path / "b", precisions=["int8"], calib_samples=0)
+    files = json.loads((bundle / MANIFEST).read_text())["artifacts"]
+    assert set(files) == {"model.onnx", "tensorrt/model.int8.qdq.onnx", "tensorrt/calibration.cache",
+                          "tensorrt/calibration.cache.json"}
+
+
+@pytest.mark.parametrize("version", ["10.3.0", "11.0.0"])
+def test_build_engine_on_the_device_through_the_fakes(trt_run, tmp_path, monkeypatch, capsys, version):
+    from edgeaffect.runtimes.tensorrt import engine_precision
+
+    bundle = pack_run(trt_run, "tensorrt", tmp_path / "b", calib_samples=8)
+    install(monkeypatch, version=version, gpu="NVIDIA Jetson AGX Orin")
+    assert main(["build-engine", str(bundle)]) == 0
+    fp32 = Path(capsys.readouterr().out.strip())
+    assert fp32.parent == bundle / "tensorrt" and fp32.is_file() and engine_precision(fp32) == "fp32"
+    int8 = build_engine(bundle, "int8")                          # explicit: the QDQ ONNX, every version
+    assert engine_precision(int8) == "int8"
+    if version.startswith("10"):                                  # implicit: TensorRT calibrates the samples
+        build_engine(bundle, "int8", implicit=True)
+        assert (bundle / "tensorrt" / "calibration.cache").is_file()
+    else:
+        with pytest.raises(EdgeAffectError, match="no implicit INT8 calibration"):
+            build_engine(bundle, "int8", implicit=True)
+
+
+def test_build_engine_refuses_a_damaged_copy(trt_run, tmp_path):
+    bundle = pack_run(trt_run, "tensorrt", tmp_path / "b", calib_samples=0)
+    (bundle / "model.onnx").write_bytes(b"truncated")
+    with pytest.raises(EdgeAffectError, match="model.onnx differ"):
+        build_engine(bundle, "fp32")
+
+
+def test_build_engine_wants_a_tensorrt_bundle(run, tmp_path, capsys):
+    bundle = pack_run(run, "onnxruntime", tmp_path / "b")
+    assert main(["build-engine", str(bundle)]) == 1
+    assert "is an onnxruntime bundle; engines are built from a TensorRT bundle" in capsys.readouterr().err
