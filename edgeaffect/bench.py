@@ -43,7 +43,7 @@ class BenchConfig:
     budget_s: float = 6.0
     rounds: int = 6
     warmup: int = 3
-    threads: int | None = None
+    threads: int | None = None   # None: every runtime gets this machine's physical cores (one torch inter-op thread)
     isolate: bool = True
     split: str = "val"
     limit: int | None = DEFAULT_LIMIT   # as export parity and the guards score; None: the whole split
@@ -51,6 +51,10 @@ class BenchConfig:
     def __post_init__(self):
         if self.rounds < 1 or self.budget_s <= 0 or any(b < 1 for b in self.batches):
             raise EdgeAffectError("bench: rounds, budget and batch sizes must be positive")
+        if self.threads is not None and self.threads < 1:
+            raise EdgeAffectError(f"bench: --threads must be >= 1, got {self.threads}")
+        if self.threads is None:   # the same count for every runtime: otherwise each picks its own default
+            object.__setattr__(self, "threads", _precision.physical_cores())
 
 
 @dataclass

@@ -40,3 +40,15 @@ def missing_torch(exc: BaseException, purpose: str = "") -> MissingDependencyErr
     if isinstance(exc, ImportError) and name.split(".")[0] == "torch":
         return MissingDependencyError("torch", TRAIN_EXTRA, purpose)
     return None
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for a file-system failure: which path, and the cause in words (disk full, read-only, ...)."""
+    import errno
+
+    causes = {errno.ENOSPC: "no space left on the device", errno.EROFS: "the file system is read-only",
+              errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+              errno.EDQUOT: "disk quota exceeded", errno.ENOENT: "no such file or folder"}
+    cause = causes.get(exc.errno, exc.strerror or str(exc))
+    where = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p)
+    return f"cannot write or read {where}: {cause}" if where else f"file system error: {cause}"

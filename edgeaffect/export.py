@@ -7,7 +7,7 @@ Plain functions, reused by the quantize stage:
   ``onnx.checker`` pass);
 - :func:`export_openvino` converts an ONNX to IR (static batch when fixed,
   FP16-compressed weights on request, spec in ``rt_info``);
-- :func:`build_tensorrt_engine` writes ``tensorrt/<gpu>-trt<ver>[.<prec>].engine``;
+- :func:`build_tensorrt_engine` writes ``tensorrt/<device>-cc<X.Y>-trt<ver>.<prec>.b<batches>.engine``;
 - :func:`check_parity` compares a runtime with torch on real samples (through
   :mod:`edgeaffect.evaluate`) and fails loudly;
 - :func:`export_run` is what ``edgeaffect export`` runs: the ONNX, then every runtime of
@@ -181,26 +181,20 @@ def build_tensorrt_engine(onnx_path: str | os.PathLike, out_dir: str | os.PathLi
                           precision: str | None = None, min_batch: int = 1, opt_batch: int = 1, max_batch: int = 8,
                           workspace_mb: int = 1024, int8: bool = False, int8_calibrator: Any = None,
                           spec: ModelSpec | None = None, device: int = 0) -> Path:
-    """Build ``out_dir/<gpu>-trt<version>[.<precision>].engine`` from an ONNX file (atomic write).
+    """Build ``out_dir/<device>-cc<X.Y>-trt<version>.<precision>.b<min>-<opt>-<max>.engine`` (atomic write).
 
     ``precision`` names the file (default from ``fp16``/``int8``); a spec json sidecar
     is written beside it so the engine is self-describing too.
     """
     from .runtimes import tensorrt as trt_rt
 
-    gpu, version = trt_rt.current_device(device)
+    target = trt_rt.current_target(device)
     precision = precision or ("int8" if (int8 or int8_calibrator is not None) else "fp16" if fp16 else "fp32")
-    cuda = trt_rt.import_cuda()
-    ctx = cuda.Device(device).retain_primary_context()
-    ctx.push()
-    try:
-        plan = trt_rt.build_engine(onnx_path, fp16=fp16, min_batch=min_batch, opt_batch=opt_batch,
-                                   max_batch=max_batch, workspace_mb=workspace_mb, int8=int8,
-                                   int8_calibrator=int8_calibrator)
-    finally:
-        ctx.pop()
-        ctx.detach()
-    path = Path(out_dir) / trt_rt.engine_filename(gpu, version, precision)
+    with trt_rt.device_context(device):
+        plan, batches = trt_rt.build_engine(onnx_path, fp16=fp16, min_batch=min_batch, opt_batch=opt_batch,
+                                            max_batch=max_batch, workspace_mb=workspace_mb, int8=int8,
+                                            int8_calibrator=int8_calibrator)
+    path = Path(out_dir) / trt_rt.engine_filename(target, precision, batches)
     with atomic_path(path) as tmp:
         tmp.write_bytes(plan)
     spec = spec or (read_onnx_spec(onnx_path) if str(onnx_path).endswith(".onnx") else None)
@@ -291,7 +285,7 @@ def export_run(run_dir: str | os.PathLike, formats: Iterable[str] | None = None,
                opset: int = DEFAULT_OPSET, exporter: str = "dynamo",
                tolerance: float = 1e-3, data: str | os.PathLike | None = None, split: str = "val",
                samples_limit: int | None = DEFAULT_LIMIT, max_batch: int = 32, explicit: bool = False,
-               progress: Callable[[str], None] | None = None) -> ExportReport:
+               progress: Callable[[str], None] | None = None, verify: bool = True) -> ExportReport:
     """Export a trained run to the requested formats, check parity, and record everything in the manifest.
 
     ``batch`` fixes the batch of the ONNX/IR (static shapes) unless ``dynamic``; with
@@ -308,15 +302,16 @@ def export_run(run_dir: str | os.PathLike, formats: Iterable[str] | None = None,
         return _export_locked(run, _check_formats(formats), batch=batch, dynamic=dynamic, reduced=_reduced(precisions, fp16),
                               max_drop=max_drop, opset=opset, exporter=exporter, tolerance=tolerance, data=data,
                               split=split, samples_limit=samples_limit, max_batch=max_batch, explicit=explicit,
-                              progress=progress)
+                              progress=progress, verify=verify)
 
 
 def _export_locked(run, formats: list[str], *, batch, dynamic, reduced, max_drop, opset, exporter, tolerance, data,
-                   split, samples_limit, max_batch, explicit, progress) -> ExportReport:
+                   split, samples_limit, max_batch, explicit, progress, verify) -> ExportReport:
     from .precision import machine
     from .runs import load_model
 
-    run.verify(run.checkpoint)
+    if verify:
+        run.verify(run.checkpoint)
     model = load_model(run.checkpoint)
     static = batch if (batch and not dynamic) else None
     job = _ExportJob(run, model, ExportReport(), progress or (lambda msg: None), static, tolerance, explicit,
@@ -385,7 +380,8 @@ def openvino_artifact(onnx_path: Path, target: ExportTarget) -> Path:
 
 
 def tensorrt_artifact(onnx_path: Path, target: ExportTarget) -> Path:
-    """A TensorRT engine of ``target.precision`` for this GPU and TensorRT version."""
+    """A TensorRT engine of ``target.precision`` for this device and TensorRT version (fp16 on TensorRT 11:
+    from an fp16 ONNX made for the build; a precision it cannot build is skipped by :meth:`_ExportJob.build`)."""
     return build_tensorrt_engine(onnx_path, target.root / "tensorrt", fp16=target.precision == "fp16",
                                  precision=target.precision, min_batch=1, opt_batch=target.opt_batch,
                                  max_batch=target.static_batch or max(target.max_batch, target.opt_batch),
@@ -489,7 +485,7 @@ class _ExportJob:
         except EdgeAffectError as exc:
             if precision == "fp32":
                 raise
-            self.report.skipped[f"{entry.name}-{precision}"] = str(exc)   # e.g. TensorRT 11 has no fp16 flag
+            self.report.skipped[f"{entry.name}-{precision}"] = str(exc)   # e.g. no fp16 ONNX converter installed
             return None
 
     def checked(self, runtime_name: str, path: Path, precision: str = "fp32") -> Parity:

@@ -263,17 +263,28 @@ def build_engine(bundle: str | os.PathLike, precision: str = "fp32", *, implicit
     out = bundle / "tensorrt"
     qdq = bundle / _sources("tensorrt")["int8"]
     if precision in ("fp32", "fp16"):
-        return build_tensorrt_engine(bundle / "model.onnx", out, fp16=precision == "fp16", precision=precision,
-                                     max_batch=max_batch, spec=spec)
-    if precision != "int8":
+        engine = build_tensorrt_engine(bundle / "model.onnx", out, fp16=precision == "fp16", precision=precision,
+                                       max_batch=max_batch, spec=spec)
+    elif precision != "int8":
         raise EdgeAffectError(f"--precision: TensorRT engines are built as fp32, fp16 or int8, not {precision!r}")
-    if not implicit:
+    elif not implicit:
         if not qdq.is_file():
             raise EdgeAffectError(f"{bundle} has no {qdq.relative_to(bundle)}; pack the run's INT8 (or use --implicit)")
-        return tensorrt_int8.build_explicit(qdq, out, max_batch=max_batch, spec=spec)
-    engine, _ = tensorrt_int8.build_implicit(bundle / "model.onnx", out, load_calibration(bundle),
-                                             max_batch=max_batch, spec=spec)
+        engine = tensorrt_int8.build_explicit(qdq, out, max_batch=max_batch, spec=spec)
+    else:
+        engine, _ = tensorrt_int8.build_implicit(bundle / "model.onnx", out, load_calibration(bundle),
+                                                 max_batch=max_batch, spec=spec)
+    _list_engine(bundle, manifest, engine, precision)
     return engine
+
+
+def _list_engine(bundle: Path, manifest: dict, engine: Path, precision: str) -> None:
+    """List an engine built on the device in the bundle's manifest, so bench and the demo verify it like the rest."""
+    from .runs import Run
+    from .runtimes.registry import artifact_files
+
+    Run(bundle, manifest).record_artifact(engine, *artifact_files(engine)[1:], runtime="tensorrt",
+                                          precision=precision, built_on_device=True)
 
 
 def load_calibration(bundle: Path):

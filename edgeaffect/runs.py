@@ -2,18 +2,22 @@
 
 Layout of ``runs/<task>/<run>/``::
 
-    checkpoint.pt      final model: {"model": name, "overrides": {...}, "state_dict": ..., "spec": {...}}
-    manifest.json      spec, config, data hashes, metrics per stage, artifacts with hashes
+    checkpoint.pt      final model: {"model": name, "overrides": {...}, "state_dict": ..., "spec": {...},
+                       "pruning": {... "structure"} for a pruned model}
+    manifest.json      spec, config, data hashes, metrics per stage, artifacts with sha256 (:class:`Manifest`)
     stages/<stage>/    per-stage last.pt / best.pt (training state, for --resume)
+    .lock              the one writer at work (:func:`writer_lock`)
+    .verified.json     size/mtime of files whose hash matched the manifest (:meth:`Run.verify`)
 
 Export, quantize, bench and demo only ever go through :func:`load_run` /
-:func:`load_model`, so none of them needs per-model code.
+:func:`open_run` / :func:`load_model`, so none of them needs per-model code.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
 import json
+import logging
 import os
 import platform
 import sys
@@ -225,8 +229,22 @@ def save_checkpoint(path: Path, model, model_name: str, overrides: dict[str, Any
     payload = {"model": model_name, "overrides": dict(overrides), "state_dict": state, "spec": core.spec.to_dict(),
                **({"pruning": dict(pruning)} if pruning else {}), **extra}
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        try:
+            torch.save(payload, tmp)
+        except RuntimeError as exc:   # torch reports a full disk as "unexpected pos" from its zip writer
+            raise _write_failure(Path(path), exc) from None
     return Path(path)
+
+
+def _write_failure(path: Path, exc: Exception) -> Exception:
+    """The OSError a failed checkpoint write really was (disk full), or the original error."""
+    import errno
+    import shutil
+
+    free = shutil.disk_usage(path.parent).free
+    if free < (64 << 20):
+        return OSError(errno.ENOSPC, f"no space left on the device ({free >> 20} MB free)", str(path))
+    return exc
 
 
 def read_checkpoint(checkpoint: str | os.PathLike, map_location: str = "cpu") -> dict[str, Any]:
@@ -331,6 +349,7 @@ def writer_lock(run_dir: str | os.PathLike, command: str = "", on_stale=None):
         finally:
             _HELD[path] -= 1
         return
+    created = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     _acquire(path, command or " ".join(sys.argv[:3]), on_stale)
     _HELD[path] = 1
@@ -341,6 +360,8 @@ def writer_lock(run_dir: str | os.PathLike, command: str = "", on_stale=None):
         with contextlib.suppress(OSError):
             if _holder(path).get("pid") == os.getpid():
                 path.unlink()
+            if created:   # a run that wrote nothing leaves no folder behind
+                path.parent.rmdir()
 
 
 def _acquire(path: Path, command: str, on_stale) -> None:
@@ -356,8 +377,8 @@ def _acquire(path: Path, command: str, on_stale) -> None:
                                       f"({holder.get('command') or 'another edgeaffect command'}, since "
                                       f"{holder.get('since', '?')}); wait for it to finish, or remove {path} if that "
                                       f"process is gone") from None
-            if on_stale:
-                on_stale(f"taking over a stale lock on {path.parent} (pid {holder.get('pid', '?')} is gone)")
+            note = f"taking over a stale lock on {path.parent} (pid {holder.get('pid', '?')} is gone)"
+            (on_stale or logging.getLogger("edgeaffect").warning)(note)
             path.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w") as f:
@@ -387,6 +408,36 @@ def _alive(holder: Mapping[str, Any]) -> bool:
     except PermissionError:
         return True
     return True
+
+
+_RUN_FILES = (MANIFEST, CHECKPOINT, ".verified.json", "model.onnx", "model.fp16.onnx", "model.int8.onnx",
+              "bench.json", "bench.csv", "bench.png")
+_RUN_DIRS = ("stages", "openvino", "tensorrt", "quantize")
+
+
+def clear_run(out: str | os.PathLike, overwrite: bool) -> None:
+    """Make ``out`` ready for a new run: refuse one that holds a run (or anything else) unless ``overwrite``,
+    which removes the old run's files (checkpoint, exports, INT8, bench, pruned runs, manifest) and only those."""
+    import shutil
+
+    out = Path(out)
+    if not out.exists() or not any(p.name != LOCK for p in out.iterdir()):
+        return
+    is_run = (out / MANIFEST).is_file()
+    if not overwrite or not is_run:
+        what = "a run" if is_run else "files that are not an edgeaffect run"
+        hint = (f"continue it with --resume {out}, replace it with --overwrite, or pick another --out" if is_run
+                else "pick an empty or new --out")
+        raise EdgeAffectError(f"{out} already holds {what}; {hint}")
+    listed = read_json(out / MANIFEST).get("artifacts", {})
+    for rel in listed:
+        (out / rel).unlink(missing_ok=True)
+    for name in _RUN_DIRS:
+        shutil.rmtree(out / name, ignore_errors=True)
+    for p in out.glob("pruned-*"):
+        shutil.rmtree(p, ignore_errors=True)
+    for name in _RUN_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 def run_of(artifact: str | os.PathLike) -> Run | None:

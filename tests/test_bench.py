@@ -164,7 +164,7 @@ def test_bench_tensorrt_rows_through_the_fakes(exported, tmp_path, monkeypatch):
     rows = bench_run(run, ["tensorrt", "torch"], cfg=FAST, show_progress=False)
     trt = [r for r in rows if r["runtime"] == "tensorrt"]
     assert [r["batch"] for r in trt] == [1, 4] and all(r["agreement"] == pytest.approx(1.0, abs=1e-9) for r in trt)
-    assert trt[0]["path"] == "tensorrt/NVIDIA-Jetson-Orin-Nano-trt10.3.0.engine"
+    assert trt[0]["path"] == "tensorrt/NVIDIA-Jetson-Orin-Nano-16sm-8GB-cc8.7-trt10.3.0.fp32.b1-1-8.engine"
 
 
 def test_bench_a_bare_model_file_without_a_torch_reference(exported, tmp_path, capsys):
@@ -207,3 +207,16 @@ def test_bench_refuses_an_artifact_the_manifest_does_not_list(exported, tmp_path
     (run / "openvino" / "model.bin").write_bytes(b"\0" * 16)       # half of the IR pair changed
     with pytest.raises(EdgeAffectError, match="model.bin is not the file"):
         bench_run(run, ["openvino"], cfg=FAST, show_progress=False)
+
+
+def test_every_runtime_gets_the_same_threads_by_default(exported):
+    """Without --threads each runtime would pick its own default (torch eager all logical CPUs, with inter-op
+    threads on top); bench gives all of them the physical cores and says so per row."""
+    from edgeaffect.precision import physical_cores
+
+    cfg = BenchConfig(batches=(1,), budget_s=0.1, rounds=1, warmup=0, isolate=False)
+    assert cfg.threads == physical_cores()
+    rows = bench_run(exported, ["onnxruntime", "torch"], cfg=cfg, show_progress=False)
+    assert {r["threads"] for r in rows} == {physical_cores()} and {r["runtime"] for r in rows} == {"onnxruntime", "torch"}
+    with pytest.raises(EdgeAffectError, match="--threads must be >= 1"):
+        BenchConfig(threads=0)

@@ -181,3 +181,10 @@ def test_bad_arguments_are_rejected():
         BodyTSN("x", input="hands", **SMALL)
     with pytest.raises(ValueError, match="unknown arch"):
         BodyTSN("x", arch="vgg", **SMALL)
+
+
+def test_tsm_mobilenetv2_is_marked_as_ours():
+    from edgeaffect.models.registry import get_entry
+
+    assert "ours" in get_entry("body_tsm_mobilenetv2").description
+    assert "ours" not in get_entry("body_tsm_resnet50").description

@@ -403,6 +403,100 @@ def test_signal_stops_cleanly_with_playable_mp4_and_complete_jsonl(clip, fer_run
     assert not list(tmp_path.glob(".*tmp*"))
 
 
+@pytest.fixture(scope="module")
+def damaged_clip(tmp_path_factory):
+    """A 300-frame H.264 mp4 of the astronaut with 2 KiB of garbage written at 1/3 and 2/3 of its bytes,
+    and what plain OpenCV decodes from it slot by slot (reading on after every failure)."""
+    import cv2
+
+    from edgeaffect.demo.clips import render_clip
+
+    path = render_clip(tmp_path_factory.mktemp("damaged") / "damaged.mp4", seconds=12, fps=25, size=(320, 240),
+                       audio=False)
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(0)
+    for frac in (1 / 3, 2 / 3):
+        at = int(len(data) * frac)
+        data[at:at + 2048] = rng.bytes(2048)
+    path.write_bytes(bytes(data))
+    cap = cv2.VideoCapture(str(path))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    slots = [cap.read()[0] for _ in range(n + 50)]
+    cap.release()
+    while not slots[-1]:
+        slots.pop()                                   # the failures after the last decodable frame are the end
+    return path, n, slots
+
+
+def test_damaged_file_plays_through_to_its_real_end(damaged_clip, fer_run, tmp_path):
+    path, n, slots = damaged_clip
+    decodable, first_bad = sum(slots), slots.index(False)
+    assert n == 300 and first_bad < n / 2 and decodable < len(slots) <= n   # the clip really is damaged early
+    bench, jl = tmp_path / "bench.json", tmp_path / "p.jsonl"
+    cmd = [sys.executable, "-m", "edgeaffect", "demo", "--source", str(path), "--model", str(fer_run),
+           "--headless", "--bench", "--bench-json", str(bench), "--jsonl", str(jl)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(bench.read_text())
+    lines = [json.loads(x) for x in jl.read_text().splitlines()]
+    assert summary["frames"] == len(lines) == decodable > first_bad    # every decodable frame, far past the damage
+    assert summary["corrupt_frames"] == len(slots) - decodable > 0     # the damaged slots before the real end
+    assert lines[-1]["corrupt"] == summary["corrupt_frames"]
+    assert f"corrupt: {summary['corrupt_frames']}" in proc.stdout
+    times = np.array([r["time"] for r in lines])
+    assert times[-1] == pytest.approx((len(slots) - 1) / 25)           # the last frame keeps its media time
+    assert np.diff(times).min() > 0 and np.diff(times).max() > 5 / 25  # damaged stretches leave gaps in time
+
+
+def test_looped_damaged_file_starts_each_pass_after_the_real_end(damaged_clip):
+    from edgeaffect.demo.sources import CaptureSource
+
+    path, n, slots = damaged_clip
+    src = CaptureSource(str(path), loop=True)
+    src.open()
+    try:
+        reads = [src.read() for _ in range(2 * len(slots))]
+    finally:
+        src.close()
+    assert [r.status == OK for r in reads] == slots * 2                # the same damage, pass after pass
+    assert reads[len(slots)].time == pytest.approx(len(slots) / 25)    # media time runs on across the wrap
+
+
+def test_training_reader_steps_over_damaged_frames(damaged_clip):
+    from edgeaffect.data.media import read_frames
+
+    path, n, slots = damaged_clip
+    first_bad = slots.index(False)
+    every, _ = read_frames(path)
+    assert len(every) == sum(slots)
+    sampled, _ = read_frames(path, count=6)
+    kept = np.flatnonzero(slots)
+    for got, slot in zip(sampled, ((np.arange(6) + 0.5) * n / 6).astype(int)):
+        nxt = int(np.searchsorted(kept, slot))                          # a damaged slot takes the next frame
+        np.testing.assert_array_equal(got, every[nxt])
+    (stand_in,), _ = read_frames(path, indices=[first_bad])
+    np.testing.assert_array_equal(stand_in, every[first_bad])
+
+
+def test_decode_steps_tells_damage_from_the_end_and_never_loops_forever():
+    from edgeaffect.data.media import decode_steps
+
+    def grabs(script):
+        calls = []
+        it = iter(script)
+        return (lambda: calls.append(1) or next(it, False)), calls
+
+    grab, _ = grabs([1, 0, 0, 1, 1, 0, 0, 0])
+    assert list(decode_steps(grab, 8, max_bad=5)) == [True, False, False, True, True]   # trailing failures: the end
+    grab, _ = grabs([1] + [0] * 30 + [1])
+    assert list(decode_steps(grab, 40, max_bad=5)) == [True] + [False] * 30 + [True]    # within the count: read on
+    grab, _ = grabs([1] * 12 + [0, 0, 1])
+    assert list(decode_steps(grab, 10, max_bad=5)) == [True] * 12 + [False, False, True]  # past a low count too
+    for count, reads in ((None, 1 + 5), (0, 1 + 5), (100, 101)):   # endless failures end: after max_bad in a row,
+        grab, calls = grabs([1])                                      # or (reading on to the count) just past it
+        assert list(decode_steps(grab, count, max_bad=5)) == [True] and len(calls) == reads
+
+
 def test_image_folder_source_with_a_corrupt_file(tmp_path):
     import cv2
 

@@ -1,9 +1,12 @@
 """The demo's web page: endpoints over HTTP, and the page itself live in headless Chromium."""
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -194,3 +197,209 @@ def test_http_mjpeg_source_drops_and_reconnects():
     again.close()
     assert s.demo.stats.reconnects == 1
     assert s.demo.stats.frames > before + 5      # frames flowed again after the reconnect
+
+
+# --- who may read the page, and how much of the machine it may take ------------------------------------------
+
+@contextlib.contextmanager
+def _fed(address="127.0.0.1:0", labels=("calm", "joy"), **config):
+    """A bare WebSink (no model) fed changing frames with one scored face at 20 fps."""
+    from edgeaffect.demo.web import WebConfig, WebSink
+
+    sink = WebSink(address, list(labels), config=WebConfig(**config))
+    stop = threading.Event()
+
+    def feed():
+        i = 0
+        while not stop.is_set():
+            v = (i % 20) / 20
+            face = {"track": 1, "box": [10, 10, 40, 40], "scores": {labels[0]: 1 - v, labels[1]: v}, "label": labels[1]}
+            sink.write(np.full((96, 128, 3), (i * 11) % 255, np.uint8), {"frame": i, "time": i / 20, "faces": [face]})
+            i += 1
+            time.sleep(0.05)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        yield sink
+    finally:
+        stop.set()
+        feeder.join(10)
+        sink.close()
+
+
+def _request(port, path, host="default", headers=None, timeout=30):
+    """GET with full control of the Host header (None: no Host at all) -> (status, headers, body head)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.putrequest("GET", path, skip_host=host != "default")
+        if host not in ("default", None):
+            conn.putheader("Host", host)
+        for k, v in (headers or {}).items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        r = conn.getresponse()
+        body = r.read(2048) if r.getheader("Content-Length") is None else r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+    finally:
+        conn.close()
+
+
+def test_host_names_are_parsed_like_browsers_send_them():
+    from edgeaffect.demo.web import HostCheck, host_name
+
+    assert host_name("LocalHost:8080") == "localhost" and host_name("[::1]:80") == "::1"
+    assert host_name("localhost.") == "localhost" and host_name(None) is None and host_name("[::1") is None
+    check = HostCheck("192.168.1.20", ["demo.lan"])
+    assert all(check(h) for h in ("localhost", "127.0.0.1:1", "[::1]", "192.168.1.20:8080", "DEMO.lan:9"))
+    assert not any(check(h) for h in ("attacker.example", "10.0.0.1", "localhost.attacker.example", "", None))
+    anywhere = HostCheck("0.0.0.0")
+    assert anywhere("10.0.0.1:8080") and anywhere("[fe80::1]") and not anywhere("attacker.example")
+
+
+def test_foreign_host_header_gets_403_and_one_log_line(caplog, capfd):
+    with caplog.at_level(logging.DEBUG, "edgeaffect.demo"), _fed(allow_hosts=("demo.lan",)) as web:
+        p = web.port
+        for host in ("localhost", f"localhost:{p}", f"127.0.0.1:{p}", f"[::1]:{p}", "demo.lan:8080"):
+            assert _request(p, "/state.json", host)[0] == 200, host
+        for path in ("/", "/state.json", "/frame.jpg", "/stream.mjpg", "/events"):
+            status, _, body = _request(p, path, "attacker.example")
+            assert status == 403 and b"Host" in body and b"calm" not in body, path
+        assert _request(p, "/", f"attacker.example:{p}")[0] == 403
+        assert _request(p, "/", None)[0] == 403          # no Host header at all
+    warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len([r for r in warned if "attacker.example'" in r.getMessage()]) == 1
+    assert all(r.exc_info is None for r in caplog.records)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_token_once_in_the_url_then_a_cookie_or_a_bearer_header():
+    with _fed(token="s3cret-token") as web:
+        p = web.port
+        assert web.url.endswith("/?token=s3cret-token") and not web.generated_token
+        for path in ("/", "/state.json", "/frame.jpg", "/stream.mjpg", "/events"):
+            assert _request(p, path)[0] == 401, path
+            assert _request(p, path + "?token=s3cret-tokeX")[0] == 401, path
+        status, headers, page = _request(p, "/?token=s3cret-token")
+        assert status == 200 and b"stream.mjpg" in page
+        cookie = headers["set-cookie"]
+        assert cookie.startswith(f"{web.cookie}=s3cret-token;") and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        jar = {"Cookie": cookie.split(";")[0]}
+        assert json.loads(_request(p, "/state.json", headers=jar)[2])["labels"] == ["calm", "joy"]
+        status, headers, head = _request(p, "/stream.mjpg", headers=jar)
+        assert status == 200 and head.startswith(b"--frame") and "set-cookie" not in headers
+        assert _request(p, "/frame.jpg", headers={"Authorization": "Bearer s3cret-token"})[0] == 200
+        assert _request(p, "/frame.jpg", headers={"Cookie": f"{web.cookie}=nope"})[0] == 401
+
+
+def test_non_loopback_address_warns_and_gets_a_generated_token(caplog):
+    from edgeaffect.demo.web import WebConfig, WebSink
+    from edgeaffect.errors import EdgeAffectError
+
+    with caplog.at_level(logging.WARNING, "edgeaffect.demo"), _fed("0.0.0.0:0") as web, _fed("0.0.0.0:0") as other:
+        assert web.generated_token and len(web.token) >= 32 and web.token != other.token
+        assert web.url.endswith(f":{web.port}/?token={web.token}")
+        assert _request(web.port, "/state.json")[0] == 401            # also from this machine
+        assert _request(web.port, f"/state.json?token={web.token}")[0] == 200
+        assert _request(web.port, f"/?token={web.token}", "10.9.8.7:80")[0] == 200     # any address literal
+        assert _request(web.port, f"/?token={web.token}", "attacker.example")[0] == 403
+    assert any("reachable from other machines" in r.getMessage() for r in caplog.records)
+    with _fed("0.0.0.0:0", token="mine") as web:
+        assert web.token == "mine" and not web.generated_token
+    with pytest.raises(EdgeAffectError, match="empty"):
+        WebSink("127.0.0.1:0", ["x"], config=WebConfig(token=" "))
+
+
+def _until(predicate, seconds=30.0):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_full_pool_answers_503_and_idle_clients_are_dropped():
+    with _fed(max_clients=2, idle_timeout=1.0) as web:
+        idle = [socket.create_connection(("127.0.0.1", web.port), timeout=30) for _ in range(2)]
+        time.sleep(0.3)                                  # both hold a worker and send nothing
+        status, headers, _ = _request(web.port, "/state.json")
+        assert status == 503 and headers["retry-after"] == "1"
+        assert all(s.recv(1) == b"" for s in idle)       # the idle timeout closes them ...
+        assert _until(lambda: _request(web.port, "/state.json")[0] == 200)   # ... and frees the workers
+        for s in idle:
+            s.close()
+
+
+def test_streams_have_their_own_small_cap():
+    with _fed(max_clients=1, max_streams=1) as web:
+        with urllib.request.urlopen(web.url + "stream.mjpg", timeout=30) as stream:
+            assert stream.read(7) == b"--frame"
+            assert _request(web.port, "/state.json")[0] == 200       # the stream does not hold the worker
+            status, headers, _ = _request(web.port, "/events")
+            assert status == 503 and "retry-after" in headers
+        assert _until(lambda: _request(web.port, "/events")[0] == 200)
+
+
+def test_fifty_clients_for_ten_seconds_are_served_or_refused_none_hangs():
+    """45 clients fetch page, state and frame in a loop while 5 watch the video, for 10 s."""
+    seconds, statuses, errors, frames = 10.0, [], [], [0] * 5
+    with _fed() as web:
+        end = time.time() + seconds
+
+        def quick(i):
+            paths = ("/", "/state.json", "/frame.jpg")
+            while time.time() < end:
+                try:
+                    status, headers, _ = _request(web.port, paths[i % 3], timeout=60)
+                    statuses.append(status)
+                    if status == 503:
+                        assert headers.get("retry-after")
+                except Exception as exc:  # a hang shows up as a timeout here
+                    errors.append(repr(exc))
+                i += 1
+
+        def watch(k):
+            try:
+                with urllib.request.urlopen(web.url + "stream.mjpg", timeout=60) as r:
+                    while time.time() < end:
+                        if r.readline().startswith(b"--frame"):
+                            frames[k] += 1
+            except Exception as exc:
+                errors.append(f"stream {k}: {exc!r}")
+
+        threads = [threading.Thread(target=quick, args=(i,)) for i in range(45)]
+        threads += [threading.Thread(target=watch, args=(k,)) for k in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(seconds + 120)
+        assert not any(t.is_alive() for t in threads), "a client hung"
+    assert errors == [], errors[:5]
+    assert statuses and set(statuses) <= {200, 503} and 200 in statuses
+    assert all(n >= 3 for n in frames), frames     # every video stream kept delivering
+
+
+def test_serve_flags_are_documented_and_need_serve(capsys):
+    from edgeaffect.cli import main
+
+    assert main(["demo", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(f in out for f in ("--allow-host", "--token", "--max-clients", "--max-streams", "--idle-timeout"))
+    assert main(["demo", "--token", "abc", "--headless"]) == 1
+    err = capsys.readouterr().err
+    assert "--serve" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install -y chromium)")
+def test_page_with_a_token_in_headless_chromium(tmp_path):
+    """The token from the printed URL becomes a cookie that the video and the events carry."""
+    exprs = ["Number(document.body.dataset.videoUpdates)", "Number(document.body.dataset.chartUpdates)",
+             "document.getElementById('status').textContent", "location.search", "document.cookie"]
+    with _fed(token="browser-token") as web:
+        got = _chromium_eval(web.url, exprs, 4.0, tmp_path / "profile")
+    video, charts, status, search, cookie = got
+    assert video >= 3 and charts >= 3 and status == "live", got
+    assert search == "" and cookie == "", got        # token gone from the address bar; cookie HttpOnly

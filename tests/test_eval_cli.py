@@ -151,3 +151,24 @@ def test_eval_scores_an_exported_model_file_like_the_run(capsys, tmp_path):
     assert list(from_file) == ["clean", "audio=zeros", "audio=noise"]
     assert all(abs(float(from_file[k]) - float(from_run[k])) < 1e-5 for k in from_run)
     assert float(from_file["clean"]) != float(from_file["audio=noise"])    # the corruption reached the model
+
+
+def test_one_run_reports_one_number_in_train_eval_and_bench(ravdess_run, capsys):
+    """The same split at fp32: train's validation, eval and bench's torch row print the same metric,
+    each over every sample of the (small) split, and each says how many."""
+    from edgeaffect.bench import BenchConfig, bench_run
+    from edgeaffect.cli import main
+    from edgeaffect.runs import load_run
+
+    run = load_run(ravdess_run)
+    stage = next(m for m in run.manifest["metrics"].values() if "val_accuracy" in m)
+    trained, n_val = stage["val_accuracy"], stage["val_clips"]
+    assert main(["eval", str(ravdess_run), "--split", "val"]) == 0
+    out = capsys.readouterr().out
+    evaluated = float(dict(l.split("\t") for l in out.strip().splitlines() if "\t" in l)["clean"])
+    cfg = BenchConfig(batches=(1,), budget_s=0.2, rounds=1, warmup=1, threads=1, isolate=False)
+    rows = bench_run(ravdess_run, ["torch"], cfg=cfg, show_progress=False)
+    benched = [r for r in rows if r["runtime"] == "torch" and r["precision"] == "fp32"][0]
+    assert benched["metric_samples"] == n_val
+    assert evaluated == pytest.approx(trained, abs=1e-6)
+    assert benched["metric"] == pytest.approx(trained, abs=1e-6)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import onnx
@@ -147,13 +148,14 @@ def test_export_tensorrt_through_the_fakes(tmp_path, data, monkeypatch):
     run = make_run(tmp_path / "run", data=data)
     report = export_run(run, ["onnx", "tensorrt"], exporter="legacy", fp16=True)
     engines = sorted(p.name for p in (run / "tensorrt").glob("*.engine"))
-    assert engines == ["NVIDIA-Jetson-Orin-Nano-trt10.3.0.engine", "NVIDIA-Jetson-Orin-Nano-trt10.3.0.fp16.engine"]
+    name = "NVIDIA-Jetson-Orin-Nano-16sm-8GB-cc8.7-trt10.3.0"
+    assert engines == [f"{name}.fp16.b1-1-32.engine", f"{name}.fp32.b1-1-32.engine"]
     assert [(p.runtime, p.precision) for p in report.parity] == [("onnxruntime", "fp32"), ("tensorrt", "fp32")]
     fp16 = report.precisions["tensorrt-fp16"]   # fp16 is guarded on the metric, not held to the fp32 tolerance
     assert fp16["accepted"] and fp16["precision"] == "fp16" and fp16["drop_points"] is not None
     assert "skipped" not in fp16 and "onnxruntime-fp16" in report.skipped   # ORT's CPU provider has no fp16
     arts = json.loads((run / "manifest.json").read_text())["artifacts"]
-    assert arts["tensorrt/NVIDIA-Jetson-Orin-Nano-trt10.3.0.engine"]["precision"] == "fp32"
+    assert arts[f"tensorrt/{name}.fp32.b1-1-32.engine"]["precision"] == "fp32"
 
 
 def test_cli_export(tmp_path, data, capsys):
@@ -234,10 +236,15 @@ def test_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path, monkeypatch,
     assert not (tmp_path / "PWNED").exists()
 
 
-def test_fp16_that_tensorrt11_cannot_build_is_a_skipped_row_not_an_aborted_export(tmp_path, data, monkeypatch):
+def test_fp16_on_tensorrt11_builds_from_an_fp16_onnx_or_is_a_skipped_row(tmp_path, data, monkeypatch):
     install(monkeypatch, version="11.0.0", gpu="NVIDIA Jetson Orin Nano")
     run = make_run(tmp_path / "run", data=data)
     report = export_run(run, ["onnx", "tensorrt"], exporter="legacy", precisions=["fp16"])
-    assert sorted(p.name for p in (run / "tensorrt").glob("*.engine")) == ["NVIDIA-Jetson-Orin-Nano-trt11.0.0.engine"]
-    assert "strongly typed" in report.skipped["tensorrt-fp16"]
-    assert "tensorrt/NVIDIA-Jetson-Orin-Nano-trt11.0.0.engine" in json.loads((run / "manifest.json").read_text())["artifacts"]
+    name = "NVIDIA-Jetson-Orin-Nano-16sm-8GB-cc8.7-trt11.0.0"
+    assert sorted(p.name for p in (run / "tensorrt").glob("*.engine")) == [f"{name}.fp16.b1-1-32.engine",
+                                                                           f"{name}.fp32.b1-1-32.engine"]
+    assert report.precisions["tensorrt-fp16"]["accepted"] and "tensorrt-fp16" not in report.skipped
+    monkeypatch.setitem(sys.modules, "onnxruntime.transformers.float16", None)   # no fp16 ONNX converter
+    report = export_run(run, ["onnx", "tensorrt"], exporter="legacy", precisions=["fp16"])
+    assert "pip install 'edgeaffect[onnxruntime]'" in report.skipped["tensorrt-fp16"]   # a row, not an abort
+    assert f"tensorrt/{name}.fp32.b1-1-32.engine" in json.loads((run / "manifest.json").read_text())["artifacts"]

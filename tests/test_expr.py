@@ -389,3 +389,16 @@ def test_cli_synth_and_train_and_clear_errors(tmp_path, capsys):
     assert main(["train", "expr", "--data", str(root), "--arch", "expr_minixception", "--init", "imagenet",
                  "--out", str(tmp_path / "r7")]) == 1
     assert "unknown --init" in capsys.readouterr().err
+
+
+def test_macro_f1_says_which_classes_it_averaged_over():
+    from edgeaffect.tasks.expr import EXPR_TASK
+
+    target = np.array([0, 0, 1, 1, 4, 4, -1])            # classes 2, 3, 5, 6, 7 absent
+    logits = np.eye(8, dtype=np.float32)[[0, 0, 1, 4, 4, 4, 3]]
+    m = EXPR_TASK.metrics({"logits": logits}, target)
+    f1 = {0: 1.0, 1: 2 / 3, 4: 0.8}
+    assert m["macro_f1"] == pytest.approx(sum(f1.values()) / 8)
+    assert m["macro_f1_classes"] == list(EXPR_LABELS)
+    assert m["absent_classes"] == [EXPR_LABELS[i] for i in (2, 3, 5, 6, 7)]
+    assert m["macro_f1_present"] == pytest.approx(sum(f1.values()) / 3)

@@ -1,8 +1,12 @@
+import re
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from edgeaffect.errors import EdgeAffectError
 from edgeaffect.tasks.metrics import accuracy, ccc, mean_pearson, pearson_per_column
 
 
@@ -32,3 +36,59 @@ def test_ccc_matches_its_definition_and_accuracy():
     ref = 2 * np.cov(x, y, bias=True)[0, 1] / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
     assert abs(ccc(x, y) - ref) < 1e-9 and abs(ccc(x, x) - 1) < 1e-9
     assert accuracy(np.eye(3)[[0, 1, 2, 1]], np.array([0, 1, 1, 1])) == 0.75
+
+
+# -- non-finite predictions are refused, naming the metric and the count -----------------------------
+
+def _with_bad(a, n=1, value=np.nan):
+    a = np.array(a, np.float64)
+    a.flat[:n] = value
+    return a
+
+
+def _metric_calls():
+    """(metric name in the error, call with predictions p) for every metric function and task."""
+    from edgeaffect.tasks import get_task
+    from edgeaffect.tasks.body import binary_average_precision, binary_roc_auc, multilabel_metrics
+    from edgeaffect.tasks.expr import macro_f1
+
+    rng = np.random.default_rng(0)
+    y7, y8 = rng.random((12, 7)), (rng.random((12, 8)) < 0.5).astype(int)
+    cls = np.array([0, 1, 2, 3, -1, 4, 5, 6, 7, 0, 1, -1])            # EXPR: -1 is an unannotated frame
+    va = rng.uniform(-1, 1, (3, 4, 2))
+    return [
+        ("Pearson r", lambda p: pearson_per_column(p, y7), y7.copy()),
+        ("Pearson r", lambda p: mean_pearson(p, y7), y7.copy()),
+        ("CCC", lambda p: ccc(p, y7[:, 0]), y7[:, 0].copy()),
+        ("accuracy", lambda p: accuracy(p, cls.clip(0)), rng.normal(size=(12, 8))),
+        ("macro F1", lambda p: macro_f1(p, cls), rng.integers(0, 8, 12).astype(float)),
+        ("ROC-AUC", lambda p: binary_roc_auc(y8[:, 0], p), rng.normal(size=12)),
+        ("average precision", lambda p: binary_average_precision(y8[:, 0], p), rng.normal(size=12)),
+        ("ROC-AUC/AP", lambda p: multilabel_metrics(p, y8), rng.normal(size=(12, 8))),
+        ("Pearson r", lambda p: get_task("eri").metrics({"intensities": p}, y7), y7.copy()),
+        ("CCC", lambda p: get_task("va").metrics({"valence": p, "arousal": va[..., 1]}, va), va[..., 0].copy()),
+        ("macro F1", lambda p: get_task("expr").metrics({"logits": p}, cls), rng.normal(size=(12, 8))),
+        ("accuracy", lambda p: get_task("fer2013").metrics({"logits": p}, cls.clip(0) % 7), rng.normal(size=(12, 7))),
+        ("accuracy", lambda p: get_task("ravdess").metrics({"logits": p}, cls.clip(0)), rng.normal(size=(12, 8))),
+        ("ROC-AUC/AP", lambda p: get_task("body").metrics({"logits": p}, y8), rng.normal(size=(12, 8))),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_metric_calls())))
+@pytest.mark.parametrize("value,n", [(np.nan, 1), (np.inf, 2), (-np.inf, 3)])
+def test_every_metric_refuses_non_finite_predictions(case, value, n):
+    name, call, good = _metric_calls()[case]
+    call(good)                                                     # finite predictions score
+    with pytest.raises(EdgeAffectError, match=rf"^{re.escape(name)}: {n} of {good.size} predicted values are not finite"):
+        call(_with_bad(good, n, value))
+
+
+def test_nan_would_otherwise_rank_as_the_best_score():
+    """What the check prevents: ranked, a NaN sorts above every score (scikit-learn raises instead)."""
+    from sklearn.metrics import roc_auc_score
+
+    from edgeaffect.tasks.body import _average_ranks
+
+    assert _average_ranks(np.array([0.1, np.nan, 0.9])).argmax() == 1
+    with pytest.raises(ValueError):
+        roc_auc_score([0, 1, 1], [0.1, np.nan, 0.9])

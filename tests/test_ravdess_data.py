@@ -187,3 +187,37 @@ def test_audio_comes_from_the_mp4_track_without_a_wav(tiny_ravdess, tmp_path):
     _, from_mp4 = rv.load_clip(rv.Clip(clip.key, clip.actor, clip.label, clip.video, None), PRE, HaarFaceDetector())
     assert from_mp4.shape == from_wav.shape == (10, 156)
     assert np.corrcoef(from_mp4.ravel(), from_wav.ravel())[0, 1] > 0.9   # AAC is lossy but the same voice
+
+
+def test_48k_audio_loads_the_references_way(tmp_path):
+    """librosa.load(sr=22050) for a 48 kHz wav (the reference's extract_audios); a video's track goes
+    through the same resampler; specs recorded before ``resample`` keep PyAV's, as they were trained."""
+    import av
+    import librosa
+    import soundfile as sf
+
+    from edgeaffect.data.media import read_audio
+    from edgeaffect.data.ravdess import load_audio
+    from edgeaffect.data.synth.voice import Prosody, synth_voice
+    from edgeaffect.models.ravdess import ravdess_preprocessing
+
+    y = synth_voice(1.0, 48000, Prosody(), np.random.default_rng(0)).astype(np.float32)
+    wav = tmp_path / "03-01-03-01-01-01-01.wav"
+    sf.write(wav, y, 48000, subtype="PCM_16")
+    ref = librosa.load(str(wav), sr=22050)[0]
+    np.testing.assert_array_equal(load_audio(wav, 22050), ref)
+    assert np.abs(load_audio(wav, 22050, "pyav")[:len(ref)] - ref).max() > 1e-4   # what it replaced differs
+    mp4 = tmp_path / "track.mp4"
+    with av.open(str(mp4), "w") as c:   # the same samples as a 48 kHz AAC track
+        s = c.add_stream("aac", rate=48000)
+        s.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(y[None], format="flt", layout="mono")
+        frame.sample_rate = 48000
+        for pkt in list(s.encode(frame)) + list(s.encode(None)):
+            c.mux(pkt)
+    native = read_audio(mp4, 48000)
+    np.testing.assert_allclose(load_audio(mp4, 22050), librosa.resample(native, orig_sr=48000, target_sr=22050),
+                               atol=1e-5)
+    assert ravdess_preprocessing()["resample"] == "librosa"
+    assert Preprocessing.from_spec(ravdess_preprocessing()).resample == "librosa"
+    assert Preprocessing.from_spec({"sample_rate": 22050}).resample == "pyav"

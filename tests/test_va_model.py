@@ -125,3 +125,35 @@ def test_onnx_export_matches_torch(tmp_path, name, overrides):
     for g, r in zip(got, ref):
         assert g.shape == tuple(r.shape) == (2, 4)
         np.testing.assert_allclose(g, r.numpy(), rtol=1e-3, atol=1e-4)
+
+
+def _audguide_reference(m, video, audio):
+    """audguide_att.PositionAttn.forward written out with the module's weights (video rows [B, L, 49, 512])."""
+    v_t = video.reshape(video.shape[0] * video.shape[1], -1, 512)
+    V = v_t
+    v_t = torch.relu(m.affine_video(v_t))
+    a_t = torch.relu(m.affine_audio(audio.reshape(-1, audio.shape[-1])))
+    content_v = m.affine_v(v_t) + m.affine_g(a_t).unsqueeze(2)
+    z_t = m.affine_h(torch.tanh(content_v)).squeeze(2)
+    alpha_t = torch.softmax(z_t, dim=-1).view(z_t.size(0), -1, z_t.size(1))
+    c_t = torch.bmm(alpha_t, V).view(-1, 512)
+    return m.affine_feat(c_t.view(video.shape[0], -1, 512))
+
+
+@pytest.mark.parametrize("weight_scale", [1.0, 20.0])
+def test_position_attention_is_the_references_per_position_form(weight_scale):
+    from edgeaffect.models.va import PositionAttn
+
+    torch.manual_seed(0)
+    m = PositionAttn().eval()
+    with torch.no_grad():
+        m.affine_g.weight.mul_(weight_scale)
+    video, audio = torch.randn(2, 3, 49, 512), torch.randn(2, 3, 512)
+    torch.testing.assert_close(m(video, audio), _audguide_reference(m, video, audio), rtol=1e-5, atol=1e-5)
+
+
+def test_small_inputs_keep_the_per_position_form():
+    model = create_model("va_jca", subclips=2, frame_size=32, width=4, fusion_dim=64)
+    assert model.positions == 4 and model.fusion.video_attn.affine_g.out_features == 4
+    out = model.eval()(*[torch.from_numpy(v) for v in model.spec.dummy_inputs(batch=1).values()])
+    assert out[0].shape == (1, 2)

@@ -49,6 +49,8 @@ _COMMAND_MODULES = (
     "eval",
     "body",
     "pack",
+    "env",
+    "serve",
 )
 
 for _name in _COMMAND_MODULES:
@@ -57,7 +59,7 @@ for _name in _COMMAND_MODULES:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turning known errors into one line."""
-    from ..errors import EdgeAffectError, missing_torch
+    from ..errors import EdgeAffectError, missing_torch, os_error_line
 
     try:
         app(args=argv, prog_name="edgeaffect", standalone_mode=True)
@@ -71,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         if known is None:
             raise
         typer.secho(f"error: {known}", fg=typer.colors.RED, err=True)
+        return 1
+    except OSError as exc:   # disk full, read-only folder, permission denied: the path and the cause
+        typer.secho(f"error: {os_error_line(exc)}", fg=typer.colors.RED, err=True)
         return 1
     except KeyboardInterrupt:
         typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)

@@ -22,7 +22,8 @@ def bench_cmd(
                                    "machine cannot run is skipped with the reason.")] = None,
     budget: Annotated[float, typer.Option("--budget", min=0.1, help="Seconds of timed inference per variant.")] = 6.0,
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Interleaved rounds the budget is split into.")] = 6,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Intra-op threads for every runtime.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Intra-op threads for every runtime "
+                                                                         "(default: this machine's physical cores, the same for all).")] = None,
     split: Annotated[str, typer.Option("--split", help="Dataset split the metric is computed on.")] = "val",
     limit: Annotated[int, typer.Option("--limit", min=0, help="Eval samples, evenly spaced over the split (0: all of it); "
                                                                "export parity and the guards score the same default.")] = 256,

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, SeedOpt, console, print_run_dir, train_command
+from .common import DeviceOpt, OverwriteOpt, SeedOpt, console, print_run_dir, train_command
 from .data import synth_app
 from .train import train_app
 
@@ -51,6 +51,7 @@ def train_body_cmd(
     fusion_streams: Annotated[str, typer.Option("--fusion-streams", help="--input fusion: separate (a network per stream) or shared (the seed's one network for both).")] = "separate",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/body/<timestamp>).")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run directory.")] = None,
+    overwrite: OverwriteOpt = False,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs (the seed: 12).")] = 12,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per step (the seed: 8).")] = 8,
     lr: Annotated[float, typer.Option("--lr", help="Learning rate (the seed: SGD 0.01, momentum 0.9, wd 5e-4).")] = 0.01,
@@ -83,7 +84,7 @@ def train_body_cmd(
                                 cache_frames=cache_frames, workers=workers, cache_dir=cache, evaluate_test=test,
                                 seed=seed, device=device)
 
-    train_command("body", build, data=data, out=out, resume=resume, summary=_print_summary)
+    train_command("body", build, data=data, out=out, resume=resume, summary=_print_summary, overwrite=overwrite)
 
 
 def _print_summary(manifest, out: Path) -> None:

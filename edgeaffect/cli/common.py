@@ -13,6 +13,10 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (results are r
 DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Dataset root in the dataset's distributed layout.")]
 OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="torch device: cpu, cuda, cuda:1 ...")]
+NoVerifyOpt = Annotated[bool, typer.Option("--no-verify", help="Use files that differ from what the run's manifest lists "
+                                                              "(a deliberate edit); normally such a file is refused.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out (its checkpoint, "
+                                                                "exported files and manifest entries are removed first).")]
 RunArg = Annotated[Path, typer.Argument(help="Run directory (holds checkpoint.pt and manifest.json) or an exported model file.")]
 
 
@@ -42,15 +46,16 @@ def resume_manifest(resume: Path, task: str) -> dict:
 
 
 def train_command(task: str, build: Callable[[Path, Path], object], *, data: Path | None, out: Path | None,
-                  resume: Path | None, summary: Callable[[object, Path], None]) -> None:
+                  resume: Path | None, summary: Callable[[object, Path], None], overwrite: bool = False) -> None:
     """What every ``train <task>`` command shares: the options (from the flags, or the run to ``--resume``),
     the run directory (default ``runs/<task>/<timestamp>``), training, and the summary.
 
     ``build(data, out)`` turns the flags into the task's options (checking them); ``summary(manifest, out)``
-    prints the result.
+    prints the result.  An ``--out`` that already holds a run is refused unless ``--overwrite`` (then it is
+    cleared first); one writer at a time (``runs.writer_lock``).
     """
     from ..errors import EdgeAffectError
-    from ..runs import timestamp
+    from ..runs import clear_run, timestamp, writer_lock
     from ..train.recipe import get_recipe
 
     recipe = get_recipe(task)
@@ -62,7 +67,11 @@ def train_command(task: str, build: Callable[[Path, Path], object], *, data: Pat
             raise EdgeAffectError("--data is required (or --resume RUN)")
         out = out or Path("runs") / task / timestamp()
         opt = build(data, out)
-    summary(recipe.train(opt, out, resume=resume is not None, console=console), out)
+    with writer_lock(out, f"edgeaffect train {task}", on_stale=lambda m: console.print(f"[yellow]{m}[/]")):
+        if resume is None:
+            clear_run(out, overwrite)
+        manifest = recipe.run(opt, out, resume=resume is not None, console=console)
+    summary(manifest, out)
 
 
 def print_run_dir(out: Path) -> None:

@@ -13,12 +13,19 @@ from . import app
 def demo_cmd(
     source: Annotated[str, typer.Option("--source", "-s", help="Camera index, video file, rtsp:// or http:// URL, or image folder.")] = "0",
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Run directory or exported model (default: the zoo's fer2013, imported on first use).")] = None,
+    server: Annotated[Optional[str], typer.Option("--server", help="Send faces to `edgeaffect serve` at http://HOST:PORT instead of a local model (instead of --model).")] = None,
+    server_timeout: Annotated[float, typer.Option("--server-timeout", min=0.01, help="With --server: drop a prediction the server has not answered in this many seconds.")] = 1.0,
     runtime: Annotated[str, typer.Option("--runtime", "-r", help="auto (fastest the run has), torch, onnxruntime, openvino or tensorrt.")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="fp32, bf16, fp16 or int8 (int8 and fp16 need their exported artifact; bf16 runs the fp32 one where the CPU has bf16).")] = "fp32",
     headless: Annotated[bool, typer.Option("--headless", help="No window (use with --output/--jsonl/--serve/--bench).")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write every annotated frame to this mp4.")] = None,
     jsonl: Annotated[Optional[Path], typer.Option("--jsonl", help="Write one JSON line of predictions per processed frame.")] = None,
-    serve: Annotated[Optional[str], typer.Option("--serve", help="Serve a live web page on HOST:PORT (e.g. 127.0.0.1:8080).")] = None,
+    serve: Annotated[Optional[str], typer.Option("--serve", help="Serve a live web page on HOST:PORT (e.g. 127.0.0.1:8080). Any address but loopback needs a token (one is generated and printed when --token is not given).")] = None,
+    allow_host: Annotated[Optional[list[str]], typer.Option("--allow-host", help="With --serve: also answer requests whose Host header is this name (repeatable; e.g. demo.lan). Others get 403.")] = None,
+    token: Annotated[Optional[str], typer.Option("--token", envvar="EDGEAFFECT_DEMO_TOKEN", help="With --serve: the page, video and events need this token (?token= once, then a cookie; or Authorization: Bearer).")] = None,
+    max_clients: Annotated[int, typer.Option("--max-clients", min=1, help="With --serve: worker threads for page/frame/state requests; beyond them 503 + Retry-After.")] = 32,
+    max_streams: Annotated[int, typer.Option("--max-streams", min=1, help="With --serve: open video/event streams at once (a browser tab holds two); beyond them 503.")] = 8,
+    idle_timeout: Annotated[float, typer.Option("--idle-timeout", min=0.5, help="With --serve: drop a client that sends or reads nothing for this many seconds.")] = 10.0,
     bench: Annotated[bool, typer.Option("--bench", help="Print FPS, latency and per-stage timings at the end.")] = False,
     bench_json: Annotated[Optional[Path], typer.Option("--bench-json", help="Also write the --bench summary as JSON here.")] = None,
     detector: Annotated[str, typer.Option("--detector", help="Face detector: haar (OpenCV, default) or package.module:Class with detect(frame_bgr) -> boxes.")] = "haar",
@@ -36,7 +43,10 @@ def demo_cmd(
     """Run a model live: faces are detected and tracked, predictions smoothed and drawn; window, file or web out.
 
     Example:  edgeaffect demo --source clip.mp4 --headless --output annotated.mp4 --jsonl predictions.jsonl
-    Example:  edgeaffect demo --model model.onnx --source 0 --serve 0.0.0.0:8080   # no torch needed
+    Example:  edgeaffect demo --source 0 --serve 127.0.0.1:8080     # this machine only, no token
+    Example:  edgeaffect demo --model model.onnx --source 0 --serve 0.0.0.0:8080   # LAN: prints the URL with a fresh token
+    Example:  EDGEAFFECT_DEMO_TOKEN=s3cret edgeaffect demo --serve 0.0.0.0:8080 --allow-host jetson.lan
+    Example:  edgeaffect demo --server http://127.0.0.1:8000 --source cam.mp4 --headless --bench   # model in `edgeaffect serve`
     """
     import logging
 
@@ -51,14 +61,20 @@ def demo_cmd(
     from ..precision import check_precisions
 
     check_precisions([precision])
+    web_config = _web_config(serve, allow_host or [], token, max_clients, max_streams, idle_timeout)
+    runner = _server_runner(server, server_timeout, model, runtime, precision)
     session = build_session(
         source=source, model=model, runtime=runtime, precision=precision, window=not headless,
         output=output, jsonl=jsonl, serve=serve, detector=detector, detect_every=detect_every, max_faces=max_faces,
         smoothing=smoothing, realtime=realtime or (not headless and not bench), loop=loop, max_frames=max_frames,
         folder_fps=folder_fps, reconnect_retries=reconnect_retries or None, mode=mode, audio=audio,
+        web_config=web_config, runner=runner,
     )
     if session.web is not None:
-        console.print(f"[green]serving[/] {session.web.url}")
+        from rich.markup import escape
+
+        how = " (token generated for this run; --token fixes one)" if session.web.generated_token else ""
+        console.print(f"[green]serving[/] {escape(session.web.url)}{how}", soft_wrap=True)
     if headless and not session.source.live and not realtime and console.is_terminal:
         from ..demo.sinks import ProgressSink
 
@@ -73,12 +89,41 @@ def demo_cmd(
     if bench or bench_json:
         summary.update(model=session.spec.name, runtime=session.runtime_name, precision=precision, source=str(source),
                        mode="sync" if session.demo.cfg.sync else "async")
+        if runner is not None:
+            summary.update(server=server, server_requests=dict(runner.counts))
         if bench_json:
             write_json(bench_json, summary)
         _print_bench(summary)
     else:
         how = "stopped by signal; " if signalled else ""
         console.print(f"{how}{summary['frames']} frames, {summary['fps']:.1f} FPS, {summary['inferences']} inferences")
+
+
+def _server_runner(server, timeout, model, runtime, precision):
+    """The triton client runtime for ``--server`` (None without it); the model options belong to the server."""
+    if server is None:
+        return None
+    from ..demo.runner import open_model
+    from ..errors import EdgeAffectError
+
+    if model is not None or runtime != "auto" or precision != "fp32":
+        raise EdgeAffectError("--server: the server holds the model; give --model/--runtime/--precision to `edgeaffect serve`")
+    return open_model(server, server={"timeout": timeout})[0]
+
+
+def _web_config(serve, allow_host, token, max_clients, max_streams, idle_timeout):
+    """The web page's options; the ones that only mean something with --serve are refused without it."""
+    import os
+
+    from ..demo.web import WebConfig
+    from ..errors import EdgeAffectError
+
+    if serve is None:
+        if allow_host or (token is not None and token != os.environ.get("EDGEAFFECT_DEMO_TOKEN")):
+            raise EdgeAffectError("--allow-host and --token apply to the web page: add --serve HOST:PORT")
+        return None
+    return WebConfig(allow_hosts=tuple(allow_host), token=token, max_clients=max_clients,
+                     max_streams=max_streams, idle_timeout=idle_timeout)
 
 
 def _run_until_signal(session):
@@ -121,3 +166,7 @@ def _print_bench(summary: dict) -> None:
     typer.echo(f"predictions: {summary['inferences']} ({summary['inference_rate']:.1f}/s, age p95 {age['p95']:.1f} ms), "
                f"mode {summary['mode']}, skipped while busy: "
                f"{summary['skipped_busy']}, dropped frames: {summary['dropped_frames']}, corrupt: {summary['corrupt_frames']}")
+    if "server_requests" in summary:
+        c = summary["server_requests"]
+        typer.echo(f"server {summary['server']}: {c['ok']}/{c['requests']} answered, late (dropped) {c['late']}, "
+                   f"unreachable {c['unreachable']}, skipped in backoff {c['skipped_backoff']}, reconnects {c['reconnects']}")

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, SeedOpt, console, print_run_dir, split_csv, train_command
+from .common import DeviceOpt, OverwriteOpt, SeedOpt, console, print_run_dir, split_csv, train_command
 from .data import synth_app
 from .train import train_app
 
@@ -40,6 +40,7 @@ def train_eri_cmd(
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Hume-Reaction root (data_info.csv + train/ val/ test/).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/eri/<timestamp>).")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run directory.")] = None,
+    overwrite: OverwriteOpt = False,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs per stage.")] = 20,
     stages: Annotated[str, typer.Option("--stages", help="Comma-separated stages, in order: audio,video,fused.")] = "audio,video,fused",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
@@ -67,7 +68,7 @@ def train_eri_cmd(
                                                            "audio_seconds": audio_seconds},
                                workers=workers, cache_dir=cache, seed=seed, device=device)
 
-    train_command("eri", build, data=data, out=out, resume=resume, summary=_print_summary)
+    train_command("eri", build, data=data, out=out, resume=resume, summary=_print_summary, overwrite=overwrite)
 
 
 def _print_summary(manifest, out: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import app
-from .common import DeviceOpt, RunArg, SeedOpt, console
+from .common import DeviceOpt, NoVerifyOpt, RunArg, SeedOpt, console
 
 MODES = ("zeros", "noise", "addnoise")
 
@@ -88,6 +88,7 @@ def eval_cmd(
     precision: Annotated[str, typer.Option("--precision", help="fp32 (f32, no autocast) or bf16 (torch autocast, where the "
                                                                "CPU has native bf16) for a run; an exported file runs as it "
                                                                "is stored unless named. INT8/fp16 artifacts: `edgeaffect bench --precision`.")] = "fp32",
+    no_verify: NoVerifyOpt = False,
 ) -> None:
     """Score a run's model (or an exported model file) on a split, clean and with named inputs zeroed or noised.
 
@@ -100,7 +101,7 @@ def eval_cmd(
     check_precisions([precision])
     from ..errors import EdgeAffectError
 
-    with _open_for_eval(Path(run), precision, device) as (rt, spec, recorded, kw, r):
+    with _open_for_eval(Path(run), precision, device, not no_verify) as (rt, spec, recorded, kw, r):
         conditions = parse_conditions(corrupt, spec.input_names)
         root = data or recorded
         if root is None:
@@ -114,12 +115,16 @@ def eval_cmd(
 
 
 @contextlib.contextmanager
-def _open_for_eval(target: Path, precision: str, device: str):
+def _open_for_eval(target: Path, precision: str, device: str, verify: bool):
     """(runtime, spec, data root, reader options, run or None): torch for a run, the file's runtime for a file."""
     from ..errors import EdgeAffectError
     from ..precision import unsupported
-    from ..runtimes.registry import load
+    from ..runs import run_of
+    from ..runtimes.registry import artifact_files, load
 
+    owner = run_of(target if target.is_file() else target / "manifest.json")
+    if verify and owner is not None:
+        owner.verify(*artifact_files(target if target.is_file() else owner.checkpoint))
     if target.is_file():
         with load(target, **({"precision": precision} if precision != "fp32" else {})) as rt:
             yield rt, rt.spec, None, {}, None

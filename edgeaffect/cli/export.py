@@ -8,7 +8,7 @@ import typer
 
 from ..quantize.config import DEFAULT_CALIB_SAMPLES
 from . import app
-from .common import RunArg, console, split_csv
+from .common import NoVerifyOpt, RunArg, console, split_csv
 
 FormatOpt = Annotated[Optional[str], typer.Option(
     "--format", "-f", help="Comma-separated: onnx,openvino,tensorrt (default: all whose runtime is installed). "
@@ -48,6 +48,7 @@ def export_cmd(
                                                                    "<run>/pruned-<ratio>/ instead of the run.")] = None,
     finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="With --prune: fine-tuning epochs.")] = 5,
     importance: Annotated[str, typer.Option("--importance", help="With --prune: magnitude | taylor.")] = "magnitude",
+    no_verify: NoVerifyOpt = False,
 ) -> None:
     """Export a trained run: model.onnx (spec in its metadata), openvino/model.xml, tensorrt/<gpu>-trt<ver>.engine.
 
@@ -113,14 +114,14 @@ def export_cmd(
     with console.status("exporting") as status:
         report = export_run(run, chosen, batch=batch, dynamic=dynamic, fp16=fp16, precisions=reduced, max_drop=max_drop,
                             opset=opset, exporter=exporter,
-                            tolerance=tolerance, data=data, explicit=formats is not None,
+                            tolerance=tolerance, data=data, explicit=formats is not None, verify=not no_verify,
                             progress=lambda msg: (status.update(escape(msg)), console.print(f"[dim]{escape(msg)}[/]")))
     print_export_report(report)
     if int8_runtimes:
         from ..quantize.pipeline import quantize_run
         from .quantize import print_int8
 
-        print_int8(quantize_run(run, int8_runtimes, cfg, data_root=data, console=console))
+        print_int8(quantize_run(run, int8_runtimes, cfg, data_root=data, console=console, verify=not no_verify))
 
 
 def print_export_report(report) -> None:

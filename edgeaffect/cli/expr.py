@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DataOpt, DeviceOpt, SeedOpt, console, train_command
+from .common import DataOpt, DeviceOpt, OverwriteOpt, SeedOpt, console, train_command
 from .data import synth_app
 from .train import train_app
 
@@ -68,6 +68,7 @@ def train_expr_cmd(
     lr: Annotated[float, typer.Option("--lr", min=0.0)] = 1e-3,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/expr/<timestamp>).")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run directory (its own settings are used).")] = None,
+    overwrite: OverwriteOpt = False,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="torch CPU threads.")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "cpu",
@@ -116,7 +117,7 @@ def train_expr_cmd(
             strong_ops=strong_ops, cutout=(cutout / 2, cutout) if cutout > 0 else None, frame_step=frame_step, max_per_video=max_per_video,
             val_frame_step=val_frame_step, max_unlabeled=max_unlabeled, lr=lr, seed=seed, device=device)
 
-    train_command("expr", build, data=data, out=out, resume=resume, summary=_print_summary)
+    train_command("expr", build, data=data, out=out, resume=resume, summary=_print_summary, overwrite=overwrite)
 
 
 def _overrides(arch: str, width_mult: float | None, width: int | None) -> dict:

@@ -8,7 +8,7 @@ import typer
 
 from ..quantize.config import DEFAULT_CALIB_SAMPLES
 from . import app
-from .common import RunArg, console, split_csv, table_console
+from .common import NoVerifyOpt, RunArg, console, split_csv, table_console
 
 quantize_app = typer.Typer(help="INT8 calibration per runtime with an accuracy guard, and structured pruning.",
                            no_args_is_help=True)
@@ -29,7 +29,7 @@ def int8(run: RunArg, runtime: RuntimeOpt = None, calib_samples: CalibSamplesOpt
          calib_method: CalibMethodOpt = "minmax", max_drop: MaxDropOpt = 1.0,
          no_guard: Annotated[bool, typer.Option("--no-guard", help="Write plain INT8 even if it loses more than --max-drop.")] = False,
          trt_calibration: TrtCalibrationOpt = "explicit",
-         data: DataRootOpt = None) -> None:
+         data: DataRootOpt = None, no_verify: NoVerifyOpt = False) -> None:
     """Calibrate on real train samples and write INT8 models, keeping sensitive layers in float if needed.
 
     Example:  edgeaffect quantize int8 runs/eri/<run> --runtime onnxruntime,openvino --calib-samples 64
@@ -41,7 +41,7 @@ def int8(run: RunArg, runtime: RuntimeOpt = None, calib_samples: CalibSamplesOpt
 
     cfg = QuantConfig(calib_samples=calib_samples, calib_method=calib_method, max_drop=max_drop, guard=not no_guard,
                       trt_calibration=trt_calibration)
-    report = quantize_run(run, split_csv(runtime) or None, cfg, data_root=data, console=con)
+    report = quantize_run(run, split_csv(runtime) or None, cfg, data_root=data, console=con, verify=not no_verify)
     print_int8(report)
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, SeedOpt, console, print_run_dir, split_csv, train_command
+from .common import DeviceOpt, OverwriteOpt, SeedOpt, console, print_run_dir, split_csv, train_command
 from .data import synth_app
 from .train import train_app
 
@@ -74,6 +74,7 @@ def train_ravdess_cmd(
     pretrained: Annotated[Optional[Path], typer.Option("--pretrained", help="EfficientFace checkpoint (e.g. EfficientFace_Trained_on_AffectNet7.pth.tar) for the visual backbone.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/ravdess/<timestamp>).")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run directory.")] = None,
+    overwrite: OverwriteOpt = False,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Preprocessed-clip cache (default <data>/.cache/edgeaffect/ravdess).")] = None,
     seed: SeedOpt = 1,
     device: DeviceOpt = "cpu",
@@ -98,7 +99,7 @@ def train_ravdess_cmd(
                                    val_actors=tuple(_actors(val_actors, "--val-actors")), vocal=vocal,
                                    pretrained=pretrained, cache_dir=cache, seed=seed, device=device)
 
-    train_command("ravdess", build, data=data, out=out, resume=resume, summary=_print_summary)
+    train_command("ravdess", build, data=data, out=out, resume=resume, summary=_print_summary, overwrite=overwrite)
 
 
 def _print_summary(manifest, out: Path) -> None:

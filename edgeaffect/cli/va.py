@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, SeedOpt, console, print_run_dir, train_command
+from .common import DeviceOpt, OverwriteOpt, SeedOpt, console, print_run_dir, train_command
 from .data import synth_app
 from .train import train_app
 
@@ -69,6 +69,7 @@ def train_va(
     max_val: Annotated[Optional[int], typer.Option(min=1, help="Use at most this many validation sequences (evenly spaced).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/va/<timestamp>).")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run directory.")] = None,
+    overwrite: OverwriteOpt = False,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Mel-spectrogram cache folder (default <data>/.cache/edgeaffect/va).")] = None,
     device: DeviceOpt = "cpu",
     seed: SeedOpt = 0,
@@ -92,7 +93,7 @@ def train_va(
                               batch_size=batch_size, lr=lr, stride=stride, max_train=max_train, max_val=max_val,
                               cache_dir=cache, seed=seed, device=device)
 
-    train_command("va", build, data=data, out=out, resume=resume, summary=_print_summary)
+    train_command("va", build, data=data, out=out, resume=resume, summary=_print_summary, overwrite=overwrite)
 
 
 def _print_summary(manifest, out: Path) -> None:

@@ -58,12 +58,19 @@ def frame_name(index: int) -> str:
     return f"{index:05d}.jpg"
 
 
-def read_label_rows(path: str | os.PathLike, header: list[str] | tuple[str, ...]) -> list[tuple[int, str]]:
+def read_label_rows(path: str | os.PathLike, header: list[str] | tuple[str, ...],
+                    *alternatives: tuple[str, ...]) -> list[tuple[int, str]]:
     """(line number, text) of the non-blank rows of an ABAW label file after its header.
 
-    The header is matched case-insensitively (the challenge files vary); an unreadable, empty or
-    wrongly headed file raises DataError naming ``file:line``.
+    The header is matched case-insensitively (the challenge files vary) against ``header`` or one of
+    ``alternatives``; an unreadable, empty or wrongly headed file raises DataError naming ``file:line``.
     """
+    return read_label_table(path, header, *alternatives)[1]
+
+
+def read_label_table(path: str | os.PathLike, header: list[str] | tuple[str, ...],
+                     *alternatives: tuple[str, ...]) -> tuple[tuple[str, ...], list[tuple[int, str]]]:
+    """(the accepted header it has, rows) of an ABAW label file; see :func:`read_label_rows`."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
@@ -71,7 +78,9 @@ def read_label_rows(path: str | os.PathLike, header: list[str] | tuple[str, ...]
         raise DataError(f"{path}: cannot read label file ({exc})") from None
     if not lines:
         raise DataError(f"{path}: empty label file")
-    if [h.strip().lower() for h in lines[0].split(",")] != [h.lower() for h in header]:
-        raise DataError(f"{path}:1: header {lines[0].strip()!r} is not {','.join(header)!r}")
-    return [(n, line.strip()) for n, line in enumerate(lines[1:], start=2) if line.strip()]
-
+    found = [h.strip().lower() for h in lines[0].split(",")]
+    match = next((tuple(h) for h in (header, *alternatives) if found == [x.lower() for x in h]), None)
+    if match is None:
+        expected = " or ".join(repr(",".join(h)) for h in (header, *alternatives))
+        raise DataError(f"{path}:1: header {lines[0].strip()!r} is not {expected}")
+    return match, [(n, line.strip()) for n, line in enumerate(lines[1:], start=2) if line.strip()]

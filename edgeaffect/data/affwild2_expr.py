@@ -6,12 +6,14 @@ Layout as distributed::
     EXPR_Classification_Challenge/{Train_Set,Validation_Set}/<video>.txt
 
 A label file holds the header ``Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other``
-then one integer per frame (0..7, -1 = unannotated).  Line i after the header
+then one integer per frame (0..7, -1 = unannotated); ABAW2's files have the same header without
+``Other`` and hold 0..6 (read the same way, the classes keep their indices).  Line i after the header
 is frame i (from 1), i.e. ``cropped_aligned/<video>/%05d.jpg``; frames the
 aligner failed on are absent from ``cropped_aligned`` and are skipped.
 
-Bad input never stops a whole split: a malformed label file or a missing frame
-folder is reported as one line, counted, and only that video is left out;
+Bad input never stops a whole split: a bad label line (a label 8, a word) is
+reported as ``file:line``, counted and read as -1; a file with an unknown header
+or a missing frame folder is reported as one line and only that video is left out;
 an unreadable image is counted and replaced by the next readable sample, so
 batches keep their size.  The 2.7 M real frames are many near-duplicates, so
 ``frame_step``/``max_per_video`` subsample each video evenly.
@@ -28,24 +30,37 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .affwild2 import list_frames, read_face, read_label_rows
+from .affwild2 import list_frames, read_face, read_label_table
 
 EXPR_LABELS = ("Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other")
+EXPR_LABELS_ABAW2 = EXPR_LABELS[:7]   # ABAW2 (2021) files: the same order, no "Other"
 EXPR_DIR = "EXPR_Classification_Challenge"
 SPLIT_DIRS = {"train": "Train_Set", "val": "Validation_Set"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-def read_label_file(path: str | os.PathLike) -> np.ndarray:
-    """Per-frame labels (int64, -1 = ignore) of one EXPR label file; malformed files raise DataError."""
+def read_label_file(path: str | os.PathLike, problems: list[str] | None = None) -> np.ndarray:
+    """Per-frame labels (int64, -1 = ignore) of one EXPR label file.
+
+    Reads the 8-class header and ABAW2's 7-class one (the same classes without ``Other``; its files
+    hold 0..6).  A bad line raises DataError naming ``file:line`` unless ``problems`` is given: then the
+    line is appended there and read as -1, so the other frames keep their line numbers.  A bad header
+    still raises: without it no line can be read.
+    """
+    header, rows = read_label_table(path, EXPR_LABELS, EXPR_LABELS_ABAW2)
     out = []
-    for lineno, text in read_label_rows(path, EXPR_LABELS):
+    for lineno, text in rows:
         try:
             value = int(text)
-        except ValueError:
-            raise DataError(f"{path}:{lineno}: {text!r} is not an integer label") from None
-        if not -1 <= value < len(EXPR_LABELS):
-            raise DataError(f"{path}:{lineno}: label {value} outside -1..{len(EXPR_LABELS) - 1}")
+            if not -1 <= value < len(header):
+                raise DataError(f"{path}:{lineno}: label {value} outside -1..{len(header) - 1}"
+                                + (" (7-class ABAW2 header)" if len(header) == 7 else ""))
+        except (ValueError, DataError) as exc:
+            msg = str(exc) if isinstance(exc, DataError) else f"{path}:{lineno}: {text!r} is not an integer label"
+            if problems is None:
+                raise DataError(msg) from None
+            problems.append(f"{msg}; line ignored")
+            value = -1
         out.append(value)
     return np.asarray(out, np.int64)
 
@@ -90,15 +105,18 @@ def index_split(root: str | os.PathLike, split: str, frame_step: int = 1, max_pe
     vids: list[int] = []
     videos: list[str] = []
     problems: list[str] = []
-    counts = {"label_files": len(files), "videos": 0, "bad_videos": 0, "ignored": 0, "absent": 0, "subsampled_out": 0}
+    counts = {"label_files": len(files), "videos": 0, "bad_videos": 0, "bad_lines": 0, "ignored": 0, "absent": 0, "subsampled_out": 0}
     for f in files:
         try:
-            lab = read_label_file(f)
+            bad_lines: list[str] = []
+            lab = read_label_file(f, bad_lines)
             frames = list_frames(root / "cropped_aligned" / f.stem)
         except DataError as exc:
-            problems.append(str(exc))
+            problems.append(f"{exc}; video left out")
             counts["bad_videos"] += 1
             continue
+        problems += bad_lines
+        counts["bad_lines"] += len(bad_lines)
         keep = [(i, int(y)) for i, y in enumerate(lab, start=1) if y >= 0 and i in frames]
         counts["ignored"] += int((lab < 0).sum())
         counts["absent"] += sum(1 for i, y in enumerate(lab, start=1) if y >= 0 and i not in frames)

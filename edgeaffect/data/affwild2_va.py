@@ -189,8 +189,7 @@ class MelCache:
         return mel, fps
 
     def _compute(self, media: Path) -> tuple[np.ndarray, float]:
-        import librosa
-
+        from .audio import mel_power
         from .media import read_audio, video_info
 
         y = read_audio(media, self.cfg["sample_rate"])
@@ -199,11 +198,7 @@ class MelCache:
         fps = 30.0
         if media.suffix.lower() not in (".wav", ".flac", ".m4a"):
             fps = video_info(media)[1]
-        mel = librosa.feature.melspectrogram(
-            y=y, sr=self.cfg["sample_rate"], n_fft=self.cfg["n_fft"], win_length=self.cfg["win_length"],
-            hop_length=self.cfg["hop_length"], n_mels=self.cfg["n_mels"], window="hann", center=True,
-            pad_mode="reflect", power=2.0, htk=self.cfg["mel_scale"] == "htk", norm=None)
-        return mel.astype(np.float32), float(fps)
+        return mel_power(y, self.cfg), float(fps)
 
 
 def log_mel_window(mel: np.ndarray, end_sample: int, pre: Mapping[str, Any]) -> np.ndarray:

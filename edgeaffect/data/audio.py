@@ -19,3 +19,15 @@ def mfcc(y: np.ndarray, sr: int, n_mfcc: int, n_fft: int = 2048, hop_length: int
     n_fft = min(n_fft, max(len(y), 16))
     return librosa.feature.mfcc(y=np.asarray(y, np.float32), sr=sr, n_mfcc=n_mfcc, n_fft=n_fft,
                                 hop_length=hop_length).astype(np.float32)
+
+
+def mel_power(y: np.ndarray, pre) -> np.ndarray:
+    """Power mel spectrogram [n_mels, columns] float32 with the VA reference's torchaudio settings
+    (``pre``: sample_rate, n_fft, win_length, hop_length, n_mels, mel_scale; Hann, centred reflect padding)."""
+    import librosa
+
+    mel = librosa.feature.melspectrogram(
+        y=np.asarray(y, np.float32), sr=pre["sample_rate"], n_fft=pre["n_fft"], win_length=pre["win_length"],
+        hop_length=pre["hop_length"], n_mels=pre["n_mels"], window="hann", center=True,
+        pad_mode="reflect", power=2.0, htk=pre["mel_scale"] == "htk", norm=None)
+    return mel.astype(np.float32)

@@ -10,7 +10,7 @@ Valence (1-7) is read but not used for training.  Column and folder names match
 case-insensitively.
 
 Preprocessing (per clip, cached): ``cache_frames`` frames spread evenly over
-the clip are decoded; in each, the Haar face that agrees with the clip's face
+the clip are decoded; in each, the detected face (MTCNN by default, Haar as the fallback) that agrees with the clip's face
 (within one face width of the median of the frames' largest detections, half
 to twice its size) is the face box, so a false detection on the shirt or the
 background is not blacked out or cropped as the face; frames without one reuse
@@ -48,7 +48,7 @@ import numpy as np
 from ..errors import DataError
 from .csvtable import norm, read_table, unique_keys
 from .faces import consistent_faces, fill_boxes
-from .preprocess import ClipSkipped, FeatureCache, PrepReport, make_detector
+from .preprocess import ClipSkipped, FeatureCache, PrepReport, _say, default_workers, make_detector, parallel_map
 
 LABELS = ("Curiosity", "Uncertainty", "Excitement", "Happiness", "Surprise", "Disgust", "Fear", "Frustration")
 SPLITS = ("train", "val", "test")
@@ -131,7 +131,7 @@ class BodyPrepConfig:
     cache_frames: int = 32      # frames kept per clip, evenly spread; TSN samples segments among them
     scale_size: int = 256       # crops are squashed to this square (the seed's GroupScale(256, 256))
     face_margin: float = 0.1    # the seed expands its face box by 10 %
-    detector: str = "haar"
+    detector: str = "auto"      # resolved (mtcnn or haar) before the cache key is made
 
     def fingerprint(self) -> str:
         return json.dumps({"v": CACHE_VERSION, "kind": "emoreact", **asdict(self)}, sort_keys=True)
@@ -222,13 +222,17 @@ def _work(args) -> tuple[str, str | None, dict | None, str | None]:
     return clip.video, str(cache.save(cache.key([clip.path], cfg), arrays)), info, None
 
 
-def prepare_clips(clips: Sequence[Clip], cfg: BodyPrepConfig, cache_root: str | os.PathLike, workers: int = 1,
-                  console=None, label: str = "preprocess") -> tuple[list[tuple[Clip, Path]], BodyPrepReport]:
-    """Preprocess (or find in the cache) every clip; bad clips are counted in the report, not fatal."""
-    from concurrent.futures import ProcessPoolExecutor
+def prepare_clips(clips: Sequence[Clip], cfg: BodyPrepConfig, cache_root: str | os.PathLike,
+                  workers: int | None = None, console=None,
+                  label: str = "preprocess") -> tuple[list[tuple[Clip, Path]], BodyPrepReport]:
+    """Preprocess (or find in the cache) every clip on ``workers`` processes (default: every core);
+    bad clips are counted in the report, not fatal.  The cache key holds the detector actually used."""
+    from dataclasses import replace
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from .detectors import resolve_detector
+    from .report import progress
 
+    cfg = replace(cfg, detector=resolve_detector(cfg.detector, _say(console)))
     cache = FeatureCache(cache_root)
     report = BodyPrepReport(total=len(clips))
     ready: dict[str, Path] = {}
@@ -245,23 +249,15 @@ def prepare_clips(clips: Sequence[Clip], cfg: BodyPrepConfig, cache_root: str | 
         else:
             todo.append(clip)
     if todo:
-        with Progress(TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=console, transient=True) as progress:
-            bar = progress.add_task(label, total=len(todo))
-            args = [(c, cfg, str(cache_root)) for c in todo]
-            pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
-            try:
-                results = pool.map(_work, args, chunksize=2) if pool else map(_work, args)
-                for video, path, info, reason in results:
-                    if path is None:
-                        report.note(reason or "unknown", video)
-                    else:
-                        ready[video] = Path(path)
-                        report.no_face += info["faces_found"] == 0
-                    progress.advance(bar)
-            finally:
-                if pool:
-                    pool.shutdown()
+        args = [(c, cfg, str(cache_root)) for c in todo]
+        with progress(console, label, len(todo)) as advance:
+            for video, path, info, reason in parallel_map(_work, args, default_workers() if workers is None else workers):
+                if path is None:
+                    report.note(reason or "unknown", video)
+                else:
+                    ready[video] = Path(path)
+                    report.no_face += info["faces_found"] == 0
+                advance()
     report.ok = len(ready)
     return [(c, ready[c.video]) for c in clips if c.video in ready], report
 
@@ -360,7 +356,7 @@ DEFAULT_CACHE = ".cache/edgeaffect"
 
 def load_split(root: str | os.PathLike, split: str, input: str, segments: int, size: int, *,
                augment: bool = False, cache_dir: str | os.PathLike | None = None, cache_frames: int = 32,
-               workers: int = 1, console=None, limit: int | None = None) -> EmoReactDataset:
+               workers: int | None = None, console=None, limit: int | None = None) -> EmoReactDataset:
     """Read, preprocess (cached under ``<root>/.cache/edgeaffect`` by default) and wrap one split.
 
     Raises DataError when no clip is usable; per-clip problems are in ``dataset.report``.

@@ -2,8 +2,10 @@
 
 ``FaceDetector.detect(frame_bgr) -> list[Box]`` is all a detector must do, so
 a better detector (a DNN, MediaPipe, a dataset's own boxes) plugs in without
-touching readers or the demo.  The default is OpenCV's Haar frontal-face
-cascade, which ships inside ``opencv-python-headless`` 4.x.
+touching readers or the demo.  :mod:`.detectors` picks one by name: MTCNN
+(bundled ONNX nets, the default where ONNX Runtime or OpenVINO is installed)
+or OpenCV's Haar frontal-face cascade (inside ``opencv-python-headless`` 4.x),
+the fallback.  A detector's ``name`` goes into preprocessing cache keys.
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ class FaceDetector(Protocol):
 
 class HaarFaceDetector:
     """OpenCV Haar cascade on a downscaled grey frame (fast enough for every Nth frame on a 2-core CPU)."""
+
+    name = "haar"
 
     def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 32, max_side: int = 480):
         import cv2

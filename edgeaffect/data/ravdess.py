@@ -18,7 +18,9 @@ Speech (vocal channel 01) is read by default, as the reference trains; song (02)
 Per sample (reference/models.md §2): the first ``3.6 s`` of video, ``frames`` (15) frames at
 ``i*n//m + n//(2m)``, each cropped to the detected face (a frame without a detection reuses the
 nearest box; frames past the end of a short clip are zeros) and resized to ``face_size`` (224),
-BGR kept; audio resampled to 22.05 kHz, zero-padded at the end or centre-cropped to 3.6 s,
+BGR kept; audio loaded as the reference's ``librosa.load(sr=22050)`` (decoded at its own rate,
+channels averaged, librosa's resampler: soxr_hq; runs recorded before ``resample`` was in their spec
+keep PyAV's resampler, as they were trained), zero-padded at the end or centre-cropped to 3.6 s,
 ``librosa.feature.mfcc(n_mfcc=10)`` with librosa's defaults -> [10, 156].
 
 Preprocessed clips are cached on disk, one ``.npz`` per clip, keyed by the content hashes of the
@@ -204,7 +206,8 @@ class Preprocessing:
     n_fft: int = 2048
     hop_length: int = 512
     face_margin: float = 0.0
-    detector: str = "haar"
+    resample: str = "librosa"  # "pyav": FFmpeg's resampler (runs recorded before the key existed)
+    detector: str = "auto"     # resolved (mtcnn or haar) by prepare_split before any cache key is made
 
     @classmethod
     def from_spec(cls, pre: dict[str, Any]) -> "Preprocessing":
@@ -212,10 +215,29 @@ class Preprocessing:
                    seconds=float(pre.get("clip_seconds", pre.get("audio_seconds", 3.6))),
                    sample_rate=int(pre.get("sample_rate", 22050)), n_mfcc=int(pre.get("n_mfcc", 10)),
                    n_fft=int(pre.get("n_fft", 2048)), hop_length=int(pre.get("hop_length", 512)),
-                   face_margin=float(pre.get("face_margin", 0.0)))
+                   face_margin=float(pre.get("face_margin", 0.0)), resample=str(pre.get("resample", "pyav")))
 
     def fingerprint(self) -> str:
         return sha256_text(json.dumps({"v": CACHE_VERSION, **self.__dict__}, sort_keys=True))[:16]
+
+
+def load_audio(path: Path, sr: int, resample: str = "librosa") -> np.ndarray:
+    """Mono float32 audio at ``sr``: ``librosa.load`` as the reference (an audio track inside a video is
+    decoded at its own rate by PyAV, then averaged and resampled the same way), or PyAV's resampler."""
+    import librosa
+
+    from .media import read_audio, read_audio_native
+
+    if resample == "pyav":
+        return read_audio(path, sr)
+    if resample != "librosa":
+        raise DataError(f"unknown resample {resample!r} in the RAVDESS preprocessing (librosa or pyav)")
+    if Path(path).suffix.lower() in (".wav", ".flac", ".ogg"):
+        return librosa.load(str(path), sr=sr, mono=True)[0]
+    y, native = read_audio_native(path)
+    if y.size == 0:
+        return np.zeros(0, np.float32)
+    return librosa.resample(librosa.to_mono(y), orig_sr=native, target_sr=sr).astype(np.float32)
 
 
 def load_clip(clip: Clip, pre: Preprocessing, detector) -> tuple[np.ndarray, np.ndarray]:
@@ -223,7 +245,7 @@ def load_clip(clip: Clip, pre: Preprocessing, detector) -> tuple[np.ndarray, np.
     import librosa
 
     from .faces import face_crops
-    from .media import read_audio, read_frames, video_info
+    from .media import read_frames, video_info
 
     n_reported, fps, _, _ = video_info(clip.video)
     span = int(round(pre.seconds * fps))
@@ -241,7 +263,7 @@ def load_clip(clip: Clip, pre: Preprocessing, detector) -> tuple[np.ndarray, np.
         raise DataError(f"{clip.video}: no face found in any of the {len(frames)} sampled frames")
     faces = np.zeros((pre.frames, pre.face_size, pre.face_size, 3), np.uint8)
     faces[:len(crops)] = crops
-    y = read_audio(clip.audio or clip.video, pre.sample_rate)
+    y = load_audio(clip.audio or clip.video, pre.sample_rate, pre.resample)
     if len(y) == 0:
         raise DataError(f"{clip.audio or clip.video}: the audio track is empty")
     y = fix_length(y, int(round(pre.seconds * pre.sample_rate)))
@@ -327,42 +349,43 @@ class Prepared:
 def prepare_split(root: str | os.PathLike, split: str, pre: Preprocessing,
                   test_actors: Sequence[int] = DEFAULT_TEST_ACTORS, val_actors: Sequence[int] = DEFAULT_VAL_ACTORS,
                   cache_dir: str | os.PathLike | None = None, augment: bool = False, detector=None,
-                  console=None, vocal: str = "speech") -> Prepared:
-    """Scan, split, preprocess (with a progress bar, cached) and wrap one split as a dataset.
+                  console=None, vocal: str = "speech", workers: int | None = None) -> Prepared:
+    """Scan, split, preprocess (cached, on ``workers`` processes: default every core) and wrap one split.
 
     Unusable clips are listed in ``problems`` and counted by kind; a split with no usable clip is
-    an error that names the actors it looked for.
+    an error that names the actors it looked for (and the archive that is missing, if one is).
+    ``detector`` (an object) runs in this process instead; its ``name`` goes into the cache key.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from dataclasses import replace
+
+    from .detectors import resolve_detector
+    from .preprocess import _say, default_workers, parallel_map
+    from .report import progress
 
     root = Path(root)
     scan = scan_ravdess(root, vocal)
     clips = split_clips(scan.clips, split, test_actors, val_actors)
     if not clips:
-        actors = sorted({c.actor for c in scan.clips})
-        raise DataError(f"RAVDESS split {split!r} is empty: actors present {actors}, test actors {list(test_actors)}, "
+        raise DataError(f"RAVDESS split {split!r} is empty: {_what_is_there(scan)}, test actors {list(test_actors)}, "
                         f"val actors {list(val_actors)} (set them with --test-actors/--val-actors)")
-    if detector is None:
-        from .faces import HaarFaceDetector
-
-        detector = HaarFaceDetector()
+    name = getattr(detector, "name", type(detector).__name__) if detector is not None else \
+        resolve_detector(pre.detector, _say(console))
+    pre = replace(pre, detector=name)
     cache = ClipCache(Path(cache_dir) if cache_dir else root / ".cache" / "edgeaffect" / "ravdess", pre)
     files, labels, kept = [], [], []
     problems, counts = list(scan.problems), Counter(scan.counts)
-    progress = Progress(TextColumn(f"[bold]ravdess[/] preprocess {split}"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), console=console, transient=True)
-    with progress:
-        bar = progress.add_task("clips", total=len(clips))
-        for clip in clips:
-            try:
-                files.append(cache.get_or_make(clip, detector))
+    n_workers = 1 if detector is not None else (default_workers() if workers is None else workers)
+    args = [(cache, clip, detector) for clip in clips]
+    with progress(console, f"ravdess preprocess {split}", len(clips)) as advance:
+        for clip, path, error in parallel_map(_make, args, n_workers):
+            if path is not None:
+                files.append(path)
                 labels.append(clip.label)
                 kept.append(clip)
-            except DataError as exc:
-                kind = "no_face" if "no face" in str(exc) else "unreadable"
-                counts[kind] += 1
-                problems.append(f"{exc}; skipped")
-            progress.advance(bar)
+            else:
+                counts["no_face" if "no face" in error else "unreadable"] += 1
+                problems.append(f"{error}; skipped")
+            advance()
     if not files:
         raise DataError(f"RAVDESS split {split!r}: none of its {len(clips)} clips is usable "
                         f"({dict(counts)}); first problem: {problems[0] if problems else '-'}")
@@ -370,3 +393,28 @@ def prepare_split(root: str | os.PathLike, split: str, pre: Preprocessing,
     dataset = RavdessDataset(files, labels, kept, augment)
     dataset.report = Prepared(dataset, problems, counts, digest)
     return dataset.report
+
+
+def _make(args) -> tuple[Clip, Path | None, str | None]:
+    """Worker: (clip, cache file or None, the reason it is unusable)."""
+    from .preprocess import make_detector
+
+    cache, clip, detector = args
+    try:
+        return clip, cache.get_or_make(clip, detector or make_detector(cache.pre.detector)), None
+    except DataError as exc:
+        return clip, None, str(exc)
+
+
+def _what_is_there(scan: Scan) -> str:
+    """Which actors have usable clips, or why none pair up (only one of the video and audio archives)."""
+    actors = sorted({c.actor for c in scan.clips})
+    if actors:
+        return f"actors present {actors}"
+    if scan.counts.get("no_audio") and not scan.counts.get("no_video"):
+        return ("no usable clip: only video-only files (02-*.mp4) were found; the audio archive "
+                "(Audio_Speech_Actors_01-24, 03-*.wav) is missing, or add the full-AV 01-*.mp4 files")
+    if scan.counts.get("no_video") and not scan.counts.get("no_audio"):
+        return ("no usable clip: only audio files (03-*.wav) were found; the video archives "
+                "(Video_Speech_Actor_XX, 01-*.mp4 or 02-*.mp4) are missing")
+    return f"no usable clip ({dict(scan.counts)})"

@@ -1,6 +1,9 @@
 """The web page served by :mod:`edgeaffect.demo.web` (kept in a module so it installs with the package).
 
 Plain HTML + JS + canvas, no external assets: it must work offline on the device.
+The token arrives once in the address (``?token=``); the server answers with an
+HttpOnly cookie that the video and event requests carry, and the page drops the
+token from the address bar so it is not left in history or screenshots.
 ``body`` data attributes count video and chart updates, which is also how the
 headless-browser test checks that the page is live.
 """
@@ -33,6 +36,7 @@ PAGE = r"""<!doctype html>
 </main>
 <script>
 "use strict";
+if(new URLSearchParams(location.search).has("token"))window.history.replaceState(null,"",location.pathname);  // "history" below is the chart's
 const COLORS=["#e6194b","#3cb44b","#ffe119","#4363d8","#f58231","#911eb4","#46f0f0","#f032e6","#bcf60c","#fabebe"];
 let labels=[], history=[], chartUpdates=0, videoUpdates=0, lastSig=null;
 const HIST=150;

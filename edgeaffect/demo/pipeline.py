@@ -22,7 +22,8 @@ from ..errors import EdgeAffectError
 from ..spec import ModelSpec
 from . import overlay
 from .buffers import AudioRing, FrameRing
-from ..data.feeds import audio_input, audio_samples, clip_frames, face_size, model_fps
+from ..data.feeds import (audio_input, audio_samples, audio_seconds, clip_frames, crop_regions, face_size,
+                          model_fps, output_kind, region_box, region_order)
 from .smoothing import EMASmoother
 from .sources import CORRUPT, END, OK, Read, Reconnecting, Source
 from .tracker import IoUTracker
@@ -155,6 +156,7 @@ class _Loop:
     frame_i: int = -1
     last_detect: int = -10**9
     last_frame: np.ndarray | None = None
+    damaged: bool = False        # the previous read was a corrupt frame (one log line per damaged stretch)
 
 
 class Demo:
@@ -170,12 +172,14 @@ class Demo:
         self.status = ""
         pre = spec.preprocessing
         self.size = face_size(pre)
+        self.regions = region_order(spec)       # what each window crops around a face (face, fullbody, body)
+        self.kind = output_kind(spec)
         self.margin = self.cfg.face_margin if self.cfg.face_margin is not None else float(pre.get("face_margin", 0.2))
         self.T = max(1, clip_frames(spec))
         self.fps = model_fps(pre) if self.T > 1 else 0.0
         self.labels = list(spec.labels)
         self.needs_audio = audio_input(spec) is not None
-        self.audio_ring = AudioRing(float(pre.get("audio_seconds", 4.0)), int(pre.get("sample_rate", 16000))) \
+        self.audio_ring = AudioRing(audio_seconds(spec), int(pre.get("sample_rate", 16000))) \
             if self.needs_audio else None
         self.tracker = IoUTracker(max_tracks=self.cfg.max_faces)
         self.smoother = EMASmoother(self.cfg.smoothing)
@@ -250,8 +254,12 @@ class Demo:
             return END
         if r.status == CORRUPT:
             st.corrupt += 1
-            log.warning("corrupt frame skipped (%d so far)", st.corrupt)
+            if not lp.damaged:
+                at = f" at {r.time:.2f} s" if r.time is not None else ""
+                log.warning("corrupt frame(s)%s skipped (%d so far)", at, st.corrupt)
+            lp.damaged = True
             return None
+        lp.damaged = False
         st.stages["decode"].append(dec)
         lp.frame_i += 1
         t = r.time if r.time is not None else captured - lp.start
@@ -296,9 +304,7 @@ class Demo:
         return tracks
 
     def _crop(self, lp: "_Loop", frame: "_Frame", tracks) -> list[int]:
-        """Face crops into each track's ring buffer; returns the tracks whose window is full."""
-        from ..data.faces import crop_face
-
+        """The model's crops (face, or body regions around it) into each track's ring; returns the ready tracks."""
         t2 = time.perf_counter()
         alive = {tr.id for tr in tracks}
         for tid in [k for k in self.rings if k not in alive]:
@@ -308,7 +314,8 @@ class Demo:
         for tr in tracks:
             ring = self.rings.setdefault(tr.id, FrameRing(self.T, self.fps))
             if ring.due(frame.t) and self._box_ok(tr.int_box, frame.image.shape):
-                ring.push(crop_face(frame.image, tr.int_box, self.size, self.margin), frame.t)
+                ring.push(crop_regions(frame.image, tr.int_box, self.regions, self.spec.preprocessing, self.margin),
+                          frame.t)
                 lp.fresh = True
         ready = [tr.id for tr in tracks if tr.id in self.rings and self.rings[tr.id].ready]
         self.stats.stages["preprocess"].append(time.perf_counter() - t2)
@@ -332,11 +339,11 @@ class Demo:
         """Overlay and sinks; counts the frame. True when a sink asks to quit."""
         st, img = self.stats, frame.image
         t3 = time.perf_counter()
-        record = self._record(frame.index, frame.t, tracks)
+        record = self._record(frame.index, frame.t, tracks, img.shape)
         elapsed = t3 - (st.first_frame or t3)
         fps = (st.frames + 1) / elapsed if elapsed > 0 else 0.0
         lat = st.latency[-1] * 1000 if st.latency else 0.0
-        overlay.draw(img, record["faces"], self.labels, fps, lat, self.status)
+        overlay.draw(img, record["faces"], self.labels, fps, lat, self.status, kind=self.kind)
         st.stages["overlay"].append(time.perf_counter() - t3)
         t4 = time.perf_counter()
         for s in self.sinks:
@@ -372,14 +379,14 @@ class Demo:
     def _warm_up(self, worker: InferenceWorker) -> None:
         """One dummy prediction before the clock starts: first-call costs (runtime graph setup, librosa's
         numba compilation, which takes seconds) must not land on the first live windows."""
-        crops = np.zeros((1, self.T, self.size, self.size, 3), np.uint8)
-        audio = np.zeros(audio_samples(self.spec.preprocessing), np.float32) if self.needs_audio else None
+        crops = np.zeros((1, self.T, len(self.regions), self.size, self.size, 3), np.uint8)
+        audio = np.zeros(audio_samples(self.spec), np.float32) if self.needs_audio else None
         try:
             worker.process(Request(-1, time.perf_counter(), [0], crops, audio))
         except EdgeAffectError:
             raise
         except Exception as exc:
-            raise EdgeAffectError(f"the model failed on its first (warm-up) input: {exc}") from exc
+            raise EdgeAffectError(f"the model failed on its first (warm-up) input: {type(exc).__name__}: {exc}") from exc
 
     def _show_status(self, last_frame) -> None:
         """While a live stream is down, keep the window/web page showing the last frame with the status."""
@@ -406,15 +413,22 @@ class Demo:
                 if tid in self.rings:
                     self.scores[tid] = self.smoother.update(tid, sc)
 
-    def _record(self, frame_i: int, t: float, tracks) -> dict:
-        faces = []
-        for tr in tracks:
-            face = {"track": tr.id, "box": [int(v) for v in tr.int_box]}
-            sc = self.scores.get(tr.id)
-            if sc is not None:
-                face["scores"] = {name: round(float(v), 4) for name, v in zip(self.labels, sc)}
-                face["label"] = self.labels[int(np.argmax(sc))]
-            else:
-                face["scores"], face["label"] = {}, None
-            faces.append(face)
-        return {"frame": frame_i, "time": round(float(t), 4), "faces": faces}
+    def _record(self, frame_i: int, t: float, tracks, shape) -> dict:
+        faces = [self._face_record(tr, self.scores.get(tr.id), shape) for tr in tracks]
+        # "corrupt": frames skipped so far as undecodable, so the last line of a JSONL file carries the run's count
+        return {"frame": frame_i, "time": round(float(t), 4), "faces": faces, "corrupt": self.stats.corrupt}
+
+    def _face_record(self, tr, sc, shape) -> dict:
+        """One track's JSONL entry: box, scores by label, and the reading of the output kind: ``label`` (top
+        class or intensity; none for valence-arousal), ``labels`` (multi-label: those above 0.5), ``body_box``."""
+        face = {"track": tr.id, "box": [int(v) for v in tr.int_box], "scores": {}, "label": None}
+        if any(r != "face" for r in self.regions):
+            face["body_box"] = [int(v) for v in region_box("fullbody", tr.int_box, shape, self.margin)]
+        if sc is None:
+            return face
+        face["scores"] = {name: round(float(v), 4) for name, v in zip(self.labels, sc)}
+        if self.kind != "circumplex":
+            face["label"] = self.labels[int(np.argmax(sc))]
+        if self.kind == "multilabel":
+            face["labels"] = [name for name, v in zip(self.labels, sc) if v > 0.5]
+        return face

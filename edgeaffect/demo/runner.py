@@ -49,10 +49,19 @@ def resolve_artifact(run: Path, runtime: str, precision: str) -> tuple[Path, str
     raise EdgeAffectError(f"{run} has no {precision} artifact for the {runtime} runtime (it has: {have}); {hint}")
 
 
-def open_model(path: str | Path | None, runtime: str = "auto", precision: str = "fp32", threads: int = 1):
-    """(runtime object, spec) for a run directory / exported artifact; ``None`` means the default zoo model."""
-    from .. import load, zoo
+def open_model(path: str | Path | None, runtime: str = "auto", precision: str = "fp32", threads: int = 1,
+               verify: bool = True, server: dict | None = None):
+    """(runtime object, spec) for a run directory / exported artifact / server URL; ``None``: the default zoo model.
 
+    A server URL (``http://HOST:PORT``) opens the triton client runtime with ``server`` options (``timeout``).
+
+    An artifact inside a run must be the file its manifest lists (``verify``; see ``Run.verify``)."""
+    from .. import load, zoo
+    from ..runtimes.triton import is_server_url
+
+    if is_server_url(path):  # `demo --server URL`: the model lives in `edgeaffect serve`; late answers are dropped
+        rt = load(str(path), runtime="triton", on_late="drop", **(server or {}))
+        return rt, rt.spec
     if runtime not in runtime_choices():
         raise EdgeAffectError(f"unknown runtime {runtime!r}; choose from {', '.join(runtime_choices())}")
     path = Path(path) if path is not None else zoo.default_run()
@@ -69,6 +78,8 @@ def open_model(path: str | Path | None, runtime: str = "auto", precision: str = 
         path, runtime = resolve_artifact(path, runtime, precision)
     elif runtime == "auto":
         runtime = None
+    if verify:
+        _verify(path)
     rt = load(path, runtime=runtime, **options)
     spec = rt.spec if isinstance(rt.spec, ModelSpec) else None
     if spec is None:
@@ -88,3 +99,12 @@ def manifest_spec(run: Path) -> ModelSpec:
     if not spec:
         raise EdgeAffectError(f"{manifest} has no model spec")
     return ModelSpec.from_dict(spec)
+
+
+def _verify(path: Path) -> None:
+    from ..runs import run_of
+    from ..runtimes.registry import artifact_files
+
+    run = run_of(path)
+    if run is not None:
+        run.verify(*artifact_files(path))

@@ -47,8 +47,8 @@ def build_session(source: str, model: Path | None = None, runtime: str = "auto",
                   serve: str | None = None, detector=None, detect_every: int = 5, max_faces: int = 4,
                   smoothing: float = 0.6, realtime: bool = False, loop: bool = False, max_frames: int | None = None,
                   folder_fps: float = 10.0, reconnect_retries: int | None = 10, sync: bool | None = None, mode: str = "auto",
-                  reconnect_delay: float = 0.5, audio: str = "auto",
-                  src=None, runner=None) -> Session:
+                  reconnect_delay: float = 0.5, audio: str = "auto", verify: bool = True,
+                  src=None, runner=None, web_config=None) -> Session:
     """``src``/``runner``/``detector`` may be given directly (tests, embedding); otherwise they are opened.
 
     ``mode`` "auto" runs files played at full speed in sync mode (every frame gets its own prediction) and
@@ -68,7 +68,7 @@ def build_session(source: str, model: Path | None = None, runtime: str = "auto",
         log.warning("no GUI support in this OpenCV build: running without a window")
         window = False
     if runner is None:
-        runner, spec = open_model(model, runtime, precision)
+        runner, spec = open_model(model, runtime, precision, verify=verify)
     else:
         spec = runner.spec
     src = src if src is not None else open_source(source, loop=loop, folder_fps=folder_fps)
@@ -87,7 +87,7 @@ def build_session(source: str, model: Path | None = None, runtime: str = "auto",
         if serve is not None:
             from .web import WebSink
 
-            web = WebSink(serve, spec.labels)
+            web = WebSink(serve, spec.labels, config=web_config)  # a web.WebConfig: hosts, token, limits
             sinks.append(web)
         if window:
             sinks.append(WindowSink())

@@ -47,7 +47,12 @@ def valid_frame(img) -> bool:
 
 
 class CaptureSource:
-    """OpenCV VideoCapture over a camera index, a file or a URL (rtsp://, http://)."""
+    """OpenCV VideoCapture over a camera index, a file or a URL (rtsp://, http://).
+
+    A failed read of a camera or stream is a lost connection; of a file, either a
+    damaged frame (counted as corrupt, reading goes on) or the real end, which
+    :func:`~edgeaffect.data.media.decode_steps` tells apart.
+    """
 
     def __init__(self, target: int | str, loop: bool = False):
         self.target = target
@@ -56,12 +61,16 @@ class CaptureSource:
         self.name = f"camera {target}" if isinstance(target, int) else str(target)
         self.fps = 30.0
         self._cap = None
-        self._index = 0
+        self._steps = None
+        self._index = 0      # frame slots of this pass over the file, damaged ones included
+        self._decoded = 0    # frames of this pass that decoded
         self._offset = 0.0
         self.frame_count: int | None = None
 
     def open(self) -> None:
         import cv2
+
+        from ..data.media import decode_steps
 
         self._cap = cv2.VideoCapture(self.target)
         if not self._cap.isOpened():
@@ -71,27 +80,34 @@ class CaptureSource:
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 1.0 <= fps <= 240.0 else 30.0
         self.frame_count = None if self.live else int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
+        self._steps = None if self.live else decode_steps(self._cap.grab, self.frame_count)
 
     def read(self) -> Read:
         if self._cap is None:
             return Read(LOST)
-        ok, img = self._cap.read()
-        if not ok:
-            if self.loop and self._index > 0:
+        if self.live:
+            ok, img = self._cap.read()
+            return Read(OK if valid_frame(img) else CORRUPT, img) if ok else Read(LOST)
+        decoded = next(self._steps, None)
+        if decoded is None:
+            if self.loop and self._decoded > 0:
                 self._cap.release()
                 self._offset += self._index / self.fps
-                self._index = 0
+                self._index = self._decoded = 0
                 self.open()
                 return self.read()
-            return Read(LOST if self.live else END)
-        t = None if self.live else self._offset + self._index / self.fps
+            return Read(END)
+        t = self._offset + self._index / self.fps
         self._index += 1
+        img = self._cap.retrieve()[1] if decoded else None
+        self._decoded += img is not None
         return Read(OK if valid_frame(img) else CORRUPT, img, t)
 
     def close(self) -> None:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+        self._steps = None
 
 
 class FolderSource:

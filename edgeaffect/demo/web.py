@@ -1,6 +1,6 @@
-"""A small web page on localhost: MJPEG video with overlays and live per-emotion charts.
+"""A small web page: MJPEG video with overlays and live per-emotion charts.
 
-Standard library only (``http.server`` on a thread).  Endpoints:
+Standard library only (``http.server``).  Endpoints:
 
     /             the page (video + bars + a rolling chart per emotion, plain JS and canvas)
     /stream.mjpg  multipart MJPEG of the annotated frames
@@ -8,17 +8,31 @@ Standard library only (``http.server`` on a thread).  Endpoints:
     /events       Server-Sent Events: one JSON record per processed frame (the JSONL schema)
     /state.json   the newest record, labels and counters
 
+The page shows a camera, so every request passes three gates before it is served:
+the Host header must name this server (403 otherwise: a DNS-rebinding page cannot
+read it), the token must match when there is one (401), and a worker must be free
+(503 with ``Retry-After``).  Workers are a fixed number of threads; the two
+long-lived streams move to a separate small cap, so a few open tabs never starve
+quick requests, and every socket has an idle timeout.
+
 The demo loop only swaps in the newest JPEG/record under a lock; slow browsers
 skip frames rather than slow the demo down.
 """
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
+import secrets
+import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Sequence
+from urllib.parse import parse_qs
 
 import numpy as np
 
@@ -26,9 +40,29 @@ from ..errors import EdgeAffectError
 
 log = logging.getLogger("edgeaffect.demo")
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+WILDCARDS = ("0.0.0.0", "::", "")
+REFUSAL_LANE = 8    # threads that answer 503 while every worker is busy
+REFUSAL_WAIT = 5.0  # seconds the accept loop waits for one of them before it closes a connection unanswered
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """Who may read the page and how much of the machine it may take.
+
+    ``token`` None on a loopback address means no token; on any other address one is generated.
+    """
+
+    allow_hosts: tuple[str, ...] = ()
+    token: str | None = None
+    max_clients: int = 32      # worker threads for quick requests (page, frame, state)
+    max_streams: int = 8       # open /stream.mjpg + /events (a browser tab holds two)
+    idle_timeout: float = 10.0  # seconds a socket may sit without reading or accepting data
+    backlog: int = 128
+
 
 def parse_address(value: str) -> tuple[str, int]:
-    """'127.0.0.1:8080', ':8080' or '8080' -> (host, port); the host defaults to localhost."""
+    """'127.0.0.1:8080', '[::1]:8080', ':8080' or '8080' -> (host, port); the host defaults to localhost."""
     host, _, port = value.rpartition(":") if ":" in value else ("", "", value)
     try:
         p = int(port)
@@ -36,7 +70,98 @@ def parse_address(value: str) -> tuple[str, int]:
         raise EdgeAffectError(f"--serve expects HOST:PORT such as 127.0.0.1:8080, got {value!r}") from None
     if not 0 <= p <= 65535:
         raise EdgeAffectError(f"port {p} out of range")
-    return host or "127.0.0.1", p
+    return host.strip("[]") or "127.0.0.1", p
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (what may go without a token)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def host_name(header: str | None) -> str | None:
+    """The name part of a Host header, lower-case: 'LocalHost:8080' -> 'localhost', '[::1]:80' -> '::1'."""
+    if not header:
+        return None
+    header = header.strip().lower()
+    if header.startswith("["):
+        name, sep, _ = header[1:].partition("]")
+        return name if sep else None
+    return header.rsplit(":", 1)[0].rstrip(".") if header.count(":") <= 1 else None
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
+class HostCheck:
+    """The Host names this server answers to: loopback names, the bound address, ``--allow-host`` names.
+
+    Bound to every interface (0.0.0.0 or ::), any IP literal and this machine's hostname are accepted
+    too: a DNS-rebinding page always arrives under a domain name, never under an address.
+    """
+
+    def __init__(self, bound: str, allow: Sequence[str] = ()):
+        self.wildcard = bound in WILDCARDS
+        names = [*LOOPBACK_NAMES, bound, *allow] + ([socket.gethostname()] if self.wildcard else [])
+        self.names = {n.lower().strip("[]").rstrip(".") for n in names if n}
+
+    def __call__(self, header: str | None) -> bool:
+        name = host_name(header)
+        return name is not None and (name in self.names or (self.wildcard and _is_ip(name)))
+
+
+class _Lease:
+    """One slot of a bounded pool, released exactly once (a stream hands its worker slot back early)."""
+
+    def __init__(self, pool: threading.BoundedSemaphore | None, busy: bool = False):
+        self.pool, self.busy = pool, busy
+
+    def release(self) -> None:
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.release()
+
+
+class _Server(HTTPServer):
+    """An HTTP server with a fixed worker pool: never more than ``max_clients`` request threads."""
+
+    daemon_threads = True
+
+    def __init__(self, address, handler, cfg: WebConfig):
+        self.request_queue_size = cfg.backlog
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.workers = threading.BoundedSemaphore(cfg.max_clients)
+        self.refusers = threading.BoundedSemaphore(REFUSAL_LANE)
+        self.streams = threading.BoundedSemaphore(cfg.max_streams)
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address):
+        if self.workers.acquire(blocking=False):
+            lease = _Lease(self.workers)
+        elif self.refusers.acquire(timeout=REFUSAL_WAIT):  # meanwhile new clients wait in the backlog
+            lease = _Lease(self.refusers, busy=True)
+        else:  # the refusal lane itself is stuck (slow clients): close rather than stall the server
+            self.shutdown_request(request)
+            return
+        threading.Thread(target=self._work, args=(request, client_address, lease), daemon=True).start()
+
+    def _work(self, request, client_address, lease: _Lease) -> None:
+        try:
+            self.RequestHandlerClass(request, client_address, self, lease)
+        except Exception as exc:  # one line, never a traceback on the console
+            log.debug("web: %s: %s", client_address[0], exc)
+        finally:
+            self.shutdown_request(request)
+            lease.release()
 
 
 class WebSink:
@@ -44,8 +169,16 @@ class WebSink:
 
     live = True  # also shown while a stream is down (status frames)
 
-    def __init__(self, address: str, labels: Sequence[str], jpeg_quality: int = 80):
+    def __init__(self, address: str, labels: Sequence[str], jpeg_quality: int = 80,
+                 config: WebConfig | None = None):
         host, port = parse_address(address)
+        cfg = config or WebConfig()
+        if cfg.token is not None and not cfg.token.strip():
+            raise EdgeAffectError("--token must not be empty")
+        self.generated_token = cfg.token is None and not is_loopback(host)
+        self.token = secrets.token_urlsafe(24) if self.generated_token else cfg.token
+        self.config = cfg
+        self.hosts = HostCheck(host, cfg.allow_hosts)
         self.labels = list(labels)
         self.quality = jpeg_quality
         self._cond = threading.Condition()
@@ -53,25 +186,48 @@ class WebSink:
         self._record: dict | None = None
         self._seq = 0
         self._closed = False
+        self._warned: set = set()
         self.clients = 0
         sink = self
 
         class Handler(_Handler):
             web = sink
+            timeout = cfg.idle_timeout
 
         try:
-            self.server = ThreadingHTTPServer((host, port), Handler)
+            self.server = _Server((host, port), Handler, cfg)
         except OSError as exc:
             raise EdgeAffectError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
-        self.server.daemon_threads = True
         self.host, self.port = self.server.server_address[:2]
+        self.cookie = f"edgeaffect_token_{self.port}"  # per port: two demos on one machine keep their own
+        if not is_loopback(host):
+            log.warning("web: serving on %s:%d, reachable from other machines over plain HTTP (no TLS); "
+                        "only requests with the token are answered", host or "*", self.port)
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="edgeaffect-web", daemon=True)
         self._thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
+        """The address to open, with the token when there is one."""
+        host = socket.gethostname() if self.host in WILDCARDS else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
+
+    def authorised(self, given: Sequence[str | None]) -> bool:
+        """Constant-time comparison of each offered token with ours (True when there is none)."""
+        if self.token is None:
+            return True
+        want = self.token.encode()
+        return any(g and hmac.compare_digest(g.encode("utf-8", "replace"), want) for g in given)
+
+    def warn_once(self, key, msg: str, *args) -> None:
+        """One log line per kind of refusal and client: a hostile page cannot flood the console."""
+        if key in self._warned or len(self._warned) > 256:
+            log.debug(msg, *args)
+        else:
+            self._warned.add(key)
+            log.warning(msg + " (further ones are logged at debug level)", *args)
 
     def write(self, frame: np.ndarray, record: dict | None = None) -> None:
         import cv2
@@ -102,51 +258,123 @@ class WebSink:
 class _Handler(BaseHTTPRequestHandler):
     web: WebSink
     protocol_version = "HTTP/1.1"
+    timeout = 10.0
+
+    def __init__(self, request, client_address, server, lease: _Lease | None = None):
+        self.lease = lease or _Lease(None)
+        self.set_cookie = False
+        super().__init__(request, client_address, server)
+
+    def setup(self):
+        if self.lease.busy:  # the refusal lane waits only briefly for the request it refuses
+            self.timeout = min(self.timeout, 2.0)
+        super().setup()
 
     def log_message(self, fmt, *args):  # keep the console clean; requests go to the debug log
         log.debug("web: " + fmt, *args)
 
     def do_GET(self):  # noqa: N802 (http.server API)
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         try:
-            if path in ("/", "/index.html"):
-                from .page import PAGE
+            if self._admitted(query):
+                self._route(path)
+        except OSError:  # the client left, or sat idle past the timeout
+            self.close_connection = True
 
-                self._send(PAGE.encode("utf-8"), "text/html; charset=utf-8")
-            elif path == "/state.json":
-                _, _, rec = self.web.wait_next(-1, 0)
-                body = {"labels": self.web.labels, "record": rec, "seq": self.web._seq}
-                self._send(json.dumps(body).encode(), "application/json")
-            elif path == "/frame.jpg":
-                _, jpeg, _ = self.web.wait_next(-1, 0)
-                if jpeg is None:
-                    self.send_error(503, "no frame yet")
-                else:
-                    self._send(jpeg, "image/jpeg")
-            elif path == "/stream.mjpg":
-                self._mjpeg()
-            elif path == "/events":
-                self._events()
+    def _admitted(self, query: str) -> bool:
+        """The three gates (Host, token, a free worker); answers the refusal itself."""
+        web, who, host, path = self.web, self.client_address[0], self.headers.get("Host"), self.path.partition("?")[0]
+        if not web.hosts(host):
+            web.warn_once(("host", host), "web: refused %s from %s: Host %r is not this server "
+                          "(add --allow-host NAME to accept it)", path, who, host)
+            self._refuse(403, "Forbidden: unknown Host header\n")
+            return False
+        from_query = parse_qs(query).get("token", [None])[0]
+        if not web.authorised([from_query, self._bearer(), self._cookie()]):
+            web.warn_once(("token", who), "web: refused %s from %s: missing or wrong token", path, who)
+            self._refuse(401, "Unauthorized: open the URL that edgeaffect demo printed (it ends in ?token=...)\n")
+            return False
+        self.set_cookie = from_query is not None
+        if self.lease.busy:
+            web.warn_once("busy", "web: all %d workers busy: answering 503", web.config.max_clients)
+            self._refuse(503, "Service Unavailable: busy, retry in a second\n", {"Retry-After": "1"})
+            return False
+        return True
+
+    def _bearer(self) -> str | None:
+        kind, _, value = (self.headers.get("Authorization") or "").partition(" ")
+        return value.strip() if kind.lower() == "bearer" else None
+
+    def _cookie(self) -> str | None:
+        try:
+            morsel = SimpleCookie(self.headers.get("Cookie") or "").get(self.web.cookie)
+        except CookieError:
+            return None
+        return morsel.value if morsel else None
+
+    def _route(self, path: str) -> None:
+        web = self.web
+        if path in ("/", "/index.html"):
+            from .page import PAGE
+
+            self._send(PAGE.encode("utf-8"), "text/html; charset=utf-8")
+        elif path == "/state.json":
+            _, _, rec = web.wait_next(-1, 0)
+            self._send(json.dumps({"labels": web.labels, "record": rec, "seq": web._seq}).encode(), "application/json")
+        elif path == "/frame.jpg":
+            _, jpeg, _ = web.wait_next(-1, 0)
+            if jpeg is None:
+                self._refuse(503, "no frame yet\n", {"Retry-After": "1"})
             else:
-                self.send_error(404)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+                self._send(jpeg, "image/jpeg")
+        elif path in ("/stream.mjpg", "/events"):
+            self._stream(self._mjpeg if path == "/stream.mjpg" else self._events)
+        else:
+            self._refuse(404, "Not Found\n")
+
+    def _refuse(self, code: int, text: str, headers: dict | None = None) -> None:
+        body = text.encode()
+        self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self._common_headers()
+        self.wfile.write(body)
 
     def _send(self, body: bytes, ctype: str) -> None:
         self.send_response(200)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
+        self._common_headers()
         self.wfile.write(body)
+
+    def _common_headers(self) -> None:
+        """No caching, no keep-alive (a worker serves one request, then is free), the token cookie once."""
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        if self.set_cookie:
+            self.send_header("Set-Cookie", f"{self.web.cookie}={self.web.token}; Path=/; HttpOnly; SameSite=Strict")
+        self.end_headers()
+        self.close_connection = True
+
+    def _stream(self, body) -> None:
+        """Move from the worker pool to the stream cap for as long as the client watches."""
+        if not self.server.streams.acquire(blocking=False):
+            self.web.warn_once("streams", "web: %d streams open: answering 503", self.web.config.max_streams)
+            self._refuse(503, "Service Unavailable: too many open streams\n", {"Retry-After": "5"})
+            return
+        self.lease.release()
+        slot = _Lease(self.server.streams)
+        try:
+            body()
+        finally:
+            slot.release()
 
     def _stream_headers(self, ctype: str) -> None:
         self.send_response(200)
         self.send_header("Content-Type", ctype)
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
+        self._common_headers()
 
     def _mjpeg(self) -> None:
         self._stream_headers("multipart/x-mixed-replace; boundary=frame")

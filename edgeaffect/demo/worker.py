@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..spec import ModelSpec
-from ..data.feeds import audio_input, build_feeds, mfcc, prepare_face_batch, scores_from_outputs
+from ..data.feeds import feeds_from_crops, scores_from_outputs
 
 
 @dataclass
@@ -24,7 +24,7 @@ class Request:
     frame: int
     captured: float                    # perf_counter of the newest frame in the windows
     track_ids: list[int]
-    crops: np.ndarray | None           # [N, T, h, w, 3] BGR uint8
+    crops: np.ndarray | None           # [N, T, R, h, w, 3] BGR uint8, R regions (``feeds.region_order``)
     audio: np.ndarray | None = None    # [samples] mono window (shared by every track)
 
 
@@ -144,8 +144,6 @@ class InferenceWorker(SlotWorker):
 
     def __init__(self, runner, spec: ModelSpec, max_batch: int = 8):
         self.runner, self.spec, self.max_batch = runner, spec, max(1, max_batch)
-        a = audio_input(spec)
-        self._audio_steps = int(a.shape[-1]) if a is not None else None
         dims = [t.shape[0] for t in getattr(runner, "inputs", spec.inputs)]
         self.fixed_batch = int(dims[0]) if dims and isinstance(dims[0], int) else None  # a static-shape export
         if self.fixed_batch:
@@ -157,18 +155,14 @@ class InferenceWorker(SlotWorker):
 
     def _process(self, req: Request) -> Result:
         t0 = time.perf_counter()
-        pre = self.spec.preprocessing
-        clips = prepare_face_batch(req.crops, pre) if req.crops is not None else None
+        every = feeds_from_crops(self.spec, req.crops, req.audio)   # what each input takes, from the spec
+        if not every:
+            raise ValueError(f"{self.spec.name}: no input the demo can feed in {self.spec.input_names}")
         n = len(req.track_ids)
-        audio = None
-        if self._audio_steps is not None:
-            feats = mfcc(req.audio if req.audio is not None else np.zeros(16000, np.float32), pre, self._audio_steps)
-            audio = np.repeat(feats[None], n, axis=0)
         t1 = time.perf_counter()
         scores = []
         for s in range(0, n, self.max_batch):
-            feeds = build_feeds(self.spec, None if clips is None else clips[s:s + self.max_batch],
-                                None if audio is None else audio[s:s + self.max_batch])
+            feeds = {name: x[s:s + self.max_batch] for name, x in every.items()}
             k = len(next(iter(feeds.values())))
             if self.fixed_batch and k < self.fixed_batch:  # pad a static-batch model's input, drop the padding after
                 feeds = {name: np.concatenate([x, np.repeat(x[-1:], self.fixed_batch - k, 0)]) for name, x in feeds.items()}
@@ -176,4 +170,3 @@ class InferenceWorker(SlotWorker):
         t2 = time.perf_counter()
         return Result(req.frame, req.captured, t2, req.track_ids, np.concatenate(scores),
                       {"prepare": t1 - t0, "infer": t2 - t1})
-

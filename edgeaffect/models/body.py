@@ -13,8 +13,10 @@ Following the seed (nkegke/deep-affective-bodily-expression-recognition):
 - temporal shift module (``shift=True``, 'blockres'): the first conv of every
   residual block sees 1/``shift_div`` of its channels from the next segment
   and 1/``shift_div`` from the previous one (zero-padded at the ends).  For
-  ResNet-50 that is each Bottleneck's ``conv1``; for MobileNetV2 the first
-  conv of each residual InvertedResidual block, as TSM's own MobileNetV2 does;
+  ResNet-50 that is each Bottleneck's ``conv1``, as in the seed.  The seed has
+  no shifted MobileNetV2 (``--shift --arch mobilenet_v2`` trains plain TSN):
+  ``body_tsm_mobilenetv2`` is ours, shifting the first conv of each residual
+  InvertedResidual block as TSM's own MobileNetV2 does;
 - fusion (``input="fusion"``): a network on the body stream (``frames``) and
   one on the face stream (``face``); the output is the mean of the two logit
   vectors.  ``fusion_streams="shared"`` is the seed's: the *same* network runs
@@ -47,6 +49,7 @@ EMOREACT_LABELS = ("Curiosity", "Uncertainty", "Excitement", "Happiness", "Surpr
 INPUTS = ("face", "body", "fullbody", "fusion")
 FUSION_STREAMS = ("shared", "separate")
 ARCHS = {"mobilenet_v2": "mobilenetv2", "resnet50": "resnet50"}
+SEED_SHIFT_ARCHS = ("resnet50",)   # the seed's TSM wraps ResNet Bottlenecks only
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -123,9 +126,16 @@ def build_backbone(arch: str, segments: int, shift: bool, shift_div: int, width:
     raise ValueError(f"unknown arch {arch!r} (expected one of {', '.join(ARCHS)})")
 
 
-def body_preprocessing(input: str, segments: int, size: int) -> dict:
+def body_preprocessing(input: str, segments: int, size: int, clip_seconds: float = 3.0) -> dict:
+    """What the reader (and the demo) feeds: ``streams`` maps each input to the region it is cut from;
+    ``clip_seconds`` is the live window the demo spreads the segments over (training spreads them over
+    the whole clip, which a stream does not have)."""
+    streams = {"frames": "body" if input == "fusion" else input}
+    if input == "fusion":
+        streams["face"] = "face"
     return {
-        "input": input, "segments": segments, "size": size, "scale_size": int(round(size * 256 / 224)),
+        "input": input, "streams": streams, "segments": segments, "size": size,
+        "scale_size": int(round(size * 256 / 224)), "face_margin": 0.1, "clip_seconds": clip_seconds,
         "color": "RGB", "scale": "1/255", "normalize": "imagenet (inside the model)",
         "face_box": "Haar cascade, the detection that agrees with the clip's median face, +10% each side, nearest detection reused",
         "body_box": "face-anchored: 7 face widths wide, from 1 face height above the face to the frame bottom",
@@ -232,6 +242,8 @@ def _register_all() -> None:
         for shift in (False, True):
             name = model_name(arch, shift)
             what = ("TSM" if shift else "TSN") + f" {arch}; input face, body, fullbody or fusion (two streams)"
+            if shift and arch not in SEED_SHIFT_ARCHS:
+                what += f" [ours: the seed shifts {', '.join(SEED_SHIFT_ARCHS)} only; its --shift runs plain TSN on {arch}]"
 
             def factory(_name=name, _shift=shift, _arch=arch, **kw):
                 if kw.pop("shift", _shift) != _shift:

@@ -37,11 +37,12 @@ FUSIONS = ("ia", "it", "lt")
 
 def ravdess_preprocessing(frames: int = 15, face_size: int = 224, seconds: float = 3.6,
                           sample_rate: int = 22050, n_mfcc: int = 10) -> dict:
-    """Preprocessing of the reference: face crops BGR /255, librosa MFCC with its defaults."""
+    """Preprocessing of the reference: face crops BGR /255; audio as ``librosa.load(sr=...)`` (its resampler,
+    ``resample``), librosa MFCC with its defaults."""
     return {
         "frames": frames, "face_size": face_size, "face_margin": 0.0, "color": "BGR", "scale": "1/255",
-        "clip_seconds": seconds, "sample_rate": sample_rate, "n_mfcc": n_mfcc, "n_fft": 2048,
-        "hop_length": 512, "audio_seconds": seconds,
+        "clip_seconds": seconds, "sample_rate": sample_rate, "resample": "librosa", "n_mfcc": n_mfcc,
+        "n_fft": 2048, "hop_length": 512, "audio_seconds": seconds,
     }
 
 

@@ -55,9 +55,13 @@ def mel_frames(samples: int, hop: int) -> int:
 
 def va_preprocessing(subclips: int = 16, frames: int = 8, dilation: int = 4, frame_size: int = 112,
                      sample_rate: int = 44100, audio_samples: int = 45599) -> dict:
-    """Everything the reader must do to feed the model (the reference's settings by default)."""
+    """Everything the reader must do to feed the model (the reference's settings by default).
+
+    ``video_fps`` is the frame rate ``window`` and ``dilation`` count in (Aff-Wild2's videos are 30 fps):
+    a live source is sampled at ``video_fps / dilation`` so its sub-clips span the trained time.
+    """
     return {
-        "subclips": subclips, "frames": frames, "dilation": dilation, "window": frames * dilation,
+        "subclips": subclips, "frames": frames, "dilation": dilation, "window": frames * dilation, "video_fps": 30.0,
         "frame_size": frame_size, "color": "RGB", "scale": "1/255",
         "mean": list(KINETICS_MEAN), "std": list(KINETICS_STD),
         "sample_rate": sample_rate, "audio_samples": audio_samples, "n_fft": 1024, "win_length": 882,
@@ -140,9 +144,14 @@ def r2plus1d_out_shape(frames: int, size: int) -> tuple[int, int, int]:
 
 # ---------------------------------------------------------------- fusion: jca (orig_cam) ---------
 class PositionAttn(nn.Module):
-    """Audio-guided visual attention over the positions of each sub-clip's feature map.
+    """Audio-guided visual attention over the positions of each sub-clip's feature map (audguide_att.py).
 
-    z = w_h^T tanh(W_v ReLU(A_v V) + W_g ReLU(A_a a)); alpha = softmax(z); out = A_f (alpha^T V).
+    z_p = w_h^T tanh(W_v ReLU(A_v V_p) + g_p 1), g = W_g ReLU(A_a a); alpha = softmax_p(z); out = A_f (alpha^T V).
+    As in the reference, the audio projection gives one value per *position* (``g_p``, added to all
+    hidden units of position p), not one per hidden unit: its output width must equal the number of
+    positions.  The reference's 49 hidden units are its 49 = 7x7 positions of the layer-4 map, the same
+    number by coincidence of its sizes; so ``att_dim`` here is the number of positions (49 at the reference
+    sizes, fewer for small inputs), which keeps the reference's form, and its parameter count there.
     """
 
     def __init__(self, audio_dim: int = 512, video_dim: int = 512, dim: int = 512, att_dim: int = 49):
@@ -154,10 +163,10 @@ class PositionAttn(nn.Module):
         self.affine_h = nn.Linear(att_dim, 1, bias=False)
         self.affine_feat = nn.Linear(video_dim, dim)
 
-    def forward(self, video, audio):  # video [B, L, P, C], audio [B, L, Da] -> [B, L, dim]
+    def forward(self, video, audio):  # video [B, L, P, C], audio [B, L, Da] -> [B, L, dim]; P == att_dim
         v = F.relu(self.affine_video(video))
         a = F.relu(self.affine_audio(audio))
-        z = self.affine_h(torch.tanh(self.affine_v(v) + self.affine_g(a).unsqueeze(2))).squeeze(-1)
+        z = self.affine_h(torch.tanh(self.affine_v(v) + self.affine_g(a).unsqueeze(-1))).squeeze(-1)
         alpha = torch.softmax(z, dim=-1)                       # [B, L, P]
         pooled = torch.matmul(alpha.unsqueeze(2), video).squeeze(2)  # [B, L, C]
         return self.affine_feat(pooled)
@@ -337,7 +346,7 @@ class VAModel(nn.Module):
         t, h, w = r2plus1d_out_shape(frames, frame_size)
         self.positions = t * h * w
         if fusion == "jca":
-            self.fusion = JCAFusion(vdim, adim, subclips, fusion_dim, att_dim=49, dropout=dropout)
+            self.fusion = JCAFusion(vdim, adim, subclips, fusion_dim, att_dim=self.positions, dropout=dropout)
         else:
             self.fusion = LiteJCAFusion(vdim, adim, subclips, head_input=head_input, dropout=dropout)
         steps = mel_frames(pre["audio_samples"], pre["hop_length"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import EdgeAffectError
 from .calibration import CalibrationSet
 from .config import QuantConfig
 

@@ -92,7 +92,8 @@ def _install(src: Path, dest: Path) -> None:
 
 
 def quantize_run(run_dir: str | Path, runtimes: Sequence[str] | None = None, config: QuantConfig | None = None, *,
-                 data_root: str | Path | None = None, console=None, **overrides: Any) -> dict[str, Any]:
+                 data_root: str | Path | None = None, console=None, verify: bool = True,
+                 **overrides: Any) -> dict[str, Any]:
     """Calibrate on the train split and quantize the run's model for each runtime, with the accuracy guard.
 
     ``config`` gives shared settings (calib_samples, calib_method, max_drop, ...); each runtime starts
@@ -104,17 +105,19 @@ def quantize_run(run_dir: str | Path, runtimes: Sequence[str] | None = None, con
     shared = _shared_settings(config, overrides)
     configs = {rt: QuantConfig.preset(rt, **shared) for rt in runtimes}
     with writer_lock(run_dir, "edgeaffect quantize"):
-        return _quantize_locked(run_dir, runtimes, configs, data_root, console)
+        return _quantize_locked(run_dir, runtimes, configs, data_root, console, verify)
 
 
-def _quantize_locked(run_dir, runtimes: list[str], configs: dict[str, QuantConfig], data_root, console) -> dict[str, Any]:
+def _quantize_locked(run_dir, runtimes: list[str], configs: dict[str, QuantConfig], data_root, console,
+                     verify: bool) -> dict[str, Any]:
     from ..evaluate import from_dataset
     from ..precision import machine
     from ..runtimes.registry import artifact_files, get_runtime
     from .calibration import load_split, select_calibration
 
     run, model = open_run(run_dir)
-    run.verify(run.checkpoint, *([run.path / "model.onnx"] if (run.path / "model.onnx").exists() else []))
+    if verify:   # the files INT8 starts from are the ones the manifest lists
+        run.verify(run.checkpoint, *([run.path / "model.onnx"] if (run.path / "model.onnx").exists() else []))
     spec = run.spec
     first = configs[runtimes[0]]
     task, train = load_split(run, first.calib_split, data_root)

@@ -162,7 +162,7 @@ def prune_run(run_dir: str | Path, ratio: float, *, importance: str = "magnitude
 def _prune_locked(run_dir, ratio: float, *, importance, finetune_epochs, branch_ratios, distill, lr, batch_size,
                   data_root, seed, console) -> Path:
     from ..fileio import atomic_dir
-    from ..runs import CHECKPOINT, open_run, save_checkpoint, structure_diff
+    from ..runs import CHECKPOINT, load_run, open_run, save_checkpoint, structure_diff
     from ..train.trainer import seed_everything
     from .calibration import load_split
 
@@ -187,6 +187,7 @@ def _prune_locked(run_dir, ratio: float, *, importance, finetune_epochs, branch_
         save_checkpoint(tmp / CHECKPOINT, model, *model.build_args, pruning=info)
         _write_manifest(tmp, run, info, {"metric_name": task.metric, "before": before,
                                          "pruned_no_finetune": after_prune, "after": after, "history": history})
+        load_run(tmp).record_artifact(tmp / CHECKPOINT, kind="checkpoint")
     run.update(pruned={pruned_dirname(ratio): {"before": before, "after": after}})
     return dest
 

@@ -8,12 +8,15 @@
   the shared calibration set into pycuda device buffers.  The calibration cache
   is written beside the engine with a fingerprint of the ONNX bytes, the exact
   calibration tensors and the batch size; a later build reuses it only when all
-  three match.
+  three match.  TensorRT calibrates at the profile's opt batch, so that is the
+  calibrator's batch size; an error inside the calibrator (which TensorRT only
+  prints) fails the build with that error, and the device buffers are freed.
 
 TensorRT and pycuda are imported only inside these functions, and the
 calibrator class is defined only once TensorRT imports (as Polygraphy does).
 Not run on real hardware here: tested against the fake modules in tests/fakes
-(call order, batch feeding through device buffers, cache reuse and invalidation).
+(call order, batch feeding through device buffers, cache reuse and invalidation,
+swallowed calibrator exceptions as in TensorRT's python/src/infer/pyInt8.cpp).
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EdgeAffectError
+from ..errors import EdgeAffectError, os_error_line
 from ..fileio import write_bytes, write_json
 from .calibration import CalibrationSet
 
@@ -54,7 +57,13 @@ def cache_fingerprint(onnx_path: str | Path, calib: CalibrationSet, batch_size: 
 
 
 def entropy_calibrator(calib: CalibrationSet, cache_path: str | Path, fingerprint: str, batch_size: int = 8):
-    """An ``IInt8EntropyCalibrator2`` over ``calib`` (full batches only) with a fingerprinted cache file."""
+    """An ``IInt8EntropyCalibrator2`` over ``calib`` (full batches only) with a fingerprinted cache file.
+
+    TensorRT catches every exception from the four calibrator methods, prints it and carries on as if
+    the data had ended, so each method records the first failure in ``error`` instead; the build
+    raises it once TensorRT returns.  ``batch_size`` must be the profile's opt batch: TensorRT 10
+    calibrates at that shape and ignores ``get_batch_size``.
+    """
     trt, cuda = _import()
     batches = [b for b in calib.batches(batch_size) if len(next(iter(b.values()))) == batch_size]
     if not batches:
@@ -64,19 +73,37 @@ def entropy_calibrator(calib: CalibrationSet, cache_path: str | Path, fingerprin
     meta_path = cache_path.with_name(cache_path.name + ".json")
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
-        """Feeds calibration batches to TensorRT from device buffers allocated once."""
+        """Feeds calibration batches to TensorRT from device buffers allocated once (freed by ``free``)."""
 
         def __init__(self):
             trt.IInt8EntropyCalibrator2.__init__(self)
-            self.batches = batches
-            self.index = 0
+            self.batches, self.index, self.batch_size = batches, 0, batch_size
             self.device = {}   # allocated on the first get_batch, inside the builder's CUDA context
             self.cache_hit = False
+            self.error: str | None = None
+
+        def _guarded(self, what: str, fn, fallback):
+            if self.error is not None:
+                return fallback      # after a failure feed nothing more: the build is going to be refused
+            try:
+                return fn()
+            except Exception as exc:  # noqa: BLE001 - TensorRT would swallow it; keep it for the build
+                self.error = f"{what}: {os_error_line(exc) if isinstance(exc, OSError) else exc}"
+                return fallback
 
         def get_batch_size(self):
             return batch_size
 
         def get_batch(self, names, *args):
+            return self._guarded("get_batch", lambda: self._next(names), None)
+
+        def read_calibration_cache(self):
+            return self._guarded("reading the calibration cache", self._read, None)
+
+        def write_calibration_cache(self, cache):
+            self._guarded(f"writing the calibration cache {cache_path}", lambda: self._write(bytes(cache)), None)
+
+        def _next(self, names):
             if self.index >= len(self.batches):
                 return None
             batch = self.batches[self.index]
@@ -92,7 +119,7 @@ def entropy_calibrator(calib: CalibrationSet, cache_path: str | Path, fingerprin
                 ptrs.append(int(self.device[name]))
             return ptrs
 
-        def read_calibration_cache(self):
+        def _read(self):
             if not (cache_path.exists() and meta_path.exists()):
                 return None
             try:
@@ -104,9 +131,15 @@ def entropy_calibrator(calib: CalibrationSet, cache_path: str | Path, fingerprin
             self.cache_hit = True
             return cache_path.read_bytes()
 
-        def write_calibration_cache(self, cache):
-            write_bytes(cache_path, bytes(cache))
+        def _write(self, cache: bytes):
+            write_bytes(cache_path, cache)
             write_json(meta_path, {"fingerprint": fingerprint, "batches": len(self.batches), "batch_size": batch_size})
+
+        def free(self):
+            """Release the device buffers (the build calls this once TensorRT is done)."""
+            for mem in self.device.values():
+                mem.free()
+            self.device = {}
 
     return EntropyCalibrator()
 

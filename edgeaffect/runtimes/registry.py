@@ -43,6 +43,7 @@ class RuntimeEntry:
     rank: int = 99                    # --runtime auto prefers the lowest rank the run has
     takes_threads: bool = False       # bench/demo pass ``threads``
     compiles_batch: bool = False      # bench compiles each timed batch static (OpenVINO reshape)
+    remote: bool = False              # opens a server URL, not a file: no artifacts, never exported or benched
 
     def missing(self) -> list[str]:
         return [p for p in self.packages if _find_spec(p) is None]
@@ -130,6 +131,8 @@ for _e in (
                  quantizer="edgeaffect.quantize.pipeline:quantize_tensorrt",
                  quantizer_packages=(("onnxruntime", "onnxruntime"),), quantized="tensorrt/model.int8.qdq.onnx",
                  rank=0),
+    RuntimeEntry("triton", "edgeaffect.runtimes.triton:TritonRuntime", "serve", (), (),
+                 "a model served by Triton Inference Server (`edgeaffect serve`), over HTTP", remote=True),
 ):
     register_runtime(_e)
 
@@ -146,8 +149,9 @@ def _find_spec(name: str):
         return None
 
 
-def list_runtimes() -> list[str]:
-    return list(_RUNTIMES)
+def list_runtimes(remote: bool = False) -> list[str]:
+    """Runtimes that run an artifact file (``remote=True``: also those that talk to a server)."""
+    return [n for n, e in _RUNTIMES.items() if remote or not e.remote]
 
 
 def get_runtime(name: str) -> RuntimeEntry:
@@ -157,8 +161,8 @@ def get_runtime(name: str) -> RuntimeEntry:
 
 
 def available() -> list[str]:
-    """Runtimes whose packages are installed (probed without importing them)."""
-    return [n for n, e in _RUNTIMES.items() if not e.missing()]
+    """Artifact runtimes whose packages are installed (probed without importing them)."""
+    return [n for n, e in _RUNTIMES.items() if not e.missing() and not e.remote]
 
 
 def runtime_for(path: str | os.PathLike) -> str:
@@ -179,6 +183,11 @@ def load(path: str | os.PathLike, runtime: str | None = None, **options: Any):
 
     A run directory opens its ``model.onnx`` (or, failing that, ``checkpoint.pt`` with torch).
     """
+    if isinstance(path, str) and "://" in path:  # a server URL: the remote runtime (triton) opens it
+        name = runtime or next(n for n, e in _RUNTIMES.items() if e.remote)
+        if not get_runtime(name).remote:
+            raise EdgeAffectError(f"the {name} runtime opens files, not the server URL {path}")
+        return get_runtime(name).load_class()(path, **options)
     path = Path(path)
     if path.is_dir():
         path = _artifact_in_run(path, runtime)

@@ -1,23 +1,32 @@
-"""TensorRT engines on a CUDA device (TensorRT 8.6 / 10.x / 11.x Python API, pycuda memory).
+"""TensorRT engines on a CUDA device (TensorRT 10.x as on JetPack 6, and 11.x; pycuda memory).
 
-An engine is only valid for the GPU model and TensorRT version that built it,
-so its file is named ``tensorrt/<gpu-name>-trt<version>.engine`` and loading
-one elsewhere is refused with an error naming both.  Inference uses the named
-I/O tensor API (``set_input_shape`` / ``set_tensor_address`` /
-``execute_async_v3``); page-locked host buffers and device buffers are kept and
-reused across calls (grown only when a larger batch arrives), the optimisation
-profile covering the batch is selected per call, and everything runs on one
-pycuda stream inside the device's primary context.
+An engine is valid only where TensorRT's own check passes (same TensorRT version and compute
+capability) and is tuned for the device that built it (its SM count and memory; on a Jetson the
+module named in the device tree, since pycuda calls every Orin module just 'Orin').  So its file is
+named ``tensorrt/<device>-<N>sm-<M>GB-cc<X.Y>-trt<version>.<precision>.b<min>-<opt>-<max>.engine``
+and loading one elsewhere is refused in one line naming what differs.  Inference uses the named
+I/O tensor API (``set_input_shape`` / ``set_tensor_address`` / ``execute_async_v3``); page-locked
+host buffers and device buffers are kept and reused across calls (grown only when a larger batch
+arrives), the optimisation profile covering the batch is selected per call, and everything runs on
+one pycuda stream inside the device's primary context.
 
-Not run on real hardware here: no machine of ours has TensorRT or a working
-pycuda.  The tests drive this module through faithful fakes (tests/fakes/).
+Precisions: TensorRT 10 builds fp16 with ``BuilderFlag.FP16`` on a weakly typed network; TensorRT 11
+has no precision flags (every network is strongly typed), so fp16 there is built from an fp16 ONNX
+converted just before the build.  INT8 is a QDQ ONNX (both) or TensorRT 10's calibrator.
+
+Checked against the real bindings by reading (NVIDIA/TensorRT release/10.3, 11.0, 11.1); not run on
+real hardware here.  The tests drive this module through the fakes in tests/fakes/, whose API
+table says which name exists in which version and where that comes from.
 """
 from __future__ import annotations
 
+import contextlib
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -25,14 +34,34 @@ from ..errors import EdgeAffectError, MissingDependencyError
 from ..spec import TensorSpec
 from .base import Runtime, symbolic_shape
 
-_ENGINE_NAME = re.compile(r"^(?P<gpu>.+)-trt(?P<version>\d+(?:\.\d+)*)(?:\.(?P<precision>fp32|fp16|int8))?$")
+# Jetsons name their module here ("NVIDIA Jetson AGX Orin Developer Kit"); desktop GPUs have no such file.
+DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
+REBUILD = "`edgeaffect export RUN --format tensorrt` (or `edgeaffect build-engine BUNDLE`) on this device"
+_PRECISION = r"(?P<precision>fp32|bf16|fp16|int8)"
+_ENGINE_NAME = re.compile(rf"^(?P<device>.+)-cc(?P<cc>\d+\.\d+)-trt(?P<version>\d+(?:\.\d+)*)\.{_PRECISION}"
+                          rf"\.b(?P<min>\d+)-(?P<opt>\d+)-(?P<max>\d+)$")
+# names written before engines carried the compute capability: their precision is still read
+_OLD_ENGINE_NAME = re.compile(rf"^(?P<gpu>.+)-trt(?P<version>\d+(?:\.\d+)*)(?:\.{_PRECISION})?$")
+
+
+JETSON_INSTALL = ("on a Jetson TensorRT comes with JetPack: `sudo apt install python3-libnvinfer`, a venv made with "
+                  "`python3 -m venv --system-site-packages`, then `pip install 'edgeaffect[tensorrt]'` (builds pycuda "
+                  "from source; needs nvcc on PATH)")
+
+
+def _missing(package: str, purpose: str) -> MissingDependencyError:
+    """The one-line install hint; on a Jetson, JetPack's route instead of pip's tensorrt."""
+    err = MissingDependencyError(package, "tensorrt", purpose)
+    if jetson_model() is not None:
+        err.args = (f"'{package}' is needed for {purpose} but is not importable; {JETSON_INSTALL}",)
+    return err
 
 
 def import_tensorrt():
     try:
         import tensorrt as trt
     except ImportError:
-        raise MissingDependencyError("tensorrt", "tensorrt", "TensorRT engines") from None
+        raise _missing("tensorrt", "TensorRT engines") from None
     return trt
 
 
@@ -40,7 +69,7 @@ def import_cuda():
     try:
         import pycuda.driver as cuda
     except ImportError:
-        raise MissingDependencyError("pycuda", "tensorrt", "TensorRT device buffers") from None
+        raise _missing("pycuda", "TensorRT device buffers") from None
     return cuda
 
 
@@ -53,42 +82,92 @@ def gpu_slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
 
 
-def engine_filename(gpu_name: str, trt_version: str, precision: str = "fp32") -> str:
-    """``<gpu>-trt<version>.engine`` (FP32) or ``<gpu>-trt<version>.<precision>.engine``."""
-    tag = "" if precision == "fp32" else f".{precision}"
-    return f"{gpu_slug(gpu_name)}-trt{trt_version}{tag}.engine"
+# ------------------------------------------------------------------------------------ what an engine is for
+@dataclass(frozen=True)
+class EngineTarget:
+    """What an engine is valid and tuned for: the device, its compute capability, the TensorRT version."""
+
+    device: str          # file-name safe: module or GPU name, SM count and memory
+    cc: str              # compute capability, "8.7"
+    trt_version: str
+
+    def differences(self, other: "EngineTarget") -> list[str]:
+        pairs = (("TensorRT", self.trt_version, other.trt_version),
+                 ("compute capability", self.cc, other.cc), ("device", self.device, other.device))
+        return [f"{what} {a} vs {b}" for what, a, b in pairs if a != b]
+
+
+def jetson_model() -> str | None:
+    """The Jetson module's name from the device tree, None on other machines."""
+    try:
+        text = DEVICE_TREE_MODEL.read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    return text.strip("\x00 \n") or None
+
+
+def device_info(index: int = 0) -> dict[str, Any]:
+    """Name, compute capability, SM count and memory of CUDA device ``index`` (and the Jetson module)."""
+    cuda = import_cuda()
+    cuda.init()
+    dev = cuda.Device(index)
+    major, minor = dev.compute_capability()
+    return {"name": dev.name(), "cc": f"{major}.{minor}",
+            "sms": int(dev.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT)),
+            "memory": int(dev.total_memory()), "module": jetson_model()}
+
+
+def current_target(index: int = 0) -> EngineTarget:
+    """The :class:`EngineTarget` of this machine's device ``index`` and installed TensorRT."""
+    trt = import_tensorrt()
+    info = device_info(index)
+    device = f"{gpu_slug(info['module'] or info['name'])}-{info['sms']}sm-{round(info['memory'] / 2**30)}GB"
+    return EngineTarget(device, info["cc"], str(trt.__version__))
+
+
+def engine_filename(target: EngineTarget, precision: str = "fp32", batches: tuple[int, int, int] = (1, 1, 8)) -> str:
+    lo, opt, hi = batches
+    return f"{target.device}-cc{target.cc}-trt{target.trt_version}.{precision}.b{lo}-{opt}-{hi}.engine"
+
+
+def parse_engine_filename(path: str | Path) -> tuple[EngineTarget, str, tuple[int, int, int]] | None:
+    """(target, precision, batch profile) from an engine file name, or None if it is not named by us."""
+    m = _ENGINE_NAME.match(Path(path).stem)
+    if m is None:
+        return None
+    return EngineTarget(m["device"], m["cc"], m["version"]), m["precision"], (int(m["min"]), int(m["opt"]), int(m["max"]))
 
 
 def engine_precision(path: str | Path) -> str:
-    m = _ENGINE_NAME.match(Path(path).stem)
+    stem = Path(path).stem
+    m = _ENGINE_NAME.match(stem) or _OLD_ENGINE_NAME.match(stem)
     return (m["precision"] or "fp32") if m else "fp32"
 
 
-def parse_engine_filename(path: str | Path) -> tuple[str, str] | None:
-    """(gpu slug, TensorRT version) from an engine file name, or None if it is not ours."""
-    m = _ENGINE_NAME.match(Path(path).stem)
-    return (m["gpu"], m["version"]) if m else None
-
-
-def current_device(index: int = 0) -> tuple[str, str]:
-    """(GPU name, TensorRT version) of this machine."""
-    trt = import_tensorrt()
-    cuda = import_cuda()
-    cuda.init()
-    return cuda.Device(index).name(), str(trt.__version__)
-
-
-def check_engine_target(path: str | Path, gpu_name: str, trt_version: str) -> None:
-    """Refuse an engine whose name says it was built for another GPU or TensorRT version."""
+def check_engine_target(path: str | Path, here: EngineTarget) -> None:
+    """Refuse an engine whose name says it was built for another device, compute capability or TensorRT."""
     parsed = parse_engine_filename(path)
     if parsed is None:
         return  # not named by us: TensorRT's own deserialisation check still applies
-    gpu, version = parsed
-    if gpu != gpu_slug(gpu_name) or version != trt_version:
-        raise EdgeAffectError(
-            f"{Path(path).name} was built for {gpu} with TensorRT {version}, but this machine has "
-            f"{gpu_slug(gpu_name)} with TensorRT {trt_version}; rebuild it here with "
-            f"`edgeaffect export RUN --format tensorrt`")
+    built = parsed[0]
+    diffs = built.differences(here)
+    if diffs:
+        raise EdgeAffectError(f"{Path(path).name} was built elsewhere ({'; '.join(diffs)} here); rebuild it with "
+                              f"{REBUILD}")
+
+
+@contextlib.contextmanager
+def device_context(index: int = 0) -> Iterator[Any]:
+    """The device's primary context, current for the block (TensorRT and pycuda calls need one)."""
+    cuda = import_cuda()
+    cuda.init()
+    ctx = cuda.Device(index).retain_primary_context()
+    ctx.push()
+    try:
+        yield ctx
+    finally:
+        ctx.pop()
+        ctx.detach()
 
 
 @dataclass
@@ -107,36 +186,44 @@ class TensorRTRuntime(Runtime):
     name = "tensorrt"
 
     def _load(self) -> None:
-        trt = import_tensorrt()
-        cuda = import_cuda()
+        trt, cuda = import_tensorrt(), import_cuda()
         self._trt, self._cuda = trt, cuda
-        cuda.init()
-        dev = cuda.Device(int(self.options.get("device", 0)))
-        self.gpu_name, self.trt_version = dev.name(), str(trt.__version__)
+        index = int(self.options.get("device", 0))
+        self.target = current_target(index)
+        self.trt_version = self.target.trt_version
         if self.precision != engine_precision(self.path):
             raise EdgeAffectError(f"tensorrt: {self.path.name} is a {engine_precision(self.path)} engine, not "
-                                  f"{self.precision}; build one with `edgeaffect export RUN --format tensorrt`")
+                                  f"{self.precision}; build one with {REBUILD}")
         if self.options.get("check_target", True):
-            check_engine_target(self.path, self.gpu_name, self.trt_version)
-        self._ctx = dev.retain_primary_context()
+            check_engine_target(self.path, self.target)
+        self._ctx = cuda.Device(index).retain_primary_context()
+        self._buffers: dict[str, _Buffer] = {}
         self._ctx.push()
         try:
-            self._logger = trt.Logger(trt.Logger.WARNING)
-            self._runtime = trt.Runtime(self._logger)
-            engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
-            if engine is None:
-                raise EdgeAffectError(
-                    f"TensorRT {self.trt_version} could not deserialise {self.path.name} on {self.gpu_name}: "
-                    f"it was built for another GPU or TensorRT version; rebuild it on this machine")
-            self.engine = engine
-            self.context = engine.create_execution_context()
-            self.stream = cuda.Stream()
-            self._buffers: dict[str, _Buffer] = {}
-            self._profiles: list[dict[str, tuple]] = []
-            self._active_profile = 0
-            self._describe_io()
-        finally:
+            self._open_engine(trt, cuda)
+        except BaseException:
             self._ctx.pop()
+            self._ctx.detach()
+            self._ctx = None
+            raise
+        self._ctx.pop()
+
+    def _open_engine(self, trt, cuda) -> None:
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if engine is None:
+            raise EdgeAffectError(f"TensorRT {self.trt_version} could not deserialise {self.path.name} on "
+                                  f"{self.target.device}: it was built for another compute capability or TensorRT "
+                                  f"version (see the TensorRT log above); rebuild it with {REBUILD}")
+        context = engine.create_execution_context()
+        if context is None:
+            raise EdgeAffectError(f"TensorRT could not create an execution context for {self.path.name} "
+                                  f"(out of device memory?); close other GPU programs or rebuild with a smaller --batch")
+        self.engine, self.context, self.stream = engine, context, cuda.Stream()
+        self._profiles: list[dict[str, tuple]] = []
+        self._active_profile = 0
+        self._describe_io()
 
     def _default_precision(self) -> str:
         return engine_precision(self.path)
@@ -170,42 +257,52 @@ class TensorRTRuntime(Runtime):
         if buf is None or buf.capacity < count or buf.dtype != dtype:
             cuda = self._cuda
             count = max(count, 1)
-            host = cuda.pagelocked_empty(count, dtype)
-            device = cuda.mem_alloc(host.nbytes)
             if buf is not None:
                 buf.device.free()
-            buf = self._buffers[name] = _Buffer(host, device, count, np.dtype(dtype))
+                del self._buffers[name]
+            host = cuda.pagelocked_empty(count, dtype)
+            buf = self._buffers[name] = _Buffer(host, cuda.mem_alloc(host.nbytes), count, np.dtype(dtype))
         return buf
 
+    def _bind_inputs(self, feeds: dict[str, np.ndarray]) -> None:
+        cuda, ctx = self._cuda, self.context
+        if self._profiles:
+            profile = self._select_profile(feeds)
+            if profile != self._active_profile:
+                ctx.set_optimization_profile_async(profile, self.stream.handle)   # raises RuntimeError itself
+                self._active_profile = profile
+        for t in self._inputs:
+            arr = feeds[t.name]
+            if not ctx.set_input_shape(t.name, arr.shape):
+                raise EdgeAffectError(f"tensorrt: engine rejected shape {list(arr.shape)} for input {t.name!r}")
+            buf = self._buffer(t.name, arr.dtype, arr.size)
+            host = buf.host[: arr.size]
+            host[:] = arr.ravel()
+            cuda.memcpy_htod_async(buf.device, host, self.stream)
+            if not ctx.set_tensor_address(t.name, int(buf.device)):
+                raise EdgeAffectError(f"tensorrt: engine refused the device address of input {t.name!r}")
+
+    def _bind_outputs(self) -> dict[str, tuple[_Buffer, int, tuple]]:
+        ctx, views = self.context, {}
+        for t in self._outputs:
+            shape = tuple(ctx.get_tensor_shape(t.name))
+            if any(d < 0 for d in shape):
+                raise EdgeAffectError(f"tensorrt: output {t.name!r} has unresolved shape {list(shape)}")
+            count = int(np.prod(shape))
+            buf = self._buffer(t.name, t.np_dtype, count)
+            if not ctx.set_tensor_address(t.name, int(buf.device)):
+                raise EdgeAffectError(f"tensorrt: engine refused the device address of output {t.name!r}")
+            views[t.name] = (buf, count, shape)
+        return views
+
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        cuda, ctx, stream = self._cuda, self.context, self.stream
+        cuda, stream = self._cuda, self.stream
         self._ctx.push()
         try:
-            if self._profiles:
-                profile = self._select_profile(feeds)
-                if profile != self._active_profile:
-                    ctx.set_optimization_profile_async(profile, stream.handle)
-                    self._active_profile = profile
-            for t in self._inputs:
-                arr = feeds[t.name]
-                if not ctx.set_input_shape(t.name, arr.shape):
-                    raise EdgeAffectError(f"tensorrt: engine rejected shape {list(arr.shape)} for input {t.name!r}")
-                buf = self._buffer(t.name, arr.dtype, arr.size)
-                host = buf.host[: arr.size]
-                host[:] = arr.ravel()
-                cuda.memcpy_htod_async(buf.device, host, stream)
-                ctx.set_tensor_address(t.name, int(buf.device))
-            views = {}
-            for t in self._outputs:
-                shape = tuple(ctx.get_tensor_shape(t.name))
-                if any(d < 0 for d in shape):
-                    raise EdgeAffectError(f"tensorrt: output {t.name!r} has unresolved shape {list(shape)}")
-                count = int(np.prod(shape))
-                buf = self._buffer(t.name, t.np_dtype, count)
-                ctx.set_tensor_address(t.name, int(buf.device))
-                views[t.name] = (buf, count, shape)
-            if not ctx.execute_async_v3(stream.handle):
-                raise EdgeAffectError(f"tensorrt: execution of {self.path.name} failed")
+            self._bind_inputs(feeds)
+            views = self._bind_outputs()
+            if not self.context.execute_async_v3(stream.handle):
+                raise EdgeAffectError(f"tensorrt: execution of {self.path.name} failed (see the TensorRT log above)")
             for buf, count, _ in views.values():
                 cuda.memcpy_dtoh_async(buf.host[:count], buf.device, stream)
             stream.synchronize()
@@ -219,73 +316,122 @@ class TensorRTRuntime(Runtime):
             return
         ctx.push()
         try:
-            for buf in getattr(self, "_buffers", {}).values():
+            for buf in self._buffers.values():
                 buf.device.free()
             self._buffers = {}
-            self.context = None
-            self.engine = None
-            self.stream = None
+            self.context = self.engine = self.stream = None
         finally:
             ctx.pop()
             ctx.detach()
             self._ctx = None
 
 
+# ----------------------------------------------------------------------------------------------- building
+def network_flags(trt) -> int:
+    """``create_network`` flags: none from TensorRT 10 on (explicit batch is the only mode; 11 is always
+    strongly typed and ignores STRONGLY_TYPED); EXPLICIT_BATCH before 10."""
+    return 0 if trt_major(trt) >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+
+
+def fp16_onnx(src: str | Path, dest: str | Path) -> Path:
+    """An fp16 copy of an ONNX with float32 inputs and outputs kept (what strongly typed TensorRT builds as fp16)."""
+    try:
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except ImportError:
+        raise MissingDependencyError("onnxruntime", "onnxruntime",
+                                     "the fp16 ONNX that TensorRT 11 builds fp16 engines from") from None
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(model, str(dest))
+    return Path(dest)
+
+
+@contextlib.contextmanager
+def _build_source(onnx_path: str | Path, fp16: bool, trt) -> Iterator[tuple[Path, bool]]:
+    """(ONNX to parse, whether to set the FP16 flag): on TensorRT 11 an fp16 ONNX made for the build."""
+    if not fp16 or trt_major(trt) < 11:
+        yield Path(onnx_path), fp16
+        return
+    folder = Path(tempfile.mkdtemp(prefix="edgeaffect-fp16-"))
+    try:
+        yield fp16_onnx(onnx_path, folder / "model.fp16.onnx"), False
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _profile(builder, network, batches: tuple[int, int, int]) -> tuple[Any, tuple[int, int, int]]:
+    """One optimisation profile over the batch; returns it and the batch range it really has."""
+    profile = builder.create_optimization_profile()
+    actual = None
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        shape = tuple(tensor.shape)
+        if any(d < 0 for d in shape[1:]):
+            raise EdgeAffectError(f"TensorRT build: input {tensor.name!r} {list(shape)} has dynamic dims besides the batch")
+        rng = batches if shape[0] < 0 else (shape[0],) * 3
+        profile.set_shape(tensor.name, *[(b, *shape[1:]) for b in rng])
+        actual = actual or rng
+    return profile, tuple(actual or batches)
+
+
+def _calibration(trt, config, calibrator, profile, opt_batch: int) -> None:
+    """TensorRT 10's implicit INT8: it calibrates at the calibration profile's opt batch, whatever
+    ``get_batch_size`` says, so the calibrator's batches must have exactly that size."""
+    if not hasattr(trt, "IInt8EntropyCalibrator2") or not hasattr(trt.BuilderFlag, "INT8"):
+        raise EdgeAffectError(f"TensorRT {trt.__version__} has no implicit INT8 calibration; "
+                              f"build a QDQ INT8 ONNX (model.int8.onnx) instead")
+    size = getattr(calibrator, "batch_size", opt_batch)
+    if size != opt_batch:
+        raise EdgeAffectError(f"TensorRT calibrates at the profile's opt batch ({opt_batch}) but the calibrator "
+                              f"feeds batches of {size}; build with opt batch {size}")
+    config.set_flag(trt.BuilderFlag.INT8)
+    config.int8_calibrator = calibrator
+    config.set_calibration_profile(profile)
+
+
 def build_engine(onnx_path: str | Path, *, fp16: bool = False, min_batch: int = 1, opt_batch: int = 1,
                  max_batch: int = 8, workspace_mb: int = 1024, int8: bool = False,
-                 int8_calibrator: Any = None, strongly_typed: bool | None = None) -> bytes:
-    """Build a serialized engine from an ONNX file with one optimisation profile over the batch.
+                 int8_calibrator: Any = None) -> tuple[bytes, tuple[int, int, int]]:
+    """A serialized engine from an ONNX file with one optimisation profile over the batch, and that
+    profile's (min, opt, max) batch.  Needs a current CUDA context (:func:`device_context`).
 
-    ``int8=True`` sets the INT8 flag for a QDQ ONNX on TensorRT <= 10 (explicit quantization);
-    ``int8_calibrator`` (an ``IInt8EntropyCalibrator2``) enables implicit INT8 on TensorRT <= 10;
-    TensorRT 11 removed that path: INT8 there is a QDQ ONNX built strongly typed
-    (``strongly_typed`` defaults to True from TensorRT 11 on).
+    ``fp16``: TensorRT 10 sets ``BuilderFlag.FP16``; TensorRT 11 (no precision flags) builds an fp16
+    copy of the ONNX.  ``int8``: a QDQ ONNX (TensorRT 10 sets ``BuilderFlag.INT8``; 11 needs nothing).
+    ``int8_calibrator``: TensorRT 10's implicit INT8; its first error is raised after the build.
     """
     trt = import_tensorrt()
-    major = trt_major(trt)
-    if strongly_typed is None:
-        strongly_typed = major >= 11
+    try:
+        with _build_source(onnx_path, fp16, trt) as (source, fp16_flag):
+            return _build(trt, source, fp16_flag, (min_batch, opt_batch, max_batch), workspace_mb, int8,
+                          int8_calibrator)
+    finally:
+        release = getattr(int8_calibrator, "free", None)
+        if release is not None:
+            release()
+
+
+def _build(trt, onnx_path: Path, fp16: bool, batches, workspace_mb: int, int8: bool, calibrator) -> tuple[bytes, tuple]:
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    flags = 0
-    if strongly_typed:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    elif major < 10:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
+    network = builder.create_network(network_flags(trt))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise EdgeAffectError(f"TensorRT cannot parse {onnx_path}: {errors or 'unknown error'}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    if fp16 and not strongly_typed:
+    if fp16:
         config.set_flag(trt.BuilderFlag.FP16)
-    elif fp16:
-        raise EdgeAffectError(f"TensorRT {trt.__version__} builds strongly typed networks: export an FP16 ONNX "
-                              f"instead of asking for the FP16 builder flag")
-    profile = builder.create_optimization_profile()
-    for i in range(network.num_inputs):
-        tensor = network.get_input(i)
-        shape = tuple(tensor.shape)
-        if any(d < 0 for d in shape[1:]):
-            raise EdgeAffectError(f"TensorRT build: input {tensor.name!r} {list(shape)} has dynamic dims besides the batch")
-        rest = shape[1:]
-        if shape[0] < 0:
-            profile.set_shape(tensor.name, (min_batch, *rest), (opt_batch, *rest), (max_batch, *rest))
-        else:
-            profile.set_shape(tensor.name, shape, shape, shape)
+    profile, actual = _profile(builder, network, batches)
     config.add_optimization_profile(profile)
-    if int8_calibrator is not None:
-        if not hasattr(trt.BuilderFlag, "INT8") or strongly_typed:
-            raise EdgeAffectError(f"TensorRT {trt.__version__} has no implicit INT8 calibration; "
-                                  f"build a QDQ INT8 ONNX (model.int8.onnx) instead")
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = int8_calibrator
-        config.set_calibration_profile(profile)
-    elif int8 and not strongly_typed and hasattr(trt.BuilderFlag, "INT8"):
+    if calibrator is not None:
+        _calibration(trt, config, calibrator, profile, actual[1])
+    elif int8 and hasattr(trt.BuilderFlag, "INT8"):   # QDQ on TensorRT 10; 11 reads the QDQ types alone
         config.set_flag(trt.BuilderFlag.INT8)
     plan = builder.build_serialized_network(network, config)
+    failure = getattr(calibrator, "error", None)
+    if failure:   # TensorRT swallowed it (printed, then "no more batches"): say what really went wrong
+        raise EdgeAffectError(f"TensorRT INT8 calibration of {Path(onnx_path).name} failed: {failure}")
     if plan is None:
         raise EdgeAffectError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
-    return bytes(plan)
+    return bytes(plan), actual

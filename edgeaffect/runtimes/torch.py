@@ -1,6 +1,7 @@
 """PyTorch eager: the FP32 reference every compiled runtime is compared with."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from .base import Runtime
 class TorchRuntime(Runtime):
     """Opens ``checkpoint.pt`` (or an in-memory model via :meth:`from_module`).
 
-    Options: ``threads`` (``torch.set_num_threads``), ``device`` ("cpu", "cuda"), ``precision``
+    Options: ``threads`` (``torch.set_num_threads``, with one inter-op thread as the other runtimes run), ``device`` ("cpu", "cuda"), ``precision``
     (fp32, the reference; bf16 runs under autocast, where the CPU has native bf16).
     """
 
@@ -27,6 +28,8 @@ class TorchRuntime(Runtime):
 
         if self.options.get("threads"):
             torch.set_num_threads(int(self.options["threads"]))
+            with contextlib.suppress(RuntimeError):   # settable once per process, before any parallel work
+                torch.set_num_interop_threads(1)
         self.device = self.options.get("device", "cpu")
         reason = _precision.unsupported("torch", self.precision, device=self.device)
         if reason:

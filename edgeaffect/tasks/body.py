@@ -9,7 +9,8 @@ Metrics (on logits; ranking metrics do not need the sigmoid): ROC-AUC micro
 (the seed's model-selection metric), macro and per class; average precision
 per class and their mean.  A class whose targets are all 0 or all 1 in the
 evaluated set has no ROC-AUC / AP: it is NaN per class and left out of the
-macro mean (scikit-learn raises instead).
+macro mean (scikit-learn raises instead).  NaN or inf logits are refused, as everywhere
+(``metrics.finite``): ranked, a NaN would count as the highest score.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import numpy as np
 from ..data.emoreact import LABELS
 from ..spec import ModelSpec
 from . import Task, register_task
+from .metrics import finite
 
 
 def _average_ranks(x: np.ndarray) -> np.ndarray:
@@ -37,7 +39,7 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
 def binary_roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney U with tie correction); NaN if ``y`` has one class only."""
     y = np.asarray(y).ravel() > 0.5
-    score = np.asarray(score, np.float64).ravel()
+    score = finite(score, "ROC-AUC").ravel()
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
@@ -48,7 +50,7 @@ def binary_roc_auc(y: np.ndarray, score: np.ndarray) -> float:
 def binary_average_precision(y: np.ndarray, score: np.ndarray) -> float:
     """Sum over distinct thresholds of (recall step) x precision, as scikit-learn defines AP; NaN without positives."""
     y = np.asarray(y).ravel() > 0.5
-    score = np.asarray(score, np.float64).ravel()
+    score = finite(score, "average precision").ravel()
     if not y.any():
         return float("nan")
     order = np.argsort(-score, kind="mergesort")
@@ -62,7 +64,7 @@ def binary_average_precision(y: np.ndarray, score: np.ndarray) -> float:
 
 def multilabel_metrics(logits: np.ndarray, target: np.ndarray, labels=LABELS) -> dict[str, Any]:
     """ROC-AUC micro / macro / per class and AP per class / mean, keyed ``roc_auc_<Label>``, ``ap_<Label>``."""
-    logits = np.asarray(logits, np.float64)
+    logits = finite(logits, "ROC-AUC/AP")
     target = np.asarray(target)
     aucs = np.array([binary_roc_auc(target[:, j], logits[:, j]) for j in range(target.shape[1])])
     aps = np.array([binary_average_precision(target[:, j], logits[:, j]) for j in range(target.shape[1])])
@@ -82,7 +84,7 @@ class BodyTask(Task):
     higher_is_better = True
     metric_scale = 0.01
 
-    def dataset(self, root: Path, split: str, spec: ModelSpec, *, cache_dir=None, workers: int = 1,
+    def dataset(self, root: Path, split: str, spec: ModelSpec, *, cache_dir=None, workers: int | None = None,
                 augment: bool = False, console=None, limit: int | None = None, cache_frames: int = 32):
         """EmoReact ``split`` preprocessed for ``spec`` (input kind, segments, size); see data/emoreact.py.
 

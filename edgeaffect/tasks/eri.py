@@ -65,7 +65,7 @@ class ERITask(Task):
     metric_scale = 0.01
 
     def dataset(self, root: Path, split: str, spec: ModelSpec, *, cache_dir: str | os.PathLike | None = None,
-                workers: int = 1, augment: bool = False, console=None, limit: int | None = None) -> AVClipDataset:
+                workers: int | None = None, augment: bool = False, console=None, limit: int | None = None) -> AVClipDataset:
         clips = [c for c in read_data_info(root) if c.split == split]
         if not clips:
             raise DataError(f"{root}/data_info.csv has no {split!r} clips")

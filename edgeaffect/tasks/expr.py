@@ -3,7 +3,8 @@
 Loss: cross-entropy over the 8 logits; targets of -1 (unannotated) are ignored
 by the loss and by the metrics.  Metric: the unweighted mean of the 8 per-class
 F1 scores (a class with no true and no predicted sample scores 0, as
-scikit-learn's ``f1_score(labels=range(8), average='macro', zero_division=0)``).
+scikit-learn's ``f1_score(labels=range(8), average='macro', zero_division=0)``).  The metrics name the
+classes averaged over and the ones absent from the split, with the mean over the present ones beside it.
 """
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ import numpy as np
 from ..data.affwild2_expr import EXPR_LABELS, expr_split
 from ..spec import ModelSpec
 from . import Task, register_task
+from .metrics import finite
 
 
 def per_class_f1(pred: np.ndarray, target: np.ndarray, n_classes: int = len(EXPR_LABELS)) -> np.ndarray:
     """F1 of each class from integer predictions and targets (targets < 0 are dropped)."""
-    pred = np.asarray(pred).ravel()
+    pred = finite(pred, "macro F1").ravel().astype(np.int64)
     target = np.asarray(target).ravel()
     keep = target >= 0
     pred, target = pred[keep], target[keep]
@@ -57,14 +59,19 @@ class ExprTask(Task):
         return F.cross_entropy(outputs, target.long(), ignore_index=-1)
 
     def metrics(self, outputs: Mapping[str, np.ndarray], target: np.ndarray) -> dict[str, Any]:
-        logits = np.asarray(outputs["logits"])
+        logits = finite(outputs["logits"], "macro F1")
         target = np.asarray(target).astype(np.int64).ravel()
         pred = logits.argmax(-1)
         f1 = per_class_f1(pred, target)
         keep = target >= 0
+        present = np.bincount(target[keep], minlength=len(EXPR_LABELS)) > 0
         return {"macro_f1": float(f1.mean()),
                 "accuracy": float((pred[keep] == target[keep]).mean()) if keep.any() else 0.0,
-                "per_class_f1": {name: float(v) for name, v in zip(EXPR_LABELS, f1)}}
+                "per_class_f1": {name: float(v) for name, v in zip(EXPR_LABELS, f1)},
+                # ABAW averages over all 8 classes; a class the split lacks counts 0, so say which
+                "macro_f1_classes": list(EXPR_LABELS),
+                "absent_classes": [name for name, p in zip(EXPR_LABELS, present) if not p],
+                "macro_f1_present": float(f1[present].mean()) if present.any() else 0.0}
 
     def stratify_key(self, target: np.ndarray) -> np.ndarray:
         return np.asarray(target).astype(np.int64).ravel()

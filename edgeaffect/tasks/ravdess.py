@@ -15,7 +15,7 @@ import numpy as np
 from ..data.ravdess import DEFAULT_TEST_ACTORS, DEFAULT_VAL_ACTORS, Preprocessing, prepare_split
 from ..spec import ModelSpec
 from . import Task, register_task
-from .metrics import accuracy
+from .metrics import accuracy, finite
 
 DEFAULT_CACHE = ".cache/edgeaffect/ravdess"
 
@@ -41,8 +41,8 @@ class RavdessTask(Task):
         return F.cross_entropy(logits, target.long())
 
     def metrics(self, outputs: Mapping[str, np.ndarray], target: np.ndarray) -> dict[str, Any]:
-        logits = outputs["logits"] if "logits" in outputs else next(iter(outputs.values()))
-        pred = np.asarray(logits).argmax(-1)
+        logits = finite(outputs["logits"] if "logits" in outputs else next(iter(outputs.values())), "accuracy")
+        pred = logits.argmax(-1)
         y = np.asarray(target).ravel().astype(int)
         per_class = {int(c): float((pred[y == c] == c).mean()) for c in np.unique(y)}
         return {"accuracy": accuracy(logits, y), "per_class_accuracy": per_class}

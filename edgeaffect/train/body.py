@@ -96,12 +96,11 @@ def train(opt: BodyTrainOptions, out: Path, *, resume: bool = False, console=Non
 
     out, data = Path(out), Path(opt.data)
     cfg, overrides = opt.train_config(), opt.model_overrides()
-    counts = {"train": len(read_split(data, "train"))}   # a bad root or train.csv fails before the run dir exists
-    for split in SPLITS[1:]:
-        try:
-            counts[split] = len(read_split(data, split))
-        except Exception:
-            counts[split] = 0
+    # every label file is validated before any preprocessing (and before the run folder is written);
+    # only an absent test.csv is allowed
+    has_test = any(p.name.lower() == "test.csv" for p in data.iterdir()) if data.is_dir() else False
+    counts = {split: len(read_split(data, split)) for split in SPLITS if split != "test" or has_test}
+    counts.setdefault("test", 0)
     manifest = open_manifest(out, "body", opt, resume=resume, model=opt.model_name,
                              config={"train": cfg.to_dict(), "model": overrides},
                              data={"csv_sha256": {s: sha256_file(data / f"{s}.csv") for s in SPLITS

@@ -88,6 +88,7 @@ def _label_hash(root: Path, split: str) -> str:
 
 def build_datasets(opt: ExprTrainOptions):
     """(labeled train subset, val set, unlabeled pool or None, data summary for the manifest)."""
+    from ..data.report import record
     from ..data.affwild2_expr import FaceImages, list_images
     from ..fileio import sha256_text
 
@@ -103,7 +104,8 @@ def build_datasets(opt: ExprTrainOptions):
                   "labeled_class_counts": np.bincount(train_ix.labels[chosen], minlength=len(EXPR_LABELS)).tolist(),
                   "label_sha256": _label_hash(opt.data, "train")},
         "val": {**val_ix.counts, "class_counts": val_ix.class_counts(), "label_sha256": _label_hash(opt.data, "val")},
-        "problems": train_ix.problems + val_ix.problems,
+        "problems": {s: record(ix.problems, {k: ix.counts[k] for k in ("bad_videos", "bad_lines")})
+                     for s, ix in (("train", train_ix), ("val", val_ix))},
     }
     unlabeled = None
     if opt.ssl != "none":
@@ -140,7 +142,11 @@ def train(opt: ExprTrainOptions, out: Path, *, resume: bool = False, console=Non
     model = create_model(opt.arch, **overrides)
     if opt.init is not None and not resume:
         model = init_model(model, opt.init, opt.arch)
+    from ..data.report import tell
+
     labeled, val, unlabeled, summary = build_datasets(opt)
+    for split, entry in summary["problems"].items():
+        tell(console, f"{split} labels", entry["lines"], entry["by_kind"])
     steps = opt.steps_per_epoch or max(1, len(labeled) // opt.batch_size)
     cfg = TrainConfig(epochs=opt.epochs, batch_size=opt.batch_size, lr=opt.lr, seed=opt.seed, device=opt.device,
                       extra={"ssl": opt.ssl, "steps_per_epoch": steps})

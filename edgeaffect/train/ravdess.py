@@ -95,12 +95,7 @@ def train(opt: RavdessTrainOptions, out: Path, *, resume: bool = False, console=
     kw = dict(console=console, **opt.dataset_kwargs())
     sets = {"train": RAVDESS_TASK.dataset(opt.data, "train", model.spec, augment=True, **kw),
             "val": RAVDESS_TASK.dataset(opt.data, "val", model.spec, **kw)}
-    report = {split: _report(ds) for split, ds in sets.items()}
-    if console is not None:
-        for split, r in report.items():
-            console.print(f"[dim]{split}: {r['clips']} clips ready; skipped {r['skipped'] or 'none'}[/]")
-            for line in r["examples"]:
-                console.print(f"[yellow]  {line}[/]")
+    report = {split: _report(ds, console, split) for split, ds in sets.items()}
     manifest = open_manifest(out, "ravdess", opt, resume=resume, model=opt.model_name,
                              config={"train": cfg.to_dict(), "model": overrides, "pretrained": pretrained},
                              data={"content_sha256": {s: ds.report.content_sha256 for s, ds in sets.items()},
@@ -122,6 +117,7 @@ def train(opt: RavdessTrainOptions, out: Path, *, resume: bool = False, console=
         outputs, target = predict(model, test_set, batch_size=max(cfg.batch_size, 16))
         metrics["test_accuracy"] = RAVDESS_TASK.metrics(outputs, target)["accuracy"]
         metrics["test_clips"] = len(test_set)
+        report["test"] = _report(test_set, console, "test")
         manifest.data["content_sha256"]["test"] = test_set.report.content_sha256
     manifest.finish_stage(out, STAGE, metrics)
     return finish_run(out, manifest, model, opt.model_name, overrides)
@@ -141,8 +137,15 @@ def _load_pretrained(model, path: Path | None, console) -> dict[str, Any] | None
     return info
 
 
-def _report(ds) -> dict[str, Any]:
-    return {"clips": len(ds), "skipped": dict(ds.report.counts), "examples": ds.report.problems[:3]}
+def _report(ds, console, split: str) -> dict[str, Any]:
+    """The split's manifest entry (every problem line), told on the console in one line."""
+    from ..data.report import record, tell
+
+    counts = {k: n for k, n in ds.report.counts.items() if not k.startswith("not_")}
+    if console is not None:
+        console.print(f"[dim]{split}: {len(ds)} clips ready[/]")
+    tell(console, split, ds.report.problems, counts)
+    return {"clips": len(ds), "skipped": dict(ds.report.counts), "problems": record(ds.report.problems, counts)}
 
 
 RECIPE = Recipe("ravdess", RavdessTrainOptions, train)

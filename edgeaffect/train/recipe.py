@@ -10,8 +10,10 @@ exactly; :func:`get_recipe` finds a task's recipe by name.
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import dataclasses
 import importlib
+import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import EdgeAffectError
-from ..runs import CHECKPOINT, MANIFEST, Manifest, Run, save_checkpoint
+from ..runs import CHECKPOINT, LOCK, MANIFEST, Manifest, Run, save_checkpoint
 
 _MODULES = {"eri": "eri", "va": "va", "expr": "expr", "body": "body", "ravdess": "ravdess"}
 
@@ -81,6 +83,56 @@ class Recipe:
     task: str
     options: type
     train: Callable[..., Manifest]
+
+    def run(self, options: TrainOptions, out: Path, *, resume: bool = False, console=None) -> Manifest:
+        """``train`` with the run folder kept honest: a run that fails (or is stopped with SIGTERM or
+        Ctrl-C) before its first checkpoint leaves nothing it wrote behind, and ``--resume`` of a folder
+        that never reached one (a run killed outright) says so instead of starting over silently."""
+        out = Path(out)
+        if resume and not has_checkpoint(out):
+            raise EdgeAffectError(f"{out} never reached its first checkpoint (its run failed or was killed "
+                                  f"before one): there is nothing to resume; start again with --out {out} --overwrite")
+        before = set(out.iterdir()) if out.is_dir() else set()
+        try:
+            with _sigterm_as_exit():
+                return self.train(options, out, resume=resume, console=console)
+        except BaseException:
+            if not resume and not has_checkpoint(out):
+                _remove_new(out, before)
+            raise
+
+
+def has_checkpoint(out: Path) -> bool:
+    """True when the run folder holds any checkpoint (a stage's ``last.pt``/``best.pt`` or the final one)."""
+    return Path(out).is_dir() and any(Path(out).rglob("*.pt"))
+
+
+def _remove_new(out: Path, before: set[Path]) -> None:
+    """Delete what this run added to ``out`` (the writer lock stays for its owner to release)."""
+    import shutil
+
+    if not out.is_dir():
+        return
+    for p in set(out.iterdir()) - before:
+        if p.name == LOCK:
+            continue
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """SIGTERM raises SystemExit while training (main thread only), so the cleanup above runs."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def get_recipe(task: str) -> Recipe:

@@ -224,7 +224,8 @@ class Trainer:
                 out, target = predict(model, self.val_set, batch_size=max(c.batch_size, 16), device=device)
                 metrics = self.task.metrics(out, target)
                 value = float(metrics[self.task.metric])
-                record = {"epoch": epoch, "train_loss": running / max(n_seen, 1), **{f"val_{k}": v for k, v in metrics.items() if np.isscalar(v)}}
+                record = {"epoch": epoch, "train_loss": running / max(n_seen, 1), **{f"val_{k}": v for k, v in metrics.items() if np.isscalar(v)},
+                          "val_samples": len(target)}   # every item of the val set, in order (as eval reads it)
                 self.history.append(record)
                 improved = sign * value > sign * best_value if best_epoch >= 0 else True
                 if improved:
@@ -240,7 +241,7 @@ class Trainer:
                 if rank == 0:
                     progress.console.print(
                         f"{self.label} epoch {epoch + 1}/{c.epochs}: train loss {record['train_loss']:.4f}  "
-                        f"val {self.task.metric} {value:.4f}" + ("  (best)" if improved else ""))
+                        f"val {self.task.metric} {value:.4f} on all {len(target)} val samples" + ("  (best)" if improved else ""))
                 progress.update(epochs_bar, advance=1,
                                 info=f"loss {record['train_loss']:.4f}  val {self.task.metric} {value:.4f}  best {best_value:.4f}@{best_epoch + 1}")
         best = load_checkpoint(self.stage_dir / "best.pt", map_location=device)

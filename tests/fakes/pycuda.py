@@ -1,12 +1,18 @@
 """A fake ``pycuda`` (``pycuda.driver``) with simulated device memory.
 
 Device memory is a dict of bytearrays keyed by fake addresses.  The fake
-enforces what real CUDA code gets wrong silently or crashes on:
-- every driver call needs ``cuda.init()`` first and a current context;
-- async copies need page-locked host memory and a copy no larger than the allocation;
-- async copies and kernels are queued on their stream and only happen at
-  ``stream.synchronize()`` (reading a host buffer before that sees stale data);
-- freed memory cannot be used again.
+enforces what real CUDA code gets wrong silently or crashes on, and accepts what
+pycuda accepts (inducer/pycuda: src/wrapper/wrap_cudadrv.cpp, src/cpp/cuda.hpp):
+- every driver call needs ``cuda.init()`` first; allocations, copies and streams a current context;
+- ``Device(i)`` for every ``i < Device.count()``; ``name()``, ``compute_capability()``,
+  ``total_memory()`` and ``get_attribute(device_attribute.MULTIPROCESSOR_COUNT)`` as pycuda has them
+  (a Jetson Orin of any module calls itself just 'Orin');
+- copies no larger than the allocation; async copies from page-locked memory are queued on their
+  stream and only happen at ``stream.synchronize()`` (reading a host buffer before that sees stale
+  data); from ordinary (pageable) memory CUDA stages them: host-to-device reads the host array at
+  the call, device-to-host returns only once the stream has reached it and the copy is done;
+- ``DeviceAllocation.free()`` needs no current context (pycuda activates the allocation's own,
+  ``device_allocation::free`` in cuda.hpp); freeing twice or using freed memory fails.
 """
 from __future__ import annotations
 
@@ -24,8 +30,9 @@ class FakeCudaError(RuntimeError):
     pass
 
 
-def make_pycuda(gpu_name: str = "NVIDIA Fake GPU", total_mem: int = 8 << 30) -> dict[str, types.ModuleType]:
-    """Return ``{"pycuda": pkg, "pycuda.driver": driver}`` ready for ``sys.modules``."""
+def make_pycuda(gpu_name: str = "NVIDIA Fake GPU", total_mem: int = 8 << 30, cc: tuple[int, int] = (8, 7),
+                sms: int = 16, count: int = 1) -> dict[str, types.ModuleType]:
+    """Return ``{"pycuda": pkg, "pycuda.driver": driver}`` ready for ``sys.modules`` (``count`` equal devices)."""
     drv = types.ModuleType("pycuda.driver")
     state = drv._state = types.SimpleNamespace(initialised=False, context_stack=[], memory={}, freed=set(),
                                                next_addr=itertools.count(0x10000, 0x1000), log=[],
@@ -65,8 +72,8 @@ def make_pycuda(gpu_name: str = "NVIDIA Fake GPU", total_mem: int = 8 << 30) -> 
         def __init__(self, ordinal: int):
             if not state.initialised:
                 raise FakeCudaError("cuInit has not been called")
-            if ordinal != 0:
-                raise FakeCudaError(f"invalid device ordinal {ordinal}")
+            if not 0 <= ordinal < count:
+                raise FakeCudaError(f"cuDeviceGet failed: invalid device ordinal {ordinal}")
             self.ordinal = ordinal
 
         def name(self) -> str:
@@ -74,6 +81,14 @@ def make_pycuda(gpu_name: str = "NVIDIA Fake GPU", total_mem: int = 8 << 30) -> 
 
         def total_memory(self) -> int:
             return total_mem
+
+        def compute_capability(self) -> tuple[int, int]:
+            return tuple(cc)
+
+        def get_attribute(self, attr):
+            values = {device_attribute.MULTIPROCESSOR_COUNT: sms, device_attribute.COMPUTE_CAPABILITY_MAJOR: cc[0],
+                      device_attribute.COMPUTE_CAPABILITY_MINOR: cc[1]}
+            return values[attr]
 
         def retain_primary_context(self):
             state.contexts += 1
@@ -89,7 +104,11 @@ def make_pycuda(gpu_name: str = "NVIDIA Fake GPU", total_mem: int = 8 << 30) -> 
         def count() -> int:
             if not state.initialised:
                 raise FakeCudaError("cuInit has not been called")
-            return 1
+            return count
+
+    device_attribute = types.SimpleNamespace(MULTIPROCESSOR_COUNT="MULTIPROCESSOR_COUNT",
+                                             COMPUTE_CAPABILITY_MAJOR="COMPUTE_CAPABILITY_MAJOR",
+                                             COMPUTE_CAPABILITY_MINOR="COMPUTE_CAPABILITY_MINOR")
 
     class DeviceAllocation:
         def __init__(self, nbytes: int):
@@ -105,10 +124,9 @@ def make_pycuda(gpu_name: str = "NVIDIA Fake GPU", total_mem: int = 8 << 30) -> 
         def __index__(self):
             return self.address
 
-        def free(self):
-            _need_context()
+        def free(self):   # pycuda makes the allocation's own context current for the free
             if self.address in state.freed:
-                raise FakeCudaError("double free")
+                raise FakeCudaError("device_allocation::free failed: invalid resource handle")
             state.memory.pop(self.address)
             state.freed.add(self.address)
 
@@ -168,8 +186,6 @@ def make_pycuda(gpu_name: str = "NVIDIA Fake GPU", total_mem: int = 8 << 30) -> 
     drv._streams = _streams
 
     def _check_host(host, what):
-        if not _is_pagelocked(host):
-            raise FakeCudaError(f"{what}: host buffer is not page-locked (use pagelocked_empty)")
         if not host.flags.c_contiguous:
             raise FakeCudaError(f"{what}: host buffer is not contiguous")
 
@@ -179,8 +195,10 @@ def make_pycuda(gpu_name: str = "NVIDIA Fake GPU", total_mem: int = 8 << 30) -> 
         mem = device_bytes(dest)
         if src.nbytes > len(mem):
             raise FakeCudaError(f"memcpy_htod_async: {src.nbytes} bytes into a {len(mem)}-byte allocation")
-        def run():  # like the DMA engine, the copy reads the host buffer when the stream reaches it
-            mem[: src.nbytes] = src.tobytes()
+        staged = None if _is_pagelocked(src) else src.tobytes()   # pageable: CUDA copies it out at the call
+
+        def run():  # like the DMA engine, a page-locked copy reads the host buffer when the stream reaches it
+            mem[: src.nbytes] = staged if staged is not None else src.tobytes()
 
         if stream is None:
             run()
@@ -199,6 +217,9 @@ def make_pycuda(gpu_name: str = "NVIDIA Fake GPU", total_mem: int = 8 << 30) -> 
 
         if stream is None:
             run()
+        elif not _is_pagelocked(dest):   # pageable: returns once the stream got there and the copy is done
+            stream.synchronize()
+            run()
         else:
             stream.enqueue(("dtoh", int(src), dest.nbytes), run)
 
@@ -208,6 +229,7 @@ def make_pycuda(gpu_name: str = "NVIDIA Fake GPU", total_mem: int = 8 << 30) -> 
     for name, obj in dict(init=init, Device=Device, Context=Context, mem_alloc=mem_alloc,
                           pagelocked_empty=pagelocked_empty, Stream=Stream, memcpy_htod_async=memcpy_htod_async,
                           memcpy_dtoh_async=memcpy_dtoh_async, memcpy_htod=memcpy_htod,
+                          device_attribute=device_attribute,
                           DeviceAllocation=DeviceAllocation, device_bytes=device_bytes).items():
         setattr(drv, name, obj)
     drv.__spec__ = ModuleSpec("pycuda.driver", None)

@@ -1,0 +1,163 @@
+"""Our runtime (``edgeaffect.load``) bound into Triton Inference Server through PyTriton.
+
+Triton owns the network side (HTTP and gRPC, health and readiness, metrics) and the dynamic batcher,
+which merges requests from many streams into one ``infer`` call; the model runs in this process through
+the same runtime interface as everywhere else.  Beside the model it binds ``edgeaffect-spec``, which
+answers with the model's spec, so a client (``edgeaffect demo --server``) needs no model file.
+Imports pytriton only inside :func:`serve`: run it where :func:`..env.serve_problem` is None.
+"""
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import EdgeAffectError
+from ..runtimes.triton import SPEC_MODEL
+from ..spec import BATCH, TensorSpec
+
+SERVE_RUNTIMES = ("onnxruntime", "openvino")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Where and how to serve; the batching defaults are the ones measured in benchmarks/serve_load.md."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    grpc_port: int | None = None      # default port + 1
+    metrics_port: int | None = None   # default port + 2
+    max_batch: int = 16
+    queue_delay_us: int = 5000
+    dynamic_batching: bool = True
+    threads: int | None = None
+    name: str | None = None           # default: the spec's model name
+
+    def ports(self) -> dict[str, int]:
+        return {"--port": self.port, "--grpc-port": self.grpc_port or self.port + 1,
+                "--metrics-port": self.metrics_port or self.port + 2}
+
+
+def model_name(spec_name: str, name: str | None) -> str:
+    """A Triton model name (letters, digits, ``._-``) from ``--name`` or the spec's name."""
+    chosen = name or re.sub(r"[^A-Za-z0-9._-]+", "-", spec_name).strip("-") or "model"
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", chosen) or chosen == SPEC_MODEL:
+        raise EdgeAffectError(f"--name {chosen!r}: use letters, digits, '.', '_' or '-' (and not {SPEC_MODEL})")
+    return chosen
+
+
+def triton_signature(tensors: list[TensorSpec], batched: bool) -> list[tuple[str, type, tuple[int, ...]]]:
+    """(name, numpy type, dims) as Triton declares them: without the batch dim when Triton batches."""
+    out = []
+    for t in tensors:
+        dims = t.shape[1:] if batched else t.shape
+        out.append((t.name, t.np_dtype.type, tuple(d if isinstance(d, int) else -1 for d in dims)))
+    return out
+
+
+def batches(tensors: list[TensorSpec]) -> bool:
+    """True when every tensor has the dynamic batch first (a static-batch export is served unbatched)."""
+    return all(t.shape and t.shape[0] == BATCH for t in tensors)
+
+
+def check_ports(host: str, ports: dict[str, int]) -> None:
+    """One clear line when a port is taken, before Triton starts and fails in its own log."""
+    for flag, port in ports.items():
+        if not 0 < port < 65536:
+            raise EdgeAffectError(f"{flag} {port}: a port is 1..65535")
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError as exc:
+                raise EdgeAffectError(f"cannot serve on {host}:{port} ({exc.strerror or exc}): another server "
+                                      f"holds it? choose another with {flag}") from None
+
+
+def spec_payload(name: str, runner, runtime: str) -> bytes:
+    return json.dumps({"model": name, "spec": runner.spec.to_dict(), "runtime": runtime,
+                       "precision": runner.precision}).encode()
+
+
+def serve(model: Path, runtime: str, precision: str, opts: ServeOptions,
+          say: Callable[[str], None] = print, stop: threading.Event | None = None) -> None:
+    """Load the model, bind it into Triton, serve until SIGTERM/SIGINT (or ``stop``), then stop Triton."""
+    from ..demo.runner import open_model
+
+    if runtime not in SERVE_RUNTIMES:
+        raise EdgeAffectError(f"--runtime {runtime!r}: the server runs {' or '.join(SERVE_RUNTIMES)}")
+    check_ports(opts.host, opts.ports())
+    runner, spec = open_model(model, runtime, precision, threads=opts.threads or 0)
+    name = model_name(spec.name, opts.name)
+    stop = stop or threading.Event()
+    old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)} \
+        if threading.current_thread() is threading.main_thread() else {}
+    triton = None
+    try:
+        triton = _start(runner, name, runtime, opts)
+        where = f"http://{opts.host}:{opts.port}"
+        how = (f"dynamic batching up to {opts.max_batch}, queue delay {opts.queue_delay_us} us" if opts.dynamic_batching
+               else "no dynamic batching")
+        say(f"serving {name} ({runtime} {runner.precision}, {how}) at {where}; ready: {where}/v2/health/ready; "
+            f"gRPC :{opts.ports()['--grpc-port']}; SIGTERM or Ctrl-C stops")
+        while not stop.wait(0.5):
+            if not triton.is_alive():
+                raise EdgeAffectError("the Triton server exited unexpectedly (see its log above)")
+    finally:
+        if triton is not None:
+            triton.stop()
+        runner.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+    say("stopped")
+
+
+def _start(runner, name: str, runtime: str, opts: ServeOptions):
+    """A running Triton with the model and its spec companion bound."""
+    from pytriton.decorators import batch
+    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+    from pytriton.triton import Triton, TritonConfig
+
+    ports = opts.ports()
+    config = TritonConfig(http_address=opts.host, http_port=ports["--port"], grpc_address=opts.host,
+                          grpc_port=ports["--grpc-port"], metrics_address=opts.host, metrics_port=ports["--metrics-port"])
+    batched = batches(runner.inputs + runner.outputs)
+
+    def infer(**feeds):
+        return runner.infer(feeds)
+
+    payload = np.array([spec_payload(name, runner, runtime)], dtype=np.bytes_)
+
+    def describe(requests):
+        return [{"spec": payload} for _ in requests]
+
+    model_config = ModelConfig(batching=batched, max_batch_size=opts.max_batch if batched else 0,
+                               batcher=DynamicBatcher(max_queue_delay_microseconds=opts.queue_delay_us)
+                               if opts.dynamic_batching else None)
+    triton = Triton(config=config)
+    try:
+        triton.bind(model_name=name, infer_func=batch(infer) if batched else _unbatched(infer),
+                    inputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in triton_signature(runner.inputs, batched)],
+                    outputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in triton_signature(runner.outputs, batched)],
+                    config=model_config, strict=True)
+        triton.bind(model_name=SPEC_MODEL, infer_func=describe, inputs=[],
+                    outputs=[Tensor(name="spec", dtype=np.bytes_, shape=(1,))], config=ModelConfig(batching=False))
+        triton.run()
+    except BaseException:
+        triton.stop()
+        raise
+    return triton
+
+
+def _unbatched(infer):
+    """A static-batch model: each request runs as it came."""
+    def run(requests):
+        return [infer(**{k: np.asarray(v) for k, v in r.items()}) for r in requests]
+    return run

@@ -1,0 +1,136 @@
+"""The demo runs every task's model on a real-face video with a voice track and writes its JSONL.
+
+The clip pastes the astronaut's photographed face (``skimage.data.astronaut()``)
+onto a background with small motion and muxes the project's synthetic voice;
+each model is a tiny untrained run (a checkpoint and a manifest), which is all
+the JSONL's shape and the feeds' shapes depend on.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgeaffect.data.feeds import audio_input, clip_frames, model_fps, output_kind, region_order, regions
+
+TASKS = {
+    "eri": ("eri_dual_branch", dict(frames=4, face_size=32)),
+    "ravdess": ("ravdess_ia", dict(frames=4, face_size=32)),
+    "expr": ("expr_mobilenetv2", dict(face_size=32, width_mult=0.25)),
+    "va": ("va_jca_edge", dict(subclips=4, frame_size=32, width=4)),
+    "body": ("body_tsn_mobilenetv2", dict(size=32, width=0.25, segments=3, input="fusion")),
+}
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    from edgeaffect.demo.clips import render_clip
+
+    return render_clip(tmp_path_factory.mktemp("clip") / "astro.mp4", seconds=1.5, fps=10, size=(320, 240))
+
+
+def _run(tmp_path, name, overrides):
+    import torch
+
+    from edgeaffect import runs
+    from edgeaffect.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name, **overrides)
+    run = tmp_path / name
+    run.mkdir()
+    runs.save_checkpoint(run / "checkpoint.pt", model, name, overrides)
+    (run / "manifest.json").write_text(json.dumps({"spec": model.spec.to_dict()}))
+    return run, model.spec
+
+
+class Recorder:
+    """Wraps the opened runtime and keeps the shapes of every feed it was given."""
+
+    def __init__(self, rt):
+        self.rt, self.spec, self.inputs, self.name = rt, rt.spec, rt.inputs, "recorder"
+        self.fed: list[dict] = []
+
+    def infer(self, feeds):
+        self.fed.append({k: (v.shape, float(np.abs(v).max())) for k, v in feeds.items()})
+        return self.rt.infer(feeds)
+
+    def close(self):
+        self.rt.close()
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_demo_runs_each_task_headless_on_a_real_face_with_voice(task, clip, tmp_path):
+    from edgeaffect.demo.runner import open_model
+    from edgeaffect.demo.session import build_session
+
+    name, overrides = TASKS[task]
+    run, spec = _run(tmp_path, name, overrides)
+    rt, _ = open_model(run, "torch")
+    rec = Recorder(rt)
+    jl = tmp_path / "out.jsonl"
+    s = build_session(str(clip), runner=rec, jsonl=jl, sync=True, max_faces=1, detect_every=2)
+    stats = s.run()
+    lines = [json.loads(x) for x in jl.read_text().splitlines()]
+    assert len(lines) == stats.frames == 15
+    # every feed had exactly the model's input shapes (batch 1 for the one face)
+    assert len(rec.fed) >= 2
+    for t in spec.inputs:
+        assert all(f[t.name][0] == t.concrete(1) for f in rec.fed), (t.name, rec.fed[-1])
+    a = audio_input(spec)
+    if a is not None:  # the clip's voice reached the model, not silence
+        assert s.demo.audio is not None and rec.fed[-1][a.name][1] > 0
+    scored = [f for r in lines for f in r["faces"] if f["scores"]]
+    assert len(scored) >= 10
+    f = scored[-1]
+    assert set(f["scores"]) == set(spec.labels) and all(np.isfinite(list(f["scores"].values())))
+    kind = output_kind(spec)
+    if kind == "circumplex":
+        assert f["label"] is None and all(-1 <= v <= 1 for v in f["scores"].values())
+    else:
+        assert f["label"] in spec.labels
+    if kind == "classes":
+        assert abs(sum(f["scores"].values()) - 1) < 1e-3
+    if kind == "multilabel":
+        assert f["labels"] == [k for k, v in f["scores"].items() if v > 0.5]
+    if any(r != "face" for r in regions(spec).values()):   # body models: a person box around the face box
+        bx, by, bw, bh = f["body_box"]
+        x, y, w, h = f["box"]
+        assert bx <= x and by <= y and bx + bw >= x + w and by + bh >= y + h and bw > 2 * w
+    else:
+        assert "body_box" not in f
+
+
+def test_each_spec_says_what_the_demo_collects():
+    from edgeaffect.models import create_model
+
+    specs = {task: create_model(n, **kw).spec for task, (n, kw) in TASKS.items()}
+    assert {t: output_kind(s) for t, s in specs.items()} == {
+        "eri": "intensities", "ravdess": "classes", "expr": "classes", "va": "circumplex", "body": "multilabel"}
+    assert region_order(specs["body"]) == ["body", "face"]
+    assert region_order(create_model("body_tsn_mobilenetv2", size=32, width=0.25, input="fullbody").spec) == ["fullbody"]
+    assert clip_frames(specs["va"]) == 4 * 4 and model_fps(specs["va"].preprocessing) == 15.0   # 30 fps / dilation 2
+    assert clip_frames(specs["body"]) == 3 and model_fps(specs["body"].preprocessing) == 1.0    # 3 segments over 3 s
+    assert clip_frames(specs["expr"]) == 1
+
+
+def test_va_audio_windows_are_the_readers_subclip_windows():
+    """Each sub-clip's log-mel is the reader's window ending at that sub-clip's last frame."""
+    from edgeaffect.data.affwild2_va import log_mel_window
+    from edgeaffect.data.audio import mel_power
+    from edgeaffect.data.feeds import audio_features, audio_samples
+    from edgeaffect.models import create_model
+
+    spec = create_model("va_jca_edge", subclips=4, frame_size=32, width=4).spec
+    pre = spec.preprocessing
+    n = audio_samples(spec)
+    hop = round(pre["window"] / pre["video_fps"] * pre["sample_rate"])
+    assert n == 3 * hop + pre["audio_samples"]
+    y = np.random.default_rng(0).normal(0, 0.1, n + 12 * pre["hop_length"]).astype(np.float32)
+    feats = audio_features(spec, y[-n:])
+    assert feats.shape == audio_input(spec).concrete(1)[1:]
+    whole = mel_power(y, pre)  # the reader's whole-track spectrogram: the same columns, but for the ring's edge
+    ref = np.stack([log_mel_window(whole, len(y) - (3 - i) * hop, pre) for i in range(4)])[:, None]
+    np.testing.assert_allclose(feats[1:, ..., 2:], ref[1:, ..., 2:], atol=1e-3)
+    assert not np.allclose(feats[1:], feats[:-1], atol=0.1)   # and each sub-clip its own window
