@@ -530,8 +530,20 @@ def test_pluggable_detector_by_import_path():
     assert isinstance(make_detector("edgeaffect.data.faces:HaarFaceDetector"), HaarFaceDetector)
     with pytest.raises(EdgeAffectError, match="cannot load face detector"):
         make_detector("edgeaffect.data.faces:NoSuch")
-    with pytest.raises(EdgeAffectError, match="package.module:Class"):
-        make_detector("mtcnn")
+    with pytest.raises(EdgeAffectError, match="one of auto, mtcnn, haar or 'package.module:Class'"):
+        make_detector("retinaface")
+
+
+def test_the_demo_detects_with_mtcnn_by_default_and_says_when_it_falls_back(monkeypatch, caplog):
+    from edgeaffect.data import detectors
+    from edgeaffect.data.faces import HaarFaceDetector
+    from edgeaffect.demo.session import make_detector
+
+    assert isinstance(make_detector(), detectors.MtcnnFaceDetector)       # onnxruntime/openvino are installed here
+    monkeypatch.setattr(detectors, "mtcnn_runtime", lambda: None)         # a box with neither
+    with caplog.at_level("WARNING", logger="edgeaffect.demo"):
+        assert isinstance(make_detector("auto"), HaarFaceDetector)
+    assert "using OpenCV Haar" in caplog.text
 
 
 def test_file_audio_windows_by_media_time_and_wrap_when_looping(tmp_path):
@@ -632,3 +644,26 @@ def test_microphone_missing_or_unopenable_is_one_clear_line(monkeypatch):
         _open_audio("0", spec, FileAudio, "mic:3")
     with pytest.raises(EdgeAffectError, match="--audio takes auto, mic"):
         _open_audio("0", spec, FileAudio, "speaker")
+
+
+def test_file_audio_is_resampled_as_the_model_was_trained(tmp_path):
+    """A RAVDESS spec records librosa resampling: the demo's file audio is then what the reader gave training."""
+    from edgeaffect.data.media import write_wav
+    from edgeaffect.data.ravdess import load_audio
+    from edgeaffect.demo.session import _open_audio
+    from edgeaffect.demo.sources import FileAudio
+    from edgeaffect.spec import ModelSpec, TensorSpec
+
+    wav = tmp_path / "voice.wav"   # broadband: resamplers differ most near the new Nyquist frequency
+    write_wav(wav, (0.1 * np.random.default_rng(0).standard_normal(48000)).astype(np.float32), 48000)
+
+    def spec(**pre):
+        return ModelSpec(name="m", task="ravdess", inputs=(TensorSpec("audio", ("B", 10, 20)),),
+                         outputs=(TensorSpec("logits", ("B", 8)),), labels=tuple("abcdefgh"),
+                         preprocessing={"sample_rate": 22050, **pre})
+
+    trained = _open_audio(str(wav), spec(resample="librosa"), FileAudio)
+    np.testing.assert_array_equal(trained.samples, load_audio(wav, 22050, "librosa"))
+    older = _open_audio(str(wav), spec(), FileAudio)                     # runs saved before the key: PyAV
+    np.testing.assert_array_equal(older.samples, load_audio(wav, 22050, "pyav"))
+    assert np.abs(trained.samples[:20000] - older.samples[:20000]).max() > 1e-4

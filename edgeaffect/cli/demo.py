@@ -28,7 +28,9 @@ def demo_cmd(
     idle_timeout: Annotated[float, typer.Option("--idle-timeout", min=0.5, help="With --serve: drop a client that sends or reads nothing for this many seconds.")] = 10.0,
     bench: Annotated[bool, typer.Option("--bench", help="Print FPS, latency and per-stage timings at the end.")] = False,
     bench_json: Annotated[Optional[Path], typer.Option("--bench-json", help="Also write the --bench summary as JSON here.")] = None,
-    detector: Annotated[str, typer.Option("--detector", help="Face detector: haar (OpenCV, default) or package.module:Class with detect(frame_bgr) -> boxes.")] = "haar",
+    detector: Annotated[str, typer.Option("--detector", help="Face detector: auto (MTCNN through ONNX Runtime/OpenVINO, "
+                                                              "Haar where neither is installed), mtcnn, haar, or "
+                                                              "package.module:Class with detect(frame_bgr) -> boxes.")] = "auto",
     detect_every: Annotated[int, typer.Option("--detect-every", min=1, help="Run the face detector every N frames; track in between.")] = 5,
     max_faces: Annotated[int, typer.Option("--max-faces", min=1, help="At most this many faces (largest first), batched per inference.")] = 4,
     smoothing: Annotated[float, typer.Option("--smoothing", min=0.0, max=0.99, help="EMA weight of previous scores (0 = off).")] = 0.6,

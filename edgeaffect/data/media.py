@@ -130,11 +130,21 @@ def _decode(path, frame_count: int, wanted: set[int] | None) -> tuple[dict[int, 
     return frames, slots
 
 
-def read_audio(path: str | os.PathLike, sr: int) -> np.ndarray:
+RESAMPLERS = ("pyav", "librosa")
+
+
+def read_audio(path: str | os.PathLike, sr: int, resample: str = "pyav") -> np.ndarray:
     """Mono float32 audio at ``sr`` Hz from a media file's first audio stream.
 
+    ``resample``: ``pyav`` (FFmpeg's resampler) or ``librosa`` (``librosa.load``'s, what the RAVDESS
+    reference uses; a track inside a video is decoded at its own rate, averaged and resampled the same way).
+    The spec's ``preprocessing["resample"]`` names the one a model was trained with.
     Raises :class:`DataError` if the file has no audio stream or cannot be read.
     """
+    if resample not in RESAMPLERS:
+        raise DataError(f"unknown audio resampler {resample!r} (choose {' or '.join(RESAMPLERS)})")
+    if resample == "librosa":
+        return _read_audio_librosa(path, sr)
     import av
 
     try:
@@ -160,6 +170,17 @@ def read_audio(path: str | os.PathLike, sr: int) -> np.ndarray:
     if not chunks:
         return np.zeros(0, np.float32)
     return np.concatenate(chunks).astype(np.float32)
+
+
+def _read_audio_librosa(path: str | os.PathLike, sr: int) -> np.ndarray:
+    import librosa
+
+    if Path(path).suffix.lower() in (".wav", ".flac", ".ogg"):
+        return librosa.load(str(path), sr=sr, mono=True)[0]
+    y, native = read_audio_native(path)
+    if y.size == 0:
+        return np.zeros(0, np.float32)
+    return librosa.resample(librosa.to_mono(y), orig_sr=native, target_sr=sr).astype(np.float32)
 
 
 def has_audio(path: str | os.PathLike) -> bool:

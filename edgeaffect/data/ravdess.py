@@ -222,22 +222,10 @@ class Preprocessing:
 
 
 def load_audio(path: Path, sr: int, resample: str = "librosa") -> np.ndarray:
-    """Mono float32 audio at ``sr``: ``librosa.load`` as the reference (an audio track inside a video is
-    decoded at its own rate by PyAV, then averaged and resampled the same way), or PyAV's resampler."""
-    import librosa
+    """Mono float32 audio at ``sr``, resampled as the reference does (``librosa``) or as older runs were (``pyav``)."""
+    from .media import read_audio
 
-    from .media import read_audio, read_audio_native
-
-    if resample == "pyav":
-        return read_audio(path, sr)
-    if resample != "librosa":
-        raise DataError(f"unknown resample {resample!r} in the RAVDESS preprocessing (librosa or pyav)")
-    if Path(path).suffix.lower() in (".wav", ".flac", ".ogg"):
-        return librosa.load(str(path), sr=sr, mono=True)[0]
-    y, native = read_audio_native(path)
-    if y.size == 0:
-        return np.zeros(0, np.float32)
-    return librosa.resample(librosa.to_mono(y), orig_sr=native, target_sr=sr).astype(np.float32)
+    return read_audio(path, sr, resample)
 
 
 def load_clip(clip: Clip, pre: Preprocessing, detector) -> tuple[np.ndarray, np.ndarray]:

@@ -76,7 +76,7 @@ def build_session(source: str, model: Path | None = None, runtime: str = "auto",
     if audio_input(spec) is not None:
         audio = _open_audio(source, spec, FileAudio, audio_name)
     if detector is None or isinstance(detector, str):
-        detector = make_detector(detector or "haar")
+        detector = make_detector(detector or "auto")
     sinks: list = []
     web = None
     try:
@@ -104,16 +104,22 @@ def build_session(source: str, model: Path | None = None, runtime: str = "auto",
     return Session(demo, src, spec, getattr(runner, "name", runtime), sinks, web, runner)
 
 
-def make_detector(name: str):
-    """``haar`` (OpenCV's cascade, the default) or ``package.module:Class`` of any object with
-    ``detect(frame_bgr) -> [(x, y, w, h), ...]`` (largest first)."""
-    if name == "haar":
-        from ..data.faces import HaarFaceDetector
+def make_detector(name: str = "auto"):
+    """``auto`` (MTCNN where ONNX Runtime or OpenVINO is installed, else OpenCV Haar, said once), ``mtcnn``,
+    ``haar``, or ``package.module:Class`` of any object with ``detect(frame_bgr) -> [(x, y, w, h), ...]``
+    (largest first)."""
+    from ..data.detectors import DETECTORS, MtcnnFaceDetector, resolve_detector
 
-        return HaarFaceDetector(scale_factor=1.2, max_side=320)
+    if name in DETECTORS:
+        if resolve_detector(name, log.warning) == "haar":
+            from ..data.faces import HaarFaceDetector
+
+            return HaarFaceDetector(scale_factor=1.2, max_side=320)   # the demo's faster cascade settings
+        return MtcnnFaceDetector(threads=1)
     module, _, cls = name.partition(":")
     if not cls:
-        raise EdgeAffectError(f"--detector must be 'haar' or 'package.module:Class', got {name!r}")
+        raise EdgeAffectError(f"--detector must be one of {', '.join(DETECTORS)} or 'package.module:Class', "
+                              f"got {name!r}")
     import importlib
 
     try:
@@ -143,6 +149,6 @@ def _open_audio(source: str, spec: ModelSpec, file_audio, choice: str = "auto"):
     check_audio_choice(choice)
     p = Path(str(source))
     if p.is_file() and has_audio(p):
-        return file_audio(p, sr)
+        return file_audio(p, sr, str(spec.preprocessing.get("resample", "pyav")))
     log.warning("model %s takes audio but %s has no audio track: feeding silence", spec.name, source)
     return None

@@ -268,11 +268,11 @@ class MicAudio:
 class FileAudio:
     """The source file's audio track (PyAV), decoded once; windows are cut by media time."""
 
-    def __init__(self, path: str | Path, sample_rate: int):
+    def __init__(self, path: str | Path, sample_rate: int, resample: str = "pyav"):
         from ..data.media import read_audio
 
         self.sr = int(sample_rate)
-        self.samples = read_audio(path, self.sr)
+        self.samples = read_audio(path, self.sr, resample)   # the resampler the model was trained with
         self.period: float | None = None
 
     def window(self, end_time: float, seconds: float) -> np.ndarray:
