@@ -32,7 +32,7 @@ from .fileio import atomic_path, write_json
 
 ROW_KEYS = ("runtime", "precision", "executed_precision", "batch", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput",
             "cold_start_ms", "peak_rss_mb", "size_mb", "metric_name", "metric", "agreement")
-EXTRA_KEYS = ("variant", "threads", "precision_mix", "metric_torch", "metric_samples", "max_abs_diff", "speedup_vs_torch", "gflops_per_s", "iterations", "path")
+EXTRA_KEYS = ("variant", "threads", "agreement_kind", "precision_mix", "metric_torch", "metric_samples", "max_abs_diff", "speedup_vs_torch", "gflops_per_s", "iterations", "path")
 
 
 @dataclass(frozen=True)
@@ -404,7 +404,7 @@ def measure(variants: Sequence[_Variant], samples: Samples, reference: Mapping[s
                 out = predict(v.runtime, samples, v.batch)
                 agree = compare(spec, reference, out) if reference is not None else {}
                 v.row.update(metric=score(spec, out, samples.target), agreement=agree.get("agreement"),
-                             max_abs_diff=agree.get("max_abs_diff"))
+                             agreement_kind=agree.get("kind"), max_abs_diff=agree.get("max_abs_diff"))
                 tick(f"loaded {v.label}")
             bar.update(task, description="timing (interleaved rounds)")
             time_interleaved(variants, cfg, tick)
@@ -432,6 +432,7 @@ def make_rows(variants: Sequence[_Variant], run_path: Path, flops: int | None, m
             "throughput": v.batch * 1000.0 / st["mean_ms"],
             "cold_start_ms": st.get("cold_start_ms"), "peak_rss_mb": st.get("peak_rss_mb"), "size_mb": _size_mb(a.path),
             "metric_name": metric_name, "metric": st.get("metric"), "agreement": st["agreement"],
+            "agreement_kind": st.get("agreement_kind"),
             "variant": a.variant, "threads": threads, "precision_mix": st["precision_mix"], "metric_torch": metric_torch,
             "metric_samples": metric_samples, "max_abs_diff": st["max_abs_diff"],
             "speedup_vs_torch": (ref_ms / st["mean_ms"]) if ref_ms else None,
@@ -531,6 +532,12 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> Path
     return path
 
 
+def _agreement_kind(rows: Sequence[Mapping[str, Any]]) -> str:
+    """What the agree column means for this model (``evaluate.compare``)."""
+    kinds = {r.get("agreement_kind") for r in rows} - {None}
+    return ", ".join(sorted(kinds)) if kinds else "top-1 for classes, label decisions, Pearson r for values"
+
+
 def table(rows: Sequence[Mapping[str, Any]], title: str = "edgeaffect bench"):
     """A rich Table of the rows (what ``edgeaffect bench`` prints)."""
     from rich.table import Table
@@ -539,7 +546,7 @@ def table(rows: Sequence[Mapping[str, Any]], title: str = "edgeaffect bench"):
     n = next((r.get("metric_samples") for r in rows if r.get("metric_samples")), None)
     caption = (f"torch FP32 {rows[0]['metric_name']}: {torch_metric:.4f}" + (f" on {n} samples" if n else "") + " · "
                if rows and torch_metric is not None else "") \
-        + "×torch = speed-up over torch eager at the same batch; agree = share of samples matching torch"
+        + "×torch = speed-up over torch eager at the same batch; agree = agreement with torch (" + _agreement_kind(rows) + ")"
     t = Table(title=title, caption=caption)
     cols = [("runtime", "runtime", "{}"), ("precision", "precision", "{}"), ("ran as", "executed_precision", "{}"),
             ("batch", "batch", "{}"), ("threads", "threads", "{}"),

@@ -13,6 +13,7 @@ VENV=${3:-/tmp/edgeaffect-deploy-venv}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
 DEV=${DEV_PYTHON:-$ROOT/.venv/bin/python}
+DEV=$(cd "$(dirname "$DEV")" && pwd)/$(basename "$DEV")   # absolute: the checks below run in other folders
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 start=$(date +%s)

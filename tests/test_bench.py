@@ -38,6 +38,7 @@ def test_bench_rows_files_and_reference(exported):
         assert r["metric_torch"] > 0.9  # the val targets follow the model, so the metric is real
         assert r["metric_samples"] > 0
         assert r["agreement"] == pytest.approx(1.0, abs=1e-9) and r["max_abs_diff"] < 1e-4   # Pearson r vs torch
+        assert r["agreement_kind"] == "pearson"                  # regression outputs: agreement is Pearson r
         assert r["size_mb"] > 0 and r["cold_start_ms"] > 0 and r["peak_rss_mb"] > 10
         assert r["iterations"] >= FAST.rounds
         assert r["gflops_per_s"] > 0
