@@ -11,7 +11,7 @@ from . import app
 
 @app.command("demo")
 def demo_cmd(
-    source: Annotated[str, typer.Option("--source", "-s", help="Camera index, video file, rtsp:// or http:// URL, or image folder.")] = "0",
+    source: Annotated[Optional[list[str]], typer.Option("--source", "-s", help="Camera index, video file, rtsp:// or http:// URL, or image folder (default 0). Repeat for several sources: one model, faces batched; --output/--jsonl become NAME.0.EXT, NAME.1.EXT, ...")] = None,
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Run directory or exported model (default: the zoo's fer2013, imported on first use).")] = None,
     server: Annotated[Optional[str], typer.Option("--server", help="Send faces to `edgeaffect serve` at http://HOST:PORT instead of a local model (instead of --model).")] = None,
     server_timeout: Annotated[float, typer.Option("--server-timeout", min=0.01, help="With --server: drop a prediction the server has not answered in this many seconds.")] = 1.0,
@@ -49,10 +49,11 @@ def demo_cmd(
     Example:  edgeaffect demo --model model.onnx --source 0 --serve 0.0.0.0:8080   # LAN: prints the URL with a fresh token
     Example:  EDGEAFFECT_DEMO_TOKEN=s3cret edgeaffect demo --serve 0.0.0.0:8080 --allow-host jetson.lan
     Example:  edgeaffect demo --server http://127.0.0.1:8000 --source cam.mp4 --headless --bench   # model in `edgeaffect serve`
+    Example:  edgeaffect demo -s rtsp://cam1/s -s rtsp://cam2/s --serve 127.0.0.1:8080   # one page, a tile per camera
     """
     import logging
 
-    from ..demo.session import build_session
+    from ..demo.session import build_session, per_source
     from ..errors import EdgeAffectError
     from ..fileio import write_json
     from .common import console
@@ -65,8 +66,9 @@ def demo_cmd(
     check_precisions([precision])
     web_config = _web_config(serve, allow_host or [], token, max_clients, max_streams, idle_timeout)
     runner = _server_runner(server, server_timeout, model, runtime, precision)
+    sources = source or ["0"]
     session = build_session(
-        source=source, model=model, runtime=runtime, precision=precision, window=not headless,
+        source=sources[0] if len(sources) == 1 else sources, model=model, runtime=runtime, precision=precision, window=not headless,
         output=output, jsonl=jsonl, serve=serve, detector=detector, detect_every=detect_every, max_faces=max_faces,
         smoothing=smoothing, realtime=realtime or (not headless and not bench), loop=loop, max_frames=max_frames,
         folder_fps=folder_fps, reconnect_retries=reconnect_retries or None, mode=mode, audio=audio,
@@ -77,7 +79,7 @@ def demo_cmd(
 
         how = " (token generated for this run; --token fixes one)" if session.web.generated_token else ""
         console.print(f"[green]serving[/] {escape(session.web.url)}{how}", soft_wrap=True)
-    if headless and not session.source.live and not realtime and console.is_terminal:
+    if len(sources) == 1 and headless and not session.source.live and not realtime and console.is_terminal:
         from ..demo.sinks import ProgressSink
 
         sink = ProgressSink(None if loop else (lambda: getattr(session.source, "frame_count", None)), console, "demo")
@@ -87,9 +89,11 @@ def demo_cmd(
     summary = stats.summary()
     for path in (output, jsonl):
         if path is not None:
-            console.print(f"wrote {path}")
+            for p in [path] if len(sources) == 1 else [per_source(path, i, len(sources)) for i in range(len(sources))]:
+                console.print(f"wrote {p}")
     if bench or bench_json:
-        summary.update(model=session.spec.name, runtime=session.runtime_name, precision=precision, source=str(source),
+        summary.update(model=session.spec.name, runtime=session.runtime_name, precision=precision,
+                       source=sources[0] if len(sources) == 1 else sources,
                        mode="sync" if session.demo.cfg.sync else "async")
         if runner is not None:
             summary.update(server=server, server_requests=dict(runner.counts))
@@ -168,6 +172,9 @@ def _print_bench(summary: dict) -> None:
     typer.echo(f"predictions: {summary['inferences']} ({summary['inference_rate']:.1f}/s, age p95 {age['p95']:.1f} ms), "
                f"mode {summary['mode']}, skipped while busy: "
                f"{summary['skipped_busy']}, dropped frames: {summary['dropped_frames']}, corrupt: {summary['corrupt_frames']}")
+    for s in summary.get("sources", []):
+        typer.echo(f"  source {s['source']}: {s['frames']} frames, {s['fps']:.1f} FPS, {s['inferences']} predictions, "
+                   f"p95 latency {s['latency_ms']['p95']:.1f} ms, dropped frames {s['dropped_frames']}")
     if "server_requests" in summary:
         c = summary["server_requests"]
         typer.echo(f"server {summary['server']}: {c['ok']}/{c['requests']} answered, late (dropped) {c['late']}, "

@@ -87,8 +87,8 @@ class Stats:
 class LiveReader:
     """Reads a live source on a thread into a one-frame slot: the newest frame wins, older unread ones are dropped."""
 
-    def __init__(self, source, stats: Stats, stop: threading.Event):
-        self.source, self.stats, self.stop = source, stats, stop
+    def __init__(self, source, stats: Stats, stop: threading.Event, wake: threading.Event | None = None):
+        self.source, self.stats, self.stop, self.wake = source, stats, stop, wake  # wake: set on every new frame
         self._cond = threading.Condition()
         self._slot: tuple[Read, float, float] | None = None
         self._ended = False
@@ -104,11 +104,15 @@ class LiveReader:
                 if r.status == END:
                     self._ended = True
                     self._cond.notify_all()
+                    if self.wake is not None:
+                        self.wake.set()
                     return
                 if self._slot is not None and self._slot[0].status == OK:
                     self.stats.dropped_frames += 1
                 self._slot = (r, time.perf_counter(), dt)
                 self._cond.notify_all()
+            if self.wake is not None:
+                self.wake.set()
 
     def get(self, timeout: float = 0.2) -> tuple[Read, float, float] | None:
         """(read, captured perf_counter, decode seconds); ``None`` on timeout; END read when over."""
@@ -140,6 +144,8 @@ class _Frame:
     index: int
     t: float            # media time (s)
     captured: float     # perf_counter when it was captured
+    tracks: list = field(default_factory=list)
+    ready: list = field(default_factory=list)   # track ids whose windows are full
 
 
 @dataclass
@@ -157,17 +163,20 @@ class _Loop:
     last_detect: int = -10**9
     last_frame: np.ndarray | None = None
     damaged: bool = False        # the previous read was a corrupt frame (one log line per damaged stretch)
+    own_worker: bool = True      # False when the worker is shared by several sources (closed by their owner)
+    wait: float = 0.2            # how long a live read waits for a frame (0 when several sources take turns)
 
 
 class Demo:
     """One demo session over a source, a model runner and a list of sinks."""
 
     def __init__(self, runner, spec: ModelSpec, detector, config: DemoConfig | None = None,
-                 sinks: Sequence = (), audio=None):
+                 sinks: Sequence = (), audio=None, source_id: int | None = None):
         self.runner, self.spec, self.detector = runner, spec, detector
         self.cfg = config or DemoConfig()
         self.sinks = list(sinks)
         self.audio = audio
+        self.source_id = source_id              # set when the demo is one of several sources (JSONL "source")
         self.stats = Stats()
         self.status = ""
         pre = spec.preprocessing
@@ -197,35 +206,48 @@ class Demo:
         try:
             while not stop.is_set() and not self._limit_reached():
                 self._check_workers(lp)
-                frame = self._decode(lp, stop)
+                frame = self._advance(lp, stop)
                 if frame is END:
                     break
                 if frame is None:
                     continue
-                self._feed_audio(lp, frame)
-                tracks = self._detect_and_track(lp, frame)
-                ready = self._crop(lp, frame, tracks)
-                self._submit(lp, frame, ready)
+                self._submit(lp, frame, frame.ready)
                 self._collect(lp.worker)
-                if self._emit(lp, frame, tracks):
+                if self._emit(lp, frame, frame.tracks):
                     break
         finally:
             self._close(lp, stop)
         return self.stats
 
-    def _open(self, source: Source, stop: threading.Event) -> "_Loop":
-        """Open the source (behind reconnection when live), start the workers, warm the model up."""
+    def _advance(self, lp: "_Loop", stop: threading.Event):
+        """Decode, audio, detect/track and crop one frame: the frame with its tracks and ready ids, None or END."""
+        frame = self._decode(lp, stop)
+        if frame is END or frame is None:
+            return frame
+        self._feed_audio(lp, frame)
+        frame.tracks = self._detect_and_track(lp, frame)
+        frame.ready = self._crop(lp, frame, frame.tracks)
+        return frame
+
+    def _open(self, source: Source, stop: threading.Event, worker: InferenceWorker | None = None,
+              wake: threading.Event | None = None) -> "_Loop":
+        """Open the source (behind reconnection when live), start the workers, warm the model up.
+
+        ``worker``/``wake``: a worker shared with other sources (already warm) and the event their live
+        readers set, so one loop can take turns over several sources without waiting on any one of them."""
         if source.live:
             source = Reconnecting(source, self.set_status, base_delay=self.cfg.reconnect_delay,
                                   max_retries=self.cfg.reconnect_retries, stop=stop.is_set)
         source.open()
         if self.audio is not None and getattr(source, "loop", False) and getattr(source, "frame_count", None):
             self.audio.period = source.frame_count / source.fps
-        worker = InferenceWorker(self.runner, self.spec, self.cfg.max_batch)
-        self._warm_up(worker)
+        own = worker is None
+        if own:
+            worker = InferenceWorker(self.runner, self.spec, self.cfg.max_batch)
+            self._warm_up(worker)
         detw = DetectorWorker(self.detector, self.cfg.max_faces) if not self.cfg.sync else None
-        reader = LiveReader(source, self.stats, stop) if source.live else None
-        return _Loop(source, worker, detw, reader, time.perf_counter())
+        reader = LiveReader(source, self.stats, stop, wake) if source.live else None
+        return _Loop(source, worker, detw, reader, time.perf_counter(), own_worker=own, wait=0.2 if own else 0.0)
 
     def _limit_reached(self) -> bool:
         return self.cfg.max_frames is not None and self.stats.frames >= self.cfg.max_frames
@@ -245,7 +267,7 @@ class Demo:
             r = lp.source.read()
             captured, dec = t0, time.perf_counter() - t0
         else:
-            got = lp.reader.get()
+            got = lp.reader.get(lp.wait)
             if got is None:
                 self._show_status(lp.last_frame)
                 return None
@@ -328,12 +350,16 @@ class Demo:
         if lp.worker.busy:
             self.stats.skipped += 1
             return
-        crops = np.stack([self.rings[i].window() for i in ready])
-        audio = self.audio_ring.window() if self.audio_ring is not None else None
-        lp.worker.submit(Request(frame.index, frame.captured, ready, crops, audio))
-        lp.fresh = False
+        lp.worker.submit(self._request(lp, frame, ready))
         if self.cfg.sync:
             lp.worker.wait_idle(timeout=60.0)
+
+    def _request(self, lp: "_Loop", frame: "_Frame", ready: list[int]) -> Request:
+        """The newest window of each ready track (and the audio window); marks them as handed over."""
+        crops = np.stack([self.rings[i].window() for i in ready])
+        audio = self.audio_ring.window() if self.audio_ring is not None else None
+        lp.fresh = False
+        return Request(frame.index, frame.captured, ready, crops, audio)
 
     def _emit(self, lp: "_Loop", frame: "_Frame", tracks) -> bool:
         """Overlay and sinks; counts the frame. True when a sink asks to quit."""
@@ -360,11 +386,12 @@ class Demo:
         """Stop the workers, collect what they finished, close audio and (once its reader left) the source."""
         st = self.stats
         stop.set()
-        lp.worker.close()
         if lp.detw is not None:
             lp.detw.close()
-        self._collect(lp.worker)
-        st.superseded = lp.worker.dropped
+        if lp.own_worker:
+            lp.worker.close()
+            self._collect(lp.worker)
+            st.superseded = lp.worker.dropped
         st.wall = time.perf_counter() - lp.start
         if isinstance(lp.source, Reconnecting):
             st.reconnects = lp.source.reconnects
@@ -405,18 +432,23 @@ class Demo:
 
     def _collect(self, worker: InferenceWorker) -> None:
         for res in worker.poll():
-            self.stats.inferences += 1
-            self.stats.stages["infer"].append(res.timings["infer"])
-            self.stats.stages["prepare"].append(res.timings["prepare"])
-            self.stats.pred_age.append(res.done - res.captured)
-            for tid, sc in zip(res.track_ids, res.scores):
-                if tid in self.rings:
-                    self.scores[tid] = self.smoother.update(tid, sc)
+            self.apply(res)
+
+    def apply(self, res) -> None:
+        """Smooth a finished prediction into the scores of the tracks it covers (those still alive)."""
+        self.stats.inferences += 1
+        self.stats.stages["infer"].append(res.timings["infer"])
+        self.stats.stages["prepare"].append(res.timings["prepare"])
+        self.stats.pred_age.append(res.done - res.captured)
+        for tid, sc in zip(res.track_ids, res.scores):
+            if tid in self.rings:
+                self.scores[tid] = self.smoother.update(tid, sc)
 
     def _record(self, frame_i: int, t: float, tracks, shape) -> dict:
         faces = [self._face_record(tr, self.scores.get(tr.id), shape) for tr in tracks]
         # "corrupt": frames skipped so far as undecodable, so the last line of a JSONL file carries the run's count
-        return {"frame": frame_i, "time": round(float(t), 4), "faces": faces, "corrupt": self.stats.corrupt}
+        rec = {"frame": frame_i, "time": round(float(t), 4), "faces": faces, "corrupt": self.stats.corrupt}
+        return rec if self.source_id is None else {"source": self.source_id, **rec}
 
     def _face_record(self, tr, sc, shape) -> dict:
         """One track's JSONL entry: box, scores by label, and the reading of the output kind: ``label`` (top

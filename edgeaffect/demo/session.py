@@ -5,6 +5,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from ..errors import EdgeAffectError
 from ..spec import ModelSpec
@@ -42,66 +43,137 @@ class Session:
                 raise errors[0]
 
 
-def build_session(source: str, model: Path | None = None, runtime: str = "auto", precision: str = "fp32",
-                  window: bool = False, output: Path | None = None, jsonl: Path | None = None,
-                  serve: str | None = None, detector=None, detect_every: int = 5, max_faces: int = 4,
-                  smoothing: float = 0.6, realtime: bool = False, loop: bool = False, max_frames: int | None = None,
-                  folder_fps: float = 10.0, reconnect_retries: int | None = 10, sync: bool | None = None, mode: str = "auto",
-                  reconnect_delay: float = 0.5, audio: str = "auto", verify: bool = True,
-                  src=None, runner=None, web_config=None) -> Session:
+def build_session(source: str | Sequence[str], model: Path | None = None, runtime: str = "auto",
+                  precision: str = "fp32", window: bool = False, output: Path | None = None,
+                  jsonl: Path | None = None, serve: str | None = None, detector=None, detect_every: int = 5,
+                  max_faces: int = 4, smoothing: float = 0.6, realtime: bool = False, loop: bool = False,
+                  max_frames: int | None = None, folder_fps: float = 10.0, reconnect_retries: int | None = 10,
+                  sync: bool | None = None, mode: str = "auto", reconnect_delay: float = 0.5, audio: str = "auto",
+                  verify: bool = True, src=None, runner=None, web_config=None) -> Session:
     """``src``/``runner``/``detector`` may be given directly (tests, embedding); otherwise they are opened.
 
+    ``source`` may be a list: several sources share the model and one web page, each with its own tracking
+    and its own ``--output``/``--jsonl`` file (``out.mp4`` -> ``out.0.mp4``, ``out.1.mp4``; see
+    :func:`per_source`); ``src`` then is a list too.
     ``mode`` "auto" runs files played at full speed in sync mode (every frame gets its own prediction) and
     cameras, streams and ``realtime`` playback asynchronously; ``sync`` (bool) overrides it.
     ``audio`` (audio-visual models only): "auto" = the source file's track, "mic" or "mic:DEVICE" = a
     microphone through sounddevice.
     """
     from .runner import open_model
-    from .sinks import JsonlSink, Mp4Sink, WindowSink, gui_available
-    from .sources import FileAudio, open_source
+    from .sources import open_source
 
+    names = [source] if isinstance(source, (str, Path)) else [str(x) for x in source]
+    many = len(names) > 1
+    srcs = (list(src) if many else [src]) if src is not None else [None] * len(names)
+    if many:
+        output, jsonl = (None if p is None else [per_source(p, i, len(names)) for i in range(len(names))]
+                         for p in (output, jsonl))
     check_audio_choice(audio)  # before anything is opened, whether or not the model takes audio
-    if window and not gui_available():
-        if output is None and jsonl is None and serve is None:
-            raise EdgeAffectError("this OpenCV build has no GUI support (opencv-python-headless): "
-                                  "use --headless with --output/--jsonl, or --serve 127.0.0.1:8080 for a web page")
-        log.warning("no GUI support in this OpenCV build: running without a window")
-        window = False
+    window = _check_window(window, output is None and jsonl is None and serve is None)
     if runner is None:
         runner, spec = open_model(model, runtime, precision, verify=verify)
     else:
         spec = runner.spec
-    src = src if src is not None else open_source(source, loop=loop, folder_fps=folder_fps)
-    audio_name, audio = audio, None
-    if audio_input(spec) is not None:
-        audio = _open_audio(source, spec, FileAudio, audio_name)
+    for i, name in enumerate(names):
+        if srcs[i] is None:
+            try:
+                srcs[i] = open_source(name, loop=loop, folder_fps=folder_fps)
+            except EdgeAffectError as exc:
+                raise EdgeAffectError(f"source {i} ({name}): {exc}" if many else str(exc)) from exc
+    audios = [_audio_for(name, spec, audio) for name in names]
     if detector is None or isinstance(detector, str):
         detector = make_detector(detector or "auto")
+    if many:
+        detector = _SharedDetector(detector)
+    if sync is None:
+        sync = mode == "sync" or (mode == "auto" and not any(getattr(x, "live", False) for x in srcs) and not realtime)
+    cfg = DemoConfig(detect_every=detect_every, max_faces=max_faces, smoothing=smoothing, realtime=realtime,
+                     max_frames=max_frames, reconnect_retries=reconnect_retries, sync=sync,
+                     reconnect_delay=reconnect_delay)
+    sinks, web, demos = [], None, []
+    try:
+        if serve is not None:
+            from .web import WebSink
+
+            web = WebSink(serve, spec.labels, config=web_config, sources=names)  # a web.WebConfig: hosts, token, limits
+            sinks.append(web)
+        for i, name in enumerate(names):
+            own = _source_sinks(srcs[i], output[i] if many and output else output,
+                                jsonl[i] if many and jsonl else jsonl, window, name if many else None)
+            sinks += own
+            if web is not None:
+                own.insert(len(own) - window, web.channel(i) if many else web)
+            demos.append(Demo(runner, spec, detector, cfg, own, audio=audios[i],
+                              source_id=i if many else None))
+    except BaseException:
+        for x in sinks:
+            x.close()
+        raise
+    if not many:
+        return Session(demos[0], srcs[0], spec, getattr(runner, "name", runtime), sinks, web, runner)
+    from .multi import MultiDemo
+
+    return Session(MultiDemo(demos, names), srcs, spec, getattr(runner, "name", runtime), sinks, web, runner)
+
+
+def per_source(path: Path, i: int, n: int) -> Path:
+    """Source ``i``'s file for an ``--output``/``--jsonl`` given once for ``n`` sources: ``out.mp4`` -> ``out.0.mp4``."""
+    path = Path(path)
+    if not path.suffix or not path.stem:
+        raise EdgeAffectError(f"{path}: with {n} sources each gets its own file (NAME.0.EXT, NAME.1.EXT, ...): "
+                              f"give a name with an extension, such as {path.name or 'out'}.mp4")
+    return path.with_name(f"{path.stem}.{i}{path.suffix}")
+
+
+def _check_window(window: bool, nothing_else: bool) -> bool:
+    """Whether a window can open; without one, a run that has no other output is refused."""
+    from .sinks import gui_available
+
+    if window and not gui_available():
+        if nothing_else:
+            raise EdgeAffectError("this OpenCV build has no GUI support (opencv-python-headless): "
+                                  "use --headless with --output/--jsonl, or --serve 127.0.0.1:8080 for a web page")
+        log.warning("no GUI support in this OpenCV build: running without a window")
+        return False
+    return window
+
+
+def _source_sinks(src, output, jsonl, window: bool, title: str | None) -> list:
+    """One source's files and window (its web tile is added by the caller); closed again if one fails."""
+    from .sinks import JsonlSink, Mp4Sink, WindowSink
+
     sinks: list = []
-    web = None
     try:
         if output is not None:
             sinks.append(Mp4Sink(output, getattr(src, "fps", 30.0) or 30.0))
         if jsonl is not None:
             sinks.append(JsonlSink(jsonl))
-        if serve is not None:
-            from .web import WebSink
-
-            web = WebSink(serve, spec.labels, config=web_config)  # a web.WebConfig: hosts, token, limits
-            sinks.append(web)
         if window:
-            sinks.append(WindowSink())
+            sinks.append(WindowSink(f"edgeaffect demo: {title}") if title else WindowSink())
     except BaseException:
         for s in sinks:
             s.close()
         raise
-    if sync is None:
-        sync = mode == "sync" or (mode == "auto" and not getattr(src, "live", False) and not realtime)
-    cfg = DemoConfig(detect_every=detect_every, max_faces=max_faces, smoothing=smoothing, realtime=realtime,
-                     max_frames=max_frames, reconnect_retries=reconnect_retries, sync=sync,
-                     reconnect_delay=reconnect_delay)
-    demo = Demo(runner, spec, detector, cfg, sinks, audio=audio)
-    return Session(demo, src, spec, getattr(runner, "name", runtime), sinks, web, runner)
+    return sinks
+
+
+def _audio_for(source: str, spec: ModelSpec, choice: str):
+    """The audio feed of an audio-visual model for this source; None for video-only models."""
+    from .sources import FileAudio
+
+    return _open_audio(source, spec, FileAudio, choice) if audio_input(spec) is not None else None
+
+
+class _SharedDetector:
+    """One face detector used by several sources' detection threads, one call at a time."""
+
+    def __init__(self, detector):
+        self.detector, self._lock = detector, threading.Lock()
+
+    def detect(self, frame):
+        with self._lock:
+            return self.detector.detect(frame)
 
 
 def make_detector(name: str = "auto"):

@@ -3,10 +3,12 @@
 Standard library only (``http.server``).  Endpoints:
 
     /             the page (video + bars + a rolling chart per emotion, plain JS and canvas)
-    /stream.mjpg  multipart MJPEG of the annotated frames
-    /frame.jpg    the newest annotated frame
-    /events       Server-Sent Events: one JSON record per processed frame (the JSONL schema)
-    /state.json   the newest record, labels and counters
+    /stream.mjpg  multipart MJPEG of the annotated frames (``?source=N``: of source N, default 0)
+    /frame.jpg    the newest annotated frame (``?source=N`` as above)
+    /events       Server-Sent Events: one JSON record per processed frame (the JSONL schema), of every source
+    /state.json   the newest record (and with several sources, ``records``: one per source), labels, counters
+
+With several sources the page shows one tile (video, bars, chart) per source.
 
 The page shows a camera, so every request passes three gates before it is served:
 the Host header must name this server (403 otherwise: a DNS-rebinding page cannot
@@ -44,6 +46,30 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARDS = ("0.0.0.0", "::", "")
 REFUSAL_LANE = 8    # threads that answer 503 while every worker is busy
 REFUSAL_WAIT = 5.0  # seconds the accept loop waits for one of them before it closes a connection unanswered
+
+
+class _Slot:
+    """The newest frame and record of one source, and how many times it changed."""
+
+    def __init__(self):
+        self.jpeg: bytes | None = None
+        self.record: dict | None = None
+        self.seq = 0
+
+
+class _Channel:
+    """One source's view of a shared :class:`WebSink` (a sink of that source's demo; the web sink closes itself)."""
+
+    live = True
+
+    def __init__(self, web: "WebSink", index: int):
+        self.web, self.index = web, index
+
+    def write(self, frame: np.ndarray, record: dict | None = None) -> None:
+        self.web.write(frame, record, self.index)
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -170,7 +196,7 @@ class WebSink:
     live = True  # also shown while a stream is down (status frames)
 
     def __init__(self, address: str, labels: Sequence[str], jpeg_quality: int = 80,
-                 config: WebConfig | None = None):
+                 config: WebConfig | None = None, sources: Sequence[str] = ("",)):
         host, port = parse_address(address)
         cfg = config or WebConfig()
         if cfg.token is not None and not cfg.token.strip():
@@ -182,8 +208,8 @@ class WebSink:
         self.labels = list(labels)
         self.quality = jpeg_quality
         self._cond = threading.Condition()
-        self._jpeg: bytes | None = None
-        self._record: dict | None = None
+        self.sources = [str(x) for x in sources] or [""]
+        self._slots = [_Slot() for _ in self.sources]
         self._seq = 0
         self._closed = False
         self._warned: set = set()
@@ -229,23 +255,53 @@ class WebSink:
             self._warned.add(key)
             log.warning(msg + " (further ones are logged at debug level)", *args)
 
-    def write(self, frame: np.ndarray, record: dict | None = None) -> None:
+    def channel(self, index: int) -> _Channel:
+        return _Channel(self, index)
+
+    def write(self, frame: np.ndarray, record: dict | None = None, source: int = 0) -> None:
         import cv2
 
         ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         with self._cond:
+            slot = self._slots[source]
             if ok:
-                self._jpeg = buf.tobytes()
+                slot.jpeg = buf.tobytes()
             if record is not None:
-                self._record = record
+                slot.record = record
             self._seq += 1
+            slot.seq += 1
             self._cond.notify_all()
 
-    def wait_next(self, seq: int, timeout: float = 1.0) -> tuple[int, bytes | None, dict | None]:
+    def wait_next(self, seq: int, timeout: float = 1.0, source: int = 0) -> tuple[int, bytes | None, dict | None]:
+        """Source ``source``'s frame and record once its count differs from ``seq`` (or after ``timeout``)."""
         with self._cond:
-            if self._seq == seq and not self._closed:
-                self._cond.wait(timeout)
-            return self._seq, self._jpeg, self._record
+            slot = self._slots[source]
+            if slot.seq == seq and not self._closed:
+                self._cond.wait_for(lambda: slot.seq != seq or self._closed, timeout)
+            return slot.seq, slot.jpeg, slot.record
+
+    def wait_records(self, seen: list[int], timeout: float = 1.0) -> list[dict]:
+        """The records of every source that changed since ``seen`` (its counts, updated in place)."""
+        with self._cond:
+            def moved():
+                return self._closed or any(s.seq != k for s, k in zip(self._slots, seen))
+
+            self._cond.wait_for(moved, timeout)
+            out = [s.record for s, k in zip(self._slots, seen) if s.seq != k and s.record is not None]
+            seen[:] = [s.seq for s in self._slots]
+            return out
+
+    def state(self) -> dict:
+        with self._cond:
+            state = {"labels": self.labels, "record": self._slots[0].record, "seq": self._seq}
+            if len(self._slots) > 1:
+                state.update(sources=self.sources, records=[s.record for s in self._slots])
+            return state
+
+    def source_index(self, query: str) -> int | None:
+        """``?source=N`` of a request (0 without it); None when there is no such source."""
+        value = parse_qs(query).get("source", ["0"])[0]
+        return int(value) if value.isdigit() and int(value) < len(self._slots) else None
 
     def close(self) -> None:
         with self._cond:
@@ -277,7 +333,7 @@ class _Handler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         try:
             if self._admitted(query):
-                self._route(path)
+                self._route(path, query)
         except OSError:  # the client left, or sat idle past the timeout
             self.close_connection = True
 
@@ -312,23 +368,27 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return morsel.value if morsel else None
 
-    def _route(self, path: str) -> None:
+    def _route(self, path: str, query: str = "") -> None:
         web = self.web
+        source = web.source_index(query)
         if path in ("/", "/index.html"):
             from .page import PAGE
 
             self._send(PAGE.encode("utf-8"), "text/html; charset=utf-8")
         elif path == "/state.json":
-            _, _, rec = web.wait_next(-1, 0)
-            self._send(json.dumps({"labels": web.labels, "record": rec, "seq": web._seq}).encode(), "application/json")
+            self._send(json.dumps(web.state()).encode(), "application/json")
+        elif path in ("/frame.jpg", "/stream.mjpg") and source is None:
+            self._refuse(404, f"Not Found: sources are 0 to {len(web.sources) - 1}\n")
         elif path == "/frame.jpg":
-            _, jpeg, _ = web.wait_next(-1, 0)
+            _, jpeg, _ = web.wait_next(-1, 0, source)
             if jpeg is None:
                 self._refuse(503, "no frame yet\n", {"Retry-After": "1"})
             else:
                 self._send(jpeg, "image/jpeg")
-        elif path in ("/stream.mjpg", "/events"):
-            self._stream(self._mjpeg if path == "/stream.mjpg" else self._events)
+        elif path == "/stream.mjpg":
+            self._stream(lambda: self._mjpeg(source))
+        elif path == "/events":
+            self._stream(self._events)
         else:
             self._refuse(404, "Not Found\n")
 
@@ -376,13 +436,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self._common_headers()
 
-    def _mjpeg(self) -> None:
+    def _mjpeg(self, source: int = 0) -> None:
         self._stream_headers("multipart/x-mixed-replace; boundary=frame")
         seq = -1
         self.web.clients += 1
         try:
             while not self.web._closed:
-                seq, jpeg, _ = self.web.wait_next(seq)
+                seq, jpeg, _ = self.web.wait_next(seq, source=source)
                 if jpeg is None:
                     continue
                 self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
@@ -394,11 +454,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _events(self) -> None:
         self._stream_headers("text/event-stream")
         self.wfile.write(f"event: labels\ndata: {json.dumps(self.web.labels)}\n\n".encode())
-        seq, last = -1, time.monotonic()
+        if len(self.web.sources) > 1:  # one source: the page's single tile, and the stream as before
+            self.wfile.write(f"event: sources\ndata: {json.dumps(self.web.sources)}\n\n".encode())
+        seen, last = [-1] * len(self.web.sources), time.monotonic()
         while not self.web._closed:
-            seq, _, rec = self.web.wait_next(seq)
-            if rec is not None:
+            recs = self.web.wait_records(seen)
+            for rec in recs:
                 self.wfile.write(f"data: {json.dumps(rec)}\n\n".encode())
+            if recs:
                 self.wfile.flush()
                 last = time.monotonic()
             elif time.monotonic() - last > 5:

@@ -150,8 +150,9 @@ class InferenceWorker(SlotWorker):
             self.max_batch = self.fixed_batch
         super().__init__()
 
-    def process(self, req: Request) -> Result:
-        return self._process(req)
+    def process(self, req: Request | list[Request]) -> Result | list[Result]:
+        """A list (several sources with their own audio windows) runs one call per request."""
+        return [self._process(r) for r in req] if isinstance(req, list) else self._process(req)
 
     def _process(self, req: Request) -> Result:
         t0 = time.perf_counter()
@@ -170,3 +171,24 @@ class InferenceWorker(SlotWorker):
         t2 = time.perf_counter()
         return Result(req.frame, req.captured, t2, req.track_ids, np.concatenate(scores),
                       {"prepare": t1 - t0, "infer": t2 - t1})
+
+
+def merge_requests(parts: list[tuple[int, Request]]) -> Request | list[Request]:
+    """The requests of several sources as one batch; track ids become (source, track).
+
+    Requests with audio stay separate (a list): each source has its own audio window, which the
+    model's audio input shares over the whole batch."""
+    tagged = [Request(r.frame, r.captured, [(i, t) for t in r.track_ids], r.crops, r.audio) for i, r in parts]
+    if any(r.audio is not None for r in tagged):
+        return tagged
+    return Request(-1, min(r.captured for r in tagged), [t for r in tagged for t in r.track_ids],
+                   np.concatenate([r.crops for r in tagged]))
+
+
+def split_result(res: Result) -> dict[int, Result]:
+    """A batched result back into one result per source, with the sources' own track ids."""
+    rows: dict[int, list[int]] = {}
+    for k, (i, _) in enumerate(res.track_ids):
+        rows.setdefault(i, []).append(k)
+    return {i: Result(res.frame, res.captured, res.done, [res.track_ids[k][1] for k in ks], res.scores[ks],
+                      res.timings) for i, ks in rows.items()}

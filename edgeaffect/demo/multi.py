@@ -1,0 +1,140 @@
+"""Several sources in one demo: one model, one inference worker, per-source tracking and outputs.
+
+One loop takes turns over the sources: each round every source that has a frame
+advances it (decode, detect/track, crop), the ready faces of all of them go to
+the model in one batched call, and each source's frame is annotated and written
+to its own sinks.  Live sources are read on their threads and polled without
+waiting, and the loop sleeps only when none of them has a frame (at most
+0.2 s), so one slow or lost camera never holds the others back.  A file that
+ends leaves the round; the demo ends when every source has.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from ..errors import EdgeAffectError
+from .pipeline import Demo, Stats
+from .sources import END
+from .worker import InferenceWorker, merge_requests, split_result
+
+
+@dataclass
+class MultiStats:
+    """Per-source :class:`Stats`, the shared model's calls, and totals over all sources."""
+
+    sources: list[Stats]
+    names: list[str]
+    calls: int = 0                   # inference calls (each may cover faces of several sources)
+    call_stages: dict = field(default_factory=lambda: {"infer": [], "prepare": []})
+    superseded: int = 0
+    wall: float = 0.0
+
+    @property
+    def frames(self) -> int:
+        return sum(s.frames for s in self.sources)
+
+    def total(self) -> Stats:
+        """All sources as one run: counters summed, timings pooled, inference timings per call."""
+        t = Stats(wall=self.wall, inferences=self.calls, superseded=self.superseded)
+        for s in self.sources:
+            for name, v in s.stages.items():
+                if name not in self.call_stages:
+                    t.stages[name].extend(v)
+            t.latency += s.latency
+            t.pred_age += s.pred_age
+            for c in ("frames", "corrupt", "dropped_frames", "skipped", "reconnects", "faces"):
+                setattr(t, c, getattr(t, c) + getattr(s, c))
+        for name, v in self.call_stages.items():
+            t.stages[name].extend(v)
+        return t
+
+    def summary(self) -> dict:
+        out = self.total().summary()
+        out["sources"] = [{"source": name, **s.summary()} for name, s in zip(self.names, self.sources)]
+        return out
+
+
+class MultiDemo:
+    """Drives one :class:`Demo` per source (its own tracker, smoother, sinks and stats) over a shared worker."""
+
+    def __init__(self, demos: Sequence[Demo], names: Sequence[str]):
+        self.demos, self.names = list(demos), list(names)
+        self.cfg = self.demos[0].cfg
+        self.stats = MultiStats([d.stats for d in self.demos], self.names)
+
+    @property
+    def sinks(self) -> list:
+        return [s for d in self.demos for s in d.sinks]
+
+    def run(self, sources: Sequence, stop: threading.Event | None = None) -> MultiStats:
+        stop = stop or threading.Event()
+        wake = threading.Event()
+        first = self.demos[0]
+        worker = InferenceWorker(first.runner, first.spec, first.cfg.max_batch * len(self.demos))
+        lps: list = []
+        start = time.perf_counter()
+        try:
+            first._warm_up(worker)
+            for d, src, name in zip(self.demos, sources, self.names):
+                try:
+                    lps.append(d._open(src, stop, worker=worker, wake=wake))
+                except EdgeAffectError as exc:
+                    raise EdgeAffectError(f"source {d.source_id} ({name}): {exc}") from exc
+            start = time.perf_counter()
+            self._loop(lps, worker, stop, wake)
+        finally:
+            stop.set()
+            worker.close()
+            self._collect(worker)
+            for d, lp in zip(self.demos, lps):
+                d._close(lp, stop)
+            self.stats.superseded, self.stats.wall = worker.dropped, time.perf_counter() - start
+        return self.stats
+
+    def _loop(self, lps: list, worker: InferenceWorker, stop: threading.Event, wake: threading.Event) -> None:
+        active = list(range(len(self.demos)))
+        while active and not stop.is_set():
+            wake.clear()
+            frames = {}
+            for i in list(active):
+                d, lp = self.demos[i], lps[i]
+                d._check_workers(lp)
+                frame = END if d._limit_reached() else d._advance(lp, stop)
+                if frame is END:
+                    active.remove(i)
+                elif frame is not None:
+                    frames[i] = frame
+            if not frames:
+                if active and all(lps[i].reader is not None for i in active):
+                    wake.wait(0.2)   # every remaining source is live and none had a frame: wait for any
+                continue
+            self._submit(lps, worker, frames)
+            self._collect(worker)
+            for i, frame in frames.items():
+                if self.demos[i]._emit(lps[i], frame, frame.tracks):
+                    stop.set()
+
+    def _submit(self, lps: list, worker: InferenceWorker, frames: dict) -> None:
+        """The fresh windows of every source that has some, as one request; never waits, except in sync mode."""
+        due = [i for i, f in frames.items() if f.ready and lps[i].fresh]
+        if not due:
+            return
+        if worker.busy:
+            for i in due:
+                self.demos[i].stats.skipped += 1
+            return
+        worker.submit(merge_requests([(i, self.demos[i]._request(lps[i], frames[i], frames[i].ready)) for i in due]))
+        if self.cfg.sync:
+            worker.wait_idle(timeout=60.0)
+
+    def _collect(self, worker: InferenceWorker) -> None:
+        for done in worker.poll():
+            for res in done if isinstance(done, list) else [done]:
+                self.stats.calls += 1
+                for name in self.stats.call_stages:
+                    self.stats.call_stages[name].append(res.timings[name])
+                for i, part in split_result(res).items():
+                    self.demos[i].apply(part)
