@@ -393,6 +393,26 @@ def test_demo_through_the_server_matches_the_local_demo(served, tmp_path):
     assert bench["runtime"] == "triton" and bench["server_requests"]["ok"] == bench["inferences"] + 1  # + warm-up
 
 
+def test_a_multi_source_demo_through_the_server_matches_local(served, tmp_path):
+    """Two clips in one demo against the server: each source's JSONL is what a local multi-source run writes."""
+    from edgeaffect.cli import main
+    from edgeaffect.demo.clips import render_clip
+
+    s, model, _ = served
+    a = render_clip(tmp_path / "a.mp4", seconds=0.8, fps=10, size=(320, 240), audio=False)
+    b = render_clip(tmp_path / "b.mp4", seconds=1.0, fps=10, size=(320, 240), audio=False, seed=3)
+    common = ["demo", "--source", str(a), "--source", str(b), "--headless", "--mode", "sync", "--detect-every", "2"]
+    assert main([*common, "--model", str(model), "--jsonl", str(tmp_path / "local.jsonl")]) == 0
+    assert main([*common, "--server", s.url, "--jsonl", str(tmp_path / "remote.jsonl"),
+                 "--bench-json", str(tmp_path / "bench.json"), "--server-timeout", "30"]) == 0
+    for i in (0, 1):
+        local = (tmp_path / f"local.{i}.jsonl").read_text().splitlines()
+        remote = (tmp_path / f"remote.{i}.jsonl").read_text().splitlines()
+        assert remote == local and all(json.loads(x)["source"] == i for x in remote)
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    assert [src["frames"] for src in bench["sources"]] == [8, 10] and bench["runtime"] == "triton"
+
+
 def test_sigterm_stops_the_server_cleanly(served, tmp_path):
     _, model, py = served
     s = Served(py, model, "--no-dynamic-batching")
