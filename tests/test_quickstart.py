@@ -26,3 +26,19 @@ def test_quickstart_trains_exports_and_benchmarks(tiny_eri, tmp_path, capsys):
     assert manifest["artifacts"]["model.onnx"]["runtime"] == "onnxruntime"
     assert manifest["artifacts"]["model.onnx"]["parity"]["max_abs_diff"] < 1e-3
     assert "bench" in manifest
+
+
+def test_quickstart_rebuilds_its_run_without_stale_files(tiny_eri, tmp_path, capsys):
+    """A second quickstart into the same folder replaces its own run: an INT8 file of the old model would
+    otherwise be refused by bench's verification as not listed in the new manifest."""
+    import shutil
+
+    out = tmp_path / "run"
+    args = ["quickstart", "--data", str(tiny_eri), "--out", str(out), "--epochs", "1",
+            "--frames", str(TINY_MODEL["frames"]), "--face-size", str(TINY_MODEL["face_size"]), "--bench-budget", "0.1"]
+    assert main(args) == 0
+    shutil.copy(out / "model.onnx", out / "model.int8.onnx")          # left over from an earlier export --int8
+    (out / "notes.txt").write_text("mine")
+    assert main(args) == 0
+    assert not (out / "model.int8.onnx").exists() and (out / "notes.txt").read_text() == "mine"
+    assert not (out / ".lock").exists()

@@ -30,7 +30,9 @@ def quickstart(
     Example:  edgeaffect quickstart --data data/eri --out runs/eri/quickstart
     """
     from ..data.synth.eri import ERISynthConfig, generate_eri
-    from ..train.eri import ERITrainOptions, train
+    from ..runs import clear_run, writer_lock
+    from ..train.eri import ERITrainOptions
+    from ..train.recipe import get_recipe
 
     t0 = time.perf_counter()
     if (data / "data_info.csv").exists():
@@ -39,9 +41,11 @@ def quickstart(
         generate_eri(data, ERISynthConfig(clips=clips, seed=0), workers=workers, console=console)
     opt = ERITrainOptions(data=data, epochs=epochs, batch_size=16, lr=2e-3, seed=0, warmup_epochs=1,
                           model_overrides={"frames": frames, "face_size": face_size}, workers=workers)
-    for stage, m in train(opt, out, console=console).metrics.items():
-        console.print(f"{stage:>6}: val mean Pearson {m['val_pearson']:.4f}")
-    _export_and_bench(out, budget_s=bench_budget)
+    with writer_lock(out, "edgeaffect quickstart"):
+        clear_run(out, overwrite=True)   # the quickstart run is this command's own output: rebuilt each time
+        for stage, m in get_recipe("eri").run(opt, out, console=console).metrics.items():
+            console.print(f"{stage:>6}: val mean Pearson {m['val_pearson']:.4f}")
+        _export_and_bench(out, budget_s=bench_budget)
     console.print(f"[green]done in {time.perf_counter() - t0:.0f} s[/]; results in {out} "
                   "(manifest.json, checkpoint.pt, model.onnx, openvino/, bench.json/csv/png)")
 
