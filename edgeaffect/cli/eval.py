@@ -108,10 +108,14 @@ def eval_cmd(
             raise EdgeAffectError(f"{run} does not record its dataset; pass --data")
         rows, n = _score_conditions(rt, spec, Path(root), split, kw, conditions, batch_size, seed, precision)
     _print_eval(spec, split, n, precision, rows)
+    typer.echo("\n".join(f"{name}\t{value:.6f}" for name, value in rows))   # printed before the manifest write
     if r is not None:
-        earlier = r.manifest.get("eval", {}).get(split, {})   # conditions from earlier calls are kept
-        r.update(eval={split: {**earlier, **{name: value for name, value in rows}}})
-    typer.echo("\n".join(f"{name}\t{value:.6f}" for name, value in rows))
+        from ..runs import load_run, writer_lock
+
+        with writer_lock(r.path, "edgeaffect eval"):   # the manifest as it is now, not as it was at the start
+            r = load_run(r.path)
+            earlier = r.manifest.get("eval", {}).get(split, {})   # conditions from earlier calls are kept
+            r.update(eval={split: {**earlier, **{name: value for name, value in rows}}})
 
 
 @contextlib.contextmanager
