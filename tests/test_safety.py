@@ -176,3 +176,17 @@ def test_the_demo_refuses_a_foreign_model_in_a_run(run):
     rt.close()
     rt, _ = open_model(run, "openvino")                                    # the untouched IR still opens
     rt.close()
+
+
+def test_a_batch_norm_failure_in_training_is_one_line(tmp_path, capsys):
+    """Batch 1 with feature maps shrunk to 1x1: BatchNorm cannot train; one line, not a traceback."""
+    data = tmp_path / "va"
+    assert main(["data", "synth", "affwild2-va", "--out", str(data), "--train-videos", "1", "--val-videos", "1",
+                 "--frames", "16", "--size", "32"]) == 0
+    capsys.readouterr()
+    assert main(["train", "va", "--data", str(data), "--frame-size", "16", "--width", "1", "--subclips", "1",
+                 "--batch-size", "1", "--epochs", "1", "--out", str(tmp_path / "run")]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "got one value per channel in training (batch 1" in err and "Traceback" not in err
+    assert main(["data", "synth", "affwild2-va", "--out", str(tmp_path / "x"), "--frames", "8"]) != 0
+    assert "16" in " ".join(capsys.readouterr().err.split())               # the range is in the option itself

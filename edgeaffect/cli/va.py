@@ -21,10 +21,10 @@ class Variant(str, Enum):
 @synth_app.command("affwild2-va")
 def synth_affwild2_va(
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset root to write (cropped_aligned/, VA_Estimation_Challenge/, videos/).")],
-    train_videos: Annotated[int, typer.Option(help="Training videos (the last one is a _left/_right pair).")] = 8,
-    val_videos: Annotated[int, typer.Option(help="Validation videos (the last one is a _left/_right pair).")] = 3,
-    frames: Annotated[int, typer.Option(help="Frames per video at 30 fps (the reference's sequences need 512).")] = 600,
-    size: Annotated[int, typer.Option(help="Aligned face size in pixels.")] = 112,
+    train_videos: Annotated[int, typer.Option(min=1, help="Training videos (the last one is a _left/_right pair).")] = 8,
+    val_videos: Annotated[int, typer.Option(min=1, help="Validation videos (the last one is a _left/_right pair).")] = 3,
+    frames: Annotated[int, typer.Option(min=16, help="Frames per video at 30 fps (the reference's sequences need 512).")] = 600,
+    size: Annotated[int, typer.Option(min=32, help="Aligned face size in pixels.")] = 112,
     seed: SeedOpt = 0,
 ) -> None:
     """Write a synthetic Aff-Wild2 valence-arousal set in the distributed layout.

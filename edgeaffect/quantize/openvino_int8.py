@@ -65,8 +65,11 @@ def quantize(onnx_path: str | Path, calib: CalibrationSet, cfg: QuantConfig, out
     ``spec`` (default: the one embedded in the ONNX) goes into the IR's rt_info, as the FP32
     export does, so ``edgeaffect.load`` on the INT8 IR knows its inputs, outputs and labels.
     """
+    import logging
+
     import nncf
 
+    logging.getLogger("nncf").setLevel(logging.WARNING)   # its INFO lines (one per step) drown our progress
     from ..export import read_onnx_spec
     from ..runtimes.openvino import RT_INFO_PATH
 

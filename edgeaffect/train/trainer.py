@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..errors import EdgeAffectError
 from ..fileio import atomic_path, load_checkpoint
 from ..tasks import Task
 
@@ -108,6 +109,18 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 32, device: st
     model.train(was_training)
     merged = {name: torch.cat([o[i] for o in outs]).numpy() for i, name in enumerate(output_names)}
     return merged, torch.cat(targets).numpy()
+
+
+def _train_forward(model, batch, input_names, batch_size: int):
+    """``forward`` in training mode, with BatchNorm's one-value-per-channel failure said in one line."""
+    try:
+        return forward(model, batch, input_names)
+    except ValueError as exc:
+        if "Expected more than 1 value per channel" not in str(exc):
+            raise
+        raise EdgeAffectError(f"a BatchNorm layer of {model.spec.name if hasattr(model, 'spec') else 'the model'} "
+                              f"got one value per channel in training (batch {batch_size}, feature maps shrunk to "
+                              f"1x1): use a larger --batch-size or larger inputs") from None
 
 
 class Trainer:
@@ -209,7 +222,7 @@ class Trainer:
                     if self.batch_transform is not None:
                         batch = self.batch_transform(batch, gen)
                     batch = to_device(batch, device)
-                    outputs = forward(train_model, batch, self.spec.input_names)
+                    outputs = _train_forward(train_model, batch, self.spec.input_names, c.batch_size)
                     loss = self.loss(outputs if len(outputs) > 1 else outputs[0], batch["target"])
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
