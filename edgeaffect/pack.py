@@ -229,7 +229,7 @@ def commands(runtime: str, precisions: list[str]) -> str:
     for p in precisions:
         if runtime == "tensorrt":  # the engine is built here, for this GPU and TensorRT version
             lines.append(f"ENGINE=$($EA build-engine . --precision {p})")
-            lines.append(f'$EA bench "$ENGINE" --runtime tensorrt $BENCH_ARGS')
+            lines.append('$EA bench "$ENGINE" --runtime tensorrt $BENCH_ARGS')
         else:
             lines.append(f"$EA bench {_sources(runtime)[p]} --runtime {runtime} --precision {p} $BENCH_ARGS")
     lines.append(f'$EA demo --model . --runtime {runtime} --precision {precisions[0]} --source "$SOURCE" $DEMO_ARGS')
@@ -331,7 +331,7 @@ def _metadata(pkg: Path) -> str:
     """Core metadata: from the source checkout's pyproject.toml when there is one (an editable install's
     metadata can be stale), else from the installed distribution."""
     requires, extras, python = _declared(pkg)
-    head = [f"Metadata-Version: 2.1", "Name: edgeaffect", f"Version: {__version__}",
+    head = ["Metadata-Version: 2.1", "Name: edgeaffect", f"Version: {__version__}",
             "Summary: Emotion-recognition models from training to compiled, quantized edge inference.",
             f"Requires-Python: {python}"]
     return "\n".join(head + [f"Provides-Extra: {e}" for e in extras] + [f"Requires-Dist: {r}" for r in requires]) + "\n"

@@ -8,7 +8,6 @@ import numpy as np
 
 from .. import precision as _precision
 from ..errors import EdgeAffectError
-from ..spec import TensorSpec
 from .base import Runtime
 
 
