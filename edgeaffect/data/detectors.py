@@ -47,14 +47,20 @@ def _session(path: Path, runtime: str, threads: int | None) -> Callable[[np.ndar
     if runtime == "openvino":
         import openvino as ov
 
-        cfg = {"INFERENCE_PRECISION_HINT": "f32", **({"INFERENCE_NUM_THREADS": int(threads)} if threads else {})}
+        from ..precision import openvino_config
+
+        cfg = {**openvino_config("fp32"), **({"INFERENCE_NUM_THREADS": int(threads)} if threads else {})}
         compiled = ov.Core().compile_model(str(path), "CPU", cfg)
         request = compiled.create_infer_request()
         return lambda x: [request.infer({0: x})[o] for o in compiled.outputs]
     import onnxruntime as ort
 
+    from ..precision import ONNXRUNTIME_FP32_CONFIG
+
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    for key, value in ONNXRUNTIME_FP32_CONFIG.items():   # f32 GEMMs, as every fp32 session of ours
+        so.add_session_config_entry(key, value)
     if threads:
         so.intra_op_num_threads = int(threads)
     session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
