@@ -32,8 +32,9 @@ def pack_cmd(
     """
     from ..pack import COMMANDS, REQUIREMENTS, pack_run
 
-    bundle = pack_run(run, runtime, out, precisions=split_csv(precision), overwrite=overwrite,
-                      calib_samples=calib_samples, data_root=data)
+    with console.status(f"packing {run} for {runtime} (artifacts, hashes, wheel, calibration data)"):
+        bundle = pack_run(run, runtime, out, precisions=split_csv(precision), overwrite=overwrite,
+                          calib_samples=calib_samples, data_root=data)
     console.print(f"wrote {bundle}")
     console.print(f"on the device:  cd {bundle.name} && python -m pip install -r {REQUIREMENTS} && sh {COMMANDS}",
                   soft_wrap=True)
@@ -55,4 +56,6 @@ def build_engine_cmd(
     """
     from ..pack import build_engine
 
-    typer.echo(str(build_engine(bundle, precision, implicit=implicit, max_batch=max_batch)))
+    with console.status(f"building the {precision} TensorRT engine (minutes on a Jetson)"):   # on stderr
+        engine = build_engine(bundle, precision, implicit=implicit, max_batch=max_batch)
+    typer.echo(str(engine))
