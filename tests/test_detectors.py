@@ -134,3 +134,23 @@ def test_problem_summary_counts_and_names_the_first_files_and_the_record_keeps_a
     text = summary("train", lines, {"bad_lines": 5, "bad_videos": 0})
     assert text.startswith("train: 5 problem(s) (bad_lines 5), e.g. v0.txt:2, v1.txt:3, v2.txt:4 and 2 more")
     assert record(lines, {"bad_lines": 5})["lines"] == lines and summary("val", []) == "val: no problems"
+
+
+def test_nms_keeps_the_best_of_each_overlapping_group_in_both_forms():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 5], [50, 50, 60, 60]], np.float64)
+    scores = np.array([0.8, 0.9, 0.7, 0.6])
+    # IoU (areas w*h): box 1 overlaps box 0 by 81/119 = 0.68, box 2 overlaps box 1 by 36/114 = 0.32
+    assert detectors._nms(boxes, scores, 0.5).tolist() == [1, 2, 3]
+    assert detectors._nms(boxes, scores, 0.3).tolist() == [1, 3]
+    # "min" form (+1 pixel areas, over the smaller box): box 2 lies inside box 0
+    assert detectors._nms(boxes, scores, 0.7, "min").tolist() == [1, 3]
+    assert detectors._nms(boxes[:0], scores[:0], 0.5).tolist() == []
+
+
+def test_the_nets_run_through_the_runtimes_layer():
+    from edgeaffect.runtimes import Runtime
+
+    det = MtcnnFaceDetector(threads=1)
+    for net in det.nets.values():
+        assert isinstance(net.runtime, Runtime) and net.runtime.name == det.runtime
+        assert net.runtime.precision == "fp32" and net.runtime.executed_precision == "fp32"

@@ -117,6 +117,24 @@ def test_static_batch_openvino_reports_its_batch(run_dir):
         assert rt.inputs[1].shape == (4, 4, 6)
 
 
+def test_openvino_unpins_threads_when_it_runs_on_fewer_than_the_cores(run_dir):
+    """Two one-thread models side by side (the demo's detector and model, preprocessing workers) must not be
+    pinned to the same first core; a model given every core keeps the plugin's pinning."""
+    if "openvino" not in available():
+        pytest.skip("openvino is not installed")
+    from edgeaffect.precision import physical_cores
+
+    cores = physical_cores()
+    print(f"physical cores: {cores}")
+    xml = run_dir / "openvino" / "model.xml"
+    if cores > 1:
+        with load(xml, threads=1) as rt:
+            assert rt.compiled.get_property("ENABLE_CPU_PINNING") is False
+    with load(xml, threads=cores) as rt, load(xml) as default:
+        assert rt.compiled.get_property("ENABLE_CPU_PINNING") == default.compiled.get_property("ENABLE_CPU_PINNING")
+        assert rt.compiled.get_property("INFERENCE_NUM_THREADS") == cores
+
+
 def test_registry_picks_by_suffix_and_loads_run_folders(run_dir):
     assert runtime_for("m.onnx") == "onnxruntime" and runtime_for("m.xml") == "openvino"
     assert runtime_for("x/NVIDIA-Orin-trt10.3.0.engine") == "tensorrt" and runtime_for("checkpoint.pt") == "torch"

@@ -90,7 +90,7 @@ def train_body_cmd(
 def _print_summary(manifest, out: Path) -> None:
     from rich.table import Table
 
-    from ..data.emoreact import LABELS
+    from ..labels import EMOREACT_LABELS as LABELS
 
     m = manifest.metrics["train"]
     table = Table(title=f"{manifest.model}: ROC-AUC (best epoch {m['best_epoch']})")

@@ -30,10 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..labels import EXPR_LABELS, EXPR_LABELS_ABAW2
 from .affwild2 import list_frames, read_face, read_label_table
 
-EXPR_LABELS = ("Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other")
-EXPR_LABELS_ABAW2 = EXPR_LABELS[:7]   # ABAW2 (2021) files: the same order, no "Other"
 EXPR_DIR = "EXPR_Classification_Challenge"
 SPLIT_DIRS = {"train": "Train_Set", "val": "Validation_Set"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")

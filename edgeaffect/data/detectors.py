@@ -1,13 +1,16 @@
 """Face detectors by name: MTCNN (the default) run by OpenVINO or ONNX Runtime, OpenCV Haar as the fallback.
 
 MTCNN's P/R/O-Nets (weights from the ``facenet-pytorch`` wheel, MIT; see :mod:`.mtcnn_export`) ship as
-ONNX files inside this package, so no torch and no download is needed: OpenVINO runs them (about 2.5x
-faster than ONNX Runtime on these small nets here), ONNX Runtime when OpenVINO is absent.  With neither installed, ``auto`` falls back to Haar and says so in one line.
+ONNX files inside this package, so no torch and no download is needed: OpenVINO runs them (1.3-1.7x
+faster than ONNX Runtime on these small nets here), ONNX Runtime when OpenVINO is absent, both through
+:mod:`edgeaffect.runtimes` pinned to fp32.  With neither installed, ``auto`` falls back to Haar and says so
+in one line.
 MTCNN also gives five landmarks per face (eyes, nose, mouth corners), which :func:`align_face` uses to
 crop faces the way Aff-Wild2's ``cropped_aligned`` frames are made.
 
 Why MTCNN over Haar: measured in benchmarks/results/face_detector.md, it finds frontal faces with closed
-eyes, strong expressions or sunglasses that the cascade misses, at a few ms per frame on two cores.
+eyes, strong expressions or sunglasses that the cascade misses, at 18-20 ms per call on one thread
+(3-5x less than Haar) and about 10 ms per frame with one preprocessing worker per core of two.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from .faces import Box, HaarFaceDetector
 
 WEIGHTS = Path(__file__).with_name("weights") / "mtcnn"
 DETECTORS = ("auto", "mtcnn", "haar")
-_RUNTIMES = ("openvino", "onnxruntime")   # OpenVINO ran these small nets ~2.5x faster here
+_RUNTIMES = ("openvino", "onnxruntime")   # OpenVINO ran these small nets 1.3-1.7x faster here
 
 
 @dataclass(frozen=True)
@@ -41,30 +44,18 @@ def mtcnn_runtime() -> str | None:
     return next((r for r in _RUNTIMES if importlib.util.find_spec(r) is not None), None)
 
 
-def _session(path: Path, runtime: str, threads: int | None) -> Callable[[np.ndarray], list[np.ndarray]]:
-    """``run(image) -> outputs`` for one net, fp32 on the CPU.  The backends are called directly, not through
-    ``edgeaffect.runtimes`` (whose torch runtime imports the model registry, which imports this package)."""
-    if runtime == "openvino":
-        import openvino as ov
+class _Net:
+    """One MTCNN net, fp32 through our runtimes: ``net(image) -> outputs`` in the ONNX file's output order."""
 
-        from ..precision import openvino_config
+    def __init__(self, path: Path, runtime: str, threads: int | None):
+        from ..runtimes import load
 
-        cfg = {**openvino_config("fp32"), **({"INFERENCE_NUM_THREADS": int(threads)} if threads else {})}
-        compiled = ov.Core().compile_model(str(path), "CPU", cfg)
-        request = compiled.create_infer_request()
-        return lambda x: [request.infer({0: x})[o] for o in compiled.outputs]
-    import onnxruntime as ort
+        self.runtime = load(path, runtime=runtime, precision="fp32", **({"threads": int(threads)} if threads else {}))
+        self.outputs = [t.name for t in self.runtime.outputs]
 
-    from ..precision import ONNXRUNTIME_FP32_CONFIG
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    for key, value in ONNXRUNTIME_FP32_CONFIG.items():   # f32 GEMMs, as every fp32 session of ours
-        so.add_session_config_entry(key, value)
-    if threads:
-        so.intra_op_num_threads = int(threads)
-    session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-    return lambda x: session.run(None, {"image": x})
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        out = self.runtime.infer({"image": x})
+        return [out[n] for n in self.outputs]
 
 
 def resolve_detector(name: str, say: Callable[[str], None] | None = None) -> str:
@@ -91,7 +82,19 @@ def make_detector(name: str = "auto", threads: int | None = 1, say: Callable[[st
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, thresh: float, mode: str = "union") -> np.ndarray:
-    """Indices kept by greedy non-maximum suppression (boxes x1, y1, x2, y2; MTCNN's +1 pixel areas)."""
+    """Indices kept by greedy non-maximum suppression, best score first (boxes x1, y1, x2, y2).
+
+    ``union`` (IoU, stages 1-2) runs in OpenCV, with areas ``w * h`` as torchvision's ``nms`` in the
+    reference; ``min`` (stage 3, a handful of boxes) is MTCNN's own form with +1 pixel areas.
+    """
+    if not len(boxes):
+        return np.zeros(0, np.int64)
+    if mode == "union":
+        import cv2
+
+        xywh = np.concatenate([boxes[:, :2], boxes[:, 2:4] - boxes[:, :2]], 1).astype(np.float64)
+        kept = cv2.dnn.NMSBoxes(xywh, scores.astype(np.float32), 0.0, thresh)   # scores are probabilities
+        return np.asarray(kept, np.int64).reshape(-1)
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     area = (x2 - x1 + 1) * (y2 - y1 + 1)
     order, keep = np.argsort(scores)[::-1], []
@@ -100,9 +103,7 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, thresh: float, mode: str = "unio
         keep.append(i)
         w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
         h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
-        inter = w * h
-        denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
-        order = rest[inter / denom <= thresh]
+        order = rest[w * h / np.minimum(area[i], area[rest]) <= thresh]
     return np.asarray(keep, np.int64)
 
 
@@ -140,7 +141,7 @@ class MtcnnFaceDetector:
                                   "pip install 'edgeaffect[onnxruntime]' (or use --detector haar)")
         if runtime not in _RUNTIMES:
             raise EdgeAffectError(f"MTCNN runs on {' or '.join(_RUNTIMES)}, not {runtime!r}")
-        self.nets = {n: _session(WEIGHTS / f"{n}.onnx", runtime, threads) for n in ("pnet", "rnet", "onet")}
+        self.nets = {n: _Net(WEIGHTS / f"{n}.onnx", runtime, threads) for n in ("pnet", "rnet", "onet")}
         self.runtime, self.min_face, self.thresholds, self.factor, self.max_side = \
             runtime, min_face, tuple(thresholds), factor, max_side
 
@@ -154,30 +155,36 @@ class MtcnnFaceDetector:
 
         h, w = frame_bgr.shape[:2]
         s = min(1.0, self.max_side / max(h, w))
-        img = frame_bgr if s == 1.0 else cv2.resize(frame_bgr, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB if img.ndim == 3 else cv2.COLOR_GRAY2RGB)
-        boxes = self._stage1(rgb)
+        img = frame_bgr if frame_bgr.ndim == 3 else cv2.cvtColor(frame_bgr, cv2.COLOR_GRAY2BGR)
+        if s < 1.0:
+            img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+        boxes = self._stage1(img)
         if len(boxes):
-            boxes = self._refine(rgb, boxes)
-        faces = self._stage3(rgb, boxes) if len(boxes) else []
+            boxes = self._refine(img, boxes)
+        faces = self._stage3(img, boxes) if len(boxes) else []
         out = [Face(tuple(int(round(v / s)) for v in f.box), f.score, f.landmarks / s) for f in faces]
         return sorted(out, key=lambda f: f.box[2] * f.box[3], reverse=True)
 
-    def _run(self, net: str, x: np.ndarray) -> list[np.ndarray]:
-        x = (x.astype(np.float32) - np.float32(127.5)) * np.float32(0.0078125)
-        return self.nets[net](np.ascontiguousarray(x))
+    def _run(self, net: str, images: list[np.ndarray], size: tuple[int, int] | None = None) -> list[np.ndarray]:
+        """A net on BGR images (resized to ``size`` when given): one OpenCV call makes MTCNN's input,
+        RGB, ``(x - 127.5) / 128``, NCHW float32."""
+        import cv2
 
-    def _stage1(self, rgb: np.ndarray) -> np.ndarray:
+        blob = cv2.dnn.blobFromImages(images, 0.0078125, size or images[0].shape[1::-1], (127.5, 127.5, 127.5),
+                                      swapRB=True, crop=False)
+        return self.nets[net](blob)
+
+    def _stage1(self, bgr: np.ndarray) -> np.ndarray:
         """P-Net over the image pyramid: candidate boxes [N, 9] (x1, y1, x2, y2, score, 4 regressions)."""
         import cv2
 
-        h, w = rgb.shape[:2]
-        scale, side, found, im = 12.0 / self.min_face, min(h, w) * 12.0 / self.min_face, [], rgb
+        h, w = bgr.shape[:2]
+        scale, side, found, im = 12.0 / self.min_face, min(h, w) * 12.0 / self.min_face, [], bgr
         while side >= 12:
             # each level from the one before: cheap, and a 0.709 step needs no area filter
             im = cv2.resize(im, (int(w * scale + 1), int(h * scale + 1)),
-                            interpolation=cv2.INTER_AREA if im is rgb else cv2.INTER_LINEAR)
-            reg, prob = self._run("pnet", im.transpose(2, 0, 1)[None])
+                            interpolation=cv2.INTER_AREA if im is bgr else cv2.INTER_LINEAR)
+            reg, prob = self._run("pnet", [im])
             ys, xs = np.nonzero(prob[0, 1] >= self.thresholds[0])
             if len(ys):
                 q1 = np.floor((2 * np.stack([xs, ys], 1) + 1) / scale)
@@ -193,44 +200,40 @@ class MtcnnFaceDetector:
         b = np.concatenate([b[:, :4] + b[:, 5:9] * np.stack([bw, bh, bw, bh], 1), b[:, 4:5]], 1)
         return _square(b)
 
-    def _crops(self, rgb: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Square crops [N, 3, size, size] of ``boxes`` (as facenet-pytorch pads them), and which boxes had one."""
-        import cv2
-
-        h, w = rgb.shape[:2]
+    def _crops(self, bgr: np.ndarray, boxes: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """The image regions of ``boxes`` (clipped as facenet-pytorch clips them), and which boxes had one."""
+        h, w = bgr.shape[:2]
         b = np.trunc(boxes[:, :4]).astype(int)
         x, y = np.maximum(b[:, 0], 1), np.maximum(b[:, 1], 1)
         ex, ey = np.minimum(b[:, 2], w), np.minimum(b[:, 3], h)
         ok = (ey > y - 1) & (ex > x - 1)
-        crops = [cv2.resize(rgb[y[k] - 1:ey[k], x[k] - 1:ex[k]], (size, size), interpolation=cv2.INTER_LINEAR)
-                 for k in np.flatnonzero(ok)]
-        return np.stack(crops).transpose(0, 3, 1, 2) if crops else np.zeros((0, 3, size, size), np.uint8), ok
+        return [bgr[y[k] - 1:ey[k], x[k] - 1:ex[k]] for k in np.flatnonzero(ok)], ok
 
-    def _refine(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    def _refine(self, bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """R-Net: keep the likely faces among the candidates, regress and square them."""
-        crops, ok = self._crops(rgb, boxes, 24)
+        crops, ok = self._crops(bgr, boxes)
         boxes = boxes[ok]
         if not len(boxes):
             return boxes
-        reg, prob = self._run("rnet", crops)
+        reg, prob = self._run("rnet", crops, (24, 24))
         keep = prob[:, 1] > self.thresholds[1]
         b = np.concatenate([boxes[keep, :4], prob[keep, 1:2]], 1)
-        pick = _nms(b[:, :4], b[:, 4], 0.7) if len(b) else np.zeros(0, np.int64)
+        pick = _nms(b[:, :4], b[:, 4], 0.7)
         return _square(_regress(b[pick], reg[keep][pick]))
 
-    def _stage3(self, rgb: np.ndarray, boxes: np.ndarray) -> list[Face]:
+    def _stage3(self, bgr: np.ndarray, boxes: np.ndarray) -> list[Face]:
         """O-Net: final faces, scores and landmarks."""
-        crops, ok = self._crops(rgb, boxes, 48)
+        crops, ok = self._crops(bgr, boxes)
         boxes = boxes[ok]
         if not len(boxes):
             return []
-        reg, marks, prob = self._run("onet", crops)
+        reg, marks, prob = self._run("onet", crops, (48, 48))
         keep = prob[:, 1] > self.thresholds[2]
         b, reg, marks = np.concatenate([boxes[keep, :4], prob[keep, 1:2]], 1), reg[keep], marks[keep]
         wh = (b[:, 2:4] - b[:, 0:2] + 1)
         pts = np.stack([wh[:, :1] * marks[:, :5] + b[:, :1] - 1, wh[:, 1:2] * marks[:, 5:] + b[:, 1:2] - 1], 2)
         b = _regress(b, reg)
-        pick = _nms(b[:, :4], b[:, 4], 0.7, "min") if len(b) else []
+        pick = _nms(b[:, :4], b[:, 4], 0.7, "min")
         faces = []
         for i in pick:
             x1, y1, x2, y2 = b[i, :4]

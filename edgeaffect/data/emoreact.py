@@ -46,11 +46,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import DataError
+from ..labels import EMOREACT_LABELS as LABELS
 from .csvtable import norm, read_table, unique_keys
 from .faces import consistent_faces, fill_boxes
 from .preprocess import ClipSkipped, FeatureCache, PrepReport, _say, default_workers, make_detector, parallel_map
 
-LABELS = ("Curiosity", "Uncertainty", "Excitement", "Happiness", "Surprise", "Disgust", "Fear", "Frustration")
 SPLITS = ("train", "val", "test")
 SPLIT_FOLDERS = {"train": ("Train", "train", "Training"), "val": ("Validation", "validation", "Val", "val"),
                  "test": ("Test", "test")}

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..labels import ERI_LABELS as LABELS
 from .csvtable import norm, read_table, unique_keys
 
-LABELS = ("Adoration", "Amusement", "Anxiety", "Disgust", "Empathic-Pain", "Fear", "Surprise")
 SPLITS = ("train", "val", "test")
 _SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                   "devel": "val", "dev": "val", "test": "test", "testing": "test"}

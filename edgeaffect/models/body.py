@@ -41,11 +41,11 @@ import functools
 import torch
 from torch import nn
 
+from ..labels import EMOREACT_LABELS
 from ..spec import BATCH, ModelSpec, TensorSpec
 from .backbones import Bottleneck, MobileNetV2Features, resnet50_trunk
 from .registry import register_model
 
-EMOREACT_LABELS = ("Curiosity", "Uncertainty", "Excitement", "Happiness", "Surprise", "Disgust", "Fear", "Frustration")
 INPUTS = ("face", "body", "fullbody", "fusion")
 FUSION_STREAMS = ("shared", "separate")
 ARCHS = {"mobilenet_v2": "mobilenetv2", "resnet50": "resnet50"}

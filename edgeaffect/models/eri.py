@@ -22,11 +22,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..labels import ERI_LABELS
 from ..spec import BATCH, ModelSpec, TensorSpec
 from .layers import TCN, DepthwiseSeparable, SpatialAttention, TemporalTransformer, conv_bn_act
 from .registry import register_model
 
-ERI_LABELS = ("Adoration", "Amusement", "Anxiety", "Disgust", "Empathic-Pain", "Fear", "Surprise")
 
 
 def mfcc_frames(seconds: float, sample_rate: int, hop_length: int) -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..data.affwild2_expr import EXPR_LABELS
+from ..labels import EXPR_LABELS
 from ..spec import BATCH, ModelSpec, TensorSpec
 from .backbones import MobileNetV2Features, resnet18_trunk
 from .registry import register_model

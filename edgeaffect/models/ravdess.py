@@ -27,11 +27,11 @@ import torch
 from torch import nn
 
 from ..errors import EdgeAffectError
+from ..labels import RAVDESS_LABELS
 from ..spec import BATCH, ModelSpec, TensorSpec
 from .registry import register_model
 from ..fileio import load_checkpoint
 
-RAVDESS_LABELS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 FUSIONS = ("ia", "it", "lt")
 
 

@@ -39,11 +39,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..labels import VA_LABELS
 from ..spec import BATCH, ModelSpec, TensorSpec
 from .backbones import resnet18_trunk
 from .registry import register_model
 
-VA_LABELS = ("valence", "arousal")
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 

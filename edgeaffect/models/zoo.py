@@ -22,10 +22,10 @@ import torch
 from torch import nn
 
 from ..errors import EdgeAffectError
+from ..labels import FER2013_LABELS
 from ..spec import BATCH, ModelSpec, TensorSpec
 from .registry import register_model
 
-FER2013_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 KERAS_BN_EPS = 1e-3  # the hdf5's BatchNormalization epsilon (checked when loading)
 
 

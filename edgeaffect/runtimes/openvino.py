@@ -38,7 +38,8 @@ def ov_dims(partial_shape: Any) -> list[int]:
 
 
 class OpenVinoRuntime(Runtime):
-    """Options: ``device`` ("CPU", "GPU", "AUTO"), ``hint`` ("LATENCY", "THROUGHPUT"), ``threads``,
+    """Options: ``device`` ("CPU", "GPU", "AUTO"), ``hint`` ("LATENCY", "THROUGHPUT"), ``threads`` (fewer
+    than the cores also turns CPU pinning off, so models side by side run on different cores),
     ``streams``, ``batch`` (reshape a dynamic batch to this static size before compiling),
     ``precision`` (fp32, bf16, fp16, int8; default fp32), ``config`` (extra OpenVINO properties)."""
 
@@ -67,6 +68,10 @@ class OpenVinoRuntime(Runtime):
                                   **_precision.openvino_config(self.precision, device)}
         if self.options.get("threads"):
             config["INFERENCE_NUM_THREADS"] = int(self.options["threads"])
+            if device == "CPU" and int(self.options["threads"]) < _precision.physical_cores():
+                # the CPU plugin pins each compiled model's threads to the first cores: two one-thread models
+                # (the demo's detector and model, or preprocessing workers) would then share one core
+                config["ENABLE_CPU_PINNING"] = False
         if self.options.get("streams"):
             config["NUM_STREAMS"] = str(self.options["streams"])
         config.update(self.options.get("config", {}))

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..data.emoreact import LABELS
+from ..labels import EMOREACT_LABELS as LABELS
 from ..spec import ModelSpec
 from . import Task, register_task
 from .metrics import finite

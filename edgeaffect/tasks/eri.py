@@ -12,7 +12,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..data.hume import LABELS, read_data_info
+from ..data.hume import read_data_info
+from ..labels import ERI_LABELS as LABELS
 from ..data.preprocess import AVConfig, ClipJob, PrepReport, prepare_clips
 from ..errors import DataError
 from ..spec import ModelSpec

@@ -13,7 +13,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..data.affwild2_expr import EXPR_LABELS, expr_split
+from ..data.affwild2_expr import expr_split
+from ..labels import EXPR_LABELS
 from ..spec import ModelSpec
 from . import Task, register_task
 from .metrics import finite

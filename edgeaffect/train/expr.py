@@ -10,7 +10,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..data.affwild2_expr import EXPR_LABELS, expr_split
+from ..data.affwild2_expr import expr_split
+from ..labels import EXPR_LABELS
 from ..errors import EdgeAffectError
 from ..runs import Manifest
 from ..tasks.expr import EXPR_TASK

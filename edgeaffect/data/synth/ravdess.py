@@ -24,10 +24,10 @@ import numpy as np
 
 import cv2
 
+from ...labels import RAVDESS_LABELS as EMOTIONS
 from .face import Expression, Identity, background, draw_face
 from .voice import Prosody, synth_voice
 
-EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 
 # Face per emotion (index 0..7).  neutral == calm (voice-only pair).
 FACES: dict[int, Expression] = {
