@@ -89,3 +89,78 @@ def test_web_page_has_a_tile_and_a_stream_per_source(clips, tmp_path):
         assert b"setSources" in page and b"stream.mjpg?source=" in page
     finally:
         web.close()
+
+
+@pytest.fixture()
+def http_stream(clips):
+    """The two-face clip served over local HTTP, so OpenCV opens it as a live network stream."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(Quiet, directory=str(clips[1].parent)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/{clips[1].name}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_file_and_a_network_stream_in_one_demo(clips, http_stream, tmp_path):
+    from edgeaffect.data.faces import HaarFaceDetector
+    from edgeaffect.demo.session import build_session
+
+    runner = FakeRunner()
+    s = build_session([str(clips[0]), http_stream], runner=runner, detector=HaarFaceDetector(), sync=True,
+                      detect_every=2, jsonl=tmp_path / "p.jsonl", max_frames=8, reconnect_retries=0)
+    summary = s.run().summary()
+    assert [x["source"] for x in summary["sources"]] == [str(clips[0]), http_stream]
+    stream = _lines(tmp_path / "p.1.jsonl")
+    assert len(stream) == 8 and {r["source"] for r in stream} == {1}
+    assert all(len(r["faces"]) == 2 for r in stream[1:])         # the stream's two faces, tracked live
+    assert sum(all(f["scores"] for f in r["faces"]) for r in stream) >= 6   # and predicted through the shared model
+    assert max(runner.batches) == 3                               # at least once in one call with the file's face
+
+
+def test_events_carry_every_sources_records(clips, tmp_path):
+    """What a browser's EventSource on the multi-source page receives: the source list, then records of each."""
+    import threading
+    import urllib.request
+
+    from edgeaffect.data.faces import HaarFaceDetector
+    from edgeaffect.demo.session import build_session
+
+    s = build_session([str(c) for c in clips], runner=FakeRunner(), detector=HaarFaceDetector(), sync=True,
+                      serve="127.0.0.1:0")
+    web, events, names = s.web, [], []
+    opened = threading.Event()
+
+    def listen():
+        with urllib.request.urlopen(f"http://127.0.0.1:{web.port}/events", timeout=20) as r:
+            opened.set()
+            event = None
+            for raw in r:
+                line = raw.decode().strip()
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    (names if event == "sources" else events).append(json.loads(line[6:])) if event != "labels" else None
+                    event = None
+                    if sum(isinstance(e, dict) for e in events) >= 12:
+                        return
+
+    reader = threading.Thread(target=listen, daemon=True)
+    reader.start()
+    try:
+        assert opened.wait(20)
+        s.demo.run(s.source)
+        reader.join(20)
+    finally:
+        web.close()
+    assert names == [[str(c) for c in clips]]
+    assert {e["source"] for e in events} == {0, 1}
+    assert any(len(e["faces"]) == 2 for e in events if e["source"] == 1)

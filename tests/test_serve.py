@@ -196,6 +196,47 @@ def test_a_mismatched_libpython_is_named(monkeypatch, tmp_path):
     assert env.serve_problem() is None
 
 
+def test_a_start_up_race_is_retried_once_and_other_failures_are_one_line(monkeypatch):
+    from edgeaffect.serve import server
+
+    race = RuntimeError("load failed: Model initialize error: get_config_from_handshake_server\n"
+                        "ConnectionRefusedError: [Errno 111] Connection refused")
+    calls, said = [], []
+
+    def flaky(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise race
+        return "triton"
+
+    monkeypatch.setattr(server, "_start", flaky)
+    opts = server.ServeOptions(instances=2)
+    assert server._start_retrying([], "m", "onnxruntime", opts, said.append) == "triton"
+    assert len(calls) == 2 and "starting again" in said[0]
+
+    def broken(*args):
+        raise RuntimeError("[400] load failed for model 'm': version 1 is at UNAVAILABLE state\nTraceback ...")
+
+    monkeypatch.setattr(server, "_start", broken)
+    with pytest.raises(EdgeAffectError, match=r"^Triton could not load m: \[400\] load failed .*UNAVAILABLE state \(its log"):
+        server._start_retrying([], "m", "onnxruntime", opts, said.append)
+    def always_racing(*args):
+        raise race
+
+    monkeypatch.setattr(server, "_start", always_racing)
+    with pytest.raises(EdgeAffectError, match="Triton could not load m"):   # one instance: no race to retry
+        server._start_retrying([], "m", "onnxruntime", server.ServeOptions(instances=1), said.append)
+
+
+def test_instances_share_the_cores_unless_threads_are_named():
+    from edgeaffect.precision import physical_cores
+    from edgeaffect.serve.server import ServeOptions
+
+    assert ServeOptions(instances=2).instance_threads() == max(1, physical_cores() // 2)
+    assert ServeOptions(instances=1).instance_threads() == 0          # the runtime's own
+    assert ServeOptions(instances=2, threads=3).instance_threads() == 3
+
+
 def test_triton_signature_drops_the_batch_dim_only_when_batched():
     from edgeaffect.serve.server import batches, model_name, triton_signature
 
@@ -323,6 +364,13 @@ def test_real_server_answers_tritonclient_and_our_runtime(served):
     s, model, _ = served
     assert _http_status(f"{s.url}/v2/health/live") == 200 and _http_status(f"{s.url}/v2/health/ready") == 200
     assert _http_status(f"{s.url}/v2/models/tiny-face/ready") == 200
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{s.url}/v2/models/tiny-face/config", timeout=10) as r:
+        config = json.loads(r.read())
+    assert sum(g["count"] for g in config["instance_group"]) == 2       # the default: two instances
+    assert config["max_batch_size"] == 8 and "dynamic_batching" in config
     rng = np.random.default_rng(0)
     x = rng.random((3, 1, 64, 64), dtype=np.float32)
     with edgeaffect.load(model) as local:

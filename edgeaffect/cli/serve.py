@@ -18,10 +18,11 @@ def serve_cmd(
     port: Annotated[int, typer.Option("--port", help="HTTP port (clients: edgeaffect demo --server http://HOST:PORT).")] = 8000,
     grpc_port: Annotated[Optional[int], typer.Option("--grpc-port", help="gRPC port (default: --port + 1).")] = None,
     metrics_port: Annotated[Optional[int], typer.Option("--metrics-port", help="Prometheus metrics port (default: --port + 2).")] = None,
-    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Largest batch the dynamic batcher forms (faces from all streams).")] = 16,
+    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Largest batch the dynamic batcher forms (faces from all streams).")] = 8,
     queue_delay_us: Annotated[int, typer.Option("--queue-delay-us", min=0, help="How long a request may wait for others to join its batch.")] = 5000,
     dynamic_batching: Annotated[bool, typer.Option("--dynamic-batching/--no-dynamic-batching", help="Merge concurrent requests into one inference.")] = True,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Intra-op threads of the runtime (default: the runtime's own).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Intra-op threads of each instance (default: the runtime's own; with --instances, the cores shared among them).")] = None,
+    instances: Annotated[int, typer.Option("--instances", min=1, help="Model instances, each its own runtime, running batches side by side (2 measured best on 2 cores).")] = 2,
     name: Annotated[Optional[str], typer.Option("--name", help="Triton model name (default: the model spec's name).")] = None,
 ) -> None:
     """Serve a model with Triton Inference Server (PyTriton): health, readiness, dynamic batching, HTTP + gRPC.
@@ -31,6 +32,7 @@ def serve_cmd(
 
     Example:  make serve-env && edgeaffect serve runs/eri/quickstart --runtime openvino
     Example:  edgeaffect serve model.onnx --port 9000 --max-batch 32 --queue-delay-us 4000
+    Example:  edgeaffect serve runs/eri/quickstart --instances 1 --queue-delay-us 0   # a few cameras: no waiting
     Example:  edgeaffect demo --server http://127.0.0.1:8000 --source cam1.mp4 --headless --bench   # one client per camera
     """
     import os
@@ -47,7 +49,7 @@ def serve_cmd(
     if not model.exists():
         raise EdgeAffectError(f"no model at {model}: give a run directory, bundle or exported .onnx/.xml")
     opts = ServeOptions(host=host, port=port, grpc_port=grpc_port, metrics_port=metrics_port, max_batch=max_batch,
-                        queue_delay_us=queue_delay_us, dynamic_batching=dynamic_batching, threads=threads, name=name)
+                        queue_delay_us=queue_delay_us, dynamic_batching=dynamic_batching, threads=threads, instances=instances, name=name)
     problem = env.serve_problem()
     if problem is not None:
         check_ports(host, opts.ports())  # a taken port is said before the hop to the serve env
@@ -62,7 +64,7 @@ def _args(model: Path, runtime: str, precision: str, opts) -> list[str]:
     """The same command line, for the serve env (paths made absolute: its cwd is the same, but be sure)."""
     args = [str(model.resolve()), "--runtime", runtime, "--precision", precision, "--host", opts.host,
             "--port", str(opts.port), "--max-batch", str(opts.max_batch), "--queue-delay-us", str(opts.queue_delay_us),
-            "--dynamic-batching" if opts.dynamic_batching else "--no-dynamic-batching"]
+            "--dynamic-batching" if opts.dynamic_batching else "--no-dynamic-batching", "--instances", str(opts.instances)]
     for flag, value in (("--grpc-port", opts.grpc_port), ("--metrics-port", opts.metrics_port),
                         ("--threads", opts.threads), ("--name", opts.name)):
         if value is not None:

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import EdgeAffectError
+from ..precision import physical_cores
 from ..runtimes.triton import SPEC_MODEL
 from ..spec import BATCH, TensorSpec
 
@@ -34,11 +35,22 @@ class ServeOptions:
     port: int = 8000
     grpc_port: int | None = None      # default port + 1
     metrics_port: int | None = None   # default port + 2
-    max_batch: int = 16
+    max_batch: int = 8
     queue_delay_us: int = 5000
     dynamic_batching: bool = True
-    threads: int | None = None
+    threads: int | None = None        # per instance; default: the cores shared among the instances
+    instances: int = 2                # model instances, each its own runtime: batches run side by side
     name: str | None = None           # default: the spec's model name
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def instance_threads(self) -> int:
+        """Intra-op threads of each instance: ``threads``, else the cores shared out (0: the runtime's own)."""
+        if self.threads:
+            return self.threads
+        return max(1, physical_cores() // self.instances) if self.instances > 1 else 0
 
     def ports(self) -> dict[str, int]:
         return {"--port": self.port, "--grpc-port": self.grpc_port or self.port + 1,
@@ -89,50 +101,81 @@ def spec_payload(name: str, runner, runtime: str) -> bytes:
 def serve(model: Path, runtime: str, precision: str, opts: ServeOptions,
           say: Callable[[str], None] = print, stop: threading.Event | None = None) -> None:
     """Load the model, bind it into Triton, serve until SIGTERM/SIGINT (or ``stop``), then stop Triton."""
-    from ..demo.runner import open_model
-
     if runtime not in SERVE_RUNTIMES:
         raise EdgeAffectError(f"--runtime {runtime!r}: the server runs {' or '.join(SERVE_RUNTIMES)}")
     check_ports(opts.host, opts.ports())
-    runner, spec = open_model(model, runtime, precision, threads=opts.threads or 0)
-    name = model_name(spec.name, opts.name)
+    runners = open_runners(model, runtime, precision, opts)
+    name = model_name(runners[0].spec.name, opts.name)
     stop = stop or threading.Event()
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)} \
         if threading.current_thread() is threading.main_thread() else {}
     triton = None
     try:
-        triton = _start(runner, name, runtime, opts)
-        where = f"http://{opts.host}:{opts.port}"
-        how = (f"dynamic batching up to {opts.max_batch}, queue delay {opts.queue_delay_us} us" if opts.dynamic_batching
-               else "no dynamic batching")
-        say(f"serving {name} ({runtime} {runner.precision}, {how}) at {where}; ready: {where}/v2/health/ready; "
-            f"gRPC :{opts.ports()['--grpc-port']}; SIGTERM or Ctrl-C stops")
+        triton = _start_retrying(runners, name, runtime, opts, say)
+        say(f"serving {name} ({runtime} {runners[0].precision}, {describe(opts)}) at {opts.url}; "
+            f"ready: {opts.url}/v2/health/ready; gRPC :{opts.ports()['--grpc-port']}; SIGTERM or Ctrl-C stops")
         while not stop.wait(0.5):
             if not triton.is_alive():
                 raise EdgeAffectError("the Triton server exited unexpectedly (see its log above)")
     finally:
         if triton is not None:
             triton.stop()
-        runner.close()
+        for r in runners:
+            r.close()
         for s, h in old.items():
             signal.signal(s, h)
     say("stopped")
 
 
-def _start(runner, name: str, runtime: str, opts: ServeOptions):
-    """A running Triton with the model and its spec companion bound."""
-    from pytriton.decorators import batch
+def describe(opts: ServeOptions) -> str:
+    how = (f"dynamic batching up to {opts.max_batch}, queue delay {opts.queue_delay_us} us" if opts.dynamic_batching
+           else "no dynamic batching")
+    return how + (f", {opts.instances} instances of {opts.instance_threads()} thread(s)" if opts.instances > 1 else "")
+
+
+def open_runners(model: Path, runtime: str, precision: str, opts: ServeOptions) -> list:
+    """One runtime per model instance (an OpenVINO infer request serves one call at a time)."""
+    from ..demo.runner import open_model
+
+    if opts.instances < 1:
+        raise EdgeAffectError(f"--instances {opts.instances}: serve at least one model instance")
+    runners = []
+    try:
+        for _ in range(opts.instances):
+            runners.append(open_model(model, runtime, precision, threads=opts.instance_threads())[0])
+    except BaseException:
+        for r in runners:
+            r.close()
+        raise
+    return runners
+
+
+def _start_retrying(runners: list, name: str, runtime: str, opts: ServeOptions, say: Callable[[str], None]):
+    """:func:`_start`, once more when PyTriton's instance handshake races (the second instance may connect
+    between the first one's bind and listen: ``Connection refused``); any other failure is one line."""
+    for attempt in (1, 2):
+        try:
+            return _start(runners, name, runtime, opts)
+        except Exception as exc:   # pytriton/tritonclient raise their own types; the text says what failed
+            text = str(exc)
+            if attempt == 1 and opts.instances > 1 and "handshake" in text and "Connection refused" in text:
+                say("Triton: a model instance missed PyTriton's handshake (a start-up race); starting again")
+                continue
+            first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+            raise EdgeAffectError(f"Triton could not load {name}: {first[:300]} (its log is above)") from None
+
+
+def _start(runners: list, name: str, runtime: str, opts: ServeOptions):
+    """A running Triton with the model (one instance per runner) and its spec companion bound."""
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig
 
     ports = opts.ports()
     config = TritonConfig(http_address=opts.host, http_port=ports["--port"], grpc_address=opts.host,
                           grpc_port=ports["--grpc-port"], metrics_address=opts.host, metrics_port=ports["--metrics-port"])
+    runner = runners[0]
     batched = batches(runner.inputs + runner.outputs)
-
-    def infer(**feeds):
-        return runner.infer(feeds)
-
+    infers = [_infer_of(r, batched) for r in runners]
     payload = np.array([spec_payload(name, runner, runtime)], dtype=np.bytes_)
 
     def describe(requests):
@@ -143,7 +186,7 @@ def _start(runner, name: str, runtime: str, opts: ServeOptions):
                                if opts.dynamic_batching else None)
     triton = Triton(config=config)
     try:
-        triton.bind(model_name=name, infer_func=batch(infer) if batched else _unbatched(infer),
+        triton.bind(model_name=name, infer_func=infers if len(infers) > 1 else infers[0],
                     inputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in triton_signature(runner.inputs, batched)],
                     outputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in triton_signature(runner.outputs, batched)],
                     config=model_config, strict=True)
@@ -154,6 +197,15 @@ def _start(runner, name: str, runtime: str, opts: ServeOptions):
         triton.stop()
         raise
     return triton
+
+
+def _infer_of(runner, batched: bool):
+    """PyTriton's callable for one model instance."""
+    from pytriton.decorators import batch
+
+    def infer(**feeds):
+        return runner.infer(feeds)
+    return batch(infer) if batched else _unbatched(infer)
 
 
 def _unbatched(infer):
