@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from edgeaffect.errors import EdgeAffectError
@@ -164,3 +165,36 @@ def test_events_carry_every_sources_records(clips, tmp_path):
     assert names == [[str(c) for c in clips]]
     assert {e["source"] for e in events} == {0, 1}
     assert any(len(e["faces"]) == 2 for e in events if e["source"] == 1)
+
+
+def test_an_audio_models_faces_of_every_source_go_in_one_call_with_their_own_audio():
+    """Two sources with different voices: one batched call, each face fed its own source's audio features."""
+    from edgeaffect.data.feeds import audio_samples
+    from edgeaffect.demo.worker import InferenceWorker, Request, merge_requests, split_result
+    from edgeaffect.spec import ModelSpec, TensorSpec
+
+    spec = ModelSpec("av", "eri", (TensorSpec("video", ("B", 2, 3, 32, 32)), TensorSpec("audio", ("B", 40, 51))),
+                     (TensorSpec("intensities", ("B", 2)),), ("a", "b"), activation="none",
+                     preprocessing={"frames": 2, "face_size": 32, "scale": "1/255", "audio_sr": 16000,
+                                    "audio_seconds": 0.5, "n_mfcc": 40, "hop_length": 160, "n_fft": 400})
+    fed = []
+
+    class Runner:
+        inputs, outputs = spec.inputs, spec.outputs
+
+        def infer(self, feeds):
+            fed.append(feeds)
+            return {"intensities": np.stack([feeds["audio"].mean((1, 2)), feeds["video"].mean((1, 2, 3, 4))], 1)}
+
+    n = audio_samples(spec)
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 255, (k, 2, 1, 40, 40, 3), dtype=np.uint8) for k in (1, 2)]
+    voices = [0.05 * np.sin(np.arange(n) / 7).astype(np.float32), 0.5 * rng.standard_normal(n).astype(np.float32)]
+    reqs = [(i, Request(i, 0.0, list(range(len(c))), c, v)) for i, (c, v) in enumerate(zip(crops, voices))]
+    res = InferenceWorker(Runner(), spec, max_batch=8).process(merge_requests(reqs))
+    assert len(fed) == 1 and fed[0]["audio"].shape[0] == 3 and fed[0]["video"].shape[0] == 3
+    a = fed[0]["audio"]
+    assert not np.allclose(a[0], a[1]) and np.allclose(a[1], a[2])       # source 0's voice, then source 1's twice
+    parts = split_result(res)
+    assert [p.track_ids for p in parts.values()] == [[0], [0, 1]]
+    np.testing.assert_allclose(parts[1].scores[:, 0], a[1:].mean((1, 2)), rtol=1e-5)

@@ -134,3 +134,24 @@ def test_va_audio_windows_are_the_readers_subclip_windows():
     ref = np.stack([log_mel_window(whole, len(y) - (3 - i) * hop, pre) for i in range(4)])[:, None]
     np.testing.assert_allclose(feats[1:, ..., 2:], ref[1:, ..., 2:], atol=1e-3)
     assert not np.allclose(feats[1:], feats[:-1], atol=0.1)   # and each sub-clip its own window
+
+
+def test_two_voiced_sources_share_one_call_of_an_audio_model(clip, tmp_path):
+    """ERI (face video + voice) on two sources: their faces go in one call, each with its own source's audio."""
+    from edgeaffect.demo.runner import open_model
+    from edgeaffect.demo.session import build_session
+
+    name, overrides = TASKS["eri"]
+    run, spec = _run(tmp_path, name, overrides)
+    rt, _ = open_model(run, "torch")
+    rec = Recorder(rt)
+    s = build_session([str(clip), str(clip)], runner=rec, jsonl=tmp_path / "p.jsonl", sync=True, max_faces=1,
+                      detect_every=2)
+    s.run()
+    a = audio_input(spec)
+    calls = rec.fed[1:]                                               # after the warm-up
+    assert len(calls) >= 2 and all(f[a.name][0][0] == 2 for f in calls)   # both sources' faces in every call
+    assert all(f[a.name][1] > 0 for f in calls)                       # with their voices, not silence
+    for i in (0, 1):
+        lines = [json.loads(x) for x in (tmp_path / f"p.{i}.jsonl").read_text().splitlines()]
+        assert sum(bool(f["scores"]) for r in lines for f in r["faces"]) >= 10

@@ -131,10 +131,9 @@ class MultiDemo:
             worker.wait_idle(timeout=60.0)
 
     def _collect(self, worker: InferenceWorker) -> None:
-        for done in worker.poll():
-            for res in done if isinstance(done, list) else [done]:
-                self.stats.calls += 1
-                for name in self.stats.call_stages:
-                    self.stats.call_stages[name].append(res.timings[name])
-                for i, part in split_result(res).items():
-                    self.demos[i].apply(part)
+        for res in worker.poll():
+            self.stats.calls += 1
+            for name in self.stats.call_stages:
+                self.stats.call_stages[name].append(res.timings[name])
+            for i, part in split_result(res).items():
+                self.demos[i].apply(part)

@@ -150,17 +150,28 @@ class InferenceWorker(SlotWorker):
             self.max_batch = self.fixed_batch
         super().__init__()
 
-    def process(self, req: Request | list[Request]) -> Result | list[Result]:
-        """A list (several sources with their own audio windows) runs one call per request."""
-        return [self._process(r) for r in req] if isinstance(req, list) else self._process(req)
-
-    def _process(self, req: Request) -> Result:
+    def process(self, req: Request | list[Request]) -> Result:
+        """One batched call (in chunks of ``max_batch``) for a request, or for a list of them: several sources
+        whose audio windows differ, each window repeated over its own source's faces."""
+        reqs = req if isinstance(req, list) else [req]
         t0 = time.perf_counter()
+        parts = [self._feeds(r) for r in reqs]
+        every = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        t1 = time.perf_counter()
+        scores = self._infer(every)
+        t2 = time.perf_counter()
+        frame = reqs[0].frame if len(reqs) == 1 else -1
+        return Result(frame, min(r.captured for r in reqs), t2, [t for r in reqs for t in r.track_ids], scores,
+                      {"prepare": t1 - t0, "infer": t2 - t1})
+
+    def _feeds(self, req: Request) -> dict[str, np.ndarray]:
         every = feeds_from_crops(self.spec, req.crops, req.audio)   # what each input takes, from the spec
         if not every:
             raise ValueError(f"{self.spec.name}: no input the demo can feed in {self.spec.input_names}")
-        n = len(req.track_ids)
-        t1 = time.perf_counter()
+        return every
+
+    def _infer(self, every: dict[str, np.ndarray]) -> np.ndarray:
+        n = len(next(iter(every.values())))
         scores = []
         for s in range(0, n, self.max_batch):
             feeds = {name: x[s:s + self.max_batch] for name, x in every.items()}
@@ -168,16 +179,14 @@ class InferenceWorker(SlotWorker):
             if self.fixed_batch and k < self.fixed_batch:  # pad a static-batch model's input, drop the padding after
                 feeds = {name: np.concatenate([x, np.repeat(x[-1:], self.fixed_batch - k, 0)]) for name, x in feeds.items()}
             scores.append(scores_from_outputs(self.spec, self.runner.infer(feeds))[:k])
-        t2 = time.perf_counter()
-        return Result(req.frame, req.captured, t2, req.track_ids, np.concatenate(scores),
-                      {"prepare": t1 - t0, "infer": t2 - t1})
+        return np.concatenate(scores)
 
 
 def merge_requests(parts: list[tuple[int, Request]]) -> Request | list[Request]:
     """The requests of several sources as one batch; track ids become (source, track).
 
-    Requests with audio stay separate (a list): each source has its own audio window, which the
-    model's audio input shares over the whole batch."""
+    Requests with audio stay a list (each source has its own audio window); the worker still runs them
+    as one batched call, each window repeated over its own source's faces."""
     tagged = [Request(r.frame, r.captured, [(i, t) for t in r.track_ids], r.crops, r.audio) for i, r in parts]
     if any(r.audio is not None for r in tagged):
         return tagged
