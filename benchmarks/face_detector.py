@@ -66,6 +66,32 @@ def variants(img: np.ndarray, marks: np.ndarray) -> dict[str, np.ndarray]:
             "dim": (crop(img) * 0.45).astype(np.uint8), "sunglasses": crop(glasses), "eyes_closed": crop(closed)}
 
 
+def real_people() -> dict[str, np.ndarray]:
+    """Photos of three different real people that our dependencies ship: the astronaut (skimage), Grace
+    Hopper (matplotlib's sample data, when matplotlib is installed) and the cameraman (skimage, grey)."""
+    from skimage import data
+
+    photos = {"astronaut": astronaut(), "cameraman": cv2.cvtColor(data.camera(), cv2.COLOR_GRAY2BGR)}
+    try:
+        import matplotlib.cbook
+
+        photos["grace_hopper"] = cv2.imread(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    except ImportError:
+        pass
+    return photos
+
+
+def side_by_side(photos: dict[str, np.ndarray], w: int = 1280, h: int = 720) -> np.ndarray:
+    """The photos at one height, side by side on a grey 1280x720 frame: a group of different people."""
+    tiles = [cv2.resize(p, (int(p.shape[1] * 400 / p.shape[0]), 400)) for p in photos.values()]
+    row = np.concatenate(tiles, 1)
+    row = cv2.resize(row, (min(w, row.shape[1]), int(400 * min(w, row.shape[1]) / row.shape[1])))
+    canvas = np.full((h, w, 3), 100, np.uint8)
+    y0, x0 = (h - row.shape[0]) // 2, (w - row.shape[1]) // 2
+    canvas[y0:y0 + row.shape[0], x0:x0 + row.shape[1]] = row
+    return canvas
+
+
 def group(faces: dict[str, np.ndarray], w: int = 1280, h: int = 720) -> np.ndarray:
     canvas = np.full((h, w, 3), 120, np.uint8)
     rng = np.random.default_rng(0)
@@ -149,7 +175,10 @@ def main() -> None:
                 round(workers_ms(rt, f, cores, args.repeats), 2)
     faces = variants(img, marks)
     photo = group(faces)
-    found = {name: {"astronaut": len(d.detect(img)), "group_of_5": len(d.detect(photo)),
+    people = real_people()
+    together = side_by_side(people)
+    found = {name: {**{k: len(d.detect(p)) for k, p in people.items()},
+                    f"{len(people)}_real_people_side_by_side": len(d.detect(together)), "group_of_5": len(d.detect(photo)),
                     **{v: len(d.detect(frame(f, 640, 480))) for v, f in faces.items()}} for name, d in dets.items()}
     clips = sorted(glob.glob("data/eri/train/*.mp4"))[:20]
     if clips:
@@ -159,6 +188,7 @@ def main() -> None:
         for name, d in dets.items():
             found[name]["synthetic_eri_frames"] = f"{sum(bool(d.detect(f)) for f in video)}/{len(video)}"
     cv2.imwrite(args.out + "_group.jpg", photo)
+    cv2.imwrite(args.out + "_people.jpg", together)
     result = {"cpu": cpu(), "command": "python benchmarks/face_detector.py", "ms_per_frame": timing,
               "faces_found": found, "threads": "1 per detector unless named", "load_average": list(os.getloadavg())}
     Path(args.out + ".json").write_text(json.dumps(result, indent=2) + "\n")

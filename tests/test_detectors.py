@@ -154,3 +154,21 @@ def test_the_nets_run_through_the_runtimes_layer():
     for net in det.nets.values():
         assert isinstance(net.runtime, Runtime) and net.runtime.name == det.runtime
         assert net.runtime.precision == "fp32" and net.runtime.executed_precision == "fp32"
+
+
+def test_mtcnn_finds_other_real_people():
+    """Grace Hopper (matplotlib's sample photo) and the cameraman (skimage; grey, small, looking down)."""
+    from skimage import data
+
+    photos = {"cameraman": cv2.cvtColor(data.camera(), cv2.COLOR_GRAY2BGR)}
+    if importlib.util.find_spec("matplotlib") is not None:
+        import matplotlib.cbook
+
+        photos["grace_hopper"] = cv2.imread(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    print("photos:", sorted(photos))
+    det = MtcnnFaceDetector()
+    for name, img in photos.items():
+        faces = det.detect_faces(img)
+        assert len(faces) == 1 and faces[0].score > 0.9, name
+        (lx, _), (rx, _), (nx, _) = faces[0].landmarks[:3]
+        assert lx < nx < rx, name

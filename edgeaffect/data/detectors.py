@@ -9,7 +9,7 @@ MTCNN also gives five landmarks per face (eyes, nose, mouth corners), which :fun
 crop faces the way Aff-Wild2's ``cropped_aligned`` frames are made.
 
 Why MTCNN over Haar: measured in benchmarks/results/face_detector.md, it finds frontal faces with closed
-eyes, strong expressions or sunglasses that the cascade misses, at 18-20 ms per call on one thread
+eyes, strong expressions or sunglasses that the cascade misses, at 18-24 ms per call on one thread
 (3-5x less than Haar) and about 10 ms per frame with one preprocessing worker per core of two.
 """
 from __future__ import annotations
