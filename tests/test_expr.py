@@ -355,6 +355,14 @@ def test_cli_synth_and_train_and_clear_errors(tmp_path, capsys):
     root = tmp_path / "aw"
     assert main(["data", "synth", "affwild2-expr", "--out", str(root), "--videos", "2", "--val-videos", "1",
                  "--frames", "10", "--unlabeled", "8", "--size", "32"]) == 0
+    said = capsys.readouterr()
+    import re
+
+    frames, annotated = re.search(r"wrote (\d+) train \+ \d+ val frames \((\d+) \+ \d+ annotated", said.out + said.err).groups()
+    labels = [ln for f in sorted(root.rglob("Train_Set/*.txt")) for ln in f.read_text().splitlines()[1:]]
+    images = sorted(root.glob("cropped_aligned/synth_expr_train_*/*.jpg"))
+    truth = sum(int(labels[10 * int(i.parent.name[-3:]) + int(i.stem) - 1]) >= 0 for i in images)
+    assert int(frames) == len(images) and int(annotated) == truth
     run = tmp_path / "run"
     assert main(["train", "expr", "--data", str(root), "--unlabeled", str(root / "unlabeled"), "--ssl", "fixed",
                  "--label-fraction", "0.5", "--face-size", "32", "--width-mult", "0.35", "--epochs", "1",

@@ -35,8 +35,10 @@ def synth_affwild2_expr(
         bar = progress.add_task("faces", total=total)
         summary = generate(out, videos, val_videos, frames, unlabeled, size, seed,
                            progress=lambda n: progress.update(bar, advance=n))
+    annotated = {s: sum(summary.class_counts[s]) for s in ("train", "val")}   # the others are labelled -1
     console.print(f"wrote {summary.frames['train']} train + {summary.frames['val']} val frames "
-                  f"({videos} + {val_videos} videos) and {summary.unlabeled} unlabeled faces under {out}")
+                  f"({annotated['train']} + {annotated['val']} annotated; {videos} + {val_videos} videos) and "
+                  f"{summary.unlabeled} unlabeled faces under {out}")
 
 
 @train_app.command("expr")
