@@ -456,7 +456,8 @@ def load_run(path: str | os.PathLike) -> Run:
     """Open a run directory, checking it holds a manifest and a checkpoint."""
     path = Path(path)
     if not path.is_dir():
-        raise EdgeAffectError(f"run directory {path} does not exist")
+        what = "is a file, not a run directory" if path.exists() else "does not exist"
+        raise EdgeAffectError(f"run directory {path} {what}")
     if not (path / MANIFEST).exists():
         raise EdgeAffectError(f"{path} has no {MANIFEST}: not an edgeaffect run directory")
     if not (path / CHECKPOINT).exists():

@@ -667,3 +667,17 @@ def test_file_audio_is_resampled_as_the_model_was_trained(tmp_path):
     older = _open_audio(str(wav), spec(), FileAudio)                     # runs saved before the key: PyAV
     np.testing.assert_array_equal(older.samples, load_audio(wav, 22050, "pyav"))
     assert np.abs(trained.samples[:20000] - older.samples[:20000]).max() > 1e-4
+
+
+def test_data_clip_writes_a_voiced_demo_clip_the_demo_reads(tmp_path, capsys):
+    from edgeaffect.cli import main
+    from edgeaffect.data.media import has_audio, video_info
+
+    out = tmp_path / "clip.mp4"
+    assert main(["data", "clip", str(out), "--seconds", "0.6", "--fps", "10", "--width", "320", "--height", "240",
+                 "--faces", "2"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    frames, fps, *_ = video_info(out)
+    assert frames == 6 and abs(fps - 10) < 0.5 and has_audio(out)
+    assert main(["data", "clip", str(tmp_path / "x.avi")]) == 1
+    assert "name it *.mp4" in capsys.readouterr().err

@@ -155,3 +155,14 @@ def test_two_voiced_sources_share_one_call_of_an_audio_model(clip, tmp_path):
     for i in (0, 1):
         lines = [json.loads(x) for x in (tmp_path / f"p.{i}.jsonl").read_text().splitlines()]
         assert sum(bool(f["scores"]) for r in lines for f in r["faces"]) >= 10
+
+
+def test_valence_arousal_scores_stay_on_the_circumplex():
+    from edgeaffect.data.feeds import scores_from_outputs
+    from edgeaffect.models import create_model
+
+    spec = create_model(*[TASKS["va"][0]], **TASKS["va"][1]).spec
+    raw = {n: np.array([[0.2, -2.9], [5.1, 0.3]], np.float32) for n in spec.output_names}
+    y = scores_from_outputs(spec, raw)
+    assert y.min() >= -1 and y.max() <= 1 and y.shape == (2, 2)
+    assert np.allclose(y[:, 0], [-1.0, 0.3])     # the newest step of each output; an overshoot is clipped

@@ -49,7 +49,20 @@ def test_bad_clips_are_counted_not_fatal(tmp_path):
     assert rep.skipped == {"no audio track and no sibling .wav": 1, "unreadable or truncated video": 1,
                            "no face found in any sampled frame": 1, "video file missing": 1}
     assert rep.padded_audio == 1  # the 0.25 s silent wav was padded to 2 s and reported
+    assert rep.silent_audio == 1 and "1 with a silent audio track" in rep.summary()
     assert "2/6 clips ready" in rep.summary()
+
+
+def test_short_audio_is_told_apart_from_silence_with_the_window_to_change():
+    from edgeaffect.data.preprocess import PrepReport
+
+    rep = PrepReport(total=3, audio_seconds=4.0)
+    for info in ({"padded_samples": 32000}, {"padded_samples": 100, "silent": True}, {}):
+        rep.count_audio(info)
+    assert (rep.short_audio, rep.silent_audio, rep.padded_audio) == (1, 1, 2)
+    text = rep.summary()
+    assert "1 with audio shorter than the 4 s window (zero-padded at the end; --audio-seconds sets" in text
+    assert rep.to_dict()["short_audio"] == 1 and rep.to_dict()["padded_audio"] == 2
 
 
 def test_truncated_mp4_keeps_what_decodes(tmp_path):

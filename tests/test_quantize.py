@@ -485,3 +485,56 @@ def test_temporal_shift_models_prune_and_keep_shifting(streams):
         unshifted = model(*feeds)
     assert tuple(shifted.shape) == (2, 8)
     assert not torch.allclose(shifted, unshifted, rtol=1e-3, atol=0)  # outputs are tiny: the head starts near 0
+
+
+def test_the_quantizers_per_tensor_fallback_for_norm_weights_is_not_printed(tmp_path):
+    """A LayerNorm scale (rank 1) cannot be split per channel; ONNX Runtime logs one root warning per weight and
+    probe (52 lines for the ERI model) and quantizes it per tensor. Ours passes the weight and keeps quiet."""
+    import logging
+
+    import onnx
+
+    from edgeaffect.quantize import onnxruntime_int8 as ort_int8
+    from edgeaffect.quantize.calibration import CalibrationSet
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.norm = torch.nn.Linear(8, 8), torch.nn.LayerNorm(8)
+
+        def forward(self, x):
+            return self.norm(self.fc(x))
+
+    torch.onnx.export(M().eval(), (torch.randn(2, 8),), str(tmp_path / "m.onnx"), input_names=["x"],
+                      output_names=["y"], dynamo=False)
+    ort_int8.prepare(tmp_path / "m.onnx", tmp_path / "p.onnx")
+    rng = np.random.default_rng(0)
+    calib = CalibrationSet([{"x": rng.random((2, 8), dtype=np.float32)} for _ in range(8)], list(range(8)), "train")
+    cfg = QuantConfig(calib_samples=8)
+    ort_int8.calibrate(tmp_path / "p.onnx", calib, cfg, tmp_path / "r.json")
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    keep = Keep()
+    logging.getLogger().addHandler(keep)
+    try:
+        ort_int8.quantize(tmp_path / "p.onnx", tmp_path / "r.json", tmp_path / "q.onnx", cfg)
+        logging.warning("a warning of anyone else")     # the filter is gone afterwards
+    finally:
+        logging.getLogger().removeHandler(keep)
+    assert not [m for m in seen if "out-of-range" in m] and "a warning of anyone else" in seen
+    assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node}
+
+
+def test_a_decision_on_few_samples_or_a_zero_metric_says_its_evidence_is_weak():
+    from edgeaffect.quantize.guard import weak_evidence
+
+    strong = weak_evidence(256, 0.41, {"agreement": 0.99, "kind": "pearson"})
+    few = weak_evidence(4, 0.41, {"agreement": 0.99, "kind": "pearson"})
+    zero = weak_evidence(64, 0.0, {"agreement": 1.0, "kind": "top-1"})
+    assert strong == ""
+    assert "only 4 samples" in few and "0.990 (pearson)" in few
+    assert "an fp32 metric of 0" in zero and "only" not in zero and "1.000 (top-1)" in zero

@@ -132,3 +132,14 @@ def test_emoreact_val_csv_errors_come_before_any_preprocessing(tmp_path):
     with pytest.raises(DataError, match=r"val\.csv:3: Fear = 2 is not 0 or 1"):
         get_recipe("body").run(BodyTrainOptions(data=tmp_path), out)
     assert not out.exists()
+
+
+def test_ravdess_training_says_an_empty_val_split_before_preprocessing_train(ravdess_av, monkeypatch):
+    from edgeaffect.data import ravdess
+    from edgeaffect.data.ravdess import Preprocessing, prepare_split
+
+    made = []
+    monkeypatch.setattr(ravdess, "ClipCache", lambda *a, **k: made.append(a))   # the first step of preprocessing
+    with pytest.raises(DataError, match=r"RAVDESS split 'val' is empty: .*val actors \[7\] \(set them with"):
+        prepare_split(ravdess_av, "train", Preprocessing(), test_actors=(2,), val_actors=(7,))
+    assert made == []

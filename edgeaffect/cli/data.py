@@ -1,8 +1,11 @@
-"""``edgeaffect data``: dataset utilities; ``data synth <kind>`` writes synthetic sets in real layouts.
+"""``edgeaffect data``: dataset utilities; ``data synth <kind>`` writes synthetic sets in real layouts,
+``data clip`` a demo clip (faces and a voice, made offline).
 
 Each task's CLI module adds its generator with ``@synth_app.command("<kind>")``.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
@@ -15,3 +18,34 @@ synth_app = typer.Typer(
 )
 data_app.add_typer(synth_app, name="synth")
 app.add_typer(data_app, name="data")
+
+
+@data_app.command("clip")
+def clip_cmd(
+    out: Path = typer.Argument(Path("clip.mp4"), help="The mp4 to write."),
+    seconds: float = typer.Option(4.0, "--seconds", min=0.2, help="Length of the clip."),
+    fps: float = typer.Option(25.0, "--fps", min=1.0, max=120.0, help="Frames per second."),
+    width: int = typer.Option(640, "--width", min=64, help="Frame width in pixels."),
+    height: int = typer.Option(480, "--height", min=64, help="Frame height in pixels."),
+    faces: int = typer.Option(1, "--faces", min=1, max=6, help="Moving faces in the frame."),
+    kind: str = typer.Option("real", "--kind", help="real: the astronaut's photographed face; synth: rendered faces."),
+    voice: bool = typer.Option(True, "--voice/--no-voice", help="Mux a voice-like track (audio-visual models need one)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (the motion and the voice)."),
+) -> None:
+    """Write a demo clip made offline: moving faces and a voice track, for `edgeaffect demo --source`.
+
+    Example:  edgeaffect data clip clip.mp4 && edgeaffect demo --model runs/eri/quickstart --source clip.mp4 --headless
+    Example:  edgeaffect data clip two.mp4 --faces 2 --seconds 10 --kind synth
+    """
+    from ..demo.clips import render_clip
+    from ..errors import EdgeAffectError
+
+    if kind not in ("real", "synth"):
+        raise EdgeAffectError(f"--kind {kind!r}: real or synth")
+    if out.suffix.lower() != ".mp4":
+        raise EdgeAffectError(f"{out}: the clip is an mp4 (H.264 + AAC); name it *.mp4")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = render_clip(out, seconds=seconds, fps=fps, size=(width, height), faces=faces, kind=kind, audio=voice,
+                       seed=seed)
+    typer.echo(f"wrote {path} ({seconds:g} s at {fps:g} fps, {width}x{height}, {faces} face(s)"
+               f"{', with voice' if voice else ''})")

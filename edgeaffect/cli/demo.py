@@ -39,7 +39,7 @@ def demo_cmd(
     max_frames: Annotated[Optional[int], typer.Option("--max-frames", min=1, help="Stop after this many frames.")] = None,
     folder_fps: Annotated[float, typer.Option("--folder-fps", help="Frame rate of an image-folder source.")] = 10.0,
     mode: Annotated[str, typer.Option("--mode", help="sync: every frame waits for detection and its prediction (offline, all stages in sequence); async: capture never waits, the model runs on the newest frames; auto: sync for files played at full speed, async for cameras, streams and --realtime.")] = "auto",
-    audio: Annotated[str, typer.Option("--audio", help="Audio for audio-visual models: auto (the file's track), mic or mic:DEVICE (needs edgeaffect[mic]).")] = "auto",
+    audio: Annotated[str, typer.Option("--audio", help="Audio for audio-visual models: auto (the file's track), mic or mic:DEVICE (needs the mic extra).")] = "auto",
     reconnect_retries: Annotated[int, typer.Option("--reconnect-retries", help="Give up on a lost stream after this many failed reconnects (0 = never).")] = 10,
 ) -> None:
     """Run a model live: faces are detected and tracked, predictions smoothed and drawn; window, file or web out.

@@ -273,7 +273,8 @@ def scan_split(root: str | os.PathLike, split: str, pre: Mapping[str, Any], stri
             vid_seqs.append((ids, ends.astype(np.int32)))
         if not vid_seqs:
             report.skip("too short", f"skipped {name}: {len(rows)} frames give no complete sequence of "
-                                     f"{s} x {f * dil} frames")
+                                     f"{s} x {f * dil} frames (a video needs at least {s * f * dil}; fewer "
+                                     f"--subclips make shorter sequences)")
             continue
         vi = len(videos)
         videos.append(VAVideo(name, frames_dir, src, labels, valid))

@@ -300,7 +300,7 @@ def output_kind(spec: ModelSpec) -> str:
 
 
 def scores_from_outputs(spec: ModelSpec, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
-    """[N, n_labels] scores with the spec's activation applied.
+    """[N, n_labels] scores with the spec's activation applied (valence-arousal clipped to its [-1, 1]).
 
     One output per label (VA: ``valence`` and ``arousal`` per sub-clip) gives
     each label the newest step; otherwise the first output holds every label.
@@ -315,4 +315,6 @@ def scores_from_outputs(spec: ModelSpec, outputs: Mapping[str, np.ndarray]) -> n
         y = e / e.sum(-1, keepdims=True)
     elif spec.activation == "sigmoid":
         y = 1.0 / (1.0 + np.exp(-y))
+    elif output_kind(spec) == "circumplex":
+        y = np.clip(y, -1.0, 1.0)   # valence and arousal are defined on [-1, 1]; a regression head can overshoot
     return y

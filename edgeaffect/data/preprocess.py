@@ -68,8 +68,21 @@ class PrepReport:
     ok: int = 0
     from_cache: int = 0
     skipped: Counter = field(default_factory=Counter)
-    padded_audio: int = 0
+    short_audio: int = 0          # shorter than the audio window: zero-padded at the end
+    silent_audio: int = 0         # a track of zeros (or none usable): the model hears silence
+    audio_seconds: float = 0.0    # the window (``AVConfig.audio_seconds``), for the summary's advice
     examples: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def padded_audio(self) -> int:
+        return self.short_audio + self.silent_audio
+
+    def count_audio(self, info: dict | None) -> None:
+        """Count a kept clip's audio problem from its cache info."""
+        if info and info.get("silent"):
+            self.silent_audio += 1
+        elif info and info.get("padded_samples"):
+            self.short_audio += 1
 
     def note(self, reason: str, clip_id: str) -> None:
         """Count a skipped clip; every clip is kept for the manifest, the console names the first few."""
@@ -82,14 +95,18 @@ class PrepReport:
             names = self.examples[reason]
             more = f" and {len(names) - 3} more" if len(names) > 3 else ""
             parts.append(f"{n} skipped: {reason} (e.g. {', '.join(names[:3])}{more})")
-        if self.padded_audio:
-            parts.append(f"{self.padded_audio} with silent or short audio (zero-padded)")
+        if self.short_audio:
+            window = f" {self.audio_seconds:g} s" if self.audio_seconds else ""
+            parts.append(f"{self.short_audio} with audio shorter than the{window} window (zero-padded at the end; "
+                         f"--audio-seconds sets the window)")
+        if self.silent_audio:
+            parts.append(f"{self.silent_audio} with a silent audio track")
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         return {"total": self.total, "ok": self.ok, "from_cache": self.from_cache,
                 "skipped": dict(self.skipped), "skipped_clips": {k: list(v) for k, v in self.examples.items()},
-                "padded_audio": self.padded_audio}
+                "padded_audio": self.padded_audio, "short_audio": self.short_audio, "silent_audio": self.silent_audio}
 
 
 class ClipSkipped(Exception):
@@ -200,7 +217,7 @@ def prepare_clips(jobs: Sequence[ClipJob], cfg: AVConfig, cache_root: str | os.P
     cfg = dataclasses.replace(cfg, detector=resolve_detector(cfg.detector, _say(console)))
     workers = default_workers() if workers is None else workers
     cache = FeatureCache(cache_root)
-    report = PrepReport(total=len(jobs))
+    report = PrepReport(total=len(jobs), audio_seconds=cfg.audio_seconds)
     ready: dict[str, Path] = {}
     todo = []
     for job in jobs:
@@ -216,8 +233,7 @@ def prepare_clips(jobs: Sequence[ClipJob], cfg: AVConfig, cache_root: str | os.P
         else:
             ready[job.clip_id] = cache.path(key)
             report.from_cache += 1
-            if state.get("padded_samples") or state.get("silent"):
-                report.padded_audio += 1
+            report.count_audio(state)
     if todo:
         args = [(job, cfg, str(cache_root), key) for job, key in todo]
         with progress(console, label, len(todo)) as advance:
@@ -247,8 +263,7 @@ def _collect(res, ready: dict[str, Path], report: PrepReport) -> None:
         report.note(reason or "unknown", clip_id)
         return
     ready[clip_id] = Path(path)
-    if info and (info.get("padded_samples") or info.get("silent")):
-        report.padded_audio += 1
+    report.count_audio(info)
 
 
 def _cached_state(path: Path) -> dict | None:

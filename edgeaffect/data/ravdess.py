@@ -353,9 +353,11 @@ def prepare_split(root: str | os.PathLike, split: str, pre: Preprocessing,
     root = Path(root)
     scan = scan_ravdess(root, vocal)
     clips = split_clips(scan.clips, split, test_actors, val_actors)
-    if not clips:
-        raise DataError(f"RAVDESS split {split!r} is empty: {_what_is_there(scan)}, test actors {list(test_actors)}, "
-                        f"val actors {list(val_actors)} (set them with --test-actors/--val-actors)")
+    # training reads val next: an empty val split is said now, not after the train split's preprocessing
+    for name in [split] + (["val"] if split == "train" and val_actors else []):
+        if not (clips if name == split else split_clips(scan.clips, name, test_actors, val_actors)):
+            raise DataError(f"RAVDESS split {name!r} is empty: {_what_is_there(scan)}, test actors "
+                            f"{list(test_actors)}, val actors {list(val_actors)} (set them with --test-actors/--val-actors)")
     name = getattr(detector, "name", type(detector).__name__) if detector is not None else \
         resolve_detector(pre.detector, _say(console))
     pre = replace(pre, detector=name)

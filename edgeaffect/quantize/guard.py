@@ -175,6 +175,23 @@ class GuardResult:
                 "sensitivity": self.sensitivity}
 
 
+WEAK_SAMPLES = 32
+"""Below this many scored samples a metric's drop says little (one sample moves accuracy by 3+ points)."""
+
+
+def weak_evidence(n: int, fp32: float | None, attempt: Mapping[str, Any]) -> str:
+    """A caveat for a decision the metric cannot carry: few samples, or an fp32 metric of 0 (an untrained or
+    one-class model, where INT8 can only tie); the outputs' agreement with fp32 is then the evidence."""
+    why = [f"only {n} samples"] if n < WEAK_SAMPLES else []
+    if fp32 is not None and abs(fp32) < 1e-9:
+        why.append("an fp32 metric of 0")
+    if not why:
+        return ""
+    agree = attempt.get("agreement")
+    seen = f"; outputs agree with fp32 at {agree:.3f} ({attempt.get('kind', 'agreement')})" if agree is not None else ""
+    return f" [weak evidence: {' and '.join(why)}{seen}]"
+
+
 def run_guard(*, quantize_fn: Callable[[list[str]], Any], predict_fn: Callable[[Any], dict], rank_fn: Callable[[Any], list],
               samples: Samples, spec, fp32_outputs: Mapping[str, np.ndarray], max_drop: float, max_float_layers: int,
               keep_float: Sequence[str] = (), enabled: bool = True, on_attempt: Callable[[dict], None] | None = None) -> GuardResult:
@@ -220,5 +237,6 @@ def run_guard(*, quantize_fn: Callable[[list[str]], Any], predict_fn: Callable[[
         msg = (f"cannot reach a drop of {max_drop:g} point(s): best was {att['drop_points']:.2f} with "
                f"{len(att['kept_float'])} layer(s) in float (limit {max_float_layers}); raise --max-drop, add "
                f"calibration samples or try another --calib-method")
+    msg += weak_evidence(len(samples), fp32, att)
     return GuardResult(passed, fp32, att["metric"], att["drop_points"], max_drop, att["kept_float"], attempts,
                        ranking, artifact, {k: att[k] for k in ("kind", "agreement", "max_abs_diff", "spearman") if k in att}, msg)

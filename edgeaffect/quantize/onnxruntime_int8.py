@@ -9,6 +9,8 @@ Conv/MatMul/Gemm, the graph TensorRT builds INT8 kernels from.
 """
 from __future__ import annotations
 
+import logging
+
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -59,6 +61,15 @@ def calibrate(model_path: str | Path, calib: CalibrationSet, cfg: QuantConfig, r
     return Path(ranges_path)
 
 
+class _PerTensorFallback(logging.Filter):
+    """Drops the quantizer's root-logger warning for a rank-1 weight (a norm layer's scale) that per-channel
+    quantization cannot split: ONNX Runtime then quantizes it per tensor, which is what we want, and says so
+    once per weight and per probe (dozens of lines per export)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is out-of-range for weight" not in record.getMessage()
+
+
 def quantize(model_path: str | Path, ranges_path: str | Path, out_path: str | Path, cfg: QuantConfig,
              exclude: Sequence[str] = ()) -> Path:
     """Write a QDQ INT8 model from a prepared float model and saved ranges; ``exclude`` stays float."""
@@ -72,10 +83,15 @@ def quantize(model_path: str | Path, ranges_path: str | Path, out_path: str | Pa
              "QDQKeepRemovableActivations": True}
     if cfg.exclude_output_quant:
         extra["OpTypesToExcludeOutputQuantization"] = list(cfg.exclude_output_quant)
-    with atomic_path(out_path) as tmp:
-        quantize_static(str(model_path), str(tmp), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=list(cfg.op_types) or None, per_channel=cfg.per_channel,
-                        reduce_range=cfg.reduce_range, activation_type=act, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=list(exclude) or None, calibrate_method=_method(cfg.calib_method),
-                        extra_options=extra, calibration_cache_path=str(ranges_path))
+    quiet = _PerTensorFallback()
+    logging.getLogger().addFilter(quiet)
+    try:
+        with atomic_path(out_path) as tmp:
+            quantize_static(str(model_path), str(tmp), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=list(cfg.op_types) or None, per_channel=cfg.per_channel,
+                            reduce_range=cfg.reduce_range, activation_type=act, weight_type=QuantType.QInt8,
+                            nodes_to_exclude=list(exclude) or None, calibrate_method=_method(cfg.calib_method),
+                            extra_options=extra, calibration_cache_path=str(ranges_path))
+    finally:
+        logging.getLogger().removeFilter(quiet)
     return Path(out_path)
