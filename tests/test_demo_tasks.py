@@ -79,6 +79,9 @@ def test_demo_runs_each_task_headless_on_a_real_face_with_voice(task, clip, tmp_
     for t in spec.inputs:
         assert all(f[t.name][0] == t.concrete(1) for f in rec.fed), (t.name, rec.fed[-1])
     a = audio_input(spec)
+    told = s.describe()
+    assert told.startswith(f"{spec.name} on recorder fp32; faces: ") and \
+        ("audio: the file's track" if a is not None else "audio: none (a video-only model)") in told
     if a is not None:  # the clip's voice reached the model, not silence
         assert s.demo.audio is not None and rec.fed[-1][a.name][1] > 0
     scored = [f for r in lines for f in r["faces"] if f["scores"]]

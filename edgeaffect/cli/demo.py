@@ -74,6 +74,7 @@ def demo_cmd(
         folder_fps=folder_fps, reconnect_retries=reconnect_retries or None, mode=mode, audio=audio,
         web_config=web_config, runner=runner,
     )
+    console.print(f"demo: {session.describe()}", highlight=False, soft_wrap=True)
     if session.web is not None:
         from rich.markup import escape
 

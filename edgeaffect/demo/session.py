@@ -25,6 +25,18 @@ class Session:
     web: object = None
     runner: object = None
 
+    def describe(self) -> str:
+        """What runs, in one line: the model on which runtime and precision, the face detector, the audio."""
+        demos = getattr(self.demo, "demos", [self.demo])
+        det = getattr(demos[0].detector, "detector", demos[0].detector)        # through _SharedDetector
+        name = getattr(det, "name", type(det).__name__)
+        where = f" through {det.runtime}" if getattr(det, "runtime", None) else ""
+        audio = demos[0].audio
+        heard = ("none (a video-only model)" if audio is None else
+                 "the microphone" if type(audio).__name__ == "MicAudio" else "the file's track")
+        precision = getattr(self.runner, "executed_precision", None) or getattr(self.runner, "precision", "fp32")
+        return (f"{self.spec.name} on {self.runtime_name} {precision}; faces: {name}{where}; audio: {heard}")
+
     def run(self, stop: threading.Event | None = None) -> Stats:
         """Run to the end (or ``stop``); sinks and the runner are closed on every way out."""
         try:
