@@ -138,13 +138,15 @@ def _print_summary(data: dict) -> None:
     from rich.table import Table
 
     cal = data["calibration"]
+    n = len(cal["strata"])
     t = Table(title=f"INT8 {data['model']} - {data['metric']} on {data['eval_samples']} val samples; "
-                    f"calibration: {cal['samples']} {cal['split']} samples in {len(cal['strata'])} strata")
-    for col in ("runtime", "FP32", "INT8", "drop (pts)", "max", "float layers", "agreement", "artifact"):
+                    f"calibration: {cal['samples']} {cal['split']} samples in {n} {'stratum' if n == 1 else 'strata'}")
+    for col in ("runtime", "guard", "FP32", "INT8", "drop (pts)", "max", "float layers", "agreement", "artifact"):
         t.add_column(col)
     for rt, r in data["runtimes"].items():
         ok = "[green]" if r["passed"] else "[red]"
-        t.add_row(rt, f"{r['fp32_metric']:.4f}", f"{r['int8_metric']:.4f}", f"{ok}{r['drop_points']:.2f}[/]",
+        t.add_row(rt, f"{ok}{'accepted' if r['passed'] else 'refused'}[/]", f"{r['fp32_metric']:.4f}",
+                  f"{r['int8_metric']:.4f}", f"{ok}{r['drop_points']:.2f}[/]",
                   f"{r['max_drop']:g}", str(len(r["kept_float"])), _agreement(r["agreement"]),
                   r["artifact"] or f"(not written; best attempt {r.get('best_attempt')})")
     table_console().print(t)
