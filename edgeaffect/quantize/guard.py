@@ -189,7 +189,7 @@ def weak_evidence(n: int, fp32: float | None, attempt: Mapping[str, Any]) -> str
         return ""
     agree = attempt.get("agreement")
     seen = f"; outputs agree with fp32 at {agree:.3f} ({attempt.get('kind', 'agreement')})" if agree is not None else ""
-    return f" [weak evidence: {' and '.join(why)}{seen}]"
+    return f"; weak evidence: {' and '.join(why)}{seen}"   # no brackets: rich would read them as markup
 
 
 def run_guard(*, quantize_fn: Callable[[list[str]], Any], predict_fn: Callable[[Any], dict], rank_fn: Callable[[Any], list],

@@ -112,7 +112,7 @@ def serve(model: Path, runtime: str, precision: str, opts: ServeOptions,
     triton = None
     try:
         triton = _start_retrying(runners, name, runtime, opts, say)
-        say(f"serving {name} ({runtime} {runners[0].precision}, {describe(opts)}) at {opts.url}; "
+        say(f"serving {name} ({runtime} {runners[0].precision}, {describe_batching(opts)}) at {opts.url}; "
             f"ready: {opts.url}/v2/health/ready; gRPC :{opts.ports()['--grpc-port']}; SIGTERM or Ctrl-C stops")
         while not stop.wait(0.5):
             if not triton.is_alive():
@@ -127,7 +127,8 @@ def serve(model: Path, runtime: str, precision: str, opts: ServeOptions,
     say("stopped")
 
 
-def describe(opts: ServeOptions) -> str:
+def describe_batching(opts: ServeOptions) -> str:
+    """How requests are batched and run, for the start line."""
     how = (f"dynamic batching up to {opts.max_batch}, queue delay {opts.queue_delay_us} us" if opts.dynamic_batching
            else "no dynamic batching")
     return how + (f", {opts.instances} instances of {opts.instance_threads()} thread(s)" if opts.instances > 1 else "")
