@@ -149,8 +149,9 @@ def test_cli_bench_prints_the_table(exported, capsys):
     code = main(["bench", str(exported), "--runtime", "onnxruntime", "--batch", "2", "--budget", "0.2",
                  "--rounds", "2", "--threads", "1", "--no-isolate"])
     assert code == 0
-    out = capsys.readouterr().out
-    assert "onnxruntime" in out and "torch" in out and "p50 ms" in out
+    said = capsys.readouterr()
+    assert "onnxruntime" in said.out and "torch" in said.out and "p50 ms" in said.out
+    assert f"next: edgeaffect demo --model {exported} --source 0" in said.err.replace("\n", "")
 
 
 def test_bench_tensorrt_rows_through_the_fakes(exported, tmp_path, monkeypatch):

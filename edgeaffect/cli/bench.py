@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import app
-from .common import RunArg, console, split_csv, table_console
+from .common import RunArg, console, say_next, split_csv, table_console
 
 
 @app.command("bench")
@@ -59,6 +59,7 @@ def bench_cmd(
     if runtimes and "torch" not in runtimes:
         runtimes = [*runtimes, "torch"]  # the reference row every speed-up is computed against
     print_bench(bench_run(run, runtimes, precisions, cfg, data=data, console=console, verify=not no_verify), Path(run))
+    say_next(f"edgeaffect demo --model {run} --source 0   (a camera; no camera: edgeaffect data clip clip.mp4)")
 
 
 def print_bench(rows, run: Path) -> None:

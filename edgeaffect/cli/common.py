@@ -72,6 +72,14 @@ def train_command(task: str, build: Callable[[Path, Path], object], *, data: Pat
             clear_run(out, overwrite)
         manifest = recipe.run(opt, out, resume=resume is not None, console=console)
     summary(manifest, out)
+    say_next(f"edgeaffect export {out} --int8")
+
+
+def say_next(command: str) -> None:
+    """The command a user usually runs after this one (train -> export -> bench -> demo), dimmed."""
+    from rich.markup import escape
+
+    console.print(f"[dim]next: {escape(command)}[/]", highlight=False, soft_wrap=True)
 
 
 def print_run_dir(out: Path) -> None:

@@ -8,7 +8,7 @@ import typer
 
 from ..quantize.config import DEFAULT_CALIB_SAMPLES
 from . import app
-from .common import NoVerifyOpt, RunArg, console, split_csv
+from .common import NoVerifyOpt, RunArg, console, say_next, split_csv
 
 FormatOpt = Annotated[Optional[str], typer.Option(
     "--format", "-f", help="Comma-separated: onnx,openvino,tensorrt (default: all whose runtime is installed). "
@@ -122,6 +122,7 @@ def export_cmd(
         from .quantize import print_int8
 
         print_int8(quantize_run(run, int8_runtimes, cfg, data_root=data, console=console, verify=not no_verify))
+    say_next(f"edgeaffect bench {run}   (or: edgeaffect eval {run} --split val)")
 
 
 def print_export_report(report) -> None:
