@@ -248,3 +248,15 @@ def test_fp16_on_tensorrt11_builds_from_an_fp16_onnx_or_is_a_skipped_row(tmp_pat
     report = export_run(run, ["onnx", "tensorrt"], exporter="legacy", precisions=["fp16"])
     assert "pip install 'edgeaffect[onnxruntime]'" in report.skipped["tensorrt-fp16"]   # a row, not an abort
     assert f"tensorrt/{name}.fp32.b1-1-32.engine" in json.loads((run / "manifest.json").read_text())["artifacts"]
+
+
+def test_a_metric_that_moves_although_the_outputs_match_is_explained(capsys):
+    from edgeaffect.cli.export import print_export_report
+    from edgeaffect.export import ExportReport, Parity
+
+    def parity(metric, diff):
+        return Parity("onnxruntime", "val", 32, diff, "roc_auc_micro", 0.5338, metric, 1.0, 1e-4)
+
+    print_export_report(ExportReport(parity=[parity(0.5054, 9.3e-10), parity(0.5338, 9.3e-10), parity(0.5054, 0.2)]))
+    lines = capsys.readouterr().err.replace("\n", " ").split("ok onnxruntime")[1:]   # rich wraps at the width
+    assert len(lines) == 3 and "scores are nearly tied" in lines[0] and "tied" not in lines[1] + lines[2]

@@ -132,6 +132,8 @@ def print_export_report(report) -> None:
     for p in report.parity:
         # the count beside the metric: parity scores a sample of the split, bench and the guard all of it
         metric = "" if p.metric is None else f", {p.metric_name} {p.metric:.4f} (torch {p.metric_torch:.4f}) on {p.n} samples"
+        if p.metric is not None and abs(p.metric - p.metric_torch) > 1e-3 and p.max_abs_diff < 1e-5:
+            metric += " (the outputs match; the metric moves with float noise: the model's scores are nearly tied)"
         console.print(f"[green]ok[/] {p.runtime}-{p.precision:<5} max|diff| {p.max_abs_diff:.2e}, "
                       f"agreement {p.agreement:.3f}{metric}", highlight=False)
     for name, path in report.artifacts.items():
