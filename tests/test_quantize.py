@@ -538,3 +538,24 @@ def test_a_decision_on_few_samples_or_a_zero_metric_says_its_evidence_is_weak():
     assert strong == ""
     assert "only 4 samples" in few and "0.990 (pearson)" in few
     assert "an fp32 metric of 0" in zero and "only" not in zero and "1.000 (top-1)" in zero
+
+
+def test_the_openvino_int8_guard_scores_the_static_batch_bench_runs(run, monkeypatch):
+    """bench compiles its batch-8 rows for a static batch; the guard scores the INT8 IR compiled the same way."""
+    from edgeaffect.quantize import guard
+    from edgeaffect.quantize.pipeline import quantize_run
+    from edgeaffect.runtimes import load
+
+    seen, real = [], guard.ov_runtime
+
+    def spy(model_or_path, *args, **kwargs):
+        rt = real(model_or_path, *args, **kwargs)
+        seen.append((rt.precision, [t.shape[0] for t in rt.inputs]))
+        return rt
+
+    monkeypatch.setattr(guard, "ov_runtime", spy)
+    quantize_run(run, ["openvino"], QuantConfig(calib_samples=16, max_drop=50.0))
+    scored = [batches for precision, batches in seen if precision == "int8"]
+    assert scored and all(b == [guard.SCORED_BATCH] * len(b) for b in scored)
+    with load(run / "openvino" / "model.int8.xml") as rt:          # the published IR keeps its dynamic batch
+        assert rt.inputs[0].shape[0] == "B"

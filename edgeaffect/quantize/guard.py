@@ -28,13 +28,21 @@ def ort_runtime(path, threads: int = 1, optimize: bool = True):
                 optimization="all" if optimize else "disable")
 
 
-def ov_runtime(model_or_path, threads: int = 1, precision: str = "fp32"):
-    """The OpenVINO CPU runtime of an IR path or an in-memory model, executing ``precision`` as bench does."""
+SCORED_BATCH = 8
+"""The batch the guard scores in (``evaluate.predict`` pads the last one); an OpenVINO INT8 IR is compiled
+for it as a static batch, as bench compiles its batch-8 rows: a dynamic-batch score once hid an IR that
+lost most of its accuracy once static (benchmarks/results/2026-12-01-int8-eri-quickstart-amx.md)."""
+
+
+def ov_runtime(model_or_path, threads: int = 1, precision: str = "fp32", batch: int | None = None):
+    """The OpenVINO CPU runtime of an IR path or an in-memory model, executing ``precision`` as bench does
+    (``batch``: compiled for that static batch, as bench compiles each of its batch sizes)."""
     from ..runtimes.openvino import OpenVinoRuntime
 
+    opts = {"threads": threads, "precision": precision, **({"batch": batch} if batch else {})}
     if hasattr(model_or_path, "get_ordered_ops"):
-        return OpenVinoRuntime.from_model(model_or_path, threads=threads, precision=precision)
-    return OpenVinoRuntime(model_or_path, threads=threads, precision=precision)
+        return OpenVinoRuntime.from_model(model_or_path.clone() if batch else model_or_path, **opts)
+    return OpenVinoRuntime(model_or_path, **opts)
 
 
 # -- sensitivity ---------------------------------------------------------------------------------------

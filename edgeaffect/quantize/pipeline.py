@@ -223,11 +223,12 @@ def _guarded(rt: str, run: Run, samples, cfg: QuantConfig, console, *, quantize_
 
 
 def _scored(runtime, samples) -> dict:
-    """Outputs of an opened runtime on the guard's samples, closing it after."""
+    """Outputs of an opened runtime on the guard's samples, in batches of ``SCORED_BATCH``, closing it after."""
     from ..evaluate import predict
+    from .guard import SCORED_BATCH
 
     with runtime as rt:
-        return predict(rt, samples)
+        return predict(rt, samples, batch=SCORED_BATCH)
 
 
 def quantize_onnxruntime(run: Run, onnx_path: Path, calib, samples, cfg: QuantConfig, console, *,
@@ -258,7 +259,7 @@ def quantize_onnxruntime(run: Run, onnx_path: Path, calib, samples, cfg: QuantCo
 def quantize_openvino(run: Run, onnx_path: Path, calib, samples, cfg: QuantConfig, console) -> dict[str, Any]:
     """NNCF post-training INT8 for OpenVINO, guarded on ``samples`` as bench runs it."""
     from . import openvino_int8 as ovq
-    from .guard import ov_runtime, rank_openvino
+    from .guard import SCORED_BATCH, ov_runtime, rank_openvino
 
     work = run.path / "quantize" / "openvino"
     work.mkdir(parents=True, exist_ok=True)
@@ -272,7 +273,8 @@ def quantize_openvino(run: Run, onnx_path: Path, calib, samples, cfg: QuantConfi
         return rank_openvino(ovq.read_float(onnx_path), artifact, calib.feeds[:cfg.sensitivity_samples])
 
     return _guarded("openvino", run, samples, cfg, console, quantize_fn=quantize_fn,
-                    predict_fn=lambda p: _scored(ov_runtime(p, precision="int8"), samples), rank_fn=rank_fn,
+                    predict_fn=lambda p: _scored(ov_runtime(p, precision="int8", batch=SCORED_BATCH), samples),
+                    rank_fn=rank_fn,
                     fp32_outputs=_scored(ov_runtime(ovq.read_float(onnx_path)), samples),
                     dest=run.path / published("openvino"))
 
