@@ -536,8 +536,19 @@ def test_a_decision_on_few_samples_or_a_zero_metric_says_its_evidence_is_weak():
     few = weak_evidence(4, 0.41, {"agreement": 0.99, "kind": "pearson"})
     zero = weak_evidence(64, 0.0, {"agreement": 1.0, "kind": "top-1"})
     assert strong == ""
-    assert "only 4 samples" in few and "0.990 (pearson)" in few
+    assert few.startswith("weak evidence: only 4 samples") and "0.990 (pearson)" in few
     assert "an fp32 metric of 0" in zero and "only" not in zero and "1.000 (top-1)" in zero
+
+
+def test_export_int8_prints_the_guards_caveat(run, capsys, monkeypatch):
+    """A decision on fewer samples than the guard trusts: the INT8 table is followed by the caveat."""
+    from edgeaffect.quantize import guard
+
+    monkeypatch.setattr(guard, "WEAK_SAMPLES", 1000)      # the toy val split has 64
+    assert _cli("export", str(run), "--format", "onnx", "--int8", "--runtime", "onnxruntime", "--calib-samples", "16",
+                "--max-drop", "50") == 0
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "onnxruntime: weak evidence: only" in err
 
 
 def test_the_openvino_int8_guard_scores_the_static_batch_bench_runs(run, monkeypatch):

@@ -49,7 +49,12 @@ def print_int8(report: dict) -> None:
     """The per-runtime FP32/INT8 table; an error line if the guard could not reach --max-drop somewhere."""
     from ..errors import EdgeAffectError
 
+    from rich.markup import escape
+
     _print_summary(report)
+    for rt, r in report["runtimes"].items():
+        if r.get("caveat"):
+            console.print(f"[yellow]{rt}:[/] {escape(r['caveat'])}", highlight=False)
     failed = [rt for rt, r in report["runtimes"].items() if not r["artifact"]]
     if failed:
         raise EdgeAffectError(f"INT8 for {', '.join(failed)} not written: "

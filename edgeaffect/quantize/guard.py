@@ -175,12 +175,13 @@ class GuardResult:
     artifact: Any = None
     agreement: dict[str, float] = field(default_factory=dict)
     message: str = ""
+    caveat: str = ""              # why the metric cannot carry the decision (see :func:`weak_evidence`)
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "fp32_metric": self.fp32_metric, "int8_metric": self.int8_metric,
                 "drop_points": self.drop_points, "max_drop": self.max_drop, "kept_float": self.kept_float,
                 "agreement": self.agreement, "attempts": self.attempts, "message": self.message,
-                "sensitivity": self.sensitivity}
+                "caveat": self.caveat, "sensitivity": self.sensitivity}
 
 
 WEAK_SAMPLES = 32
@@ -197,7 +198,7 @@ def weak_evidence(n: int, fp32: float | None, attempt: Mapping[str, Any]) -> str
         return ""
     agree = attempt.get("agreement")
     seen = f"; outputs agree with fp32 at {agree:.3f} ({attempt.get('kind', 'agreement')})" if agree is not None else ""
-    return f"; weak evidence: {' and '.join(why)}{seen}"   # no brackets: rich would read them as markup
+    return f"weak evidence: {' and '.join(why)}{seen}"
 
 
 def run_guard(*, quantize_fn: Callable[[list[str]], Any], predict_fn: Callable[[Any], dict], rank_fn: Callable[[Any], list],
@@ -245,6 +246,8 @@ def run_guard(*, quantize_fn: Callable[[list[str]], Any], predict_fn: Callable[[
         msg = (f"cannot reach a drop of {max_drop:g} point(s): best was {att['drop_points']:.2f} with "
                f"{len(att['kept_float'])} layer(s) in float (limit {max_float_layers}); raise --max-drop, add "
                f"calibration samples or try another --calib-method")
-    msg += weak_evidence(len(samples), fp32, att)
+    caveat = weak_evidence(len(samples), fp32, att)
+    msg += f"; {caveat}" if caveat else ""
     return GuardResult(passed, fp32, att["metric"], att["drop_points"], max_drop, att["kept_float"], attempts,
-                       ranking, artifact, {k: att[k] for k in ("kind", "agreement", "max_abs_diff", "spearman") if k in att}, msg)
+                       ranking, artifact, {k: att[k] for k in ("kind", "agreement", "max_abs_diff", "spearman") if k in att}, msg,
+                       caveat)
