@@ -403,3 +403,32 @@ def test_page_with_a_token_in_headless_chromium(tmp_path):
     video, charts, status, search, cookie = got
     assert video >= 3 and charts >= 3 and status == "live", got
     assert search == "" and cookie == "", got        # token gone from the address bar; cookie HttpOnly
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install -y chromium)")
+def test_multi_source_page_in_headless_chromium(tmp_path):
+    """Two sources on one page, as a browser shows it: a tile each, each fed by its own stream and records."""
+    from edgeaffect.data.faces import HaarFaceDetector
+    from edgeaffect.demo.clips import render_clip
+    from edgeaffect.demo.session import build_session
+    from tests.test_demo import FakeRunner
+
+    clips = [render_clip(tmp_path / "one.mp4", seconds=1.5, fps=10, size=(320, 240), faces=1, audio=False),
+             render_clip(tmp_path / "two.mp4", seconds=1.5, fps=10, size=(400, 240), faces=2, audio=False, seed=1)]
+    s = build_session([str(c) for c in clips], runner=FakeRunner(), detector=HaarFaceDetector(), detect_every=2,
+                      serve="127.0.0.1:0", loop=True, realtime=True)
+    stop = threading.Event()
+    t = threading.Thread(target=s.run, args=(stop,), daemon=True)
+    t.start()
+    try:
+        exprs = ["document.querySelectorAll('.tile').length",
+                 "document.querySelector('#tile-1 h3').textContent",
+                 "document.getElementById('faces').textContent", "document.getElementById('faces-1').textContent",
+                 "document.getElementById('video-1').naturalWidth", "Number(document.body.dataset.chartUpdates)"]
+        tiles, name, faces0, faces1, width1, charts = _chromium_eval(s.web.url, exprs, 4.0, tmp_path / "profile")
+    finally:
+        stop.set()
+        t.join(20)
+    assert tiles == 2 and name == str(clips[1])
+    assert "faces: 1" in faces0 and "faces: 2" in faces1          # each tile shows its own source's records
+    assert width1 == 400 and charts >= 5                          # the second tile's own MJPEG stream played
