@@ -681,3 +681,5 @@ def test_data_clip_writes_a_voiced_demo_clip_the_demo_reads(tmp_path, capsys):
     assert frames == 6 and abs(fps - 10) < 0.5 and has_audio(out)
     assert main(["data", "clip", str(tmp_path / "x.avi")]) == 1
     assert "name it *.mp4" in capsys.readouterr().err
+    assert main(["data", "clip", str(tmp_path / "long.mp4"), "--seconds", "2000"]) == 1   # refused before rendering
+    assert "46.1 GB held in memory (at most 2 GB)" in capsys.readouterr().err and not (tmp_path / "long.mp4").exists()

@@ -20,6 +20,10 @@ data_app.add_typer(synth_app, name="synth")
 app.add_typer(data_app, name="data")
 
 
+CLIP_MEMORY = 2e9
+"""Bytes of frames ``data clip`` may hold before writing (it renders the whole clip first)."""
+
+
 @data_app.command("clip")
 def clip_cmd(
     out: Path = typer.Argument(Path("clip.mp4"), help="The mp4 to write."),
@@ -37,15 +41,23 @@ def clip_cmd(
     Example:  edgeaffect data clip clip.mp4 && edgeaffect demo --model runs/eri/quickstart --source clip.mp4 --headless
     Example:  edgeaffect data clip two.mp4 --faces 2 --seconds 10 --kind synth
     """
+    from ..data.report import progress
     from ..demo.clips import render_clip
     from ..errors import EdgeAffectError
+    from .common import console
 
     if kind not in ("real", "synth"):
         raise EdgeAffectError(f"--kind {kind!r}: real or synth")
     if out.suffix.lower() != ".mp4":
         raise EdgeAffectError(f"{out}: the clip is an mp4 (H.264 + AAC); name it *.mp4")
+    frames = max(1, round(seconds * fps))
+    if frames * width * height * 3 > CLIP_MEMORY:
+        raise EdgeAffectError(f"{seconds:g} s of {width}x{height} at {fps:g} fps needs "
+                              f"{frames * width * height * 3 / 1e9:.1f} GB held in memory (at most "
+                              f"{CLIP_MEMORY / 1e9:g} GB): make it shorter or smaller")
     out.parent.mkdir(parents=True, exist_ok=True)
-    path = render_clip(out, seconds=seconds, fps=fps, size=(width, height), faces=faces, kind=kind, audio=voice,
-                       seed=seed)
+    with progress(console, "data clip", frames) as advance:
+        path = render_clip(out, seconds=seconds, fps=fps, size=(width, height), faces=faces, kind=kind,
+                           audio=voice, seed=seed, progress=advance)
     typer.echo(f"wrote {path} ({seconds:g} s at {fps:g} fps, {width}x{height}, {faces} face(s)"
                f"{', with voice' if voice else ''})")

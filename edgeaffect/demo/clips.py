@@ -27,8 +27,11 @@ def astronaut_face(size: int = 180) -> np.ndarray:
 
 def render_clip(path: str | Path, seconds: float = 4.0, fps: float = 25.0, size: tuple[int, int] = (640, 480),
                 faces: int = 1, kind: str = "real", audio: bool = True, sample_rate: int = 16000,
-                seed: int = 0) -> Path:
-    """Write an H.264 mp4 (+ AAC voice) with ``faces`` moving faces; returns the path."""
+                seed: int = 0, progress=None) -> Path:
+    """Write an H.264 mp4 (+ AAC voice) with ``faces`` moving faces; returns the path.
+
+    The frames are held in memory until written (``seconds * fps * w * h * 3`` bytes); ``progress()`` is
+    called once per frame rendered."""
     from ..data.media import write_video
     from ..data.synth.face import Expression, Identity, background, draw_face, finish
     from ..data.synth.voice import Prosody, synth_voice
@@ -57,6 +60,8 @@ def render_clip(path: str | Path, seconds: float = 4.0, fps: float = 25.0, size:
                 expr = Expression(smile=float(s), mouth_open=float(max(0.0, -s) * 0.6), brow_raise=float(max(0.0, -s)))
                 draw_face(img, (cx, cy), face_px * 0.8, expr, idents[k])
         frames[i] = finish(img, rng, noise=2.0)
+        if progress:
+            progress()
     voice = synth_voice(seconds, sample_rate, Prosody(), rng) if audio else None
     write_video(path, frames, fps, voice, sample_rate)
     return Path(path)
