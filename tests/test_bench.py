@@ -10,21 +10,17 @@ import pytest
 
 from edgeaffect.bench import ROW_KEYS, BenchConfig, bench_run, onnx_flops, percentiles, time_interleaved
 from edgeaffect.errors import EdgeAffectError
-from edgeaffect.export import export_run
 from edgeaffect.runs import load_run
 from edgeaffect.runtimes.registry import artifact_files, discover_artifacts
 from edgeaffect.cli import main
-from tests.fakes.tiny_model import make_dataset, make_run, tiny_av_test
+from tests.fakes.tiny_model import make_exported_run, tiny_av_test
 
 FAST = BenchConfig(batches=(1, 4), budget_s=0.3, rounds=3, warmup=1, threads=1, isolate=False)
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    base = tmp_path_factory.mktemp("bench")
-    run = make_run(base / "run", data=make_dataset(base / "data"))
-    export_run(run, ["onnx", "openvino"], exporter="legacy")
-    return run
+    return make_exported_run(tmp_path_factory.mktemp("bench"))
 
 
 def test_bench_rows_files_and_reference(exported):

@@ -11,17 +11,13 @@ import pytest
 
 from edgeaffect.cli import main
 from edgeaffect.errors import EdgeAffectError
-from edgeaffect.export import export_run
 from edgeaffect.runs import LOCK, clear_run, load_run, writer_lock
-from tests.fakes.tiny_model import make_dataset, make_run
+from tests.fakes.tiny_model import make_exported_run
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    base = tmp_path_factory.mktemp("safety")
-    run = make_run(base / "run", data=make_dataset(base / "data"))
-    export_run(run, ["onnx", "openvino"], exporter="legacy")
-    return run
+    return make_exported_run(tmp_path_factory.mktemp("safety"))
 
 
 @pytest.fixture

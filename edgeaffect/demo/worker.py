@@ -156,7 +156,7 @@ class InferenceWorker(SlotWorker):
         reqs = req if isinstance(req, list) else [req]
         t0 = time.perf_counter()
         parts = [self._feeds(r) for r in reqs]
-        every = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        every = parts[0] if len(parts) == 1 else {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
         t1 = time.perf_counter()
         scores = self._infer(every)
         t2 = time.perf_counter()

@@ -93,3 +93,12 @@ def make_run(root: Path, data: Path | None = None, **overrides) -> Path:
         manifest["data"] = {"root": str(data)}
     (root / MANIFEST).write_text(json.dumps(manifest))
     return root
+
+
+def make_exported_run(base: Path) -> Path:
+    """A tiny run with its dataset under ``base``, exported to ONNX and OpenVINO (the legacy exporter: fast)."""
+    from edgeaffect.export import export_run
+
+    run = make_run(base / "run", data=make_dataset(base / "data"))
+    export_run(run, ["onnx", "openvino"], exporter="legacy")
+    return run
