@@ -18,11 +18,23 @@ from ..errors import DataError
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac"}
 
 
+def open_video(path: str | os.PathLike):
+    """An OpenCV capture of a file that decodes on one thread.
+
+    FFmpeg's frame-threaded H.264 decoder conceals damaged frames differently from run
+    to run, so a damaged file would give different training frames each time; one
+    thread gives the same frames every time (preprocessing parallelises over files).
+    """
+    import cv2
+
+    return cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+
+
 def video_info(path: str | os.PathLike) -> tuple[int, float, int, int]:
     """(frame count, fps, width, height) as the container reports them (count may be an estimate)."""
     import cv2
 
-    cap = cv2.VideoCapture(str(path))
+    cap = open_video(path)
     try:
         if not cap.isOpened():
             raise DataError(f"cannot open video {path}: unreadable or not a video")
@@ -103,9 +115,7 @@ def read_frames(path: str | os.PathLike, count: int | None = None,
 
 def _decode(path, frame_count: int, wanted: set[int] | None) -> tuple[dict[int, np.ndarray], int]:
     """({slot: frame} for the ``wanted`` slots (``None``: every decodable one), frame slots up to the last decoded)."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
+    cap = open_video(path)
     frames: dict[int, np.ndarray] = {}
     waiting: list[int] = []   # wanted slots that did not decode: the next decoded frame stands in
     last = None if wanted is None else max(wanted, default=-1)
@@ -204,7 +214,12 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sr: int) -> None:
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float,
                 audio: np.ndarray | None = None, sr: int = 16000, crf: int = 23) -> None:
-    """Write BGR uint8 frames [N, H, W, 3] as H.264 mp4 (+ AAC audio), atomically."""
+    """Write BGR uint8 frames [N, H, W, 3] as H.264 mp4 (+ AAC audio), atomically.
+
+    The encoder runs on one thread so the same frames give the same bytes on any
+    machine and under any load (synthetic datasets are checked byte for byte);
+    callers that write many clips parallelise across processes instead.
+    """
     import av
     from fractions import Fraction
 
@@ -217,7 +232,8 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float,
             vs = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             vs.width, vs.height = w - w % 2, h - h % 2
             vs.pix_fmt = "yuv420p"
-            vs.options = {"crf": str(crf), "preset": "veryfast"}
+            vs.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+            vs.thread_count = 1
             as_ = None
             if audio is not None:
                 as_ = out.add_stream("aac", rate=sr)
