@@ -186,3 +186,28 @@ def test_a_batch_norm_failure_in_training_is_one_line(tmp_path, capsys):
     assert "got one value per channel in training (batch 1" in err and "Traceback" not in err
     assert main(["data", "synth", "affwild2-va", "--out", str(tmp_path / "x"), "--frames", "8"]) != 0
     assert "16" in " ".join(capsys.readouterr().err.split())               # the range is in the option itself
+
+
+def test_data_synth_never_writes_into_a_real_dataset(tmp_path, capsys):
+    """Our synthetic sets use the real file names: a real RAVDESS or Aff-Wild2 folder must stay untouched."""
+    real = tmp_path / "RAVDESS" / "Actor_01"
+    real.mkdir(parents=True)
+    clip = real / "01-01-01-01-01-01-01.mp4"
+    clip.write_bytes(b"a real recording")
+    assert main(["data", "synth", "ravdess", "--out", str(real.parent), "--actors", "1"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "did not write (a real dataset?)" in err and "Traceback" not in err
+    assert clip.read_bytes() == b"a real recording" and sorted(p.name for p in real.parent.iterdir()) == ["Actor_01"]
+
+    # A folder an earlier generator wrote is written again, and the two Aff-Wild2 sets share one root.
+    root = tmp_path / "affwild2"
+    assert main(["data", "synth", "affwild2-expr", "--out", str(root), "--videos", "1", "--val-videos", "1",
+                 "--frames", "2", "--unlabeled", "0", "--size", "16"]) == 0
+    assert main(["data", "synth", "affwild2-va", "--out", str(root), "--train-videos", "1", "--val-videos", "1",
+                 "--frames", "16", "--size", "32"]) == 0
+    assert main(["data", "synth", "affwild2-expr", "--out", str(root), "--videos", "1", "--val-videos", "1",
+                 "--frames", "2", "--unlabeled", "0", "--size", "16"]) == 0
+    assert (root / ".edgeaffect-synth").read_text().split() == ["affwild2-expr", "affwild2-va"]
+    (tmp_path / "afile").write_text("x")
+    assert main(["data", "synth", "fer2013", "--out", str(tmp_path / "afile")]) == 1
+    assert "is a file; --out takes a folder" in capsys.readouterr().err

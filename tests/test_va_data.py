@@ -7,6 +7,7 @@ import pytest
 from edgeaffect.data.affwild2_va import (AffWild2VADataset, MelCache, log_mel_window, read_va_labels, scan_split,
                                          sequence_ends, subclip_choice)
 from edgeaffect.data.media import has_audio
+from edgeaffect.data.synth import MARKER
 from edgeaffect.data.synth.affwild2_va import generate
 from edgeaffect.errors import DataError
 from edgeaffect.models.va import va_preprocessing
@@ -35,10 +36,11 @@ def test_generator_layout_pairs_and_determinism(synth, tmp_path):
     # the pair shares one raw video (with its audio), as in Aff-Wild2
     assert not (root / "videos" / "synth_va_train_001_left.mp4").exists()
     assert has_audio(root / "videos" / "synth_va_train_001.mp4")
-    # same seed, same files; foreign folders in cropped_aligned are left alone
+    # same seed, same files; the EXPR generator's videos in a shared root are left alone
     foreign = tmp_path / "cropped_aligned" / "synth_expr_train_000"
     foreign.mkdir(parents=True)
     (foreign / "00001.jpg").write_bytes(b"expr")
+    (tmp_path / MARKER).write_text("affwild2-expr\n")
     generate(tmp_path, train_videos=2, val_videos=1, frames=90, size=48, seed=3)
     for rel in ("VA_Estimation_Challenge/Validation_Set/synth_va_val_000.txt", "cropped_aligned/synth_va_train_000/00010.jpg"):
         assert (tmp_path / rel).read_bytes() == (root / rel).read_bytes()

@@ -30,9 +30,6 @@ def synth_emoreact(
     """
     from ..data.synth.emoreact import EmoReactSynthConfig, generate_emoreact
 
-    if out.exists() and any(out.iterdir()) and not (out / "train.csv").exists():
-        raise typer.BadParameter(f"{out} exists and is not a dataset written by this command; choose an empty folder",
-                                 param_hint="--out")
     generate_emoreact(out, EmoReactSynthConfig(clips=clips, seed=seed, seconds=seconds), workers=workers, console=console)
     console.print(f"[green]wrote {clips} clips to {out}[/]  (train.csv val.csv test.csv + Train/ Validation/ Test/)")
 

@@ -28,9 +28,6 @@ def synth_eri(
     """
     from ..data.synth.eri import ERISynthConfig, generate_eri
 
-    if out.exists() and any(out.iterdir()):
-        if not (out / "data_info.csv").exists():
-            raise typer.BadParameter(f"{out} exists and is not a dataset written by this command; choose an empty folder", param_hint="--out")
     generate_eri(out, ERISynthConfig(clips=clips, seed=seed, seconds=seconds), workers=workers, console=console)
     console.print(f"[green]wrote {clips} clips to {out}[/]  (data_info.csv + train/ val/ test/)")
 

@@ -42,11 +42,7 @@ def synth_ravdess(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..data.synth.ravdess import generate_ravdess
-    from ..errors import EdgeAffectError
 
-    if out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
-        if not any(out.glob("Actor_*")):
-            raise EdgeAffectError(f"{out} exists and is not a RAVDESS folder written by this command; choose an empty folder")
     with Progress(TextColumn("[bold]synth ravdess[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console) as progress:
         bar = progress.add_task("clips", total=None)

@@ -1,4 +1,35 @@
 """Synthetic datasets written in the real layouts (rendered faces and bodies, voice-like audio)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+MARKER = ".edgeaffect-synth"
+
+
+def claim_folder(out: str | os.PathLike, kind: str) -> Path:
+    """Make ``out`` a synthetic set's folder, refusing one that holds anything else.
+
+    Our sets use the real datasets' file names, so writing into a real dataset would
+    overwrite its recordings and mix rendered clips into its annotations. A new or empty
+    folder is claimed (MARKER records the kind); one an earlier generator claimed is
+    written again (the two Aff-Wild2 sets share a root).
+    """
+    from ...errors import EdgeAffectError
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise EdgeAffectError(f"{out} is a file; --out takes a folder")
+    marker = out / MARKER
+    if out.exists() and not marker.exists() and any(not p.name.startswith(".") for p in out.iterdir()):
+        raise EdgeAffectError(f"{out} holds files that `edgeaffect data synth` did not write (a real dataset?); "
+                              "nothing was written: choose a new or empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    kinds = marker.read_text().split() if marker.exists() else []
+    if kind not in kinds:
+        marker.write_text("\n".join([*kinds, kind]) + "\n")
+    return out
+
 
 
 def write_clips(write_one, jobs: list, workers: int, console, title: str) -> None:

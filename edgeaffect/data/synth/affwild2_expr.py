@@ -29,6 +29,7 @@ import numpy as np
 from ...fileio import atomic_path, write_text
 from ..affwild2_expr import EXPR_LABELS
 from ..affwild2 import frame_name
+from . import claim_folder
 from .face import Expression, Identity, background, draw_face, finish
 
 EXPR_DIR = "EXPR_Classification_Challenge"
@@ -96,18 +97,20 @@ def _video_labels(n_frames: int, rng: np.random.Generator) -> np.ndarray:
 @dataclass(frozen=True)
 class SynthSummary:
     videos: dict[str, int]
-    frames: dict[str, int]
+    frames: dict[str, int]          # face images written
     unlabeled: int
     class_counts: dict[str, list[int]]
+    no_face: dict[str, int]         # annotated frames without an image (the aligner found no face)
 
 
 def generate(out: str | os.PathLike, train_videos: int = 24, val_videos: int = 8, frames: int = 60,
              unlabeled: int = 2000, size: int = 112, seed: int = 0,
              progress: Callable[[int], None] | None = None) -> SynthSummary:
     """Write the set under ``out``; ``progress(n)`` is called with the number of images written."""
-    out = Path(out)
+    out = claim_folder(out, "affwild2-expr")
     counts: dict[str, list[int]] = {}
     n_frames: dict[str, int] = {}
+    no_face: dict[str, int] = {}
     for split_id, (split, n_videos) in enumerate((("train", train_videos), ("val", val_videos))):
         label_dir = out / EXPR_DIR / SPLIT_DIRS[split]
         label_dir.mkdir(parents=True, exist_ok=True)
@@ -136,6 +139,7 @@ def generate(out: str | os.PathLike, train_videos: int = 24, val_videos: int = 8
                 progress(frames)
         counts[split] = hist.tolist()
         n_frames[split] = written
+        no_face[split] = n_videos * frames - written
     ul_dir = out / "unlabeled"
     for k in range(unlabeled):
         rng = np.random.default_rng([seed, 7, k])
@@ -146,4 +150,4 @@ def generate(out: str | os.PathLike, train_videos: int = 24, val_videos: int = 8
             progress(50)
     if progress and unlabeled % 50:
         progress(unlabeled % 50)
-    return SynthSummary({"train": train_videos, "val": val_videos}, n_frames, unlabeled, counts)
+    return SynthSummary({"train": train_videos, "val": val_videos}, n_frames, unlabeled, counts, no_face)

@@ -31,6 +31,7 @@ import numpy as np
 from ...fileio import write_bytes, write_text
 from ..affwild2 import frame_name
 from ..media import write_video
+from . import claim_folder
 from .face import Expression, Identity, background, draw_face, finish
 from .voice import Prosody, synth_voice
 
@@ -144,7 +145,7 @@ def generate(out: str | os.PathLike, train_videos: int = 8, val_videos: int = 3,
 
     The last video of each split (when the split has at least two) is a ``_left``/``_right`` pair.
     """
-    out = Path(out)
+    out = claim_folder(out, "affwild2-va")
     names: dict[str, list[str]] = {}
     n_written: dict[str, int] = {}
     n_invalid: dict[str, int] = {}

@@ -37,7 +37,7 @@ import numpy as np
 from ...fileio import write_text
 from ..emoreact import LABELS, SPLIT_FOLDERS
 from ..media import write_video
-from . import write_clips
+from . import claim_folder, write_clips
 from .face import Expression, Identity, background, draw_face, finish
 
 CUR, UNC, EXC, HAP, SUR, DIS, FEA, FRU = range(8)   # label indices in LABELS order
@@ -196,7 +196,7 @@ def generate_emoreact(out: str | os.PathLike, cfg: EmoReactSynthConfig = EmoReac
     interrupted run never leaves a CSV that lists clips that are not there.
     """
 
-    out = Path(out)
+    out = claim_folder(out, "emoreact")
     rng = np.random.default_rng(cfg.seed)
     n_train = int(round(cfg.clips * cfg.split[0]))
     n_val = int(round(cfg.clips * cfg.split[1]))

@@ -31,7 +31,7 @@ import numpy as np
 from ...fileio import write_text
 from ..hume import LABELS
 from ..media import write_video, write_wav
-from . import write_clips
+from . import claim_folder, write_clips
 from .face import Expression, Identity, background, draw_face, finish
 from .voice import Prosody, synth_voice
 
@@ -138,7 +138,7 @@ def generate_eri(out: str | os.PathLike, cfg: ERISynthConfig = ERISynthConfig(),
     interrupted run never leaves a CSV that lists clips that are not there.
     """
 
-    out = Path(out)
+    out = claim_folder(out, "eri")
     rng = np.random.default_rng(cfg.seed)
     n_train = int(round(cfg.clips * cfg.split[0]))
     n_val = int(round(cfg.clips * cfg.split[1]))

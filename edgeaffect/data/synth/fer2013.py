@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fer2013 import SIDE, write_fer2013
+from . import claim_folder
 from .face import Expression, Identity, background, draw_face, finish
 
 CLASS_EXPRESSIONS = {
@@ -54,6 +55,5 @@ def generate_fer2013(out: str | Path, n: int = 700, seed: int = 0) -> Path:
     faces, labels = render_faces(n, seed)
     cut1, cut2 = int(n * 0.7), int(n * 0.85)
     usage = ["Training"] * cut1 + ["PublicTest"] * (cut2 - cut1) + ["PrivateTest"] * (n - cut2)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_folder(out, "fer2013")
     return write_fer2013(out / "fer2013.csv", faces, labels, usage)

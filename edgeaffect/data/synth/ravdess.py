@@ -25,6 +25,7 @@ import numpy as np
 import cv2
 
 from ...labels import RAVDESS_LABELS as EMOTIONS
+from . import claim_folder
 from .face import Expression, Identity, background, draw_face
 from .voice import Prosody, synth_voice
 
@@ -119,7 +120,7 @@ def generate_ravdess(out: str | Path, actors: int = 24, statements: int = 2, rep
     """
     from ..media import write_video, write_wav
 
-    out = Path(out)
+    out = claim_folder(out, "ravdess")
     jobs = []
     for a in range(1, actors + 1):
         for e in range(1, 9):
