@@ -36,9 +36,11 @@ def synth_affwild2_expr(
         summary = generate(out, videos, val_videos, frames, unlabeled, size, seed,
                            progress=lambda n: progress.update(bar, advance=n))
     annotated = {s: sum(summary.class_counts[s]) for s in ("train", "val")}   # the others are labelled -1
+    no_face = summary.no_face["train"] + summary.no_face["val"]
     console.print(f"wrote {summary.frames['train']} train + {summary.frames['val']} val frames "
-                  f"({annotated['train']} + {annotated['val']} annotated; {videos} + {val_videos} videos) and "
-                  f"{summary.unlabeled} unlabeled faces under {out}")
+                  f"({annotated['train']} + {annotated['val']} annotated; {videos} + {val_videos} videos; "
+                  f"{no_face} of the {total - unlabeled} rendered left without an image, as where the aligner "
+                  f"finds no face) and {summary.unlabeled} unlabeled faces under {out}")
 
 
 @train_app.command("expr")

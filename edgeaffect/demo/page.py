@@ -79,12 +79,17 @@ function draw(t){
     g.stroke();
   });
 }
+function reading(face){  // the top class; multi-label: none on; valence-arousal: both values
+  if(face.label!=null)return face.label;
+  if(face.labels)return "no label above 0.5";
+  return Object.entries(face.scores).map(([k,v])=>`${k} ${v.toFixed(2)}`).join("  ");
+}
 function onRecord(rec){
   const t=tiles[rec.source||0]; if(!t)return;
   const face=(rec.faces||[]).find(f=>f.scores&&Object.keys(f.scores).length);
   el(t,"faces").textContent=
     `frame ${rec.frame}  t=${rec.time.toFixed(2)}s  faces: ${(rec.faces||[]).length}`+
-    (face?`  track #${face.track}: ${face.label}`:"");
+    (face?`  track #${face.track}: ${reading(face)}`:"");
   t.history.push(face?face.scores:null); if(t.history.length>HIST)t.history.shift();
   labels.forEach((l,i)=>{const v=face?(face.scores[l]||0):0;
     el(t,"bar-"+i).style.width=Math.round(180*v)+"px";

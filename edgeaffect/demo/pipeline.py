@@ -452,15 +452,17 @@ class Demo:
 
     def _face_record(self, tr, sc, shape) -> dict:
         """One track's JSONL entry: box, scores by label, and the reading of the output kind: ``label`` (top
-        class or intensity; none for valence-arousal), ``labels`` (multi-label: those above 0.5), ``body_box``."""
+        class or intensity; for multi-label the top of ``labels``, those above 0.5, so none when no label is on;
+        none for valence-arousal), ``body_box``."""
         face = {"track": tr.id, "box": [int(v) for v in tr.int_box], "scores": {}, "label": None}
         if any(r != "face" for r in self.regions):
             face["body_box"] = [int(v) for v in region_box("fullbody", tr.int_box, shape, self.margin)]
         if sc is None:
             return face
         face["scores"] = {name: round(float(v), 4) for name, v in zip(self.labels, sc)}
-        if self.kind != "circumplex":
-            face["label"] = self.labels[int(np.argmax(sc))]
         if self.kind == "multilabel":
             face["labels"] = [name for name, v in zip(self.labels, sc) if v > 0.5]
+            face["label"] = max(face["labels"], key=face["scores"].get, default=None)
+        elif self.kind != "circumplex":
+            face["label"] = self.labels[int(np.argmax(sc))]
         return face
