@@ -194,9 +194,13 @@ def test_export_precision_guards_and_records_each_decision(tmp_path):
 def test_cli_export_precision_says_what_it_did(tmp_path, capsys):
     data = make_dataset(tmp_path / "data")
     run = make_run(tmp_path / "run", data=data)
-    assert main(["export", str(run), "--format", "onnx,openvino", "--precision", "bf16", "--exporter", "legacy"]) == 0
+    rc = main(["export", str(run), "--format", "onnx,openvino", "--precision", "bf16", "--exporter", "legacy"])
     err = " ".join(capsys.readouterr().err.split())
     assert ("accepted openvino-bf16 (ran as bf16)" in err) == OV_BF16
     assert ("skipped openvino-bf16" in err) == (not OV_BF16)
+    # asked for by name and written nowhere: exit 1 with one line (the fp32 files are still there)
+    assert rc == (0 if OV_BF16 else 1)
+    assert ("no bf16 artifact was written on any runtime" in err) == (not OV_BF16) and "Traceback" not in err
+    assert (run / "model.onnx").exists()
     assert main(["export", str(run), "--precision", "int8"]) == 1
     assert "--precision takes bf16, fp16" in capsys.readouterr().err

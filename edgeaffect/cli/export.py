@@ -122,6 +122,10 @@ def export_cmd(
         from .quantize import print_int8
 
         print_int8(quantize_run(run, int8_runtimes, cfg, data_root=data, console=console, verify=not no_verify))
+    missing = [p for p in reduced if not any(k.endswith(f"-{p}") and d["accepted"] for k, d in report.precisions.items())]
+    if missing:   # asked for by name: a script must not go on as if it were there (fp32 files are kept)
+        raise EdgeAffectError(f"no {' or '.join(missing)} artifact was written on any runtime (the reasons are above); "
+                              "the fp32 files are written")
     say_next(f"edgeaffect bench {run}   (or: edgeaffect eval {run} --split val)")
 
 
