@@ -198,3 +198,47 @@ def test_an_audio_models_faces_of_every_source_go_in_one_call_with_their_own_aud
     parts = split_result(res)
     assert [p.track_ids for p in parts.values()] == [[0], [0, 1]]
     np.testing.assert_allclose(parts[1].scores[:, 0], a[1:].mean((1, 2)), rtol=1e-5)
+
+
+def test_live_sources_detect_side_by_side_each_detector_one_call_at_a_time(clips, tmp_path, monkeypatch):
+    """A named detector is built once per source up to the cores but one; no detector runs two calls at once."""
+    import threading
+    import time
+
+    from edgeaffect.demo import session as sess
+
+    class Slow:
+        live = 0
+        lock = threading.Lock()
+
+        def __init__(self):
+            self.busy, self.calls = False, 0
+
+        def detect(self, frame):
+            assert not self.busy, "one detector ran two calls at once"
+            self.busy = True
+            with Slow.lock:
+                Slow.live += 1
+                Slow.peak = max(getattr(Slow, "peak", 0), Slow.live)
+            time.sleep(0.02)
+            with Slow.lock:
+                Slow.live -= 1
+            self.busy, self.calls = False, self.calls + 1
+            return []
+
+    built = []
+    monkeypatch.setattr(sess, "make_detectors", lambda name, n: built.extend(Slow() for _ in range(n)) or built)
+    monkeypatch.setattr("edgeaffect.precision.physical_cores", lambda: 3)
+    s = sess.build_session([str(c) for c in clips] + [str(clips[0])], runner=FakeRunner(), detector="mtcnn",
+                           detect_every=1, realtime=True)
+    pool = s.demo.demos[0].detector
+    assert pool.size == 2 == len(built) and all(d.detector is pool for d in s.demo.demos)
+    s.run()
+    assert Slow.peak == 2 and all(d.calls for d in built)        # both used, side by side
+    built.clear()                                               # on 2 cores the model keeps the other one
+    monkeypatch.setattr("edgeaffect.precision.physical_cores", lambda: 2)
+    s = sess.build_session([str(c) for c in clips], runner=FakeRunner(), detector="mtcnn", sync=True)
+    assert s.demo.demos[0].detector.size == 1 == len(built)
+    # a detector object given by the caller is one, shared one call at a time
+    s = sess.build_session([str(c) for c in clips], runner=FakeRunner(), detector=Slow(), sync=True)
+    assert s.demo.demos[0].detector.size == 1

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ class Session:
     def describe(self) -> str:
         """What runs, in one line: the model on which runtime and precision, the face detector, the audio."""
         demos = getattr(self.demo, "demos", [self.demo])
-        det = getattr(demos[0].detector, "detector", demos[0].detector)        # through _SharedDetector
+        det = getattr(demos[0].detector, "detector", demos[0].detector)        # through _DetectorPool
         name = getattr(det, "name", type(det).__name__)
         where = f" through {det.runtime}" if getattr(det, "runtime", None) else ""
         audio = demos[0].audio
@@ -95,9 +96,14 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
                 raise EdgeAffectError(f"source {i} ({name}): {exc}" if many else str(exc)) from exc
     audios = [_audio_for(name, spec, audio) for name in names]
     if detector is None or isinstance(detector, str):
-        detector = make_detector(detector or "auto")
-    if many:
-        detector = _SharedDetector(detector)
+        from ..precision import physical_cores
+
+        # one detector per source up to the cores but one: the model keeps a core (on 2 cores a second
+        # detector made predictions older, benchmarks/results/demo_detector_pool.md)
+        detectors = make_detectors(detector or "auto", max(1, min(len(names), physical_cores() - 1)) if many else 1)
+    else:
+        detectors = [detector]
+    detector = _DetectorPool(detectors) if many else detectors[0]
     if sync is None:
         sync = mode == "sync" or (mode == "auto" and not any(getattr(x, "live", False) for x in srcs) and not realtime)
     cfg = DemoConfig(detect_every=detect_every, max_faces=max_faces, smoothing=smoothing, realtime=realtime,
@@ -177,29 +183,52 @@ def _audio_for(source: str, spec: ModelSpec, choice: str):
     return _open_audio(source, spec, FileAudio, choice) if audio_input(spec) is not None else None
 
 
-class _SharedDetector:
-    """One face detector used by several sources' detection threads, one call at a time."""
+class _DetectorPool:
+    """Face detectors shared by several sources' detection threads, each used by one call at a time.
 
-    def __init__(self, detector):
-        self.detector, self._lock = detector, threading.Lock()
+    Live sources detect on their own threads; with several detectors (a named detector is built that many
+    times: each MTCNN holds its own compiled nets) they detect side by side instead of queueing on one.
+    """
+
+    def __init__(self, detectors: list):
+        self.detector = detectors[0]          # what describe() names
+        self.size = len(detectors)
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        for d in detectors:
+            self._free.put(d)
 
     def detect(self, frame):
-        with self._lock:
-            return self.detector.detect(frame)
+        d = self._free.get()
+        try:
+            return d.detect(frame)
+        finally:
+            self._free.put(d)
+
+
+def make_detectors(name: str = "auto", n: int = 1) -> list:
+    """``n`` detectors of a named kind (see :func:`make_detector`), the fallback said once; a
+    ``package.module:Class`` detector is built once (nothing says it can run twice at once)."""
+    from ..data.detectors import DETECTORS, MtcnnFaceDetector, resolve_detector
+
+    if name not in DETECTORS:
+        return [_custom_detector(name)]
+    if resolve_detector(name, log.warning) == "haar":
+        from ..data.faces import HaarFaceDetector
+
+        return [HaarFaceDetector(scale_factor=1.2, max_side=320) for _ in range(n)]   # the demo's faster cascade
+    return [MtcnnFaceDetector(threads=1) for _ in range(n)]
 
 
 def make_detector(name: str = "auto"):
     """``auto`` (MTCNN where ONNX Runtime or OpenVINO is installed, else OpenCV Haar, said once), ``mtcnn``,
     ``haar``, or ``package.module:Class`` of any object with ``detect(frame_bgr) -> [(x, y, w, h), ...]``
     (largest first)."""
-    from ..data.detectors import DETECTORS, MtcnnFaceDetector, resolve_detector
+    return make_detectors(name, 1)[0]
 
-    if name in DETECTORS:
-        if resolve_detector(name, log.warning) == "haar":
-            from ..data.faces import HaarFaceDetector
 
-            return HaarFaceDetector(scale_factor=1.2, max_side=320)   # the demo's faster cascade settings
-        return MtcnnFaceDetector(threads=1)
+def _custom_detector(name: str):
+    from ..data.detectors import DETECTORS
+
     module, _, cls = name.partition(":")
     if not cls:
         raise EdgeAffectError(f"--detector must be one of {', '.join(DETECTORS)} or 'package.module:Class', "
