@@ -99,7 +99,7 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
         from ..precision import physical_cores
 
         # one detector per source up to the cores but one: the model keeps a core (on 2 cores a second
-        # detector made predictions older, benchmarks/results/demo_detector_pool.md)
+        # detector made predictions older, benchmarks/results/2026-12-02-demo_detector_pool.md)
         detectors = make_detectors(detector or "auto", max(1, min(len(names), physical_cores() - 1)) if many else 1)
     else:
         detectors = [detector]

@@ -31,7 +31,6 @@ def claim_folder(out: str | os.PathLike, kind: str) -> Path:
     return out
 
 
-
 def write_clips(write_one, jobs: list, workers: int, console, title: str) -> None:
     """Run ``write_one(job)`` for every job under a progress bar, in ``workers`` processes when > 1."""
     from concurrent.futures import ProcessPoolExecutor
