@@ -232,7 +232,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float,
             vs = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             vs.width, vs.height = w - w % 2, h - h % 2
             vs.pix_fmt = "yuv420p"
-            vs.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+            vs.options = {"crf": str(crf), "preset": "veryfast"}
             vs.thread_count = 1
             as_ = None
             if audio is not None:
