@@ -1,6 +1,6 @@
 """Several live sources: one shared face detector vs one per core (what ``build_session`` builds), interleaved.
 
-    .venv/bin/python benchmarks/demo_detector_pool.py RUN CLIP [CLIP ...] [--rounds 3] [--detect-every 1]
+    .venv/bin/python benchmarks/demo_detector_pool.py RUN CLIP [CLIP ...] --out RESULT.json [--rounds 3] [--detect-every 1]
 
 Each source is played ``--realtime`` (async mode, as a camera runs); detecting every frame makes detection
 the load, the demo's default detects every 5th. Reports detections/s, the detect call's p50 and the predictions' age, medians over the rounds.
