@@ -1,9 +1,10 @@
-"""Several live sources: one shared face detector vs one per core (what ``build_session`` builds), interleaved.
+"""Several live sources: one shared face detector vs one per source, interleaved.
 
     .venv/bin/python benchmarks/demo_detector_pool.py RUN CLIP [CLIP ...] --out RESULT.json [--rounds 3] [--detect-every 1]
 
 Each source is played ``--realtime`` (async mode, as a camera runs); detecting every frame makes detection
-the load, the demo's default detects every 5th. Reports detections/s, the detect call's p50 and the predictions' age, medians over the rounds.
+the load, the demo's default detects every 5th. Reports detections/s, the detect call's p50 and the
+predictions' age, medians over the rounds.
 Make a clip with ``edgeaffect data clip clip.mp4 --seconds 12``.
 """
 from __future__ import annotations
@@ -30,7 +31,7 @@ def one(run, clips, detector, every: int) -> dict:
 
 
 def main() -> None:
-    from edgeaffect.demo.session import make_detector
+    from edgeaffect.demo.session import make_detectors
     from face_detector import cpu
 
     ap = argparse.ArgumentParser()
@@ -43,7 +44,7 @@ def main() -> None:
     rows: dict[str, list[dict]] = {"one shared detector": [], "one detector per core": []}
     for r in range(args.rounds):
         for label in rows:
-            det = make_detector("mtcnn") if label == "one shared detector" else "mtcnn"
+            det = make_detectors("mtcnn", 1 if label == "one shared detector" else len(args.clips))
             rows[label].append(one(args.run, args.clips, det, args.detect_every))
             print(r, label, {k: round(v, 1) for k, v in rows[label][-1].items()}, flush=True)
     medians = {label: {k: statistics.median(x[k] for x in v) for k in v[0]} for label, v in rows.items()}

@@ -239,6 +239,8 @@ def test_live_sources_detect_side_by_side_each_detector_one_call_at_a_time(clips
     monkeypatch.setattr("edgeaffect.precision.physical_cores", lambda: 2)
     s = sess.build_session([str(c) for c in clips], runner=FakeRunner(), detector="mtcnn", sync=True)
     assert s.demo.demos[0].detector.size == 1 == len(built)
-    # a detector object given by the caller is one, shared one call at a time
+    # a detector object given by the caller is one, shared one call at a time; a list is shared as given
     s = sess.build_session([str(c) for c in clips], runner=FakeRunner(), detector=Slow(), sync=True)
     assert s.demo.demos[0].detector.size == 1
+    s = sess.build_session([str(c) for c in clips], runner=FakeRunner(), detector=[Slow(), Slow()], sync=True)
+    assert s.demo.demos[0].detector.size == 2

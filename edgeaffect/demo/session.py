@@ -64,6 +64,7 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
                   sync: bool | None = None, mode: str = "auto", reconnect_delay: float = 0.5, audio: str = "auto",
                   verify: bool = True, src=None, runner=None, web_config=None) -> Session:
     """``src``/``runner``/``detector`` may be given directly (tests, embedding); otherwise they are opened.
+    ``detector`` may also be a list of detectors that several sources share (each one call at a time).
 
     ``source`` may be a list: several sources share the model and one web page, each with its own tracking
     and its own ``--output``/``--jsonl`` file (``out.mp4`` -> ``out.0.mp4``, ``out.1.mp4``; see
@@ -102,7 +103,7 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
         # detector made predictions older, benchmarks/results/2026-12-02-demo_detector_pool.md)
         detectors = make_detectors(detector or "auto", max(1, min(len(names), physical_cores() - 1)) if many else 1)
     else:
-        detectors = [detector]
+        detectors = list(detector) if isinstance(detector, (list, tuple)) else [detector]
     detector = _DetectorPool(detectors) if many else detectors[0]
     if sync is None:
         sync = mode == "sync" or (mode == "auto" and not any(getattr(x, "live", False) for x in srcs) and not realtime)
