@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--detect-every", type=int, default=1)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    rows: dict[str, list[dict]] = {"one shared detector": [], "one detector per core": []}
+    rows: dict[str, list[dict]] = {"one shared detector": [], "one detector per source": []}
     for r in range(args.rounds):
         for label in rows:
             det = make_detectors("mtcnn", 1 if label == "one shared detector" else len(args.clips))
