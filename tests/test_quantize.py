@@ -101,6 +101,16 @@ def test_int8_onnxruntime_and_openvino_write_bench_names_and_record_numbers(run)
     assert "model.int8.onnx" in manifest["artifacts"]
     assert rep["calibration"]["samples"] == 32
     assert (run / rep["runtimes"]["onnxruntime"]["ranges"]).exists()   # the inspectable calibration stage
+    # every conv of the OpenVINO INT8 IR, the toy's depthwise ones included, runs int8 in the compiled graph
+    from edgeaffect.quantize.guard import ov_runtime
+
+    with ov_runtime(run / "openvino" / "model.int8.xml", precision="int8") as ov:
+        layers = ov.compute_layers()
+    kinds = {p for p, _ in layers}
+    assert len(layers) >= 8 and kinds == {"int8"}, layers
+    for rt in ("onnxruntime", "openvino"):
+        cov = rep["runtimes"][rt]["int8_coverage"]
+        assert cov["macs"] >= 0.95 and manifest["quantize"][rt]["int8_coverage"] == cov
 
 
 def test_report_ranks_layers_even_when_plain_int8_passed(run, capsys):

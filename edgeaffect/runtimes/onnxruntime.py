@@ -46,6 +46,71 @@ def onnx_precision_mix(path) -> dict[str, int]:
     return counts
 
 
+# Kernels of ONNX Runtime's optimized graph: integer ones (QDQ fused) and float ones (fused or not).
+_INT8_KERNELS = ("QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "QGemm", "QAttention",
+                 "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QLinearConvTranspose")
+_FLOAT_KERNELS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "FusedConv", "FusedMatMul", "FusedGemm", "NhwcConv",
+                  "Attention")
+
+
+def optimized_compute_layers(path) -> list[tuple[str, int]]:
+    """(precision, MACs per sample) of each compute kernel in the graph ONNX Runtime's CPU provider runs.
+
+    The file's QDQ pairs say what was asked; only the optimized graph says what runs: a Conv whose
+    Q/DQ pattern its fusions do not match stays a float Conv between a DequantizeLinear and a
+    QuantizeLinear. Read at the extended level, where the QDQ fusions happen (the next level only adds
+    this CPU's memory layouts); fused kernels keep the name of the node they replace."""
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    import onnxruntime as ort
+
+    macs = onnx_macs(path)
+    with tempfile.TemporaryDirectory(prefix="edgeaffect-ort-") as tmp:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        so.log_severity_level = 3
+        ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        graph = onnx.load(so.optimized_model_filepath, load_external_data=False).graph
+    halves = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
+    out = []
+    for node in graph.node:
+        if node.op_type in _INT8_KERNELS:
+            out.append(("int8", macs.get(node.name, 0)))
+        elif node.op_type in _FLOAT_KERNELS:
+            out.append(("fp16" if halves.intersection(node.input) else "fp32", macs.get(node.name, 0)))
+    return out
+
+
+def onnx_macs(path) -> dict[str, int]:
+    """MACs per sample of each Conv/ConvTranspose/MatMul/Gemm node, by node name (ONNX shape inference at
+    batch 1; a dim it cannot infer counts as 1)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].dim_value:
+            dims[0].dim_value = 1
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    shapes = {i.name: list(i.dims) for i in graph.initializer}
+    for v in [*graph.input, *graph.value_info, *graph.output]:
+        shapes[v.name] = [max(d.dim_value, 1) for d in v.type.tensor_type.shape.dim]
+    out = {}
+    for node in graph.node:
+        if node.op_type not in _COMPUTE_OPS or len(node.input) < 2:
+            continue
+        result, first, weights = (shapes.get(n, []) for n in (node.output[0], node.input[0], node.input[1]))
+        per_output = int(np.prod(result[1:])) if len(result) > 1 else 1
+        if node.op_type.startswith("Conv"):
+            out[node.name] = per_output * int(np.prod(weights[1:] or [1]))
+        else:
+            out[node.name] = per_output * (first[-1] if first else 1)
+    return out
+
+
 def choose_providers(requested: str | list[str] | None, installed: list[str]) -> list[str]:
     """``"auto"`` (default): TensorRT EP > CUDA > CPU, as installed; else names like ``"cuda,cpu"``."""
     if requested in (None, "auto"):
@@ -119,6 +184,13 @@ class OnnxRuntime(Runtime):
 
     def precision_mix(self) -> dict[str, int]:
         return dict(self._mix)
+
+    @functools.cached_property
+    def _optimized_layers(self) -> list[tuple[str, int]]:
+        return optimized_compute_layers(self.path)
+
+    def compute_layers(self) -> list[tuple[str, int]]:
+        return list(self._optimized_layers)
 
     def _read_spec(self):
         meta = self.session.get_modelmeta().custom_metadata_map
