@@ -27,6 +27,7 @@ import numpy as np
 from . import precision as _precision
 from .errors import EdgeAffectError
 from .evaluate import DEFAULT_LIMIT, Samples, compare, load_samples, predict, score
+from .macs import onnx_node_macs
 from .runtimes.registry import Artifact, artifact_files, discover_artifacts
 from .fileio import atomic_path, write_json
 
@@ -153,46 +154,8 @@ def probe_isolated(artifact: Artifact, batch: int, threads: int | None) -> dict[
 
 
 def onnx_flops(onnx_path: str | os.PathLike, batch: int = 1) -> int:
-    """Multiply-accumulate FLOPs (2 per MAC) of Conv/ConvTranspose/MatMul/Gemm nodes at ``batch``.
-
-    Shapes come from ONNX shape inference on a copy with the batch fixed; other
-    ops (activations, norms, pooling) are memory-bound and left out, as in the
-    usual GFLOP figures of CNNs.
-    """
-    import onnx
-    from onnx import shape_inference
-
-    model = onnx.load(str(onnx_path))
-    for value in model.graph.input:
-        dims = value.type.tensor_type.shape.dim
-        if dims and not dims[0].HasField("dim_value"):
-            dims[0].dim_value = batch
-    model = shape_inference.infer_shapes(model, data_prop=True)
-    shapes: dict[str, list[int]] = {}
-    for vi in (*model.graph.value_info, *model.graph.input, *model.graph.output):
-        dims = vi.type.tensor_type.shape.dim
-        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else -1 for d in dims]
-    for init in model.graph.initializer:
-        shapes[init.name] = list(init.dims)
-    total = 0
-    for node in model.graph.node:
-        ins = [shapes.get(i) for i in node.input]
-        out = shapes.get(node.output[0]) if node.output else None
-        if node.op_type in ("Conv", "ConvTranspose") and ins[1] and out and -1 not in out:
-            w = ins[1]
-            # weight [out, in/group, k...] (Conv) or [in, out/group, k...]: MACs need no group factor
-            k = int(np.prod(w[2:]))
-            if node.op_type == "Conv":
-                total += 2 * int(np.prod(out)) * (w[1]) * k
-            else:
-                total += 2 * int(np.prod(ins[0])) * w[1] * k
-        elif node.op_type == "MatMul" and ins[0] and ins[1] and out and -1 not in out:
-            total += 2 * int(np.prod(out)) * ins[0][-1]
-        elif node.op_type == "Gemm" and ins[0] and out and -1 not in out:
-            trans_a = next((a.i for a in node.attribute if a.name == "transA"), 0)
-            kdim = ins[0][0] if trans_a else ins[0][-1]
-            total += 2 * int(np.prod(out)) * kdim
-    return int(total)
+    """Multiply-accumulate FLOPs (2 per MAC) of Conv/ConvTranspose/MatMul/Gemm nodes at ``batch``."""
+    return 2 * sum(onnx_node_macs(onnx_path, batch).values())
 
 
 def machine_info(threads: int | None = None) -> dict[str, Any]:

@@ -59,3 +59,35 @@ def test_onnxruntime_coverage_is_read_from_its_optimized_graph(tmp_path):
         cov = rt.int8_coverage()
     assert layers == [("fp32", 36 * 8 * 8), ("int8", 36 * 8 * 4 * 9)]   # output elements x reduction length
     assert cov["layers"] == 0.5 and cov["macs"] == pytest.approx(288 * 36 / (288 * 36 + 64 * 36))
+
+
+def test_the_guard_keeps_the_accepted_configuration_with_the_fewest_float_macs():
+    """Plain INT8 fails; the ranking's two worst tensors sit on a heavy conv and a light one. Keeping both in
+    float passes, and so does keeping only the light one: the guard gives the heavy conv back to int8."""
+    from edgeaffect.evaluate import Samples
+    from edgeaffect.quantize.guard import run_guard
+    from edgeaffect.spec import BATCH, ModelSpec, TensorSpec
+
+    spec = ModelSpec("toy", "eri", (TensorSpec("x", (BATCH, 2)),), (TensorSpec("y", (BATCH, 2)),), ("a", "b"),
+                     activation="sigmoid", metric="pearson")
+    rng = np.random.default_rng(0)
+    target = rng.random((64, 2)).astype(np.float32)
+    samples = Samples({"x": target}, target, "val", "")
+    noise = rng.normal(size=target.shape).astype(np.float32)
+    # only the light conv matters for accuracy; the heavy one ranks first but costs nothing when int8
+    harm = {"light": 0.5, "heavy": 0.0}
+
+    def quantize_fn(kept):
+        return tuple(sorted(kept))
+
+    def predict_fn(kept):
+        return {"y": target + sum(w for name, w in harm.items() if name not in kept) * noise}
+
+    ranking = [{"tensor": "t_heavy", "layers": ["heavy"]}, {"tensor": "t_light", "layers": ["light"]}]
+    res = run_guard(quantize_fn=quantize_fn, predict_fn=predict_fn, rank_fn=lambda a: ranking, samples=samples,
+                    spec=spec, fp32_outputs={"y": target}, max_drop=1.0, max_float_layers=16,
+                    layer_macs={"heavy": 1_000_000, "light": 10_000})
+    tried = [a["kept_float"] for a in res.attempts]
+    assert tried == [[], ["heavy"], ["heavy", "light"], ["light"]]
+    assert res.passed and res.kept_float == ["light"] and res.artifact == ("light",)
+    assert "fewest MACs in float (0.01 M) of 2 accepted" in res.message

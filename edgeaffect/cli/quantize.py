@@ -136,7 +136,8 @@ def report(run: RunArg,
         table_console().print(t)
         console.print(f"  kept in float: {', '.join(r['kept_float']) or 'nothing'} ({r['message']})", highlight=False)
         for i, att in enumerate(r["attempts"]):
-            console.print(f"  attempt {i}: {len(att['kept_float'])} layer(s) in float -> {data['metric']} "
+            console.print(f"  attempt {i}: {len(att['kept_float'])} layer(s) in float "
+                          f"({att.get('float_macs', 0) / 1e6:.2f} M MACs) -> {data['metric']} "
                           f"{att['metric']:.4f}, drop {att['drop_points']:.2f} pts, {_agreement(att)}")
 
 

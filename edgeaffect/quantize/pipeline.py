@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import EdgeAffectError, MissingDependencyError
 from ..fileio import atomic_path, read_json, write_json
+from ..macs import onnx_node_macs
 from ..runs import Run, load_run, open_run
 from .config import QuantConfig
 
@@ -204,7 +205,8 @@ COVERAGE_WARN = 0.9
 
 
 def _guarded(rt: str, run: Run, samples, cfg: QuantConfig, console, *, quantize_fn: Callable,
-             open_fn: Callable, rank_fn: Callable, fp32_outputs, dest: Path) -> dict[str, Any]:
+             open_fn: Callable, rank_fn: Callable, fp32_outputs, dest: Path,
+             layer_macs: dict[str, int] | None = None) -> dict[str, Any]:
     from .guard import run_guard
 
     def predict_fn(path):
@@ -217,6 +219,7 @@ def _guarded(rt: str, run: Run, samples, cfg: QuantConfig, console, *, quantize_
             progress.update(bar, description=f"{len(att['kept_float'])} float layer(s): drop {att['drop_points']:.2f} pts")
 
         res = run_guard(quantize_fn=quantize_fn, predict_fn=predict_fn, rank_fn=rank_fn, samples=samples, spec=run.spec,
+                        layer_macs=layer_macs,
                         fp32_outputs=fp32_outputs, max_drop=cfg.max_drop, max_float_layers=cfg.max_float_layers,
                         keep_float=cfg.keep_float, enabled=cfg.guard, on_attempt=note)
     out = res.to_dict()
@@ -272,6 +275,7 @@ def quantize_onnxruntime(run: Run, onnx_path: Path, calib, samples, cfg: QuantCo
         return rank_ort(prepared, artifact, calib.feeds[:cfg.sensitivity_samples], work)
 
     out = _guarded(rt, run, samples, cfg, console, quantize_fn=quantize_fn, open_fn=ort_runtime, rank_fn=rank_fn,
+                   layer_macs=onnx_node_macs(onnx_path),
                    fp32_outputs=_scored(ort_runtime(onnx_path), samples), dest=run.path / published(rt))
     out["ranges"] = str(ranges.relative_to(run.path))
     return out
@@ -295,6 +299,7 @@ def quantize_openvino(run: Run, onnx_path: Path, calib, samples, cfg: QuantConfi
 
     return _guarded("openvino", run, samples, cfg, console, quantize_fn=quantize_fn,
                     open_fn=lambda p: ov_runtime(p, precision="int8", batch=SCORED_BATCH), rank_fn=rank_fn,
+                    layer_macs=onnx_node_macs(onnx_path),
                     fp32_outputs=_scored(ov_runtime(ovq.read_float(onnx_path)), samples),
                     dest=run.path / published("openvino"))
 

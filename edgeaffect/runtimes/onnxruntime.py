@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import precision as _precision
 from ..errors import EdgeAffectError
+from ..macs import onnx_node_macs
 from ..spec import TensorSpec
 from .base import Runtime, spec_from_metadata, symbolic_shape
 
@@ -66,7 +67,7 @@ def optimized_compute_layers(path) -> list[tuple[str, int]]:
     import onnx
     import onnxruntime as ort
 
-    macs = onnx_macs(path)
+    macs = onnx_node_macs(path)
     with tempfile.TemporaryDirectory(prefix="edgeaffect-ort-") as tmp:
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
@@ -81,33 +82,6 @@ def optimized_compute_layers(path) -> list[tuple[str, int]]:
             out.append(("int8", macs.get(node.name, 0)))
         elif node.op_type in _FLOAT_KERNELS:
             out.append(("fp16" if halves.intersection(node.input) else "fp32", macs.get(node.name, 0)))
-    return out
-
-
-def onnx_macs(path) -> dict[str, int]:
-    """MACs per sample of each Conv/ConvTranspose/MatMul/Gemm node, by node name (ONNX shape inference at
-    batch 1; a dim it cannot infer counts as 1)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    for value in model.graph.input:
-        dims = value.type.tensor_type.shape.dim
-        if dims and not dims[0].dim_value:
-            dims[0].dim_value = 1
-    graph = onnx.shape_inference.infer_shapes(model).graph
-    shapes = {i.name: list(i.dims) for i in graph.initializer}
-    for v in [*graph.input, *graph.value_info, *graph.output]:
-        shapes[v.name] = [max(d.dim_value, 1) for d in v.type.tensor_type.shape.dim]
-    out = {}
-    for node in graph.node:
-        if node.op_type not in _COMPUTE_OPS or len(node.input) < 2:
-            continue
-        result, first, weights = (shapes.get(n, []) for n in (node.output[0], node.input[0], node.input[1]))
-        per_output = int(np.prod(result[1:])) if len(result) > 1 else 1
-        if node.op_type.startswith("Conv"):
-            out[node.name] = per_output * int(np.prod(weights[1:] or [1]))
-        else:
-            out[node.name] = per_output * (first[-1] if first else 1)
     return out
 
 
