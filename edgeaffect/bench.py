@@ -27,12 +27,13 @@ import numpy as np
 from . import precision as _precision
 from .errors import EdgeAffectError
 from .evaluate import DEFAULT_LIMIT, Samples, compare, load_samples, predict, score
+from .macs import onnx_node_macs
 from .runtimes.registry import Artifact, artifact_files, discover_artifacts
 from .fileio import atomic_path, write_json
 
 ROW_KEYS = ("runtime", "precision", "executed_precision", "batch", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput",
             "cold_start_ms", "peak_rss_mb", "size_mb", "metric_name", "metric", "agreement")
-EXTRA_KEYS = ("variant", "threads", "agreement_kind", "precision_mix", "metric_torch", "metric_samples", "max_abs_diff", "speedup_vs_torch", "gflops_per_s", "iterations", "path")
+EXTRA_KEYS = ("variant", "threads", "agreement_kind", "precision_mix", "int8_coverage", "metric_torch", "metric_samples", "max_abs_diff", "speedup_vs_torch", "gflops_per_s", "iterations", "path")
 
 
 @dataclass(frozen=True)
@@ -153,46 +154,8 @@ def probe_isolated(artifact: Artifact, batch: int, threads: int | None) -> dict[
 
 
 def onnx_flops(onnx_path: str | os.PathLike, batch: int = 1) -> int:
-    """Multiply-accumulate FLOPs (2 per MAC) of Conv/ConvTranspose/MatMul/Gemm nodes at ``batch``.
-
-    Shapes come from ONNX shape inference on a copy with the batch fixed; other
-    ops (activations, norms, pooling) are memory-bound and left out, as in the
-    usual GFLOP figures of CNNs.
-    """
-    import onnx
-    from onnx import shape_inference
-
-    model = onnx.load(str(onnx_path))
-    for value in model.graph.input:
-        dims = value.type.tensor_type.shape.dim
-        if dims and not dims[0].HasField("dim_value"):
-            dims[0].dim_value = batch
-    model = shape_inference.infer_shapes(model, data_prop=True)
-    shapes: dict[str, list[int]] = {}
-    for vi in (*model.graph.value_info, *model.graph.input, *model.graph.output):
-        dims = vi.type.tensor_type.shape.dim
-        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else -1 for d in dims]
-    for init in model.graph.initializer:
-        shapes[init.name] = list(init.dims)
-    total = 0
-    for node in model.graph.node:
-        ins = [shapes.get(i) for i in node.input]
-        out = shapes.get(node.output[0]) if node.output else None
-        if node.op_type in ("Conv", "ConvTranspose") and ins[1] and out and -1 not in out:
-            w = ins[1]
-            # weight [out, in/group, k...] (Conv) or [in, out/group, k...]: MACs need no group factor
-            k = int(np.prod(w[2:]))
-            if node.op_type == "Conv":
-                total += 2 * int(np.prod(out)) * (w[1]) * k
-            else:
-                total += 2 * int(np.prod(ins[0])) * w[1] * k
-        elif node.op_type == "MatMul" and ins[0] and ins[1] and out and -1 not in out:
-            total += 2 * int(np.prod(out)) * ins[0][-1]
-        elif node.op_type == "Gemm" and ins[0] and out and -1 not in out:
-            trans_a = next((a.i for a in node.attribute if a.name == "transA"), 0)
-            kdim = ins[0][0] if trans_a else ins[0][-1]
-            total += 2 * int(np.prod(out)) * kdim
-    return int(total)
+    """Multiply-accumulate FLOPs (2 per MAC) of Conv/ConvTranspose/MatMul/Gemm nodes at ``batch``."""
+    return 2 * sum(onnx_node_macs(onnx_path, batch).values())
 
 
 def machine_info(threads: int | None = None) -> dict[str, Any]:
@@ -399,7 +362,8 @@ def measure(variants: Sequence[_Variant], samples: Samples, reference: Mapping[s
                 v.runtime.infer(v.feeds)
                 if not cfg.isolate:
                     v.row.update(cold_start_ms=(time.perf_counter() - t0) * 1000.0, peak_rss_mb=peak_rss_mb())
-                v.row.update(executed_precision=v.runtime.executed_precision, precision_mix=v.runtime.precision_mix())
+                v.row.update(executed_precision=v.runtime.executed_precision, precision_mix=v.runtime.precision_mix(),
+                             int8_coverage=v.runtime.int8_coverage() if v.artifact.precision == "int8" else None)
                 tick(f"accuracy {v.label}")
                 out = predict(v.runtime, samples, v.batch)
                 agree = compare(spec, reference, out) if reference is not None else {}
@@ -433,13 +397,34 @@ def make_rows(variants: Sequence[_Variant], run_path: Path, flops: int | None, m
             "cold_start_ms": st.get("cold_start_ms"), "peak_rss_mb": st.get("peak_rss_mb"), "size_mb": _size_mb(a.path),
             "metric_name": metric_name, "metric": st.get("metric"), "agreement": st["agreement"],
             "agreement_kind": st.get("agreement_kind"),
-            "variant": a.variant, "threads": threads, "precision_mix": st["precision_mix"], "metric_torch": metric_torch,
+            "variant": a.variant, "threads": threads, "precision_mix": st["precision_mix"],
+            "int8_coverage": st.get("int8_coverage"), "metric_torch": metric_torch,
             "metric_samples": metric_samples, "max_abs_diff": st["max_abs_diff"],
             "speedup_vs_torch": (ref_ms / st["mean_ms"]) if ref_ms else None,
             "gflops_per_s": (flops * v.batch / (st["mean_ms"] / 1000.0) / 1e9) if flops else None,
             "iterations": len(v.times), "path": os.path.relpath(a.path, run_path),
         })
     return rows
+
+
+def int8_notes(rows: Sequence[Mapping[str, Any]], min_coverage: float = 0.9) -> list[str]:
+    """One line per INT8 row that does not pay: less than ``min_coverage`` of its MACs in int8, or slower than
+    the same runtime's fp32/bf16 row at the same batch on this machine (then ``demo --runtime auto`` takes
+    the faster one)."""
+    notes = []
+    for r in rows:
+        if r["precision"] != "int8":
+            continue
+        cov = r.get("int8_coverage")
+        if cov and cov["macs"] < min_coverage:
+            notes.append(f"{r['runtime']} int8 batch {r['batch']}: only {cov['macs']:.0%} of the MACs run in int8 "
+                         f"({cov['float_layers']} float layer(s))")
+        faster = [f for f in rows if f["runtime"] == r["runtime"] and f["batch"] == r["batch"]
+                  and f["precision"] in ("fp32", "bf16") and f["p50_ms"] < r["p50_ms"]]
+        for f in faster:
+            notes.append(f"{r['runtime']} int8 batch {r['batch']}: {r['p50_ms']:.2f} ms p50, slower than its "
+                         f"{f['precision']} ({f['p50_ms']:.2f} ms) on this CPU")
+    return notes
 
 
 def _flops_or_none(onnx_path: Path) -> int | None:

@@ -64,10 +64,12 @@ def bench_cmd(
 
 def print_bench(rows, run: Path) -> None:
     """The results table on stdout, and where the files went (beside a bare model file: ``<file>.bench.*``)."""
-    from ..bench import table
+    from ..bench import int8_notes, table
     from ..precision import cpu_name
 
     folder, prefix = (run.parent, f"{run.name}.") if run.is_file() else (run, "")
     table_console().print(table(rows, title=f"edgeaffect bench · {run.name} · {cpu_name()}"))
+    for note in int8_notes(rows):
+        console.print(f"[yellow]int8:[/] {note}", highlight=False)
     png = f", {prefix}bench.png" if (folder / f"{prefix}bench.png").exists() else ""
     console.print(f"[dim]wrote {folder / f'{prefix}bench.json'}, {prefix}bench.csv{png}[/]")

@@ -53,8 +53,9 @@ def print_int8(report: dict) -> None:
 
     _print_summary(report)
     for rt, r in report["runtimes"].items():
-        if r.get("caveat"):
-            console.print(f"[yellow]{rt}:[/] {escape(r['caveat'])}", highlight=False)
+        for key in ("caveat", "coverage_caveat"):
+            if r.get(key):
+                console.print(f"[yellow]{rt}:[/] {escape(r[key])}", highlight=False)
     failed = [rt for rt, r in report["runtimes"].items() if not r["artifact"]]
     if failed:
         raise EdgeAffectError(f"INT8 for {', '.join(failed)} not written: "
@@ -135,7 +136,8 @@ def report(run: RunArg,
         table_console().print(t)
         console.print(f"  kept in float: {', '.join(r['kept_float']) or 'nothing'} ({r['message']})", highlight=False)
         for i, att in enumerate(r["attempts"]):
-            console.print(f"  attempt {i}: {len(att['kept_float'])} layer(s) in float -> {data['metric']} "
+            console.print(f"  attempt {i}: {len(att['kept_float'])} layer(s) in float "
+                          f"({att.get('float_macs', 0) / 1e6:.2f} M MACs) -> {data['metric']} "
                           f"{att['metric']:.4f}, drop {att['drop_points']:.2f} pts, {_agreement(att)}")
 
 
@@ -146,15 +148,22 @@ def _print_summary(data: dict) -> None:
     n = len(cal["strata"])
     t = Table(title=f"INT8 {data['model']} - {data['metric']} on {data['eval_samples']} val samples; "
                     f"calibration: {cal['samples']} {cal['split']} samples in {n} {'stratum' if n == 1 else 'strata'}")
-    for col in ("runtime", "guard", "FP32", "INT8", "drop (pts)", "max", "float layers", "agreement", "artifact"):
+    for col in ("runtime", "guard", "FP32", "INT8", "drop (pts)", "max", "float layers", "int8 MACs", "agreement",
+                "artifact"):
         t.add_column(col)
     for rt, r in data["runtimes"].items():
         ok = "[green]" if r["passed"] else "[red]"
         t.add_row(rt, f"{ok}{'accepted' if r['passed'] else 'refused'}[/]", f"{r['fp32_metric']:.4f}",
                   f"{r['int8_metric']:.4f}", f"{ok}{r['drop_points']:.2f}[/]",
-                  f"{r['max_drop']:g}", str(len(r["kept_float"])), _agreement(r["agreement"]),
+                  f"{r['max_drop']:g}", str(len(r["kept_float"])), _coverage(r.get("int8_coverage")),
+                  _agreement(r["agreement"]),
                   r["artifact"] or f"(not written; best attempt {r.get('best_attempt')})")
     table_console().print(t)
+
+
+def _coverage(cov: dict | None) -> str:
+    """``97% (1 float)``: the share of MACs the compiled artifact runs in int8, and its float layers."""
+    return f"{cov['macs']:.0%} ({cov['float_layers']} float)" if cov else "-"
 
 
 def _agreement(d: dict) -> str:

@@ -201,45 +201,95 @@ def weak_evidence(n: int, fp32: float | None, attempt: Mapping[str, Any]) -> str
     return f"weak evidence: {' and '.join(why)}{seen}"
 
 
+GIVE_BACK = 3
+"""After the first accepted float set, how many of its kept tensors (heaviest first) the guard tries to return
+to int8: each try is one quantize + score, and each success moves MACs back onto the int8 kernels."""
+
+
 def run_guard(*, quantize_fn: Callable[[list[str]], Any], predict_fn: Callable[[Any], dict], rank_fn: Callable[[Any], list],
               samples: Samples, spec, fp32_outputs: Mapping[str, np.ndarray], max_drop: float, max_float_layers: int,
-              keep_float: Sequence[str] = (), enabled: bool = True, on_attempt: Callable[[dict], None] | None = None) -> GuardResult:
-    """Quantize, score on ``samples``, and keep more layers in float until the drop is within ``max_drop`` points."""
+              keep_float: Sequence[str] = (), enabled: bool = True, on_attempt: Callable[[dict], None] | None = None,
+              layer_macs: Mapping[str, int] | None = None, give_back: int = GIVE_BACK) -> GuardResult:
+    """Quantize, score on ``samples``, and keep more layers in float until the drop is within ``max_drop`` points;
+    then return the heaviest kept layers to int8 where the drop stays within bounds, and keep the accepted
+    attempt with the fewest MACs in float (float islands cost time: ``layer_macs`` by layer name)."""
     fp32 = score(spec, fp32_outputs, samples.target)
-    kept = list(keep_float)
-    ranking: list[dict[str, Any]] = []
-    attempts: list[dict[str, Any]] = []
-    best = None
-    k = 0
-    while True:
+    macs = _float_macs(layer_macs)
+    tried: list[tuple[Any, dict[str, Any]]] = []
+
+    def attempt(kept: list[str]) -> dict[str, Any]:
+        done = next((a for _, a in tried if set(a["kept_float"]) == set(kept)), None)
+        if done is not None:   # the give-back can reach a set the ladder already scored (plain INT8 included)
+            return done
         artifact = quantize_fn(kept)
         outs = predict_fn(artifact)
         metric = score(spec, outs, samples.target)
-        drop = drop_points(spec, fp32, metric)
-        attempt = {"kept_float": list(kept), "metric": metric, "drop_points": drop, **compare(spec, fp32_outputs, outs)}
-        attempts.append(attempt)
+        att = {"kept_float": list(kept), "metric": metric, "drop_points": drop_points(spec, fp32, metric),
+               "float_macs": macs(kept), **compare(spec, fp32_outputs, outs)}
+        tried.append((artifact, att))
         if on_attempt:
-            on_attempt(attempt)
-        if best is None or drop < best[1]["drop_points"]:
-            best = (artifact, attempt)
-        if drop <= max_drop or not enabled:
-            break
+            on_attempt(att)
+        return att
+
+    ranking = _ladder(attempt, rank_fn, lambda: tried[-1][0], keep_float, max_drop, max_float_layers, enabled)
+    first = next((a for _, a in tried if a["drop_points"] <= max_drop), None)
+    if enabled and first and len(first["kept_float"]) > len(keep_float):
+        _give_back(attempt, ranking, first["kept_float"], keep_float, macs, max_drop, give_back)
+    artifact, att = _choose(tried, max_drop)
+    if (n := sum(a["drop_points"] <= max_drop for _, a in tried)) > 1:
+        att = {**att, "why": f"the fewest MACs in float ({att['float_macs'] / 1e6:.2f} M) of {n} accepted attempts"}
+    return _result(artifact, att, fp32, [a for _, a in tried], ranking, samples, max_drop, max_float_layers, enabled)
+
+
+def _float_macs(layer_macs: Mapping[str, int] | None) -> Callable[[Sequence[str]], int]:
+    """MACs of a set of layers kept in float (an OpenVINO op ``<node>/WithoutBiases`` counts as its ONNX node)."""
+    table = dict(layer_macs or {})
+    return lambda names: sum(table.get(n.removesuffix("/WithoutBiases"), 0) for n in set(names))
+
+
+def _ladder(attempt, rank_fn, last_artifact, keep_float, max_drop, max_float_layers, enabled) -> list[dict[str, Any]]:
+    """Plain INT8, then the worst 1, 2, 3, 4, 6, 9, ... ranked tensors' layers in float, until one is within bounds."""
+    kept, ranking, k = list(keep_float), [], 0
+    while True:
+        if attempt(kept)["drop_points"] <= max_drop or not enabled:
+            return ranking
         if not ranking:
-            ranking = rank_fn(artifact)
-        k = k + 1 if k < 4 else k + k // 2          # 1, 2, 3, 4, 6, 9, 13, ...
+            ranking = rank_fn(last_artifact())
+        k = k + 1 if k < 4 else k + k // 2
         if k > 2 * max(len(ranking), 1) or len(kept) - len(keep_float) >= max_float_layers:
-            break
+            return ranking
         new = list(keep_float)
         for row in ranking[:k]:
             new += [l for l in row["layers"] if l not in new]
         if len(new) == len(kept) and k >= len(ranking):
-            break
+            return ranking
         kept = new[:len(keep_float) + max_float_layers]
-    artifact, att = best
+
+
+def _give_back(attempt, ranking, kept, keep_float, macs, max_drop, tries) -> None:
+    """Try returning each kept tensor's layers to int8, heaviest first; keep every return that stays within bounds."""
+    rows = [(i, r) for i, r in enumerate(ranking) if set(r["layers"]) & set(kept) - set(keep_float)]
+    rows.sort(key=lambda ir: (-macs([l for l in ir[1]["layers"] if l in kept]), -ir[0]))  # then least harmful first
+    for _, row in rows[:tries]:
+        fewer = [l for l in kept if l in keep_float or l not in row["layers"]]
+        if len(fewer) < len(kept) and attempt(fewer)["drop_points"] <= max_drop:
+            kept = fewer
+
+
+def _choose(tried, max_drop):
+    """The accepted attempt with the fewest float MACs (then fewest float layers, then smallest drop); the
+    smallest drop when none was accepted."""
+    accepted = [t for t in tried if t[1]["drop_points"] <= max_drop]
+    if accepted:
+        return min(accepted, key=lambda t: (t[1]["float_macs"], len(t[1]["kept_float"]), t[1]["drop_points"]))
+    return min(tried, key=lambda t: t[1]["drop_points"])
+
+
+def _result(artifact, att, fp32, attempts, ranking, samples, max_drop, max_float_layers, enabled) -> GuardResult:
     passed = att["drop_points"] <= max_drop
     if passed:
         msg = (f"INT8 within {max_drop:g} point(s): drop {att['drop_points']:.2f} with "
-               f"{len(att['kept_float'])} layer(s) kept in float")
+               f"{len(att['kept_float'])} layer(s) kept in float" + (f", chosen for {att['why']}" if "why" in att else ""))
     elif not enabled:
         msg = f"INT8 drop {att['drop_points']:.2f} points exceeds {max_drop:g} (guard disabled)"
     else:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import EdgeAffectError, MissingDependencyError
 from ..fileio import atomic_path, read_json, write_json
+from ..macs import onnx_node_macs
 from ..runs import Run, load_run, open_run
 from .config import QuantConfig
 
@@ -199,9 +200,17 @@ def _progress(console, label: str):
                     console=console, transient=True)
 
 
+COVERAGE_WARN = 0.9
+"""An accepted INT8 artifact with less of its MACs than this in int8 is said so: its float islands cost time."""
+
+
 def _guarded(rt: str, run: Run, samples, cfg: QuantConfig, console, *, quantize_fn: Callable,
-             predict_fn: Callable, rank_fn: Callable, fp32_outputs, dest: Path) -> dict[str, Any]:
+             open_fn: Callable, rank_fn: Callable, fp32_outputs, dest: Path,
+             layer_macs: dict[str, int] | None = None) -> dict[str, Any]:
     from .guard import run_guard
+
+    def predict_fn(path):
+        return _scored(open_fn(path), samples)
 
     with _progress(console, f"int8 {rt}") as progress:
         bar = progress.add_task("quantize + evaluate", total=None)
@@ -210,15 +219,31 @@ def _guarded(rt: str, run: Run, samples, cfg: QuantConfig, console, *, quantize_
             progress.update(bar, description=f"{len(att['kept_float'])} float layer(s): drop {att['drop_points']:.2f} pts")
 
         res = run_guard(quantize_fn=quantize_fn, predict_fn=predict_fn, rank_fn=rank_fn, samples=samples, spec=run.spec,
+                        layer_macs=layer_macs,
                         fp32_outputs=fp32_outputs, max_drop=cfg.max_drop, max_float_layers=cfg.max_float_layers,
                         keep_float=cfg.keep_float, enabled=cfg.guard, on_attempt=note)
     out = res.to_dict()
     if res.passed or not cfg.guard:
         _install(Path(res.artifact), dest)
         out["artifact"] = str(dest.relative_to(run.path))
+        out.update(_coverage(open_fn, dest))
     else:
         out["artifact"] = None
         out["best_attempt"] = str(Path(res.artifact).relative_to(run.path))
+    return out
+
+
+def _coverage(open_fn: Callable, artifact: Path) -> dict[str, Any]:
+    """What of the accepted artifact runs in int8, read back from the graph the runtime compiled, and a
+    caveat line when float islands hold more than a tenth of its MACs."""
+    with open_fn(artifact) as rt:
+        cov = rt.int8_coverage()
+    if cov is None:
+        return {}
+    out: dict[str, Any] = {"int8_coverage": cov}
+    if cov["macs"] < COVERAGE_WARN:
+        out["coverage_caveat"] = (f"only {cov['macs']:.0%} of the MACs ({cov['layers']:.0%} of the compute layers) "
+                                  f"run in int8; {cov['float_layers']} layer(s) stay float and cost time")
     return out
 
 
@@ -249,8 +274,8 @@ def quantize_onnxruntime(run: Run, onnx_path: Path, calib, samples, cfg: QuantCo
     def rank_fn(artifact):
         return rank_ort(prepared, artifact, calib.feeds[:cfg.sensitivity_samples], work)
 
-    out = _guarded(rt, run, samples, cfg, console, quantize_fn=quantize_fn,
-                   predict_fn=lambda p: _scored(ort_runtime(p), samples), rank_fn=rank_fn,
+    out = _guarded(rt, run, samples, cfg, console, quantize_fn=quantize_fn, open_fn=ort_runtime, rank_fn=rank_fn,
+                   layer_macs=onnx_node_macs(onnx_path),
                    fp32_outputs=_scored(ort_runtime(onnx_path), samples), dest=run.path / published(rt))
     out["ranges"] = str(ranges.relative_to(run.path))
     return out
@@ -273,8 +298,8 @@ def quantize_openvino(run: Run, onnx_path: Path, calib, samples, cfg: QuantConfi
         return rank_openvino(ovq.read_float(onnx_path), artifact, calib.feeds[:cfg.sensitivity_samples])
 
     return _guarded("openvino", run, samples, cfg, console, quantize_fn=quantize_fn,
-                    predict_fn=lambda p: _scored(ov_runtime(p, precision="int8", batch=SCORED_BATCH), samples),
-                    rank_fn=rank_fn,
+                    open_fn=lambda p: ov_runtime(p, precision="int8", batch=SCORED_BATCH), rank_fn=rank_fn,
+                    layer_macs=onnx_node_macs(onnx_path),
                     fp32_outputs=_scored(ov_runtime(ovq.read_float(onnx_path)), samples),
                     dest=run.path / published("openvino"))
 

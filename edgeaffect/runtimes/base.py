@@ -24,6 +24,17 @@ SPEC_KEY = "edgeaffect.spec"
 """Key of the ModelSpec JSON in ONNX ``metadata_props`` and OpenVINO ``rt_info``."""
 
 
+def int8_coverage(layers: Sequence[tuple[str, int]]) -> dict[str, float] | None:
+    """``{"layers": share, "macs": share, "float_layers": n}`` of int8 among ``(precision, macs)`` compute layers."""
+    if not layers:
+        return None
+    int8 = [m for p, m in layers if p == "int8"]
+    total_macs = sum(m for _, m in layers)
+    return {"layers": len(int8) / len(layers),
+            "macs": (sum(int8) / total_macs) if total_macs else len(int8) / len(layers),
+            "float_layers": len(layers) - len(int8)}
+
+
 def sidecar_path(path: str | os.PathLike) -> Path:
     """``model.xml`` -> ``model.spec.json``: where the spec sits beside a format that cannot embed it."""
     path = Path(path)
@@ -102,6 +113,18 @@ class Runtime:
     def precision_mix(self) -> dict[str, int]:
         """Compute layers per executed precision, where the backend can say (empty where it cannot)."""
         return {}
+
+    def compute_layers(self) -> list[tuple[str, int]]:
+        """(executed precision, multiply-accumulates per sample) of each compute layer as the backend runs it,
+        read back from the compiled graph; empty where the backend cannot say."""
+        return []
+
+    def int8_coverage(self) -> dict[str, float] | None:
+        """Share of compute layers and of their MACs that execute in int8 (None where the backend cannot say).
+
+        Counting layers alone flatters a graph whose float islands are its heaviest convs; MACs say where the
+        time goes."""
+        return int8_coverage(self.compute_layers())
 
     @property
     def executed_precision(self) -> str:

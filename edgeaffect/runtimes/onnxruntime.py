@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import precision as _precision
 from ..errors import EdgeAffectError
+from ..macs import onnx_node_macs
 from ..spec import TensorSpec
 from .base import Runtime, spec_from_metadata, symbolic_shape
 
@@ -44,6 +45,44 @@ def onnx_precision_mix(path) -> dict[str, int]:
             continue
         counts[p] = counts.get(p, 0) + 1
     return counts
+
+
+# Kernels of ONNX Runtime's optimized graph: integer ones (QDQ fused) and float ones (fused or not).
+_INT8_KERNELS = ("QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "QGemm", "QAttention",
+                 "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QLinearConvTranspose")
+_FLOAT_KERNELS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "FusedConv", "FusedMatMul", "FusedGemm", "NhwcConv",
+                  "Attention")
+
+
+def optimized_compute_layers(path) -> list[tuple[str, int]]:
+    """(precision, MACs per sample) of each compute kernel in the graph ONNX Runtime's CPU provider runs.
+
+    The file's QDQ pairs say what was asked; only the optimized graph says what runs: a Conv whose
+    Q/DQ pattern its fusions do not match stays a float Conv between a DequantizeLinear and a
+    QuantizeLinear. Read at the extended level, where the QDQ fusions happen (the next level only adds
+    this CPU's memory layouts); fused kernels keep the name of the node they replace."""
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    import onnxruntime as ort
+
+    macs = onnx_node_macs(path)
+    with tempfile.TemporaryDirectory(prefix="edgeaffect-ort-") as tmp:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        so.log_severity_level = 3
+        ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        graph = onnx.load(so.optimized_model_filepath, load_external_data=False).graph
+    halves = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
+    out = []
+    for node in graph.node:
+        if node.op_type in _INT8_KERNELS:
+            out.append(("int8", macs.get(node.name, 0)))
+        elif node.op_type in _FLOAT_KERNELS:
+            out.append(("fp16" if halves.intersection(node.input) else "fp32", macs.get(node.name, 0)))
+    return out
 
 
 def choose_providers(requested: str | list[str] | None, installed: list[str]) -> list[str]:
@@ -119,6 +158,13 @@ class OnnxRuntime(Runtime):
 
     def precision_mix(self) -> dict[str, int]:
         return dict(self._mix)
+
+    @functools.cached_property
+    def _optimized_layers(self) -> list[tuple[str, int]]:
+        return optimized_compute_layers(self.path)
+
+    def compute_layers(self) -> list[tuple[str, int]]:
+        return list(self._optimized_layers)
 
     def _read_spec(self):
         meta = self.session.get_modelmeta().custom_metadata_map

@@ -22,6 +22,7 @@ from .base import SPEC_KEY, Runtime, spec_from_metadata, symbolic_shape
 
 RT_INFO_PATH = ["edgeaffect", "spec"]
 # Runtime-graph layer types that carry the arithmetic (the ones whose precision is the model's precision).
+CONV_LAYERS = ("Convolution", "GroupConvolution", "Deconvolution")
 COMPUTE_LAYERS = ("Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul", "Gemm",
                   "ScaledDotProductAttention")
 
@@ -99,12 +100,18 @@ class OpenVinoRuntime(Runtime):
     def precision_mix(self) -> dict[str, int]:
         """How many compute layers of the compiled graph run in each precision (ours: fp32, bf16, int8 ...)."""
         counts: dict[str, int] = {}
+        for p, _ in self.compute_layers():
+            counts[p] = counts.get(p, 0) + 1
+        return counts
+
+    def compute_layers(self) -> list[tuple[str, int]]:
+        """Each compute layer of the compiled (runtime) graph: its runtime precision and MACs per sample."""
+        out = []
         for op in self.compiled.get_runtime_model().get_ordered_ops():
             info = op.get_rt_info()
             if str(info["layerType"].astype(str)) in COMPUTE_LAYERS:
-                p = _precision.from_backend(info["runtimePrecision"].astype(str))
-                counts[p] = counts.get(p, 0) + 1
-        return counts
+                out.append((_precision.from_backend(info["runtimePrecision"].astype(str)), _macs(op)))
+        return out
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         result = self.request.infer(feeds, share_inputs=True)
@@ -117,3 +124,26 @@ class OpenVinoRuntime(Runtime):
 
 def _with_batch(dims: list[int], batch: int) -> list[int]:
     return [batch if i == 0 and d == -1 else d for i, d in enumerate(dims)]
+
+
+def _static(partial_shape: Any) -> list[int]:
+    """Dims of a runtime-graph port, a dynamic one (the batch, a free length) counted as 1."""
+    return [max(d, 1) for d in ov_dims(partial_shape)]
+
+
+def _macs(op: Any) -> int:
+    """Multiply-accumulates per sample of a compute layer of the runtime graph: output elements (batch left out)
+    times the reduction length, from the weights (convolutions: a grouped one's are [G, O/G, I/G, k...]) or the
+    first input's last dim (FullyConnected, MatMul)."""
+    if op.get_input_size() < 2:
+        return 0
+    out = _static(op.get_output_partial_shape(0))
+    per_output = int(np.prod(out[1:])) if len(out) > 1 else 1
+    weights = _static(op.get_input_partial_shape(1))
+    kind = str(op.get_rt_info()["layerType"].astype(str))
+    if kind == "ScaledDotProductAttention":   # Q.K^T then .V: 2 x keys per output element
+        return 2 * per_output * _static(op.get_input_partial_shape(1))[-2]
+    if kind in CONV_LAYERS:
+        grouped = len(weights) == len(out) + 1
+        return per_output * int(np.prod(weights[2:] if grouped else weights[1:]))
+    return per_output * _static(op.get_input_partial_shape(0))[-1]
