@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from .errors import EdgeAffectError
 from .fileio import read_json, write_text
 from .runs import MANIFEST, Run, load_run
 
@@ -63,10 +64,13 @@ def _cell(value: Any) -> str:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], row_class: Sequence[str] | None = None) -> str:
-    body = "".join(f"<tr{f' class={esc(row_class[i])!r}' if row_class and row_class[i] else ''}>"
-                   + "".join(_cell(v) for v in r) + "</tr>" for i, r in enumerate(rows))
+    """An HTML table; ``row_class`` marks rows (``ok``/``no`` for accepted/refused decisions)."""
+    def tr(i: int, r: Sequence[Any]) -> str:
+        cls = row_class[i] if row_class else ""
+        return (f'<tr class="{esc(cls)}">' if cls else "<tr>") + "".join(_cell(v) for v in r) + "</tr>"
+
     head = "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr>" if any(headers) else ""
-    return f"<table>{head}{body}</table>"
+    return f"<table>{head}{''.join(tr(i, r) for i, r in enumerate(rows))}</table>"
 
 
 def kv(mapping: Mapping[str, Any]) -> str:
@@ -81,6 +85,12 @@ def records(items: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = 
 
 def missing(what: str, command: str) -> str:
     return f'<p class="missing">{esc(what)}: run <code>{esc(command)}</code></p>'
+
+
+def part(mapping: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """``mapping[key]`` when it is a dict, else empty: a hand-edited manifest section of another type reads as absent."""
+    value = mapping.get(key)
+    return value if isinstance(value, Mapping) else {}
 
 
 def section(anchor: str, title: str, body: str) -> str:
@@ -159,7 +169,7 @@ def bench_sets(run: Run) -> list[dict[str, Any]]:
             for r in rows:
                 if sub and not r.get("variant"):
                     r["variant"] = sub
-            found.append({"source": path.relative_to(run.path).as_posix(), "machine": dict(meta.get("machine") or {}),
+            found.append({"source": path.relative_to(run.path).as_posix(), "machine": dict(part(meta, "machine")),
                           "meta": meta, "rows": rows})
     return found
 
@@ -177,13 +187,21 @@ def by_machine(sets: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, An
     groups: dict[str, list[dict[str, Any]]] = {}
     for s in sets:
         for r in s["rows"]:
-            key = machine_key(r.get("machine") or s["machine"])
+            key = machine_key(part(r, "machine") or s["machine"])
             groups.setdefault(key, []).append({**r, "source": s["source"]})
     return groups
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive(value: Any) -> bool:
+    return _number(value) and value > 0
+
+
 def label(row: Mapping[str, Any]) -> str:
-    return f"{row['variant'] + '/' if row.get('variant') else ''}{row.get('runtime', '?')}-{row.get('precision', '?')}"
+    return f"{str(row['variant']) + '/' if row.get('variant') else ''}{row.get('runtime', '?')}-{row.get('precision', '?')}"
 
 
 def pruned_runs(run: Run) -> list[tuple[str, dict[str, Any]]]:
@@ -191,7 +209,7 @@ def pruned_runs(run: Run) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for folder in sorted(run.path.glob("pruned-*")):
         try:
-            out.append((folder.name, dict(read_json(folder / MANIFEST).get("pruning") or {})))
+            out.append((folder.name, dict(part(read_json(folder / MANIFEST), "pruning"))))
         except (OSError, ValueError, AttributeError):
             continue
     return out
@@ -213,7 +231,7 @@ def histories(run: Run, pruned: Sequence[tuple[str, Mapping[str, Any]]]) -> list
 def parameters(run: Run) -> int | None:
     """Parameter count: the manifest's, else counted on the rebuilt model where torch is installed."""
     m = run.manifest
-    known = m.get("parameters") or (m.get("pruning") or {}).get("after", {}).get("params")
+    known = m.get("parameters") or part(part(m, "pruning"), "after").get("params")
     if known:
         return known
     try:
@@ -238,17 +256,17 @@ def description(name: str) -> str | None:
 def model_section(run: Run, sets: Sequence[Mapping[str, Any]]) -> str:
     spec, m = run.spec, run.manifest
     flops = next((s["meta"].get("flops_per_sample") for s in sets if s["meta"].get("flops_per_sample")), None)
-    gflops = flops / 1e9 if flops else (m.get("pruning") or {}).get("after", {}).get("gflops")
+    gflops = flops / 1e9 if flops else part(part(m, "pruning"), "after").get("gflops")
     info = {"model": spec.name, "description": description(spec.name), "task": spec.task, "metric": spec.metric,
             "activation": spec.activation, "labels": ", ".join(spec.labels), "parameters": parameters(run),
             "GFLOPs per sample": gflops if gflops else "not measured yet (edgeaffect bench counts them on model.onnx)",
-            "model options": (m.get("config") or {}).get("model") or spec.config or None,
-            "stages done": ", ".join(m.get("stages_done") or []) or None}
+            "model options": part(m, "config").get("model") or dict(spec.config) or None,
+            "stages done": ", ".join(map(str, m.get("stages_done") or [])) or None}
     tensors = [(t.name, role, " × ".join(map(str, t.shape)), t.dtype)
                for role, ts in (("input", spec.inputs), ("output", spec.outputs)) for t in ts]
     arts = [{"file": k, "bytes": v.get("bytes"), "sha256": str(v.get("sha256", ""))[:12],
              **{x: v.get(x) for x in ("stage", "runtime", "precision", "kind") if v.get(x)}}
-            for k, v in (m.get("artifacts") or {}).items() if isinstance(v, Mapping)]
+            for k, v in part(m, "artifacts").items() if isinstance(v, Mapping)]
     body = kv({k: v for k, v in info.items() if v is not None}) + table(("tensor", "role", "shape", "dtype"), tensors)
     if spec.preprocessing:
         body += "<h3>preprocessing</h3>" + nested(dict(spec.preprocessing))
@@ -288,7 +306,7 @@ def curves(hists: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], plt) -> str
 def training_section(run: Run, hists, plt) -> str:
     m = run.manifest
     body = ("<h3>best metrics per stage</h3>" + nested(m["metrics"])) if m.get("metrics") else ""
-    train_cfg = (m.get("config") or {}).get("train")
+    train_cfg = part(m, "config").get("train")
     body += ("<h3>recipe</h3>" + kv(train_cfg)) if isinstance(train_cfg, Mapping) else ""
     if not hists:
         body += missing("no per-epoch history in this run yet", f"edgeaffect train {m.get('task') or run.spec.task} ...")
@@ -353,11 +371,11 @@ def bench_section(run: Run, sets, groups, plt) -> str:
         measured = "; ".join(f"{s['source']}: {s['machine'].get('date', 'undated')}, "
                              f"{s['machine'].get('threads') or '?'} thread(s), samples {s['meta'].get('samples', '?')}"
                              for s in files)
-        rows = sorted(rows, key=lambda r: (label(r), r.get("batch", 0)))
+        rows = sorted(rows, key=lambda r: (label(r), r["batch"] if isinstance(r.get("batch"), int) else 0))
         body += f"<h3>{esc(key)}</h3><p class=\"sub\">{esc(measured)}</p>"
         body += table([h for h, _ in BENCH_COLUMNS], [[label(r) if k is None else r.get(k) for _, k in BENCH_COLUMNS]
                                                       for r in rows])
-        usable = [r for r in rows if isinstance(r.get("batch"), int) and r.get("p50_ms")]
+        usable = [r for r in rows if isinstance(r.get("batch"), int) and _positive(r.get("p50_ms"))]
         body += (latency_plot(usable, f"{run.spec.name} on {key}", plt) if plt else no_plots()) if usable else ""
     skipped = [dict(x, file=s["source"]) for s in sets for x in s["meta"].get("skipped") or [] if isinstance(x, Mapping)]
     body += ("<h3>not benchmarked on that machine</h3>" + records(skipped)) if skipped else ""
@@ -367,12 +385,12 @@ def bench_section(run: Run, sets, groups, plt) -> str:
 def tradeoff_plot(rows: Sequence[Mapping[str, Any]], title: str, plt) -> str:
     """Task metric (or agreement with torch) against p50 latency, one panel per batch."""
     batches = sorted({r["batch"] for r in rows})
-    key = "metric" if all(r.get("metric") is not None for r in rows) else "agreement"
+    key = "metric" if all(_number(r.get("metric")) for r in rows) else "agreement"
     cmap = colours(rows)
     fig, axes = plt.subplots(1, len(batches), figsize=(min(3.6 * len(batches), 11) + 2.4, 4), squeeze=False,
                              sharey=True)
     for b, ax in zip(batches, axes[0]):
-        for r in (r for r in rows if r["batch"] == b and r.get(key) is not None):
+        for r in (r for r in rows if r["batch"] == b and _number(r.get(key))):
             ax.scatter(r["p50_ms"], r[key], s=42, color=cmap[label(r)], marker="s" if r.get("variant") else "o",
                        label=label(r), alpha=0.85)
         ax.set_xscale("log")
@@ -393,8 +411,8 @@ def tradeoff_section(run: Run, groups, pruned, plt) -> str:
     """Accuracy against latency across runtimes, precisions and pruned sub-runs, per machine; the pruning table."""
     body = ""
     for key, rows in groups.items():
-        usable = [r for r in rows if isinstance(r.get("batch"), int) and r.get("p50_ms")
-                  and (r.get("metric") is not None or r.get("agreement") is not None)]
+        usable = [r for r in rows if isinstance(r.get("batch"), int) and _positive(r.get("p50_ms"))
+                  and (_number(r.get("metric")) or _number(r.get("agreement")))]
         if usable:
             body += f"<h3>{esc(key)}</h3>" + (tradeoff_plot(usable, f"{run.spec.name} on {key}", plt) if plt else no_plots())
     if not body:
@@ -410,7 +428,7 @@ def tradeoff_section(run: Run, groups, pruned, plt) -> str:
 
 
 def _pruned_numbers(p: Mapping[str, Any]) -> list[Any]:
-    b, a, n = (p.get(k) or {} for k in ("before", "after", "pruned_no_finetune"))
+    b, a, n = (part(p, k) for k in ("before", "after", "pruned_no_finetune"))
     return [b.get("params"), a.get("params"), b.get("gflops"), a.get("gflops"), p.get("speedup_flops"),
             b.get("metric"), n.get("metric"), a.get("metric")]
 
@@ -419,7 +437,7 @@ def guard_section(run: Run) -> str:
     """The INT8 guard's decision per runtime (manifest ``quantize``), its attempts (quantize/report.json), and
     the reduced-float decisions export made (manifest ``precisions``)."""
     m = run.manifest
-    quant = {k: v for k, v in (m.get("quantize") or {}).items() if isinstance(v, Mapping)}
+    quant = {k: v for k, v in part(m, "quantize").items() if isinstance(v, Mapping)}
     body = "<h3>INT8</h3>"
     if quant:
         body += table(("runtime", "accepted", "fp32 metric", "int8 metric", "drop (points)", "max drop",
@@ -432,7 +450,7 @@ def guard_section(run: Run) -> str:
         body += _attempts(run)
     else:
         body += missing("no INT8 decision yet", f"edgeaffect quantize int8 {run.path}")
-    prec = {k: v for k, v in (m.get("precisions") or {}).items() if isinstance(v, Mapping)}
+    prec = {k: v for k, v in part(m, "precisions").items() if isinstance(v, Mapping)}
     body += "<h3>reduced float precisions</h3>"
     if prec:
         body += table(("variant", "accepted", "ran as", "fp32 metric", "metric", "drop (points)", "max drop",
@@ -442,7 +460,7 @@ def guard_section(run: Run) -> str:
                        for k, d in prec.items()], row_class=["ok" if d.get("accepted") else "no" for d in prec.values()])
     else:
         body += missing("no bf16/fp16 decision yet", f"edgeaffect export {run.path} --precision bf16,fp16")
-    parity = (m.get("export") or {}).get("parity")
+    parity = part(m, "export").get("parity")
     if isinstance(parity, list) and parity:
         body += "<h3>export parity with torch</h3>" + records([p for p in parity if isinstance(p, Mapping)])
     return section("guard", "Precisions and the guard's decisions", body)
@@ -483,9 +501,9 @@ def machine_section(run: Run, sets) -> str:
     """Every machine the run records (bench, INT8, export, reduced precisions), and where the run was made."""
     m = run.manifest
     seen = [(s["source"], s["machine"]) for s in sets if s["machine"]]
-    seen += [(f"quantize: {rt}", q.get("machine")) for rt, q in (m.get("quantize") or {}).items() if isinstance(q, Mapping)]
-    seen += [("export", (m.get("export") or {}).get("machine"))]
-    seen += [(f"precision: {k}", d.get("machine")) for k, d in (m.get("precisions") or {}).items() if isinstance(d, Mapping)]
+    seen += [(f"quantize: {rt}", q.get("machine")) for rt, q in part(m, "quantize").items() if isinstance(q, Mapping)]
+    seen += [("export", part(m, "export").get("machine"))]
+    seen += [(f"precision: {k}", d.get("machine")) for k, d in part(m, "precisions").items() if isinstance(d, Mapping)]
     rows = [[where, *(_readable(v.get(c)) for c in MACHINE_COLUMNS)] for where, v in seen if isinstance(v, Mapping)]
     body = table(("recorded by", *MACHINE_COLUMNS), rows) if rows else missing("no machine recorded yet",
                                                                               f"edgeaffect bench {run.path}")
@@ -500,7 +518,12 @@ SECTIONS = (("model", "model"), ("data", "data"), ("training", "training"), ("ev
 
 def build_report(run_dir: str | os.PathLike) -> str:
     """The whole report of a run as one HTML string: no scripts, no external files, plots inline."""
-    run = load_run(run_dir)
+    try:
+        run = load_run(run_dir)
+        run.spec
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:   # a hand-edited or truncated manifest
+        raise EdgeAffectError(f"{Path(run_dir) / MANIFEST} is not a readable run manifest "
+                              f"({type(exc).__name__}: {str(exc)[:160]})") from None
     plt = _plt()
     sets, pruned = bench_sets(run), pruned_runs(run)
     groups = by_machine(sets)
