@@ -27,13 +27,18 @@ from .runs import MANIFEST, Run, load_run
 PLOT_HINT = "plots need matplotlib: pip install 'edgeaffect[plot]'"
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 _CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1180px;padding:0 20px 40px;color:#1d232a}
-h1{font-size:22px;margin:22px 0 2px}h2{font-size:18px;border-bottom:2px solid #dde3ea;padding-bottom:3px;margin-top:30px}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1180px;
+padding:0 20px 40px;color:#1d232a}
+h1{font-size:22px;margin:22px 0 2px}
+h2{font-size:18px;border-bottom:2px solid #dde3ea;padding-bottom:3px;margin-top:30px}
 h3{font-size:15px;margin:18px 0 6px}.sub{color:#5b6672;margin:0 0 10px}
-table{border-collapse:collapse;margin:6px 0 12px;font-size:13px}th,td{border:1px solid #dde3ea;padding:3px 8px;text-align:left;vertical-align:top}
-th{background:#f2f5f8}td.n{text-align:right;font-variant-numeric:tabular-nums}tr.no td{background:#fff3f0}tr.ok td:first-child{border-left:3px solid #2e9e5b}
+table{border-collapse:collapse;margin:6px 0 12px;font-size:13px}
+th,td{border:1px solid #dde3ea;padding:3px 8px;text-align:left;vertical-align:top}th{background:#f2f5f8}
+td.n{text-align:right;font-variant-numeric:tabular-nums}tr.no td{background:#fff3f0}
+tr.ok td:first-child{border-left:3px solid #2e9e5b}
 .missing{color:#8a5a00;background:#fff8e6;border:1px solid #f0dca8;padding:6px 10px;border-radius:4px}
-code{background:#f2f5f8;padding:1px 4px;border-radius:3px}img{max-width:100%;height:auto;display:block;margin:6px 0}
+code{background:#f2f5f8;padding:1px 4px;border-radius:3px}
+img{max-width:100%;height:auto;display:block;margin:6px 0}
 nav a{margin-right:12px;color:#2a5db0;text-decoration:none}.wrap{word-break:break-all;max-width:460px}
 """
 
@@ -309,7 +314,8 @@ def training_section(run: Run, hists, plt) -> str:
     train_cfg = part(m, "config").get("train")
     body += ("<h3>recipe</h3>" + kv(train_cfg)) if isinstance(train_cfg, Mapping) else ""
     if not hists:
-        body += missing("no per-epoch history in this run yet", f"edgeaffect train {m.get('task') or run.spec.task} ...")
+        body += missing("no per-epoch history in this run yet", f"edgeaffect train {m.get('task') or run.spec.task} "
+                                                                 f"--data DATA")
         return section("training", "Training curves", body)
     body += curves(hists, plt) if plt else no_plots()
     for name, recs in hists:
@@ -338,6 +344,16 @@ BENCH_COLUMNS = (("variant/runtime-precision", None), ("ran as", "executed_preci
                  ("agree", "agreement"), ("size MB", "size_mb"), ("peak RSS MB", "peak_rss_mb"), ("file", "source"))
 
 
+def log_axis(axis, set_scale) -> None:
+    """A log scale labelled in plain numbers at 1, 2 and 5 of each decade (0.1 0.2 0.5 1 2 ...), no others."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    set_scale("log")
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def colours(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """One colour per runtime/precision, the same in every plot of a machine."""
     return {name: f"C{i % 10}" for i, name in enumerate(sorted({label(r) for r in rows}))}
@@ -351,7 +367,7 @@ def latency_plot(rows: Sequence[Mapping[str, Any]], title: str, plt) -> str:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name, color=colour,
                 linestyle="--" if "/" in name else "-")
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
+    log_axis(ax.yaxis, ax.set_yscale)
     ax.set_xticks(sorted({r["batch"] for r in rows}), [str(b) for b in sorted({r["batch"] for r in rows})])
     ax.set_xlabel("batch")
     ax.set_ylabel("p50 latency (ms, log)")
@@ -393,11 +409,15 @@ def tradeoff_plot(rows: Sequence[Mapping[str, Any]], title: str, plt) -> str:
         for r in (r for r in rows if r["batch"] == b and _number(r.get(key))):
             ax.scatter(r["p50_ms"], r[key], s=42, color=cmap[label(r)], marker="s" if r.get("variant") else "o",
                        label=label(r), alpha=0.85)
-        ax.set_xscale("log")
+        log_axis(ax.xaxis, ax.set_xscale)
         ax.set_xlabel(f"p50 latency, batch {b} (ms, log)")
         ax.grid(True, alpha=0.3)
     name = rows[0].get("metric_name") or "metric"
     axes[0][0].set_ylabel(f"{name} (eval split)" if key == "metric" else "agreement with torch")
+    ys = [r[key] for r in rows if _number(r.get(key))]
+    if ys and max(ys) - min(ys) < 0.05:   # near-identical scores: show them as equal rather than magnify float noise
+        mid = (max(ys) + min(ys)) / 2
+        axes[0][0].set_ylim(mid - 0.05, mid + 0.05)
     axes[0][0].ticklabel_format(axis="y", useOffset=False, style="plain")
     handles = {h.get_label(): h for ax in axes[0] for h in ax.collections}
     axes[0][-1].legend([handles[n] for n in sorted(handles)], sorted(handles), fontsize=8, loc="upper left",

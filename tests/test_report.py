@@ -12,6 +12,7 @@ import pytest
 
 from edgeaffect.bench import BenchConfig, bench_run
 from edgeaffect.cli import main
+from edgeaffect.fileio import read_json, write_json
 from edgeaffect.runs import load_run
 from tests.fakes.tiny_model import TINY, make_exported_run
 from tests.test_demo_web import CHROMIUM, _chromium_eval
@@ -67,9 +68,16 @@ def test_sections_the_manifest_holds_are_rendered(run):
         quantize={"onnxruntime": {"passed": False, "fp32_metric": 0.9, "int8_metric": 0.7, "drop_points": 20.0,
                                   "max_drop": 1.0, "kept_float": ["conv"], "attempts": 3, "artifact": None,
                                   "message": "cannot reach a drop of 1 point(s)"}})
+    other = read_json(run / "bench.json")   # the same run measured on a second machine, its file copied in
+    other["machine"] = {**other["machine"], "cpu": "ARM Cortex-A78AE", "arch": "aarch64", "cores": 8}
+    write_json(run / "orin.bench.json", other)
     out = run / "share" / "r.html"
     assert main(["report", str(run), "--out", str(out)]) == 0
     page = out.read_text(encoding="utf-8")
+    bench = _section(page, "bench")
+    assert "<h3>ARM Cortex-A78AE · aarch64 · 8 cores</h3>" in bench and bench.count("<h3>") == 2
+    assert bench.count("<td>orin.bench.json</td>") == len(other["rows"])
+    assert _section(page, "tradeoff").count("<img") == 2                # one chart per machine
     training = _section(page, "training")
     assert "<img" in training and '<td class="n">0.4</td>' in training   # the curves and the per-epoch table
     ev = _section(page, "eval")
