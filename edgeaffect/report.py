@@ -221,16 +221,26 @@ def pruned_runs(run: Run) -> list[tuple[str, dict[str, Any]]]:
 
 
 def histories(run: Run, pruned: Sequence[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, list[dict]]]:
-    """Per-epoch records: the manifest's ``history`` (a list, or a list per stage/task) and each pruned
-    sub-run's fine-tuning history."""
-    def epochs(value) -> list[dict]:
-        return [r for r in value if isinstance(r, Mapping)] if isinstance(value, list) else []
+    """Per-epoch records wherever the manifest keeps them: a ``history`` key at any depth holding a list of
+    records (or a dict of such lists, one per stage or head), and each pruned sub-run's fine-tuning history."""
+    found = list(_find_histories(run.manifest, ""))
+    found += [(f"{name} fine-tuning", recs) for name, info in pruned for _, recs in _find_histories(info, "")]
+    return found
 
-    h = run.manifest.get("history")
-    found = [("training", epochs(h))] if isinstance(h, list) else \
-        [(str(k), epochs(v)) for k, v in h.items()] if isinstance(h, Mapping) else []
-    found += [(f"{name} fine-tuning", epochs(info.get("history"))) for name, info in pruned]
-    return [(name, recs) for name, recs in found if recs]
+
+def _find_histories(value: Any, where: str, depth: int = 0) -> Iterable[tuple[str, list[dict]]]:
+    if not isinstance(value, Mapping) or depth > 3:
+        return
+    for key, v in value.items():
+        here = f"{where}.{key}" if where else str(key)
+        if key == "history":
+            if isinstance(v, list) and any(isinstance(r, Mapping) for r in v):
+                yield (where or "training"), [r for r in v if isinstance(r, Mapping)]
+            elif isinstance(v, Mapping):
+                yield from ((f"{here}.{k}", [r for r in h if isinstance(r, Mapping)]) for k, h in v.items()
+                            if isinstance(h, list) and any(isinstance(r, Mapping) for r in h))
+        else:
+            yield from _find_histories(v, here, depth + 1)
 
 
 def parameters(run: Run) -> int | None:
@@ -310,7 +320,9 @@ def curves(hists: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], plt) -> str
 
 def training_section(run: Run, hists, plt) -> str:
     m = run.manifest
-    body = ("<h3>best metrics per stage</h3>" + nested(m["metrics"])) if m.get("metrics") else ""
+    metrics = {k: ({x: y for x, y in v.items() if x != "history"} if isinstance(v, Mapping) else v)
+               for k, v in part(m, "metrics").items()}   # the history is drawn below, not tabled twice
+    body = ("<h3>best metrics per stage</h3>" + nested(metrics)) if metrics else ""
     train_cfg = part(m, "config").get("train")
     body += ("<h3>recipe</h3>" + kv(train_cfg)) if isinstance(train_cfg, Mapping) else ""
     if not hists:

@@ -146,3 +146,14 @@ def test_the_page_renders_in_headless_chromium_without_console_errors(run, tmp_p
     blocked = tmp_path / "blocked.html"
     blocked.write_text(page.read_text(encoding="utf-8").replace("</body>", '<img src="http://example.invalid/x.png"></body>'))
     assert any("example.invalid" in line for line in _chromium_console(blocked, tmp_path)[1])
+
+
+def test_per_epoch_history_is_found_wherever_the_manifest_keeps_it():
+    from edgeaffect.report import histories
+    from edgeaffect.runs import Run
+
+    manifest = {"history": [{"epoch": 0, "train_loss": 1.0}], "metrics": {"train": {"history": [{"epoch": 0}]}},
+                "heads": {"history": {"va": [{"epoch": 0}, {"epoch": 1}], "expr": "not a history"}}, "other": [1, 2]}
+    found = histories(Run(None, manifest), [("pruned-0.5", {"history": [{"epoch": 0}], "before": {}})])
+    assert [(name, len(recs)) for name, recs in found] == [
+        ("training", 1), ("metrics.train", 1), ("heads.history.va", 2), ("pruned-0.5 fine-tuning", 1)]
