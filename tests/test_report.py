@@ -16,6 +16,7 @@ from edgeaffect.fileio import read_json, write_json
 from edgeaffect.runs import load_run
 from tests.fakes.tiny_model import TINY, make_exported_run
 from tests.test_demo_web import CHROMIUM, _chromium_eval
+from tests.test_deploy import no_torch, run_cli  # noqa: F401  (no_torch is a fixture)
 
 FAST = BenchConfig(batches=(1, 2), budget_s=0.2, rounds=2, warmup=1, threads=1, isolate=False)
 LOADS = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:|//)""", re.I)
@@ -157,3 +158,10 @@ def test_per_epoch_history_is_found_wherever_the_manifest_keeps_it():
     found = histories(Run(None, manifest), [("pruned-0.5", {"history": [{"epoch": 0}], "before": {}})])
     assert [(name, len(recs)) for name, recs in found] == [
         ("training", 1), ("metrics.train", 1), ("heads.history.va", 2), ("pruned-0.5 fine-tuning", 1)]
+
+
+def test_an_install_without_torch_writes_the_report(run, no_torch):
+    proc = run_cli(no_torch, "report", run, "--out", run / "edge.html", check=True)
+    assert proc.stdout.strip() == f"wrote {run / 'edge.html'}"
+    page = (run / "edge.html").read_text(encoding="utf-8")
+    assert f"<title>edgeaffect report: {TINY}</title>" in page and "<img" in _section(page, "bench")
