@@ -54,6 +54,8 @@ def fmt(value: Any) -> str:
         return "–"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, int) and abs(value) >= 10000:
+        return f"{value:,}"
     if isinstance(value, float):
         return "NaN" if math.isnan(value) else f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
     if isinstance(value, (dict, list, tuple)):
@@ -127,11 +129,16 @@ def no_plots() -> str:
     return f'<p class="missing">{esc(PLOT_HINT)}</p>'
 
 
+def _scalars(value: Any) -> bool:
+    """A short list of plain values (a mean, a few names): one table cell rather than a block of its own."""
+    return isinstance(value, list) and len(value) <= 16 and not any(isinstance(x, (Mapping, list)) for x in value)
+
+
 def nested(value: Any, labels: Sequence[str] = (), depth: int = 0) -> str:
     """Any JSON value as tables: scalars as key/value rows, a dict of flat dicts (per class, per split) as one
     table, a square matrix (a confusion matrix) with the model's labels, deeper dicts as sub-headings."""
     if isinstance(value, Mapping):
-        flat = {k: v for k, v in value.items() if not isinstance(v, (Mapping, list))}
+        flat = {k: v for k, v in value.items() if not isinstance(v, (Mapping, list)) or _scalars(v)}
         out = [kv(flat)] if flat else []
         groups = {k: v for k, v in value.items() if isinstance(v, Mapping)}
         if groups and all(v and not any(isinstance(x, (Mapping, list)) for x in v.values()) for v in groups.values()):
@@ -140,7 +147,7 @@ def nested(value: Any, labels: Sequence[str] = (), depth: int = 0) -> str:
         else:
             for k, v in groups.items():
                 out.append(f"<h3>{esc(k)}</h3>" + (nested(v, labels, depth + 1) if depth < 3 else esc(fmt(v))))
-        for k, v in ((k, v) for k, v in value.items() if isinstance(v, list)):
+        for k, v in ((k, v) for k, v in value.items() if isinstance(v, list) and k not in flat):
             out.append(f"<h3>{esc(k)}</h3>{nested(v, labels, depth + 1)}")
         return "".join(out)
     if isinstance(value, list):
@@ -283,6 +290,8 @@ def model_section(run: Run, sets: Sequence[Mapping[str, Any]]) -> str:
              **{x: v.get(x) for x in ("stage", "runtime", "precision", "kind") if v.get(x)}}
             for k, v in part(m, "artifacts").items() if isinstance(v, Mapping)]
     body = kv({k: v for k, v in info.items() if v is not None}) + table(("tensor", "role", "shape", "dtype"), tensors)
+    if part(m, "source"):   # a zoo model: where its weights came from, under which license
+        body += "<h3>source</h3>" + kv(part(m, "source"))
     if spec.preprocessing:
         body += "<h3>preprocessing</h3>" + nested(dict(spec.preprocessing))
     body += ("<h3>files</h3>" + records(arts)) if arts else ""
@@ -326,8 +335,10 @@ def training_section(run: Run, hists, plt) -> str:
     train_cfg = part(m, "config").get("train")
     body += ("<h3>recipe</h3>" + kv(train_cfg)) if isinstance(train_cfg, Mapping) else ""
     if not hists:
-        body += missing("no per-epoch history in this run yet", f"edgeaffect train {m.get('task') or run.spec.task} "
-                                                                 f"--data DATA")
+        body += ('<p class="missing">a zoo model: it was trained elsewhere, its history is not part of the run</p>'
+                 if part(m, "source") else
+                 missing("no per-epoch history in this run yet", f"edgeaffect train {m.get('task') or run.spec.task} "
+                                                                  f"--data DATA"))
         return section("training", "Training curves", body)
     body += curves(hists, plt) if plt else no_plots()
     for name, recs in hists:
