@@ -165,7 +165,8 @@ def nested(value: Any, labels: Sequence[str] = (), depth: int = 0) -> str:
 # -- what the run holds ------------------------------------------------------------------------------------
 def bench_sets(run: Run) -> list[dict[str, Any]]:
     """Every bench.json in the run and its sub-folders (pruned runs, a file's ``<file>.bench.json``):
-    ``{"source", "machine", "meta", "rows"}``, rows of a pruned sub-run named by its folder."""
+    ``{"source", "machine", "meta", "rows"}``, rows of a pruned sub-run named by its folder; an unreadable
+    file as ``{"source", "error"}`` with no rows."""
     from .bench import read_rows
 
     found = []
@@ -174,7 +175,9 @@ def bench_sets(run: Run) -> list[dict[str, Any]]:
             try:
                 rows = [dict(r) for r in read_rows(path)]
                 data = read_json(path)
-            except (OSError, ValueError, KeyError, TypeError):
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                found.append({"source": path.relative_to(run.path).as_posix(), "machine": {}, "meta": {}, "rows": [],
+                              "error": f"{type(exc).__name__}: {str(exc)[:160]}"})
                 continue
             meta = data if isinstance(data, Mapping) else {}
             sub = path.parent.name if path.parent != run.path and path.parent.name.startswith("pruned-") else ""
@@ -402,9 +405,10 @@ def latency_plot(rows: Sequence[Mapping[str, Any]], title: str, plt) -> str:
 
 
 def bench_section(run: Run, sets, groups, plt) -> str:
+    body = "".join(f'<p class="missing">{esc(s["source"])} is not a readable bench file ({esc(s["error"])})</p>'
+                   for s in sets if s.get("error"))
     if not groups:
-        return section("bench", "Bench per machine", missing("not measured yet", f"edgeaffect bench {run.path}"))
-    body = ""
+        return section("bench", "Bench per machine", body + missing("not measured yet", f"edgeaffect bench {run.path}"))
     for key, rows in groups.items():
         files = [s for s in sets if any(r["source"] == s["source"] for r in rows)]
         measured = "; ".join(f"{s['source']}: {s['machine'].get('date', 'undated')}, "

@@ -119,6 +119,18 @@ def test_bad_runs_are_one_line(tmp_path, capsys, run):
     assert not (run / "report.html").exists()
 
 
+def test_damaged_parts_of_a_run_are_named_and_the_rest_still_renders(run):
+    (run / "pruned-0.3").mkdir()
+    (run / "pruned-0.3" / "bench.json").write_text('{"rows": [')             # cut short
+    load_run(run).update(quantize="not a section", precisions=[1, 2], config=None, history={"train": "junk"})
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text(encoding="utf-8")
+    bench = _section(page, "bench")
+    assert "pruned-0.3/bench.json is not a readable bench file (JSONDecodeError" in bench
+    assert '<td>onnxruntime-fp32</td><td>fp32</td><td class="n">2</td>' in bench   # bench.json itself still read
+    assert "edgeaffect quantize int8 " in _section(page, "guard")               # a junk section reads as absent
+
+
 def _chromium_console(path, tmp_path) -> tuple[str, list[str]]:
     """The DOM Chromium rendered from ``path`` and every console line it logged (errors, blocked loads)."""
     proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
