@@ -51,6 +51,7 @@ _COMMAND_MODULES = (
     "pack",
     "env",
     "serve",
+    "sign",
 )
 
 for _name in _COMMAND_MODULES:
