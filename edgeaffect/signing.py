@@ -79,6 +79,19 @@ def keygen(out: str | os.PathLike, overwrite: bool = False) -> tuple[Path, Path]
     return private, public
 
 
+def check_key(key: str | os.PathLike) -> None:
+    """Refuse a missing or unusable private key before any work (export and pack check it first)."""
+    ms = _library()
+    key = Path(key)
+    if not key.is_file():
+        raise EdgeAffectError(f"no private signing key at {key}; make one with `edgeaffect sign keygen --out DIR`")
+    try:
+        ms.signing.Config().use_elliptic_key_signer(private_key=key, password=_password())
+    except Exception as exc:   # not a PEM private key, an unsupported curve, a wrong or missing password
+        raise EdgeAffectError(f"cannot use {key} as a private signing key ({_line(exc)}); an encrypted "
+                              f"key reads its password from {PASSWORD_ENV}") from None
+
+
 # ------------------------------------------------------------------------------------------ what is covered
 def folder_of(target: str | os.PathLike) -> Path | None:
     """The run or bundle folder of ``target`` (itself, or the nearest folder above a file holding a manifest)."""
@@ -146,18 +159,13 @@ def sign(target: str | os.PathLike, key: str | os.PathLike) -> Path:
     root, key = Path(target), Path(key)
     if not root.is_dir() or not (root / MANIFEST).is_file():
         raise EdgeAffectError(f"cannot sign {root}: not a run or bundle folder (no {MANIFEST})")
-    if not key.is_file():
-        raise EdgeAffectError(f"--sign: no private key at {key}; make one with `edgeaffect sign keygen --out DIR`")
+    check_key(key)
     manifest = _read_manifest(root)
     files = covered(root, manifest)
     write_json(root / SIGNED, {"format": 1, "files": files, "manifest": manifest})
     keep = [*files, SIGNED]
     hashing = ms.hashing.Config().set_ignored_paths(paths=_ignored(root, keep), ignore_git_paths=False)
-    try:
-        signer = ms.signing.Config().use_elliptic_key_signer(private_key=key, password=os.environ.get(PASSWORD_ENV))
-    except (ValueError, TypeError) as exc:   # not a PEM key, an unsupported curve, a wrong or missing password
-        raise EdgeAffectError(f"--sign: cannot use {key} as a private signing key ({_line(exc)}); set "
-                              f"{PASSWORD_ENV} for an encrypted key") from None
+    signer = ms.signing.Config().use_elliptic_key_signer(private_key=key, password=_password())
     sig = root / SIGNATURE
     tmp = sig.with_name(f".{SIGNATURE}.tmp")
     try:
@@ -227,10 +235,16 @@ def check_trust(target: str | os.PathLike | None, trust: str | os.PathLike | Non
 def _mismatch(exc: BaseException) -> str:
     """The library's verdict without its digests: which files changed, went missing or were added."""
     text = str(exc)
-    changed = re.findall(r"Hash mismatch for '([^']+)'", text)
+    changed = re.findall(r"Hash mismatch for \\*'([^'\\]+)", text)   # quotes may come escaped (a list's repr)
     missing = re.findall(r"Missing files in model '[^']*': ([^\"\]]+)", text)
     parts = ([f"changed: {', '.join(changed)}"] if changed else []) + [f"missing: {m}" for m in missing]
     return "; ".join(parts) if parts else _line(exc)
+
+
+def _password() -> bytes | None:
+    """The private key's password from the environment (bytes: what the key loader really takes)."""
+    value = os.environ.get(PASSWORD_ENV)
+    return value.encode() if value else None
 
 
 def _line(exc: BaseException) -> str:
