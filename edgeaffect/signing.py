@@ -119,7 +119,10 @@ def _device_built(rel: str) -> bool:
 
 def covered(root: Path, manifest: dict) -> list[str]:
     """The files of ``root`` a signature covers (see the module docstring), sorted."""
-    names = {_inside(root, rel) for rel in manifest.get("artifacts", {})}
+    listed = manifest.get("artifacts", {})
+    if not isinstance(listed, dict):
+        raise EdgeAffectError(f"{root / MANIFEST}: 'artifacts' is not a mapping of file names")
+    names = {_inside(root, rel) for rel in listed}
     names = {n for n in names if not _device_built(n)}
     names |= {CHECKPOINT, *BUNDLE_FILES} | {p.name for p in root.glob("edgeaffect-*.whl")}
     return sorted(n for n in names if (root / n).is_file())
@@ -172,6 +175,7 @@ def sign(target: str | os.PathLike, key: str | os.PathLike) -> Path:
         signer.set_hashing_config(hashing).sign(root, tmp)
         os.replace(tmp, sig)
     except ValueError as exc:   # a symlink or special file in the folder
+        (root / SIGNED).unlink(missing_ok=True)   # no half-signed folder: it reads as unsigned
         raise EdgeAffectError(f"cannot sign {root}: {_line(exc)}") from None
     finally:
         tmp.unlink(missing_ok=True)

@@ -120,6 +120,8 @@ def test_symlinks_are_refused(copy, keys, tmp_path):
         signing.verify(copy, public)
     with pytest.raises(EdgeAffectError, match="symlink"):
         signing.sign(copy, private)
+    with pytest.raises(EdgeAffectError, match="is not signed"):   # a failed signing leaves no half signature
+        signing.verify(copy, public)
 
 
 def test_cli_eval_and_bench_with_trust_and_the_variable(copy, keys, monkeypatch, capsys):
@@ -207,3 +209,14 @@ def test_without_the_library_only_trust_needs_it(monkeypatch, tmp_path, keys):
     signing.check_trust(tmp_path, None)
     with pytest.raises(EdgeAffectError, match=r"edgeaffect\[sign\]"):
         signing.check_trust(tmp_path, public)
+
+
+def test_a_manifest_name_outside_the_folder_is_refused(tmp_path, keys):
+    (private, _), _ = keys
+    run = make_run(tmp_path / "run")
+    m = json.loads((run / "manifest.json").read_text())
+    m["artifacts"] = {"../outside.onnx": {"sha256": "0" * 64}}
+    (run / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(EdgeAffectError, match="not a path inside"):
+        signing.sign(run, private)
+    assert not (run / signing.SIGNATURE).exists()
