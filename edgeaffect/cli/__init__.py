@@ -52,6 +52,7 @@ _COMMAND_MODULES = (
     "env",
     "serve",
     "report",
+    "sign",
 )
 
 for _name in _COMMAND_MODULES:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import app
-from .common import RunArg, console, say_next, split_csv, table_console
+from .common import RunArg, TrustOpt, console, say_next, split_csv, table_console
 
 
 @app.command("bench")
@@ -32,6 +32,7 @@ def bench_cmd(
         "--no-isolate", help="Measure cold start and RSS in this process (faster, less exact).")] = False,
     no_verify: Annotated[bool, typer.Option(
         "--no-verify", help="Bench files that differ from what the run's manifest lists (a deliberate edit).")] = False,
+    trust: TrustOpt = None,
 ) -> None:
     """Benchmark a run's artifacts: p50/p90/p99 latency, throughput, cold start, peak RSS, size, metric, agreement.
 
@@ -47,7 +48,9 @@ def bench_cmd(
     from ..bench import BenchConfig, bench_run
     from ..errors import EdgeAffectError
     from ..precision import check_precisions
+    from ..signing import check_trust
 
+    check_trust(run, trust)
     try:
         batches = tuple(int(b) for b in split_csv(batch))
     except ValueError:

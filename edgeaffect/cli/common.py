@@ -17,6 +17,12 @@ NoVerifyOpt = Annotated[bool, typer.Option("--no-verify", help="Use files that d
                                                               "(a deliberate edit); normally such a file is refused.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out (its checkpoint, "
                                                                 "exported files and manifest entries are removed first).")]
+TrustOpt = Annotated[Optional[Path], typer.Option(
+    "--trust", envvar="EDGEAFFECT_TRUST", show_envvar=True,
+    help="Public key (PEM): refuse a model whose folder is not signed by its private key, or changed since "
+         "(see docs/signing.md). Unset: no signature check.")]
+SignOpt = Annotated[Optional[Path], typer.Option(
+    "--sign", help="Private key (PEM, from `edgeaffect sign keygen`): sign the result (model.sig beside it).")]
 RunArg = Annotated[Path, typer.Argument(help="Run directory (holds checkpoint.pt and manifest.json) or an exported model file.")]
 
 

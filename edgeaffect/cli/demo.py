@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import app
+from .common import TrustOpt
 
 
 @app.command("demo")
@@ -41,6 +42,7 @@ def demo_cmd(
     mode: Annotated[str, typer.Option("--mode", help="sync: every frame waits for detection and its prediction (offline, all stages in sequence); async: capture never waits, the model runs on the newest frames; auto: sync for files played at full speed, async for cameras, streams and --realtime.")] = "auto",
     audio: Annotated[str, typer.Option("--audio", help="Audio for audio-visual models: auto (the file's track), mic or mic:DEVICE (needs the mic extra).")] = "auto",
     reconnect_retries: Annotated[int, typer.Option("--reconnect-retries", help="Give up on a lost stream after this many failed reconnects (0 = never).")] = 10,
+    trust: TrustOpt = None,
 ) -> None:
     """Run a model live: faces are detected and tracked, predictions smoothed and drawn; window, file or web out.
 
@@ -64,6 +66,10 @@ def demo_cmd(
     from ..precision import check_precisions
 
     check_precisions([precision])
+    if server is None:   # a model run here; `edgeaffect serve` checks its own
+        from ..signing import check_trust
+
+        check_trust(model, trust)
     web_config = _web_config(serve, allow_host or [], token, max_clients, max_streams, idle_timeout)
     runner = _server_runner(server, server_timeout, model, runtime, precision)
     sources = source or ["0"]

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import app
-from .common import DeviceOpt, NoVerifyOpt, RunArg, SeedOpt, console
+from .common import DeviceOpt, NoVerifyOpt, RunArg, SeedOpt, TrustOpt, console
 
 MODES = ("zeros", "noise", "addnoise")
 
@@ -89,6 +89,7 @@ def eval_cmd(
                                                                "CPU has native bf16) for a run; an exported file runs as it "
                                                                "is stored unless named. INT8/fp16 artifacts: `edgeaffect bench --precision`.")] = "fp32",
     no_verify: NoVerifyOpt = False,
+    trust: TrustOpt = None,
 ) -> None:
     """Score a run's model (or an exported model file) on a split, clean and with named inputs zeroed or noised.
 
@@ -97,8 +98,10 @@ def eval_cmd(
     Example:  edgeaffect eval model.int8.onnx --data data/eri --split val   (no torch needed)
     """
     from ..precision import check_precisions
+    from ..signing import check_trust
 
     check_precisions([precision])
+    check_trust(run, trust)
     from ..errors import EdgeAffectError
 
     with _open_for_eval(Path(run), precision, device, not no_verify) as (rt, spec, recorded, kw, r):

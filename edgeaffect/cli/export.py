@@ -8,7 +8,7 @@ import typer
 
 from ..quantize.config import DEFAULT_CALIB_SAMPLES
 from . import app
-from .common import NoVerifyOpt, RunArg, console, say_next, split_csv
+from .common import NoVerifyOpt, RunArg, SignOpt, console, say_next, split_csv
 
 FormatOpt = Annotated[Optional[str], typer.Option(
     "--format", "-f", help="Comma-separated: onnx,openvino,tensorrt (default: all whose runtime is installed). "
@@ -49,6 +49,7 @@ def export_cmd(
     finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="With --prune: fine-tuning epochs.")] = 5,
     importance: Annotated[str, typer.Option("--importance", help="With --prune: magnitude | taylor.")] = "magnitude",
     no_verify: NoVerifyOpt = False,
+    sign: SignOpt = None,
 ) -> None:
     """Export a trained run: model.onnx (spec in its metadata), openvino/model.xml, tensorrt/<gpu>-trt<ver>.engine.
 
@@ -62,6 +63,7 @@ def export_cmd(
     Example:  edgeaffect export runs/eri/exp1 --format onnx,openvino --batch 1 --dynamic
     Example:  edgeaffect export runs/eri/exp1 --precision bf16,fp16 --max-drop 0.5
     Example:  edgeaffect export runs/eri/exp1 --prune 0.4 --finetune-epochs 5 --int8 --runtime onnxruntime,openvino
+    Example:  edgeaffect export runs/eri/exp1 --int8 --sign keys/edgeaffect-signing.key   (docs/signing.md)
     """
     from rich.markup import escape
 
@@ -71,6 +73,10 @@ def export_cmd(
     from ..runtimes.registry import file_formats, get_runtime
 
     reduced = check_precisions(split_csv(precision))
+    if sign is not None:   # a bad key is said before minutes of export
+        from ..signing import check_key
+
+        check_key(sign)
     if any(p not in REDUCED_FLOAT for p in reduced):
         raise EdgeAffectError(f"--precision takes {', '.join(REDUCED_FLOAT)} (fp32 is always written; INT8 is --int8), "
                               f"got {precision!r}")
@@ -126,6 +132,10 @@ def export_cmd(
     if missing:   # asked for by name: a script must not go on as if it were there (fp32 files are kept)
         raise EdgeAffectError(f"no {' or '.join(missing)} artifact was written on any runtime (the reasons are above); "
                               "the fp32 files are written")
+    if sign is not None:
+        from ..signing import sign as sign_folder
+
+        console.print(f"signed: {sign_folder(run, sign)}", highlight=False)
     say_next(f"edgeaffect bench {run}   (or: edgeaffect eval {run} --split val)")
 
 

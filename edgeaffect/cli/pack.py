@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import app
-from .common import console, split_csv
+from .common import SignOpt, TrustOpt, console, split_csv
 
 
 @app.command("pack")
@@ -23,19 +23,29 @@ def pack_cmd(
         "--calib-samples", min=0, help="TensorRT INT8: calibration samples carried for implicit calibration on the "
                                        "device (0: only the QDQ ONNX and the run's cache).")] = 64,
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset root for the calibration samples (default: the run's).")] = None,
+    sign: SignOpt = None,
 ) -> None:
     """Write a self-contained deploy bundle: artifacts with spec and sha256, a torch-free requirements file,
     the package wheel and the exact commands to run on the device.
 
     Example:  edgeaffect pack runs/eri/exp1 --runtime openvino --precision fp32,int8
     Example:  edgeaffect pack runs/eri/exp1 --runtime tensorrt --out jetson-bundle   # engine built on the Jetson
+    Example:  edgeaffect pack runs/eri/exp1 --runtime openvino --sign keys/edgeaffect-signing.key   (docs/signing.md)
     """
     from ..pack import COMMANDS, REQUIREMENTS, pack_run
 
+    if sign is not None:
+        from ..signing import check_key
+
+        check_key(sign)
     with console.status(f"packing {run} for {runtime} (artifacts, hashes, wheel, calibration data)"):
         bundle = pack_run(run, runtime, out, precisions=split_csv(precision), overwrite=overwrite,
                           calib_samples=calib_samples, data_root=data)
-    console.print(f"wrote {bundle}")
+    if sign is not None:
+        from ..signing import sign as sign_folder
+
+        sign_folder(bundle, sign)
+    console.print(f"wrote {bundle}" + (" (signed)" if sign is not None else ""))
     console.print(f"on the device:  cd {bundle.name} && python -m pip install -r {REQUIREMENTS} && sh {COMMANDS}",
                   soft_wrap=True)
 
@@ -47,6 +57,7 @@ def build_engine_cmd(
     implicit: Annotated[bool, typer.Option(
         "--implicit", help="INT8 calibrated by TensorRT 8.6/10 on the bundled samples instead of the QDQ ONNX.")] = False,
     max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Largest batch the engine accepts.")] = 8,
+    trust: TrustOpt = None,
 ) -> None:
     """Build a bundle's TensorRT engine on this device (engines are tied to the GPU and TensorRT version).
 
@@ -55,7 +66,9 @@ def build_engine_cmd(
     Example:  ENGINE=$(edgeaffect build-engine jetson-bundle --precision int8) && edgeaffect bench "$ENGINE"
     """
     from ..pack import build_engine
+    from ..signing import check_trust
 
+    check_trust(bundle, trust)
     with console.status(f"building the {precision} TensorRT engine (minutes on a Jetson)"):   # on stderr
         engine = build_engine(bundle, precision, implicit=implicit, max_batch=max_batch)
     typer.echo(str(engine))

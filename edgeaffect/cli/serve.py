@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import app
+from .common import TrustOpt
 
 
 @app.command("serve")
@@ -24,6 +25,7 @@ def serve_cmd(
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Intra-op threads of each instance (default: the runtime's own; with --instances, the cores shared among them).")] = None,
     instances: Annotated[int, typer.Option("--instances", min=1, help="Model instances, each its own runtime, running batches side by side (2 measured best on 2 cores).")] = 2,
     name: Annotated[Optional[str], typer.Option("--name", help="Triton model name (default: the model spec's name).")] = None,
+    trust: TrustOpt = None,
 ) -> None:
     """Serve a model with Triton Inference Server (PyTriton): health, readiness, dynamic batching, HTTP + gRPC.
 
@@ -40,6 +42,7 @@ def serve_cmd(
     from ..errors import EdgeAffectError
     from ..precision import check_precisions
     from ..serve import env
+    from ..signing import TRUST_ENV, check_trust
 
     check_precisions([precision])
     from ..serve.server import SERVE_RUNTIMES, ServeOptions, check_ports, serve
@@ -48,6 +51,7 @@ def serve_cmd(
         raise EdgeAffectError(f"--runtime {runtime!r}: the server runs {' or '.join(SERVE_RUNTIMES)}")
     if not model.exists():
         raise EdgeAffectError(f"no model at {model}: give a run directory, bundle or exported .onnx/.xml")
+    check_trust(model, trust)
     opts = ServeOptions(host=host, port=port, grpc_port=grpc_port, metrics_port=metrics_port, max_batch=max_batch,
                         queue_delay_us=queue_delay_us, dynamic_batching=dynamic_batching, threads=threads, instances=instances, name=name)
     problem = env.serve_problem()
@@ -56,6 +60,7 @@ def serve_cmd(
         hop = env.reexec_command(_args(model, runtime, precision, opts))
         if hop is None:
             raise EdgeAffectError(f"{problem}; make the serve env: {env.HOW}")
+        hop[1].pop(TRUST_ENV, None)   # checked above; the serve env need not carry model-signing
         os.execve(hop[0][0], hop[0], hop[1])
     serve(model, runtime, precision, opts, say=lambda line: typer.echo(line, err=False))
 
