@@ -155,3 +155,41 @@ def test_import_edgeaffect_stays_light():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.fixture(scope="module")
+def eri_onnx(tmp_path_factory) -> Path:
+    """A tiny audio-visual ERI model (4 frames + 2 s of MFCC, random weights) exported to ONNX."""
+    import torch
+
+    from edgeaffect.export import export_run
+    from edgeaffect.fileio import write_json
+    from edgeaffect.models import create_model
+    from edgeaffect.runs import save_checkpoint
+
+    from .conftest import TINY_MODEL
+
+    run = tmp_path_factory.mktemp("predict-eri") / "run"
+    run.mkdir()
+    torch.manual_seed(0)
+    model = create_model("eri_dual_branch", **TINY_MODEL)
+    save_checkpoint(run / "checkpoint.pt", model, "eri_dual_branch", dict(TINY_MODEL))
+    write_json(run / "manifest.json", {"task": "eri", "spec": model.spec.to_dict()})
+    export_run(run, ["onnx"], exporter="legacy")
+    return run / "model.onnx"
+
+
+def test_an_audio_visual_model_hears_the_file_or_the_samples_given(eri_onnx, clip, frames):
+    """The clip's own track, or the same samples passed with its frames, give the same records; silence differs."""
+    from edgeaffect.data.media import read_audio
+
+    with ea.Predictor(eri_onnx, max_faces=1) as p:
+        sr = int(p.spec.preprocessing["sample_rate"])
+        from_file = p.predict(clip)
+        voice = read_audio(clip, sr, str(p.spec.preprocessing.get("resample", "pyav")))
+        from_arrays = p.predict(frames, fps=10.0, audio=voice)
+        silent = p.predict(frames, fps=10.0)
+    assert len(from_file) >= 0.7 * len(frames) and set(from_file[-1]["scores"]) == set(p.labels)
+    assert [(r["frame"], r["box"], r["scores"]) for r in from_file] == \
+           [(r["frame"], r["box"], r["scores"]) for r in from_arrays]
+    assert [r["scores"] for r in silent] != [r["scores"] for r in from_arrays]
