@@ -183,6 +183,15 @@ def test_a_packed_bundle_runs_its_commands_without_torch(no_torch, exported, cli
     assert len((tmp_path / "demo.jsonl").read_text().splitlines()) == 18
 
 
+def test_synthetic_voices_say_the_train_install_line(no_torch, tmp_path):
+    """scipy came with librosa; without both, `data synth` of a voiced set stops with one line."""
+    proc = run_cli(no_torch, "data", "synth", "eri", "--out", tmp_path / "eri", "--clips", "3", "--seconds", "1",
+                   "--workers", "1")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == ("error: 'scipy' is needed for synthetic voices but is not "
+                                                    "installed: pip install 'edgeaffect[train]'")
+
+
 @pytest.mark.parametrize("args", [["train", "eri", "--data", "x", "--out", "y"], ["export", "RUN"]])
 def test_a_torch_only_command_says_the_one_install_line(no_torch, exported, args):
     args = [str(exported) if a == "RUN" else a for a in args]
