@@ -154,6 +154,8 @@ class Predictor:
         from .demo.runner import open_model
         from .demo.session import make_detector
 
+        if not 0.0 <= smoothing < 1.0:
+            raise EdgeAffectError(f"smoothing must be in [0, 1) (0: off; the demo uses 0.6), got {smoothing}")
         if hasattr(model, "infer") and hasattr(model, "spec"):
             self.runner, self.spec, self._own = model, model.spec, False
         else:
@@ -204,8 +206,8 @@ class Predictor:
         if isinstance(source, bool) or source is None:
             raise EdgeAffectError(f"cannot predict on {source!r}: give a video file, a camera index, an image "
                                   f"folder or file, or BGR uint8 arrays")
-        if isinstance(source, int):
-            return open_source(str(source)), f"camera {source}"
+        if isinstance(source, (int, np.integer)):
+            return open_source(str(int(source))), f"camera {source}"
         if isinstance(source, (str, Path)):
             p = Path(str(source))
             if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():

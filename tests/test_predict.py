@@ -134,6 +134,8 @@ def test_bad_inputs_are_one_clear_line(predictor, tmp_path):
         predictor.predict(tmp_path)
     with pytest.raises(EdgeAffectError, match="no model at"):
         ea.Predictor(tmp_path / "nothing.onnx")
+    with pytest.raises(EdgeAffectError, match=r"smoothing must be in \[0, 1\)"):
+        ea.Predictor(predictor.runner, smoothing=1.5)
 
 
 def test_an_opened_model_and_a_face_free_frame(fer_onnx, frames):
