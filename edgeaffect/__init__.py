@@ -15,3 +15,16 @@ def load(path, runtime: str | None = None, **options):
     from .runtimes.registry import load as _load
 
     return _load(path, runtime=runtime, **options)
+
+
+def __getattr__(name: str):
+    """``Predictor`` and ``Predictions`` load on first use, so ``import edgeaffect`` stays light."""
+    if name in ("Predictor", "Predictions"):
+        from . import predict
+
+        return getattr(predict, name)
+    raise AttributeError(f"module 'edgeaffect' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "Predictor", "Predictions"])

@@ -28,10 +28,10 @@ import sys
 
 
 class _NoTorch:
-    """A deploy install: torch is not there."""
+    """A deploy install: torch is not there, nor librosa and what it pulls (numba, llvmlite, scipy, scikit-learn)."""
 
     def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
+        if name.split(".")[0] in ("torch", "librosa", "numba", "llvmlite", "scipy", "sklearn"):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 
@@ -85,8 +85,26 @@ def clip(tmp_path_factory):
 
 
 def test_the_blocker_really_hides_torch(no_torch):
-    proc = subprocess.run([sys.executable, "-c", "import torch"], env=no_torch, capture_output=True, text=True)
-    assert proc.returncode == 1 and "No module named 'torch'" in proc.stderr
+    for name in ("torch", "librosa", "scipy.signal", "sklearn", "numba"):
+        proc = subprocess.run([sys.executable, "-c", f"import {name}"], env=no_torch, capture_output=True, text=True)
+        assert proc.returncode == 1 and f"No module named '{name.split('.')[0]}'" in proc.stderr
+
+
+def test_audio_features_on_the_deploy_install(no_torch, clip):
+    """MFCC and log-mel (and librosa.load's resampling) with none of librosa, scipy, scikit-learn or numba."""
+    code = ("import sys, numpy as np\n"
+            "from edgeaffect.data.audio import mfcc, mel_power\n"
+            "from edgeaffect.data.media import read_audio\n"
+            "y = read_audio(sys.argv[1], 22050, 'librosa')\n"
+            "m = mfcc(y, 22050, 10)\n"
+            "mel = mel_power(y, dict(sample_rate=22050, n_fft=1024, win_length=882, hop_length=441, n_mels=64,"
+            " mel_scale='htk'))\n"
+            "assert m.shape[0] == 10 and m.shape[1] > 10 and np.isfinite(m).all() and mel.shape[0] == 64\n"
+            "heavy = {'torch', 'librosa', 'scipy', 'sklearn', 'numba', 'llvmlite'} & {k.split('.')[0] for k in sys.modules}\n"
+            "assert not heavy, heavy\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(clip)], env=no_torch, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def test_help_and_pack_help_start_without_torch(no_torch):
@@ -163,6 +181,15 @@ def test_a_packed_bundle_runs_its_commands_without_torch(no_torch, exported, cli
     proc = subprocess.run(["sh", str(bundle / COMMANDS)], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len((tmp_path / "demo.jsonl").read_text().splitlines()) == 18
+
+
+def test_synthetic_voices_say_the_train_install_line(no_torch, tmp_path):
+    """scipy came with librosa; without both, `data synth` of a voiced set stops with one line."""
+    proc = run_cli(no_torch, "data", "synth", "eri", "--out", tmp_path / "eri", "--clips", "3", "--seconds", "1",
+                   "--workers", "1")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == ("error: 'scipy' is needed for synthetic voices but is not "
+                                                    "installed: pip install 'edgeaffect[train]'")
 
 
 @pytest.mark.parametrize("args", [["train", "eri", "--data", "x", "--out", "y"], ["export", "RUN"]])

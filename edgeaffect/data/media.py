@@ -183,14 +183,30 @@ def read_audio(path: str | os.PathLike, sr: int, resample: str = "pyav") -> np.n
 
 
 def _read_audio_librosa(path: str | os.PathLike, sr: int) -> np.ndarray:
-    import librosa
-
+    """``librosa.load(path, sr=sr, mono=True)`` without librosa: soundfile for WAV/FLAC/OGG (PyAV for the rest),
+    channels averaged, then soxr's HQ resampler cut or padded to ``ceil(n * sr / native)`` samples as librosa's
+    ``resample(res_type="soxr_hq")`` does; tests/test_audio_features.py holds it equal to librosa."""
     if Path(path).suffix.lower() in (".wav", ".flac", ".ogg"):
-        return librosa.load(str(path), sr=sr, mono=True)[0]
-    y, native = read_audio_native(path)
+        import soundfile
+
+        try:
+            y, native = soundfile.read(str(path), dtype="float32", always_2d=True)
+        except RuntimeError as exc:   # soundfile's LibsndfileError
+            raise DataError(f"cannot read audio {path}: {exc}") from None
+        y = y.T
+    else:
+        y, native = read_audio_native(path)
     if y.size == 0:
         return np.zeros(0, np.float32)
-    return librosa.resample(librosa.to_mono(y), orig_sr=native, target_sr=sr).astype(np.float32)
+    y = np.mean(y, axis=0) if y.shape[0] > 1 else y[0]
+    if native == sr:
+        return y.astype(np.float32)
+    import soxr
+
+    out = soxr.resample(y, native, sr, quality="soxr_hq")
+    n = int(np.ceil(len(y) * float(sr) / native))
+    out = out[:n] if len(out) >= n else np.pad(out, (0, n - len(out)))
+    return np.asarray(out, np.float32)
 
 
 def has_audio(path: str | os.PathLike) -> bool:

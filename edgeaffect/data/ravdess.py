@@ -21,7 +21,8 @@ nearest box; frames past the end of a short clip are zeros) and resized to ``fac
 BGR kept; audio loaded as the reference's ``librosa.load(sr=22050)`` (decoded at its own rate,
 channels averaged, librosa's resampler: soxr_hq; runs recorded before ``resample`` was in their spec
 keep PyAV's resampler, as they were trained), zero-padded at the end or centre-cropped to 3.6 s,
-``librosa.feature.mfcc(n_mfcc=10)`` with librosa's defaults -> [10, 156].
+``librosa.feature.mfcc(n_mfcc=10)`` with librosa's defaults -> [10, 156] (data/audio.py computes both
+without librosa, equal to it).
 
 Preprocessed clips are cached on disk, one ``.npz`` per clip, keyed by the content hashes of the
 clip's files and the preprocessing settings; a clip that cannot be used is cached as a one-line
@@ -230,8 +231,7 @@ def load_audio(path: Path, sr: int, resample: str = "librosa") -> np.ndarray:
 
 def load_clip(clip: Clip, pre: Preprocessing, detector) -> tuple[np.ndarray, np.ndarray]:
     """(faces [T, S, S, 3] BGR uint8, MFCC [n_mfcc, F] float32) of one clip; DataError when unusable."""
-    import librosa
-
+    from .audio import mfcc as audio_mfcc
     from .faces import face_crops
     from .media import read_frames, video_info
 
@@ -255,9 +255,7 @@ def load_clip(clip: Clip, pre: Preprocessing, detector) -> tuple[np.ndarray, np.
     if len(y) == 0:
         raise DataError(f"{clip.audio or clip.video}: the audio track is empty")
     y = fix_length(y, int(round(pre.seconds * pre.sample_rate)))
-    mfcc = librosa.feature.mfcc(y=y, sr=pre.sample_rate, n_mfcc=pre.n_mfcc, n_fft=pre.n_fft,
-                                hop_length=pre.hop_length).astype(np.float32)
-    return faces, mfcc
+    return faces, audio_mfcc(y, pre.sample_rate, pre.n_mfcc, pre.n_fft, pre.hop_length)   # librosa's MFCC
 
 
 class ClipCache:

@@ -404,8 +404,8 @@ class Demo:
 
     # ------------------------------------------------------------------ helpers
     def _warm_up(self, worker: InferenceWorker) -> None:
-        """One dummy prediction before the clock starts: first-call costs (runtime graph setup, librosa's
-        numba compilation, which takes seconds) must not land on the first live windows."""
+        """One dummy prediction before the clock starts: first-call costs (runtime graph setup and the like,
+        which take seconds) must not land on the first live windows."""
         crops = np.zeros((1, self.T, len(self.regions), self.size, self.size, 3), np.uint8)
         audio = np.zeros(audio_samples(self.spec), np.float32) if self.needs_audio else None
         try:

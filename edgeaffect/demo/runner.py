@@ -56,7 +56,8 @@ def open_model(path: str | Path | None, runtime: str = "auto", precision: str = 
     A server URL (``http://HOST:PORT``) opens the triton client runtime with ``server`` options (``timeout``).
 
     An artifact inside a run must be the file its manifest lists (``verify``; see ``Run.verify``)."""
-    from .. import load, zoo
+    from .. import zoo
+    from ..runtimes.registry import load
     from ..runtimes.triton import is_server_url
 
     if is_server_url(path):  # `demo --server URL`: the model lives in `edgeaffect serve`; late answers are dropped

@@ -95,7 +95,7 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
                 srcs[i] = open_source(name, loop=loop, folder_fps=folder_fps)
             except EdgeAffectError as exc:
                 raise EdgeAffectError(f"source {i} ({name}): {exc}" if many else str(exc)) from exc
-    audios = [_audio_for(name, spec, audio) for name in names]
+    audios = [source_audio(name, spec, audio) for name in names]
     if detector is None or isinstance(detector, str):
         from ..precision import physical_cores
 
@@ -177,8 +177,9 @@ def _source_sinks(src, output, jsonl, window: bool, title: str | None) -> list:
     return sinks
 
 
-def _audio_for(source: str, spec: ModelSpec, choice: str):
-    """The audio feed of an audio-visual model for this source; None for video-only models."""
+def source_audio(source: str, spec: ModelSpec, choice: str = "auto"):
+    """The audio feed of an audio-visual model for this source (``choice``: auto, mic, mic:DEVICE); None for
+    video-only models. Also what :class:`edgeaffect.predict.Predictor` hears."""
     from .sources import FileAudio
 
     return _open_audio(source, spec, FileAudio, choice) if audio_input(spec) is not None else None

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
+
+from ...errors import MissingDependencyError
 
 
 @dataclass
@@ -30,6 +31,10 @@ class Prosody:
 def synth_voice(duration: float, sr: int, p: Prosody, rng: np.random.Generator,
                 onset: float = 0.0) -> np.ndarray:
     """Return mono float32 audio in [-1, 1] of ``duration`` seconds; speech starts at ``onset`` s."""
+    try:
+        from scipy import signal
+    except ImportError:  # the deploy install has no scipy (it came with librosa, now in the train extra)
+        raise MissingDependencyError("scipy", "train", "synthetic voices") from None
     n = int(round(duration * sr))
     t = np.arange(n) / sr
     # pitch contour: slow declination/slope + phrase-level wobble + jitter
