@@ -264,26 +264,27 @@ def _openvino_ir_precision(path: Path) -> str | None:
     return "int8" if any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()) else "fp32"
 
 
-def scoring_options(runtime: str, precision: str | None, threads: int | None = None) -> dict[str, Any]:
+def scoring_options(runtime: str, precision: str | None, threads: int | None = None,
+                    batch: int = SCORED_BATCH) -> dict[str, Any]:
     """Load options of a scored artifact: its precision, compiled for :data:`SCORED_BATCH` where the runtime
     compiles a batch, exactly as bench opens its batch-8 rows."""
     from .runtimes.registry import get_runtime
 
-    opts = get_runtime(runtime).bench_options(precision or "fp32", SCORED_BATCH, threads)
+    opts = get_runtime(runtime).bench_options(precision or "fp32", batch, threads)
     if precision is None:
         opts.pop("precision")
     return opts
 
 
 def open_scored(path: str | os.PathLike, runtime: str | None = None, precision: str | None = None,
-                threads: int | None = None):
+                threads: int | None = None, batch: int = SCORED_BATCH):
     """Open a model file as every stage scores it: the precision it holds (unless one is asked for),
     compiled for :data:`SCORED_BATCH` (see :func:`scoring_options`)."""
     from .runtimes.registry import load, runtime_for
 
     name = runtime or runtime_for(path)
     precision = precision or stored_precision(path, name)
-    return load(path, runtime=name, **scoring_options(name, precision, threads))
+    return load(path, runtime=name, **scoring_options(name, precision, threads, batch))
 
 
 def scoring_batch(runtime) -> int:
@@ -297,3 +298,45 @@ def score_runtime(runtime, samples: Samples, spec: ModelSpec,
                   reference: Mapping[str, np.ndarray] | None = None) -> Evaluation:
     """The one scoring call: ``runtime`` on ``samples`` in :func:`scoring_batch`, scored and compared."""
     return evaluate(runtime, samples, spec, reference, batch=scoring_batch(runtime))
+
+
+def score_details(spec: ModelSpec, outputs: Mapping[str, np.ndarray], target: np.ndarray | None) -> dict[str, Any]:
+    """Per class, label or dimension scores of the task (``Task.details``); {} without targets."""
+    if target is None:
+        return {}
+    from .tasks import get_task
+
+    return get_task(spec.task).details(dict(outputs), target, tuple(spec.labels))
+
+
+DEFAULT_SPLITS = ("test", "val")
+"""The split eval scores when none is named: the first the dataset has (Aff-Wild2 VA/EXPR have no test split)."""
+
+
+def open_split(spec: ModelSpec, root: Path, split: str | None, dataset_kwargs: Mapping[str, Any] | None = None,
+               **reader: Any) -> tuple[Any, str, str]:
+    """(dataset, split, note): ``split``'s dataset, or with ``split`` None the first of :data:`DEFAULT_SPLITS`
+    the dataset has; ``note`` says in one line which split was chosen instead of test, and why ("" otherwise)."""
+    from .tasks import get_task
+
+    task = get_task(spec.task)
+    if not Path(root).exists():
+        raise EdgeAffectError(f"dataset {root} not found; pass --data with the {spec.task} dataset")
+    kw = {**(dataset_kwargs or {}), **reader}
+    if split is not None:
+        return task.dataset(Path(root), split, spec, **kw), split, ""
+    why = ""
+    for i, name in enumerate(DEFAULT_SPLITS):
+        try:
+            dataset = task.dataset(Path(root), name, spec, **kw)
+        except EdgeAffectError as exc:
+            if i == len(DEFAULT_SPLITS) - 1:
+                raise EdgeAffectError(f"{root} has neither a test nor a val split to score ({exc}); "
+                                      f"name one with --split") from None
+            why = str(exc).rstrip(".")
+            continue
+        if len(dataset) == 0 and i < len(DEFAULT_SPLITS) - 1:
+            why = f"its {name} split is empty"
+            continue
+        return dataset, name, (f"scoring the {name} split: {root} has no usable test split ({why})" if why else "")
+    raise AssertionError("unreachable")
