@@ -87,7 +87,6 @@ def to_device(batch: Mapping[str, Any], device: str) -> dict[str, Any]:
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
-@torch.no_grad()
 HISTORY = "history.json"
 """Per stage, every epoch's record (``epoch_record``), rewritten each epoch; ``recipe.finish_run`` puts every
 stage's into the manifest's ``history``, the same for every task."""
@@ -101,6 +100,7 @@ def epoch_record(epoch: int, train_loss: float, metrics: Mapping[str, Any], val_
             "val_samples": val_samples}   # every item of the val set, in order (as eval reads it)
 
 
+@torch.no_grad()
 def predict(model: nn.Module, dataset: Dataset, batch_size: int = 32, device: str = "cpu",
             input_names: list[str] | None = None, output_names: list[str] | None = None,
             transform: Callable[[dict], dict] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
