@@ -207,8 +207,9 @@ def _print_details(details: dict) -> None:
     if not per:
         return
     cols = [k for k in next(iter(per.values())) if not k.endswith("_note")]
-    table = Table(title="per class (clean)", box=None, padding=(0, 1))
-    table.add_column("class")
+    kind = "class" if "confusion_matrix" in details else ("label" if "roc_auc" in cols else "dimension")
+    table = Table(title=f"per {kind} (clean)", box=None, padding=(0, 1))
+    table.add_column(kind)
     for c in cols:
         table.add_column(c, justify="right")
     fmt = lambda v: "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))  # noqa: E731
