@@ -26,7 +26,7 @@ import numpy as np
 
 from . import precision as _precision
 from .errors import EdgeAffectError
-from .evaluate import DEFAULT_LIMIT, Samples, compare, load_samples, predict, score
+from .evaluate import DEFAULT_LIMIT, SCORED_BATCH, Samples, load_samples, predict, score, score_runtime
 from .macs import onnx_node_macs
 from .runtimes.registry import Artifact, artifact_files, discover_artifacts
 from .fileio import atomic_path, write_json
@@ -252,7 +252,7 @@ class _Plan:
         from .runtimes.torch import TorchRuntime
 
         with TorchRuntime.from_module(load_model(self.run.checkpoint), threads=threads) as ref_rt:
-            return predict(ref_rt, samples, 8)
+            return predict(ref_rt, samples, SCORED_BATCH)
 
 
 def check_writable(folder: Path) -> None:
@@ -347,6 +347,7 @@ def measure(variants: Sequence[_Variant], samples: Samples, reference: Mapping[s
     with Progress(TextColumn("[bold]bench[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=console, disable=not show_progress, transient=True) as bar:
         task = bar.add_task("loading", total=steps)
+        scored: dict[Artifact, dict[str, Any]] = {}
 
         def tick(desc: str | None = None):
             bar.update(task, advance=1, description=desc or bar.tasks[task].description)
@@ -365,10 +366,9 @@ def measure(variants: Sequence[_Variant], samples: Samples, reference: Mapping[s
                 v.row.update(executed_precision=v.runtime.executed_precision, precision_mix=v.runtime.precision_mix(),
                              int8_coverage=v.runtime.int8_coverage() if v.artifact.precision == "int8" else None)
                 tick(f"accuracy {v.label}")
-                out = predict(v.runtime, samples, v.batch)
-                agree = compare(spec, reference, out) if reference is not None else {}
-                v.row.update(metric=score(spec, out, samples.target), agreement=agree.get("agreement"),
-                             agreement_kind=agree.get("kind"), max_abs_diff=agree.get("max_abs_diff"))
+                if v.artifact not in scored:
+                    scored[v.artifact] = score_artifact(v, samples, reference, spec, cfg.threads)
+                v.row.update(scored[v.artifact])
                 tick(f"loaded {v.label}")
             bar.update(task, description="timing (interleaved rounds)")
             time_interleaved(variants, cfg, tick)
@@ -376,6 +376,19 @@ def measure(variants: Sequence[_Variant], samples: Samples, reference: Mapping[s
             for v in variants:
                 if v.runtime is not None:
                     v.runtime.close()
+
+
+def score_artifact(v: _Variant, samples: Samples, reference, spec, threads: int | None) -> dict[str, Any]:
+    """An artifact's metric and agreement as eval, export parity and the guard score it (``evaluate.score_runtime``,
+    compiled for ``SCORED_BATCH``): one number per artifact, the same on every row whatever batch the row times."""
+    rt = v.runtime if v.batch == SCORED_BATCH else _open(v.artifact, SCORED_BATCH, threads)
+    try:
+        ev = score_runtime(rt, samples, spec, reference)
+    finally:
+        if rt is not v.runtime:
+            rt.close()
+    return {"metric": ev.metric, "agreement": ev.comparison.get("agreement"),
+            "agreement_kind": ev.comparison.get("kind"), "max_abs_diff": ev.comparison.get("max_abs_diff")}
 
 
 def make_rows(variants: Sequence[_Variant], run_path: Path, flops: int | None, metric_name: str,

@@ -22,6 +22,12 @@ DEFAULT_LIMIT = 256
 """Samples export parity, the accuracy guards and bench score by default (evenly spaced over the split; the
 whole split when it is smaller): one number per model, at a memory cost a small board can carry."""
 
+SCORED_BATCH = 8
+"""The batch every score is computed in (eval, bench, export parity, the guards), whatever batch is timed: an
+artifact's numerics can depend on the batch it is compiled for (an OpenVINO IR reshaped static, its bf16
+remainder on another kernel), so one artifact gives one metric only when it is always scored in one batch.
+A static-batch artifact is scored in its own batch."""
+
 
 @dataclass
 class Samples:
@@ -116,7 +122,7 @@ def load_samples(spec: ModelSpec, data_root: str | os.PathLike | None, split: st
     return from_dataset(ds, spec, split, str(data_root), limit)
 
 
-def predict(runtime, samples: Samples, batch: int = 8, transform=None) -> dict[str, np.ndarray]:
+def predict(runtime, samples: Samples, batch: int = SCORED_BATCH, transform=None) -> dict[str, np.ndarray]:
     """Outputs of ``runtime`` for every sample, in batches of ``batch``.
 
     The last batch is padded by cycling, so static-shape artifacts (a fixed-batch IR or engine) score
@@ -129,7 +135,7 @@ def predict(runtime, samples: Samples, batch: int = 8, transform=None) -> dict[s
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def predict_split(runtime, dataset, spec: ModelSpec, split: str, where: str, batch: int = 16,
+def predict_split(runtime, dataset, spec: ModelSpec, split: str, where: str, batch: int = SCORED_BATCH,
                   transforms=(None,)) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
     """Outputs over a whole split (one set per feeds transform) and its targets, read in bounded chunks."""
     outputs: list[dict[str, list[np.ndarray]]] = [{} for _ in transforms]
@@ -217,9 +223,120 @@ class Evaluation:
 
 
 def evaluate(runtime, samples: Samples, spec: ModelSpec, reference: Mapping[str, np.ndarray] | None = None,
-             batch: int = 8) -> Evaluation:
+             batch: int = SCORED_BATCH) -> Evaluation:
     """Predict, score and (given ``reference`` outputs on the same samples) compare, in one call."""
     outputs = predict(runtime, samples, batch)
     comparison = compare(spec, reference, outputs) if reference is not None else {}
     return Evaluation(outputs, spec.metric, score(spec, outputs, samples.target), samples.source, len(samples),
                       comparison)
+
+
+# -- one artifact, one number: how every stage opens and scores a model file --------------------------------
+def stored_precision(path: str | os.PathLike, runtime: str | None = None) -> str | None:
+    """The precision a model file holds: its run manifest's artifact record, else its name in the runtime
+    table (``model.int8.xml``), else the file itself (an IR with FakeQuantize is INT8); None when unknown
+    (the runtime's own default then decides, e.g. ONNX Runtime reads a QDQ graph as int8)."""
+    from .runs import run_of
+    from .runtimes.registry import get_runtime, runtime_for
+
+    path = Path(path)
+    run = run_of(path)
+    if run is not None:
+        record = run.manifest.get("artifacts", {}).get(os.path.relpath(path.resolve(), run.path.resolve()), {})
+        if record.get("precision"):
+            return str(record["precision"])
+    name = runtime or runtime_for(path)
+    named = get_runtime(name).parse(path)
+    if named:
+        return named
+    if name == "openvino" and path.suffix == ".xml":
+        return _openvino_ir_precision(path)
+    return None
+
+
+def _openvino_ir_precision(path: Path) -> str | None:
+    try:
+        import openvino as ov
+
+        model = ov.Core().read_model(str(path))
+    except Exception:  # noqa: BLE001 - the runtime's own load reports an unreadable file
+        return None
+    return "int8" if any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()) else "fp32"
+
+
+def scoring_options(runtime: str, precision: str | None, threads: int | None = None,
+                    batch: int = SCORED_BATCH) -> dict[str, Any]:
+    """Load options of a scored artifact: its precision, compiled for :data:`SCORED_BATCH` where the runtime
+    compiles a batch, exactly as bench opens its batch-8 rows."""
+    from .runtimes.registry import get_runtime
+
+    opts = get_runtime(runtime).bench_options(precision or "fp32", batch, threads)
+    if precision is None:
+        opts.pop("precision")
+    return opts
+
+
+def open_scored(path: str | os.PathLike, runtime: str | None = None, precision: str | None = None,
+                threads: int | None = None, batch: int = SCORED_BATCH):
+    """Open a model file as every stage scores it: the precision it holds (unless one is asked for),
+    compiled for :data:`SCORED_BATCH` (see :func:`scoring_options`)."""
+    from .runtimes.registry import load, runtime_for
+
+    name = runtime or runtime_for(path)
+    precision = precision or stored_precision(path, name)
+    return load(path, runtime=name, **scoring_options(name, precision, threads, batch))
+
+
+def scoring_batch(runtime) -> int:
+    """:data:`SCORED_BATCH`, or the artifact's own batch where its first input's batch is static."""
+    inputs = getattr(runtime, "inputs", None)
+    first = inputs[0].shape[0] if inputs and inputs[0].shape else None
+    return first if isinstance(first, int) and first > 0 else SCORED_BATCH
+
+
+def score_runtime(runtime, samples: Samples, spec: ModelSpec,
+                  reference: Mapping[str, np.ndarray] | None = None) -> Evaluation:
+    """The one scoring call: ``runtime`` on ``samples`` in :func:`scoring_batch`, scored and compared."""
+    return evaluate(runtime, samples, spec, reference, batch=scoring_batch(runtime))
+
+
+def score_details(spec: ModelSpec, outputs: Mapping[str, np.ndarray], target: np.ndarray | None) -> dict[str, Any]:
+    """Per class, label or dimension scores of the task (``Task.details``); {} without targets."""
+    if target is None:
+        return {}
+    from .tasks import get_task
+
+    return get_task(spec.task).details(dict(outputs), target, tuple(spec.labels))
+
+
+DEFAULT_SPLITS = ("test", "val")
+"""The split eval scores when none is named: the first the dataset has (Aff-Wild2 VA/EXPR have no test split)."""
+
+
+def open_split(spec: ModelSpec, root: Path, split: str | None, dataset_kwargs: Mapping[str, Any] | None = None,
+               **reader: Any) -> tuple[Any, str, str]:
+    """(dataset, split, note): ``split``'s dataset, or with ``split`` None the first of :data:`DEFAULT_SPLITS`
+    the dataset has; ``note`` says in one line which split was chosen instead of test, and why ("" otherwise)."""
+    from .tasks import get_task
+
+    task = get_task(spec.task)
+    if not Path(root).exists():
+        raise EdgeAffectError(f"dataset {root} not found; pass --data with the {spec.task} dataset")
+    kw = {**(dataset_kwargs or {}), **reader}
+    if split is not None:
+        return task.dataset(Path(root), split, spec, **kw), split, ""
+    why = ""
+    for i, name in enumerate(DEFAULT_SPLITS):
+        try:
+            dataset = task.dataset(Path(root), name, spec, **kw)
+        except EdgeAffectError as exc:
+            if i == len(DEFAULT_SPLITS) - 1:
+                raise EdgeAffectError(f"{root} has neither a test nor a val split to score ({exc}); "
+                                      f"name one with --split") from None
+            why = str(exc).rstrip(".")
+            continue
+        if len(dataset) == 0 and i < len(DEFAULT_SPLITS) - 1:
+            why = f"its {name} split is empty"
+            continue
+        return dataset, name, (f"scoring the {name} split: {root} has no usable test split ({why})" if why else "")
+    raise AssertionError("unreachable")

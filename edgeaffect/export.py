@@ -489,10 +489,10 @@ class _ExportJob:
             return None
 
     def checked(self, runtime_name: str, path: Path, precision: str = "fp32") -> Parity:
-        from .runtimes.registry import load
+        from .evaluate import open_scored, scoring_batch
 
-        with load(path, runtime=runtime_name, precision=precision) as rt:
-            p = check_parity(self.model, rt, self.samples, tolerance=self.tolerance, batch=self.static or 8,
+        with open_scored(path, runtime_name, precision) as rt:   # opened and scored as eval, bench and the guard do
+            p = check_parity(self.model, rt, self.samples, tolerance=self.tolerance, batch=scoring_batch(rt),
                              precision=precision, reference=self.reference)
         self.report.parity.append(p)
         return p
@@ -500,12 +500,12 @@ class _ExportJob:
     def guarded(self, runtime_name: str, path: Path, precision: str, shared: bool = False) -> None:
         """Run the guard; an accepted file is published, a refused one removed with any earlier file of that
         name (a shared fp32 file stays: only its use in ``precision`` is refused)."""
-        from .runtimes.registry import load
+        from .evaluate import open_scored, scoring_batch
 
         self.say(f"accuracy guard {runtime_name} {precision} on {self.samples.source}")
-        with load(path, runtime=runtime_name, precision=precision) as rt:
+        with open_scored(path, runtime_name, precision) as rt:
             decision = guard_precision(self.model, rt, self.samples, max_drop=self.max_drop,
-                                       batch=self.static or 8, reference=self.reference)
+                                       batch=scoring_batch(rt), reference=self.reference)
         root = self.run.path if shared else self.staging
         decision["artifact"] = os.path.relpath(path, root)
         self.report.precisions[f"{runtime_name}-{precision}"] = decision

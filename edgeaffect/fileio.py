@@ -81,7 +81,34 @@ def write_text(dest: str | os.PathLike, text: str) -> Path:
 
 
 def write_json(dest: str | os.PathLike, obj: Any) -> Path:
-    return write_text(dest, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Strict JSON (no NaN/Infinity, which ``JSON.parse`` and other strict readers refuse), written atomically.
+
+    A non-finite float becomes null; in a mapping, ``<key>_note`` beside it says why (kept when the writer
+    already gave its own reason, e.g. "class absent from split")."""
+    text = json.dumps(strict(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+    return write_text(dest, text + "\n")
+
+
+def strict(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, inf; NumPy's too) as None, and a note beside it in mappings."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        obj = obj.tolist()
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        out: dict[Any, Any] = {}
+        for k, v in obj.items():
+            out[k] = strict(v)
+            if out[k] is None and isinstance(v, (float, np.floating)):
+                out.setdefault(f"{k}_note", obj.get(f"{k}_note") or f"not finite ({float(v)!r}), written as null")
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    return obj
 
 
 def _json_default(o: Any):

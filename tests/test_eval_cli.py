@@ -172,3 +172,40 @@ def test_one_run_reports_one_number_in_train_eval_and_bench(ravdess_run, capsys)
     assert benched["metric_samples"] == n_val
     assert evaluated == pytest.approx(trained, abs=1e-6)
     assert benched["metric"] == pytest.approx(trained, abs=1e-6)
+
+
+def test_eval_defaults_to_a_split_that_exists_and_scores_per_class(ravdess_run, capsys, tmp_path):
+    """No --split: the run has no test actors, so val is scored (said once); per-class scores and the confusion
+    matrix go to the console, the manifest and --json, and they add up to the split's accuracy."""
+    import json
+
+    import numpy as np
+
+    from edgeaffect.cli import main
+    from edgeaffect.labels import RAVDESS_LABELS
+    from edgeaffect.runs import load_run
+
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(ravdess_run), "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    err = " ".join(captured.err.split())
+    assert err.count("scoring the val split") == 1 and "per class" in err and "confusion matrix" in err
+    saved = json.loads(out.read_text())
+    assert saved["split"] == "val" and saved["precision"] == "fp32"
+    rows = np.array(saved["confusion_matrix"]["rows"])
+    assert saved["confusion_matrix"]["labels"] == list(RAVDESS_LABELS) and rows.sum() == saved["n"]
+    assert np.trace(rows) / rows.sum() == pytest.approx(saved["conditions"]["clean"], abs=1e-6)
+    supports = [saved["per_class"][name]["support"] for name in RAVDESS_LABELS]
+    assert supports == rows.sum(1).tolist()
+    assert load_run(ravdess_run).manifest["eval_details"]["val"]["confusion_matrix"]["rows"] == rows.tolist()
+
+
+def test_every_epoch_is_in_the_manifests_history(ravdess_run):
+    """Not only EXPR: each epoch's train loss and val metric, per stage, in one place."""
+    from edgeaffect.runs import load_run
+
+    history = load_run(ravdess_run).manifest["history"]
+    assert [h["epoch"] for h in history] == [0, 1] and all(h["stage"] for h in history)
+    assert all(h["train_loss"] > 0 and 0.0 <= h["val_accuracy"] <= 1.0 for h in history)
+    stage = next(m for m in load_run(ravdess_run).manifest["metrics"].values() if "val_accuracy" in m)
+    assert stage["val_accuracy"] == max(h["val_accuracy"] for h in history)

@@ -92,3 +92,56 @@ def test_nan_would_otherwise_rank_as_the_best_score():
     assert _average_ranks(np.array([0.1, np.nan, 0.9])).argmax() == 1
     with pytest.raises(ValueError):
         roc_auc_score([0, 1, 1], [0.1, np.nan, 0.9])
+
+
+def test_classification_report_counts_by_hand():
+    """3 classes, 6 samples (one unannotated): the confusion matrix and per-class scores written out by hand."""
+    from edgeaffect.tasks.metrics import classification_report
+
+    target = np.array([0, 0, 1, 1, 1, -1])
+    pred = np.array([0, 1, 1, 1, 0, 2])                    # class 2: never true, predicted only for the -1 sample
+    rep = classification_report(np.eye(3)[pred], target, ["a", "b", "c"])
+    assert rep["confusion_matrix"]["rows"] == [[1, 1, 0], [1, 2, 0], [0, 0, 0]]
+    a, b, c = (rep["per_class"][k] for k in "abc")
+    assert (a["precision"], a["recall"], a["support"]) == (0.5, 0.5, 2) and a["f1"] == pytest.approx(0.5)
+    assert b["precision"] == pytest.approx(2 / 3) and b["recall"] == pytest.approx(2 / 3) and b["support"] == 3
+    assert c["recall"] is None and c["recall_note"] == "class absent from split" and c["f1"] == 0.0
+
+
+def test_classification_report_agrees_with_the_tasks_macro_f1():
+    from edgeaffect.tasks import get_task
+
+    rng = np.random.default_rng(1)
+    logits, target = rng.normal(size=(50, 8)), rng.integers(-1, 8, 50)
+    task = get_task("expr")
+    per = task.details({"logits": logits}, target)["per_class"]
+    assert np.mean([r["f1"] for r in per.values()]) == pytest.approx(task.metrics({"logits": logits}, target)["macro_f1"])
+
+
+def test_multilabel_report_gives_null_with_a_reason_for_a_one_class_label():
+    from edgeaffect.tasks import get_task
+    from edgeaffect.tasks.body import binary_roc_auc
+
+    rng = np.random.default_rng(2)
+    logits, target = rng.normal(size=(12, 8)), (rng.random((12, 8)) > 0.5).astype(float)
+    target[:, 0], target[:, 1] = 0, 1
+    per = get_task("body").details({"logits": logits}, target)["per_class"]
+    first, second, third = list(per.values())[:3]
+    assert first["roc_auc"] is None and first["roc_auc_note"] == "class absent from split" and first["ap"] is None
+    assert second["roc_auc"] is None and second["roc_auc_note"] == "no negative sample in split" and second["ap"] == 1.0
+    assert third["roc_auc"] == pytest.approx(binary_roc_auc(target[:, 2], logits[:, 2]))
+
+
+def test_regression_reports_per_dimension_match_the_task_metric():
+    from edgeaffect.tasks import get_task
+
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=(16, 4, 2))
+    out = {"valence": y[..., 0] + 0.2 * rng.normal(size=(16, 4)), "arousal": rng.normal(size=(16, 4))}
+    va = get_task("va")
+    per, m = va.details(out, y)["per_class"], va.metrics(out, y)
+    assert per["valence"]["ccc"] == pytest.approx(m["ccc_valence"]) and per["arousal"]["ccc"] == pytest.approx(m["ccc_arousal"])
+    eri = get_task("eri")
+    p, t = rng.random((10, 7)), rng.random((10, 7))
+    per = eri.details({"intensities": p}, t)["per_class"]
+    assert [r["pearson"] for r in per.values()] == pytest.approx(list(pearson_per_column(p, t)))

@@ -79,52 +79,66 @@ def eval_cmd(
     run: RunArg,
     corrupt: Annotated[Optional[str], typer.Option("--corrupt", help="Conditions INPUT=MODE (zeros, noise, addnoise), e.g. audio=zeros|noise,video=zeros "
                                                                  "('|' alternatives, '+' together).")] = None,
-    split: Annotated[str, typer.Option("--split", help="Dataset split to score (test, val, ...).")] = "test",
-    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset root (default: the one the run was trained on; "
-                                                                      "required for an exported model file).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
+    split: Annotated[Optional[str], typer.Option("--split", help="Dataset split to score (default: test where the dataset has one, "
+                                                                 "else val, said once).")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset root (default: the one the run was trained on, also for "
+                                                                      "a model file inside a run; required for a bare model file).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="The batch the model runs in (default 8: the batch bench, export "
+                                                                        "parity and the INT8 guard score in, so they print the same number).")] = 8,
     seed: SeedOpt = 0,
     device: DeviceOpt = "cpu",
-    precision: Annotated[str, typer.Option("--precision", help="fp32 (f32, no autocast) or bf16 (torch autocast, where the "
-                                                               "CPU has native bf16) for a run; an exported file runs as it "
-                                                               "is stored unless named. INT8/fp16 artifacts: `edgeaffect bench --precision`.")] = "fp32",
+    precision: Annotated[Optional[str], typer.Option("--precision", help="Default: fp32 for a run (f32, no autocast; bf16: torch autocast "
+                                                                         "where the CPU has native bf16); for a model file, the precision "
+                                                                         "it holds (an INT8 file runs int8, as bench and the guard run it).")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the scores, per class, to this JSON file.")] = None,
     no_verify: NoVerifyOpt = False,
     trust: TrustOpt = None,
 ) -> None:
-    """Score a run's model (or an exported model file) on a split, clean and with named inputs zeroed or noised.
+    """Score a run's model (or an exported model file) on a split, per class, clean and with named inputs zeroed or noised.
 
     Example:  edgeaffect eval runs/ravdess/exp1 --corrupt audio=zeros|noise,video=zeros
     Example:  edgeaffect eval runs/eri/exp1 --split val --precision bf16
+    Example:  edgeaffect eval runs/eri/exp1/openvino/model.int8.xml   (the run's data, scored int8)
     Example:  edgeaffect eval model.int8.onnx --data data/eri --split val   (no torch needed)
     """
+    from ..errors import EdgeAffectError
     from ..precision import check_precisions
     from ..signing import check_trust
 
-    check_precisions([precision])
+    check_precisions([precision] if precision else [])
     check_trust(run, trust)
-    from ..errors import EdgeAffectError
-
-    with _open_for_eval(Path(run), precision, device, not no_verify) as (rt, spec, recorded, kw, r):
+    with _open_for_eval(Path(run), precision, device, not no_verify, batch_size) as (rt, spec, recorded, kw, r):
         conditions = parse_conditions(corrupt, spec.input_names)
         root = data or recorded
         if root is None:
             raise EdgeAffectError(f"{run} does not record its dataset; pass --data")
-        rows, n = _score_conditions(rt, spec, Path(root), split, kw, conditions, batch_size, seed, precision)
-    _print_eval(spec, split, n, precision, rows)
+        held = rt.precision
+        result = _score_conditions(rt, spec, Path(root), split, kw, conditions, batch_size, seed, held)
+    _print_eval(spec, result, held)
+    rows, split = result["rows"], result["split"]
     typer.echo("\n".join(f"{name}\t{value:.6f}" for name, value in rows))   # printed before the manifest write
+    summary = {"split": split, "precision": held, "samples": result["samples"], "n": result["n"],
+               "metric_name": spec.metric, "conditions": dict(rows), **result["details"]}
+    if json_out is not None:
+        from ..fileio import write_json
+
+        write_json(json_out, summary)
     if r is not None:
         from ..runs import load_run, writer_lock
 
         with writer_lock(r.path, "edgeaffect eval"):   # the manifest as it is now, not as it was at the start
             r = load_run(r.path)
             earlier = r.manifest.get("eval", {}).get(split, {})   # conditions from earlier calls are kept
-            r.update(eval={split: {**earlier, **{name: value for name, value in rows}}})
+            r.update(eval={split: {**earlier, **{name: value for name, value in rows}}},
+                     eval_details={split: {k: v for k, v in summary.items() if k != "conditions"}})
 
 
 @contextlib.contextmanager
-def _open_for_eval(target: Path, precision: str, device: str, verify: bool):
-    """(runtime, spec, data root, reader options, run or None): torch for a run, the file's runtime for a file."""
+def _open_for_eval(target: Path, precision: str | None, device: str, verify: bool, batch: int):
+    """(runtime, spec, data root, reader options, run or None): torch for a run; for a file, the file's runtime
+    opened as every stage scores it (``evaluate.open_scored``) with the data its run (if any) records."""
     from ..errors import EdgeAffectError
+    from ..evaluate import open_scored
     from ..precision import unsupported
     from ..runs import run_of
     from ..runtimes.registry import artifact_files, load
@@ -133,11 +147,12 @@ def _open_for_eval(target: Path, precision: str, device: str, verify: bool):
     if verify and owner is not None:
         owner.verify(*artifact_files(target if target.is_file() else owner.checkpoint))
     if target.is_file():
-        with load(target, **({"precision": precision} if precision != "fp32" else {})) as rt:
-            yield rt, rt.spec, None, {}, None
+        with open_scored(target, precision=precision, batch=batch) as rt:
+            yield rt, rt.spec, owner.data_dir if owner else None, owner.dataset_kwargs if owner else {}, None
         return
     from ..runs import load_run
 
+    precision = precision or "fp32"
     reason = unsupported("torch", precision, device=device)
     if reason:
         raise EdgeAffectError(f"eval --precision {precision}: {reason} (eval runs the torch model; "
@@ -147,31 +162,35 @@ def _open_for_eval(target: Path, precision: str, device: str, verify: bool):
         yield rt, r.spec, r.data_dir, r.dataset_kwargs, r
 
 
-def _score_conditions(rt, spec, root, split, kw, conditions, batch_size, seed, precision):
-    """The task metric per condition over the whole split."""
+def _score_conditions(rt, spec, root, split, kw, conditions, batch_size, seed, precision) -> dict:
+    """The task metric per condition over the whole split, and the clean condition's per-class scores."""
     import inspect
 
-    from ..evaluate import predict_split, score
+    from ..evaluate import open_split, predict_split, score, score_details
     from ..tasks import get_task
 
     task = get_task(spec.task)
-    if "console" in inspect.signature(task.dataset).parameters:
-        kw = {**kw, "console": console}
-    dataset = task.dataset(root, split, spec, **kw)
+    reader = {"console": console} if "console" in inspect.signature(task.dataset).parameters else {}
+    dataset, split, note = open_split(spec, root, split, kw, **reader)
+    if note:
+        console.print(f"[yellow]{note}[/]", highlight=False)
     outputs, target = predict_split(rt, dataset, spec, split, str(root), batch_size,
                                     [corruption(c, seed) for c in conditions])
     tag = "" if precision == "fp32" else f"@{precision}"
-    return [(describe(c) + tag, score(spec, out, target)) for c, out in zip(conditions, outputs)], len(target)
+    rows = [(describe(c) + tag, score(spec, out, target)) for c, out in zip(conditions, outputs)]
+    return {"rows": rows, "n": len(target), "split": split, "samples": f"{split} split of {root} (all {len(target)} samples)",
+            "details": score_details(spec, outputs[0], target)}
 
 
-def _print_eval(spec, split: str, n: int, precision: str, rows) -> None:
+def _print_eval(spec, result: dict, precision: str) -> None:
     from rich.table import Table
 
     from ..tasks import get_task
 
     task = get_task(spec.task)
+    rows = result["rows"]
     clean = rows[0][1]
-    table = Table(title=f"{spec.name} on {split} ({n} samples, {precision})")
+    table = Table(title=f"{spec.name} on {result['split']} ({result['n']} samples, {precision})")
     table.add_column("condition")
     table.add_column(task.metric, justify="right")
     table.add_column("change", justify="right")
@@ -180,3 +199,32 @@ def _print_eval(spec, split: str, n: int, precision: str, rows) -> None:
         unit = " pts" if task.metric_scale == 0.01 else ""
         table.add_row(name, f"{value:.4f}", "-" if name == rows[0][0] else f"{delta:+.1f}{unit}")
     console.print(table)
+    _print_details(result["details"])
+
+
+def _print_details(details: dict) -> None:
+    """The per-class (label, dimension) scores as one compact table, and the confusion matrix beside it."""
+    from rich.table import Table
+
+    per = details.get("per_class") or {}
+    if not per:
+        return
+    cols = [k for k in next(iter(per.values())) if not k.endswith("_note")]
+    kind = "class" if "confusion_matrix" in details else ("label" if "roc_auc" in cols else "dimension")
+    table = Table(title=f"per {kind} (clean)", box=None, padding=(0, 1))
+    table.add_column(kind)
+    for c in cols:
+        table.add_column(c, justify="right")
+    fmt = lambda v: "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))  # noqa: E731
+    for name, row in per.items():
+        table.add_row(name, *(fmt(row.get(c)) for c in cols))
+    console.print(table)
+    cm = details.get("confusion_matrix")
+    if cm and len(cm["labels"]) <= 12:
+        matrix = Table(title="confusion matrix (rows: true, columns: predicted)", box=None, padding=(0, 1))
+        matrix.add_column("")
+        for label in cm["labels"]:
+            matrix.add_column(label[:5], justify="right")
+        for label, counts in zip(cm["labels"], cm["rows"]):
+            matrix.add_row(label, *(str(c) for c in counts))
+        console.print(matrix)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..evaluate import Samples, compare, drop_points, score
+from ..evaluate import SCORED_BATCH, Samples, compare, drop_points, score
 
 
 # -- runtimes the guard scores (the real runtime objects) -----------------------------------------------
@@ -28,10 +28,9 @@ def ort_runtime(path, threads: int = 1, optimize: bool = True):
                 optimization="all" if optimize else "disable")
 
 
-SCORED_BATCH = 8
-"""The batch the guard scores in (``evaluate.predict`` pads the last one); an OpenVINO INT8 IR is compiled
-for it as a static batch, as bench compiles its batch-8 rows: a dynamic-batch score once hid an IR that
-lost most of its accuracy once static (benchmarks/results/2026-12-01-int8-eri-quickstart-amx.md)."""
+# The guard scores in ``evaluate.SCORED_BATCH`` (the batch eval, bench and export parity score in); an OpenVINO
+# INT8 IR is compiled for it as a static batch, as bench compiles its batch-8 rows: a dynamic-batch score once
+# hid an IR that lost most of its accuracy once static (benchmarks/results/2026-12-01-int8-eri-quickstart-amx.md).
 
 
 def ov_runtime(model_or_path, threads: int = 1, precision: str = "fp32", batch: int | None = None):

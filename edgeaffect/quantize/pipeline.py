@@ -248,12 +248,12 @@ def _coverage(open_fn: Callable, artifact: Path) -> dict[str, Any]:
 
 
 def _scored(runtime, samples) -> dict:
-    """Outputs of an opened runtime on the guard's samples, in batches of ``SCORED_BATCH``, closing it after."""
-    from ..evaluate import predict
-    from .guard import SCORED_BATCH
+    """Outputs of an opened runtime on the guard's samples, in the batch every stage scores in
+    (``evaluate.scoring_batch``), closing it after."""
+    from ..evaluate import predict, scoring_batch
 
     with runtime as rt:
-        return predict(rt, samples, batch=SCORED_BATCH)
+        return predict(rt, samples, batch=scoring_batch(rt))
 
 
 def quantize_onnxruntime(run: Run, onnx_path: Path, calib, samples, cfg: QuantConfig, console, *,

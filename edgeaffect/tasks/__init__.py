@@ -46,6 +46,11 @@ class Task:
         """Scores from outputs keyed by the spec's output names; must contain ``self.metric``."""
         raise NotImplementedError
 
+    def details(self, outputs: Mapping[str, np.ndarray], target: np.ndarray, labels=()) -> dict[str, Any]:
+        """Scores per class, label or dimension for eval: ``per_class`` ({name: {score: value}}) and, for
+        classification, ``confusion_matrix``; ``labels`` are the model's (the task's own names otherwise)."""
+        return {}
+
     def stratify_key(self, target: np.ndarray) -> np.ndarray:
         """Per-sample group labels for stratified calibration subsets (default: one group)."""
         return np.zeros(len(target), dtype=int)

@@ -8,8 +8,8 @@ can do exactly that, and returns the mean logits alone when evaluated or exporte
 Metrics (on logits; ranking metrics do not need the sigmoid): ROC-AUC micro
 (the seed's model-selection metric), macro and per class; average precision
 per class and their mean.  A class whose targets are all 0 or all 1 in the
-evaluated set has no ROC-AUC / AP: it is NaN per class and left out of the
-macro mean (scikit-learn raises instead).  NaN or inf logits are refused, as everywhere
+evaluated set has no ROC-AUC / AP: it is NaN per class (``<key>_note`` says why; written as null)
+and left out of the macro mean (scikit-learn raises instead).  NaN or inf logits are refused, as everywhere
 (``metrics.finite``): ranked, a NaN would count as the highest score.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from ..labels import EMOREACT_LABELS as LABELS
 from ..spec import ModelSpec
 from . import Task, register_task
-from .metrics import finite
+from .metrics import ABSENT, finite, multilabel_report
 
 
 def _average_ranks(x: np.ndarray) -> np.ndarray:
@@ -75,6 +75,12 @@ def multilabel_metrics(logits: np.ndarray, target: np.ndarray, labels=LABELS) ->
     }
     out.update({f"roc_auc_{name}": float(v) for name, v in zip(labels, aucs)})
     out.update({f"ap_{name}": float(v) for name, v in zip(labels, aps)})
+    for j, name in enumerate(labels):   # why a value is NaN travels with it (written as null: strict JSON)
+        pos = bool((target[:, j] > 0.5).any())
+        if not np.isfinite(aucs[j]):
+            out[f"roc_auc_{name}_note"] = ABSENT if not pos else "no negative sample in split"
+        if not np.isfinite(aps[j]):
+            out[f"ap_{name}_note"] = ABSENT
     return out
 
 
@@ -105,6 +111,9 @@ class BodyTask(Task):
 
     def metrics(self, outputs: Mapping[str, np.ndarray], target: np.ndarray) -> dict[str, Any]:
         return multilabel_metrics(outputs["logits"], target)
+
+    def details(self, outputs: Mapping[str, np.ndarray], target: np.ndarray, labels=()) -> dict[str, Any]:
+        return multilabel_report(outputs["logits"], target, labels or LABELS, binary_roc_auc, binary_average_precision)
 
 
 BODY_TASK = register_task(BodyTask())

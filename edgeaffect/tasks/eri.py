@@ -18,7 +18,7 @@ from ..data.preprocess import AVConfig, ClipJob, PrepReport, prepare_clips
 from ..errors import DataError
 from ..spec import ModelSpec
 from . import Task, register_task
-from .metrics import pearson_per_column
+from .metrics import pearson_per_column, regression_report
 
 DEFAULT_CACHE = ".cache/edgeaffect"
 LOSSES = ("mse", "pcc")
@@ -101,6 +101,14 @@ class ERITask(Task):
         per = pearson_per_column(pred, target)
         return {"pearson": float(per.mean()), "pearson_per_class": {l: float(v) for l, v in zip(LABELS, per)},
                 "mse": float(np.mean((np.asarray(pred) - target) ** 2))}
+
+    def details(self, outputs: Mapping[str, np.ndarray], target: np.ndarray, labels=()) -> dict[str, Any]:
+        """Pearson r per intensity."""
+        pred = outputs["intensities"] if "intensities" in outputs else next(iter(outputs.values()))
+        pred, target = np.asarray(pred).reshape(len(pred), -1), np.asarray(target).reshape(len(target), -1)
+        names = list(labels) if len(labels) == pred.shape[1] else list(LABELS)
+        return regression_report({n: pred[:, i] for i, n in enumerate(names)}, {n: target[:, i] for i, n in enumerate(names)},
+                                 "pearson", lambda p, y: pearson_per_column(p, y)[0])
 
     def stratify_key(self, target: np.ndarray) -> np.ndarray:
         """Dominant emotion per clip, so calibration subsets cover every reaction type."""

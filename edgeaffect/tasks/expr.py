@@ -17,7 +17,7 @@ from ..data.affwild2_expr import expr_split
 from ..labels import EXPR_LABELS
 from ..spec import ModelSpec
 from . import Task, register_task
-from .metrics import finite
+from .metrics import classification_report, finite
 
 
 def per_class_f1(pred: np.ndarray, target: np.ndarray, n_classes: int = len(EXPR_LABELS)) -> np.ndarray:
@@ -73,6 +73,9 @@ class ExprTask(Task):
                 "macro_f1_classes": list(EXPR_LABELS),
                 "absent_classes": [name for name, p in zip(EXPR_LABELS, present) if not p],
                 "macro_f1_present": float(f1[present].mean()) if present.any() else 0.0}
+
+    def details(self, outputs: Mapping[str, np.ndarray], target: np.ndarray, labels=()) -> dict[str, Any]:
+        return classification_report(outputs["logits"], target, labels or EXPR_LABELS)
 
     def stratify_key(self, target: np.ndarray) -> np.ndarray:
         return np.asarray(target).astype(np.int64).ravel()

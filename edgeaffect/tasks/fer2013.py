@@ -15,7 +15,8 @@ from ..data.feeds import prepare_face_batch
 from ..data.fer2013 import read_fer2013
 from ..spec import ModelSpec
 from . import Task, register_task
-from .metrics import finite
+from ..labels import FER2013_LABELS
+from .metrics import classification_report, finite
 
 
 class FaceDataset:
@@ -63,6 +64,9 @@ class FER2013Task(Task):
             if np.sum(target == c):
                 f1.append(2 * tp / denom if denom else 0.0)
         return {"accuracy": float((pred == target).mean()), "macro_f1": float(np.mean(f1)) if f1 else 0.0}
+
+    def details(self, outputs: Mapping[str, np.ndarray], target: np.ndarray, labels=()) -> dict[str, Any]:
+        return classification_report(next(iter(outputs.values())), target, labels or FER2013_LABELS)
 
     def stratify_key(self, target: np.ndarray) -> np.ndarray:
         return np.asarray(target).astype(int)

@@ -15,7 +15,8 @@ import numpy as np
 from ..data.ravdess import DEFAULT_TEST_ACTORS, DEFAULT_VAL_ACTORS, Preprocessing, prepare_split
 from ..spec import ModelSpec
 from . import Task, register_task
-from .metrics import accuracy, finite
+from ..labels import RAVDESS_LABELS
+from .metrics import accuracy, classification_report, finite
 
 DEFAULT_CACHE = ".cache/edgeaffect/ravdess"
 
@@ -46,6 +47,10 @@ class RavdessTask(Task):
         y = np.asarray(target).ravel().astype(int)
         per_class = {int(c): float((pred[y == c] == c).mean()) for c in np.unique(y)}
         return {"accuracy": accuracy(logits, y), "per_class_accuracy": per_class}
+
+    def details(self, outputs: Mapping[str, np.ndarray], target: np.ndarray, labels=()) -> dict[str, Any]:
+        logits = outputs["logits"] if "logits" in outputs else next(iter(outputs.values()))
+        return classification_report(logits, target, labels or RAVDESS_LABELS)
 
     def stratify_key(self, target: np.ndarray) -> np.ndarray:
         return np.asarray(target).ravel().astype(int)

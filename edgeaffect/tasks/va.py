@@ -15,7 +15,8 @@ import numpy as np
 
 from ..spec import ModelSpec
 from . import Task, register_task
-from .metrics import ccc
+from ..labels import VA_LABELS
+from .metrics import ccc, regression_report
 
 
 def ccc_loss(pred, target, eps: float = 1e-8):
@@ -49,6 +50,12 @@ class VATask(Task):
         cv = ccc(outputs["valence"], target[..., 0])
         ca = ccc(outputs["arousal"], target[..., 1])
         return {"ccc": (cv + ca) / 2, "ccc_valence": cv, "ccc_arousal": ca}
+
+    def details(self, outputs: Mapping[str, np.ndarray], target: np.ndarray, labels=()) -> dict[str, Any]:
+        """CCC per dimension (valence, arousal)."""
+        target = np.asarray(target)
+        return regression_report({n: outputs[n] for n in VA_LABELS}, {n: target[..., i] for i, n in enumerate(VA_LABELS)},
+                                 "ccc", ccc)
 
     def stratify_key(self, target: np.ndarray) -> np.ndarray:
         """Quadrant of the sequence's mean (valence, arousal): calibration subsets span the circumplex."""

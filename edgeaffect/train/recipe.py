@@ -160,9 +160,23 @@ def open_manifest(out: Path, task: str, options: TrainOptions, *, resume: bool, 
 
 
 def finish_run(out: Path, manifest: Manifest, model, model_name: str, overrides: Mapping[str, Any]) -> Manifest:
-    """Write the final checkpoint, the model's spec, and the checkpoint's hash into the manifest."""
+    """Write the final checkpoint, the model's spec, every stage's per-epoch history and the checkpoint's hash
+    into the manifest."""
     save_checkpoint(Path(out) / CHECKPOINT, model, model_name, dict(overrides))
     manifest.model, manifest.spec = model_name, model.spec.to_dict()
+    history = collect_history(out)
+    if history:
+        manifest.extra["history"] = history
     manifest.write(out)
     Run(Path(out), manifest.to_dict()).record_artifact(Path(out) / CHECKPOINT, kind="checkpoint")
     return Manifest.read(out)
+
+
+def collect_history(out: Path) -> list[dict[str, Any]]:
+    """Every stage's per-epoch records (train loss, val metrics), each tagged with its ``stage``, stages in
+    the order they were trained (the one place every task's history is read from: ``manifest["history"]``)."""
+    from ..fileio import read_json
+    from .trainer import HISTORY
+
+    files = sorted(Path(out).glob(f"stages/*/{HISTORY}"), key=lambda f: f.stat().st_mtime)
+    return [{"stage": f.parent.name, **record} for f in files for record in read_json(f)]

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import EdgeAffectError
-from ..fileio import atomic_path, load_checkpoint
+from ..fileio import atomic_path, load_checkpoint, write_json
 from ..tasks import Task
 
 
@@ -85,6 +85,19 @@ def forward(model: nn.Module, batch: Mapping[str, torch.Tensor], input_names: li
 
 def to_device(batch: Mapping[str, Any], device: str) -> dict[str, Any]:
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+HISTORY = "history.json"
+"""Per stage, every epoch's record (``epoch_record``), rewritten each epoch; ``recipe.finish_run`` puts every
+stage's into the manifest's ``history``, the same for every task."""
+
+
+def epoch_record(epoch: int, train_loss: float, metrics: Mapping[str, Any], val_samples: int) -> dict[str, Any]:
+    """One epoch in the history: its train loss and every scalar val metric (``val_<name>``), numbers only."""
+    scalars = {f"val_{k}": float(v) for k, v in metrics.items()
+               if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
+    return {"epoch": epoch, "train_loss": float(train_loss), **scalars,
+            "val_samples": val_samples}   # every item of the val set, in order (as eval reads it)
 
 
 @torch.no_grad()
@@ -237,8 +250,7 @@ class Trainer:
                 out, target = predict(model, self.val_set, batch_size=max(c.batch_size, 16), device=device)
                 metrics = self.task.metrics(out, target)
                 value = float(metrics[self.task.metric])
-                record = {"epoch": epoch, "train_loss": running / max(n_seen, 1), **{f"val_{k}": v for k, v in metrics.items() if np.isscalar(v)},
-                          "val_samples": len(target)}   # every item of the val set, in order (as eval reads it)
+                record = epoch_record(epoch, running / max(n_seen, 1), metrics, len(target))
                 self.history.append(record)
                 improved = sign * value > sign * best_value if best_epoch >= 0 else True
                 if improved:
@@ -249,6 +261,7 @@ class Trainer:
                     self._save(last, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
                                       "best_value": best_value, "best_epoch": best_epoch,
                                       "best_metrics": best_metrics, "history": self.history, "config": c.to_dict()})
+                    write_json(self.stage_dir / HISTORY, self.history)   # the run's manifest collects it
                 if distributed:
                     torch.distributed.barrier()
                 if rank == 0:
