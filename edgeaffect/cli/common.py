@@ -52,7 +52,7 @@ def train_command(task: str, build: Callable[[Path, Path], object], *, data: Pat
 
     ``build(data, out)`` turns the flags into the task's options (checking them); ``summary(manifest, out)``
     prints the result.  An ``--out`` that already holds a run is refused unless ``--overwrite`` (then it is
-    cleared first); one writer at a time (``runs.writer_lock``).
+    cleared once the data have been read, see ``Recipe.run``); one writer at a time (``runs.writer_lock``).
     """
     from ..errors import EdgeAffectError
     from ..runs import clear_run, timestamp, writer_lock
@@ -69,8 +69,8 @@ def train_command(task: str, build: Callable[[Path, Path], object], *, data: Pat
         opt = build(data, out)
     with writer_lock(out, f"edgeaffect train {task}", on_stale=lambda m: console.print(f"[yellow]{m}[/]")):
         if resume is None:
-            clear_run(out, overwrite)
-        manifest = recipe.run(opt, out, resume=resume is not None, console=console)
+            clear_run(out, overwrite, remove=False)   # refused before any work; removed once the data are read
+        manifest = recipe.run(opt, out, resume=resume is not None, console=console, overwrite=overwrite)
     summary(manifest, out)
     say_next(f"edgeaffect export {out} --int8")
 
