@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import logging
 import os
@@ -384,14 +385,32 @@ def reader_lock(run_dir: str | os.PathLike):
     """A shared ``flock`` on ``<run>/.lock`` for a command that reads a whole run (``pack``): refused while a
     writer (export, quantize, train ...) works on the run, and it keeps writers out until done."""
     path = Path(run_dir).resolve() / LOCK
-    if path in _HELD:   # this process already writes the run
+    if path in _HELD or not path.parent.is_dir():   # this process writes the run, or there is no run to guard
         yield path
         return
-    fd = _lock(path, exclusive=False)
+    try:
+        fd = _lock(path, exclusive=False)
+    except OSError as exc:
+        if not isinstance(exc, PermissionError) and exc.errno != errno.EROFS:
+            raise
+        yield path   # a read-only run: no writer can change it either
+        return
     try:
         yield path
     finally:
         _unlock(fd, path)
+
+
+def reading_run(fn):
+    """Decorator: ``fn(run_dir, ...)`` runs under :func:`reader_lock` of its first argument."""
+    import functools
+
+    @functools.wraps(fn)
+    def locked(run_dir, *args, **kwargs):
+        with reader_lock(run_dir):
+            return fn(run_dir, *args, **kwargs)
+
+    return locked
 
 
 def _lock(path: Path, exclusive: bool) -> int:

@@ -214,14 +214,17 @@ def test_data_synth_never_writes_into_a_real_dataset(tmp_path, capsys):
     assert "did not write (a real dataset?)" in err and "Traceback" not in err
     assert clip.read_bytes() == b"a real recording" and sorted(p.name for p in real.parent.iterdir()) == ["Actor_01"]
 
-    # A folder an earlier generator wrote is written again, and the two Aff-Wild2 sets share one root.
+    # The two Aff-Wild2 sets share one root; a set of the same kind is not replaced in a shared root.
     root = tmp_path / "affwild2"
-    assert main(["data", "synth", "affwild2-expr", "--out", str(root), "--videos", "1", "--val-videos", "1",
-                 "--frames", "2", "--unlabeled", "0", "--size", "16"]) == 0
+    expr = ["data", "synth", "affwild2-expr", "--out", str(root), "--videos", "1", "--val-videos", "1",
+            "--frames", "2", "--unlabeled", "0", "--size", "16"]
+    assert main(expr) == 0
     assert main(["data", "synth", "affwild2-va", "--out", str(root), "--train-videos", "1", "--val-videos", "1",
                  "--frames", "16", "--size", "32"]) == 0
-    assert main(["data", "synth", "affwild2-expr", "--out", str(root), "--videos", "1", "--val-videos", "1",
-                 "--frames", "2", "--unlabeled", "0", "--size", "16"]) == 0
+    capsys.readouterr()
+    assert main(expr) == 1 and "already holds a synthetic affwild2-expr set" in capsys.readouterr().err
+    assert main([*expr, "--overwrite"]) == 1
+    assert "cannot replace the affwild2-expr set alone" in " ".join(capsys.readouterr().err.split())
     assert (root / ".edgeaffect-synth").read_text().split() == ["affwild2-expr", "affwild2-va"]
     (tmp_path / "afile").write_text("x")
     assert main(["data", "synth", "fer2013", "--out", str(tmp_path / "afile")]) == 1

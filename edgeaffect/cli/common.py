@@ -17,6 +17,9 @@ NoVerifyOpt = Annotated[bool, typer.Option("--no-verify", help="Use files that d
                                                               "(a deliberate edit); normally such a file is refused.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out (its checkpoint, "
                                                                 "exported files and manifest entries are removed first).")]
+SynthOverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace the synthetic set of this kind written "
+                                                                     "earlier in --out (its clips, labels and caches are "
+                                                                     "removed first); without it that is refused.")]
 RunArg = Annotated[Path, typer.Argument(help="Run directory (holds checkpoint.pt and manifest.json) or an exported model file.")]
 
 

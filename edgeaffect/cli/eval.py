@@ -101,11 +101,12 @@ def eval_cmd(
     check_precisions([precision])
     from ..errors import EdgeAffectError
 
-    with _open_for_eval(Path(run), precision, device, not no_verify) as (rt, spec, recorded, kw, r):
+    with _open_for_eval(Path(run), precision, device, not no_verify) as (rt, spec, recorded, kw, r, trained):
         conditions = parse_conditions(corrupt, spec.input_names)
         root = data or recorded
         if root is None:
             raise EdgeAffectError(f"{run} does not record its dataset; pass --data")
+        _warn_data_drift(trained, root)
         rows, n = _score_conditions(rt, spec, Path(root), split, kw, conditions, batch_size, seed, precision)
     _print_eval(spec, split, n, precision, rows)
     typer.echo("\n".join(f"{name}\t{value:.6f}" for name, value in rows))   # printed before the manifest write
@@ -118,20 +119,32 @@ def eval_cmd(
             r.update(eval={split: {**earlier, **{name: value for name, value in rows}}})
 
 
+def _warn_data_drift(run, root) -> None:
+    """One line when the data scored are not the dataset the run was trained on (``runs.data_drift``)."""
+    from rich.markup import escape
+
+    from ..runs import data_drift
+
+    note = data_drift(run, root) if run is not None else None
+    if note:
+        console.print(f"[yellow]warning: {escape(note)}[/]", highlight=False)
+
+
 @contextlib.contextmanager
 def _open_for_eval(target: Path, precision: str, device: str, verify: bool):
-    """(runtime, spec, data root, reader options, run or None): torch for a run, the file's runtime for a file."""
+    """(runtime, spec, data root, reader options, run or None, the run the model was trained in or None):
+    torch for a run, the file's runtime for a file."""
     from ..errors import EdgeAffectError
     from ..precision import unsupported
     from ..runs import run_of
     from ..runtimes.registry import artifact_files, load
 
-    owner = run_of(target if target.is_file() else target / "manifest.json")
-    if verify and owner is not None:
+    owner = run_of(target if target.is_file() else target / "manifest.json") if verify else None
+    if owner is not None:
         owner.verify(*artifact_files(target if target.is_file() else owner.checkpoint))
     if target.is_file():
         with load(target, **({"precision": precision} if precision != "fp32" else {})) as rt:
-            yield rt, rt.spec, None, {}, None
+            yield rt, rt.spec, None, {}, None, owner
         return
     from ..runs import load_run
 
@@ -141,7 +154,7 @@ def _open_for_eval(target: Path, precision: str, device: str, verify: bool):
                               f"`edgeaffect bench RUN --precision {precision}` scores exported artifacts)")
     r = load_run(target)
     with load(r.checkpoint, runtime="torch", precision=precision, device=device) as rt:
-        yield rt, r.spec, r.data_dir, r.dataset_kwargs, r
+        yield rt, r.spec, r.data_dir, r.dataset_kwargs, r, r
 
 
 def _score_conditions(rt, spec, root, split, kw, conditions, batch_size, seed, precision):

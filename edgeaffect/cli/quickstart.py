@@ -38,7 +38,8 @@ def quickstart(
     if (data / "data_info.csv").exists():
         console.print(f"[dim]using the dataset already in {data}[/]")
     else:
-        generate_eri(data, ERISynthConfig(clips=clips, seed=0), workers=workers, console=console)
+        generate_eri(data, ERISynthConfig(clips=clips, seed=0), workers=workers, console=console,
+                     overwrite=True)   # a set of ours without its data_info.csv was interrupted: redone
     opt = ERITrainOptions(data=data, epochs=epochs, batch_size=16, lr=2e-3, seed=0, warmup_epochs=1,
                           model_overrides={"frames": frames, "face_size": face_size}, workers=workers)
     with writer_lock(out, "edgeaffect quickstart"):
