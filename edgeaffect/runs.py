@@ -122,16 +122,17 @@ class Run:
         return Path(os.path.relpath(path.parent.resolve() / path.name, self.path.resolve())).as_posix()
 
 
-def member(root: str | os.PathLike, name: Any, listed_in: str | os.PathLike) -> Path:
+def member(root: str | os.PathLike, name: Any, listed_in: str | os.PathLike, to_remove: bool = False) -> Path:
     """``root/name`` for a file name read from a manifest, refused in one line unless it is a relative path that
-    stays inside ``root``: not absolute, no ``..``, and no symbolic link (folder or file) leading out of it."""
+    stays inside ``root``: not absolute, no ``..``, and no symbolic link (folder or file) leading out of it.
+    ``to_remove``: the name itself may be a link (it is unlinked, never followed); its folders may not."""
     root = Path(root)
     parts = PurePosixPath(name).parts if isinstance(name, str) and "\0" not in name else ()
     if not parts or parts[0] == "/" or ".." in parts or Path(name).is_absolute():
         raise EdgeAffectError(f"{listed_in} lists {name!r}, which is not a relative path inside {root}: a manifest "
                               "naming files outside its folder was edited or crafted; nothing was used")
     path = root / name
-    if not path.resolve().is_relative_to(root.resolve()):
+    if not (path.parent.resolve() / path.name if to_remove else path.resolve()).is_relative_to(root.resolve()):
         raise EdgeAffectError(f"{path} (listed in {listed_in}) is a symbolic link to {path.resolve()}, outside "
                               f"{root}: refused; put the file itself in the folder")
     return path
@@ -396,6 +397,8 @@ def reader_lock(run_dir: str | os.PathLike):
         yield path   # a read-only run: no writer can change it either
         return
     try:
+        if os.fstat(fd).st_size:   # a killed writer's record: stale, as no writer holds the lock now
+            os.ftruncate(fd, 0)
         yield path
     finally:
         _unlock(fd, path)
@@ -504,7 +507,7 @@ def clear_run(out: str | os.PathLike, overwrite: bool, remove: bool = True) -> l
         hint = (f"continue it with --resume {out}, replace it with --overwrite, or pick another --out" if is_run
                 else "pick an empty or new --out")
         raise EdgeAffectError(f"{out} already holds {what}; {hint}")
-    listed = [member(out, rel, out / MANIFEST) for rel in read_manifest(out).get("artifacts", {})]
+    listed = [member(out, rel, out / MANIFEST, to_remove=True) for rel in read_manifest(out).get("artifacts", {})]
     doomed = [*listed, *(out / n for n in _RUN_DIRS), *out.glob("pruned-*"), *(out / n for n in _RUN_FILES)]
     for path in doomed if remove else ():
         _remove(path)
