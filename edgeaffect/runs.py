@@ -91,7 +91,7 @@ class Run:
         symbolic link out of the run).
 
         Every file is hashed on every check: no cache can vouch for a file changed in place with its size and
-        times restored, and hashing costs milliseconds per MB (docs/pack.md, "What a check costs").
+        times restored, and hashing costs milliseconds per MB (docs/runs.md).
         An unlisted ``checkpoint.pt`` (runs trained before checkpoints were listed) is accepted.
         """
         listed = self.manifest.get("artifacts", {})

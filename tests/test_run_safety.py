@@ -288,7 +288,7 @@ def _race(run, rounds, barrier, holders, peak, wins, first):
 
 def test_two_processes_taking_over_a_stale_lock_never_both_hold_it(tmp_path):
     ctx = multiprocessing.get_context("fork")
-    rounds, n = 12, 4
+    rounds, n = 40, 6
     barrier, holders, peak, wins = ctx.Barrier(n), ctx.Value("i", 0), ctx.Value("i", 0), ctx.Value("i", 0)
     procs = [ctx.Process(target=_race, args=(tmp_path, rounds, barrier, holders, peak, wins, i == 0))
              for i in range(n)]
