@@ -345,7 +345,7 @@ def restore_structure(model, payload: Mapping[str, Any]):
 
 
 LOCK = ".lock"
-_HELD: dict[Path, list[int]] = {}   # lock path -> [depth, fd] of the locks this process holds
+_HELD: dict[Path, int] = {}   # lock path -> depth of the writer locks this process holds
 
 
 @contextlib.contextmanager
@@ -360,18 +360,18 @@ def writer_lock(run_dir: str | os.PathLike, command: str = "", on_stale=None):
     """
     path = Path(run_dir).resolve() / LOCK
     if path in _HELD:
-        _HELD[path][0] += 1
+        _HELD[path] += 1
         try:
             yield path
         finally:
-            _HELD[path][0] -= 1
+            _HELD[path] -= 1
         return
     created = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = _lock(path, exclusive=True)
     try:
         _take(fd, path, command or " ".join(sys.argv[:3]), on_stale)
-        _HELD[path] = [1, fd]
+        _HELD[path] = 1
         yield path
     finally:
         _HELD.pop(path, None)

@@ -86,6 +86,17 @@ def test_a_typo_in_data_loses_nothing_with_overwrite(run, tmp_path, capsys):
     assert _files(run) == before                                      # the run is still all there
 
 
+def test_overwrite_replaces_the_run_once_the_data_are_read(run, tiny_eri):
+    (run / "notes.txt").write_text("mine")
+    assert main(["train", "eri", "--data", str(tiny_eri), "--out", str(run), "--overwrite", "--stages", "audio",
+                 "--epochs", "1", "--batch-size", "4", "--workers", "1", "--frames", "4", "--face-size", "48",
+                 "--audio-seconds", "2.0"]) == 0
+    m = load_run(run).manifest
+    assert m["task"] == "eri" and m["data"]["fingerprint"] == dataset_fingerprint(tiny_eri)
+    assert not (run / "model.onnx").exists() and not (run / "openvino").exists()    # the old run's files are gone
+    assert (run / "notes.txt").read_text() == "mine" and set(m["artifacts"]) == {"checkpoint.pt"}
+
+
 def test_overwrite_unlinks_a_symlink_never_its_target(run, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

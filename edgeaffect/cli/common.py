@@ -37,12 +37,12 @@ def split_csv(value: str | None) -> list[str]:
 def resume_manifest(resume: Path, task: str) -> dict:
     """The manifest of a run to resume, checked to exist and to belong to ``task``."""
     from ..errors import EdgeAffectError
-    from ..fileio import read_json
+    from ..runs import read_manifest
 
     manifest = Path(resume) / "manifest.json"
     if not manifest.exists():
         raise EdgeAffectError(f"cannot resume: {manifest} not found")
-    m = read_json(manifest)
+    m = read_manifest(resume)
     if m.get("task") != task:
         raise EdgeAffectError(f"cannot resume: {resume} is a {m.get('task')!r} run, not {task}")
     return m
