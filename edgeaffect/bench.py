@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -206,6 +207,8 @@ def bench_run(run_dir: str | os.PathLike, runtimes: Sequence[str] | None = None,
 
 def _bench(plan: "_Plan", cfg: BenchConfig, console, show_progress: bool, verify: bool, say) -> list[dict[str, Any]]:
     """Verify, load, time and write: the stages of one bench call."""
+    from .runs import data_drift
+
     if verify:
         verify_artifacts(plan.artifacts)
     check_writable(plan.root)
@@ -214,6 +217,8 @@ def _bench(plan: "_Plan", cfg: BenchConfig, console, show_progress: bool, verify
         raise EdgeAffectError(f"nothing this machine can benchmark in {plan.root}: "
                               + "; ".join(f"{s['artifact']}: {s['reason']}" for s in skipped))
     samples = load_samples(plan.spec, plan.data, cfg.split, limit=cfg.limit, dataset_kwargs=plan.dataset_kwargs)
+    if plan.run is not None and (note := data_drift(plan.run, plan.data)):
+        (say or logging.getLogger("edgeaffect").warning)(f"warning: {note}")
     reference = plan.reference(samples, cfg.threads)
     metric_torch = score(plan.spec, reference, samples.target) if reference is not None else None
     variants = [_Variant(a, b) for a in chosen for b in cfg.batches]

@@ -527,7 +527,13 @@ def _skip(report: ExportReport, fmt: str, why: str, explicit: bool) -> None:
 
 @contextlib.contextmanager
 def _staging(run_dir: Path):
-    """A scratch folder inside the run (same file system, so publishing is a rename), removed after."""
+    """A scratch folder inside the run (same file system, so publishing is a rename), removed after.
+
+    Called under the run's writer lock, so any other ``.export-*`` folder was left by a killed export: removed.
+    """
+    for stale in Path(run_dir).glob(".export-*"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
     folder = Path(tempfile.mkdtemp(prefix=".export-", dir=run_dir))
     try:
         yield folder

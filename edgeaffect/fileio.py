@@ -123,8 +123,19 @@ def _json_default(o: Any):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+class JSONFileError(EdgeAffectError, ValueError):
+    """A JSON file that does not parse: one line for the CLI, still a ValueError for callers that skip such files."""
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """The parsed file; a damaged or hand-edited one is refused in one line naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise JSONFileError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}): "
+                            f"it was damaged or edited by hand") from None
+    except UnicodeDecodeError:
+        raise JSONFileError(f"{path} is not valid JSON (not UTF-8 text): it was damaged or edited by hand") from None
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

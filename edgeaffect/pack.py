@@ -32,6 +32,7 @@ import numpy as np
 from . import __version__
 from .errors import EdgeAffectError
 from .fileio import atomic_dir, read_json, sha256_file, write_json, write_text
+from .runs import reading_run
 
 DEPLOY_RUNTIMES = ("onnxruntime", "openvino", "tensorrt")
 MANIFEST = "manifest.json"
@@ -129,6 +130,7 @@ def _unique(items: list[Item]) -> list[Item]:
 
 
 # ------------------------------------------------------------------------------------------ writing
+@reading_run   # a reader of the run: refused in the middle of an export, and keeps writers out while it packs
 def pack_run(run_dir: str | os.PathLike, runtime: str, out: str | os.PathLike | None = None, *,
              precisions: Iterable[str] = (), overwrite: bool = False, calib_samples: int = 64,
              data_root: str | os.PathLike | None = None) -> Path:

@@ -6,8 +6,7 @@ Layout of ``runs/<task>/<run>/``::
                        "pruning": {... "structure"} for a pruned model}
     manifest.json      spec, config, data hashes, metrics per stage, artifacts with sha256 (:class:`Manifest`)
     stages/<stage>/    per-stage last.pt / best.pt (training state, for --resume)
-    .lock              the one writer at work (:func:`writer_lock`)
-    .verified.json     size/mtime of files whose hash matched the manifest (:meth:`Run.verify`)
+    .lock              flock'ed by the one writer at work, shared by readers (:func:`writer_lock`, :func:`reader_lock`)
 
 Export, quantize, bench and demo only ever go through :func:`load_run` /
 :func:`open_run` / :func:`load_model`, so none of them needs per-model code.
@@ -16,13 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import logging
 import os
 import platform
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from .errors import EdgeAffectError, missing_torch
@@ -40,7 +40,7 @@ class Run:
 
     @property
     def spec(self) -> ModelSpec:
-        return ModelSpec.from_dict(self.manifest["spec"])
+        return read_spec(self.manifest, self.path / MANIFEST)
 
     @property
     def checkpoint(self) -> Path:
@@ -58,7 +58,7 @@ class Run:
 
     def update(self, **sections: Any) -> None:
         """Merge top-level sections into the manifest and write it atomically."""
-        m = read_json(self.path / MANIFEST) if (self.path / MANIFEST).exists() else {}
+        m = read_manifest(self.path) if (self.path / MANIFEST).exists() else {}
         for k, v in sections.items():
             if isinstance(v, dict) and isinstance(m.get(k), dict):
                 m[k].update(v)
@@ -78,7 +78,7 @@ class Run:
 
     def forget(self, *paths: str | os.PathLike) -> None:
         """Remove files of this run and their manifest entries (a refused or replaced artifact)."""
-        m = read_json(self.path / MANIFEST) if (self.path / MANIFEST).exists() else {}
+        m = read_manifest(self.path) if (self.path / MANIFEST).exists() else {}
         listed = m.get("artifacts", {})
         for path in map(Path, paths):
             listed.pop(Path(os.path.relpath(path, self.path)).as_posix(), None)
@@ -87,64 +87,79 @@ class Run:
         self.manifest = m
 
     def verify(self, *paths: str | os.PathLike) -> None:
-        """Refuse a file of this run that is not the one the manifest lists (changed, stale or foreign).
+        """Refuse a file of this run that is not the one the manifest lists (changed, stale, foreign, or a
+        symbolic link out of the run).
 
-        Cheap on repeat: a file whose size and mtime match the last verified state is not hashed again.
+        Every file is hashed on every check: no cache can vouch for a file changed in place with its size and
+        times restored, and hashing costs milliseconds per MB (docs/runs.md).
         An unlisted ``checkpoint.pt`` (runs trained before checkpoints were listed) is accepted.
         """
         listed = self.manifest.get("artifacts", {})
-        cache = _VerifyCache(self.path)
+        where = self.path / MANIFEST
         for path in map(Path, paths):
-            rel = Path(os.path.relpath(path, self.path)).as_posix()
+            rel = self.relative(path)
             entry = listed.get(rel)
             if entry is None:
                 if rel == CHECKPOINT:
                     continue
-                raise EdgeAffectError(f"{path} is not listed in {self.path / MANIFEST}: it was not written here by "
+                raise EdgeAffectError(f"{path} is not listed in {where}: it was not written here by "
                                       f"edgeaffect; re-export it (edgeaffect export {self.path}) or pass --no-verify")
-            if not cache.matches(rel, path, entry["sha256"]):
-                digest = sha256_file(path)
-                if digest != entry["sha256"]:
-                    raise EdgeAffectError(
-                        f"{path} is not the file {self.path / MANIFEST} lists (sha256 {digest[:12]}... vs "
-                        f"{entry['sha256'][:12]}..., {path.stat().st_size} vs {entry.get('bytes')} bytes): it was "
-                        f"changed or copied from elsewhere; re-export (edgeaffect export {self.path}) or pass --no-verify")
-                cache.remember(rel, path, digest)
-        cache.save()
+            member(self.path, rel, where)
+            expected = entry.get("sha256") if isinstance(entry, dict) else None
+            if not isinstance(expected, str) or len(expected) != 64:
+                raise EdgeAffectError(f"{where} lists {rel} without a sha256: the manifest was edited; re-export "
+                                      f"(edgeaffect export {self.path}) or pass --no-verify")
+            digest = sha256_file(path)
+            if digest != expected:
+                raise EdgeAffectError(
+                    f"{path} is not the file {where} lists (sha256 {digest[:12]}... vs "
+                    f"{expected[:12]}..., {path.stat().st_size} vs {entry.get('bytes')} bytes): it was "
+                    f"changed or copied from elsewhere; re-export (edgeaffect export {self.path}) or pass --no-verify")
+
+    def relative(self, path: str | os.PathLike) -> str:
+        """``path``'s name inside this run, its folders resolved but not the file itself (a link stays a link)."""
+        path = Path(path).absolute()
+        return Path(os.path.relpath(path.parent.resolve() / path.name, self.path.resolve())).as_posix()
 
 
-class _VerifyCache:
-    """``.verified.json`` in a run: (size, mtime) of files whose hash matched, so a re-check costs a stat."""
+def member(root: str | os.PathLike, name: Any, listed_in: str | os.PathLike, to_remove: bool = False) -> Path:
+    """``root/name`` for a file name read from a manifest, refused in one line unless it is a relative path that
+    stays inside ``root``: not absolute, no ``..``, and no symbolic link (folder or file) leading out of it.
+    ``to_remove``: the name itself may be a link (it is unlinked, never followed); its folders may not."""
+    root = Path(root)
+    parts = PurePosixPath(name).parts if isinstance(name, str) and "\0" not in name else ()
+    if not parts or parts[0] == "/" or ".." in parts or Path(name).is_absolute():
+        raise EdgeAffectError(f"{listed_in} lists {name!r}, which is not a relative path inside {root}: a manifest "
+                              "naming files outside its folder was edited or crafted; nothing was used")
+    path = root / name
+    if not (path.parent.resolve() / path.name if to_remove else path.resolve()).is_relative_to(root.resolve()):
+        raise EdgeAffectError(f"{path} (listed in {listed_in}) is a symbolic link to {path.resolve()}, outside "
+                              f"{root}: refused; put the file itself in the folder")
+    return path
 
-    NAME = ".verified.json"
 
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / self.NAME
-        try:
-            self.entries = read_json(self.path) if self.path.exists() else {}
-        except (OSError, EdgeAffectError, ValueError):
-            self.entries = {}
-        self.dirty = False
+def read_manifest(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """``run_dir/manifest.json`` as a dict, its ``artifacts`` a table of entries; else one line saying why."""
+    path = Path(run_dir) / MANIFEST
+    m = read_json(path)
+    if not isinstance(m, dict):
+        raise EdgeAffectError(f"{path} is not a run manifest (a JSON object): it was damaged or edited by hand")
+    artifacts = m.get("artifacts", {})
+    if not isinstance(artifacts, dict) or not all(isinstance(e, dict) for e in artifacts.values()):
+        raise EdgeAffectError(f"{path}: 'artifacts' is not a table of name -> {{sha256, bytes}}: the manifest was "
+                              "damaged or edited by hand")
+    return m
 
-    @staticmethod
-    def _state(path: Path) -> list[int]:
-        st = path.stat()
-        return [st.st_size, st.st_mtime_ns]
 
-    def matches(self, rel: str, path: Path, sha256: str) -> bool:
-        e = self.entries.get(rel)
-        return bool(e) and e.get("sha256") == sha256 and e.get("state") == self._state(path)
-
-    def remember(self, rel: str, path: Path, sha256: str) -> None:
-        self.entries[rel] = {"sha256": sha256, "state": self._state(path)}
-        self.dirty = True
-
-    def save(self) -> None:
-        if self.dirty:
-            try:
-                write_json(self.path, self.entries)
-            except OSError:   # a read-only run is still verified, only not cached
-                pass
+def read_spec(manifest: Mapping[str, Any], where: str | os.PathLike) -> ModelSpec:
+    """The manifest's model spec, or one line saying it is missing or malformed."""
+    if "spec" not in manifest:
+        raise EdgeAffectError(f"{where} has no model spec")
+    try:
+        return ModelSpec.from_dict(manifest["spec"])
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise EdgeAffectError(f"{where} holds a malformed model spec ({type(exc).__name__}: {exc}): "
+                              "the manifest was damaged or edited by hand") from None
 
 
 def timestamp() -> str:
@@ -330,19 +345,21 @@ def restore_structure(model, payload: Mapping[str, Any]):
 
 
 LOCK = ".lock"
-_HELD: dict[Path, int] = {}
+_HELD: dict[Path, int] = {}   # lock path -> depth of the writer locks this process holds
 
 
 @contextlib.contextmanager
 def writer_lock(run_dir: str | os.PathLike, command: str = "", on_stale=None):
-    """One writer per run: ``<run>/.lock`` holds the writer's pid and command while it works.
+    """One writer per run: an exclusive ``flock`` on ``<run>/.lock``, which also names the holder (pid, host,
+    start id, command, start) for messages.
 
-    A second writer is refused in one line naming the holder; a lock whose process is gone (or whose
-    file is unreadable) is taken over, with ``on_stale(message)``.  Re-entrant within one process
-    (``export --int8`` runs export, then quantize).
+    The kernel drops the lock when its process dies, so a lock left by a killed writer (or one naming a
+    recycled pid or another container) is simply taken, with ``on_stale(message)``; two takers never both win.
+    A second writer, or a writer while :func:`reader_lock` is held, is refused in one line naming the holder.
+    Re-entrant within one process (``export --int8`` runs export, then quantize).
     """
     path = Path(run_dir).resolve() / LOCK
-    if _HELD.get(path):
+    if path in _HELD:
         _HELD[path] += 1
         try:
             yield path
@@ -351,63 +368,120 @@ def writer_lock(run_dir: str | os.PathLike, command: str = "", on_stale=None):
         return
     created = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
-    _acquire(path, command or " ".join(sys.argv[:3]), on_stale)
-    _HELD[path] = 1
+    fd = _lock(path, exclusive=True)
     try:
+        _take(fd, path, command or " ".join(sys.argv[:3]), on_stale)
+        _HELD[path] = 1
         yield path
     finally:
         _HELD.pop(path, None)
-        with contextlib.suppress(OSError):
-            if _holder(path).get("pid") == os.getpid():
-                path.unlink()
-            if created:   # a run that wrote nothing leaves no folder behind
+        _unlock(fd, path)
+        if created:   # a run that wrote nothing leaves no folder behind
+            with contextlib.suppress(OSError):
                 path.parent.rmdir()
 
 
-def _acquire(path: Path, command: str, on_stale) -> None:
-    record = json.dumps({"pid": os.getpid(), "host": platform.node(), "command": command,
-                         "since": _dt.datetime.now().isoformat(timespec="seconds")})
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _holder(path)
-            if _alive(holder):
-                raise EdgeAffectError(f"{path.parent} is being written by pid {holder['pid']} "
-                                      f"({holder.get('command') or 'another edgeaffect command'}, since "
-                                      f"{holder.get('since', '?')}); wait for it to finish, or remove {path} if that "
-                                      f"process is gone") from None
-            note = f"taking over a stale lock on {path.parent} (pid {holder.get('pid', '?')} is gone)"
-            (on_stale or logging.getLogger("edgeaffect").warning)(note)
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(record)
+@contextlib.contextmanager
+def reader_lock(run_dir: str | os.PathLike):
+    """A shared ``flock`` on ``<run>/.lock`` for a command that reads a whole run (``pack``): refused while a
+    writer (export, quantize, train ...) works on the run, and it keeps writers out until done."""
+    path = Path(run_dir).resolve() / LOCK
+    if path in _HELD or not path.parent.is_dir():   # this process writes the run, or there is no run to guard
+        yield path
         return
-    raise EdgeAffectError(f"cannot take the lock {path}: another writer keeps taking it")
+    try:
+        fd = _lock(path, exclusive=False)
+    except OSError as exc:
+        if not isinstance(exc, PermissionError) and exc.errno != errno.EROFS:
+            raise
+        yield path   # a read-only run: no writer can change it either
+        return
+    try:
+        if os.fstat(fd).st_size:   # a killed writer's record: stale, as no writer holds the lock now
+            os.ftruncate(fd, 0)
+        yield path
+    finally:
+        _unlock(fd, path)
+
+
+def reading_run(fn):
+    """Decorator: ``fn(run_dir, ...)`` runs under :func:`reader_lock` of its first argument."""
+    import functools
+
+    @functools.wraps(fn)
+    def locked(run_dir, *args, **kwargs):
+        with reader_lock(run_dir):
+            return fn(run_dir, *args, **kwargs)
+
+    return locked
+
+
+def _lock(path: Path, exclusive: bool) -> int:
+    """An fd on ``path`` holding the flock (retried if the file was replaced meanwhile), or the one-line refusal."""
+    import fcntl
+
+    for _ in range(20):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise EdgeAffectError(_held_message(path, exclusive)) from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        os.close(fd)   # the holder released and removed the file between our open and flock: open it again
+    raise EdgeAffectError(f"cannot take the lock {path}: another process keeps replacing it")
+
+
+def _take(fd: int, path: Path, command: str, on_stale) -> None:
+    """Write this process into the lock (an in-place write: the file is the lock, a rename would lose it)."""
+    import uuid
+
+    previous = _holder(path)
+    if previous.get("pid") is not None:
+        note = (f"taking over a stale lock on {path.parent} (left by pid {previous.get('pid')} on "
+                f"{previous.get('host', '?')}, {previous.get('command') or 'an edgeaffect command'}, which has "
+                "ended: the lock is no longer held)")
+        (on_stale or logging.getLogger("edgeaffect").warning)(note)
+    record = json.dumps({"pid": os.getpid(), "host": platform.node(), "start_id": uuid.uuid4().hex[:12],
+                         "command": command, "since": _dt.datetime.now().isoformat(timespec="seconds")})
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, record.encode("utf-8"), 0)
+
+
+def _unlock(fd: int, path: Path) -> None:
+    """Release; the last holder removes the file (under an exclusive lock, so no one is left holding a lost file)."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                path.unlink()
+    except BlockingIOError:   # other readers still hold it
+        pass
+    finally:
+        os.close(fd)
+
+
+def _held_message(path: Path, exclusive: bool) -> str:
+    holder = _holder(path)
+    if not holder:   # readers write nothing into the file
+        return (f"{path.parent} is being read (edgeaffect pack); wait for it to finish" if exclusive else
+                f"{path.parent} is being written; wait for it to finish")
+    who = (f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} (start id {holder.get('start_id', '?')}: "
+           f"{holder.get('command') or 'another edgeaffect command'}, since {holder.get('since', '?')})")
+    return (f"{path.parent} is being written by {who}; wait for it to finish, or stop that process: the lock "
+            f"is released the moment it exits (removing {path} does not stop it)")
 
 
 def _holder(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        holder = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-
-
-def _alive(holder: Mapping[str, Any]) -> bool:
-    """True when the lock's process still runs (on another host: assumed to, as it cannot be checked)."""
-    pid = holder.get("pid")
-    if not isinstance(pid, int):
-        return False
-    if holder.get("host") not in (None, platform.node()):
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return holder if isinstance(holder, dict) else {}
 
 
 _RUN_FILES = (MANIFEST, CHECKPOINT, ".verified.json", "model.onnx", "model.fp16.onnx", "model.int8.onnx",
@@ -415,45 +489,105 @@ _RUN_FILES = (MANIFEST, CHECKPOINT, ".verified.json", "model.onnx", "model.fp16.
 _RUN_DIRS = ("stages", "openvino", "tensorrt", "quantize")
 
 
-def clear_run(out: str | os.PathLike, overwrite: bool) -> None:
+def clear_run(out: str | os.PathLike, overwrite: bool, remove: bool = True) -> list[Path]:
     """Make ``out`` ready for a new run: refuse one that holds a run (or anything else) unless ``overwrite``,
-    which removes the old run's files (checkpoint, exports, INT8, bench, pruned runs, manifest) and only those."""
-    import shutil
+    which removes the old run's files (checkpoint, exports, INT8, bench, pruned runs, manifest) and only those.
 
+    Every name the manifest lists is checked to lie inside ``out`` before anything is removed, and a symbolic
+    link is removed itself, never what it points to.  ``remove=False`` only checks (the refusal comes before
+    any work; the removal once the new run's inputs are validated, see ``train.recipe.open_manifest``).
+    Returns the paths removed (or to remove).
+    """
     out = Path(out)
     if not out.exists() or not any(p.name != LOCK for p in out.iterdir()):
-        return
+        return []
     is_run = (out / MANIFEST).is_file()
     if not overwrite or not is_run:
         what = "a run" if is_run else "files that are not an edgeaffect run"
         hint = (f"continue it with --resume {out}, replace it with --overwrite, or pick another --out" if is_run
                 else "pick an empty or new --out")
         raise EdgeAffectError(f"{out} already holds {what}; {hint}")
-    listed = read_json(out / MANIFEST).get("artifacts", {})
-    for rel in listed:
-        (out / rel).unlink(missing_ok=True)
-    for name in _RUN_DIRS:
-        shutil.rmtree(out / name, ignore_errors=True)
-    for p in out.glob("pruned-*"):
-        shutil.rmtree(p, ignore_errors=True)
-    for name in _RUN_FILES:
-        (out / name).unlink(missing_ok=True)
+    listed = [member(out, rel, out / MANIFEST, to_remove=True) for rel in read_manifest(out).get("artifacts", {})]
+    doomed = [*listed, *(out / n for n in _RUN_DIRS), *out.glob("pruned-*"), *(out / n for n in _RUN_FILES)]
+    for path in doomed if remove else ():
+        _remove(path)
+    return doomed
+
+
+def _remove(path: Path) -> None:
+    """Delete a file or folder of a run; a symbolic link is unlinked, never followed."""
+    import shutil
+
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+_LABEL_SUFFIXES = (".csv", ".tsv", ".txt", ".json")
+
+
+def dataset_fingerprint(root: str | os.PathLike) -> str | None:
+    """One sha256 for a dataset: every file's relative name and size, plus the full content of its label files
+    (csv, tsv, txt, json).  Cheap (a stat per clip, the small label files read), and it changes when clips are
+    added, removed, resized or relabeled.  Hidden files (caches, the synth marker) are left out; None if absent."""
+    import hashlib
+
+    root = Path(root)
+    if not root.exists():
+        return None
+    files = [root] if root.is_file() else sorted(_visible_files(root))
+    h = hashlib.sha256()
+    for p in files:
+        rel = p.name if p == root else p.relative_to(root).as_posix()
+        h.update(f"{rel}\0{p.stat().st_size}\0".encode())
+        if p.suffix.lower() in _LABEL_SUFFIXES:
+            h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def _visible_files(root: Path):
+    """Every file under ``root`` outside hidden folders (``.cache`` can hold millions of entries: not walked)."""
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        yield from (Path(folder) / n for n in names if not n.startswith("."))
+
+
+def data_drift(run: Run, root: str | os.PathLike | None) -> str | None:
+    """The one-line warning when ``root`` is not the dataset ``run`` was trained on (None when it is, or when
+    the run recorded no fingerprint)."""
+    recorded = run.manifest.get("data", {}).get("fingerprint") if isinstance(run.manifest.get("data"), dict) else None
+    if not recorded or root is None:
+        return None
+    now = dataset_fingerprint(root)
+    if now == recorded:
+        return None
+    return (f"the data in {root} differ from what {run.path} was trained on (dataset fingerprint "
+            f"{(now or 'missing')[:12]} vs {recorded[:12]} at training): files were added, removed or relabeled, "
+            "so scores are not comparable with the run's own")
 
 
 def run_of(artifact: str | os.PathLike) -> Run | None:
-    """The run (or pruned-<ratio>/ run) folder an artifact lies in, by the nearest manifest; None outside runs."""
-    folder = Path(artifact).resolve().parent
+    """The run (or pruned-<ratio>/ run) folder an artifact lies in, by the nearest manifest; None outside runs.
+
+    The artifact's own name is not resolved (a link out of a run is still that run's file, and refused by
+    :meth:`Run.verify`); a manifest that cannot be read is refused, never taken as "no run".
+    """
+    artifact = Path(artifact).absolute()
+    folder = artifact.parent.resolve()
     for candidate in (folder, *folder.parents)[:3]:   # model.onnx, openvino/model.xml, tensorrt/x.engine
         if (candidate / MANIFEST).is_file():
             try:
-                return Run(candidate, read_json(candidate / MANIFEST))
-            except (OSError, ValueError, EdgeAffectError):
-                return None
+                return Run(candidate, read_manifest(candidate))
+            except (OSError, EdgeAffectError) as exc:
+                why = exc if isinstance(exc, EdgeAffectError) else (exc.strerror or exc)
+                raise EdgeAffectError(f"{artifact.name} lies in the run {candidate}, whose manifest cannot be used "
+                                      f"to check it ({why}); re-export the run or pass --no-verify") from None
     return None
 
 
 def load_run(path: str | os.PathLike) -> Run:
-    """Open a run directory, checking it holds a manifest and a checkpoint."""
+    """Open a run directory, checking it holds a readable manifest with a model spec, and a checkpoint."""
     path = Path(path)
     if not path.is_dir():
         what = "is a file, not a run directory" if path.exists() else "does not exist"
@@ -462,9 +596,8 @@ def load_run(path: str | os.PathLike) -> Run:
         raise EdgeAffectError(f"{path} has no {MANIFEST}: not an edgeaffect run directory")
     if not (path / CHECKPOINT).exists():
         raise EdgeAffectError(f"{path} has no {CHECKPOINT}: training did not finish (resume it with --resume)")
-    manifest = read_json(path / MANIFEST)
-    if "spec" not in manifest:
-        raise EdgeAffectError(f"{path / MANIFEST} has no model spec")
+    manifest = read_manifest(path)
+    read_spec(manifest, path / MANIFEST)
     return Run(path, manifest)
 
 

@@ -59,17 +59,31 @@ def get(name: str) -> ZooEntry:
     return ZOO[name]
 
 
-def import_model(name: str, out: str | Path | None = None) -> Path:
-    """Write the zoo model ``name`` as a run directory (default ``runs/zoo/<name>``); returns it."""
+def import_model(name: str, out: str | Path | None = None, overwrite: bool = False) -> Path:
+    """Write the zoo model ``name`` as a run directory (default ``runs/zoo/<name>``); returns it.
+
+    An ``out`` that already holds a run (or other files) is refused unless ``overwrite``, as ``train --out`` is.
+    """
     from . import runs
-    from .fileio import sha256_file, write_json
 
     entry = get(name)
     if not entry.available():
         raise EdgeAffectError(f"zoo model {name!r} needs the '{entry.package}' package: {entry.install}")
-    weights = entry.weights()
-    model = entry.loader()
     out = Path(out) if out is not None else DEFAULT_DIR / name
+    with runs.writer_lock(out, f"edgeaffect zoo import {name}"):
+        runs.clear_run(out, overwrite, remove=False)
+        weights, model = entry.weights(), entry.loader()
+        runs.clear_run(out, overwrite)
+        _write_run(out, entry, weights, model)
+    return out
+
+
+def _write_run(out: Path, entry, weights: Path, model) -> None:
+    """The imported run: checkpoint, manifest (spec, source, licence), the checkpoint listed with its hash."""
+    from . import runs
+    from .fileio import sha256_file, write_json
+
+    name = entry.name
     out.mkdir(parents=True, exist_ok=True)
     runs.save_checkpoint(out / runs.CHECKPOINT, model, entry.model, {}, zoo=name)
     write_json(out / runs.MANIFEST, {
@@ -82,7 +96,6 @@ def import_model(name: str, out: str | Path | None = None) -> Path:
     })
     run = runs.load_run(out)
     run.record_artifact(out / runs.CHECKPOINT, kind="checkpoint")
-    return out
 
 
 def default_run(import_if_missing: bool = True) -> Path:
@@ -91,5 +104,5 @@ def default_run(import_if_missing: bool = True) -> Path:
     if not (path / "checkpoint.pt").exists():
         if not import_if_missing:
             raise EdgeAffectError(f"no default model at {path}: run `edgeaffect zoo import {DEFAULT}`")
-        import_model(DEFAULT, path)
+        import_model(DEFAULT, path, overwrite=True)   # the zoo's own folder, without its checkpoint
     return path

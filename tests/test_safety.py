@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import platform
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -27,27 +29,40 @@ def run(exported, tmp_path):
     return dest
 
 
-def _lock_held_by(run, pid: int, command: str = "edgeaffect train eri") -> None:
-    (run / LOCK).write_text(json.dumps({"pid": pid, "host": platform.node(), "command": command, "since": "now"}))
+_HOLD = ("import sys, time; from edgeaffect.runs import writer_lock\n"
+         "with writer_lock(sys.argv[1], 'edgeaffect train eri'):\n"
+         "    print('held', flush=True); time.sleep(60)")
 
 
 def test_a_second_writer_is_refused_and_a_stale_lock_taken_over(run, capsys, caplog):
-    holder = subprocess.Popen(["sleep", "60"])
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(run)], stdout=subprocess.PIPE, text=True)
     try:
-        _lock_held_by(run, holder.pid)
+        assert holder.stdout.readline().strip() == "held"
         assert main(["export", str(run), "--format", "onnx", "--exporter", "legacy"]) == 1
         err = " ".join(capsys.readouterr().err.split())
-        assert f"is being written by pid {holder.pid} (edgeaffect train eri" in err and "Traceback" not in err
+        assert f"is being written by pid {holder.pid} on {platform.node()} (start id" in err
+        assert "edgeaffect train eri" in err and "released the moment it exits" in err and "Traceback" not in err
         assert main(["bench", str(run), "--runtime", "onnxruntime", "--batch", "1", "--budget", "0.1",
                      "--rounds", "1", "--no-isolate"]) == 1
     finally:
-        holder.kill()
+        holder.kill()      # SIGKILL: its lock file stays behind, the kernel drops its flock
         holder.wait()
+    assert json.loads((run / LOCK).read_text())["pid"] == holder.pid
     before = (run / "model.onnx").read_bytes()
     with caplog.at_level("WARNING", logger="edgeaffect"):
         assert main(["export", str(run), "--format", "onnx", "--exporter", "legacy"]) == 0
-    assert f"stale lock on {run.resolve()} (pid {holder.pid} is gone)" in caplog.text
+    assert f"stale lock on {run.resolve()} (left by pid {holder.pid} on {platform.node()}" in caplog.text
     assert not (run / LOCK).exists() and (run / "model.onnx").read_bytes() == before   # same graph re-exported
+
+
+def test_a_lock_naming_a_live_unrelated_process_or_another_host_is_taken_over(run):
+    """Only the flock counts: a file naming a live pid (a recycled one) or another container holds nothing."""
+    for holder in ({"pid": os.getppid(), "host": platform.node()}, {"pid": 1, "host": "another-container"}):
+        (run / LOCK).write_text(json.dumps({**holder, "command": "edgeaffect export", "since": "then"}))
+        notes = []
+        with writer_lock(run, "edgeaffect bench", on_stale=notes.append):
+            assert json.loads((run / LOCK).read_text())["pid"] == os.getpid()
+        assert len(notes) == 1 and f"left by pid {holder['pid']} on {holder['host']}" in notes[0]
 
 
 def test_the_lock_is_reentrant_in_one_process_and_released_on_error(run):
@@ -199,14 +214,17 @@ def test_data_synth_never_writes_into_a_real_dataset(tmp_path, capsys):
     assert "did not write (a real dataset?)" in err and "Traceback" not in err
     assert clip.read_bytes() == b"a real recording" and sorted(p.name for p in real.parent.iterdir()) == ["Actor_01"]
 
-    # A folder an earlier generator wrote is written again, and the two Aff-Wild2 sets share one root.
+    # The two Aff-Wild2 sets share one root; a set of the same kind is not replaced in a shared root.
     root = tmp_path / "affwild2"
-    assert main(["data", "synth", "affwild2-expr", "--out", str(root), "--videos", "1", "--val-videos", "1",
-                 "--frames", "2", "--unlabeled", "0", "--size", "16"]) == 0
+    expr = ["data", "synth", "affwild2-expr", "--out", str(root), "--videos", "1", "--val-videos", "1",
+            "--frames", "2", "--unlabeled", "0", "--size", "16"]
+    assert main(expr) == 0
     assert main(["data", "synth", "affwild2-va", "--out", str(root), "--train-videos", "1", "--val-videos", "1",
                  "--frames", "16", "--size", "32"]) == 0
-    assert main(["data", "synth", "affwild2-expr", "--out", str(root), "--videos", "1", "--val-videos", "1",
-                 "--frames", "2", "--unlabeled", "0", "--size", "16"]) == 0
+    capsys.readouterr()
+    assert main(expr) == 1 and "already holds a synthetic affwild2-expr set" in capsys.readouterr().err
+    assert main([*expr, "--overwrite"]) == 1
+    assert "cannot replace the affwild2-expr set alone" in " ".join(capsys.readouterr().err.split())
     assert (root / ".edgeaffect-synth").read_text().split() == ["affwild2-expr", "affwild2-va"]
     (tmp_path / "afile").write_text("x")
     assert main(["data", "synth", "fer2013", "--out", str(tmp_path / "afile")]) == 1

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, OverwriteOpt, SeedOpt, console, print_run_dir, train_command
+from .common import DeviceOpt, OverwriteOpt, SeedOpt, SynthOverwriteOpt, console, print_run_dir, train_command
 from .data import synth_app
 from .train import train_app
 
@@ -20,6 +20,7 @@ def synth_emoreact(
     seconds: Annotated[float, typer.Option("--seconds", min=1.0, help="Clip length in seconds.")] = 2.4,
     seed: SeedOpt = 0,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Parallel processes.")] = 2,
+    overwrite: SynthOverwriteOpt = False,
 ) -> None:
     """Write a synthetic EmoReact set: {train,val,test}.csv + {Train,Validation,Test}/<video>.mp4 (H.264).
 
@@ -30,7 +31,8 @@ def synth_emoreact(
     """
     from ..data.synth.emoreact import EmoReactSynthConfig, generate_emoreact
 
-    generate_emoreact(out, EmoReactSynthConfig(clips=clips, seed=seed, seconds=seconds), workers=workers, console=console)
+    generate_emoreact(out, EmoReactSynthConfig(clips=clips, seed=seed, seconds=seconds), workers=workers, console=console,
+                      overwrite=overwrite)
     console.print(f"[green]wrote {clips} clips to {out}[/]  (train.csv val.csv test.csv + Train/ Validation/ Test/)")
 
 

@@ -23,6 +23,9 @@ TrustOpt = Annotated[Optional[Path], typer.Option(
          "(see docs/signing.md). Unset: no signature check.")]
 SignOpt = Annotated[Optional[Path], typer.Option(
     "--sign", help="Private key (PEM, from `edgeaffect sign keygen`): sign the result (model.sig beside it).")]
+SynthOverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace the synthetic set of this kind written "
+                                                                     "earlier in --out (its clips, labels and caches are "
+                                                                     "removed first); without it that is refused.")]
 RunArg = Annotated[Path, typer.Argument(help="Run directory (holds checkpoint.pt and manifest.json) or an exported model file.")]
 
 
@@ -40,12 +43,12 @@ def split_csv(value: str | None) -> list[str]:
 def resume_manifest(resume: Path, task: str) -> dict:
     """The manifest of a run to resume, checked to exist and to belong to ``task``."""
     from ..errors import EdgeAffectError
-    from ..fileio import read_json
+    from ..runs import read_manifest
 
     manifest = Path(resume) / "manifest.json"
     if not manifest.exists():
         raise EdgeAffectError(f"cannot resume: {manifest} not found")
-    m = read_json(manifest)
+    m = read_manifest(resume)
     if m.get("task") != task:
         raise EdgeAffectError(f"cannot resume: {resume} is a {m.get('task')!r} run, not {task}")
     return m
@@ -58,7 +61,7 @@ def train_command(task: str, build: Callable[[Path, Path], object], *, data: Pat
 
     ``build(data, out)`` turns the flags into the task's options (checking them); ``summary(manifest, out)``
     prints the result.  An ``--out`` that already holds a run is refused unless ``--overwrite`` (then it is
-    cleared first); one writer at a time (``runs.writer_lock``).
+    cleared once the data have been read, see ``Recipe.run``); one writer at a time (``runs.writer_lock``).
     """
     from ..errors import EdgeAffectError
     from ..runs import clear_run, timestamp, writer_lock
@@ -75,8 +78,8 @@ def train_command(task: str, build: Callable[[Path, Path], object], *, data: Pat
         opt = build(data, out)
     with writer_lock(out, f"edgeaffect train {task}", on_stale=lambda m: console.print(f"[yellow]{m}[/]")):
         if resume is None:
-            clear_run(out, overwrite)
-        manifest = recipe.run(opt, out, resume=resume is not None, console=console)
+            clear_run(out, overwrite, remove=False)   # refused before any work; removed once the data are read
+        manifest = recipe.run(opt, out, resume=resume is not None, console=console, overwrite=overwrite)
     summary(manifest, out)
     say_next(f"edgeaffect export {out} --int8")
 

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, OverwriteOpt, SeedOpt, console, print_run_dir, split_csv, train_command
+from .common import DeviceOpt, OverwriteOpt, SeedOpt, SynthOverwriteOpt, console, print_run_dir, split_csv, train_command
 from .data import synth_app
 from .train import train_app
 
@@ -18,6 +18,7 @@ def synth_eri(
     seconds: Annotated[float, typer.Option("--seconds", min=1.0, help="Clip length in seconds.")] = 4.0,
     seed: SeedOpt = 0,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Parallel processes.")] = 2,
+    overwrite: SynthOverwriteOpt = False,
 ) -> None:
     """Write a synthetic Hume-Reaction set: data_info.csv + {train,val,test}/<File_ID>.mp4 (H.264 + AAC).
 
@@ -28,7 +29,8 @@ def synth_eri(
     """
     from ..data.synth.eri import ERISynthConfig, generate_eri
 
-    generate_eri(out, ERISynthConfig(clips=clips, seed=seed, seconds=seconds), workers=workers, console=console)
+    generate_eri(out, ERISynthConfig(clips=clips, seed=seed, seconds=seconds), workers=workers, console=console,
+                 overwrite=overwrite)
     console.print(f"[green]wrote {clips} clips to {out}[/]  (data_info.csv + train/ val/ test/)")
 
 

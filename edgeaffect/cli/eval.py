@@ -107,11 +107,13 @@ def eval_cmd(
 
     check_precisions([precision] if precision else [])
     check_trust(run, trust)
-    with _open_for_eval(Path(run), precision, device, not no_verify, batch_size) as (rt, spec, recorded, kw, r):
+    with _open_for_eval(Path(run), precision, device, not no_verify, batch_size) as (rt, spec, recorded, kw, r,
+                                                                                      trained):
         conditions = parse_conditions(corrupt, spec.input_names)
         root = data or recorded
         if root is None:
             raise EdgeAffectError(f"{run} does not record its dataset; pass --data")
+        _warn_data_drift(trained, root)
         held = rt.precision
         result = _score_conditions(rt, spec, Path(root), split, kw, conditions, batch_size, seed, held)
     _print_eval(spec, result, held)
@@ -133,10 +135,22 @@ def eval_cmd(
                      eval_details={split: {k: v for k, v in summary.items() if k != "conditions"}})
 
 
+def _warn_data_drift(run, root) -> None:
+    """One line when the data scored are not the dataset the run was trained on (``runs.data_drift``)."""
+    from rich.markup import escape
+
+    from ..runs import data_drift
+
+    note = data_drift(run, root) if run is not None else None
+    if note:
+        console.print(f"[yellow]warning: {escape(note)}[/]", highlight=False)
+
+
 @contextlib.contextmanager
 def _open_for_eval(target: Path, precision: str | None, device: str, verify: bool, batch: int):
-    """(runtime, spec, data root, reader options, run or None): torch for a run; for a file, the file's runtime
-    opened as every stage scores it (``evaluate.open_scored``) with the data its run (if any) records."""
+    """(runtime, spec, data root, reader options, run or None, the run the model was trained in or None): torch
+    for a run; for a file, the file's runtime opened as every stage scores it (``evaluate.open_scored``) with
+    the data its run (if any) records."""
     from ..errors import EdgeAffectError
     from ..evaluate import open_scored
     from ..precision import unsupported
@@ -148,7 +162,7 @@ def _open_for_eval(target: Path, precision: str | None, device: str, verify: boo
         owner.verify(*artifact_files(target if target.is_file() else owner.checkpoint))
     if target.is_file():
         with open_scored(target, precision=precision, batch=batch) as rt:
-            yield rt, rt.spec, owner.data_dir if owner else None, owner.dataset_kwargs if owner else {}, None
+            yield rt, rt.spec, owner.data_dir if owner else None, owner.dataset_kwargs if owner else {}, None, owner
         return
     from ..runs import load_run
 
@@ -159,7 +173,7 @@ def _open_for_eval(target: Path, precision: str | None, device: str, verify: boo
                               f"`edgeaffect bench RUN --precision {precision}` scores exported artifacts)")
     r = load_run(target)
     with load(r.checkpoint, runtime="torch", precision=precision, device=device) as rt:
-        yield rt, r.spec, r.data_dir, r.dataset_kwargs, r
+        yield rt, r.spec, r.data_dir, r.dataset_kwargs, r, r
 
 
 def _score_conditions(rt, spec, root, split, kw, conditions, batch_size, seed, precision) -> dict:

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DataOpt, DeviceOpt, OverwriteOpt, SeedOpt, console, train_command
+from .common import DataOpt, DeviceOpt, OverwriteOpt, SeedOpt, SynthOverwriteOpt, console, train_command
 from .data import synth_app
 from .train import train_app
 
@@ -20,6 +20,7 @@ def synth_affwild2_expr(
     unlabeled: Annotated[int, typer.Option("--unlabeled", min=0, help="Faces written to <out>/unlabeled/ without labels.")] = 2000,
     size: Annotated[int, typer.Option("--size", min=16, help="Side of the aligned face crops in pixels (Aff-Wild2: 112).")] = 112,
     seed: SeedOpt = 0,
+    overwrite: SynthOverwriteOpt = False,
 ) -> None:
     """Write a synthetic Aff-Wild2 EXPR set (8 expressions from face geometry) plus unlabeled faces.
 
@@ -34,7 +35,7 @@ def synth_affwild2_expr(
                   console=console) as progress:
         bar = progress.add_task("faces", total=total)
         summary = generate(out, videos, val_videos, frames, unlabeled, size, seed,
-                           progress=lambda n: progress.update(bar, advance=n))
+                           progress=lambda n: progress.update(bar, advance=n), overwrite=overwrite)
     annotated = {s: sum(summary.class_counts[s]) for s in ("train", "val")}   # the others are labelled -1
     no_face = summary.no_face["train"] + summary.no_face["val"]
     console.print(f"wrote {summary.frames['train']} train + {summary.frames['val']} val frames "

@@ -30,7 +30,7 @@ def quickstart(
     Example:  edgeaffect quickstart --data data/eri --out runs/eri/quickstart
     """
     from ..data.synth.eri import ERISynthConfig, generate_eri
-    from ..runs import clear_run, writer_lock
+    from ..runs import writer_lock
     from ..train.eri import ERITrainOptions
     from ..train.recipe import get_recipe
 
@@ -38,12 +38,14 @@ def quickstart(
     if (data / "data_info.csv").exists():
         console.print(f"[dim]using the dataset already in {data}[/]")
     else:
-        generate_eri(data, ERISynthConfig(clips=clips, seed=0), workers=workers, console=console)
+        generate_eri(data, ERISynthConfig(clips=clips, seed=0), workers=workers, console=console,
+                     overwrite=True)   # a set of ours without its data_info.csv was interrupted: redone
     opt = ERITrainOptions(data=data, epochs=epochs, batch_size=16, lr=2e-3, seed=0, warmup_epochs=1,
                           model_overrides={"frames": frames, "face_size": face_size}, workers=workers)
     with writer_lock(out, "edgeaffect quickstart"):
-        clear_run(out, overwrite=True)   # the quickstart run is this command's own output: rebuilt each time
-        for stage, m in get_recipe("eri").run(opt, out, console=console).metrics.items():
+        # the quickstart run is this command's own output, rebuilt each time (only what its manifest proves is
+        # the run's is removed, once the data have been read)
+        for stage, m in get_recipe("eri").run(opt, out, console=console, overwrite=True).metrics.items():
             console.print(f"{stage:>6}: val mean Pearson {m['val_pearson']:.4f}")
         _export_and_bench(out, budget_s=bench_budget)
     console.print(f"[green]done in {time.perf_counter() - t0:.0f} s[/]; results in {out} "

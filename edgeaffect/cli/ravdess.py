@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, OverwriteOpt, SeedOpt, console, print_run_dir, split_csv, train_command
+from .common import DeviceOpt, OverwriteOpt, SeedOpt, SynthOverwriteOpt, console, print_run_dir, split_csv, train_command
 from .data import synth_app
 from .train import train_app
 
@@ -31,6 +31,7 @@ def synth_ravdess(
     repetitions: Annotated[int, typer.Option("--repetitions", min=1, max=2, help="Repetitions per statement (RAVDESS has 2).")] = 1,
     intensities: Annotated[int, typer.Option("--intensities", min=1, max=2, help="1: normal only; 2: normal and strong (neutral has only normal).")] = 1,
     seed: SeedOpt = 0,
+    overwrite: SynthOverwriteOpt = False,
 ) -> None:
     """Write a synthetic RAVDESS: Actor_XX/01-01-EE-II-SS-RR-XX.mp4 (H.264 + AAC) + matching 03-...wav.
 
@@ -47,7 +48,7 @@ def synth_ravdess(
                   console=console) as progress:
         bar = progress.add_task("clips", total=None)
         written = generate_ravdess(out, actors=actors, statements=statements, repetitions=repetitions,
-                                   intensities=intensities, seed=seed,
+                                   intensities=intensities, seed=seed, overwrite=overwrite,
                                    progress=lambda k, n: progress.update(bar, completed=k, total=n))
     console.print(f"[green]wrote {len(written)} clips ({actors} actors) to {out}[/]  (Actor_XX/ with .mp4 + .wav)")
 

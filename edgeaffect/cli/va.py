@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, OverwriteOpt, SeedOpt, console, print_run_dir, train_command
+from .common import DeviceOpt, OverwriteOpt, SeedOpt, SynthOverwriteOpt, console, print_run_dir, train_command
 from .data import synth_app
 from .train import train_app
 
@@ -26,6 +26,7 @@ def synth_affwild2_va(
     frames: Annotated[int, typer.Option(min=16, help="Frames per video at 30 fps (the reference's sequences need 512).")] = 600,
     size: Annotated[int, typer.Option(min=32, help="Aligned face size in pixels.")] = 112,
     seed: SeedOpt = 0,
+    overwrite: SynthOverwriteOpt = False,
 ) -> None:
     """Write a synthetic Aff-Wild2 valence-arousal set in the distributed layout.
 
@@ -45,7 +46,7 @@ def synth_affwild2_va(
     with Progress(console=console) as progress:
         bar = progress.add_task("rendering faces and voices", total=total)
         summary = generate(out, train_videos, val_videos, frames, size, seed,
-                           progress=lambda n: progress.advance(bar, n))
+                           progress=lambda n: progress.advance(bar, n), overwrite=overwrite)
     for split, names in summary.videos.items():
         console.print(f"{split}: {len(names)} videos, {summary.frames[split]} face images, "
                       f"{summary.invalid_rows[split]} unannotated rows")

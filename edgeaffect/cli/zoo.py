@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import app
+from .common import OverwriteOpt, SynthOverwriteOpt
 
 zoo_app = typer.Typer(help="Pretrained models shipped by installed packages (no downloads).", no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
@@ -35,15 +36,18 @@ def zoo_list() -> None:
 def zoo_import(
     name: Annotated[str, typer.Argument(help="Zoo model name (see `edgeaffect zoo list`).")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory to write (default runs/zoo/<name>).")] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Write a zoo model as a run directory (checkpoint.pt + manifest.json) for export, bench and demo.
+
+    A folder that already holds a run is refused unless --overwrite.
 
     Example:  edgeaffect zoo import fer2013 --out runs/zoo/fer2013
     """
     from .. import zoo
     from .common import console
 
-    path = zoo.import_model(name, out)
+    path = zoo.import_model(name, out, overwrite=overwrite)
     console.print(f"[green]imported[/] {name} -> {path}")
 
 
@@ -55,6 +59,7 @@ def synth_fer2013(
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset root to write (fer2013.csv).")] = Path("data/fer2013"),
     faces: Annotated[int, typer.Option("--faces", min=14, help="Number of faces (split 70/15/15 Training/PublicTest/PrivateTest).")] = 700,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    overwrite: SynthOverwriteOpt = False,
 ) -> None:
     """Write a synthetic FER2013 set (fer2013.csv: emotion,pixels,Usage; 48x48 grey rendered faces).
 
@@ -65,5 +70,5 @@ def synth_fer2013(
     from ..data.synth.fer2013 import generate_fer2013
     from .common import console
 
-    path = generate_fer2013(out, faces, seed)
+    path = generate_fer2013(out, faces, seed, overwrite=overwrite)
     console.print(f"[green]wrote {faces} faces to {path}[/]")

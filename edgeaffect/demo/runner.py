@@ -90,16 +90,13 @@ def open_model(path: str | Path | None, runtime: str = "auto", precision: str = 
 
 
 def manifest_spec(run: Path) -> ModelSpec:
-    """The model spec of a run or bundle folder, from its ``manifest.json``."""
-    from ..fileio import read_json
+    """The model spec of a run or bundle folder, from its ``manifest.json`` (a malformed one is one line)."""
+    from ..runs import read_manifest, read_spec
 
     manifest = run / "manifest.json"
     if not manifest.is_file():
         raise EdgeAffectError(f"{run} has no manifest.json: not an edgeaffect run or bundle folder")
-    spec = read_json(manifest).get("spec")
-    if not spec:
-        raise EdgeAffectError(f"{manifest} has no model spec")
-    return ModelSpec.from_dict(spec)
+    return read_spec(read_manifest(run), manifest)
 
 
 def _verify(path: Path) -> None:

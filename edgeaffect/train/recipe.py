@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections.abc
 import contextlib
+import contextvars
 import dataclasses
 import importlib
 import sys
@@ -21,9 +22,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import EdgeAffectError
-from ..runs import CHECKPOINT, LOCK, MANIFEST, Manifest, Run, save_checkpoint
+from ..runs import CHECKPOINT, LOCK, MANIFEST, Manifest, Run, clear_run, dataset_fingerprint, save_checkpoint
 
 _MODULES = {"eri": "eri", "va": "va", "expr": "expr", "body": "body", "ravdess": "ravdess"}
+_REPLACE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("replace_run", default=None)
 
 
 class TrainOptions:
@@ -84,15 +86,24 @@ class Recipe:
     options: type
     train: Callable[..., Manifest]
 
-    def run(self, options: TrainOptions, out: Path, *, resume: bool = False, console=None) -> Manifest:
+    def run(self, options: TrainOptions, out: Path, *, resume: bool = False, console=None,
+            overwrite: bool = False) -> Manifest:
         """``train`` with the run folder kept honest: a run that fails (or is stopped with SIGTERM or
         Ctrl-C) before its first checkpoint leaves nothing it wrote behind, and ``--resume`` of a folder
-        that never reached one (a run killed outright) says so instead of starting over silently."""
+        that never reached one (a run killed outright) says so instead of starting over silently.
+
+        With ``overwrite``, the run already in ``out`` is checked at once (its manifest's names must lie inside
+        it) but removed only once the task has read and checked its data (:func:`open_manifest`), so a typo
+        in ``--data`` loses nothing.  (``train --out`` without it is refused by the CLI, ``clear_run``.)
+        """
         out = Path(out)
         if resume and not has_checkpoint(out):
             raise EdgeAffectError(f"{out} never reached its first checkpoint (its run failed or was killed "
                                   f"before one): there is nothing to resume; start again with --out {out} --overwrite")
+        if overwrite and not resume:
+            clear_run(out, overwrite, remove=False)
         before = set(out.iterdir()) if out.is_dir() else set()
+        token = _REPLACE.set(out if overwrite and not resume else None)
         try:
             with _sigterm_as_exit():
                 return self.train(options, out, resume=resume, console=console)
@@ -100,6 +111,8 @@ class Recipe:
             if not resume and not has_checkpoint(out):
                 _remove_new(out, before)
             raise
+        finally:
+            _REPLACE.reset(token)
 
 
 def has_checkpoint(out: Path) -> bool:
@@ -147,12 +160,18 @@ def list_recipes() -> list[str]:
 
 def open_manifest(out: Path, task: str, options: TrainOptions, *, resume: bool, config: Mapping[str, Any],
                   data: Mapping[str, Any], model: str = "") -> Manifest:
-    """The run's manifest, the same sections for every task; a resumed run keeps its finished stages."""
+    """The run's manifest, the same sections for every task; a resumed run keeps its finished stages.
+
+    Called once the task has read its data: the run an ``--overwrite`` replaces is removed here, and the
+    dataset's fingerprint (:func:`~edgeaffect.runs.dataset_fingerprint`) is recorded for bench and eval.
+    """
+    if not resume and _REPLACE.get() == Path(out):
+        clear_run(out, overwrite=True)
     prior = Manifest.read(out) if resume and (Path(out) / MANIFEST).exists() else None
     manifest = Manifest(task=task, model=model,
                         config={"options": options.to_dict(), **config},
                         data={"root": str(Path(options.data).resolve()), "dataset_kwargs": options.dataset_kwargs(),
-                              **data})
+                              "fingerprint": dataset_fingerprint(options.data), **data})
     if prior is not None:   # finished stages, and what later stages (export, bench ...) added, stay
         manifest.metrics, manifest.stages_done, manifest.extra = prior.metrics, prior.stages_done, prior.extra
     manifest.write(out)

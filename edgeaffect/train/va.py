@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import EdgeAffectError
-from ..runs import CHECKPOINT, Manifest
+from ..runs import Manifest
 from ..tasks.va import VA_TASK
 from .recipe import Recipe, TrainOptions, finish_run, open_manifest
 from .trainer import TrainConfig
@@ -70,8 +70,6 @@ def train(opt: VATrainOptions, out: Path, *, resume: bool = False, console=None)
     from .trainer import Trainer, seed_everything
 
     out = Path(out)
-    if not resume and (out / CHECKPOINT).exists():
-        raise EdgeAffectError(f"{out} already holds a finished run; choose another --out or --resume it")
     cfg, overrides = opt.train_config(), dict(opt.model_overrides)
     seed_everything(cfg.seed)
     model = create_model(opt.model_name, **overrides)

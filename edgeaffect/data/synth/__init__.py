@@ -7,13 +7,14 @@ from pathlib import Path
 MARKER = ".edgeaffect-synth"
 
 
-def claim_folder(out: str | os.PathLike, kind: str) -> Path:
+def claim_folder(out: str | os.PathLike, kind: str, overwrite: bool = False) -> Path:
     """Make ``out`` a synthetic set's folder, refusing one that holds anything else.
 
     Our sets use the real datasets' file names, so writing into a real dataset would
     overwrite its recordings and mix rendered clips into its annotations. A new or empty
-    folder is claimed (MARKER records the kind); one an earlier generator claimed is
-    written again (the two Aff-Wild2 sets share a root).
+    folder is claimed (MARKER records the kind); another generator's set may share it (the
+    two Aff-Wild2 sets share a root). A set of the same kind written earlier is replaced only
+    with ``overwrite``, and then entirely (clips, labels, caches), so no old clip outlives it.
     """
     from ...errors import EdgeAffectError
 
@@ -24,11 +25,31 @@ def claim_folder(out: str | os.PathLike, kind: str) -> Path:
     if out.exists() and not marker.exists() and any(not p.name.startswith(".") for p in out.iterdir()):
         raise EdgeAffectError(f"{out} holds files that `edgeaffect data synth` did not write (a real dataset?); "
                               "nothing was written: choose a new or empty folder")
-    out.mkdir(parents=True, exist_ok=True)
     kinds = marker.read_text().split() if marker.exists() else []
+    if kind in kinds:
+        _replace_set(out, kind, kinds, overwrite)
+        kinds = []
+    out.mkdir(parents=True, exist_ok=True)
     if kind not in kinds:
         marker.write_text("\n".join([*kinds, kind]) + "\n")
     return out
+
+
+def _replace_set(out: Path, kind: str, kinds: list[str], overwrite: bool) -> None:
+    """Empty ``out`` for a new ``kind`` set, or refuse: without ``overwrite``, or when other sets share it."""
+    import shutil
+
+    from ...errors import EdgeAffectError
+
+    if not overwrite:
+        raise EdgeAffectError(f"{out} already holds a synthetic {kind} set written earlier; replace it with "
+                              "--overwrite, or choose another --out")
+    others = [k for k in kinds if k != kind]
+    if others:
+        raise EdgeAffectError(f"{out} also holds the synthetic {', '.join(others)} set, which shares its files: "
+                              f"--overwrite cannot replace the {kind} set alone; remove {out} or choose another --out")
+    for p in out.iterdir():
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
 
 def write_clips(write_one, jobs: list, workers: int, console, title: str) -> None:

@@ -105,9 +105,9 @@ class SynthSummary:
 
 def generate(out: str | os.PathLike, train_videos: int = 24, val_videos: int = 8, frames: int = 60,
              unlabeled: int = 2000, size: int = 112, seed: int = 0,
-             progress: Callable[[int], None] | None = None) -> SynthSummary:
+             progress: Callable[[int], None] | None = None, overwrite: bool = False) -> SynthSummary:
     """Write the set under ``out``; ``progress(n)`` is called with the number of images written."""
-    out = claim_folder(out, "affwild2-expr")
+    out = claim_folder(out, "affwild2-expr", overwrite)
     counts: dict[str, list[int]] = {}
     n_frames: dict[str, int] = {}
     no_face: dict[str, int] = {}

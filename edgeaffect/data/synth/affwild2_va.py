@@ -140,12 +140,13 @@ def _frame_envelope(audio: np.ndarray, n_frames: int, fps: float, sr: int) -> np
 
 
 def generate(out: str | os.PathLike, train_videos: int = 8, val_videos: int = 3, frames: int = 600,
-             size: int = 112, seed: int = 0, progress: Callable[[int], None] | None = None) -> SynthSummary:
+             size: int = 112, seed: int = 0, progress: Callable[[int], None] | None = None,
+             overwrite: bool = False) -> SynthSummary:
     """Write the set under ``out``; ``progress(n)`` is called with the number of frames rendered.
 
     The last video of each split (when the split has at least two) is a ``_left``/``_right`` pair.
     """
-    out = claim_folder(out, "affwild2-va")
+    out = claim_folder(out, "affwild2-va", overwrite)
     names: dict[str, list[str]] = {}
     n_written: dict[str, int] = {}
     n_invalid: dict[str, int] = {}

@@ -189,14 +189,14 @@ def _write_one(args) -> None:
 
 
 def generate_emoreact(out: str | os.PathLike, cfg: EmoReactSynthConfig = EmoReactSynthConfig(), workers: int = 1,
-                      console=None) -> Path:
+                      console=None, overwrite: bool = False) -> Path:
     """Write ``cfg.clips`` clips under ``out/{Train,Validation,Test}/`` and the three CSVs; returns ``out``.
 
     Deterministic from ``cfg.seed``.  The CSVs are written last, so an
     interrupted run never leaves a CSV that lists clips that are not there.
     """
 
-    out = claim_folder(out, "emoreact")
+    out = claim_folder(out, "emoreact", overwrite)
     rng = np.random.default_rng(cfg.seed)
     n_train = int(round(cfg.clips * cfg.split[0]))
     n_val = int(round(cfg.clips * cfg.split[1]))

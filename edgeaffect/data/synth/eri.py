@@ -131,14 +131,14 @@ def _write_one(args) -> None:
 
 
 def generate_eri(out: str | os.PathLike, cfg: ERISynthConfig = ERISynthConfig(), workers: int = 1,
-                 console=None) -> Path:
+                 console=None, overwrite: bool = False) -> Path:
     """Write ``cfg.clips`` clips and ``data_info.csv`` under ``out``; returns ``out``.
 
     Deterministic from ``cfg.seed``.  ``data_info.csv`` is written last, so an
     interrupted run never leaves a CSV that lists clips that are not there.
     """
 
-    out = claim_folder(out, "eri")
+    out = claim_folder(out, "eri", overwrite)
     rng = np.random.default_rng(cfg.seed)
     n_train = int(round(cfg.clips * cfg.split[0]))
     n_val = int(round(cfg.clips * cfg.split[1]))

@@ -50,10 +50,10 @@ def render_faces(n: int, seed: int = 0, size: int = 160) -> tuple[np.ndarray, np
     return faces, labels
 
 
-def generate_fer2013(out: str | Path, n: int = 700, seed: int = 0) -> Path:
+def generate_fer2013(out: str | Path, n: int = 700, seed: int = 0, overwrite: bool = False) -> Path:
     """Write ``out/fer2013.csv`` with n faces split 70/15/15 Training/PublicTest/PrivateTest."""
     faces, labels = render_faces(n, seed)
     cut1, cut2 = int(n * 0.7), int(n * 0.85)
     usage = ["Training"] * cut1 + ["PublicTest"] * (cut2 - cut1) + ["PrivateTest"] * (n - cut2)
-    out = claim_folder(out, "fer2013")
+    out = claim_folder(out, "fer2013", overwrite)
     return write_fer2013(out / "fer2013.csv", faces, labels, usage)

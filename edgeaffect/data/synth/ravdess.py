@@ -111,7 +111,7 @@ def render_clip(emotion: int, intensity: int, actor_ident: Identity, actor_pitch
 
 def generate_ravdess(out: str | Path, actors: int = 24, statements: int = 2, repetitions: int = 1,
                      intensities: int = 1, seed: int = 0, size: tuple[int, int] = (160, 128),
-                     fps: float = 30.0, sr: int = 22050, progress=None) -> list[Path]:
+                     fps: float = 30.0, sr: int = 22050, progress=None, overwrite: bool = False) -> list[Path]:
     """Write the synthetic set; returns the written video paths.
 
     Per actor: every emotion x statement x repetition, at ``intensities`` levels (neutral has
@@ -120,7 +120,7 @@ def generate_ravdess(out: str | Path, actors: int = 24, statements: int = 2, rep
     """
     from ..media import write_video, write_wav
 
-    out = claim_folder(out, "ravdess")
+    out = claim_folder(out, "ravdess", overwrite)
     jobs = []
     for a in range(1, actors + 1):
         for e in range(1, 9):
