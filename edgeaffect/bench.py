@@ -390,11 +390,13 @@ def choose(run_path: Path, runtimes: Sequence[str] | None, precisions: Sequence[
 def measure(variants: Sequence[_Variant], samples: Samples, reference: Mapping[str, np.ndarray], spec,
             cfg: BenchConfig, console=None, show_progress: bool = True) -> None:
     """Load every variant (cold start, RSS, metric, agreement, executed precision), then time them interleaved."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    from .logs import make_progress
 
     steps = len(variants) * (3 if cfg.isolate else 2) + cfg.rounds * len(variants)
-    with Progress(TextColumn("[bold]bench[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console, disable=not show_progress, transient=True) as bar:
+    with make_progress(console, "bench", TextColumn("[bold]bench[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn(), disable=not show_progress, transient=True) as bar:
         task = bar.add_task("loading", total=steps)
 
         def tick(desc: str | None = None):
