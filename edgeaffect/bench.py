@@ -531,8 +531,9 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> Path
               "throughput": "items/s"}[key]
     fig, axes = plt.subplots(1, len(batches), figsize=(1.0 + 4.4 * len(batches), 4.4), dpi=120, sharey=True,
                              squeeze=False)
+    colors = {name: f"C{i % 10}" for i, name in enumerate(sorted({_point_name(r) for r in rows}))}
     for ax, batch in zip(axes[0], batches):
-        _plot_panel(ax, [r for r in rows if r["batch"] == batch], key, batch)
+        _plot_panel(ax, [r for r in rows if r["batch"] == batch], key, batch, colors)
     ys = [r[key] for r in rows]
     lo, hi = min(ys), max(ys)
     if hi - lo < 0.05:  # near-identical scores: show them as equal rather than magnify float noise
@@ -547,17 +548,23 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> Path
     return path
 
 
-def _plot_panel(ax, pts: Sequence[Mapping[str, Any]], key: str, batch: int) -> None:
-    """One batch: a labelled point per runtime/precision (a hollow one where the spread is flagged)."""
+def _point_name(r: Mapping[str, Any]) -> str:
+    return f"{(r.get('variant') + '/') if r.get('variant') else ''}{r['runtime']}-{r['precision']}"
+
+
+def _plot_panel(ax, pts: Sequence[Mapping[str, Any]], key: str, batch: int, colors: Mapping[str, str]) -> None:
+    """One batch: a labelled point per runtime/precision, same colour in every panel (hollow: spread flagged)."""
+    from matplotlib.ticker import FuncFormatter
+
     for i, r in enumerate(sorted(pts, key=lambda r: r["p50_ms"])):
-        y = r[key]
-        label = f"{(r.get('variant') + '/') if r.get('variant') else ''}{r['runtime']}-{r['precision']}"
-        wide = r.get("spread_wide")
-        ax.scatter(r["p50_ms"], y, s=40, facecolors="none" if wide else None, edgecolors="C3" if wide else None)
-        ax.annotate(label + (" !" if wide else ""), (r["p50_ms"], y), textcoords="offset points",
+        y, name, wide = r[key], _point_name(r), r.get("spread_wide")
+        ax.scatter(r["p50_ms"], y, s=40, color=colors[name], facecolors="none" if wide else colors[name])
+        ax.annotate(name + (" !" if wide else ""), (r["p50_ms"], y), textcoords="offset points",
                     xytext=(5, 4 + 12 * (i % 4)), fontsize=8, arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.6"})
     ax.ticklabel_format(axis="y", useOffset=False, style="plain")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))   # 20, not 2x10^1
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
     ax.set_xlabel(f"p50 latency, batch {batch} (ms, log)")
     ax.set_title(f"batch {batch}", fontsize=9)
     ax.grid(True, alpha=0.3)
