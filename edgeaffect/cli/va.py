@@ -23,7 +23,7 @@ def synth_affwild2_va(
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset root to write (cropped_aligned/, VA_Estimation_Challenge/, videos/).")],
     train_videos: Annotated[int, typer.Option(min=1, help="Training videos (the last one is a _left/_right pair).")] = 8,
     val_videos: Annotated[int, typer.Option(min=1, help="Validation videos (the last one is a _left/_right pair).")] = 3,
-    frames: Annotated[int, typer.Option(min=16, help="Frames per video at 30 fps (the reference's sequences need 512).")] = 600,
+    frames: Annotated[int, typer.Option(min=16, help="Frames per video at 30 fps (the edge model's sequences need 128, the reference's 512).")] = 600,
     size: Annotated[int, typer.Option(min=32, help="Aligned face size in pixels.")] = 112,
     seed: SeedOpt = 0,
     allow_small: AllowSmallOpt = False,
