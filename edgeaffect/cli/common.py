@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
+from rich.console import Console  # noqa: F401  (zoo and demo print their tables with it)
 
 from ..logs import make_console
 
