@@ -54,7 +54,7 @@ class BenchConfig:
     budget_s: float = 6.0
     rounds: int = 6
     warmup: int = 3
-    threads: int = DEFAULT_THREADS   # the same intra-op count for every runtime (torch with one inter-op thread)
+    threads: int | None = DEFAULT_THREADS   # the same intra-op count for every runtime (torch with one inter-op thread)
     isolate: bool = True
     split: str = "val"
     limit: int | None = DEFAULT_LIMIT   # as export parity and the guards score; None: the whole split
@@ -62,7 +62,9 @@ class BenchConfig:
     def __post_init__(self):
         if self.rounds < 1 or self.budget_s <= 0 or any(b < 1 for b in self.batches):
             raise EdgeAffectError("bench: rounds, budget and batch sizes must be positive")
-        if self.threads is None or self.threads < 1:
+        if self.threads is None:   # "not said": the default, never each runtime's own
+            object.__setattr__(self, "threads", DEFAULT_THREADS)
+        if self.threads < 1:
             raise EdgeAffectError(f"bench: --threads must be >= 1, got {self.threads}")
 
 

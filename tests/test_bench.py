@@ -213,7 +213,7 @@ def test_every_runtime_gets_one_thread_by_default_said_in_the_title(exported, ca
     from edgeaffect.bench import DEFAULT_THREADS
 
     cfg = BenchConfig(batches=(1,), budget_s=0.1, rounds=1, warmup=0, isolate=False)
-    assert cfg.threads == DEFAULT_THREADS == 1
+    assert cfg.threads == DEFAULT_THREADS == 1 and BenchConfig(threads=None).threads == 1
     rows = bench_run(exported, ["onnxruntime", "torch"], cfg=cfg, show_progress=False)
     assert {r["threads"] for r in rows} == {1} and {r["runtime"] for r in rows} == {"onnxruntime", "torch"}
     with pytest.raises(EdgeAffectError, match="--threads must be >= 1"):
