@@ -34,7 +34,18 @@ from .fileio import atomic_path, write_json
 
 ROW_KEYS = ("runtime", "precision", "executed_precision", "batch", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput",
             "cold_start_ms", "peak_rss_mb", "size_mb", "metric_name", "metric", "agreement")
-EXTRA_KEYS = ("variant", "threads", "agreement_kind", "precision_mix", "int8_coverage", "metric_torch", "metric_samples", "max_abs_diff", "speedup_vs_torch", "gflops_per_s", "iterations", "path")
+EXTRA_KEYS = ("variant", "model", "threads", "agreement_kind", "precision_mix", "int8_coverage", "metric_torch", "metric_samples", "max_abs_diff",
+              "speedup_vs_torch", "gflops_per_s", "iterations", "spread", "spread_wide", "path")
+
+DEFAULT_THREADS = 1
+"""Intra-op threads per runtime unless ``--threads`` says otherwise. One thread is the count that stays honest on
+any machine: every variant of one process holds its own thread pool, and on a busy machine a multi-threaded
+runtime waits on preempted siblings (torch eager took 65.7 ms at 2 threads against 8.0 ms at 1 on a loaded
+2-core EPYC), so its ratio to another runtime measured the load, not the runtimes."""
+
+SPREAD_LIMIT = 2.0
+"""A row whose p99 is above this many times its p50 is flagged: its latencies varied too much (a busy machine,
+frequency changes, a too-short budget) for a ratio against another row to mean much."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +56,7 @@ class BenchConfig:
     budget_s: float = 6.0
     rounds: int = 6
     warmup: int = 3
-    threads: int | None = None   # None: every runtime gets this machine's physical cores (one torch inter-op thread)
+    threads: int | None = DEFAULT_THREADS   # the same intra-op count for every runtime (torch with one inter-op thread)
     isolate: bool = True
     split: str = "val"
     limit: int | None = DEFAULT_LIMIT   # as export parity and the guards score; None: the whole split
@@ -53,10 +64,10 @@ class BenchConfig:
     def __post_init__(self):
         if self.rounds < 1 or self.budget_s <= 0 or any(b < 1 for b in self.batches):
             raise EdgeAffectError("bench: rounds, budget and batch sizes must be positive")
-        if self.threads is not None and self.threads < 1:
+        if self.threads is None:   # "not said": the default, never each runtime's own
+            object.__setattr__(self, "threads", DEFAULT_THREADS)
+        if self.threads < 1:
             raise EdgeAffectError(f"bench: --threads must be >= 1, got {self.threads}")
-        if self.threads is None:   # the same count for every runtime: otherwise each picks its own default
-            object.__setattr__(self, "threads", _precision.physical_cores())
 
 
 @dataclass
@@ -213,6 +224,9 @@ def _bench(plan: "_Plan", cfg: BenchConfig, console, show_progress: bool, verify
         verify_artifacts(plan.artifacts)
     check_writable(plan.root)
     chosen, skipped = runnable(plan.artifacts, say)
+    if say and cfg.threads > _precision.physical_cores():
+        say(f"--threads {cfg.threads} is more than this machine's {_precision.physical_cores()} physical cores: "
+            "the runtimes' threads compete for them and the timings measure that")
     if not chosen:
         raise EdgeAffectError(f"nothing this machine can benchmark in {plan.root}: "
                               + "; ".join(f"{s['artifact']}: {s['reason']}" for s in skipped))
@@ -225,8 +239,8 @@ def _bench(plan: "_Plan", cfg: BenchConfig, console, show_progress: bool, verify
     measure(variants, samples, reference, plan.spec, cfg, console, show_progress)
     flops = _flops_or_none(plan.onnx)
     rows = make_rows(variants, plan.root, flops, plan.spec.metric, metric_torch,
-                     len(samples) if samples.target is not None else None, cfg.threads)
-    meta = {"machine": machine_info(cfg.threads), "samples": samples.source,
+                     len(samples) if samples.target is not None else None, cfg.threads, model=plan.spec.name)
+    meta = {"machine": machine_info(cfg.threads), "model": plan.spec.name, "samples": samples.source,
             "config": {**cfg.__dict__, "batches": list(cfg.batches)}, "flops_per_sample": flops,
             "metric_torch": metric_torch, "skipped": skipped}
     write_outputs(plan.root, rows, meta, say=say, prefix=plan.prefix)
@@ -346,11 +360,13 @@ def choose(run_path: Path, runtimes: Sequence[str] | None, precisions: Sequence[
 def measure(variants: Sequence[_Variant], samples: Samples, reference: Mapping[str, np.ndarray], spec,
             cfg: BenchConfig, console=None, show_progress: bool = True) -> None:
     """Load every variant (cold start, RSS, metric, agreement, executed precision), then time them interleaved."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    from .logs import make_progress
 
     steps = len(variants) * (3 if cfg.isolate else 2) + cfg.rounds * len(variants)
-    with Progress(TextColumn("[bold]bench[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console, disable=not show_progress, transient=True) as bar:
+    with make_progress(console, "bench", TextColumn("[bold]bench[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn(), disable=not show_progress, transient=True) as bar:
         task = bar.add_task("loading", total=steps)
         scored: dict[Artifact, dict[str, Any]] = {}
 
@@ -397,8 +413,9 @@ def score_artifact(v: _Variant, samples: Samples, reference, spec, threads: int 
 
 
 def make_rows(variants: Sequence[_Variant], run_path: Path, flops: int | None, metric_name: str,
-              metric_torch: float | None, metric_samples: int | None, threads: int | None) -> list[dict[str, Any]]:
-    """One row per variant; speed-ups against torch fp32 eager at the same batch."""
+              metric_torch: float | None, metric_samples: int | None, threads: int | None,
+              model: str | None = None) -> list[dict[str, Any]]:
+    """One row per variant; speed-ups against torch fp32 eager at the same batch; ``spread`` = p99 / p50."""
     for v in variants:
         v.row.update(percentiles(v.times))
     torch_ms = {v.batch: v.row["mean_ms"] for v in variants
@@ -415,12 +432,13 @@ def make_rows(variants: Sequence[_Variant], run_path: Path, flops: int | None, m
             "cold_start_ms": st.get("cold_start_ms"), "peak_rss_mb": st.get("peak_rss_mb"), "size_mb": _size_mb(a.path),
             "metric_name": metric_name, "metric": st.get("metric"), "agreement": st["agreement"],
             "agreement_kind": st.get("agreement_kind"),
-            "variant": a.variant, "threads": threads, "precision_mix": st["precision_mix"],
+            "variant": a.variant, "model": model, "threads": threads, "precision_mix": st["precision_mix"],
             "int8_coverage": st.get("int8_coverage"), "metric_torch": metric_torch,
             "metric_samples": metric_samples, "max_abs_diff": st["max_abs_diff"],
             "speedup_vs_torch": (ref_ms / st["mean_ms"]) if ref_ms else None,
             "gflops_per_s": (flops * v.batch / (st["mean_ms"] / 1000.0) / 1e9) if flops else None,
-            "iterations": len(v.times), "path": os.path.relpath(a.path, run_path),
+            "iterations": len(v.times), "spread": st["p99_ms"] / st["p50_ms"],
+            "spread_wide": st["p99_ms"] > SPREAD_LIMIT * st["p50_ms"], "path": os.path.relpath(a.path, run_path),
         })
     return rows
 
@@ -478,7 +496,15 @@ def write_outputs(run_dir: Path, rows: list[dict[str, Any]], meta: Mapping[str, 
         if say:
             say("bench.png not written: matplotlib is not installed (pip install 'edgeaffect[plot]')")
         return
-    plot(rows, run_dir / f"{prefix}bench.png", title=f"{machine.get('cpu', '')} · {machine.get('date', '')}")
+    threads = machine.get("threads")
+    plot(rows, run_dir / f"{prefix}bench.png",
+         title=" · ".join(str(p) for p in (meta.get("model"), threads_text(threads) if threads else None,
+                                            machine.get("cpu"), machine.get("date")) if p))
+
+
+def threads_text(threads: int) -> str:
+    """How the table title and the plot say the thread count."""
+    return f"{threads} thread{'s' if threads != 1 else ''} per runtime"
 
 
 def _csv_cell(value: Any) -> Any:
@@ -496,7 +522,7 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def plot(rows: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> Path:
-    """Latency (p50, smallest batch) against the task metric, one point per runtime/precision."""
+    """Latency (p50) against the task metric, one panel per batch, one point per runtime/precision."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -504,35 +530,49 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> Path
 
     if not rows:
         raise EdgeAffectError("bench: nothing to plot")
-    batch = min(r["batch"] for r in rows)
-    pts = [r for r in rows if r["batch"] == batch]
-    use_metric = all(r.get("metric") is not None for r in pts)
-    key = "metric" if use_metric else "agreement" if all(r.get("agreement") is not None for r in pts) else "throughput"
-    ylabel = {"metric": f"{pts[0]['metric_name']} (eval split)", "agreement": "agreement with torch",
+    batches = sorted({r["batch"] for r in rows})
+    key = next(k for k in ("metric", "agreement", "throughput") if all(r.get(k) is not None for r in rows))
+    ylabel = {"metric": f"{rows[0]['metric_name']} (eval split)", "agreement": "agreement with torch",
               "throughput": "items/s"}[key]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for i, r in enumerate(sorted(pts, key=lambda r: r["p50_ms"])):
-        y = r[key]
-        label = f"{(r.get('variant') + '/') if r.get('variant') else ''}{r['runtime']}-{r['precision']}"
-        ax.scatter(r["p50_ms"], y, s=40)
-        ax.annotate(label, (r["p50_ms"], y), textcoords="offset points", xytext=(5, 4 + 12 * (i % 4)), fontsize=8,
-                    arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.6"})
-    ys = [r[key] for r in pts]
+    fig, axes = plt.subplots(1, len(batches), figsize=(1.0 + 4.4 * len(batches), 4.4), dpi=120, sharey=True,
+                             squeeze=False)
+    colors = {name: f"C{i % 10}" for i, name in enumerate(sorted({_point_name(r) for r in rows}))}
+    for ax, batch in zip(axes[0], batches):
+        _plot_panel(ax, [r for r in rows if r["batch"] == batch], key, batch, colors)
+    ys = [r[key] for r in rows]
     lo, hi = min(ys), max(ys)
     if hi - lo < 0.05:  # near-identical scores: show them as equal rather than magnify float noise
         mid = (hi + lo) / 2
-        ax.set_ylim(mid - 0.05, mid + 0.05)
-    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
-    ax.set_xscale("log")
-    ax.set_xlabel(f"p50 latency, batch {batch} (ms, log)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=8)
-    ax.grid(True, alpha=0.3)
+        axes[0][0].set_ylim(mid - 0.05, mid + 0.05)
+    axes[0][0].set_ylabel(ylabel)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
+
+
+def _point_name(r: Mapping[str, Any]) -> str:
+    return f"{(r.get('variant') + '/') if r.get('variant') else ''}{r['runtime']}-{r['precision']}"
+
+
+def _plot_panel(ax, pts: Sequence[Mapping[str, Any]], key: str, batch: int, colors: Mapping[str, str]) -> None:
+    """One batch: a labelled point per runtime/precision, same colour in every panel (hollow: spread flagged)."""
+    from matplotlib.ticker import FuncFormatter
+
+    for i, r in enumerate(sorted(pts, key=lambda r: r["p50_ms"])):
+        y, name, wide = r[key], _point_name(r), r.get("spread_wide")
+        ax.scatter(r["p50_ms"], y, s=40, color=colors[name], facecolors="none" if wide else colors[name])
+        ax.annotate(name + (" !" if wide else ""), (r["p50_ms"], y), textcoords="offset points",
+                    xytext=(5, 4 + 12 * (i % 4)), fontsize=8, arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.6"})
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))   # 20, not 2x10^1
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+    ax.set_xlabel(f"p50 latency, batch {batch} (ms, log)")
+    ax.set_title(f"batch {batch}", fontsize=9)
+    ax.grid(True, alpha=0.3)
 
 
 def _agreement_kind(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -542,7 +582,7 @@ def _agreement_kind(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def table(rows: Sequence[Mapping[str, Any]], title: str = "edgeaffect bench"):
-    """A rich Table of the rows (what ``edgeaffect bench`` prints)."""
+    """A rich Table of the rows (what ``edgeaffect bench`` prints); rows with a wide spread are marked ``!``."""
     from rich.table import Table
 
     torch_metric = next((r.get("metric_torch") for r in rows if r.get("metric_torch") is not None), None)
@@ -550,9 +590,13 @@ def table(rows: Sequence[Mapping[str, Any]], title: str = "edgeaffect bench"):
     caption = (f"torch FP32 {rows[0]['metric_name']}: {torch_metric:.4f}" + (f" on {n} samples" if n else "") + " · "
                if rows and torch_metric is not None else "") \
         + "×torch = speed-up over torch eager at the same batch; agree = agreement with torch (" + _agreement_kind(rows) + ")"
+    shaky = unreliable_ratios(rows)
+    if any(r.get("spread_wide") for r in rows):
+        caption += (f"\n! p99 above {SPREAD_LIMIT:g}× p50 (this row's, or for ×torch its torch row's): latency varied "
+                    "too much for the ratio to mean much (a busy machine?); rerun on an idle one or with a longer --budget")
     t = Table(title=title, caption=caption)
     cols = [("runtime", "runtime", "{}"), ("precision", "precision", "{}"), ("ran as", "executed_precision", "{}"),
-            ("batch", "batch", "{}"), ("threads", "threads", "{}"),
+            ("batch", "batch", "{}"),
             ("p50 ms", "p50_ms", "{:.2f}"), ("p90 ms", "p90_ms", "{:.2f}"), ("p99 ms", "p99_ms", "{:.2f}"),
             ("items/s", "throughput", "{:.1f}"), ("×torch", "speedup_vs_torch", "{:.2f}"),
             ("GFLOP/s", "gflops_per_s", "{:.1f}"), ("cold ms", "cold_start_ms", "{:.0f}"),
@@ -560,12 +604,23 @@ def table(rows: Sequence[Mapping[str, Any]], title: str = "edgeaffect bench"):
             ("agree", "agreement", "{:.3f}")]
     for head, _, _ in cols:
         t.add_column(head, justify="left" if head in ("runtime", "precision", "ran as") else "right")
-    for r in rows:
+    for i, r in enumerate(rows):
         cells = []
         for _, key, fmt in cols:
             v = r.get(key)
             if key == "runtime" and r.get("variant"):
                 v = f"{r['variant']}/{v}"
-            cells.append("-" if v is None else fmt.format(v))
+            cell = "-" if v is None else fmt.format(v)
+            if v is not None and ((key == "p99_ms" and r.get("spread_wide")) or (key == "speedup_vs_torch" and i in shaky)):
+                cell = f"[bold yellow]{cell} ![/]"
+            cells.append(cell)
         t.add_row(*cells)
     return t
+
+
+def unreliable_ratios(rows: Sequence[Mapping[str, Any]]) -> set[int]:
+    """Indices of rows whose ×torch rests on a flagged spread: the row's own or its torch row's at that batch."""
+    wide_torch = {r["batch"] for r in rows if r.get("spread_wide")
+                  and (r["runtime"], r["precision"], r.get("variant") or "") == ("torch", "fp32", "")}
+    return {i for i, r in enumerate(rows) if r.get("speedup_vs_torch") is not None
+            and (r.get("spread_wide") or r["batch"] in wide_torch)}

@@ -207,14 +207,77 @@ def test_bench_refuses_an_artifact_the_manifest_does_not_list(exported, tmp_path
         bench_run(run, ["openvino"], cfg=FAST, show_progress=False)
 
 
-def test_every_runtime_gets_the_same_threads_by_default(exported):
+def test_every_runtime_gets_one_thread_by_default_said_in_the_title(exported, capsys):
     """Without --threads each runtime would pick its own default (torch eager all logical CPUs, with inter-op
-    threads on top); bench gives all of them the physical cores and says so per row."""
-    from edgeaffect.precision import physical_cores
+    threads on top); bench gives all of them one thread, stores it per row and prints it in the title."""
+    from edgeaffect.bench import DEFAULT_THREADS
 
     cfg = BenchConfig(batches=(1,), budget_s=0.1, rounds=1, warmup=0, isolate=False)
-    assert cfg.threads == physical_cores()
+    assert cfg.threads == DEFAULT_THREADS == 1 and BenchConfig(threads=None).threads == 1
     rows = bench_run(exported, ["onnxruntime", "torch"], cfg=cfg, show_progress=False)
-    assert {r["threads"] for r in rows} == {physical_cores()} and {r["runtime"] for r in rows} == {"onnxruntime", "torch"}
+    assert {r["threads"] for r in rows} == {1} and {r["runtime"] for r in rows} == {"onnxruntime", "torch"}
     with pytest.raises(EdgeAffectError, match="--threads must be >= 1"):
         BenchConfig(threads=0)
+    assert main(["bench", str(exported), "--runtime", "onnxruntime", "--batch", "1", "--budget", "0.1", "--rounds", "1",
+                 "--no-isolate"]) == 0
+    out = capsys.readouterr().out
+    assert "1 thread per runtime" in out and "tiny_av_test" in out     # the title names the threads and the model
+    assert json.loads((exported / "bench.json").read_text())["machine"]["threads"] == 1
+
+
+def _row(runtime, batch, p50, p99, speedup, precision="fp32"):
+    return {"runtime": runtime, "precision": precision, "executed_precision": precision, "batch": batch,
+            "p50_ms": p50, "p90_ms": p50, "p99_ms": p99, "mean_ms": p50, "throughput": batch * 1000 / p50,
+            "speedup_vs_torch": speedup, "metric_name": "pearson", "metric": 0.5, "agreement": 1.0,
+            "spread": p99 / p50, "spread_wide": p99 > 2 * p50, "model": "m", "variant": ""}
+
+
+def test_a_row_with_a_wide_spread_is_flagged_with_a_footnote():
+    """p99 at 15x p50 marks that row's p99 and its ×torch; a wide torch row makes every ×torch of its batch shaky."""
+    from rich.console import Console
+
+    from edgeaffect.bench import table, unreliable_ratios
+
+    rows = [_row("torch", 1, 10.0, 12.0, 1.0), _row("onnxruntime", 1, 1.0, 15.0, 10.0),
+            _row("openvino", 1, 1.0, 1.3, 10.0),
+            _row("torch", 8, 80.0, 400.0, 1.0), _row("onnxruntime", 8, 8.0, 9.0, 10.0)]
+    assert unreliable_ratios(rows) == {1, 3, 4}
+    console = Console(width=250, record=True)
+    console.print(table(rows))
+    text = console.export_text()
+    lines = {ln.split("│")[1].strip() + ln.split("│")[4].strip(): ln for ln in text.splitlines() if ln.count("│") > 10}
+    assert "15.00 !" in lines["onnxruntime1"] and "10.00 !" in lines["onnxruntime1"]
+    assert "!" not in lines["openvino1"] and "!" not in lines["torch1"]
+    assert "400.00 !" in lines["torch8"] and "10.00 !" in lines["onnxruntime8"] and "9.00 !" not in lines["onnxruntime8"]
+    assert "! p99 above 2× p50" in text
+    calm = Console(width=250, record=True)
+    calm.print(table([rows[0], rows[2]]))
+    assert "!" not in calm.export_text()
+
+
+def test_rows_carry_their_spread(exported):
+    rows = bench_run(exported, ["onnxruntime"], cfg=FAST, show_progress=False)
+    for r in rows:
+        assert r["spread"] == pytest.approx(r["p99_ms"] / r["p50_ms"]) and r["spread_wide"] == (r["spread"] > 2.0)
+        assert r["model"] == "tiny_av_test"
+
+
+def test_the_plot_shows_every_batch_and_names_the_model(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from edgeaffect.bench import write_outputs
+
+    seen = {}
+    real = matplotlib.figure.Figure.savefig
+
+    def spy(fig, *a, **kw):
+        seen["panels"] = [ax.get_title() for ax in fig.axes]
+        seen["title"] = fig._suptitle.get_text()
+        return real(fig, *a, **kw)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    rows = [_row("torch", b, 10.0 * b, 12.0 * b, 1.0) for b in (1, 4, 8)] + [_row("onnxruntime", 4, 2.0, 40.0, 20.0)]
+    write_outputs(tmp_path, rows, {"model": "tiny_av_test", "machine": {"threads": 1, "cpu": "EPYC", "date": "d"}})
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert seen["panels"] == ["batch 1", "batch 4", "batch 8"]
+    assert seen["title"] == "tiny_av_test · 1 thread per runtime · EPYC · d"

@@ -204,7 +204,7 @@ def test_cli_trains_from_fer2013_weights_and_records_it(tmp_path):
 
     root = tmp_path / "aw"
     assert main(["data", "synth", "affwild2-expr", "--out", str(root), "--videos", "2", "--val-videos", "1",
-                 "--frames", "6", "--unlabeled", "0", "--size", "32"]) == 0
+                 "--frames", "6", "--unlabeled", "0", "--size", "32", "--allow-small"]) == 0
     run = tmp_path / "run"
     assert main(["train", "expr", "--data", str(root), "--ssl", "none", "--arch", "expr_minixception", "--init", "fer2013",
                  "--face-size", "32", "--epochs", "1", "--batch-size", "2", "--steps-per-epoch", "1", "--lr", "0",

@@ -193,7 +193,7 @@ def test_a_batch_norm_failure_in_training_is_one_line(tmp_path, capsys):
     """Batch 1 with feature maps shrunk to 1x1: BatchNorm cannot train; one line, not a traceback."""
     data = tmp_path / "va"
     assert main(["data", "synth", "affwild2-va", "--out", str(data), "--train-videos", "1", "--val-videos", "1",
-                 "--frames", "16", "--size", "32"]) == 0
+                 "--frames", "16", "--size", "32", "--allow-small"]) == 0
     capsys.readouterr()
     assert main(["train", "va", "--data", str(data), "--frame-size", "16", "--width", "1", "--subclips", "1",
                  "--batch-size", "1", "--epochs", "1", "--out", str(tmp_path / "run")]) == 1
@@ -209,7 +209,7 @@ def test_data_synth_never_writes_into_a_real_dataset(tmp_path, capsys):
     real.mkdir(parents=True)
     clip = real / "01-01-01-01-01-01-01.mp4"
     clip.write_bytes(b"a real recording")
-    assert main(["data", "synth", "ravdess", "--out", str(real.parent), "--actors", "1"]) == 1
+    assert main(["data", "synth", "ravdess", "--out", str(real.parent), "--actors", "1", "--allow-small"]) == 1
     err = " ".join(capsys.readouterr().err.split())
     assert "did not write (a real dataset?)" in err and "Traceback" not in err
     assert clip.read_bytes() == b"a real recording" and sorted(p.name for p in real.parent.iterdir()) == ["Actor_01"]
@@ -217,10 +217,10 @@ def test_data_synth_never_writes_into_a_real_dataset(tmp_path, capsys):
     # The two Aff-Wild2 sets share one root; a set of the same kind is not replaced in a shared root.
     root = tmp_path / "affwild2"
     expr = ["data", "synth", "affwild2-expr", "--out", str(root), "--videos", "1", "--val-videos", "1",
-            "--frames", "2", "--unlabeled", "0", "--size", "16"]
+            "--frames", "2", "--unlabeled", "0", "--size", "16", "--allow-small"]
     assert main(expr) == 0
     assert main(["data", "synth", "affwild2-va", "--out", str(root), "--train-videos", "1", "--val-videos", "1",
-                 "--frames", "16", "--size", "32"]) == 0
+                 "--frames", "16", "--size", "32", "--allow-small"]) == 0
     capsys.readouterr()
     assert main(expr) == 1 and "already holds a synthetic affwild2-expr set" in capsys.readouterr().err
     assert main([*expr, "--overwrite"]) == 1

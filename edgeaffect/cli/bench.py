@@ -22,8 +22,8 @@ def bench_cmd(
                                    "machine cannot run is skipped with the reason.")] = None,
     budget: Annotated[float, typer.Option("--budget", min=0.1, help="Seconds of timed inference per variant.")] = 6.0,
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Interleaved rounds the budget is split into.")] = 6,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Intra-op threads for every runtime "
-                                                                         "(default: this machine's physical cores, the same for all).")] = None,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Intra-op threads, the same for every runtime (1 stays "
+                                                               "fair on a busy machine; use the cores of an idle device).")] = 1,
     split: Annotated[str, typer.Option("--split", help="Dataset split the metric is computed on.")] = "val",
     limit: Annotated[int, typer.Option("--limit", min=0, help="Eval samples, evenly spaced over the split (0: all of it); "
                                                                "export parity and the guards score the same default.")] = 256,
@@ -42,7 +42,10 @@ def bench_cmd(
     runtime reports it ran as ("ran as").
 
     Example:  edgeaffect bench runs/eri/exp1 --runtime onnxruntime,openvino,torch --batch 1,8
-    Example:  edgeaffect bench runs/eri/exp1 --precision fp32,bf16,int8 --threads 1
+    Every runtime gets the same --threads (printed in the title); a row whose p99 is above twice its p50 is
+    marked "!" (its ratios mean little: rerun on an idle machine or with a longer --budget).
+
+    Example:  edgeaffect bench runs/eri/exp1 --precision fp32,bf16,int8 --threads 4
     Example:  edgeaffect bench model.onnx --data data/eri   (an exported file: no torch needed, no torch row)
     """
     from ..bench import BenchConfig, bench_run
@@ -67,11 +70,15 @@ def bench_cmd(
 
 def print_bench(rows, run: Path) -> None:
     """The results table on stdout, and where the files went (beside a bare model file: ``<file>.bench.*``)."""
-    from ..bench import int8_notes, table
+    from ..bench import int8_notes, threads_text, table
     from ..precision import cpu_name
 
     folder, prefix = (run.parent, f"{run.name}.") if run.is_file() else (run, "")
-    table_console().print(table(rows, title=f"edgeaffect bench · {run.name} · {cpu_name()}"))
+    model = next((r["model"] for r in rows if r.get("model")), None)
+    threads = next((r["threads"] for r in rows if r.get("threads")), None)
+    parts = [f"{run.name} ({model})" if model and model != run.name else run.name, cpu_name(),
+             threads_text(threads) if threads else None]
+    table_console().print(table(rows, title="edgeaffect bench · " + " · ".join(p for p in parts if p)))
     for note in int8_notes(rows):
         console.print(f"[yellow]int8:[/] {note}", highlight=False)
     png = f", {prefix}bench.png" if (folder / f"{prefix}bench.png").exists() else ""

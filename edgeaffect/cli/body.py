@@ -1,4 +1,4 @@
-"""EmoReact bodily expression commands: ``data synth emoreact`` and ``train body``."""
+"""EmoReact bodily expression commands: ``data synth body`` (alias ``emoreact``) and ``train body``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,13 +7,13 @@ from typing import Annotated, Optional
 import typer
 
 from .common import DeviceOpt, OverwriteOpt, SeedOpt, SynthOverwriteOpt, console, print_run_dir, train_command
-from .data import synth_app
+from .data import AllowSmallOpt, synth_command
 from .train import train_app
 
 INPUT_HELP = "face, body (face blacked out), fullbody, or fusion (body + face streams)."
 
 
-@synth_app.command("emoreact")
+@synth_command("body", "emoreact")
 def synth_emoreact(
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset root to write (EmoReact layout).")] = Path("data/emoreact"),
     clips: Annotated[int, typer.Option("--clips", min=4, help="Number of clips (split 50/25/25 train/val/test).")] = 240,
@@ -21,15 +21,22 @@ def synth_emoreact(
     seed: SeedOpt = 0,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Parallel processes.")] = 2,
     overwrite: SynthOverwriteOpt = False,
+    allow_small: AllowSmallOpt = False,
 ) -> None:
     """Write a synthetic EmoReact set: {train,val,test}.csv + {Train,Validation,Test}/<video>.mp4 (H.264).
 
     A child-like figure reacts with face and body; some of the 8 labels show only on the body, some only
     on the face, some on both, so fusion beats a single stream.
 
-    Example:  edgeaffect data synth emoreact --out data/emoreact --clips 240 --seed 0
+    Example:  edgeaffect data synth body --out data/emoreact --clips 240 --seed 0
     """
+    from ..data.synth import refuse_small, smallest_total
     from ..data.synth.emoreact import EmoReactSynthConfig, generate_emoreact
+    from ..quantize.config import MIN_CALIB_SAMPLES
+
+    share = EmoReactSynthConfig().split[0]
+    refuse_small("--clips", clips, smallest_total(share, MIN_CALIB_SAMPLES), f"{share:.0%} of the clips are train "
+                 f"clips and `export --int8` calibrates on at least {MIN_CALIB_SAMPLES} of them", allow_small)
 
     generate_emoreact(out, EmoReactSynthConfig(clips=clips, seed=seed, seconds=seconds), workers=workers, console=console,
                       overwrite=overwrite)

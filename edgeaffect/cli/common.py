@@ -5,9 +5,11 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console  # noqa: F401  (zoo and demo print their tables with it)
 
-console = Console(stderr=True)
+from ..logs import make_console
+
+console = make_console(stderr=True)   # a log file or CI gets unwrapped lines and plain progress lines
 
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (results are reproducible for a given seed).")]
 DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Dataset root in the dataset's distributed layout.")]
@@ -29,10 +31,9 @@ SynthOverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace th
 RunArg = Annotated[Path, typer.Argument(help="Run directory (holds checkpoint.pt and manifest.json) or an exported model file.")]
 
 
-def table_console() -> Console:
+def table_console():
     """Standard output for result tables: terminal width on a terminal, 200 columns in a pipe or file."""
-    out = Console()
-    return out if out.is_terminal else Console(width=200)
+    return make_console(stderr=False)
 
 
 def split_csv(value: str | None) -> list[str]:

@@ -1,11 +1,13 @@
 """``edgeaffect data``: dataset utilities; ``data synth <kind>`` writes synthetic sets in real layouts,
 ``data clip`` a demo clip (faces and a voice, made offline).
 
-Each task's CLI module adds its generator with ``@synth_app.command("<kind>")``.
+Each task's CLI module adds its generator with ``@synth_command("<task>", "<dataset>")``: named as
+``train <task>`` is, with the dataset's name kept as an alias.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -18,6 +20,21 @@ synth_app = typer.Typer(
 )
 data_app.add_typer(synth_app, name="synth")
 app.add_typer(data_app, name="data")
+
+AllowSmallOpt = Annotated[bool, typer.Option(
+    "--allow-small", help="Write a set smaller than the next steps' defaults need (train, export --int8); those steps "
+                          "then need smaller settings.")]
+
+
+def synth_command(task: str, *aliases: str):
+    """Register a generator as ``data synth <task>`` (the name ``train <task>`` uses) and under each alias."""
+    def register(fn):
+        synth_app.command(task)(fn)
+        summary = (fn.__doc__ or "").strip().splitlines()[0]
+        for alias in aliases:
+            synth_app.command(alias, help=f"Same as `data synth {task}`: {summary}")(fn)
+        return fn
+    return register
 
 
 CLIP_MEMORY = 2e9

@@ -7,11 +7,11 @@ from typing import Annotated, Optional
 import typer
 
 from .common import DeviceOpt, OverwriteOpt, SeedOpt, SynthOverwriteOpt, console, print_run_dir, split_csv, train_command
-from .data import synth_app
+from .data import AllowSmallOpt, synth_command
 from .train import train_app
 
 
-@synth_app.command("eri")
+@synth_command("eri")
 def synth_eri(
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset root to write (Hume-Reaction layout).")] = Path("data/eri"),
     clips: Annotated[int, typer.Option("--clips", min=3, help="Number of clips (split 60/20/20 train/val/test).")] = 300,
@@ -19,6 +19,7 @@ def synth_eri(
     seed: SeedOpt = 0,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Parallel processes.")] = 2,
     overwrite: SynthOverwriteOpt = False,
+    allow_small: AllowSmallOpt = False,
 ) -> None:
     """Write a synthetic Hume-Reaction set: data_info.csv + {train,val,test}/<File_ID>.mp4 (H.264 + AAC).
 
@@ -27,8 +28,13 @@ def synth_eri(
 
     Example:  edgeaffect data synth eri --out data/eri --clips 300 --seed 0
     """
+    from ..data.synth import refuse_small, smallest_total
     from ..data.synth.eri import ERISynthConfig, generate_eri
+    from ..quantize.config import MIN_CALIB_SAMPLES
 
+    share = ERISynthConfig().split[0]
+    refuse_small("--clips", clips, smallest_total(share, MIN_CALIB_SAMPLES), f"{share:.0%} of the clips are train "
+                 f"clips and `export --int8` calibrates on at least {MIN_CALIB_SAMPLES} of them", allow_small)
     generate_eri(out, ERISynthConfig(clips=clips, seed=seed, seconds=seconds), workers=workers, console=console,
                  overwrite=overwrite)
     console.print(f"[green]wrote {clips} clips to {out}[/]  (data_info.csv + train/ val/ test/)")

@@ -1,4 +1,4 @@
-"""``edgeaffect data synth affwild2-expr`` and ``edgeaffect train expr`` (Aff-Wild2 expression, 8 classes)."""
+"""``edgeaffect data synth expr`` (alias ``affwild2-expr``) and ``edgeaffect train expr`` (Aff-Wild2 expression, 8 classes)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,11 +7,11 @@ from typing import Annotated, Optional
 import typer
 
 from .common import DataOpt, DeviceOpt, OverwriteOpt, SeedOpt, SynthOverwriteOpt, console, train_command
-from .data import synth_app
+from .data import AllowSmallOpt, synth_command
 from .train import train_app
 
 
-@synth_app.command("affwild2-expr")
+@synth_command("expr", "affwild2-expr")
 def synth_affwild2_expr(
     out: Annotated[Path, typer.Option("--out", "-o", help="Aff-Wild2 root to write (existing cropped_aligned/ videos are kept).")] = Path("data/affwild2"),
     videos: Annotated[int, typer.Option("--videos", min=1, help="Training videos.")] = 48,
@@ -21,18 +21,25 @@ def synth_affwild2_expr(
     size: Annotated[int, typer.Option("--size", min=16, help="Side of the aligned face crops in pixels (Aff-Wild2: 112).")] = 112,
     seed: SeedOpt = 0,
     overwrite: SynthOverwriteOpt = False,
+    allow_small: AllowSmallOpt = False,
 ) -> None:
     """Write a synthetic Aff-Wild2 EXPR set (8 expressions from face geometry) plus unlabeled faces.
 
-    Example:  edgeaffect data synth affwild2-expr --out data/affwild2 --unlabeled 2000
+    Example:  edgeaffect data synth expr --out data/affwild2 --unlabeled 2000
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
+    from ..data.synth import refuse_small
     from ..data.synth.affwild2_expr import generate
+    from ..logs import make_progress
+    from ..quantize.config import MIN_CALIB_SAMPLES
 
+    refuse_small("--videos x --frames of", videos * frames, 2 * MIN_CALIB_SAMPLES, f"`export --int8` calibrates on "
+                 f"at least {MIN_CALIB_SAMPLES} train faces and about 7 % of the frames have no label or no face",
+                 allow_small, shown=f"--videos {videos} x --frames {frames} ({videos * frames} train frames)")
     total = (videos + val_videos) * frames + unlabeled
-    with Progress(TextColumn("[bold]synth affwild2-expr[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as progress:
+    with make_progress(console, "synth expr", TextColumn("[bold]synth expr[/]"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn()) as progress:
         bar = progress.add_task("faces", total=total)
         summary = generate(out, videos, val_videos, frames, unlabeled, size, seed,
                            progress=lambda n: progress.update(bar, advance=n), overwrite=overwrite)

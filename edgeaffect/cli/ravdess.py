@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import DeviceOpt, OverwriteOpt, SeedOpt, SynthOverwriteOpt, console, print_run_dir, split_csv, train_command
-from .data import synth_app
+from .data import AllowSmallOpt, synth_command
 from .train import train_app
 
 
@@ -23,7 +23,7 @@ def _actors(value: str, option: str) -> list[int]:
     return actors
 
 
-@synth_app.command("ravdess")
+@synth_command("ravdess")
 def synth_ravdess(
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset root to write (RAVDESS layout: Actor_XX/).")] = Path("data/ravdess"),
     actors: Annotated[int, typer.Option("--actors", min=1, max=99, help="Number of actors (Actor_01 ...).")] = 24,
@@ -32,6 +32,7 @@ def synth_ravdess(
     intensities: Annotated[int, typer.Option("--intensities", min=1, max=2, help="1: normal only; 2: normal and strong (neutral has only normal).")] = 1,
     seed: SeedOpt = 0,
     overwrite: SynthOverwriteOpt = False,
+    allow_small: AllowSmallOpt = False,
 ) -> None:
     """Write a synthetic RAVDESS: Actor_XX/01-01-EE-II-SS-RR-XX.mp4 (H.264 + AAC) + matching 03-...wav.
 
@@ -40,17 +41,28 @@ def synth_ravdess(
 
     Example:  edgeaffect data synth ravdess --out data/ravdess --actors 24
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
+    from ..data.ravdess import DEFAULT_TEST_ACTORS, DEFAULT_VAL_ACTORS
+    from ..data.synth import refuse_small
     from ..data.synth.ravdess import generate_ravdess
+    from ..logs import make_progress
 
-    with Progress(TextColumn("[bold]synth ravdess[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console) as progress:
+    fewest = max(min(DEFAULT_TEST_ACTORS), min(DEFAULT_VAL_ACTORS))
+    refuse_small("--actors", actors, fewest, f"`train ravdess` tests on actors {_csv(DEFAULT_TEST_ACTORS)} and "
+                 f"validates on {_csv(DEFAULT_VAL_ACTORS)}, so fewer leave a split empty "
+                 f"({max(DEFAULT_TEST_ACTORS + DEFAULT_VAL_ACTORS)} fill both)", allow_small)
+    with make_progress(console, "synth ravdess", TextColumn("[bold]synth ravdess[/]"), BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn()) as progress:
         bar = progress.add_task("clips", total=None)
         written = generate_ravdess(out, actors=actors, statements=statements, repetitions=repetitions,
                                    intensities=intensities, seed=seed, overwrite=overwrite,
                                    progress=lambda k, n: progress.update(bar, completed=k, total=n))
     console.print(f"[green]wrote {len(written)} clips ({actors} actors) to {out}[/]  (Actor_XX/ with .mp4 + .wav)")
+
+
+def _csv(numbers) -> str:
+    return ",".join(str(n) for n in numbers)
 
 
 @train_app.command("ravdess")

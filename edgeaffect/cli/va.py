@@ -1,4 +1,4 @@
-"""``edgeaffect data synth affwild2-va`` and ``edgeaffect train va`` (Aff-Wild2 valence-arousal)."""
+"""``edgeaffect data synth va`` (alias ``affwild2-va``) and ``edgeaffect train va`` (Aff-Wild2 valence-arousal)."""
 from __future__ import annotations
 
 from enum import Enum
@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import DeviceOpt, OverwriteOpt, SeedOpt, SynthOverwriteOpt, console, print_run_dir, train_command
-from .data import synth_app
+from .data import AllowSmallOpt, synth_command
 from .train import train_app
 
 
@@ -18,32 +18,36 @@ class Variant(str, Enum):
     jca_lite = "jca_lite"
 
 
-@synth_app.command("affwild2-va")
+@synth_command("va", "affwild2-va")
 def synth_affwild2_va(
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset root to write (cropped_aligned/, VA_Estimation_Challenge/, videos/).")],
     train_videos: Annotated[int, typer.Option(min=1, help="Training videos (the last one is a _left/_right pair).")] = 8,
     val_videos: Annotated[int, typer.Option(min=1, help="Validation videos (the last one is a _left/_right pair).")] = 3,
-    frames: Annotated[int, typer.Option(min=16, help="Frames per video at 30 fps (the reference's sequences need 512).")] = 600,
+    frames: Annotated[int, typer.Option(min=16, help="Frames per video at 30 fps (the edge model's sequences need 128, the reference's 512).")] = 600,
     size: Annotated[int, typer.Option(min=32, help="Aligned face size in pixels.")] = 112,
     seed: SeedOpt = 0,
     overwrite: SynthOverwriteOpt = False,
+    allow_small: AllowSmallOpt = False,
 ) -> None:
     """Write a synthetic Aff-Wild2 valence-arousal set in the distributed layout.
 
     Valence shows mostly in the face, arousal mostly in the voice (and partly in
     face motion); both vary smoothly over time.
 
-    Example:  edgeaffect data synth affwild2-va --out data/affwild2
+    Example:  edgeaffect data synth va --out data/affwild2
     """
-    from rich.progress import Progress
-
+    from ..data.synth import refuse_small
     from ..data.synth.affwild2_va import generate
     from ..errors import EdgeAffectError
+    from ..logs import make_progress
 
     if min(train_videos, val_videos) < 1 or frames < 16 or size < 32:
         raise EdgeAffectError("need --train-videos and --val-videos >= 1, --frames >= 16 and --size >= 32")
+    span, parts = _edge_sequence_frames()
+    refuse_small("--frames", frames, span, f"`train va` (edge variant) reads sequences of {span} frames ({parts}), "
+                 "a shorter video gives none", allow_small)
     total = (train_videos + (train_videos >= 2) + val_videos + (val_videos >= 2)) * frames
-    with Progress(console=console) as progress:
+    with make_progress(console, "synth va") as progress:
         bar = progress.add_task("rendering faces and voices", total=total)
         summary = generate(out, train_videos, val_videos, frames, size, seed,
                            progress=lambda n: progress.advance(bar, n), overwrite=overwrite)
@@ -51,6 +55,16 @@ def synth_affwild2_va(
         console.print(f"{split}: {len(names)} videos, {summary.frames[split]} face images, "
                       f"{summary.invalid_rows[split]} unannotated rows")
     console.print(f"wrote {out}")
+
+
+def _edge_sequence_frames() -> tuple[int, str]:
+    """Frames one sequence of the default (edge) VA model spans, and how; 0 without torch, where nothing trains."""
+    try:
+        from ..models.va import EDGE_DEFAULTS as d
+    except ImportError:
+        return 0, ""
+    return (d["subclips"] * d["frames"] * d["dilation"],
+            f"{d['subclips']} sub-clips x {d['frames']} frames x dilation {d['dilation']}")
 
 
 @train_app.command("va")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -49,22 +48,14 @@ def record(problems: Sequence[str], counts: Mapping[str, int] | None = None) -> 
 def progress(console, label: str, total: int, every_s: float = 30.0) -> Iterator:
     """``advance()`` per item: a rich bar on a terminal; elsewhere a plain line at 10 % steps or every
     ``every_s`` seconds (and at the end), so a log shows that preprocessing runs."""
-    if console is not None and console.is_terminal:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-        with Progress(TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=console, transient=True) as bar:
-            task = bar.add_task(label, total=total)
-            yield lambda: bar.advance(task)
+    from ..logs import make_progress
+
+    if console is None:
+        yield lambda: None
         return
-    state = {"done": 0, "shown": 0, "t": time.monotonic(), "t0": time.monotonic()}
-
-    def advance() -> None:
-        state["done"] += 1
-        done, now = state["done"], time.monotonic()
-        if done == total or done - state["shown"] >= max(1, total // 10) or now - state["t"] >= every_s:
-            state.update(shown=done, t=now)
-            if console is not None:
-                console.print(f"{label}: {done}/{total} ({now - state['t0']:.0f} s)", highlight=False)
-
-    yield advance
+    with make_progress(console, label, TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn(), every_s=every_s, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda: bar.advance(task)

@@ -184,7 +184,9 @@ class Trainer:
     # -- main loop ---------------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train; returns ``{"best": metrics at the best epoch, "best_epoch": e, "history": [...]}``."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        from ..logs import make_progress
 
         c = self.cfg
         distributed = maybe_init_distributed(c.device)
@@ -209,11 +211,13 @@ class Trainer:
             self.history = state["history"]
         sign = 1.0 if self.task.higher_is_better else -1.0
 
-        progress = Progress(TextColumn(f"[bold]{self.label}[/] " + "{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                            console=self.console, disable=rank != 0, transient=False)
+        progress = make_progress(self.console, self.label, TextColumn(f"[bold]{self.label}[/] " + "{task.description}"),
+                                 BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                 TimeRemainingColumn(), disable=rank != 0, transient=False,
+                                 min_gap_s=10.0)   # in a log: a line per tenth of an epoch that runs 100 s or more
         with progress:
-            epochs_bar = progress.add_task("epochs", total=c.epochs, completed=start_epoch, info="")
+            # in a log the epoch line below says what this bar would: log=False keeps it out
+            epochs_bar = progress.add_task("epochs", total=c.epochs, completed=start_epoch, info="", log=False)
             for epoch in range(start_epoch, c.epochs):
                 seed_everything(c.seed * 100003 + epoch)
                 gen = torch.Generator().manual_seed(c.seed * 100003 + epoch)

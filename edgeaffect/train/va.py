@@ -90,10 +90,10 @@ def train(opt: VATrainOptions, out: Path, *, resume: bool = False, console=None)
 
 def _read_splits(opt: VATrainOptions, spec, console) -> dict[str, Any]:
     """The train and val splits (audio mel spectrograms computed or read from the cache, with a progress bar)."""
-    from rich.progress import Progress
+    from ..logs import make_progress
 
     sets = {}
-    with Progress(console=console, disable=console is None, transient=True) as progress:
+    with make_progress(console, "va", disable=console is None, transient=True) as progress:
         for split in ("train", "val"):
             bar = progress.add_task(f"{split}: audio mel spectrograms", total=None)
             sets[split] = VA_TASK.dataset(opt.data, split, spec, stride=opt.stride, cache_dir=opt.cache_dir,

@@ -52,14 +52,34 @@ def _replace_set(out: Path, kind: str, kinds: list[str], overwrite: bool) -> Non
         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
 
+def refuse_small(option: str, value: int, minimum: int, why: str, allow: bool = False, shown: str | None = None) -> None:
+    """One line, before anything is written, when ``value`` is below what a next step needs (unless ``allow``);
+    ``shown`` says the value where it is not one option's (a product of two)."""
+    from ...errors import EdgeAffectError
+
+    if value < minimum and not allow:
+        raise EdgeAffectError(f"{shown or f'{option} {value}'} is too small: {why}; use {option} {minimum} or more "
+                              "(--allow-small writes it anyway, for smaller train settings)")
+
+
+def smallest_total(share: float, need: int) -> int:
+    """The fewest items whose ``round(n * share)`` (how the generators split) reaches ``need``."""
+    n = need
+    while int(round(n * share)) < need:
+        n += 1
+    return n
+
+
 def write_clips(write_one, jobs: list, workers: int, console, title: str) -> None:
     """Run ``write_one(job)`` for every job under a progress bar, in ``workers`` processes when > 1."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn(f"[bold]{title}[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console) as progress:
+    from ...logs import make_progress
+
+    with make_progress(console, title, TextColumn(f"[bold]{title}[/]"), BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn()) as progress:
         bar = progress.add_task("clips", total=len(jobs))
         if workers > 1:
             with ProcessPoolExecutor(max_workers=workers) as pool:
