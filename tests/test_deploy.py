@@ -24,14 +24,19 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 BLOCKER = '''
+import os
 import sys
 
 
 class _NoTorch:
-    """A deploy install: torch is not there, nor librosa and what it pulls (numba, llvmlite, scipy, scikit-learn)."""
+    """A deploy install: torch is not there, nor librosa and what it pulls (numba, llvmlite, scipy, scikit-learn),
+    nor the onnx package ([onnxruntime] is ONNX Runtime alone); EDGEAFFECT_TEST_HIDE names more (e.g. av)."""
+
+    hidden = ("torch", "librosa", "numba", "llvmlite", "scipy", "sklearn", "onnx",
+              *[n for n in os.environ.get("EDGEAFFECT_TEST_HIDE", "").split(",") if n])
 
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "librosa", "numba", "llvmlite", "scipy", "sklearn"):
+        if name.split(".")[0] in self.hidden:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 
@@ -85,7 +90,7 @@ def clip(tmp_path_factory):
 
 
 def test_the_blocker_really_hides_torch(no_torch):
-    for name in ("torch", "librosa", "scipy.signal", "sklearn", "numba"):
+    for name in ("torch", "librosa", "scipy.signal", "sklearn", "numba", "onnx"):
         proc = subprocess.run([sys.executable, "-c", f"import {name}"], env=no_torch, capture_output=True, text=True)
         assert proc.returncode == 1 and f"No module named '{name.split('.')[0]}'" in proc.stderr
 
@@ -190,6 +195,17 @@ def test_synthetic_voices_say_the_train_install_line(no_torch, tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == ("error: 'scipy' is needed for synthetic voices but is not "
                                                     "installed: pip install 'edgeaffect[train]'")
+
+
+def test_without_pyav_an_audio_visual_model_says_the_media_line(no_torch, exported, clip, tmp_path):
+    """The edge install leaves PyAV out; an audio-visual model on a video file names the extra that brings it."""
+    env = {**no_torch, "EDGEAFFECT_TEST_HIDE": "av"}
+    assert run_cli(env, "--help").returncode == 0
+    proc = run_cli(env, "demo", "--model", exported / "model.onnx", "--source", clip, "--headless",
+                   "--max-faces", "1")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == ("error: 'av' is needed for reading a video's audio track but is "
+                                                    "not installed: pip install 'edgeaffect[media]'")
 
 
 @pytest.mark.parametrize("args", [["train", "eri", "--data", "x", "--out", "y"], ["export", "RUN"]])

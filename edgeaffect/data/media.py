@@ -13,7 +13,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, MissingDependencyError
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac"}
 
@@ -155,7 +155,7 @@ def read_audio(path: str | os.PathLike, sr: int, resample: str = "pyav") -> np.n
         raise DataError(f"unknown audio resampler {resample!r} (choose {' or '.join(RESAMPLERS)})")
     if resample == "librosa":
         return _read_audio_librosa(path, sr)
-    import av
+    av = pyav("reading a video's audio track")
 
     try:
         container = av.open(str(path))
@@ -209,8 +209,18 @@ def _read_audio_librosa(path: str | os.PathLike, sr: int) -> np.ndarray:
     return np.asarray(out, np.float32)
 
 
+def pyav(purpose: str = "reading a video's audio track or writing H.264 video"):
+    """PyAV, or the one line naming the extra that brings it: the edge install leaves it out (104 MB of
+    FFmpeg), and only audio-visual models and video output need it (OpenCV cannot read audio tracks)."""
+    try:
+        import av
+    except ImportError:
+        raise MissingDependencyError("av", "media", purpose) from None
+    return av
+
+
 def has_audio(path: str | os.PathLike) -> bool:
-    import av
+    av = pyav("reading a video's audio track")
 
     try:
         with av.open(str(path)) as c:
@@ -236,8 +246,9 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float,
     machine and under any load (synthetic datasets are checked byte for byte);
     callers that write many clips parallelise across processes instead.
     """
-    import av
     from fractions import Fraction
+
+    av = pyav("writing H.264 video")
 
     from ..fileio import atomic_path
 
@@ -284,7 +295,7 @@ def find_sibling_audio(video: Path) -> Path | None:
 
 def read_audio_native(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """(float32 [channels, samples], sample rate) of a media file's first audio stream, not resampled."""
-    import av
+    av = pyav("reading a video's audio track")
 
     try:
         container = av.open(str(path))

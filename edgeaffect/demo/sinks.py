@@ -26,8 +26,9 @@ class Mp4Sink:
         self.frames = 0
 
     def write(self, frame: np.ndarray, record: dict | None = None) -> None:
-        import av
+        from ..data.media import pyav
 
+        av = pyav("writing the demo's H.264 --output")
         if self._out is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             h, w = frame.shape[:2]

@@ -150,18 +150,28 @@ class OnnxRuntime(Runtime):
 
     @functools.cached_property
     def _mix(self) -> dict[str, int]:
-        """The graph's compute nodes per precision (read once: the default precision and the check use it)."""
-        return onnx_precision_mix(self.path)
+        """The graph's compute nodes per precision (read once: the default precision and the check use it);
+        empty where the ``onnx`` package is not installed (the edge install leaves it out: ONNX Runtime
+        itself does not need it), so the precision is then the one asked for, or the one the file's name says."""
+        try:
+            return onnx_precision_mix(self.path)
+        except ImportError:
+            return {}
 
     def _default_precision(self) -> str:
-        return _precision.dominant(self._mix) or "fp32"
+        from .registry import get_runtime
+
+        return _precision.dominant(self._mix) or get_runtime(self.name).parse(self.path) or "fp32"
 
     def precision_mix(self) -> dict[str, int]:
         return dict(self._mix)
 
     @functools.cached_property
     def _optimized_layers(self) -> list[tuple[str, int]]:
-        return optimized_compute_layers(self.path)
+        try:
+            return optimized_compute_layers(self.path)
+        except ImportError:   # no onnx package to read the optimized graph with: coverage unknown, not guessed
+            return []
 
     def compute_layers(self) -> list[tuple[str, int]]:
         return list(self._optimized_layers)
