@@ -15,7 +15,7 @@ from .common import console
 def quickstart(
     data: Annotated[Path, typer.Option("--data", help="Where the synthetic Hume-Reaction set goes (reused if present).")] = Path("data/eri"),
     out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/eri/quickstart"),
-    clips: Annotated[int, typer.Option("--clips", min=10)] = 200,
+    clips: Annotated[int, typer.Option("--clips", min=13, help="Clips to generate (13 or more: `export --int8` calibrates on 8 train clips).")] = 200,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs per training stage.")] = 8,
     frames: Annotated[int, typer.Option("--frames", min=2)] = 16,
     face_size: Annotated[int, typer.Option("--face-size", min=32)] = 64,
