@@ -157,8 +157,8 @@ def _open_for_eval(target: Path, precision: str | None, device: str, verify: boo
     from ..runs import run_of
     from ..runtimes.registry import artifact_files, load
 
-    owner = run_of(target if target.is_file() else target / "manifest.json")
-    if verify and owner is not None:
+    owner = run_of(target if target.is_file() else target / "manifest.json") if verify else None
+    if owner is not None:
         owner.verify(*artifact_files(target if target.is_file() else owner.checkpoint))
     if target.is_file():
         with open_scored(target, precision=precision, batch=batch) as rt:
