@@ -26,6 +26,8 @@ def demo_cmd(
     max_clients: Annotated[int, typer.Option("--max-clients", min=1, help="With --serve: worker threads for page/frame/state requests; beyond them 503 + Retry-After.")] = 32,
     max_streams: Annotated[int, typer.Option("--max-streams", min=1, help="With --serve: open video/event streams at once (a browser tab holds two); beyond them 503.")] = 8,
     idle_timeout: Annotated[float, typer.Option("--idle-timeout", min=0.5, help="With --serve: drop a client that sends or reads nothing for this many seconds.")] = 10.0,
+    head_timeout: Annotated[float, typer.Option("--head-timeout", min=0.5, max=300.0, help="With --serve: a request's whole head (request line and headers) must arrive within this many seconds, however it trickles in.")] = 5.0,
+    max_per_client: Annotated[int, typer.Option("--max-per-client", min=1, help="With --serve: connections one address may hold before they are admitted (open streams not counted); beyond them 503.")] = 8,
     bench: Annotated[bool, typer.Option("--bench", help="Print FPS, latency and per-stage timings at the end.")] = False,
     bench_json: Annotated[Optional[Path], typer.Option("--bench-json", help="Also write the --bench summary as JSON here.")] = None,
     detector: Annotated[str, typer.Option("--detector", help="Face detector: auto (MTCNN through ONNX Runtime/OpenVINO, "
@@ -64,7 +66,8 @@ def demo_cmd(
     from ..precision import check_precisions
 
     check_precisions([precision])
-    web_config = _web_config(serve, allow_host or [], token, max_clients, max_streams, idle_timeout)
+    web_config = _web_config(serve, allow_host or [], token, max_clients, max_streams, idle_timeout,
+                             head_timeout=head_timeout, max_per_client=max_per_client)
     runner = _server_runner(server, server_timeout, model, runtime, precision)
     sources = source or ["0"]
     session = build_session(
@@ -118,7 +121,7 @@ def _server_runner(server, timeout, model, runtime, precision):
     return open_model(server, server={"timeout": timeout})[0]
 
 
-def _web_config(serve, allow_host, token, max_clients, max_streams, idle_timeout):
+def _web_config(serve, allow_host, token, max_clients, max_streams, idle_timeout, **limits):
     """The web page's options; the ones that only mean something with --serve are refused without it."""
     import os
 
@@ -130,7 +133,7 @@ def _web_config(serve, allow_host, token, max_clients, max_streams, idle_timeout
             raise EdgeAffectError("--allow-host and --token apply to the web page: add --serve HOST:PORT")
         return None
     return WebConfig(allow_hosts=tuple(allow_host), token=token, max_clients=max_clients,
-                     max_streams=max_streams, idle_timeout=idle_timeout)
+                     max_streams=max_streams, idle_timeout=idle_timeout, **limits)
 
 
 def _run_until_signal(session):
