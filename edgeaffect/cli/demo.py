@@ -32,17 +32,19 @@ def demo_cmd(
     bench_json: Annotated[Optional[Path], typer.Option("--bench-json", help="Also write the --bench summary as JSON here.")] = None,
     detector: Annotated[str, typer.Option("--detector", help="Face detector: auto (MTCNN through ONNX Runtime/OpenVINO, "
                                                               "Haar where neither is installed), mtcnn, haar, or "
-                                                              "package.module:Class with detect(frame_bgr) -> boxes.")] = "auto",
+                                                              "package.module:Class: a class whose detect(frame_bgr) returns "
+                                                              "boxes (its module is imported, so name only your own code; "
+                                                              "the standard library is refused).")] = "auto",
     detect_every: Annotated[int, typer.Option("--detect-every", min=1, help="Run the face detector every N frames; track in between.")] = 5,
     max_faces: Annotated[int, typer.Option("--max-faces", min=1, help="At most this many faces (largest first), batched per inference.")] = 4,
     smoothing: Annotated[float, typer.Option("--smoothing", min=0.0, max=0.99, help="EMA weight of previous scores (0 = off).")] = 0.6,
     realtime: Annotated[bool, typer.Option("--realtime/--no-realtime", help="Play files at their own fps (default: as fast as possible when headless).")] = False,
     loop: Annotated[bool, typer.Option("--loop", help="Loop a file or image folder.")] = False,
     max_frames: Annotated[Optional[int], typer.Option("--max-frames", min=1, help="Stop after this many frames.")] = None,
-    folder_fps: Annotated[float, typer.Option("--folder-fps", help="Frame rate of an image-folder source.")] = 10.0,
+    folder_fps: Annotated[float, typer.Option("--folder-fps", min=0.01, max=1000.0, help="Frame rate of an image-folder source.")] = 10.0,
     mode: Annotated[str, typer.Option("--mode", help="sync: every frame waits for detection and its prediction (offline, all stages in sequence); async: capture never waits, the model runs on the newest frames; auto: sync for files played at full speed, async for cameras, streams and --realtime.")] = "auto",
     audio: Annotated[str, typer.Option("--audio", help="Audio for audio-visual models: auto (the file's track), mic or mic:DEVICE (needs the mic extra).")] = "auto",
-    reconnect_retries: Annotated[int, typer.Option("--reconnect-retries", help="Give up on a lost stream after this many failed reconnects (0 = never).")] = 10,
+    reconnect_retries: Annotated[int, typer.Option("--reconnect-retries", min=0, help="Give up on a lost stream after this many failed reconnects (0 = never).")] = 10,
 ) -> None:
     """Run a model live: faces are detected and tracked, predictions smoothed and drawn; window, file or web out.
 
@@ -66,6 +68,9 @@ def demo_cmd(
     from ..precision import check_precisions
 
     check_precisions([precision])
+    from ..data.detectors import check_detector_name
+
+    check_detector_name(detector)  # before the model and sources are opened (a custom one is imported later)
     web_config = _web_config(serve, allow_host or [], token, max_clients, max_streams, idle_timeout,
                              head_timeout=head_timeout, max_per_client=max_per_client)
     runner = _server_runner(server, server_timeout, model, runtime, precision)
