@@ -191,7 +191,7 @@ class _PerClient:
                 self.count[who] = held
 
 
-class _HeadReader(io.RawIOBase):
+class DeadlineReader(io.RawIOBase):
     """The socket read so that everything must arrive by ``deadline`` (monotonic seconds), not line by line.
 
     Each read waits at most until the deadline (and at most ``idle`` seconds); writes keep the idle timeout.
@@ -395,13 +395,13 @@ class _Handler(BaseHTTPRequestHandler):
         super().__init__(request, client_address, server)
 
     def setup(self):
-        """The socket as usual, but read through a deadline for the whole head (see :class:`_HeadReader`)."""
+        """The socket as usual, but read through a deadline for the whole head (see :class:`DeadlineReader`)."""
         head = self.head_timeout
         if self.lease.busy:  # the refusal lane waits only briefly for the request it refuses
             self.timeout, head = min(self.timeout, REFUSAL_HEAD), min(head, REFUSAL_HEAD)
         super().setup()
         self.rfile.close()
-        self.rfile = io.BufferedReader(_HeadReader(self.connection, time.monotonic() + head, self.timeout))
+        self.rfile = io.BufferedReader(DeadlineReader(self.connection, time.monotonic() + head, self.timeout))
 
     def log_message(self, fmt, *args):  # keep the console clean; requests go to the debug log
         log.debug("web: " + fmt, *args)

@@ -257,7 +257,9 @@ def _bytes_tensor(chunk: bytes, shape: list[int]) -> np.ndarray:
 
 
 def _error_text(data: bytes) -> str:
+    """The server's error in one line: PyTriton sends the model's whole traceback, whose last line says it."""
     try:
-        return str(json.loads(data).get("error", data[:200]))
+        text = str(json.loads(data).get("error", data[:200]))
     except (ValueError, AttributeError):
-        return data[:200].decode("utf-8", "replace")
+        text = data[:200].decode("utf-8", "replace")
+    return next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), text)[:300]
