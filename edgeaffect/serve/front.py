@@ -98,17 +98,19 @@ class _Relay(BaseHTTPRequestHandler):
         self._relay()
 
     def _relay(self) -> None:
+        """Check the declared body, read it under the deadline, relay it and the answer."""
         if self.headers.get("Transfer-Encoding"):
-            return self._answer(411, close=True, body=b"send the body with a Content-Length (chunked bodies are not accepted)\n")
+            return self._answer(411, b"send the body with a Content-Length (chunked bodies are not accepted)\n",
+                                close=True)
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
         if length < 0:
-            return self._answer(400, close=True, body=b"Content-Length is not a number of bytes\n")
+            return self._answer(400, b"Content-Length is not a number of bytes\n", close=True)
         if length > self.max_bytes:
-            return self._answer(413, close=True, body=f"a request body of {length} bytes is over this server's limit of "
-                                     f"{self.max_bytes} (edgeaffect serve --max-request-mb)\n".encode())
+            return self._answer(413, f"a request body of {length} bytes is over this server's limit of "
+                                     f"{self.max_bytes} (edgeaffect serve --max-request-mb)\n".encode(), close=True)
         body = self.rfile.read(length) if length else None
         if length and len(body) < length:  # the client left mid-body
             self.close_connection = True
@@ -118,7 +120,7 @@ class _Relay(BaseHTTPRequestHandler):
             status, reply_headers, data = self._forward(body, headers)
         except (OSError, http.client.HTTPException) as exc:
             log.debug("front: Triton did not answer: %s", exc)
-            return self._answer(502, body=b"the model server behind this front did not answer\n")
+            return self._answer(502, b"the model server behind this front did not answer\n")
         return self._answer(status, data, reply_headers)
 
     def _forward(self, body: bytes | None, headers: dict) -> tuple[int, list, bytes]:
