@@ -272,9 +272,14 @@ def test_nonfinite_inputs_are_refused_in_one_line_unless_allowed():
 
 
 def test_the_server_error_reaches_the_client_as_its_last_line():
-    trace = "Traceback (most recent call last):\n  File ...\nedgeaffect.serve.server.NonFiniteInput: input 'face' holds NaN"
-    assert tr._error_text(json.dumps({"error": trace}).encode()) == \
-        "edgeaffect.serve.server.NonFiniteInput: input 'face' holds NaN"
+    """What Triton 2.51 sent for a refused NaN (shortened): the model's traceback, then the stub's stack."""
+    error = ("Failed to process the request(s) for model 'tiny-face_0_0', message: TritonModelException: Model "
+             "execute error: Traceback (most recent call last):\n  File \"/tmp/f/1/model.py\", line 492, in execute\n"
+             "    raise triton_responses_or_error\n  File \"edgeaffect/serve/server.py\", line 265, in checked\n"
+             "edgeaffect.serve.server.NonFiniteInput: input 'face' holds NaN or infinity: refused\n\n\n\nAt:\n"
+             "  /tmp/f/1/model.py(501): execute\n")
+    assert tr._error_text(json.dumps({"error": error}).encode()) == "input 'face' holds NaN or infinity: refused"
+    assert tr._error_text(b'{"error": "unexpected inference input \'x\'"}') == "unexpected inference input 'x'"
 
 
 def test_serve_flags_for_the_limits_reach_the_serve_env(tmp_path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -262,4 +263,6 @@ def _error_text(data: bytes) -> str:
         text = str(json.loads(data).get("error", data[:200]))
     except (ValueError, AttributeError):
         text = data[:200].decode("utf-8", "replace")
-    return next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), text)[:300]
+    text = text.split("\nAt:\n")[0]      # the Python backend stub's own stack follows the model's traceback
+    last = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), text)
+    return re.sub(r"^(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*: ", "", last)[:300]   # the exception's dotted type
