@@ -325,6 +325,18 @@ def test_the_front_relays_requests_over_kept_alive_connections(fronted):
         assert rt.counts["ok"] == 3 and rt.counts["reconnects"] == 0   # one connection for all of them
 
 
+def test_a_connection_the_front_closed_while_idle_is_reopened_not_failed(fronted):
+    import edgeaffect
+
+    _, port = fronted
+    x = np.full((1, 1, 64, 64), 0.25, np.float32)
+    with edgeaffect.load(f"http://127.0.0.1:{port}", on_late="drop") as rt:
+        assert rt.infer({"face": x})["logits"].shape == (1, 7)
+        time.sleep(1.5)                                    # past the front's 1 s: it closed the idle connection
+        assert rt.infer({"face": x})["logits"].shape == (1, 7)
+        assert rt.counts["ok"] == 2 and rt.counts["unreachable"] == 0 and rt.counts["reconnects"] == 1
+
+
 def test_the_front_refuses_a_huge_declared_body_at_once(fronted):
     """Content-Length: 2e9 and no body: answered 413 and closed, never relayed, with nothing read."""
     _, port = fronted

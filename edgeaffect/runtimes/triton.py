@@ -169,14 +169,23 @@ class TritonRuntime(Runtime):
             conn.close()
 
     def _post(self, route: str, body: bytes | None, headers: dict[str, str], method: str = "POST"):
-        conn = self._connection()
-        try:
-            conn.request(method, route, body=body, headers=headers)
-            resp = conn.getresponse()
-            return resp.status, dict(resp.getheaders()), resp.read()
-        except BaseException:
-            self._drop_connection()
-            raise
+        """One request; once more on a fresh connection when a kept-alive one turns out closed by the server
+        (the serve front closes connections idle past its request timeout)."""
+        for attempt in (1, 2):
+            reused = getattr(self._local, "conn", None) is not None
+            conn = self._connection()
+            try:
+                conn.request(method, route, body=body, headers=headers)
+                resp = conn.getresponse()
+                return resp.status, dict(resp.getheaders()), resp.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self._drop_connection()
+                if not reused or attempt == 2:
+                    raise
+            except BaseException:
+                self._drop_connection()
+                raise
+        raise AssertionError("unreachable")
 
     def _get_json(self, route: str) -> dict:
         status, _, data = self._post(route, None, {}, method="GET")
