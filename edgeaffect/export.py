@@ -152,7 +152,7 @@ def export_openvino(onnx_path: str | os.PathLike, xml_path: str | os.PathLike, *
     """
     import openvino as ov
 
-    from .runtimes.openvino import RT_INFO_PATH, ov_dims
+    from .runtimes.openvino import RT_INFO_PATH, ov_dims, save_ir
 
     spec = spec or read_onnx_spec(onnx_path)
     xml_path = Path(xml_path)
@@ -168,7 +168,7 @@ def export_openvino(onnx_path: str | os.PathLike, xml_path: str | os.PathLike, *
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{xml_path.stem}.", suffix=".tmp", dir=xml_path.parent))
     try:
         tmp_xml = tmpdir / xml_path.name
-        ov.save_model(model, str(tmp_xml), compress_to_fp16=fp16)
+        save_ir(model, tmp_xml, xml_path, fp16)
         os.replace(tmp_xml.with_suffix(".bin"), xml_path.with_suffix(".bin"))
         os.replace(tmp_xml, xml_path)
     finally:

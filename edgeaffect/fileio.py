@@ -177,3 +177,15 @@ def _numpy_data_globals() -> list:
     names = [core.multiarray.scalar, core.multiarray._reconstruct, np.ndarray, np.dtype]
     names += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
     return names
+
+
+def write_failure(path: Path, exc: Exception) -> Exception:
+    """The OSError a failed write really was (disk full: libraries such as torch and OpenVINO report it in their
+    own words), or the original error."""
+    import errno
+    import shutil
+
+    free = shutil.disk_usage(path.parent).free
+    if free < (64 << 20):
+        return OSError(errno.ENOSPC, f"no space left on the device ({free >> 20} MB free)", str(path))
+    return exc

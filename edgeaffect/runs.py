@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from .errors import EdgeAffectError, missing_torch
-from .fileio import atomic_path, read_json, sha256_file, write_json, load_checkpoint
+from .fileio import atomic_path, load_checkpoint, read_json, sha256_file, write_failure, write_json
 from .spec import ModelSpec
 
 CHECKPOINT = "checkpoint.pt"
@@ -247,19 +247,8 @@ def save_checkpoint(path: Path, model, model_name: str, overrides: dict[str, Any
         try:
             torch.save(payload, tmp)
         except RuntimeError as exc:   # torch reports a full disk as "unexpected pos" from its zip writer
-            raise _write_failure(Path(path), exc) from None
+            raise write_failure(Path(path), exc) from None
     return Path(path)
-
-
-def _write_failure(path: Path, exc: Exception) -> Exception:
-    """The OSError a failed checkpoint write really was (disk full), or the original error."""
-    import errno
-    import shutil
-
-    free = shutil.disk_usage(path.parent).free
-    if free < (64 << 20):
-        return OSError(errno.ENOSPC, f"no space left on the device ({free >> 20} MB free)", str(path))
-    return exc
 
 
 def read_checkpoint(checkpoint: str | os.PathLike, map_location: str = "cpu") -> dict[str, Any]:

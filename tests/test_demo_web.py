@@ -228,11 +228,15 @@ def _fed(address="127.0.0.1:0", labels=("calm", "joy"), **config):
         sink.close()
 
 
-def _request(port, path, host="default", headers=None, timeout=30):
-    """GET with full control of the Host header (None: no Host at all) -> (status, headers, body head)."""
+def _request(port, path, host="default", headers=None, timeout=30, source=None):
+    """GET with full control of the Host header (None: no Host at all) -> (status, headers, body head).
+
+    ``source``: the loopback address to send from (127.0.0.N), so one test can play several clients.
+    """
     import http.client
 
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
+                                      source_address=(source, 0) if source else None)
     try:
         conn.putrequest("GET", path, skip_host=host != "default")
         if host not in ("default", None):
@@ -344,16 +348,16 @@ def test_streams_have_their_own_small_cap():
 
 
 def test_fifty_clients_for_ten_seconds_are_served_or_refused_none_hangs():
-    """45 clients fetch page, state and frame in a loop while 5 watch the video, for 10 s."""
+    """45 clients (from 9 addresses) fetch page, state and frame in a loop while 5 watch the video, for 10 s."""
     seconds, statuses, errors, frames = 10.0, [], [], [0] * 5
     with _fed() as web:
         end = time.time() + seconds
 
         def quick(i):
-            paths = ("/", "/state.json", "/frame.jpg")
+            paths, source = ("/", "/state.json", "/frame.jpg"), f"127.0.0.{10 + i % 9}"  # 5 clients per address
             while time.time() < end:
                 try:
-                    status, headers, _ = _request(web.port, paths[i % 3], timeout=60)
+                    status, headers, _ = _request(web.port, paths[i % 3], timeout=60, source=source)
                     statuses.append(status)
                     if status == 503:
                         assert headers.get("retry-after")
@@ -387,7 +391,8 @@ def test_serve_flags_are_documented_and_need_serve(capsys):
 
     assert main(["demo", "--help"]) == 0
     out = capsys.readouterr().out
-    assert all(f in out for f in ("--allow-host", "--token", "--max-clients", "--max-streams", "--idle-timeout"))
+    assert all(f in out for f in ("--allow-host", "--token", "--max-clients", "--max-streams", "--idle-timeout",
+                                   "--head-timeout", "--max-per-client"))
     assert main(["demo", "--token", "abc", "--headless"]) == 1
     err = capsys.readouterr().err
     assert "--serve" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
@@ -432,3 +437,92 @@ def test_multi_source_page_in_headless_chromium(tmp_path):
     assert tiles == 2 and name == str(clips[1])
     assert "faces: 1" in faces0 and "faces: 2" in faces1          # each tile shows its own source's records
     assert width1 == 400 and charts >= 5                          # the second tile's own MJPEG stream played
+
+
+# --- slow clients: a deadline for the whole request head, a share per address ---------------------------------
+
+def _drip(port, source, path="/state.json"):
+    """A client that sends its request line and then nothing but a header line now and then (never the end)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n".encode())
+    return s
+
+
+def _closed_by_server(s: socket.socket) -> bool:
+    """True once the server has closed ``s`` (end of stream or reset); False while it is still open and silent."""
+    import select
+
+    if not select.select([s], [], [], 0)[0]:
+        return False
+    with contextlib.suppress(OSError):   # end of stream, or a reset: the server is done with it either way
+        s.recv(4096)
+    return True
+
+
+def test_a_slow_drip_neither_starves_others_nor_outlives_the_head_deadline():
+    """12 sockets from one address each send a header line every 0.3 s (never the blank line); the idle
+    timeout alone would keep them forever.  Another client still gets 200, and the head deadline closes them."""
+    with _fed(max_clients=4, max_per_client=2, head_timeout=1.5, idle_timeout=10.0) as web:
+        drips = [_drip(web.port, "127.0.0.2") for _ in range(12)]
+        try:
+            assert _until(lambda: web.server.per_client.count.get("127.0.0.2") == 2, 10)   # its share, no more
+            assert _request(web.port, "/state.json", source="127.0.0.1")[0] == 200
+            open_ = list(drips)
+            for i in range(60):                          # at most 18 s of dripping, far past the 1.5 s deadline
+                for s in list(open_):
+                    if _closed_by_server(s):
+                        open_.remove(s)
+                        continue
+                    with contextlib.suppress(OSError):
+                        s.sendall(f"X-Drip-{i}: {'a' * 20}\r\n".encode())
+                if not open_:
+                    break
+                time.sleep(0.3)
+            assert open_ == [], f"{len(open_)} dripping sockets still open"
+            assert _request(web.port, "/state.json", source="127.0.0.2")[0] == 200   # the address is served again
+        finally:
+            for s in drips:
+                s.close()
+
+
+def test_one_address_holds_at_most_its_share_of_connections():
+    with _fed(max_clients=8, max_per_client=3) as web:
+        idle = [socket.create_connection(("127.0.0.1", web.port), timeout=30, source_address=("127.0.0.3", 0))
+                for _ in range(3)]
+        try:
+            assert _until(lambda: web.server.per_client.count.get("127.0.0.3") == 3, 10)
+            status, headers, body = _request(web.port, "/state.json", source="127.0.0.3")
+            assert status == 503 and headers["retry-after"] == "1" and b"your address" in body
+            assert _request(web.port, "/state.json", source="127.0.0.4")[0] == 200     # others are served
+        finally:
+            for s in idle:
+                s.close()
+        assert _until(lambda: _request(web.port, "/state.json", source="127.0.0.3")[0] == 200)
+        assert _until(lambda: web.server.per_client.count == {})   # every slot was given back
+
+
+def test_streams_do_not_count_against_their_address():
+    """A tab's video and events leave the address's share once admitted: two tabs and the page still fit in 2."""
+    with _fed(max_per_client=2, max_streams=4) as web:
+        with urllib.request.urlopen(web.url + "stream.mjpg", timeout=30) as a, \
+                urllib.request.urlopen(web.url + "events", timeout=30) as b:
+            assert a.read(7) == b"--frame" and b.readline()
+            assert _request(web.port, "/state.json")[0] == 200
+
+
+def _raw(port, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(request)
+        out = b""
+        while chunk := s.recv(4096):
+            out += chunk
+        return out
+
+
+def test_a_duplicate_host_header_is_refused_in_either_order():
+    with _fed() as web:
+        for first, second in (("localhost", "attacker.example"), ("attacker.example", "localhost"),
+                              ("localhost", "localhost")):
+            reply = _raw(web.port, f"GET /state.json HTTP/1.1\r\nHost: {first}\r\nHost: {second}\r\n\r\n".encode())
+            assert reply.startswith(b"HTTP/1.1 400 ") and b"more than one Host" in reply and b"calm" not in reply
+        assert _raw(web.port, b"GET /state.json HTTP/1.1\r\nHost: localhost\r\n\r\n").startswith(b"HTTP/1.1 200 ")

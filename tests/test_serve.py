@@ -7,6 +7,7 @@ it is skipped, with the reason, where that env cannot be made or cannot serve on
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -249,6 +250,136 @@ def test_triton_signature_drops_the_batch_dim_only_when_batched():
         model_name("x", tr.SPEC_MODEL)
 
 
+def test_nonfinite_inputs_are_refused_in_one_line_unless_allowed():
+    from edgeaffect.serve.server import NonFiniteInput, finite_only, nonfinite_input
+
+    ran = []
+
+    def run(requests):
+        ran.append(len(requests))
+        return [{"logits": np.zeros((1, 7), np.float32)} for _ in requests]
+
+    ok = {"face": np.zeros((1, 1, 64, 64), np.float32), "ids": np.array([[7]], np.int64)}
+    for bad_value in (np.nan, np.inf, -np.inf):
+        bad = {"face": np.zeros((1, 1, 64, 64), np.float32)}
+        bad["face"][0, 0, 3, 4] = bad_value
+        assert nonfinite_input(bad) == "face"
+        with pytest.raises(NonFiniteInput) as err:
+            finite_only(run)([ok, bad])
+        assert "input 'face' holds NaN or infinity" in str(err.value) and "--allow-nonfinite" in str(err.value)
+    assert ran == []                                      # the model never saw the batch
+    assert nonfinite_input(ok) is None and len(finite_only(run)([ok, ok])) == 2 and ran == [2]
+
+
+def test_the_server_error_reaches_the_client_as_its_last_line():
+    """What Triton 2.51 sent for a refused NaN (shortened): the model's traceback, then the stub's stack."""
+    error = ("Failed to process the request(s) for model 'tiny-face_0_0', message: TritonModelException: Model "
+             "execute error: Traceback (most recent call last):\n  File \"/tmp/f/1/model.py\", line 492, in execute\n"
+             "    raise triton_responses_or_error\n  File \"edgeaffect/serve/server.py\", line 265, in checked\n"
+             "edgeaffect.serve.server.NonFiniteInput: input 'face' holds NaN or infinity: refused\n\n\n\nAt:\n"
+             "  /tmp/f/1/model.py(501): execute\n")
+    assert tr._error_text(json.dumps({"error": error}).encode()) == "input 'face' holds NaN or infinity: refused"
+    assert tr._error_text(b'{"error": "unexpected inference input \'x\'"}') == "unexpected inference input 'x'"
+
+
+def test_serve_flags_for_the_limits_reach_the_serve_env(tmp_path):
+    from edgeaffect.cli.serve import _args
+    from edgeaffect.serve.server import ServeOptions
+
+    args = _args(tmp_path / "m.onnx", "onnxruntime", "fp32",
+                 ServeOptions(allow_nonfinite=True, max_request_mb=8.0, request_timeout=5.0))
+    assert "--allow-nonfinite" in args and args[args.index("--max-request-mb") + 1] == "8.0"
+    assert args[args.index("--request-timeout") + 1] == "5.0"
+    assert "--allow-nonfinite" not in _args(tmp_path / "m.onnx", "onnxruntime", "fp32", ServeOptions())
+
+
+@pytest.fixture
+def fronted(stand_in):
+    """The bounded front (1 KiB bodies at most, 1 s per request) relaying to the stand-in server."""
+    from edgeaffect.serve.front import Front
+
+    handler, url = stand_in
+    front = Front("127.0.0.1", 0, int(url.rsplit(":", 1)[1]), max_bytes=64 << 10, timeout=1.0)
+    yield handler, front.port
+    front.close()
+
+
+def _raw_reply(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(data)
+        out = b""
+        while chunk := s.recv(4096):
+            out += chunk
+        return out
+
+
+def test_the_front_relays_requests_over_kept_alive_connections(fronted):
+    import edgeaffect
+
+    _, port = fronted
+    with edgeaffect.load(f"http://127.0.0.1:{port}") as rt:
+        assert rt.model == "tiny-face" and rt.spec == SPEC
+        for v in (0.25, 0.5, 0.125):
+            x = np.full((2, 1, 64, 64), v, np.float32)
+            np.testing.assert_allclose(rt.infer({"face": x})["logits"], np.full((2, 7), 2 * v), rtol=1e-6)
+        assert rt.counts["ok"] == 3 and rt.counts["reconnects"] == 0   # one connection for all of them
+
+
+def test_a_connection_the_front_closed_while_idle_is_reopened_not_failed(fronted):
+    import edgeaffect
+
+    _, port = fronted
+    x = np.full((1, 1, 64, 64), 0.25, np.float32)
+    with edgeaffect.load(f"http://127.0.0.1:{port}", on_late="drop") as rt:
+        assert rt.infer({"face": x})["logits"].shape == (1, 7)
+        time.sleep(1.5)                                    # past the front's 1 s: it closed the idle connection
+        assert rt.infer({"face": x})["logits"].shape == (1, 7)
+        assert rt.counts["ok"] == 2 and rt.counts["unreachable"] == 0 and rt.counts["reconnects"] == 1
+
+
+def test_the_front_refuses_a_huge_declared_body_at_once(fronted):
+    """Content-Length: 2e9 and no body: answered 413 and closed, never relayed, with nothing read."""
+    _, port = fronted
+    reply = _raw_reply(port, b"POST /v2/models/tiny-face/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000000\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 413 ") and b"--max-request-mb" in reply and b"Connection: close" in reply
+    reply = _raw_reply(port, b"POST /v2/models/tiny-face/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 411 ")
+
+
+def test_the_front_closes_a_request_that_trickles_in(fronted):
+    """A body sent a byte at a time (never the whole declared length) is cut at the request deadline."""
+    import select
+
+    _, port = fronted
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"POST /v2/models/tiny-face/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        closed = False
+        for _ in range(100):                       # up to 20 s of trickling, far past the 1 s deadline
+            if select.select([s], [], [], 0)[0]:   # nothing is ever answered: readable means closed (or reset)
+                with contextlib.suppress(OSError):
+                    assert s.recv(4096) == b""
+                closed = True
+                break
+            try:
+                s.sendall(b"x")
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.2)
+        assert closed
+
+
+def test_the_front_says_when_triton_is_not_answering():
+    from edgeaffect.serve.front import Front, free_port
+
+    front = Front("127.0.0.1", 0, free_port(), timeout=5.0)
+    try:
+        reply = _raw_reply(front.port, b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 502 ")
+    finally:
+        front.close()
+
+
 # ----------------------------------------------------------------------------- the real Triton server
 
 def _free_port(span: int = 1) -> int:
@@ -385,6 +516,24 @@ def test_real_server_answers_tritonclient_and_our_runtime(served):
     got = client.infer("tiny-face", [inp]).as_numpy("logits")
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     client.close()
+
+
+def test_real_server_refuses_nan_and_a_huge_declared_body(served):
+    import edgeaffect
+
+    s, _, _ = served
+    x = np.zeros((1, 1, 64, 64), np.float32)
+    x[0, 0, 0, 0] = np.nan
+    with edgeaffect.load(s.url, timeout=30.0) as rt:
+        with pytest.raises(EdgeAffectError) as err:
+            rt.infer({"face": x})
+        assert "holds NaN or infinity" in str(err.value) and "\n" not in str(err.value)
+        assert rt.infer({"face": np.zeros_like(x)})["logits"].shape == (1, 7)    # and serves the next one
+    start = time.monotonic()
+    reply = _raw_reply(s.port, b"POST /v2/models/tiny-face/infer HTTP/1.1\r\nHost: x\r\n"
+                               b"Content-Length: 2000000000\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 413 "), reply[:200]
+    print(f"413 after {time.monotonic() - start:.3f} s")
 
 
 def test_concurrent_streams_each_get_their_own_answer(served):

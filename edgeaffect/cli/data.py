@@ -44,10 +44,10 @@ CLIP_MEMORY = 2e9
 @data_app.command("clip")
 def clip_cmd(
     out: Path = typer.Argument(Path("clip.mp4"), help="The mp4 to write."),
-    seconds: float = typer.Option(4.0, "--seconds", min=0.2, help="Length of the clip."),
+    seconds: float = typer.Option(4.0, "--seconds", min=0.2, max=3600.0, help="Length of the clip (at most an hour)."),
     fps: float = typer.Option(25.0, "--fps", min=1.0, max=120.0, help="Frames per second."),
-    width: int = typer.Option(640, "--width", min=64, help="Frame width in pixels."),
-    height: int = typer.Option(480, "--height", min=64, help="Frame height in pixels."),
+    width: int = typer.Option(640, "--width", min=64, max=7680, help="Frame width in pixels (at most 7680: 8K)."),
+    height: int = typer.Option(480, "--height", min=64, max=4320, help="Frame height in pixels (at most 4320: 8K)."),
     faces: int = typer.Option(1, "--faces", min=1, max=6, help="Moving faces in the frame."),
     kind: str = typer.Option("real", "--kind", help="real: the astronaut's photographed face; synth: rendered faces."),
     voice: bool = typer.Option(True, "--voice/--no-voice", help="Mux a voice-like track (audio-visual models need one)."),

@@ -27,21 +27,25 @@ def demo_cmd(
     max_clients: Annotated[int, typer.Option("--max-clients", min=1, help="With --serve: worker threads for page/frame/state requests; beyond them 503 + Retry-After.")] = 32,
     max_streams: Annotated[int, typer.Option("--max-streams", min=1, help="With --serve: open video/event streams at once (a browser tab holds two); beyond them 503.")] = 8,
     idle_timeout: Annotated[float, typer.Option("--idle-timeout", min=0.5, help="With --serve: drop a client that sends or reads nothing for this many seconds.")] = 10.0,
+    head_timeout: Annotated[float, typer.Option("--head-timeout", min=0.5, max=300.0, help="With --serve: a request's whole head (request line and headers) must arrive within this many seconds, however it trickles in.")] = 5.0,
+    max_per_client: Annotated[int, typer.Option("--max-per-client", min=1, help="With --serve: connections one address may hold before they are admitted (open streams not counted); beyond them 503.")] = 8,
     bench: Annotated[bool, typer.Option("--bench", help="Print FPS, latency and per-stage timings at the end.")] = False,
     bench_json: Annotated[Optional[Path], typer.Option("--bench-json", help="Also write the --bench summary as JSON here.")] = None,
     detector: Annotated[str, typer.Option("--detector", help="Face detector: auto (MTCNN through ONNX Runtime/OpenVINO, "
                                                               "Haar where neither is installed), mtcnn, haar, or "
-                                                              "package.module:Class with detect(frame_bgr) -> boxes.")] = "auto",
+                                                              "package.module:Class: a class whose detect(frame_bgr) returns "
+                                                              "boxes (its module is imported, so name only your own code; "
+                                                              "the standard library is refused).")] = "auto",
     detect_every: Annotated[int, typer.Option("--detect-every", min=1, help="Run the face detector every N frames; track in between.")] = 5,
     max_faces: Annotated[int, typer.Option("--max-faces", min=1, help="At most this many faces (largest first), batched per inference.")] = 4,
     smoothing: Annotated[float, typer.Option("--smoothing", min=0.0, max=0.99, help="EMA weight of previous scores (0 = off).")] = 0.6,
     realtime: Annotated[bool, typer.Option("--realtime/--no-realtime", help="Play files at their own fps (default: as fast as possible when headless).")] = False,
     loop: Annotated[bool, typer.Option("--loop", help="Loop a file or image folder.")] = False,
     max_frames: Annotated[Optional[int], typer.Option("--max-frames", min=1, help="Stop after this many frames.")] = None,
-    folder_fps: Annotated[float, typer.Option("--folder-fps", help="Frame rate of an image-folder source.")] = 10.0,
+    folder_fps: Annotated[float, typer.Option("--folder-fps", min=0.01, max=1000.0, help="Frame rate of an image-folder source.")] = 10.0,
     mode: Annotated[str, typer.Option("--mode", help="sync: every frame waits for detection and its prediction (offline, all stages in sequence); async: capture never waits, the model runs on the newest frames; auto: sync for files played at full speed, async for cameras, streams and --realtime.")] = "auto",
     audio: Annotated[str, typer.Option("--audio", help="Audio for audio-visual models: auto (the file's track), mic or mic:DEVICE (needs the mic extra).")] = "auto",
-    reconnect_retries: Annotated[int, typer.Option("--reconnect-retries", help="Give up on a lost stream after this many failed reconnects (0 = never).")] = 10,
+    reconnect_retries: Annotated[int, typer.Option("--reconnect-retries", min=0, help="Give up on a lost stream after this many failed reconnects (0 = never).")] = 10,
     trust: TrustOpt = None,
 ) -> None:
     """Run a model live: faces are detected and tracked, predictions smoothed and drawn; window, file or web out.
@@ -70,7 +74,11 @@ def demo_cmd(
         from ..signing import check_trust
 
         check_trust(model, trust)
-    web_config = _web_config(serve, allow_host or [], token, max_clients, max_streams, idle_timeout)
+    from ..data.detectors import check_detector_name
+
+    check_detector_name(detector)  # before the model and sources are opened (a custom one is imported later)
+    web_config = _web_config(serve, allow_host or [], token, max_clients, max_streams, idle_timeout,
+                             head_timeout=head_timeout, max_per_client=max_per_client)
     runner = _server_runner(server, server_timeout, model, runtime, precision)
     sources = source or ["0"]
     session = build_session(
@@ -124,7 +132,7 @@ def _server_runner(server, timeout, model, runtime, precision):
     return open_model(server, server={"timeout": timeout})[0]
 
 
-def _web_config(serve, allow_host, token, max_clients, max_streams, idle_timeout):
+def _web_config(serve, allow_host, token, max_clients, max_streams, idle_timeout, **limits):
     """The web page's options; the ones that only mean something with --serve are refused without it."""
     import os
 
@@ -136,7 +144,7 @@ def _web_config(serve, allow_host, token, max_clients, max_streams, idle_timeout
             raise EdgeAffectError("--allow-host and --token apply to the web page: add --serve HOST:PORT")
         return None
     return WebConfig(allow_hosts=tuple(allow_host), token=token, max_clients=max_clients,
-                     max_streams=max_streams, idle_timeout=idle_timeout)
+                     max_streams=max_streams, idle_timeout=idle_timeout, **limits)
 
 
 def _run_until_signal(session):

@@ -26,6 +26,9 @@ def serve_cmd(
     instances: Annotated[int, typer.Option("--instances", min=1, help="Model instances, each its own runtime, running batches side by side (2 measured best on 2 cores).")] = 2,
     name: Annotated[Optional[str], typer.Option("--name", help="Triton model name (default: the model spec's name).")] = None,
     trust: TrustOpt = None,
+    allow_nonfinite: Annotated[bool, typer.Option("--allow-nonfinite", help="Pass inputs holding NaN or infinity to the model (refused by default: the model would answer with NaN scores).")] = False,
+    max_request_mb: Annotated[float, typer.Option("--max-request-mb", min=0.01, max=4096.0, help="Largest HTTP request body accepted; a larger declared Content-Length gets 413 at once.")] = 64.0,
+    request_timeout: Annotated[float, typer.Option("--request-timeout", min=0.5, max=3600.0, help="Seconds an HTTP request (head and body) may take to arrive before its connection is closed.")] = 30.0,
 ) -> None:
     """Serve a model with Triton Inference Server (PyTriton): health, readiness, dynamic batching, HTTP + gRPC.
 
@@ -53,7 +56,8 @@ def serve_cmd(
         raise EdgeAffectError(f"no model at {model}: give a run directory, bundle or exported .onnx/.xml")
     check_trust(model, trust)
     opts = ServeOptions(host=host, port=port, grpc_port=grpc_port, metrics_port=metrics_port, max_batch=max_batch,
-                        queue_delay_us=queue_delay_us, dynamic_batching=dynamic_batching, threads=threads, instances=instances, name=name)
+                        queue_delay_us=queue_delay_us, dynamic_batching=dynamic_batching, threads=threads, instances=instances, name=name,
+                        allow_nonfinite=allow_nonfinite, max_request_mb=max_request_mb, request_timeout=request_timeout)
     problem = env.serve_problem()
     if problem is not None:
         check_ports(host, opts.ports())  # a taken port is said before the hop to the serve env
@@ -69,7 +73,10 @@ def _args(model: Path, runtime: str, precision: str, opts) -> list[str]:
     """The same command line, for the serve env (paths made absolute: its cwd is the same, but be sure)."""
     args = [str(model.resolve()), "--runtime", runtime, "--precision", precision, "--host", opts.host,
             "--port", str(opts.port), "--max-batch", str(opts.max_batch), "--queue-delay-us", str(opts.queue_delay_us),
-            "--dynamic-batching" if opts.dynamic_batching else "--no-dynamic-batching", "--instances", str(opts.instances)]
+            "--dynamic-batching" if opts.dynamic_batching else "--no-dynamic-batching", "--instances", str(opts.instances),
+            "--max-request-mb", repr(opts.max_request_mb), "--request-timeout", repr(opts.request_timeout)]
+    if opts.allow_nonfinite:
+        args.append("--allow-nonfinite")
     for flag, value in (("--grpc-port", opts.grpc_port), ("--metrics-port", opts.metrics_port),
                         ("--threads", opts.threads), ("--name", opts.name)):
         if value is not None:

@@ -81,6 +81,51 @@ def make_detector(name: str = "auto", threads: int | None = 1, say: Callable[[st
     return MtcnnFaceDetector(threads=threads)
 
 
+CUSTOM_FORM = "'package.module:Class' (a class with detect(frame_bgr) -> [(x, y, w, h), ...])"
+
+
+def check_detector_name(name: str) -> None:
+    """Refuse, before anything is imported or opened, a detector name that cannot be a detector."""
+    import re
+    import sys
+
+    if name in DETECTORS:
+        return
+    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", name):
+        raise EdgeAffectError(f"--detector must be one of {', '.join(DETECTORS)} or {CUSTOM_FORM}, got {name!r}")
+    module = name.partition(":")[0]
+    if module.split(".")[0] in sys.stdlib_module_names:
+        raise EdgeAffectError(f"--detector {name}: {module} is Python's standard library, not a face detector; "
+                              f"give {CUSTOM_FORM}")
+
+
+def load_custom_detector(name: str):
+    """The detector ``package.module:Class`` names, refused in one line unless it is a detector class.
+
+    Importing runs the module's code, as any Python plugin does: only modules outside the standard library
+    are imported (nothing there detects faces; ``os:path`` or ``antigravity:X`` would only run or misuse it),
+    and only a class whose instances have ``detect(frame)`` (what :class:`.faces.FaceDetector` asks) is built.
+    """
+    import importlib
+    import inspect
+
+    check_detector_name(name)
+    module, _, cls_name = name.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), cls_name, None)
+    except Exception as exc:  # the user's module failed to import: its own error, in one line
+        raise EdgeAffectError(f"cannot load face detector {name!r}: {type(exc).__name__}: {exc}") from None
+    if cls is None:
+        raise EdgeAffectError(f"cannot load face detector {name!r}: {module} has no {cls_name}")
+    if not inspect.isclass(cls) or not callable(getattr(cls, "detect", None)):
+        what = "a class without detect(frame)" if inspect.isclass(cls) else f"not a class ({type(cls).__name__})"
+        raise EdgeAffectError(f"--detector {name}: {cls_name} is {what}, not a face detector class; give {CUSTOM_FORM}")
+    try:
+        return cls()
+    except Exception as exc:
+        raise EdgeAffectError(f"face detector {name}: {cls_name}() failed: {type(exc).__name__}: {exc}") from None
+
+
 def _nms(boxes: np.ndarray, scores: np.ndarray, thresh: float, mode: str = "union") -> np.ndarray:
     """Indices kept by greedy non-maximum suppression, best score first (boxes x1, y1, x2, y2).
 

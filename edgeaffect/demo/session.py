@@ -229,21 +229,9 @@ def make_detector(name: str = "auto"):
 
 
 def _custom_detector(name: str):
-    from ..data.detectors import DETECTORS
+    from ..data.detectors import load_custom_detector
 
-    module, _, cls = name.partition(":")
-    if not cls:
-        raise EdgeAffectError(f"--detector must be one of {', '.join(DETECTORS)} or 'package.module:Class', "
-                              f"got {name!r}")
-    import importlib
-
-    try:
-        det = getattr(importlib.import_module(module), cls)()
-    except (ImportError, AttributeError) as exc:
-        raise EdgeAffectError(f"cannot load face detector {name!r}: {exc}") from None
-    if not callable(getattr(det, "detect", None)):
-        raise EdgeAffectError(f"face detector {name!r} has no detect(frame) method")
-    return det
+    return load_custom_detector(name)
 
 
 def check_audio_choice(choice: str) -> None:

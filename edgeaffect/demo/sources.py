@@ -116,6 +116,8 @@ class FolderSource:
     live = False
 
     def __init__(self, folder: Path, fps: float = 10.0, loop: bool = False):
+        if not 0 < float(fps) <= 1000:  # also NaN; 0 would divide by zero at the first frame
+            raise EdgeAffectError(f"--folder-fps {fps:g}: an image folder plays at more than 0 and at most 1000 fps")
         self.folder, self.fps, self.loop = Path(folder), float(fps), loop
         self.name = str(folder)
         self._files: list[Path] = []
@@ -168,6 +170,8 @@ class Reconnecting:
     def __init__(self, source: Source, on_status: Callable[[str], None] = lambda m: None,
                  base_delay: float = 0.5, max_delay: float = 8.0, max_retries: int | None = 10,
                  sleep: Callable[[float], None] = time.sleep, stop: Callable[[], bool] = lambda: False):
+        if max_retries is not None and max_retries < 0:
+            raise EdgeAffectError(f"--reconnect-retries {max_retries}: give 0 (never give up) or more")
         self.source, self.on_status = source, on_status
         self.base_delay, self.max_delay, self.max_retries = base_delay, max_delay, max_retries
         self.sleep, self.stop = sleep, stop

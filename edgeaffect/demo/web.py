@@ -10,12 +10,16 @@ Standard library only (``http.server``).  Endpoints:
 
 With several sources the page shows one tile (video, bars, chart) per source.
 
-The page shows a camera, so every request passes three gates before it is served:
-the Host header must name this server (403 otherwise: a DNS-rebinding page cannot
-read it), the token must match when there is one (401), and a worker must be free
-(503 with ``Retry-After``).  Workers are a fixed number of threads; the two
-long-lived streams move to a separate small cap, so a few open tabs never starve
-quick requests, and every socket has an idle timeout.
+The page shows a camera, so every request passes its gates before it is served:
+exactly one Host header (400), naming this server (403 otherwise: a DNS-rebinding
+page cannot read it), the token when there is one (401), and a free worker (503
+with ``Retry-After``).  Workers are a fixed number of threads; the two long-lived
+streams move to a separate small cap, so a few open tabs never starve quick
+requests.  Slow clients cannot hold the pool either: the whole request head must
+arrive within a deadline (a header line dripped every few seconds does not reset
+it, as an idle timeout would), and one address holds at most a few connections
+before they are admitted (beyond them 503, or a plain close when even the
+refusal lane is full).
 
 The demo loop only swaps in the newest JPEG/record under a lock; slow browsers
 skip frames rather than slow the demo down.
@@ -23,6 +27,7 @@ skip frames rather than slow the demo down.
 from __future__ import annotations
 
 import hmac
+import io
 import ipaddress
 import json
 import logging
@@ -33,7 +38,7 @@ import time
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Sequence
+from typing import Callable, Sequence
 from urllib.parse import parse_qs
 
 import numpy as np
@@ -46,6 +51,7 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARDS = ("0.0.0.0", "::", "")
 REFUSAL_LANE = 8    # threads that answer 503 while every worker is busy
 REFUSAL_WAIT = 5.0  # seconds the accept loop waits for one of them before it closes a connection unanswered
+REFUSAL_HEAD = 2.0  # seconds the refusal lane waits for the head of the request it refuses
 
 
 class _Slot:
@@ -84,6 +90,8 @@ class WebConfig:
     max_clients: int = 32      # worker threads for quick requests (page, frame, state)
     max_streams: int = 8       # open /stream.mjpg + /events (a browser tab holds two)
     idle_timeout: float = 10.0  # seconds a socket may sit without reading or accepting data
+    head_timeout: float = 5.0   # seconds for the whole request head (request line and every header)
+    max_per_client: int = 8     # connections one address may hold before they are admitted (streams not counted)
     backlog: int = 128
 
 
@@ -146,15 +154,65 @@ class HostCheck:
 
 
 class _Lease:
-    """One slot of a bounded pool, released exactly once (a stream hands its worker slot back early)."""
+    """One slot of a bounded pool, released exactly once (a stream hands its worker slot back early).
 
-    def __init__(self, pool: threading.BoundedSemaphore | None, busy: bool = False):
-        self.pool, self.busy = pool, busy
+    ``busy`` says why a connection holds a refusal-lane slot instead of a worker: "workers" (all busy) or
+    "client" (its address holds its share already); empty for a worker.
+    """
+
+    def __init__(self, release: Callable[[], None] | None = None, busy: str = ""):
+        self._release, self.busy = release, busy
 
     def release(self) -> None:
-        pool, self.pool = self.pool, None
-        if pool is not None:
-            pool.release()
+        fn, self._release = self._release, None
+        if fn is not None:
+            fn()
+
+
+class _PerClient:
+    """How many not-yet-admitted connections each address holds; at most ``cap`` each."""
+
+    def __init__(self, cap: int):
+        self.cap, self.count, self._lock = cap, {}, threading.Lock()
+
+    def enter(self, who: str) -> _Lease | None:
+        """A slot for ``who`` (released once), or None when it holds ``cap`` already."""
+        with self._lock:
+            held = self.count.get(who, 0)
+            if held >= self.cap:
+                return None
+            self.count[who] = held + 1
+        return _Lease(lambda: self._leave(who))
+
+    def _leave(self, who: str) -> None:
+        with self._lock:
+            held = self.count.pop(who, 1) - 1
+            if held > 0:
+                self.count[who] = held
+
+
+class DeadlineReader(io.RawIOBase):
+    """The socket read so that everything must arrive by ``deadline`` (monotonic seconds), not line by line.
+
+    Each read waits at most until the deadline (and at most ``idle`` seconds); writes keep the idle timeout.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float, idle: float | None):
+        super().__init__()
+        self.sock, self.deadline, self.idle = sock, deadline, idle
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request head did not arrive in time")
+        self.sock.settimeout(left if self.idle is None else min(self.idle, left))
+        try:
+            return self.sock.recv_into(buf)
+        finally:
+            self.sock.settimeout(self.idle)
 
 
 class _Server(HTTPServer):
@@ -168,26 +226,37 @@ class _Server(HTTPServer):
         self.workers = threading.BoundedSemaphore(cfg.max_clients)
         self.refusers = threading.BoundedSemaphore(REFUSAL_LANE)
         self.streams = threading.BoundedSemaphore(cfg.max_streams)
+        self.per_client = _PerClient(cfg.max_per_client)
         super().__init__(address, handler)
 
     def process_request(self, request, client_address):
-        if self.workers.acquire(blocking=False):
-            lease = _Lease(self.workers)
+        """A worker, else a refusal-lane thread (503), else a plain close; never a wait for a greedy address."""
+        client = self.per_client.enter(client_address[0])
+        if client is None:  # this address holds its share: refuse it only if the lane is free right now
+            lease = _Lease(self.refusers.release, busy="client") if self.refusers.acquire(blocking=False) else None
+        elif self.workers.acquire(blocking=False):
+            lease = _Lease(self.workers.release)
         elif self.refusers.acquire(timeout=REFUSAL_WAIT):  # meanwhile new clients wait in the backlog
-            lease = _Lease(self.refusers, busy=True)
+            lease = _Lease(self.refusers.release, busy="workers")
         else:  # the refusal lane itself is stuck (slow clients): close rather than stall the server
+            lease = None
+        if lease is None:
+            if client is not None:
+                client.release()
             self.shutdown_request(request)
             return
-        threading.Thread(target=self._work, args=(request, client_address, lease), daemon=True).start()
+        client = client or _Lease()
+        threading.Thread(target=self._work, args=(request, client_address, lease, client), daemon=True).start()
 
-    def _work(self, request, client_address, lease: _Lease) -> None:
+    def _work(self, request, client_address, lease: _Lease, client: _Lease) -> None:
         try:
-            self.RequestHandlerClass(request, client_address, self, lease)
+            self.RequestHandlerClass(request, client_address, self, lease, client)
         except Exception as exc:  # one line, never a traceback on the console
             log.debug("web: %s: %s", client_address[0], exc)
         finally:
             self.shutdown_request(request)
             lease.release()
+            client.release()
 
 
 class WebSink:
@@ -201,6 +270,8 @@ class WebSink:
         cfg = config or WebConfig()
         if cfg.token is not None and not cfg.token.strip():
             raise EdgeAffectError("--token must not be empty")
+        if not (cfg.head_timeout > 0 and cfg.max_per_client >= 1):
+            raise EdgeAffectError("--head-timeout must be above 0 and --max-per-client at least 1")
         self.generated_token = cfg.token is None and not is_loopback(host)
         self.token = secrets.token_urlsafe(24) if self.generated_token else cfg.token
         self.config = cfg
@@ -219,6 +290,7 @@ class WebSink:
         class Handler(_Handler):
             web = sink
             timeout = cfg.idle_timeout
+            head_timeout = cfg.head_timeout
 
         try:
             self.server = _Server((host, port), Handler, cfg)
@@ -315,16 +387,21 @@ class _Handler(BaseHTTPRequestHandler):
     web: WebSink
     protocol_version = "HTTP/1.1"
     timeout = 10.0
+    head_timeout = 5.0
 
-    def __init__(self, request, client_address, server, lease: _Lease | None = None):
-        self.lease = lease or _Lease(None)
+    def __init__(self, request, client_address, server, lease: _Lease | None = None, client: _Lease | None = None):
+        self.lease, self.client = lease or _Lease(), client or _Lease()
         self.set_cookie = False
         super().__init__(request, client_address, server)
 
     def setup(self):
+        """The socket as usual, but read through a deadline for the whole head (see :class:`DeadlineReader`)."""
+        head = self.head_timeout
         if self.lease.busy:  # the refusal lane waits only briefly for the request it refuses
-            self.timeout = min(self.timeout, 2.0)
+            self.timeout, head = min(self.timeout, REFUSAL_HEAD), min(head, REFUSAL_HEAD)
         super().setup()
+        self.rfile.close()
+        self.rfile = io.BufferedReader(DeadlineReader(self.connection, time.monotonic() + head, self.timeout))
 
     def log_message(self, fmt, *args):  # keep the console clean; requests go to the debug log
         log.debug("web: " + fmt, *args)
@@ -338,8 +415,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _admitted(self, query: str) -> bool:
-        """The three gates (Host, token, a free worker); answers the refusal itself."""
+        """The gates (one Host, naming us; the token; a free worker within the address's share); answers refusals."""
         web, who, host, path = self.web, self.client_address[0], self.headers.get("Host"), self.path.partition("?")[0]
+        if len(self.headers.get_all("Host") or ()) > 1:  # which one would a proxy or a browser have checked?
+            web.warn_once(("hosts", who), "web: refused %s from %s: more than one Host header", path, who)
+            self._refuse(400, "Bad Request: more than one Host header\n")
+            return False
         if not web.hosts(host):
             web.warn_once(("host", host), "web: refused %s from %s: Host %r is not this server "
                           "(add --allow-host NAME to accept it)", path, who, host)
@@ -351,6 +432,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(401, "Unauthorized: open the URL that edgeaffect demo printed (it ends in ?token=...)\n")
             return False
         self.set_cookie = from_query is not None
+        if self.lease.busy == "client":
+            web.warn_once(("client", who), "web: %s holds %d connections already: answering 503 "
+                          "(--max-per-client raises it)", who, web.config.max_per_client)
+            self._refuse(503, "Service Unavailable: too many connections from your address\n", {"Retry-After": "1"})
+            return False
         if self.lease.busy:
             web.warn_once("busy", "web: all %d workers busy: answering 503", web.config.max_clients)
             self._refuse(503, "Service Unavailable: busy, retry in a second\n", {"Retry-After": "1"})
@@ -425,7 +511,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(503, "Service Unavailable: too many open streams\n", {"Retry-After": "5"})
             return
         self.lease.release()
-        slot = _Lease(self.server.streams)
+        self.client.release()  # an admitted stream no longer counts against its address's share
+        slot = _Lease(self.server.streams.release)
         try:
             body()
         finally:

@@ -101,13 +101,13 @@ def save(model, out_xml: str | Path) -> Path:
     import shutil
     import tempfile
 
-    import openvino as ov
+    from ..runtimes.openvino import save_ir
 
     out_xml = Path(out_xml)
     out_xml.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_xml.stem}.", suffix=".tmp", dir=out_xml.parent))
     try:
-        ov.save_model(model, str(tmp / out_xml.name), compress_to_fp16=False)
+        save_ir(model, tmp / out_xml.name, out_xml)
         for suffix in (".bin", ".xml"):
             (tmp / out_xml.name).with_suffix(suffix).replace(out_xml.with_suffix(suffix))
     finally:

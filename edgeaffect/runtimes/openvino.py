@@ -11,6 +11,7 @@ compute layers really run in.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,23 @@ def read_ov_spec(model: Any) -> ModelSpec | None:
     if model.has_rt_info(RT_INFO_PATH):
         return spec_from_metadata({SPEC_KEY: model.get_rt_info(RT_INFO_PATH).astype(str)})
     return None
+
+
+def save_ir(model: Any, tmp_xml: Any, dest_xml: Any, fp16: bool = False) -> None:
+    """``ov.save_model`` to ``tmp_xml``, its failures in one line about ``dest_xml``: OpenVINO reports a full
+    disk as ``basic_ios::clear: iostream error`` in a long trace, so free space decides what it was."""
+    import openvino as ov
+
+    from ..fileio import write_failure
+
+    try:
+        ov.save_model(model, str(tmp_xml), compress_to_fp16=fp16)
+    except (RuntimeError, OSError) as exc:
+        cause = write_failure(Path(dest_xml), exc)
+        if isinstance(cause, OSError):
+            raise cause from None
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        raise EdgeAffectError(f"OpenVINO could not save {dest_xml}: {first[:300]}") from None
 
 
 def ov_dims(partial_shape: Any) -> list[int]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -168,14 +169,23 @@ class TritonRuntime(Runtime):
             conn.close()
 
     def _post(self, route: str, body: bytes | None, headers: dict[str, str], method: str = "POST"):
-        conn = self._connection()
-        try:
-            conn.request(method, route, body=body, headers=headers)
-            resp = conn.getresponse()
-            return resp.status, dict(resp.getheaders()), resp.read()
-        except BaseException:
-            self._drop_connection()
-            raise
+        """One request; once more on a fresh connection when a kept-alive one turns out closed by the server
+        (the serve front closes connections idle past its request timeout)."""
+        for attempt in (1, 2):
+            reused = getattr(self._local, "conn", None) is not None
+            conn = self._connection()
+            try:
+                conn.request(method, route, body=body, headers=headers)
+                resp = conn.getresponse()
+                return resp.status, dict(resp.getheaders()), resp.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self._drop_connection()
+                if not reused or attempt == 2:
+                    raise
+            except BaseException:
+                self._drop_connection()
+                raise
+        raise AssertionError("unreachable")
 
     def _get_json(self, route: str) -> dict:
         status, _, data = self._post(route, None, {}, method="GET")
@@ -257,7 +267,11 @@ def _bytes_tensor(chunk: bytes, shape: list[int]) -> np.ndarray:
 
 
 def _error_text(data: bytes) -> str:
+    """The server's error in one line: PyTriton sends the model's whole traceback, whose last line says it."""
     try:
-        return str(json.loads(data).get("error", data[:200]))
+        text = str(json.loads(data).get("error", data[:200]))
     except (ValueError, AttributeError):
-        return data[:200].decode("utf-8", "replace")
+        text = data[:200].decode("utf-8", "replace")
+    text = text.split("\nAt:\n")[0]      # the Python backend stub's own stack follows the model's traceback
+    last = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), text)
+    return re.sub(r"^(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*: ", "", last)[:300]   # the exception's dotted type

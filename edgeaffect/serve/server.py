@@ -5,6 +5,13 @@ which merges requests from many streams into one ``infer`` call; the model runs 
 the same runtime interface as everywhere else.  Beside the model it binds ``edgeaffect-spec``, which
 answers with the model's spec, so a client (``edgeaffect demo --server``) needs no model file.
 Imports pytriton only inside :func:`serve`: run it where :func:`..env.serve_problem` is None.
+
+What a client may send is bounded twice.  Inputs holding NaN or infinity are refused (a model answers them
+with NaN scores that look like predictions) unless ``--allow-nonfinite``.  And Triton's own HTTP server
+(2.51, inside PyTriton 0.7) waits as long as a client likes for a body of any declared length, with no
+option to bound either, so it listens on an internal loopback port behind :mod:`.front`, a small
+HTTP/1.1 front that refuses a body over ``--max-request-mb`` at once (413) and closes a request not
+complete within ``--request-timeout`` seconds.
 """
 from __future__ import annotations
 
@@ -41,6 +48,9 @@ class ServeOptions:
     threads: int | None = None        # per instance; default: the cores shared among the instances
     instances: int = 2                # model instances, each its own runtime: batches run side by side
     name: str | None = None           # default: the spec's model name
+    allow_nonfinite: bool = False     # pass NaN/inf inputs to the model instead of refusing them
+    max_request_mb: float = 64.0      # the largest request body the HTTP front accepts (Triton's later default)
+    request_timeout: float = 30.0     # seconds a request (head and body) may take to arrive
 
     @property
     def url(self) -> str:
@@ -109,15 +119,24 @@ def serve(model: Path, runtime: str, precision: str, opts: ServeOptions,
     stop = stop or threading.Event()
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)} \
         if threading.current_thread() is threading.main_thread() else {}
-    triton = None
+    triton = front = None
     try:
-        triton = _start_retrying(runners, name, runtime, opts, say)
+        from .front import Front, free_port
+
+        internal = free_port()
+        triton = _start_retrying(runners, name, runtime, opts, say, internal)
+        front = Front(opts.host, opts.port, internal, max_bytes=int(opts.max_request_mb * 2**20),
+                      timeout=opts.request_timeout)
         say(f"serving {name} ({runtime} {runners[0].precision}, {describe_batching(opts)}) at {opts.url}; "
-            f"ready: {opts.url}/v2/health/ready; gRPC :{opts.ports()['--grpc-port']}; SIGTERM or Ctrl-C stops")
+            f"ready: {opts.url}/v2/health/ready; gRPC :{opts.ports()['--grpc-port']}; HTTP requests up to "
+            f"{opts.max_request_mb:g} MB within {opts.request_timeout:g} s, NaN/inf inputs "
+            f"{'passed' if opts.allow_nonfinite else 'refused'}; SIGTERM or Ctrl-C stops")
         while not stop.wait(0.5):
             if not triton.is_alive():
                 raise EdgeAffectError("the Triton server exited unexpectedly (see its log above)")
     finally:
+        if front is not None:
+            front.close()
         if triton is not None:
             triton.stop()
         for r in runners:
@@ -151,12 +170,13 @@ def open_runners(model: Path, runtime: str, precision: str, opts: ServeOptions) 
     return runners
 
 
-def _start_retrying(runners: list, name: str, runtime: str, opts: ServeOptions, say: Callable[[str], None]):
+def _start_retrying(runners: list, name: str, runtime: str, opts: ServeOptions, say: Callable[[str], None],
+                    http_port: int | None = None):
     """:func:`_start`, once more when PyTriton's instance handshake races (the second instance may connect
     between the first one's bind and listen: ``Connection refused``); any other failure is one line."""
     for attempt in (1, 2):
         try:
-            return _start(runners, name, runtime, opts)
+            return _start(runners, name, runtime, opts, http_port)
         except Exception as exc:   # pytriton/tritonclient raise their own types; the text says what failed
             text = str(exc)
             if attempt == 1 and opts.instances > 1 and "handshake" in text and "Connection refused" in text:
@@ -166,17 +186,19 @@ def _start_retrying(runners: list, name: str, runtime: str, opts: ServeOptions, 
             raise EdgeAffectError(f"Triton could not load {name}: {first[:300]} (its log is above)") from None
 
 
-def _start(runners: list, name: str, runtime: str, opts: ServeOptions):
-    """A running Triton with the model (one instance per runner) and its spec companion bound."""
+def _start(runners: list, name: str, runtime: str, opts: ServeOptions, http_port: int | None = None):
+    """A running Triton with the model (one instance per runner) and its spec companion bound; its HTTP
+    server listens on loopback ``http_port``, behind the front (without one: on ``opts``'s address)."""
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig
 
     ports = opts.ports()
-    config = TritonConfig(http_address=opts.host, http_port=ports["--port"], grpc_address=opts.host,
-                          grpc_port=ports["--grpc-port"], metrics_address=opts.host, metrics_port=ports["--metrics-port"])
+    config = TritonConfig(http_address="127.0.0.1" if http_port else opts.host, http_port=http_port or ports["--port"],
+                          grpc_address=opts.host, grpc_port=ports["--grpc-port"], metrics_address=opts.host,
+                          metrics_port=ports["--metrics-port"])
     runner = runners[0]
     batched = batches(runner.inputs + runner.outputs)
-    infers = [_infer_of(r, batched) for r in runners]
+    infers = [_infer_of(r, batched, opts.allow_nonfinite) for r in runners]
     payload = np.array([spec_payload(name, runner, runtime)], dtype=np.bytes_)
 
     def describe(requests):
@@ -200,13 +222,14 @@ def _start(runners: list, name: str, runtime: str, opts: ServeOptions):
     return triton
 
 
-def _infer_of(runner, batched: bool):
+def _infer_of(runner, batched: bool, allow_nonfinite: bool = False):
     """PyTriton's callable for one model instance."""
     from pytriton.decorators import batch
 
     def infer(**feeds):
         return runner.infer(feeds)
-    return batch(infer) if batched else _unbatched(infer)
+    run = batch(infer) if batched else _unbatched(infer)
+    return run if allow_nonfinite else finite_only(run)
 
 
 def _unbatched(infer):
@@ -214,3 +237,32 @@ def _unbatched(infer):
     def run(requests):
         return [infer(**{k: np.asarray(v) for k, v in r.items()}) for r in requests]
     return run
+
+
+class NonFiniteInput(EdgeAffectError):
+    """A request holds NaN or infinity."""
+
+
+def nonfinite_input(feeds) -> str | None:
+    """The name of the first floating-point input holding NaN or infinity, or None."""
+    for name, value in feeds.items():
+        a = np.asarray(value)
+        if a.dtype.kind in "fc" and not np.isfinite(a).all():
+            return name
+    return None
+
+
+def finite_only(run):
+    """``run`` behind a check that refuses a batch holding NaN or infinity in one line.
+
+    PyTriton answers a call as a whole, so requests the dynamic batcher merged with a refused one are refused
+    with it; clients of ours never send such values (their inputs come from images and audio).
+    """
+    def checked(requests):
+        for r in requests:
+            bad = nonfinite_input(r)
+            if bad is not None:
+                raise NonFiniteInput(f"input {bad!r} holds NaN or infinity: refused "
+                                     f"(`edgeaffect serve --allow-nonfinite` passes such values to the model)")
+        return run(requests)
+    return checked
