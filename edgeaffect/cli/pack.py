@@ -1,4 +1,5 @@
-"""``edgeaffect pack`` (a deploy bundle for one runtime) and ``edgeaffect build-engine`` (TensorRT, on the device)."""
+"""``edgeaffect pack`` (a deploy bundle for one runtime), ``edgeaffect check-bundle`` (the whole bundle, before
+anything in it runs) and ``edgeaffect build-engine`` (TensorRT, on the device)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,14 +31,31 @@ def pack_cmd(
     Example:  edgeaffect pack runs/eri/exp1 --runtime openvino --precision fp32,int8
     Example:  edgeaffect pack runs/eri/exp1 --runtime tensorrt --out jetson-bundle   # engine built on the Jetson
     """
-    from ..pack import COMMANDS, REQUIREMENTS, pack_run
+    from ..pack import COMMANDS, REQUIREMENTS, SUMS, pack_run
 
     with console.status(f"packing {run} for {runtime} (artifacts, hashes, wheel, calibration data)"):
         bundle = pack_run(run, runtime, out, precisions=split_csv(precision), overwrite=overwrite,
                           calib_samples=calib_samples, data_root=data)
     console.print(f"wrote {bundle}")
-    console.print(f"on the device:  cd {bundle.name} && python -m pip install -r {REQUIREMENTS} && sh {COMMANDS}",
-                  soft_wrap=True)
+    console.print(f"on the device:  cd {bundle.name} && sha256sum -c {SUMS} && python3 -m pip install -r {REQUIREMENTS} "
+                  f"&& sh {COMMANDS}", soft_wrap=True)
+
+
+@app.command("check-bundle")
+def check_bundle_cmd(
+    bundle: Annotated[Path, typer.Argument(help="A bundle written by `edgeaffect pack`.")],
+) -> None:
+    """Check a whole bundle before running it: every listed file present with its sha256, SHA256SUMS agreeing
+    with the manifest, and no unlisted file that could be imported or executed (an added folder, script or
+    library). The bundle's commands.sh runs this first; exits 1 with one line when anything is off.
+
+    Example:  edgeaffect check-bundle eri-openvino && sh eri-openvino/commands.sh
+    """
+    from ..pack import check_bundle
+
+    manifest = check_bundle(bundle)
+    typer.echo(f"{bundle}: {len(manifest['artifacts'])} files match the bundle's manifest; nothing unlisted",
+               err=True)
 
 
 @app.command("build-engine")

@@ -24,6 +24,9 @@ def serve_cmd(
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Intra-op threads of each instance (default: the runtime's own; with --instances, the cores shared among them).")] = None,
     instances: Annotated[int, typer.Option("--instances", min=1, help="Model instances, each its own runtime, running batches side by side (2 measured best on 2 cores).")] = 2,
     name: Annotated[Optional[str], typer.Option("--name", help="Triton model name (default: the model spec's name).")] = None,
+    serve_python: Annotated[Optional[Path], typer.Option(
+        "--serve-python", envvar="EDGEAFFECT_SERVE_PYTHON",
+        help="The serve env's python (default: .venv-serve beside this package's source checkout; never the cwd's).")] = None,
 ) -> None:
     """Serve a model with Triton Inference Server (PyTriton): health, readiness, dynamic batching, HTTP + gRPC.
 
@@ -31,6 +34,7 @@ def serve_cmd(
     run from the main env, this command re-executes itself there.
 
     Example:  make serve-env && edgeaffect serve runs/eri/quickstart --runtime openvino
+    Example:  edgeaffect serve runs/eri/quickstart --serve-python /opt/edgeaffect-serve/bin/python   # an install
     Example:  edgeaffect serve model.onnx --port 9000 --max-batch 32 --queue-delay-us 4000
     Example:  edgeaffect serve runs/eri/quickstart --instances 1 --queue-delay-us 0   # a few cameras: no waiting
     Example:  edgeaffect demo --server http://127.0.0.1:8000 --source cam1.mp4 --headless --bench   # one client per camera
@@ -53,7 +57,7 @@ def serve_cmd(
     problem = env.serve_problem()
     if problem is not None:
         check_ports(host, opts.ports())  # a taken port is said before the hop to the serve env
-        hop = env.reexec_command(_args(model, runtime, precision, opts))
+        hop = env.reexec_command(_args(model, runtime, precision, opts), serve_python)
         if hop is None:
             raise EdgeAffectError(f"{problem}; make the serve env: {env.HOW}")
         os.execve(hop[0][0], hop[0], hop[1])
