@@ -292,9 +292,9 @@ def check_bundle(bundle: str | os.PathLike) -> dict:
     listed = {_safe_name(bundle, rel) for rel in manifest["artifacts"]}
     extra = _unlisted(bundle, listed)
     if extra:
-        raise EdgeAffectError(f"{bundle} holds {len(extra)} file(s) its manifest does not list "
-                              f"({', '.join(extra[:4])}{', ...' if len(extra) > 4 else ''}); nothing unlisted may "
-                              f"run: remove them or copy the bundle again")
+        raise EdgeAffectError(f"{bundle} holds what its manifest does not list ({', '.join(extra[:4])}"
+                              f"{f' and {len(extra) - 4} more' if len(extra) > 4 else ''}); nothing unlisted may run "
+                              f"from a bundle: remove it or copy the bundle again")
     bad = verify(bundle)
     if bad:
         raise EdgeAffectError(f"{bundle}: {', '.join(bad)} differ(s) from the bundle's sha256; copy the bundle again")
