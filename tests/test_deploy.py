@@ -73,8 +73,29 @@ def exported(tiny_eri, tmp_path_factory):
     model = create_model("eri_dual_branch", **TINY_MODEL)
     save_checkpoint(run / "checkpoint.pt", model, "eri_dual_branch", dict(TINY_MODEL))
     write_json(run / "manifest.json", {"task": "eri", "spec": model.spec.to_dict(), "data": {"root": str(tiny_eri)}})
-    export_run(run, ["onnx"], exporter="legacy")
+    export_run(run, ["onnx", "openvino"], exporter="legacy")
     return run
+
+
+@pytest.fixture(scope="module")
+def console_script(tmp_path_factory) -> Path:
+    """A folder with an ``edgeaffect`` console script as pip writes one (this checkout's package), for PATH."""
+    bin_dir = tmp_path_factory.mktemp("bin")
+    script = bin_dir / "edgeaffect"
+    script.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+                      "from edgeaffect.cli import main\nsys.exit(main())\n")
+    script.chmod(0o755)
+    return bin_dir
+
+
+def run_bundle(bundle: Path, env: dict[str, str], console_script: Path, **extra: str) -> subprocess.CompletedProcess:
+    """The bundle's own commands.sh with the console script on PATH, run from another folder."""
+    from edgeaffect.pack import COMMANDS
+
+    env = {**env, "PATH": f"{console_script}{os.pathsep}{env.get('PATH', '')}", **extra}
+    env.pop("PYTHON", None)
+    return subprocess.run(["sh", str(bundle / COMMANDS)], env=env, cwd=bundle.parent, capture_output=True, text=True,
+                          timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -152,17 +173,36 @@ def test_demo_on_an_exported_model_headless(no_torch, exported, clip, tmp_path):
                                          "Fear", "Surprise"}
 
 
-def test_a_packed_bundle_runs_its_commands_without_torch(no_torch, exported, clip, tmp_path):
-    """The bundle's own commands.sh (bench + demo on the bundle folder, which has no checkpoint)."""
-    from edgeaffect.pack import COMMANDS, pack_run
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_a_packed_bundle_runs_its_commands_to_the_end_without_torch(no_torch, exported, clip, console_script,
+                                                                    tmp_path, runtime):
+    """The bundle's own commands.sh (check, bench + demo on the bundle folder, which has no checkpoint);
+    the OpenVINO bundle has no model.onnx (its bench once ended in an AttributeError)."""
+    from edgeaffect.pack import pack_run
+
+    bundle = pack_run(exported, runtime, tmp_path / "bundle")
+    assert not (bundle / "model.onnx").exists() or runtime == "onnxruntime"
+    proc = run_bundle(bundle, no_torch, console_script, SOURCE=str(clip),
+                      BENCH_ARGS="--batch 1 --budget 0.3 --rounds 2 --no-isolate",
+                      DEMO_ARGS=f"--headless --jsonl {tmp_path / 'demo.jsonl'}")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    out = proc.stdout + proc.stderr
+    assert "files match the bundle's manifest" in out and f"on {runtime} fp32" in out and "wrote" in out
+    assert len((tmp_path / "demo.jsonl").read_text().splitlines()) == 18
+
+
+def test_a_bundle_with_a_planted_package_runs_nothing(no_torch, exported, console_script, tmp_path):
+    """An ``edgeaffect/`` folder dropped into a bundle is neither imported nor run: commands.sh stops first."""
+    from edgeaffect.pack import pack_run
 
     bundle = pack_run(exported, "onnxruntime", tmp_path / "bundle")
-    env = {**no_torch, "PYTHON": sys.executable, "SOURCE": str(clip),
-           "BENCH_ARGS": "--batch 1 --budget 0.3 --rounds 2 --no-isolate",
-           "DEMO_ARGS": f"--headless --jsonl {tmp_path / 'demo.jsonl'}"}
-    proc = subprocess.run(["sh", str(bundle / COMMANDS)], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert len((tmp_path / "demo.jsonl").read_text().splitlines()) == 18
+    marker = tmp_path / "PLANTED-RAN"
+    (bundle / "edgeaffect").mkdir()
+    for name in ("__init__.py", "__main__.py"):
+        (bundle / "edgeaffect" / name).write_text(f"open({str(marker)!r}, 'w').close()\n")
+    proc = run_bundle(bundle, no_torch, console_script, SOURCE="0", DEMO_ARGS="--headless")
+    assert proc.returncode == 1 and not marker.exists()
+    assert "does not list (edgeaffect/)" in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("args", [["train", "eri", "--data", "x", "--out", "y"], ["export", "RUN"]])
