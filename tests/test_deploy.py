@@ -217,10 +217,12 @@ def test_a_torch_only_command_says_the_one_install_line(no_torch, exported, args
 
 @pytest.mark.slow
 def test_fresh_venv_install_has_no_torch_and_runs_a_bundle(exported, tmp_path):
-    """`pip install '.[onnxruntime]'` into a new venv (needs the package registry), then a bundle's commands."""
+    """`pip install '.[onnxruntime,openvino]'` into a new venv (needs the package registry), then each
+    runtime's bundle through its commands.sh."""
     env = {**os.environ, "PYTHON": sys.executable, "DEV_PYTHON": sys.executable}
     env.pop("PYTHONPATH", None)
-    proc = subprocess.run(["sh", str(ROOT / "tests" / "deploy_check.sh"), str(exported), "onnxruntime",
+    proc = subprocess.run(["sh", str(ROOT / "tests" / "deploy_check.sh"), str(exported), "onnxruntime,openvino",
                            str(tmp_path / "venv")], env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    assert "installed without torch" in proc.stdout and "bundle ran" in proc.stdout
+    assert "installed without torch" in proc.stdout and "all bundles ran" in proc.stdout
+    assert "onnxruntime bundle ran to the end" in proc.stdout and "openvino bundle ran to the end" in proc.stdout
