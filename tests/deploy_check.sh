@@ -1,6 +1,6 @@
 #!/bin/sh
-# The deploy install, checked for real: a fresh venv gets `pip install '.[RUNTIMES]'` (no torch), runs
-# load/infer on the run's model.onnx, then for each runtime packs a bundle, checks it with `sha256sum -c`,
+# The deploy install, checked for real: a fresh venv gets `pip install '.[RUNTIMES]'` (no torch); for each
+# runtime it runs load/infer on the run's model, packs a bundle, checks it with `sha256sum -c`,
 # installs its requirements and runs its commands.sh to the end (bundle check, bench, headless demo),
 # through the installed console script as on a device.
 #
@@ -36,20 +36,21 @@ fi
 say "'.[$RTS]' installed without torch ($(( $(date +%s) - start )) s)"
 
 cd "$WORK"
-"$VENV/bin/python" - "$RUN/model.onnx" <<'EOF'
-import sys
-
-import edgeaffect
-
-m = edgeaffect.load(sys.argv[1])
-out = m.infer(m.spec.dummy_inputs(batch=2))
-assert all(v.shape[0] == 2 for v in out.values()), out
-print("deploy-check: load/infer ok:", {k: v.shape for k, v in out.items()})
-EOF
 "$DEV" -c "from edgeaffect.demo.clips import render_clip; render_clip('$WORK/clip.mp4', seconds=2.0, fps=15, size=(320, 240))"
 
 for RT in $(echo "$RTS" | tr ',' ' '); do
     t0=$(date +%s)
+    case $RT in openvino) MODEL=$RUN/openvino/model.xml;; *) MODEL=$RUN/model.onnx;; esac
+    "$VENV/bin/python" - "$MODEL" "$RT" <<'EOF'
+import sys
+
+import edgeaffect
+
+m = edgeaffect.load(sys.argv[1], runtime=sys.argv[2])
+out = m.infer(m.spec.dummy_inputs(batch=2))
+assert all(v.shape[0] == 2 for v in out.values()), out
+print(f"deploy-check: {sys.argv[2]} load/infer ok:", {k: v.shape for k, v in out.items()})
+EOF
     "$DEV" -m edgeaffect pack "$RUN" --runtime "$RT" --out "$WORK/bundle-$RT"
     cd "$WORK/bundle-$RT"
     sha256sum -c --quiet --strict SHA256SUMS        # every file of the bundle, its manifest too
