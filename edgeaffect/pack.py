@@ -434,6 +434,10 @@ def _list_engine(bundle: Path, manifest: dict, engine: Path, precision: str) -> 
     run = Run(bundle, manifest)
     run.record_artifact(engine, *artifact_files(engine)[1:], runtime="tensorrt", precision=precision,
                         built_on_device=True)
+    for rel in (CALIB_CACHE, CALIB_CACHE + ".json"):           # implicit INT8 (re)writes them
+        listed = run.manifest["artifacts"].get(rel, {}).get("sha256")
+        if (bundle / rel).is_file() and sha256_file(bundle / rel) != listed:
+            run.record_artifact(bundle / rel, precision="int8", role="calibration", built_on_device=True)
     _write_sums(bundle, run.manifest["artifacts"])
 
 

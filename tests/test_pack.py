@@ -198,6 +198,7 @@ def test_build_engine_on_the_device_through_the_fakes(trt_run, tmp_path, monkeyp
     if version.startswith("10"):                                  # implicit: TensorRT calibrates the samples
         build_engine(bundle, "int8", implicit=True)
         assert (bundle / "tensorrt" / "calibration.cache").is_file()
+        check_bundle(bundle)                                     # the cache TensorRT wrote is listed too
     else:
         with pytest.raises(EdgeAffectError, match="no implicit INT8 calibration"):
             build_engine(bundle, "int8", implicit=True)
