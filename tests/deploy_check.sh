@@ -8,7 +8,7 @@
 #
 # RUNTIMES is comma-separated (default onnxruntime,openvino; one venv holds both, so the install is paid
 # once). PYTHON makes the venv (default python3); DEV_PYTHON (default .venv/bin/python, the full install)
-# packs the run and renders the demo clip. Needs the package registry for the install.
+# packs the run (this checkout's package) and renders the demo clip. Needs the package registry for the install.
 set -eu
 RUN=$(cd "$1" && pwd)
 RTS=${2:-onnxruntime,openvino}
@@ -21,6 +21,7 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 start=$(date +%s)
 say() { echo "deploy-check: $*"; }
+dev() { PYTHONPATH="$ROOT" "$DEV" "$@"; }   # this checkout's package, whatever DEV's env has installed
 
 # a copy of the package alone, so the install cannot lean on anything else in the checkout
 mkdir -p "$WORK/src"
@@ -36,7 +37,7 @@ fi
 say "'.[$RTS]' installed without torch ($(( $(date +%s) - start )) s)"
 
 cd "$WORK"
-"$DEV" -c "from edgeaffect.demo.clips import render_clip; render_clip('$WORK/clip.mp4', seconds=2.0, fps=15, size=(320, 240))"
+dev -c "from edgeaffect.demo.clips import render_clip; render_clip('$WORK/clip.mp4', seconds=2.0, fps=15, size=(320, 240))"
 
 for RT in $(echo "$RTS" | tr ',' ' '); do
     t0=$(date +%s)
@@ -51,9 +52,11 @@ out = m.infer(m.spec.dummy_inputs(batch=2))
 assert all(v.shape[0] == 2 for v in out.values()), out
 print(f"deploy-check: {sys.argv[2]} load/infer ok:", {k: v.shape for k, v in out.items()})
 EOF
-    "$DEV" -m edgeaffect pack "$RUN" --runtime "$RT" --out "$WORK/bundle-$RT"
+    dev -m edgeaffect pack "$RUN" --runtime "$RT" --out "$WORK/bundle-$RT"
     cd "$WORK/bundle-$RT"
     sha256sum -c --quiet --strict SHA256SUMS        # every file of the bundle, its manifest too
+    # the bundle's own wheel is what runs (pip would keep an installed edgeaffect of the same version)
+    "$VENV/bin/python" -m pip uninstall -q -y edgeaffect
     "$VENV/bin/python" -m pip install -q -r requirements.txt
     if "$VENV/bin/python" -c "import torch" 2>/dev/null; then
         say "FAIL: the $RT bundle's requirements installed torch"; exit 1

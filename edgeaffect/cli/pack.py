@@ -26,7 +26,8 @@ def pack_cmd(
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset root for the calibration samples (default: the run's).")] = None,
 ) -> None:
     """Write a self-contained deploy bundle: artifacts with spec and sha256, a torch-free requirements file,
-    the package wheel and the exact commands to run on the device.
+    the package wheel and the exact commands to run on the device. Each artifact is first checked against
+    the run's manifest; the bundle's manifest and SHA256SUMS list every file it holds.
 
     Example:  edgeaffect pack runs/eri/exp1 --runtime openvino --precision fp32,int8
     Example:  edgeaffect pack runs/eri/exp1 --runtime tensorrt --out jetson-bundle   # engine built on the Jetson
