@@ -261,6 +261,7 @@ def verify(bundle: str | os.PathLike) -> list[str]:
     bad = []
     for rel, info in files.items():
         p = bundle / _safe_name(bundle, rel)
+        info = info if isinstance(info, dict) else {}
         if (p.is_symlink() or not p.is_file() or p.stat().st_size != info.get("bytes")
                 or sha256_file(p) != info.get("sha256")):
             bad.append(rel)
