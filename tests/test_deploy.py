@@ -226,3 +226,18 @@ def test_fresh_venv_install_has_no_torch_and_runs_a_bundle(exported, tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert "installed without torch" in proc.stdout and "all bundles ran" in proc.stdout
     assert "onnxruntime bundle ran to the end" in proc.stdout and "openvino bundle ran to the end" in proc.stdout
+
+
+def test_bench_probe_never_imports_a_package_in_the_cwd(exported, tmp_path, monkeypatch):
+    """bench's fresh-interpreter probe runs in the cwd (a bundle's folder): a planted package there is ignored,
+    even with an empty $PYTHONPATH entry (which Python reads as the cwd)."""
+    from edgeaffect.bench import probe_isolated
+    from edgeaffect.runtimes.registry import Artifact
+
+    marker = tmp_path / "PLANTED-RAN"
+    (tmp_path / "edgeaffect").mkdir()
+    (tmp_path / "edgeaffect" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", "")
+    out = probe_isolated(Artifact("onnxruntime", "fp32", exported / "model.onnx"), 1, 1)
+    assert out["cold_start_ms"] > 0 and not marker.exists()
