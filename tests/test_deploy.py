@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import TINY_MODEL
+from .conftest import TINY_ERI, TINY_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -58,22 +58,30 @@ def run_cli(env, *args, cwd=None, timeout=300, check=False) -> subprocess.Comple
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_eri, tmp_path_factory):
-    """An ERI run (untrained weights, tiny input sizes) exported to ONNX with the full install."""
+def exported(tmp_path_factory):
+    """An ERI run (untrained weights, tiny input sizes) exported to ONNX and OpenVINO with the full install,
+    and quantized to INT8 for both on its own 16-clip set (enough train clips to calibrate; the guard is told
+    to accept, as what is tested here is that a bundle runs its INT8)."""
     import torch
 
+    from edgeaffect.data.synth.eri import ERISynthConfig, generate_eri
     from edgeaffect.export import export_run
     from edgeaffect.fileio import write_json
     from edgeaffect.models import create_model
+    from edgeaffect.quantize.config import QuantConfig
+    from edgeaffect.quantize.pipeline import quantize_run
     from edgeaffect.runs import save_checkpoint
 
+    data = tmp_path_factory.mktemp("eri16")
+    generate_eri(data, ERISynthConfig(seed=3, **{**TINY_ERI, "clips": 16}), workers=1)
     run = tmp_path_factory.mktemp("deploy") / "run"
     run.mkdir()
     torch.manual_seed(0)
     model = create_model("eri_dual_branch", **TINY_MODEL)
     save_checkpoint(run / "checkpoint.pt", model, "eri_dual_branch", dict(TINY_MODEL))
-    write_json(run / "manifest.json", {"task": "eri", "spec": model.spec.to_dict(), "data": {"root": str(tiny_eri)}})
+    write_json(run / "manifest.json", {"task": "eri", "spec": model.spec.to_dict(), "data": {"root": str(data)}})
     export_run(run, ["onnx", "openvino"], exporter="legacy")
+    quantize_run(run, ["onnxruntime", "openvino"], QuantConfig(calib_samples=8, max_drop=100.0))
     return run
 
 
@@ -176,8 +184,8 @@ def test_demo_on_an_exported_model_headless(no_torch, exported, clip, tmp_path):
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_a_packed_bundle_runs_its_commands_to_the_end_without_torch(no_torch, exported, clip, console_script,
                                                                     tmp_path, runtime):
-    """The bundle's own commands.sh (check, bench + demo on the bundle folder, which has no checkpoint);
-    the OpenVINO bundle has no model.onnx (its bench once ended in an AttributeError)."""
+    """The bundle's own commands.sh (check, bench of fp32 and INT8, the demo on the bundle folder, which has no
+    checkpoint, at INT8); the OpenVINO bundle has no model.onnx (its bench once ended in an AttributeError)."""
     from edgeaffect.pack import pack_run
 
     bundle = pack_run(exported, runtime, tmp_path / "bundle")
@@ -187,7 +195,8 @@ def test_a_packed_bundle_runs_its_commands_to_the_end_without_torch(no_torch, ex
                       DEMO_ARGS=f"--headless --jsonl {tmp_path / 'demo.jsonl'}")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     out = proc.stdout + proc.stderr
-    assert "files match the bundle's manifest" in out and f"on {runtime} fp32" in out and "wrote" in out
+    assert "files match the bundle's manifest" in out and f"on {runtime} int8" in out    # the demo runs the INT8
+    assert out.count(".bench.json") == 2                                                # fp32 and INT8 benched
     assert len((tmp_path / "demo.jsonl").read_text().splitlines()) == 18
 
 
