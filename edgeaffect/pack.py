@@ -295,7 +295,8 @@ def check_bundle(bundle: str | os.PathLike) -> dict:
     if extra:
         raise EdgeAffectError(f"{bundle} holds what its manifest does not list ({', '.join(extra[:4])}"
                               f"{f' and {len(extra) - 4} more' if len(extra) > 4 else ''}); nothing unlisted may run "
-                              f"from a bundle: remove it or copy the bundle again")
+                              f"from a bundle: move it out (a venv or your own files go beside the bundle) or copy "
+                              f"the bundle again")
     bad = verify(bundle)
     if bad:
         raise EdgeAffectError(f"{bundle}: {', '.join(bad)} differ(s) from the bundle's sha256; copy the bundle again")
