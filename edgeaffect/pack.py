@@ -166,7 +166,8 @@ def pack_run(run_dir: str | os.PathLike, runtime: str, out: str | os.PathLike | 
                 continue
             shutil.copy2(it.src, dest)
             if it.rel in listed and sha256_file(dest) != listed[it.rel]:
-                raise EdgeAffectError(f"{it.src} changed while it was being packed; pack again")
+                raise EdgeAffectError(f"{it.src} is not the file {run_dir / MANIFEST} lists (its sha256 differs): "
+                                      f"it was changed after export; re-export it (edgeaffect export {run_dir})")
         wheel = build_wheel(tmp)
         write_text(tmp / REQUIREMENTS, requirements(wheel.name, runtime))
         write_text(tmp / COMMANDS, commands(runtime, chosen))

@@ -313,3 +313,22 @@ def test_pack_refuses_an_artifact_the_run_does_not_list(run, tmp_path):
     shutil.copy(r / "model.onnx", r / "model.int8.onnx")      # dropped in by hand, never published
     with pytest.raises(EdgeAffectError, match="is not listed in"):
         pack_run(r, "onnxruntime", tmp_path / "b")
+
+
+def test_pack_refuses_an_in_place_change_that_keeps_size_and_mtime(run, tmp_path, capsys):
+    """The run's verification cache may vouch for a file by its size and mtime; pack hashes each copy."""
+    import os
+
+    r = tmp_path / "run"
+    shutil.copytree(run, r)
+    pack_run(r, "onnxruntime", tmp_path / "first")              # verified once: the cache now knows model.onnx
+    onnx = r / "model.onnx"
+    st = onnx.stat()
+    data = bytearray(onnx.read_bytes())
+    data[-1] ^= 0xFF                                            # same size, other content
+    onnx.write_bytes(bytes(data))
+    os.utime(onnx, ns=(st.st_atime_ns, st.st_mtime_ns))         # `touch -r`
+    out = tmp_path / "b"
+    assert main(["pack", str(r), "--runtime", "onnxruntime", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "model.onnx is not the file" in err and "Traceback" not in err and not out.exists()
