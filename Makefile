@@ -7,7 +7,7 @@ QS_DATA ?= data/eri
 QS_RUN  ?= runs/eri/quickstart
 
 DEPLOY_VENV ?= /tmp/edgeaffect-deploy-venv
-DEPLOY_RUNTIME ?= onnxruntime
+DEPLOY_RUNTIME ?= onnxruntime,openvino
 
 .PHONY: quickstart test install clean-quickstart deploy-check serve-env serve
 
@@ -32,9 +32,12 @@ quickstart: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The deploy install in its own venv: no torch, then the quickstart run's bundle installed and run there.
+# The deploy install in its own venv: no torch, then the quickstart run's bundle for each runtime
+# (DEPLOY_RUNTIME, comma-separated: ONNX Runtime and OpenVINO by default) installed and run to the end there.
 deploy-check: $(STAMP)
 	test -f $(QS_RUN)/model.onnx || $(BIN)/python -m edgeaffect quickstart --data $(QS_DATA) --out $(QS_RUN)
+	case ",$(DEPLOY_RUNTIME)," in *,openvino,*) test -f $(QS_RUN)/openvino/model.xml || \
+	    $(BIN)/python -m edgeaffect export $(QS_RUN) --format onnx,openvino;; esac
 	PYTHON=$(PYTHON) DEV_PYTHON=$(BIN)/python sh tests/deploy_check.sh $(QS_RUN) $(DEPLOY_RUNTIME) $(DEPLOY_VENV)
 	DEV_PYTHON=$(BIN)/python sh tests/sign_check.sh $(QS_RUN) $(DEPLOY_RUNTIME)
 

@@ -154,10 +154,13 @@ def peak_rss_mb() -> float:
 def probe_isolated(artifact: Artifact, batch: int, threads: int | None) -> dict[str, float]:
     """:func:`probe` in a fresh interpreter, so RSS and cold start belong to this variant alone."""
     args = json.dumps([str(artifact.path), artifact.runtime, batch, threads, artifact.precision])
-    code = "import json,sys; from edgeaffect.bench import probe; print(json.dumps(probe(*json.loads(sys.argv[1]))))"
-    env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    # -c puts the cwd on sys.path: dropped (this package's root first), so a folder named edgeaffect in the
+    # cwd (a bundle's) never runs
+    code = (f"import json,os,sys; c = os.getcwd(); sys.path[:] = [{root!r}] + [p for p in sys.path if p not in "
+            f"('', '.', c)]; from edgeaffect.bench import probe; print(json.dumps(probe(*json.loads(sys.argv[1]))))")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))  # no empty entry: the cwd
     proc = subprocess.run([sys.executable, "-c", code, args], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -463,8 +466,9 @@ def int8_notes(rows: Sequence[Mapping[str, Any]], min_coverage: float = 0.9) -> 
     return notes
 
 
-def _flops_or_none(onnx_path: Path) -> int | None:
-    if not onnx_path.exists():
+def _flops_or_none(onnx_path: Path | None) -> int | None:
+    """FLOPs from the ONNX graph; None for a file that is not ONNX (an OpenVINO IR benched alone)."""
+    if onnx_path is None or not onnx_path.exists():
         return None
     try:
         return onnx_flops(onnx_path) or None

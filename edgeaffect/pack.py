@@ -2,8 +2,8 @@
 
 A bundle is a folder that an edge box needs nothing else to run::
 
-    manifest.json       spec, artifacts with sha256 and size, the export's precision decisions, provenance
-    SHA256SUMS          the same hashes for ``sha256sum -c`` (no Python needed to check a copy)
+    manifest.json       spec, EVERY file's sha256, size and role, the export's precision decisions, provenance
+    SHA256SUMS          the same hashes plus manifest.json's, for ``sha256sum -c`` (no Python needed)
     requirements.txt    the torch-free install: this package's wheel with the runtime's extra
     edgeaffect-*.whl    the package itself, built from the installed files (nothing to fetch but its deps)
     commands.sh         the exact engine-build, bench and demo commands to run there
@@ -13,6 +13,11 @@ TensorRT engines are specific to the GPU and TensorRT version that built them, s
 carries what builds the engine on the device (``edgeaffect build-engine``): the ONNX for fp32/fp16, the
 QDQ ONNX for explicit INT8, and for implicit INT8 (TensorRT 8.6/10, JetPack) the calibration samples
 and the run's calibration cache when it has one.
+
+Nothing in a bundle runs unchecked: ``commands.sh`` runs the installed console script (never a package
+folder beside it) and first ``edgeaffect check-bundle .``, which, like ``build-engine``, refuses a bundle
+with a file that differs from its hashes, a listed file missing, or an unlisted file that could be
+imported or executed (:func:`check_bundle`).
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ from . import __version__
 from .errors import EdgeAffectError
 from .fileio import atomic_dir, read_json, sha256_file, write_json, write_text
 from .runs import reading_run
+from .signing import SIGNATURE, SIGNED
 
 DEPLOY_RUNTIMES = ("onnxruntime", "openvino", "tensorrt")
 MANIFEST = "manifest.json"
@@ -44,6 +50,14 @@ CALIB_CACHE = "tensorrt/calibration.cache"
 # what builds each TensorRT precision on the device (engines themselves do not travel)
 TENSORRT_SOURCES = {"fp32": "model.onnx", "fp16": "model.onnx", "int8": "tensorrt/model.int8.qdq.onnx"}
 EXTRAS = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
+# what runs the demo in a bundle when several precisions are packed: the fastest the guard let through
+DEMO_PREFERENCE = ("int8", "fp16", "fp32", "bf16")
+# unlisted files a bundle may gain on the device (bench results, the verification cache, the demo's and the
+# user's outputs): data only, nothing Python imports or a shell executes
+OUTPUT_SUFFIXES = (".json", ".jsonl", ".csv", ".png", ".jpg", ".jpeg", ".mp4", ".avi", ".mkv", ".webm", ".log")
+OUTPUT_NAMES = (".lock",)
+SIGNING_FILES = (SIGNATURE, SIGNED)   # `pack --sign` adds them after the sums; the signature vouches for itself
+DEMO_SERVE = "127.0.0.1:8080"
 
 
 @dataclass(frozen=True)
@@ -103,8 +117,7 @@ def _sources(runtime: str) -> dict[str, str]:
 
 def _refused(run_dir: Path, runtime: str) -> dict[str, str]:
     """Precisions the export's accuracy guard refused for ``runtime`` (precision -> reason)."""
-    m = run_dir / MANIFEST
-    decisions = read_json(m).get("precisions", {}) if m.exists() else {}
+    decisions = _read_manifest(run_dir).get("precisions", {}) if (run_dir / MANIFEST).exists() else {}
     return {label.split("-", 1)[1]: d.get("reason", "") for label, d in decisions.items()
             if label.startswith(f"{runtime}-") and d.get("accepted") is False}
 
@@ -134,7 +147,11 @@ def _unique(items: list[Item]) -> list[Item]:
 def pack_run(run_dir: str | os.PathLike, runtime: str, out: str | os.PathLike | None = None, *,
              precisions: Iterable[str] = (), overwrite: bool = False, calib_samples: int = 64,
              data_root: str | os.PathLike | None = None) -> Path:
-    """Write the bundle of ``run_dir`` for ``runtime`` into ``out`` (default ``RUN/bundle-<runtime>``); atomic."""
+    """Write the bundle of ``run_dir`` for ``runtime`` into ``out`` (default ``RUN/bundle-<runtime>``); atomic.
+
+    Each artifact is first verified against the run's manifest (what bench would refuse is not packed with
+    fresh hashes), and each copy is checked against the hash the run lists.
+    """
     run_dir = Path(run_dir)
     if not (run_dir / MANIFEST).is_file():
         raise EdgeAffectError(f"{run_dir} is not a run directory (no {MANIFEST}); train or import a model first")
@@ -142,21 +159,49 @@ def pack_run(run_dir: str | os.PathLike, runtime: str, out: str | os.PathLike | 
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise EdgeAffectError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
     chosen, items = choose_items(run_dir, runtime, precisions, calib_samples)
-    manifest = read_json(run_dir / MANIFEST)
+    manifest = _read_manifest(run_dir)
+    listed = _verify_sources(run_dir, manifest, items)
     with atomic_dir(out) as tmp:
         for it in items:
             dest = tmp / it.rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             if it.rel == CALIB_DATA:
                 _write_calibration(run_dir, dest, calib_samples, data_root)
-            else:
-                shutil.copy2(it.src, dest)
+                continue
+            shutil.copy2(it.src, dest)
+            if it.rel in listed and sha256_file(dest) != listed[it.rel]:
+                raise EdgeAffectError(f"{it.src} is not the file {run_dir / MANIFEST} lists (its sha256 differs): "
+                                      f"it was changed after export; re-export it (edgeaffect export {run_dir})")
         wheel = build_wheel(tmp)
-        _write_manifest(tmp, manifest, run_dir, runtime, chosen, items)
         write_text(tmp / REQUIREMENTS, requirements(wheel.name, runtime))
         write_text(tmp / COMMANDS, commands(runtime, chosen))
+        roles = {wheel.name: "package", REQUIREMENTS: "install", COMMANDS: "script"}
+        _write_manifest(tmp, manifest, run_dir, runtime, chosen, items, roles)
         _readable(tmp)
     return out
+
+
+def _read_manifest(folder: Path) -> dict:
+    """A run's or bundle's manifest as a dict, or one line saying why it cannot be read."""
+    try:
+        m = read_json(folder / MANIFEST)
+    except (OSError, ValueError) as exc:
+        raise EdgeAffectError(f"{folder / MANIFEST} cannot be read ({type(exc).__name__}: {exc}); "
+                              f"re-export the run or copy the bundle again") from None
+    if not isinstance(m, dict):
+        raise EdgeAffectError(f"{folder / MANIFEST} is not a manifest (a JSON object); re-export or copy it again")
+    return m
+
+
+def _verify_sources(run_dir: Path, manifest: dict, items: list[Item]) -> dict[str, str]:
+    """The run's own verification of every artifact to pack (rel -> listed sha256); calibration data is
+    not a run artifact (the samples are written here, the cache is checked by TensorRT itself)."""
+    from .runs import Run
+
+    sources = [it for it in items if it.role != "calibration"]
+    Run(run_dir, manifest).verify(*(it.src for it in sources))
+    artifacts = manifest.get("artifacts", {})
+    return {it.rel: artifacts[it.rel]["sha256"] for it in sources if it.rel in artifacts}
 
 
 def _readable(root: Path) -> None:
@@ -190,29 +235,115 @@ def _write_calibration(run_dir: Path, dest: Path, n: int, data_root) -> None:
 
 
 def _write_manifest(tmp: Path, manifest: dict, run_dir: Path, runtime: str, chosen: list[str],
-                    items: list[Item]) -> None:
-    """A run-folder manifest (so ``demo --model BUNDLE`` resolves artifacts) plus the bundle's own section."""
-    files = {it.rel: {"sha256": sha256_file(tmp / it.rel), "bytes": (tmp / it.rel).stat().st_size,
-                      "precision": it.precision, "role": it.role} for it in items}
+                    items: list[Item], roles: dict[str, str]) -> None:
+    """A run-folder manifest (so ``demo --model BUNDLE`` resolves artifacts) listing every file of the
+    bundle, plus the bundle's own section; then SHA256SUMS with the same hashes and the manifest's."""
+    info = {**{rel: {"role": role} for rel, role in roles.items()},
+            **{it.rel: {"precision": it.precision, "role": it.role} for it in items}}
+    files = {}
+    for p in sorted(tmp.rglob("*")):
+        rel = p.relative_to(tmp).as_posix()
+        if p.is_file() and rel not in (MANIFEST, SUMS):
+            files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size, **info[rel]}
     precisions = {k: v for k, v in manifest.get("precisions", {}).items() if k.startswith(f"{runtime}-")}
     keep = {k: manifest[k] for k in ("spec", "task", "model", "metrics") if k in manifest}
     write_json(tmp / MANIFEST, {
         **keep, "precisions": precisions, "artifacts": files,
-        "bundle": {"format": 1, "runtime": runtime, "edgeaffect": __version__, "source_run": str(run_dir.resolve()),
-                   "precisions": chosen}})
-    write_text(tmp / SUMS, "".join(f"{v['sha256']}  {rel}\n" for rel, v in sorted(files.items())))
+        "bundle": {"format": 2, "runtime": runtime, "edgeaffect": __version__, "source_run": str(run_dir.resolve()),
+                   "precisions": chosen, "demo_precision": demo_precision(chosen)}})
+    _write_sums(tmp, files)
+
+
+def _write_sums(bundle: Path, files: dict[str, dict]) -> None:
+    sums = {**{rel: v["sha256"] for rel, v in files.items()}, MANIFEST: sha256_file(bundle / MANIFEST)}
+    write_text(bundle / SUMS, "".join(f"{h}  {rel}\n" for rel, h in sorted(sums.items())))
 
 
 def verify(bundle: str | os.PathLike) -> list[str]:
-    """Files of a bundle whose sha256 or size differ from its manifest (empty: intact)."""
+    """Files of a bundle whose sha256 or size differ from its manifest, or that are missing (empty: intact)."""
     bundle = Path(bundle)
-    files = read_json(bundle / MANIFEST).get("artifacts", {})
+    files = _read_manifest(bundle).get("artifacts", {})
     bad = []
     for rel, info in files.items():
-        p = bundle / rel
-        if not p.is_file() or p.stat().st_size != info["bytes"] or sha256_file(p) != info["sha256"]:
+        p = bundle / _safe_name(bundle, rel)
+        info = info if isinstance(info, dict) else {}
+        if (p.is_symlink() or not p.is_file() or p.stat().st_size != info.get("bytes")
+                or sha256_file(p) != info.get("sha256")):
             bad.append(rel)
     return bad
+
+
+def _safe_name(bundle: Path, rel: object) -> str:
+    """A manifest's file name, refused unless it is a plain relative path inside the bundle."""
+    parts = Path(rel).parts if isinstance(rel, str) else ()
+    if not parts or Path(rel).is_absolute() or any(x in ("..", ".", "") for x in parts) or "\\" in rel:
+        raise EdgeAffectError(f"{bundle / MANIFEST} lists {rel!r}, which is not a file inside the bundle; "
+                              f"the bundle was altered: copy it again")
+    return Path(*parts).as_posix()
+
+
+def check_bundle(bundle: str | os.PathLike) -> dict:
+    """Refuse a bundle that is not what ``pack`` wrote (one line); returns its manifest.
+
+    Every listed file present with its sha256 and size, SHA256SUMS agreeing with the manifest, no symlink,
+    and nothing unlisted but data outputs (bench results, the verification cache, demo output): an added
+    ``edgeaffect/`` folder, script or library is refused before anything runs.
+    """
+    bundle = Path(bundle)
+    if not (bundle / MANIFEST).is_file():
+        raise EdgeAffectError(f"{bundle} is not a bundle (no {MANIFEST}); make one with `edgeaffect pack RUN --runtime R`")
+    manifest = _read_manifest(bundle)
+    if not isinstance(manifest.get("bundle"), dict) or not isinstance(manifest.get("artifacts"), dict):
+        raise EdgeAffectError(f"{bundle} is a run, not a bundle; make one with `edgeaffect pack {bundle} --runtime R`")
+    listed = {_safe_name(bundle, rel) for rel in manifest["artifacts"]}
+    extra = _unlisted(bundle, listed)
+    if extra:
+        raise EdgeAffectError(f"{bundle} holds what its manifest does not list ({', '.join(extra[:4])}"
+                              f"{f' and {len(extra) - 4} more' if len(extra) > 4 else ''}); nothing unlisted may run "
+                              f"from a bundle: move it out (a venv or your own files go beside the bundle) or copy "
+                              f"the bundle again")
+    bad = verify(bundle)
+    if bad:
+        raise EdgeAffectError(f"{bundle}: {', '.join(bad)} differ(s) from the bundle's sha256; copy the bundle again")
+    if _read_sums(bundle) != {**{r: e["sha256"] for r, e in manifest["artifacts"].items()},
+                              MANIFEST: sha256_file(bundle / MANIFEST)}:
+        raise EdgeAffectError(f"{bundle / SUMS} does not match {MANIFEST} (one of them was edited); copy the bundle again")
+    return manifest
+
+
+def _unlisted(bundle: Path, listed: set[str]) -> list[str]:
+    """Entries of the bundle neither listed nor a data output in a folder that holds listed files."""
+    folders = {"."} | {Path(rel).parent.as_posix() for rel in listed} | \
+              {p.as_posix() for rel in listed for p in Path(rel).parents}
+    extra = []
+    for root, dirs, names in os.walk(bundle):
+        here = Path(root).relative_to(bundle).as_posix()
+        for d in dirs:
+            rel = f"{d}" if here == "." else f"{here}/{d}"
+            if os.path.islink(Path(root) / d) or rel not in folders:
+                extra.append(rel + "/")
+        dirs[:] = [d for d in dirs if (f"{d}" if here == "." else f"{here}/{d}") in folders
+                   and not os.path.islink(Path(root) / d)]
+        for n in names:
+            rel = n if here == "." else f"{here}/{n}"
+            if rel not in listed and rel not in (MANIFEST, SUMS, *SIGNING_FILES) and not _is_output(Path(root) / n):
+                extra.append(rel)
+    return sorted(extra)
+
+
+def _is_output(p: Path) -> bool:
+    """A plain, non-executable data file (bench.json, demo output); never a manifest or a spec sidecar."""
+    name = p.name.lower()
+    data = name.endswith(OUTPUT_SUFFIXES) and name != MANIFEST and not name.endswith(".spec.json")
+    return (data or p.name in OUTPUT_NAMES) and not p.is_symlink() and p.is_file() and not os.access(p, os.X_OK)
+
+
+def _read_sums(bundle: Path) -> dict[str, str]:
+    try:
+        text = (bundle / SUMS).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise EdgeAffectError(f"{bundle} has no readable {SUMS}; copy the bundle again") from None
+    return {rel.lstrip("*"): h for h, _, rel in (line.partition("  ") for line in text.splitlines() if line)}
 
 
 def requirements(wheel_name: str, runtime: str) -> str:
@@ -220,21 +351,47 @@ def requirements(wheel_name: str, runtime: str) -> str:
             f"./{wheel_name}[{EXTRAS[runtime]}]\n")
 
 
+def demo_precision(precisions: list[str]) -> str:
+    """The packed precision the demo runs: the fastest one packed (packing skips what the guard refused)."""
+    return min(precisions, key=lambda p: DEMO_PREFERENCE.index(p) if p in DEMO_PREFERENCE else len(DEMO_PREFERENCE))
+
+
+COMMANDS_HEAD = f"""#!/bin/sh
+# Run on the device after checking the copy and installing it (from this folder):
+#   sha256sum -c SHA256SUMS && python3 -m pip install -r requirements.txt
+# SOURCE: camera index, file or rtsp:// URL; DEMO_ARGS: the demo's output (default: the web page on this
+# machine only); DEMO_PRECISION: the demo's precision; BENCH_ARGS: extra bench options (e.g. --threads 4).
+# Runs the installed `edgeaffect` (or $PYTHON -I -m edgeaffect), never code from this folder, and checks
+# the whole bundle (hashes, nothing unlisted) before anything else.
+set -e
+cd "$(dirname "$0")"
+EA_BIN=$(command -v edgeaffect || true)
+if [ -n "${{PYTHON:-}}" ]; then EA="$PYTHON -I -m edgeaffect"
+elif [ "${{EA_BIN#/}}" != "$EA_BIN" ]; then EA="$EA_BIN"   # an absolute path: never one found through '.' in PATH
+else EA="python3 -I -m edgeaffect"; fi
+SOURCE="${{SOURCE:-0}}"
+if [ -z "${{DEMO_ARGS+set}}" ]; then
+    DEMO_ARGS="--serve {DEMO_SERVE}"
+    echo "commands.sh: the demo page will be at http://{DEMO_SERVE}/ (this machine only). To open it to the LAN:" \\
+         "DEMO_ARGS='--serve 0.0.0.0:8080' sh commands.sh (it prints the URL with a fresh token;" \\
+         "EDGEAFFECT_DEMO_TOKEN=<secret> fixes one)" >&2
+fi
+$EA check-bundle .
+"""
+
+
 def commands(runtime: str, precisions: list[str]) -> str:
-    """The shell script the device runs: build engines (TensorRT), bench each precision, then the demo."""
-    lines = ["#!/bin/sh",
-             "# Run on the device after: python -m pip install -r requirements.txt",
-             "# SOURCE: camera index, file or rtsp:// URL; DEMO_ARGS: the demo's output (default: a web page);",
-             "# BENCH_ARGS: extra bench options (e.g. --threads 4 --batch 1,8).",
-             "set -e", 'cd "$(dirname "$0")"', 'EA="${PYTHON:-python3} -m edgeaffect"',
-             'SOURCE="${SOURCE:-0}"', 'DEMO_ARGS="${DEMO_ARGS:---serve 0.0.0.0:8080}"']
+    """The shell script the device runs: check the bundle, build engines (TensorRT), bench each precision,
+    then the demo at the fastest packed precision."""
+    lines = [COMMANDS_HEAD.rstrip("\n")]
     for p in precisions:
         if runtime == "tensorrt":  # the engine is built here, for this GPU and TensorRT version
             lines.append(f"ENGINE=$($EA build-engine . --precision {p})")
             lines.append('$EA bench "$ENGINE" --runtime tensorrt $BENCH_ARGS')
         else:
             lines.append(f"$EA bench {_sources(runtime)[p]} --runtime {runtime} --precision {p} $BENCH_ARGS")
-    lines.append(f'$EA demo --model . --runtime {runtime} --precision {precisions[0]} --source "$SOURCE" $DEMO_ARGS')
+    lines.append(f'$EA demo --model . --runtime {runtime} --precision "${{DEMO_PRECISION:-{demo_precision(precisions)}}}" '
+                 f'--source "$SOURCE" $DEMO_ARGS')
     return "\n".join(lines) + "\n"
 
 
@@ -250,12 +407,7 @@ def build_engine(bundle: str | os.PathLike, precision: str = "fp32", *, implicit
     from .spec import ModelSpec
 
     bundle = Path(bundle)
-    if not (bundle / MANIFEST).is_file():
-        raise EdgeAffectError(f"{bundle} is not a bundle (no {MANIFEST}); make one with `edgeaffect pack RUN --runtime tensorrt`")
-    bad = verify(bundle)
-    if bad:
-        raise EdgeAffectError(f"{bundle}: {', '.join(bad)} differ(s) from the bundle's sha256; copy the bundle again")
-    manifest = read_json(bundle / MANIFEST)
+    manifest = check_bundle(bundle)
     kind = manifest.get("bundle", {}).get("runtime")
     if kind != "tensorrt":
         what = f"an {kind} bundle" if kind else "not a bundle"
@@ -281,12 +433,19 @@ def build_engine(bundle: str | os.PathLike, precision: str = "fp32", *, implicit
 
 
 def _list_engine(bundle: Path, manifest: dict, engine: Path, precision: str) -> None:
-    """List an engine built on the device in the bundle's manifest, so bench and the demo verify it like the rest."""
+    """List an engine built on the device in the bundle's manifest and SHA256SUMS, so bench and the demo
+    verify it like the rest and the next bundle check accepts it."""
     from .runs import Run
     from .runtimes.registry import artifact_files
 
-    Run(bundle, manifest).record_artifact(engine, *artifact_files(engine)[1:], runtime="tensorrt",
-                                          precision=precision, built_on_device=True)
+    run = Run(bundle, manifest)
+    run.record_artifact(engine, *artifact_files(engine)[1:], runtime="tensorrt", precision=precision,
+                        built_on_device=True)
+    for rel in (CALIB_CACHE, CALIB_CACHE + ".json"):           # implicit INT8 (re)writes them
+        listed = run.manifest["artifacts"].get(rel, {}).get("sha256")
+        if (bundle / rel).is_file() and sha256_file(bundle / rel) != listed:
+            run.record_artifact(bundle / rel, precision="int8", role="calibration", built_on_device=True)
+    _write_sums(bundle, run.manifest["artifacts"])
 
 
 def load_calibration(bundle: Path):

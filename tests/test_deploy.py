@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import TINY_MODEL
+from .conftest import TINY_ERI, TINY_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -63,23 +63,52 @@ def run_cli(env, *args, cwd=None, timeout=300, check=False) -> subprocess.Comple
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_eri, tmp_path_factory):
-    """An ERI run (untrained weights, tiny input sizes) exported to ONNX with the full install."""
+def exported(tmp_path_factory):
+    """An ERI run (untrained weights, tiny input sizes) exported to ONNX and OpenVINO with the full install,
+    and quantized to INT8 for both on its own 16-clip set (enough train clips to calibrate; the guard is told
+    to accept, as what is tested here is that a bundle runs its INT8)."""
     import torch
 
+    from edgeaffect.data.synth.eri import ERISynthConfig, generate_eri
     from edgeaffect.export import export_run
     from edgeaffect.fileio import write_json
     from edgeaffect.models import create_model
+    from edgeaffect.quantize.config import QuantConfig
+    from edgeaffect.quantize.pipeline import quantize_run
     from edgeaffect.runs import save_checkpoint
 
+    data = tmp_path_factory.mktemp("eri16")
+    generate_eri(data, ERISynthConfig(seed=3, **{**TINY_ERI, "clips": 16}), workers=1)
     run = tmp_path_factory.mktemp("deploy") / "run"
     run.mkdir()
     torch.manual_seed(0)
     model = create_model("eri_dual_branch", **TINY_MODEL)
     save_checkpoint(run / "checkpoint.pt", model, "eri_dual_branch", dict(TINY_MODEL))
-    write_json(run / "manifest.json", {"task": "eri", "spec": model.spec.to_dict(), "data": {"root": str(tiny_eri)}})
-    export_run(run, ["onnx"], exporter="legacy")
+    write_json(run / "manifest.json", {"task": "eri", "spec": model.spec.to_dict(), "data": {"root": str(data)}})
+    export_run(run, ["onnx", "openvino"], exporter="legacy")
+    quantize_run(run, ["onnxruntime", "openvino"], QuantConfig(calib_samples=8, max_drop=100.0))
     return run
+
+
+@pytest.fixture(scope="module")
+def console_script(tmp_path_factory) -> Path:
+    """A folder with an ``edgeaffect`` console script as pip writes one (this checkout's package), for PATH."""
+    bin_dir = tmp_path_factory.mktemp("bin")
+    script = bin_dir / "edgeaffect"
+    script.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+                      "from edgeaffect.cli import main\nsys.exit(main())\n")
+    script.chmod(0o755)
+    return bin_dir
+
+
+def run_bundle(bundle: Path, env: dict[str, str], console_script: Path, **extra: str) -> subprocess.CompletedProcess:
+    """The bundle's own commands.sh with the console script on PATH, run from another folder."""
+    from edgeaffect.pack import COMMANDS
+
+    env = {**env, "PATH": f"{console_script}{os.pathsep}{env.get('PATH', '')}", **extra}
+    env.pop("PYTHON", None)
+    return subprocess.run(["sh", str(bundle / COMMANDS)], env=env, cwd=bundle.parent, capture_output=True, text=True,
+                          timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -175,17 +204,37 @@ def test_demo_on_an_exported_model_headless(no_torch, exported, clip, tmp_path):
                                          "Fear", "Surprise"}
 
 
-def test_a_packed_bundle_runs_its_commands_without_torch(no_torch, exported, clip, tmp_path):
-    """The bundle's own commands.sh (bench + demo on the bundle folder, which has no checkpoint)."""
-    from edgeaffect.pack import COMMANDS, pack_run
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_a_packed_bundle_runs_its_commands_to_the_end_without_torch(no_torch, exported, clip, console_script,
+                                                                    tmp_path, runtime):
+    """The bundle's own commands.sh (check, bench of fp32 and INT8, the demo on the bundle folder, which has no
+    checkpoint, at INT8); the OpenVINO bundle has no model.onnx (its bench once ended in an AttributeError)."""
+    from edgeaffect.pack import pack_run
+
+    bundle = pack_run(exported, runtime, tmp_path / "bundle")
+    assert not (bundle / "model.onnx").exists() or runtime == "onnxruntime"
+    proc = run_bundle(bundle, no_torch, console_script, SOURCE=str(clip),
+                      BENCH_ARGS="--batch 1 --budget 0.3 --rounds 2 --no-isolate",
+                      DEMO_ARGS=f"--headless --jsonl {tmp_path / 'demo.jsonl'}")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    out = proc.stdout + proc.stderr
+    assert "files match the bundle's manifest" in out and f"on {runtime} int8" in out    # the demo runs the INT8
+    assert out.count(".bench.json") == 2                                                # fp32 and INT8 benched
+    assert len((tmp_path / "demo.jsonl").read_text().splitlines()) == 18
+
+
+def test_a_bundle_with_a_planted_package_runs_nothing(no_torch, exported, console_script, tmp_path):
+    """An ``edgeaffect/`` folder dropped into a bundle is neither imported nor run: commands.sh stops first."""
+    from edgeaffect.pack import pack_run
 
     bundle = pack_run(exported, "onnxruntime", tmp_path / "bundle")
-    env = {**no_torch, "PYTHON": sys.executable, "SOURCE": str(clip),
-           "BENCH_ARGS": "--batch 1 --budget 0.3 --rounds 2 --no-isolate",
-           "DEMO_ARGS": f"--headless --jsonl {tmp_path / 'demo.jsonl'}"}
-    proc = subprocess.run(["sh", str(bundle / COMMANDS)], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert len((tmp_path / "demo.jsonl").read_text().splitlines()) == 18
+    marker = tmp_path / "PLANTED-RAN"
+    (bundle / "edgeaffect").mkdir()
+    for name in ("__init__.py", "__main__.py"):
+        (bundle / "edgeaffect" / name).write_text(f"open({str(marker)!r}, 'w').close()\n")
+    proc = run_bundle(bundle, no_torch, console_script, SOURCE="0", DEMO_ARGS="--headless")
+    assert proc.returncode == 1 and not marker.exists()
+    assert "does not list (edgeaffect/)" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_synthetic_voices_say_the_train_install_line(no_torch, tmp_path):
@@ -220,10 +269,27 @@ def test_a_torch_only_command_says_the_one_install_line(no_torch, exported, args
 
 @pytest.mark.slow
 def test_fresh_venv_install_has_no_torch_and_runs_a_bundle(exported, tmp_path):
-    """`pip install '.[onnxruntime]'` into a new venv (needs the package registry), then a bundle's commands."""
+    """`pip install '.[onnxruntime,openvino]'` into a new venv (needs the package registry), then each
+    runtime's bundle through its commands.sh."""
     env = {**os.environ, "PYTHON": sys.executable, "DEV_PYTHON": sys.executable}
     env.pop("PYTHONPATH", None)
-    proc = subprocess.run(["sh", str(ROOT / "tests" / "deploy_check.sh"), str(exported), "onnxruntime",
+    proc = subprocess.run(["sh", str(ROOT / "tests" / "deploy_check.sh"), str(exported), "onnxruntime,openvino",
                            str(tmp_path / "venv")], env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    assert "installed without torch" in proc.stdout and "bundle ran" in proc.stdout
+    assert "installed without torch" in proc.stdout and "all bundles ran" in proc.stdout
+    assert "onnxruntime bundle ran to the end" in proc.stdout and "openvino bundle ran to the end" in proc.stdout
+
+
+def test_bench_probe_never_imports_a_package_in_the_cwd(exported, tmp_path, monkeypatch):
+    """bench's fresh-interpreter probe runs in the cwd (a bundle's folder): a planted package there is ignored,
+    even with an empty $PYTHONPATH entry (which Python reads as the cwd)."""
+    from edgeaffect.bench import probe_isolated
+    from edgeaffect.runtimes.registry import Artifact
+
+    marker = tmp_path / "PLANTED-RAN"
+    (tmp_path / "edgeaffect").mkdir()
+    (tmp_path / "edgeaffect" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", "")
+    out = probe_isolated(Artifact("onnxruntime", "fp32", exported / "model.onnx"), 1, 1)
+    assert out["cold_start_ms"] > 0 and not marker.exists()

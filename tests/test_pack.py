@@ -13,8 +13,9 @@ from edgeaffect.cli import main
 from edgeaffect.errors import EdgeAffectError
 from edgeaffect.export import export_run
 from edgeaffect.fileio import sha256_file
-from edgeaffect.pack import (COMMANDS, MANIFEST, REQUIREMENTS, SUMS, build_engine, deploy_requirements, pack_run,
-                             verify)
+from edgeaffect.pack import (COMMANDS, MANIFEST, REQUIREMENTS, SUMS, build_engine, check_bundle, deploy_requirements,
+                             pack_run, verify)
+from edgeaffect.runs import Run
 from tests.fakes import install
 from tests.fakes.tiny_model import make_dataset, make_run
 
@@ -29,13 +30,29 @@ def run(tmp_path_factory):
     return run
 
 
+def publish(run: Path, rel: str, runtime: str, precision: str = "int8") -> Path:
+    """A copy of model.onnx at ``rel``, listed in the run's manifest as `quantize` would publish it."""
+    (run / rel).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run / "model.onnx", run / rel)
+    Run(run, json.loads((run / MANIFEST).read_text())).record_artifact(run / rel, runtime=runtime, precision=precision)
+    return run / rel
+
+
 @pytest.fixture
 def trt_run(run, tmp_path):
     """The run plus the TensorRT-ready INT8 file `quantize --runtime tensorrt` writes (a copy stands in)."""
     r = tmp_path / "run"
     shutil.copytree(run, r)
-    (r / "tensorrt").mkdir(exist_ok=True)
-    shutil.copy(r / "model.onnx", r / "tensorrt" / "model.int8.qdq.onnx")
+    publish(r, "tensorrt/model.int8.qdq.onnx", "tensorrt")
+    return r
+
+
+@pytest.fixture
+def int8_run(run, tmp_path):
+    """The run with an ONNX Runtime INT8 file listed as quantize lists it (a copy of the fp32 stands in)."""
+    r = tmp_path / "int8run"
+    shutil.copytree(run, r)
+    publish(r, "model.int8.onnx", "onnxruntime")
     return r
 
 
@@ -46,16 +63,22 @@ def _wheel(bundle: Path) -> Path:
 def test_bundle_holds_the_artifacts_with_spec_and_hashes_that_verify(run, tmp_path):
     bundle = pack_run(run, "openvino", tmp_path / "b", precisions=["fp32", "bf16"])
     m = json.loads((bundle / MANIFEST).read_text())
-    assert set(m["artifacts"]) == {"openvino/model.xml", "openvino/model.bin"}
+    wheel = _wheel(bundle).name
+    held = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
+    assert set(m["artifacts"]) == held - {MANIFEST, SUMS} == {
+        "openvino/model.xml", "openvino/model.bin", wheel, REQUIREMENTS, COMMANDS}   # every file the bundle holds
+    for rel in ("openvino/model.xml", "openvino/model.bin"):
+        assert m["artifacts"][rel]["sha256"] == sha256_file(run / rel)
     for rel, info in m["artifacts"].items():
-        assert info["sha256"] == sha256_file(bundle / rel) == sha256_file(run / rel)
-        assert info["bytes"] == (bundle / rel).stat().st_size
+        assert info["sha256"] == sha256_file(bundle / rel) and info["bytes"] == (bundle / rel).stat().st_size
+    assert {m["artifacts"][r]["role"] for r in (wheel, REQUIREMENTS, COMMANDS)} == {"package", "install", "script"}
     assert m["spec"]["name"] == "tiny_av_test" and m["bundle"]["runtime"] == "openvino"
     assert m["bundle"]["precisions"] == ["fp32", "bf16"]
     sums = dict(reversed(line.split("  ")) for line in (bundle / SUMS).read_text().splitlines())
-    assert sums == {rel: info["sha256"] for rel, info in m["artifacts"].items()}
+    assert sums == {**{rel: info["sha256"] for rel, info in m["artifacts"].items()},
+                    MANIFEST: sha256_file(bundle / MANIFEST)}
     assert not (bundle / "checkpoint.pt").exists() and not (bundle / "model.onnx").exists()
-    assert verify(bundle) == []
+    assert verify(bundle) == [] and check_bundle(bundle)["bundle"]["runtime"] == "openvino"
     (bundle / "openvino/model.bin").write_bytes(b"tampered")
     assert verify(bundle) == ["openvino/model.bin"]
 
@@ -80,17 +103,19 @@ def test_requirements_install_the_wheel_with_the_runtime_extra_and_no_torch(run,
     assert 'Requires-Dist: edgeaffect[onnxruntime]; extra == "onnx"' in meta   # ... to the new one
 
 
-def test_commands_bench_every_packed_precision_and_run_the_demo(run, tmp_path):
-    (run / "model.int8.onnx").write_bytes((run / "model.onnx").read_bytes())   # as quantize would publish it
-    try:
-        bundle = pack_run(run, "onnxruntime", tmp_path / "b")
-    finally:
-        (run / "model.int8.onnx").unlink()
-    assert set(json.loads((bundle / MANIFEST).read_text())["artifacts"]) == {"model.onnx", "model.int8.onnx"}
+def test_commands_check_the_bundle_bench_every_precision_and_demo_the_fastest(int8_run, tmp_path):
+    bundle = pack_run(int8_run, "onnxruntime", tmp_path / "b")
+    models = {r for r, e in json.loads((bundle / MANIFEST).read_text())["artifacts"].items() if e["role"] == "model"}
+    assert models == {"model.onnx", "model.int8.onnx"}
     script = (bundle / COMMANDS).read_text()
-    assert "$EA bench model.onnx --runtime onnxruntime --precision fp32" in script
-    assert "$EA bench model.int8.onnx --runtime onnxruntime --precision int8" in script
-    assert '$EA demo --model . --runtime onnxruntime --precision fp32 --source "$SOURCE" $DEMO_ARGS' in script
+    body = [line for line in script.splitlines() if line.startswith("$EA ")]
+    assert body[0] == "$EA check-bundle ."                                  # before anything else runs
+    assert "$EA bench model.onnx --runtime onnxruntime --precision fp32 $BENCH_ARGS" in body
+    assert "$EA bench model.int8.onnx --runtime onnxruntime --precision int8 $BENCH_ARGS" in body
+    assert body[-1] == ('$EA demo --model . --runtime onnxruntime --precision "${DEMO_PRECISION:-int8}" '
+                        '--source "$SOURCE" $DEMO_ARGS')                   # the accepted INT8, not fp32
+    assert 'DEMO_ARGS="--serve 127.0.0.1:8080"' in script and "0.0.0.0:8080' sh commands.sh" in script
+    assert "-m edgeaffect" not in script.replace("-I -m edgeaffect", "")   # never `python -m` from this folder
     assert (bundle / COMMANDS).stat().st_mode & 0o111
 
 
@@ -154,7 +179,7 @@ def test_tensorrt_bundle_reuses_the_runs_calibration_cache(trt_run, tmp_path):
     (trt_run / "tensorrt" / "calibration.cache.json").write_text("{}")
     bundle = pack_run(trt_run, "tensorrt", tmp_path / "b", precisions=["int8"], calib_samples=0)
     files = json.loads((bundle / MANIFEST).read_text())["artifacts"]
-    assert set(files) == {"model.onnx", "tensorrt/model.int8.qdq.onnx", "tensorrt/calibration.cache",
+    assert {r for r, e in files.items() if e["role"] not in ("package", "install", "script")} == {"model.onnx", "tensorrt/model.int8.qdq.onnx", "tensorrt/calibration.cache",
                           "tensorrt/calibration.cache.json"}
 
 
@@ -169,9 +194,11 @@ def test_build_engine_on_the_device_through_the_fakes(trt_run, tmp_path, monkeyp
     assert fp32.parent == bundle / "tensorrt" and fp32.is_file() and engine_precision(fp32) == "fp32"
     int8 = build_engine(bundle, "int8")                          # explicit: the QDQ ONNX, every version
     assert engine_precision(int8) == "int8"
+    check_bundle(bundle)                                         # engines built here are listed, SHA256SUMS too
     if version.startswith("10"):                                  # implicit: TensorRT calibrates the samples
         build_engine(bundle, "int8", implicit=True)
         assert (bundle / "tensorrt" / "calibration.cache").is_file()
+        check_bundle(bundle)                                     # the cache TensorRT wrote is listed too
     else:
         with pytest.raises(EdgeAffectError, match="no implicit INT8 calibration"):
             build_engine(bundle, "int8", implicit=True)
@@ -188,3 +215,120 @@ def test_build_engine_wants_a_tensorrt_bundle(run, tmp_path, capsys):
     bundle = pack_run(run, "onnxruntime", tmp_path / "b")
     assert main(["build-engine", str(bundle)]) == 1
     assert "is an onnxruntime bundle; engines are built from a TensorRT bundle" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ the whole bundle
+@pytest.fixture
+def bundle(run, tmp_path):
+    return pack_run(run, "onnxruntime", tmp_path / "b")
+
+
+def _check_line(bundle: Path, capsys) -> str:
+    assert main(["check-bundle", str(bundle)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_sha256sum_checks_every_file_of_a_bundle(bundle):
+    import subprocess
+
+    ok = subprocess.run(["sha256sum", "-c", "--strict", SUMS], cwd=bundle, capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.count(": OK") == 5, ok.stdout   # model, wheel, requirements, script, manifest
+    (bundle / REQUIREMENTS).write_text("./evil.whl\n")
+    bad = subprocess.run(["sha256sum", "-c", SUMS], cwd=bundle, capture_output=True, text=True)
+    assert bad.returncode == 1 and f"{REQUIREMENTS}: FAILED" in bad.stdout
+
+
+@pytest.mark.parametrize("swap", ["wheel", REQUIREMENTS, COMMANDS, "model.onnx"])
+def test_a_swapped_file_is_refused_before_anything_runs(bundle, capsys, swap):
+    target = _wheel(bundle) if swap == "wheel" else bundle / swap
+    target.write_bytes(target.read_bytes()[:-1] + b"#")                 # same size, other content
+    assert f"{target.name} differ(s) from the bundle's sha256" in _check_line(bundle, capsys)
+
+
+@pytest.mark.parametrize("plant", ["edgeaffect/__init__.py", "edgeaffect/", "sitecustomize.py", "evil.pth",
+                                   "run.sh", "notes.json:x", "link.json:symlink", "extra.whl"])
+def test_an_unlisted_file_that_could_run_is_refused(bundle, capsys, plant):
+    name, _, how = plant.partition(":")
+    path = bundle / name.rstrip("/")
+    if name.endswith("/"):
+        path.mkdir()
+    elif how == "symlink":
+        path.symlink_to(bundle / MANIFEST)
+    else:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("import os\n")
+        if how == "x":
+            path.chmod(0o755)
+    err = _check_line(bundle, capsys)
+    assert "its manifest does not list" in err and name.split("/")[0] in err
+    with pytest.raises(EdgeAffectError, match="does not list"):
+        check_bundle(bundle)
+
+
+def test_outputs_of_the_bundles_own_commands_are_accepted(bundle, capsys):
+    for name in ("model.onnx.bench.json", "model.onnx.bench.csv", "model.onnx.bench.png", ".verified.json",
+                 ".lock", "out.jsonl"):
+        (bundle / name).write_text("{}")
+    assert main(["check-bundle", str(bundle)]) == 0
+    assert "4 files match" in capsys.readouterr().err       # model, wheel, requirements, script
+
+
+def test_an_edited_manifest_or_sums_and_a_name_outside_are_refused(bundle, capsys):
+    sums = (bundle / SUMS).read_text()
+    (bundle / SUMS).write_text(sums.replace(f"  {COMMANDS}\n", "  other.sh\n"))
+    assert "SHA256SUMS does not match manifest.json" in _check_line(bundle, capsys)
+    (bundle / SUMS).write_text(sums)
+    m = json.loads((bundle / MANIFEST).read_text())
+    m["artifacts"]["../outside.onnx"] = m["artifacts"]["model.onnx"]
+    (bundle / MANIFEST).write_text(json.dumps(m))
+    assert "lists '../outside.onnx', which is not a file inside the bundle" in _check_line(bundle, capsys)
+    (bundle / MANIFEST).write_text("{not json")
+    assert "manifest.json cannot be read" in _check_line(bundle, capsys)
+
+
+def test_build_engine_refuses_a_planted_file(trt_run, tmp_path):
+    bundle = pack_run(trt_run, "tensorrt", tmp_path / "b", calib_samples=0)
+    (bundle / "tensorrt" / "plugin.so").write_bytes(b"\x7fELF")
+    with pytest.raises(EdgeAffectError, match=r"does not list \(tensorrt/plugin.so\)"):
+        build_engine(bundle, "fp32")
+
+
+def test_pack_refuses_an_artifact_changed_after_export(run, tmp_path, capsys):
+    r = tmp_path / "run"
+    shutil.copytree(run, r)
+    xml = r / "openvino" / "model.xml"
+    xml.write_text(xml.read_text().replace("</net>", "<!-- changed --></net>"))
+    out = tmp_path / "b"
+    assert main(["pack", str(r), "--runtime", "openvino", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "is not the file" in err and "model.xml" in err and "Traceback" not in err
+    assert not out.exists()                                    # nothing re-hashed into a bundle
+
+
+def test_pack_refuses_an_artifact_the_run_does_not_list(run, tmp_path):
+    r = tmp_path / "run"
+    shutil.copytree(run, r)
+    shutil.copy(r / "model.onnx", r / "model.int8.onnx")      # dropped in by hand, never published
+    with pytest.raises(EdgeAffectError, match="is not listed in"):
+        pack_run(r, "onnxruntime", tmp_path / "b")
+
+
+def test_pack_refuses_an_in_place_change_that_keeps_size_and_mtime(run, tmp_path, capsys):
+    """The run's verification cache may vouch for a file by its size and mtime; pack hashes each copy."""
+    import os
+
+    r = tmp_path / "run"
+    shutil.copytree(run, r)
+    pack_run(r, "onnxruntime", tmp_path / "first")              # verified once: the cache now knows model.onnx
+    onnx = r / "model.onnx"
+    st = onnx.stat()
+    data = bytearray(onnx.read_bytes())
+    data[-1] ^= 0xFF                                            # same size, other content
+    onnx.write_bytes(bytes(data))
+    os.utime(onnx, ns=(st.st_atime_ns, st.st_mtime_ns))         # `touch -r`
+    out = tmp_path / "b"
+    assert main(["pack", str(r), "--runtime", "onnxruntime", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "model.onnx is not the file" in err and "Traceback" not in err and not out.exists()

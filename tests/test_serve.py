@@ -176,11 +176,68 @@ def test_serve_refuses_a_taken_port_and_a_missing_env(tmp_path, monkeypatch, cap
         with pytest.raises(EdgeAffectError, match=f"cannot serve on 127.0.0.1:{port}.*--port"):
             server.check_ports("127.0.0.1", {"--port": port})
     monkeypatch.setattr(env, "serve_problem", lambda: "serving needs PyTriton (the serve extra)")
-    monkeypatch.setattr(env, "serve_python", lambda: None)
+    monkeypatch.setattr(env, "serve_python", lambda *a: None)
     assert main(["serve", str(model), "--port", str(_free_port(3))]) == 1
     err = capsys.readouterr().err
     assert "needs PyTriton" in err and "make serve-env" in err and "edgeaffect[serve]" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def _planted_python(folder: Path) -> Path:
+    """A `.venv-serve/bin/python` that would leave a marker if anything ran it."""
+    py = folder / ".venv-serve" / "bin" / "python"
+    py.parent.mkdir(parents=True)
+    py.write_text(f"#!/bin/sh\ntouch {folder / 'RAN'}\n")
+    py.chmod(0o755)
+    return py
+
+
+def test_a_serve_env_planted_in_the_cwd_is_never_used(tmp_path, monkeypatch, capsys):
+    from edgeaffect.cli import main
+    from edgeaffect.serve import env
+
+    model = _tiny_onnx(tmp_path / "m.onnx")
+    _planted_python(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(env.SERVE_PYTHON_ENV, raising=False)
+    monkeypatch.delenv(env.REEXEC_ENV, raising=False)
+    monkeypatch.setattr(env, "source_root", lambda: None)                    # an installed package
+    monkeypatch.setattr(env, "serve_problem", lambda: "serving needs PyTriton (the serve extra)")
+    execs = []
+    monkeypatch.setattr(os, "execve", lambda *a: execs.append(a))
+    assert env.serve_python() is None and env.reexec_command(["m.onnx"]) is None
+    assert main(["serve", str(model), "--port", str(_free_port(3))]) == 1
+    assert "make serve-env" in capsys.readouterr().err and execs == [] and not (tmp_path / "RAN").exists()
+    checkout = tmp_path / "checkout"                                         # a source checkout's own env is used
+    checkout.mkdir()
+    own = _planted_python(checkout)
+    monkeypatch.setattr(env, "source_root", lambda: checkout)
+    assert env.serve_python() == own
+
+
+def test_serve_python_named_runs_isolated(tmp_path, monkeypatch, capsys):
+    from edgeaffect.cli import main
+    from edgeaffect.serve import env
+
+    model = _tiny_onnx(tmp_path / "m.onnx")
+    py = _planted_python(tmp_path / "elsewhere")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(env.REEXEC_ENV, raising=False)
+    monkeypatch.setattr(env, "serve_problem", lambda: "serving needs PyTriton (the serve extra)")
+    execs = []
+
+    def execve(path, argv, environ):        # the real one never returns: the serve env takes over
+        execs.append(argv)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(os, "execve", execve)
+    assert main(["serve", str(model), "--port", str(_free_port(3)), "--serve-python", str(py)]) == 0
+    argv = execs[0]
+    assert argv[:3] == [str(py), "-I", "-c"] and "serve" in argv   # -I: neither the cwd nor PYTHONPATH on its path
+    assert argv[argv.index("serve") + 1] == str(model.resolve())
+    assert main(["serve", str(model), "--serve-python", str(tmp_path / "nope")]) == 1
+    err = capsys.readouterr().err
+    assert "is not an executable python" in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_mismatched_libpython_is_named(monkeypatch, tmp_path):

@@ -1,4 +1,5 @@
-"""``edgeaffect pack`` (a deploy bundle for one runtime) and ``edgeaffect build-engine`` (TensorRT, on the device)."""
+"""``edgeaffect pack`` (a deploy bundle for one runtime), ``edgeaffect check-bundle`` (the whole bundle, before
+anything in it runs) and ``edgeaffect build-engine`` (TensorRT, on the device)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,13 +27,14 @@ def pack_cmd(
     sign: SignOpt = None,
 ) -> None:
     """Write a self-contained deploy bundle: artifacts with spec and sha256, a torch-free requirements file,
-    the package wheel and the exact commands to run on the device.
+    the package wheel and the exact commands to run on the device. Each artifact is first checked against
+    the run's manifest; the bundle's manifest and SHA256SUMS list every file it holds.
 
     Example:  edgeaffect pack runs/eri/exp1 --runtime openvino --precision fp32,int8
     Example:  edgeaffect pack runs/eri/exp1 --runtime tensorrt --out jetson-bundle   # engine built on the Jetson
     Example:  edgeaffect pack runs/eri/exp1 --runtime openvino --sign keys/edgeaffect-signing.key   (docs/signing.md)
     """
-    from ..pack import COMMANDS, REQUIREMENTS, pack_run
+    from ..pack import COMMANDS, REQUIREMENTS, SUMS, pack_run
 
     if sign is not None:
         from ..signing import check_key
@@ -46,8 +48,25 @@ def pack_cmd(
 
         sign_folder(bundle, sign)
     console.print(f"wrote {bundle}" + (" (signed)" if sign is not None else ""))
-    console.print(f"on the device:  cd {bundle.name} && python -m pip install -r {REQUIREMENTS} && sh {COMMANDS}",
-                  soft_wrap=True)
+    console.print(f"on the device:  cd {bundle.name} && sha256sum -c {SUMS} && python3 -m pip install -r {REQUIREMENTS} "
+                  f"&& sh {COMMANDS}", soft_wrap=True)
+
+
+@app.command("check-bundle")
+def check_bundle_cmd(
+    bundle: Annotated[Path, typer.Argument(help="A bundle written by `edgeaffect pack`.")],
+) -> None:
+    """Check a whole bundle before running it: every listed file present with its sha256, SHA256SUMS agreeing
+    with the manifest, and no unlisted file that could be imported or executed (an added folder, script or
+    library). The bundle's commands.sh runs this first; exits 1 with one line when anything is off.
+
+    Example:  edgeaffect check-bundle eri-openvino && sh eri-openvino/commands.sh
+    """
+    from ..pack import check_bundle
+
+    manifest = check_bundle(bundle)
+    typer.echo(f"{bundle}: {len(manifest['artifacts'])} files match the bundle's manifest; nothing unlisted",
+               err=True)
 
 
 @app.command("build-engine")

@@ -29,6 +29,9 @@ def serve_cmd(
     allow_nonfinite: Annotated[bool, typer.Option("--allow-nonfinite", help="Pass inputs holding NaN or infinity to the model (refused by default: the model would answer with NaN scores).")] = False,
     max_request_mb: Annotated[float, typer.Option("--max-request-mb", min=0.01, max=4096.0, help="Largest HTTP request body accepted; a larger declared Content-Length gets 413 at once.")] = 64.0,
     request_timeout: Annotated[float, typer.Option("--request-timeout", min=0.5, max=3600.0, help="Seconds an HTTP request (head and body) may take to arrive before its connection is closed.")] = 30.0,
+    serve_python: Annotated[Optional[Path], typer.Option(
+        "--serve-python", envvar="EDGEAFFECT_SERVE_PYTHON",
+        help="The serve env's python (default: .venv-serve beside this package's source checkout; never the cwd's).")] = None,
 ) -> None:
     """Serve a model with Triton Inference Server (PyTriton): health, readiness, dynamic batching, HTTP + gRPC.
 
@@ -36,6 +39,7 @@ def serve_cmd(
     run from the main env, this command re-executes itself there.
 
     Example:  make serve-env && edgeaffect serve runs/eri/quickstart --runtime openvino
+    Example:  edgeaffect serve runs/eri/quickstart --serve-python /opt/edgeaffect-serve/bin/python   # an install
     Example:  edgeaffect serve model.onnx --port 9000 --max-batch 32 --queue-delay-us 4000
     Example:  edgeaffect serve runs/eri/quickstart --instances 1 --queue-delay-us 0   # a few cameras: no waiting
     Example:  edgeaffect demo --server http://127.0.0.1:8000 --source cam1.mp4 --headless --bench   # one client per camera
@@ -61,7 +65,7 @@ def serve_cmd(
     problem = env.serve_problem()
     if problem is not None:
         check_ports(host, opts.ports())  # a taken port is said before the hop to the serve env
-        hop = env.reexec_command(_args(model, runtime, precision, opts))
+        hop = env.reexec_command(_args(model, runtime, precision, opts), serve_python)
         if hop is None:
             raise EdgeAffectError(f"{problem}; make the serve env: {env.HOW}")
         hop[1].pop(TRUST_ENV, None)   # checked above; the serve env need not carry model-signing

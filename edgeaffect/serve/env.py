@@ -3,8 +3,9 @@
 PyTriton pins numpy<2 and its Triton Python backend stub links the distribution's ``libpython3.X.so``;
 an interpreter built elsewhere (pyenv, conda) has another stdlib, and the stub then fails at model load
 (``'_thread.RLock' object has no attribute '_recursion_count'``).  So serving lives in its own venv
-(``make serve-env``: ``.venv-serve`` made with the distribution's python3) and the main env re-executes
-the command there.  Nothing here imports pytriton.
+(``make serve-env``: ``.venv-serve`` in the source checkout, made with the distribution's python3; or one
+named by ``--serve-python`` / $EDGEAFFECT_SERVE_PYTHON) and the main env re-executes the command there.
+Nothing here imports pytriton.
 """
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ import sysconfig
 from pathlib import Path
 
 SERVE_PYTHON_ENV = "EDGEAFFECT_SERVE_PYTHON"
-"""Names the serve env's python when it is not ``.venv-serve/bin/python`` in the checkout or cwd."""
+"""Names the serve env's python (as ``--serve-python`` does) when it is not ``.venv-serve`` in the checkout."""
 REEXEC_ENV = "EDGEAFFECT_SERVE_REEXEC"
 
 HOW = ("make serve-env (or: /usr/bin/python3 -m venv .venv-serve && .venv-serve/bin/pip install '.[serve]'; "
-       "on an install: pip install 'edgeaffect[serve]' into a venv of the system python3)")
+       "on an install: pip install 'edgeaffect[serve]' into a venv of the system python3, then name its python "
+       "with --serve-python or $EDGEAFFECT_SERVE_PYTHON)")
 
 
 def stub_path() -> Path | None:
@@ -71,17 +73,22 @@ def serve_problem() -> str | None:
     return None
 
 
-def serve_python() -> Path | None:
-    """The serve env's python: $EDGEAFFECT_SERVE_PYTHON, else ``.venv-serve`` in the checkout or the cwd."""
-    named = os.environ.get(SERVE_PYTHON_ENV)
+def serve_python(named: str | os.PathLike | None = None) -> Path | None:
+    """The serve env's python: ``named`` (``--serve-python``), else $EDGEAFFECT_SERVE_PYTHON, else
+    ``.venv-serve`` in the source checkout this package runs from; never one found in the cwd, which
+    whoever can write there could have planted."""
+    from ..errors import EdgeAffectError
+
+    named = named or os.environ.get(SERVE_PYTHON_ENV)
     if named:
-        return Path(named)
-    checkout = Path(__file__).resolve().parents[2]
-    for root in (checkout, Path.cwd()):
-        py = root / ".venv-serve" / "bin" / "python"
-        if py.is_file():
-            return py
-    return None
+        py = Path(named).expanduser()
+        if not (py.is_file() and os.access(py, os.X_OK)):
+            raise EdgeAffectError(f"--serve-python / ${SERVE_PYTHON_ENV}: {py} is not an executable python; "
+                                  f"name the serve env's interpreter (e.g. /opt/serve-venv/bin/python)")
+        return py.absolute()
+    root = source_root()
+    py = root / ".venv-serve" / "bin" / "python" if root is not None else None
+    return py if py is not None and py.is_file() else None
 
 
 def source_root() -> Path | None:
@@ -90,13 +97,19 @@ def source_root() -> Path | None:
     return root if (root / "pyproject.toml").is_file() else None
 
 
-def reexec_command(args: list[str]) -> tuple[list[str], dict[str, str]] | None:
-    """(argv, env) that run ``edgeaffect serve ARGS`` in the serve env; None when there is none to go to."""
-    py = serve_python()
+def reexec_command(args: list[str], python: str | os.PathLike | None = None
+                   ) -> tuple[list[str], dict[str, str]] | None:
+    """(argv, env) that run ``edgeaffect serve ARGS`` in the serve env; None when there is none to go to.
+
+    The serve env's python runs isolated (``-I``: neither the cwd nor $PYTHONPATH on its path), with this
+    checkout put first when the package runs from one, so a folder named ``edgeaffect`` in the cwd is
+    never what runs.
+    """
+    py = serve_python(python)
     if py is None or os.environ.get(REEXEC_ENV) or Path(sys.executable).absolute() == py.absolute():
         return None
     env = dict(os.environ, **{REEXEC_ENV: "1"})
     root = source_root()
-    if root is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [env.get("PYTHONPATH")])])
-    return [str(py), "-m", "edgeaffect", "serve", *args], env
+    path = f"sys.path.insert(0, {str(root)!r}); " if root is not None else ""
+    code = f"import sys; {path}from edgeaffect.cli import main; sys.exit(main())"
+    return [str(py), "-I", "-c", code, "serve", *args], env
