@@ -173,7 +173,7 @@ def pack_run(run_dir: str | os.PathLike, runtime: str, out: str | os.PathLike | 
                 raise EdgeAffectError(f"{it.src} is not the file {run_dir / MANIFEST} lists (its sha256 differs): "
                                       f"it was changed after export; re-export it (edgeaffect export {run_dir})")
         wheel = build_wheel(tmp)
-        write_text(tmp / REQUIREMENTS, requirements(wheel.name, runtime))
+        write_text(tmp / REQUIREMENTS, requirements(wheel.name, bundle_extras(runtime, manifest.get("spec"))))
         write_text(tmp / COMMANDS, commands(runtime, chosen))
         roles = {wheel.name: "package", REQUIREMENTS: "install", COMMANDS: "script"}
         _write_manifest(tmp, manifest, run_dir, runtime, chosen, items, roles)
@@ -346,9 +346,16 @@ def _read_sums(bundle: Path) -> dict[str, str]:
     return {rel.lstrip("*"): h for h, _, rel in (line.partition("  ") for line in text.splitlines() if line)}
 
 
-def requirements(wheel_name: str, runtime: str) -> str:
+def bundle_extras(runtime: str, spec: dict | None) -> list[str]:
+    """The package extras a bundle installs: its runtime's, and ``media`` (PyAV) for a model that hears, whose
+    demo reads a video file's audio track (the edge install leaves PyAV out)."""
+    hears = any(i.get("name") == "audio" for i in (spec or {}).get("inputs", []) if isinstance(i, dict))
+    return [EXTRAS[runtime], *(["media"] if hears else [])]
+
+
+def requirements(wheel_name: str, extras: list[str]) -> str:
     return (f"# torch-free install of this bundle: python -m pip install -r {REQUIREMENTS} (from this folder)\n"
-            f"./{wheel_name}[{EXTRAS[runtime]}]\n")
+            f"./{wheel_name}[{','.join(extras)}]\n")
 
 
 def demo_precision(precisions: list[str]) -> str:
@@ -521,8 +528,8 @@ def _with_extra(req: str, extra: str) -> str:
     return f'{spec.strip()}; {marker}extra == "{extra}"'
 
 
-def deploy_requirements(wheel: Path, runtime: str) -> list[str]:
-    """The distributions ``pip install -r requirements.txt`` asks for (the base plus the runtime's extra)."""
+def deploy_requirements(wheel: Path, extras: list[str]) -> list[str]:
+    """The distributions ``pip install -r requirements.txt`` asks for (the base plus the bundle's extras)."""
     with zipfile.ZipFile(wheel) as z:
         meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
     out = []
@@ -530,6 +537,6 @@ def deploy_requirements(wheel: Path, runtime: str) -> list[str]:
         if line.startswith("Requires-Dist: "):
             req = line[len("Requires-Dist: "):]
             m = re.search(r'extra == "([^"]+)"', req)
-            if m is None or m.group(1) == EXTRAS[runtime]:
+            if m is None or m.group(1) in extras:
                 out.append(req)
     return out

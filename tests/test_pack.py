@@ -87,10 +87,11 @@ def test_requirements_install_the_wheel_with_the_runtime_extra_and_no_torch(run,
     bundle = pack_run(run, "onnxruntime", tmp_path / "b")
     wheel = _wheel(bundle)
     lines = [x for x in (bundle / REQUIREMENTS).read_text().splitlines() if x and not x.startswith("#")]
-    assert lines == [f"./{wheel.name}[onnxruntime]"]
-    reqs = deploy_requirements(wheel, "onnxruntime")
+    assert lines == [f"./{wheel.name}[onnxruntime,media]"]          # the model hears: PyAV for its demo's audio
+    reqs = deploy_requirements(wheel, ["onnxruntime", "media"])
     names = {r.split(";")[0].split(">")[0].split("<")[0].split("=")[0].strip() for r in reqs}
-    assert {"onnxruntime", "onnx", "numpy", "opencv-python-headless"} <= names
+    assert {"onnxruntime", "av", "numpy", "opencv-python-headless"} <= names
+    assert "onnx" not in names                                        # ONNX Runtime alone on the device
     assert not any(n.startswith("torch") for n in names), reqs
     with zipfile.ZipFile(wheel) as z:
         files = set(z.namelist())
