@@ -37,7 +37,7 @@ import numpy as np
 from . import __version__
 from .errors import EdgeAffectError
 from .fileio import atomic_dir, read_json, sha256_file, write_json, write_text
-from .runs import reading_run
+from .runs import read_manifest, reading_run
 from .signing import SIGNATURE, SIGNED
 
 DEPLOY_RUNTIMES = ("onnxruntime", "openvino", "tensorrt")
@@ -117,7 +117,7 @@ def _sources(runtime: str) -> dict[str, str]:
 
 def _refused(run_dir: Path, runtime: str) -> dict[str, str]:
     """Precisions the export's accuracy guard refused for ``runtime`` (precision -> reason)."""
-    decisions = _read_manifest(run_dir).get("precisions", {}) if (run_dir / MANIFEST).exists() else {}
+    decisions = read_manifest(run_dir).get("precisions", {}) if (run_dir / MANIFEST).exists() else {}
     return {label.split("-", 1)[1]: d.get("reason", "") for label, d in decisions.items()
             if label.startswith(f"{runtime}-") and d.get("accepted") is False}
 
@@ -159,7 +159,7 @@ def pack_run(run_dir: str | os.PathLike, runtime: str, out: str | os.PathLike | 
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise EdgeAffectError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
     chosen, items = choose_items(run_dir, runtime, precisions, calib_samples)
-    manifest = _read_manifest(run_dir)
+    manifest = read_manifest(run_dir)
     listed = _verify_sources(run_dir, manifest, items)
     with atomic_dir(out) as tmp:
         for it in items:
@@ -179,18 +179,6 @@ def pack_run(run_dir: str | os.PathLike, runtime: str, out: str | os.PathLike | 
         _write_manifest(tmp, manifest, run_dir, runtime, chosen, items, roles)
         _readable(tmp)
     return out
-
-
-def _read_manifest(folder: Path) -> dict:
-    """A run's or bundle's manifest as a dict, or one line saying why it cannot be read."""
-    try:
-        m = read_json(folder / MANIFEST)
-    except (OSError, ValueError) as exc:
-        raise EdgeAffectError(f"{folder / MANIFEST} cannot be read ({type(exc).__name__}: {exc}); "
-                              f"re-export the run or copy the bundle again") from None
-    if not isinstance(m, dict):
-        raise EdgeAffectError(f"{folder / MANIFEST} is not a manifest (a JSON object); re-export or copy it again")
-    return m
 
 
 def _verify_sources(run_dir: Path, manifest: dict, items: list[Item]) -> dict[str, str]:
@@ -262,7 +250,7 @@ def _write_sums(bundle: Path, files: dict[str, dict]) -> None:
 def verify(bundle: str | os.PathLike) -> list[str]:
     """Files of a bundle whose sha256 or size differ from its manifest, or that are missing (empty: intact)."""
     bundle = Path(bundle)
-    files = _read_manifest(bundle).get("artifacts", {})
+    files = read_manifest(bundle).get("artifacts", {})
     bad = []
     for rel, info in files.items():
         p = bundle / _safe_name(bundle, rel)
@@ -292,7 +280,7 @@ def check_bundle(bundle: str | os.PathLike) -> dict:
     bundle = Path(bundle)
     if not (bundle / MANIFEST).is_file():
         raise EdgeAffectError(f"{bundle} is not a bundle (no {MANIFEST}); make one with `edgeaffect pack RUN --runtime R`")
-    manifest = _read_manifest(bundle)
+    manifest = read_manifest(bundle)
     if not isinstance(manifest.get("bundle"), dict) or not isinstance(manifest.get("artifacts"), dict):
         raise EdgeAffectError(f"{bundle} is a run, not a bundle; make one with `edgeaffect pack {bundle} --runtime R`")
     listed = {_safe_name(bundle, rel) for rel in manifest["artifacts"]}

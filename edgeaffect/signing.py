@@ -29,6 +29,7 @@ from typing import Iterable
 
 from .errors import EdgeAffectError, MissingDependencyError
 from .fileio import read_json, write_bytes, write_json
+from .runs import read_manifest
 
 SIGNATURE = "model.sig"
 SIGNED = "signed.json"
@@ -128,17 +129,6 @@ def covered(root: Path, manifest: dict) -> list[str]:
     return sorted(n for n in names if (root / n).is_file())
 
 
-def _read_manifest(root: Path) -> dict:
-    try:
-        m = read_json(root / MANIFEST)
-    except (OSError, ValueError) as exc:
-        raise EdgeAffectError(f"cannot read {root / MANIFEST} ({type(exc).__name__}: {exc}); a signed artifact's "
-                              f"manifest must be readable") from None
-    if not isinstance(m, dict):
-        raise EdgeAffectError(f"{root / MANIFEST} is not a JSON object")
-    return m
-
-
 def _ignored(root: Path, keep: Iterable[str]) -> list[str]:
     """Every path under ``root`` outside ``keep`` (a folder holding none of them as one entry)."""
     keep = set(keep)
@@ -163,7 +153,7 @@ def sign(target: str | os.PathLike, key: str | os.PathLike) -> Path:
     if not root.is_dir() or not (root / MANIFEST).is_file():
         raise EdgeAffectError(f"cannot sign {root}: not a run or bundle folder (no {MANIFEST})")
     check_key(key)
-    manifest = _read_manifest(root)
+    manifest = read_manifest(root)
     files = covered(root, manifest)
     write_json(root / SIGNED, {"format": 1, "files": files, "manifest": manifest})
     keep = [*files, SIGNED]
@@ -211,7 +201,7 @@ def _check_coverage(root: Path, target: Path) -> None:
     """The (now authentic) signed list covers what will be loaded, and the manifest still describes it."""
     signed = read_json(root / SIGNED)
     files = set(signed.get("files", []))
-    manifest = _read_manifest(root)
+    manifest = read_manifest(root)
     for section in COMPARED:
         if manifest.get(section) != signed.get("manifest", {}).get(section):
             raise EdgeAffectError(f"{root / MANIFEST}: its {section!r} differs from the signed one in {SIGNED}; "

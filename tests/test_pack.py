@@ -286,7 +286,7 @@ def test_an_edited_manifest_or_sums_and_a_name_outside_are_refused(bundle, capsy
     (bundle / MANIFEST).write_text(json.dumps(m))
     assert "lists '../outside.onnx', which is not a file inside the bundle" in _check_line(bundle, capsys)
     (bundle / MANIFEST).write_text("{not json")
-    assert "manifest.json cannot be read" in _check_line(bundle, capsys)
+    assert "manifest.json is not valid JSON" in _check_line(bundle, capsys)
 
 
 def test_build_engine_refuses_a_planted_file(trt_run, tmp_path):
