@@ -240,7 +240,7 @@ def test_a_bundle_with_a_planted_package_runs_nothing(no_torch, exported, consol
 def test_synthetic_voices_say_the_train_install_line(no_torch, tmp_path):
     """scipy came with librosa; without both, `data synth` of a voiced set stops with one line."""
     proc = run_cli(no_torch, "data", "synth", "eri", "--out", tmp_path / "eri", "--clips", "3", "--seconds", "1",
-                   "--workers", "1")
+                   "--workers", "1", "--allow-small")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == ("error: 'scipy' is needed for synthetic voices but is not "
                                                     "installed: pip install 'edgeaffect[train]'")

@@ -30,14 +30,10 @@ def synth_emoreact(
 
     Example:  edgeaffect data synth body --out data/emoreact --clips 240 --seed 0
     """
-    from ..data.synth import refuse_small, smallest_total
+    from ..data.synth import refuse_few_train_clips
     from ..data.synth.emoreact import EmoReactSynthConfig, generate_emoreact
-    from ..quantize.config import MIN_CALIB_SAMPLES
 
-    share = EmoReactSynthConfig().split[0]
-    refuse_small("--clips", clips, smallest_total(share, MIN_CALIB_SAMPLES), f"{share:.0%} of the clips are train "
-                 f"clips and `export --int8` calibrates on at least {MIN_CALIB_SAMPLES} of them", allow_small)
-
+    refuse_few_train_clips(clips, EmoReactSynthConfig().split[0], allow_small)
     generate_emoreact(out, EmoReactSynthConfig(clips=clips, seed=seed, seconds=seconds), workers=workers, console=console,
                       overwrite=overwrite)
     console.print(f"[green]wrote {clips} clips to {out}[/]  (train.csv val.csv test.csv + Train/ Validation/ Test/)")

@@ -28,13 +28,10 @@ def synth_eri(
 
     Example:  edgeaffect data synth eri --out data/eri --clips 300 --seed 0
     """
-    from ..data.synth import refuse_small, smallest_total
+    from ..data.synth import refuse_few_train_clips
     from ..data.synth.eri import ERISynthConfig, generate_eri
-    from ..quantize.config import MIN_CALIB_SAMPLES
 
-    share = ERISynthConfig().split[0]
-    refuse_small("--clips", clips, smallest_total(share, MIN_CALIB_SAMPLES), f"{share:.0%} of the clips are train "
-                 f"clips and `export --int8` calibrates on at least {MIN_CALIB_SAMPLES} of them", allow_small)
+    refuse_few_train_clips(clips, ERISynthConfig().split[0], allow_small)
     generate_eri(out, ERISynthConfig(clips=clips, seed=seed, seconds=seconds), workers=workers, console=console,
                  overwrite=overwrite)
     console.print(f"[green]wrote {clips} clips to {out}[/]  (data_info.csv + train/ val/ test/)")
