@@ -355,6 +355,8 @@ def eval_section(run: Run) -> str:
     parts = []
     if run.manifest.get("eval"):
         parts.append(nested(run.manifest["eval"], labels))
+    if run.manifest.get("eval_details"):   # `edgeaffect eval` keeps its per-class scores here, per split
+        parts.append(nested(run.manifest["eval_details"], labels))
     for path in sorted({*run.path.glob("eval*.json"), *run.path.glob("eval/*.json")}):
         try:
             parts.append(f"<h3>{esc(path.relative_to(run.path).as_posix())}</h3>" + nested(read_json(path), labels))

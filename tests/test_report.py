@@ -89,6 +89,18 @@ def test_sections_the_manifest_holds_are_rendered(run):
     assert not (run / "report.html").exists()
 
 
+def test_the_per_class_scores_eval_records_are_in_the_report(run):
+    labels = load_run(run).spec.labels
+    details = {"split": "val", "precision": "fp32", "n": 7, "metric_name": "accuracy",
+               "per_class": {labels[0]: {"precision": 0.625, "recall": 0.375, "f1": 0.469}},
+               "confusion_matrix": [[2] * len(labels) for _ in labels]}
+    load_run(run).update(eval={"val": {"clean": 0.5}}, eval_details={"val": details})   # as `edgeaffect eval` writes
+    assert main(["report", str(run)]) == 0
+    ev = _section((run / "report.html").read_text(encoding="utf-8"), "eval")
+    assert f'<tr><td>{labels[0]}</td><td class="n">0.625</td><td class="n">0.375</td>' in ev
+    assert "<th>true \\ predicted</th>" in ev and '<td class="n">0.5</td>' in ev
+
+
 def test_every_string_from_the_manifest_is_escaped(run):
     evil = '<script>alert("x")</script>'
     load_run(run).update(data={"root": evil, evil: "value"}, eval={"val": {f'<img src=x onerror="{evil}">': 0.5}},
