@@ -138,7 +138,8 @@ def test_damaged_parts_of_a_run_are_named_and_the_rest_still_renders(run):
     assert main(["report", str(run)]) == 0
     page = (run / "report.html").read_text(encoding="utf-8")
     bench = _section(page, "bench")
-    assert "pruned-0.3/bench.json is not a readable bench file (JSONDecodeError" in bench
+    assert "pruned-0.3/bench.json is not a readable bench file (JSONFileError: " in bench
+    assert "is not valid JSON (Expecting value at line 1, column 11)" in bench                   # and why
     assert '<td>onnxruntime-fp32</td><td>fp32</td><td class="n">2</td>' in bench   # bench.json itself still read
     assert "edgeaffect quantize int8 " in _section(page, "guard")               # a junk section reads as absent
 
