@@ -272,7 +272,7 @@ def test_cli_trains_resumes_and_writes_a_loadable_run(tiny, tmp_path, capsys):
     (run / "manifest.json").write_text(json.dumps(m))
     assert main(["train", "body", "--resume", str(run)]) == 0
     hist = torch.load(run / "stages" / "train" / "last.pt", weights_only=False)["history"]
-    assert [h["epoch"] for h in hist] == [0, 1]
+    assert [h["epoch"] for h in hist] == [1, 2]
     model = load_model(load_run(run).checkpoint)
     assert model.spec.config["shift"] and model.spec.config["size"] == 32 and model.separate
     with torch.no_grad():

@@ -63,7 +63,7 @@ def test_report_of_a_benched_run_is_one_self_contained_page(run):
 
 def test_sections_the_manifest_holds_are_rendered(run):
     load_run(run).update(
-        history=[{"epoch": e, "train_loss": 1.0 / (e + 1), "val_pearson": 0.2 * e, "val_samples": 12} for e in range(3)],
+        history=[{"epoch": e, "train_loss": 1.0 / e, "val_pearson": 0.2 * (e - 1), "val_samples": 12} for e in (1, 2, 3)],
         eval={"val": {"clean": 0.91, "per_class": {"a": {"precision": 0.5, "recall": 0.25, "f1": 0.333}},
                       "confusion_matrix": [[3, 1, 0], [0, 4, 0], [1, 0, 2]]}},
         quantize={"onnxruntime": {"passed": False, "fp32_metric": 0.9, "int8_metric": 0.7, "drop_points": 20.0,
