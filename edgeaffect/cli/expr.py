@@ -142,7 +142,7 @@ def _default_unlabeled(data: Path) -> Path | None:
     n = len(list_images(folder)) if folder.is_dir() else 0
     if not n:
         return None
-    console.print(f"unlabeled faces: {folder} ({n} images; --unlabeled names another folder, --ssl none trains "
+    console.print(f"unlabeled faces: {folder} ({n} image{'s' if n != 1 else ''}; --unlabeled names another folder, --ssl none trains "
                   f"on the labels alone)", highlight=False)
     return folder
 
