@@ -312,7 +312,7 @@ def curves(hists: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], plt) -> str
     """One row of plots per history: losses left, metrics right, against the epoch."""
     fig, axes = plt.subplots(len(hists), 2, figsize=(10, 3.1 * len(hists)), squeeze=False)
     for (name, recs), (ax_loss, ax_metric) in zip(hists, axes):
-        x = [int(r["epoch"]) + 1 if isinstance(r.get("epoch"), (int, float)) else i + 1 for i, r in enumerate(recs)]
+        x = [int(r["epoch"]) if isinstance(r.get("epoch"), (int, float)) else i + 1 for i, r in enumerate(recs)]
         keys = dict.fromkeys(k for r in recs for k, v in r.items() if k != "epoch" and not k.endswith("_samples")
                              and isinstance(v, (int, float)) and not isinstance(v, bool))
         for key in keys:
@@ -355,6 +355,8 @@ def eval_section(run: Run) -> str:
     parts = []
     if run.manifest.get("eval"):
         parts.append(nested(run.manifest["eval"], labels))
+    if run.manifest.get("eval_details"):   # `edgeaffect eval` keeps its per-class scores here, per split
+        parts.append(nested(run.manifest["eval_details"], labels))
     for path in sorted({*run.path.glob("eval*.json"), *run.path.glob("eval/*.json")}):
         try:
             parts.append(f"<h3>{esc(path.relative_to(run.path).as_posix())}</h3>" + nested(read_json(path), labels))

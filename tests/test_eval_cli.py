@@ -205,7 +205,16 @@ def test_every_epoch_is_in_the_manifests_history(ravdess_run):
     from edgeaffect.runs import load_run
 
     history = load_run(ravdess_run).manifest["history"]
-    assert [h["epoch"] for h in history] == [0, 1] and all(h["stage"] for h in history)
+    assert [h["epoch"] for h in history] == [1, 2] and all(h["stage"] for h in history)
     assert all(h["train_loss"] > 0 and 0.0 <= h["val_accuracy"] <= 1.0 for h in history)
     stage = next(m for m in load_run(ravdess_run).manifest["metrics"].values() if "val_accuracy" in m)
     assert stage["val_accuracy"] == max(h["val_accuracy"] for h in history)
+
+
+def test_per_class_scores_are_titled_with_the_condition_they_score(capsys):
+    """An int8 file's clean run is ``clean@int8``: its per-class table says so, as the headline row does."""
+    from edgeaffect.cli.eval import _print_details
+
+    _print_details({"per_class": {"a": {"pearson": 0.5}, "b": {"pearson": -0.25}}}, "clean@int8")
+    err = " ".join(capsys.readouterr().err.split())
+    assert "per dimension (clean@int8)" in err and "0.5000" in err and "-0.2500" in err

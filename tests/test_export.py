@@ -163,6 +163,7 @@ def test_cli_export(tmp_path, data, capsys):
     assert main(["export", str(run), "--format", "onnx,openvino", "--batch", "2", "--exporter", "legacy"]) == 0
     err = capsys.readouterr().err
     assert "ok" in err and "pearson" in err and f"next: edgeaffect bench {run}" in err.replace("\n", "")
+    assert "--split" not in err   # the next steps need no flag eval's defaults choose
     with load(run / "openvino" / "model.xml") as rt:
         assert rt.inputs[0].shape[0] == 2  # --batch without --dynamic fixes the batch
     assert main(["export", str(run), "--format", "tensorrt"]) == 1

@@ -386,8 +386,15 @@ def test_cli_synth_and_train_and_clear_errors(tmp_path, capsys):
     assert main(["train", "expr", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r2")]) == 1
     assert "not an Aff-Wild2 EXPR root" in capsys.readouterr().err
     assert main(["train", "expr", "--data", str(root), "--ssl", "sometimes"]) == 1
-    assert main(["train", "expr", "--data", str(root), "--ssl", "dtm", "--out", str(tmp_path / "r3")]) == 1
-    assert "needs unlabeled faces" in capsys.readouterr().err
+    small = ["--face-size", "32", "--width-mult", "0.35", "--epochs", "1", "--batch-size", "4", "--steps-per-epoch", "1"]
+    assert main(["train", "expr", "--data", str(root), *small, "--out", str(tmp_path / "r3")]) == 0   # no --unlabeled
+    assert f"unlabeled faces: {root / 'unlabeled'} (8 images" in " ".join(capsys.readouterr().err.split())
+    m = json.loads((tmp_path / "r3" / "manifest.json").read_text())
+    assert m["config"]["options"]["unlabeled"] == str(root / "unlabeled")   # the data set's own, as synth writes it
+    (root / "unlabeled").rename(tmp_path / "elsewhere")
+    assert main(["train", "expr", "--data", str(root), "--ssl", "dtm", "--out", str(tmp_path / "r6")]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "needs unlabeled faces" in err and "--ssl none" in err
     for bad in ("0.2,x", "0.2,1.5"):
         assert main(["train", "expr", "--data", str(root), "--dtm-rates", bad, "--out", str(tmp_path / "r4")]) == 1
         assert "--dtm-rates" in capsys.readouterr().err

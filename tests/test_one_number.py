@@ -74,6 +74,8 @@ def test_an_fp32_artifact_prints_its_export_parity_number_everywhere(quantized, 
     assert len(benched) == 1
     assert benched.pop() == pytest.approx(evaluated["conditions"]["clean"], abs=1e-6)
     assert record["parity"]["metric"] == pytest.approx(evaluated["conditions"]["clean"], abs=1e-6)
+    guard = read_json(quantized / "manifest.json")["quantize"]["openvino"]   # the guard's FP32 column: the same
+    assert guard["fp32_metric"] == pytest.approx(evaluated["conditions"]["clean"], abs=1e-6)
 
 
 def test_every_stage_scores_an_int8_ir_in_one_batch_and_one_precision(quantized, tmp_path, monkeypatch):
@@ -85,18 +87,20 @@ def test_every_stage_scores_an_int8_ir_in_one_batch_and_one_precision(quantized,
 
     run = tmp_path / "run"
     shutil.copytree(quantized, run)
-    seen, real = [], evaluate.predict
+    seen, seen_fp32, real = [], [], evaluate.predict
 
     def spy(runtime, samples, batch=evaluate.SCORED_BATCH, transform=None):
-        if runtime.name == "openvino" and runtime.precision == "int8":
-            seen.append((runtime.inputs[0].shape[0], batch))
+        if runtime.name == "openvino":
+            (seen if runtime.precision == "int8" else seen_fp32).append((runtime.inputs[0].shape[0], batch))
         return real(runtime, samples, batch, transform)
 
     monkeypatch.setattr(evaluate, "predict", spy)
     _eval_json(run / "openvino" / "model.int8.xml", tmp_path)
     _bench_metrics(run, "openvino", "int8")
+    seen_fp32.clear()
     quantize_run(run, ["openvino"], QuantConfig(calib_samples=8, max_drop=100.0))
     assert len(seen) >= 3 and set(seen) == {(evaluate.SCORED_BATCH, evaluate.SCORED_BATCH)}
+    assert seen_fp32 and set(seen_fp32) == {(evaluate.SCORED_BATCH, evaluate.SCORED_BATCH)}   # its fp32 reference too
 
 
 def test_eval_of_a_file_inside_a_run_reads_the_runs_data_and_falls_back_to_val(quantized, capsys):

@@ -63,7 +63,7 @@ def test_report_of_a_benched_run_is_one_self_contained_page(run):
 
 def test_sections_the_manifest_holds_are_rendered(run):
     load_run(run).update(
-        history=[{"epoch": e, "train_loss": 1.0 / (e + 1), "val_pearson": 0.2 * e, "val_samples": 12} for e in range(3)],
+        history=[{"epoch": e, "train_loss": 1.0 / e, "val_pearson": 0.2 * (e - 1), "val_samples": 12} for e in (1, 2, 3)],
         eval={"val": {"clean": 0.91, "per_class": {"a": {"precision": 0.5, "recall": 0.25, "f1": 0.333}},
                       "confusion_matrix": [[3, 1, 0], [0, 4, 0], [1, 0, 2]]}},
         quantize={"onnxruntime": {"passed": False, "fp32_metric": 0.9, "int8_metric": 0.7, "drop_points": 20.0,
@@ -87,6 +87,18 @@ def test_sections_the_manifest_holds_are_rendered(run):
     guard = _section(page, "guard")
     assert '<tr class="no"><td>onnxruntime</td><td>no</td>' in guard and "cannot reach a drop of 1 point(s)" in guard
     assert not (run / "report.html").exists()
+
+
+def test_the_per_class_scores_eval_records_are_in_the_report(run):
+    labels = load_run(run).spec.labels
+    details = {"split": "val", "precision": "fp32", "n": 7, "metric_name": "accuracy",
+               "per_class": {labels[0]: {"precision": 0.625, "recall": 0.375, "f1": 0.469}},
+               "confusion_matrix": [[2] * len(labels) for _ in labels]}
+    load_run(run).update(eval={"val": {"clean": 0.5}}, eval_details={"val": details})   # as `edgeaffect eval` writes
+    assert main(["report", str(run)]) == 0
+    ev = _section((run / "report.html").read_text(encoding="utf-8"), "eval")
+    assert f'<tr><td>{labels[0]}</td><td class="n">0.625</td><td class="n">0.375</td>' in ev
+    assert "<th>true \\ predicted</th>" in ev and '<td class="n">0.5</td>' in ev
 
 
 def test_every_string_from_the_manifest_is_escaped(run):
@@ -126,7 +138,8 @@ def test_damaged_parts_of_a_run_are_named_and_the_rest_still_renders(run):
     assert main(["report", str(run)]) == 0
     page = (run / "report.html").read_text(encoding="utf-8")
     bench = _section(page, "bench")
-    assert "pruned-0.3/bench.json is not a readable bench file (JSONDecodeError" in bench
+    assert "pruned-0.3/bench.json is not a readable bench file (JSONFileError: " in bench
+    assert "is not valid JSON (Expecting value at line 1, column 11)" in bench                   # and why
     assert '<td>onnxruntime-fp32</td><td>fp32</td><td class="n">2</td>' in bench   # bench.json itself still read
     assert "edgeaffect quantize int8 " in _section(page, "guard")               # a junk section reads as absent
 

@@ -8,7 +8,7 @@ import pytest
 
 from edgeaffect.cli import main
 
-TINY_EXPR = ["--videos", "2", "--val-videos", "1", "--frames", "8", "--unlabeled", "0", "--size", "16"]
+TINY_EXPR = ["--videos", "2", "--val-videos", "1", "--frames", "8", "--unlabeled", "1", "--size", "16"]
 
 
 @pytest.mark.parametrize("args, minimum", [
@@ -19,6 +19,7 @@ TINY_EXPR = ["--videos", "2", "--val-videos", "1", "--frames", "8", "--unlabeled
     (["va", "--frames", "127"], "--frames 128 or more"),               # 16 sub-clips x 4 frames x dilation 2
     (["affwild2-va", "--frames", "127"], "--frames 128 or more"),
     (["ravdess", "--actors", "10"], "--actors 11 or more"),            # val actors start at 11
+    (["expr", "--unlabeled", "0"], "--unlabeled 1 or more"),           # train expr is semi-supervised by default
 ])
 def test_sizes_the_next_steps_cannot_use_are_refused_before_writing(args, minimum, tmp_path, capsys):
     out = tmp_path / "set"
@@ -73,7 +74,7 @@ def test_a_log_gets_progress_lines_while_data_is_generated(tmp_path, capsys):
     assert main(["data", "synth", "expr", "--out", str(tmp_path / "aw"), *TINY_EXPR]) == 0
     err = capsys.readouterr().err
     lines = err.splitlines()
-    progress = [i for i, ln in enumerate(lines) if re.fullmatch(r"synth expr faces: \d+/24 .*\(\d+ s\)", ln)]
+    progress = [i for i, ln in enumerate(lines) if re.fullmatch(r"synth expr faces: \d+/25 .*\(\d+ s\)", ln)]
     summary = next(i for i, ln in enumerate(lines) if ln.startswith("wrote "))
     assert len(progress) >= 2 and max(progress) < summary
     assert "━" not in err and "…" not in err                          # no bar drawn, nothing cut

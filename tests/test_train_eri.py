@@ -89,4 +89,4 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_eri, tmp_pat
     for k in ref:
         assert torch.equal(ref[k], got[k]), k
     hist = json.dumps(torch.load(tmp_path / "b" / "last.pt", weights_only=False)["history"])
-    assert json.loads(hist)[0]["epoch"] == 0 and len(json.loads(hist)) == 2
+    assert json.loads(hist)[0]["epoch"] == 1 and len(json.loads(hist)) == 2

@@ -1,6 +1,7 @@
 """EmoReact bodily expression commands: ``data synth body`` (alias ``emoreact``) and ``train body``."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -89,6 +90,11 @@ def train_body_cmd(
     train_command("body", build, data=data, out=out, resume=resume, summary=_print_summary, overwrite=overwrite)
 
 
+def _score(value) -> str:
+    """A ROC-AUC to 4 places; ``-`` where it is undefined (null or NaN: a label with one outcome in the split)."""
+    return f"{value:.4f}" if isinstance(value, (int, float)) and math.isfinite(value) else "-"
+
+
 def _print_summary(manifest, out: Path) -> None:
     from rich.table import Table
 
@@ -100,9 +106,14 @@ def _print_summary(manifest, out: Path) -> None:
     splits = ["val"] + (["test"] if "test_roc_auc_micro" in m else [])
     for s in splits:
         table.add_column(s, justify="right")
-    table.add_row("micro", *[f"{m[f'{s}_roc_auc_micro']:.4f}" for s in splits])
-    table.add_row("macro", *[f"{m[f'{s}_roc_auc_macro']:.4f}" for s in splits])
+    table.add_row("micro", *[_score(m.get(f"{s}_roc_auc_micro")) for s in splits])
+    table.add_row("macro", *[_score(m.get(f"{s}_roc_auc_macro")) for s in splits])
+    notes = set()
     for label in LABELS:
-        table.add_row(label, *[f"{m[f'{s}_per_class'][f'roc_auc_{label}']:.4f}" for s in splits])
+        per = [m[f"{s}_per_class"] for s in splits]
+        table.add_row(label, *[_score(p.get(f"roc_auc_{label}")) for p in per])
+        notes.update(p[f"roc_auc_{label}_note"] for p in per if p.get(f"roc_auc_{label}_note"))
     console.print(table)
+    if notes:   # a tiny split lacks a label: its ROC-AUC is undefined (null in the manifest), not a crash
+        console.print(f"-: no ROC-AUC ({'; '.join(sorted(notes))})")
     print_run_dir(out)

@@ -213,11 +213,12 @@ def _print_eval(spec, result: dict, precision: str) -> None:
         unit = " pts" if task.metric_scale == 0.01 else ""
         table.add_row(name, f"{value:.4f}", "-" if name == rows[0][0] else f"{delta:+.1f}{unit}")
     console.print(table)
-    _print_details(result["details"])
+    _print_details(result["details"], rows[0][0])
 
 
-def _print_details(details: dict) -> None:
-    """The per-class (label, dimension) scores as one compact table, and the confusion matrix beside it."""
+def _print_details(details: dict, condition: str = "clean") -> None:
+    """The per-class (label, dimension) scores of the first condition (``clean``, or ``clean@int8`` for an
+    int8 file) as one compact table, and the confusion matrix beside it."""
     from rich.table import Table
 
     per = details.get("per_class") or {}
@@ -225,7 +226,7 @@ def _print_details(details: dict) -> None:
         return
     cols = [k for k in next(iter(per.values())) if not k.endswith("_note")]
     kind = "class" if "confusion_matrix" in details else ("label" if "roc_auc" in cols else "dimension")
-    table = Table(title=f"per {kind} (clean)", box=None, padding=(0, 1))
+    table = Table(title=f"per {kind} ({condition})", box=None, padding=(0, 1))
     table.add_column(kind)
     for c in cols:
         table.add_column(c, justify="right")

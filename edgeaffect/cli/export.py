@@ -136,7 +136,7 @@ def export_cmd(
         from ..signing import sign as sign_folder
 
         console.print(f"signed: {sign_folder(run, sign)}", highlight=False)
-    say_next(f"edgeaffect bench {run}   (or: edgeaffect eval {run} --split val)")
+    say_next(f"edgeaffect bench {run}   (or: edgeaffect eval {run})")   # eval picks the split that exists
 
 
 def print_export_report(report) -> None:

@@ -37,6 +37,8 @@ def synth_affwild2_expr(
     refuse_small("--videos x --frames of", videos * frames, 2 * MIN_CALIB_SAMPLES, f"`export --int8` calibrates on "
                  f"at least {MIN_CALIB_SAMPLES} train faces and about 7 % of the frames have no label or no face",
                  allow_small, shown=f"--videos {videos} x --frames {frames} ({videos * frames} train frames)")
+    refuse_small("--unlabeled", unlabeled, 1, "`train expr` is semi-supervised by default (--ssl dtm) and reads its "
+                 "unlabeled faces from <out>/unlabeled/", allow_small)
     total = (videos + val_videos) * frames + unlabeled
     with make_progress(console, "synth expr", TextColumn("[bold]synth expr[/]"), BarColumn(), MofNCompleteColumn(),
                        TimeElapsedColumn()) as progress:
@@ -54,7 +56,7 @@ def synth_affwild2_expr(
 @train_app.command("expr")
 def train_expr_cmd(
     data: DataOpt = Path("data/affwild2"),
-    unlabeled: Annotated[Optional[Path], typer.Option("--unlabeled", help="Folder of unlabeled face images (jpg/png, any nesting).")] = None,
+    unlabeled: Annotated[Optional[Path], typer.Option("--unlabeled", help="Folder of unlabeled face images (jpg/png, any nesting) [default: <data>/unlabeled where it holds images, as `data synth expr` writes].")] = None,
     ssl: Annotated[str, typer.Option("--ssl", help="Semi-supervised mode: dtm (dynamic per-class thresholds), fixed (FixMatch), none.")] = "dtm",
     label_fraction: Annotated[float, typer.Option("--label-fraction", min=0.0, max=1.0, help="Fraction of labeled train frames kept (class-stratified); the rest join the unlabeled pool.")] = 1.0,
     arch: Annotated[str, typer.Option("--arch", help="Registered expr model: expr_mobilenetv2, expr_resnet18, expr_minixception.")] = "expr_mobilenetv2",
@@ -122,7 +124,7 @@ def train_expr_cmd(
         if dtm_floor > dtm_ceiling:
             raise EdgeAffectError(f"--dtm-floor {dtm_floor} is above --dtm-ceiling {dtm_ceiling}")
         return ExprTrainOptions(
-            data=data, unlabeled=unlabeled, ssl=ssl, label_fraction=label_fraction, arch=arch,
+            data=data, unlabeled=_default_unlabeled(data) if unlabeled is None and ssl != "none" else unlabeled, ssl=ssl, label_fraction=label_fraction, arch=arch,
             model_overrides=_overrides(arch, width_mult, width), init=init,
             face_size=face_size, epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch, mu=mu,
             lambda_u=lambda_u, tau=tau, dtm_rates=rates, dtm_floor=dtm_floor, dtm_ceiling=dtm_ceiling,
@@ -130,6 +132,19 @@ def train_expr_cmd(
             val_frame_step=val_frame_step, max_unlabeled=max_unlabeled, lr=lr, seed=seed, device=device)
 
     train_command("expr", build, data=data, out=out, resume=resume, summary=_print_summary, overwrite=overwrite)
+
+
+def _default_unlabeled(data: Path) -> Path | None:
+    """``<data>/unlabeled`` where it holds images (``data synth expr`` writes them there), said once; else None."""
+    from ..data.affwild2_expr import list_images
+
+    folder = Path(data) / "unlabeled"
+    n = len(list_images(folder)) if folder.is_dir() else 0
+    if not n:
+        return None
+    console.print(f"unlabeled faces: {folder} ({n} image{'s' if n != 1 else ''}; --unlabeled names another folder, --ssl none trains "
+                  f"on the labels alone)", highlight=False)
+    return folder
 
 
 def _overrides(arch: str, width_mult: float | None, width: int | None) -> dict:

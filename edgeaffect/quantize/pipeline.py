@@ -300,7 +300,9 @@ def quantize_openvino(run: Run, onnx_path: Path, calib, samples, cfg: QuantConfi
     return _guarded("openvino", run, samples, cfg, console, quantize_fn=quantize_fn,
                     open_fn=lambda p: ov_runtime(p, precision="int8", batch=SCORED_BATCH), rank_fn=rank_fn,
                     layer_macs=onnx_node_macs(onnx_path),
-                    fp32_outputs=_scored(ov_runtime(ovq.read_float(onnx_path)), samples),
+                    # the fp32 reference compiled as the int8 candidate, eval and bench compile it (static batch):
+                    # a dynamic compile picks other kernels and, on a small split, another metric for one IR
+                    fp32_outputs=_scored(ov_runtime(ovq.read_float(onnx_path), batch=SCORED_BATCH), samples),
                     dest=run.path / published("openvino"))
 
 

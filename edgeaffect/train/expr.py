@@ -124,7 +124,9 @@ def build_datasets(opt: ExprTrainOptions):
             paths += [train_ix.paths[i] for i in rest]
             hidden += train_ix.labels[rest].tolist()   # kept for pseudo-label precision only
         if not paths:
-            raise EdgeAffectError("semi-supervised training needs unlabeled faces: give --unlabeled, or a --label-fraction below 1")
+            raise EdgeAffectError(f"semi-supervised training (--ssl {opt.ssl}) needs unlabeled faces and "
+                                  f"{Path(opt.data) / 'unlabeled'} holds none: give --unlabeled, a --label-fraction "
+                                  f"below 1, or --ssl none")
         unlabeled = FaceImages(paths, np.asarray(hidden, np.int64), opt.face_size)
         summary["unlabeled"] = {"images": len(paths), "from_train_rest": int(len(rest)) if opt.unlabeled_rest else 0}
     return labeled, val, unlabeled, summary

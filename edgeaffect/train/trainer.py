@@ -93,7 +93,9 @@ stage's into the manifest's ``history``, the same for every task."""
 
 
 def epoch_record(epoch: int, train_loss: float, metrics: Mapping[str, Any], val_samples: int) -> dict[str, Any]:
-    """One epoch in the history: its train loss and every scalar val metric (``val_<name>``), numbers only."""
+    """One epoch in the history: its train loss and every scalar val metric (``val_<name>``), numbers only.
+
+    ``epoch`` counts from 1, as the console and ``best_epoch`` do, so one run names an epoch one way."""
     scalars = {f"val_{k}": float(v) for k, v in metrics.items()
                if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
     return {"epoch": epoch, "train_loss": float(train_loss), **scalars,
@@ -254,7 +256,7 @@ class Trainer:
                 out, target = predict(model, self.val_set, batch_size=max(c.batch_size, 16), device=device)
                 metrics = self.task.metrics(out, target)
                 value = float(metrics[self.task.metric])
-                record = epoch_record(epoch, running / max(n_seen, 1), metrics, len(target))
+                record = epoch_record(epoch + 1, running / max(n_seen, 1), metrics, len(target))
                 self.history.append(record)
                 improved = sign * value > sign * best_value if best_epoch >= 0 else True
                 if improved:
