@@ -39,7 +39,7 @@ deploy-check: $(STAMP)
 	case ",$(DEPLOY_RUNTIME)," in *,openvino,*) test -f $(QS_RUN)/openvino/model.xml || \
 	    $(BIN)/python -m edgeaffect export $(QS_RUN) --format onnx,openvino;; esac
 	PYTHON=$(PYTHON) DEV_PYTHON=$(BIN)/python sh tests/deploy_check.sh $(QS_RUN) $(DEPLOY_RUNTIME) $(DEPLOY_VENV)
-	DEV_PYTHON=$(BIN)/python sh tests/sign_check.sh $(QS_RUN) $(DEPLOY_RUNTIME)
+	for rt in $$(echo $(DEPLOY_RUNTIME) | tr , ' '); do DEV_PYTHON=$(BIN)/python sh tests/sign_check.sh $(QS_RUN) $$rt || exit 1; done
 
 clean-quickstart:
 	rm -rf $(QS_DATA) $(QS_RUN)
