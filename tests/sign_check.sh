@@ -14,6 +14,10 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 say() { echo "sign-check: $*"; }
 EA="$DEV -m edgeaffect"
+case "$RT" in   # the bundle's model file, and the file holding its weights (the one a tamperer edits)
+    openvino) MODEL=openvino/model.xml; WEIGHTS=openvino/model.bin ;;
+    *) MODEL=model.onnx; WEIGHTS=model.onnx ;;
+esac
 KEY="$WORK/keys/edgeaffect-signing.key"
 PUB="$WORK/keys/edgeaffect-signing.pub"
 
@@ -29,12 +33,12 @@ $EA sign keygen --out "$WORK/keys"
 $EA sign keygen --out "$WORK/other"
 $EA pack "$RUN" --runtime "$RT" --out "$WORK/bundle" --sign "$KEY"
 $EA sign verify "$WORK/bundle" --trust "$PUB"
-EDGEAFFECT_TRUST="$PUB" $EA bench "$WORK/bundle/model.onnx" --runtime "$RT" --batch 1 --budget 0.2 --rounds 1 \
+EDGEAFFECT_TRUST="$PUB" $EA bench "$WORK/bundle/$MODEL" --runtime "$RT" --batch 1 --budget 0.2 --rounds 1 \
     --no-isolate >/dev/null
 say "signed bundle verified and benched with EDGEAFFECT_TRUST"
 
 cp -R "$WORK/bundle" "$WORK/tampered"
-"$DEV" - "$WORK/tampered/model.onnx" <<'EOF'
+"$DEV" - "$WORK/tampered/$WEIGHTS" <<'EOF'
 import os
 import sys
 
@@ -45,12 +49,12 @@ data[len(data) // 2] ^= 0xFF            # same size, mtime put back: what a hash
 open(path, "wb").write(bytes(data))
 os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 EOF
-refused "changed: model.onnx" $EA sign verify "$WORK/tampered" --trust "$PUB"
-refused "changed: model.onnx" env EDGEAFFECT_TRUST="$PUB" $EA bench "$WORK/tampered/model.onnx" --runtime "$RT"
+refused "changed: $WEIGHTS" $EA sign verify "$WORK/tampered" --trust "$PUB"
+refused "changed: $WEIGHTS" env EDGEAFFECT_TRUST="$PUB" $EA bench "$WORK/tampered/$MODEL" --runtime "$RT"
 say "a changed byte is refused"
 
 cp -R "$WORK/bundle" "$WORK/unsigned"
 rm "$WORK/unsigned/model.sig"
-refused "is not signed" env EDGEAFFECT_TRUST="$PUB" $EA bench "$WORK/unsigned/model.onnx" --runtime "$RT"
-refused "does not verify" $EA bench "$WORK/bundle/model.onnx" --runtime "$RT" --trust "$WORK/other/edgeaffect-signing.pub"
+refused "is not signed" env EDGEAFFECT_TRUST="$PUB" $EA bench "$WORK/unsigned/$MODEL" --runtime "$RT"
+refused "does not verify" $EA bench "$WORK/bundle/$MODEL" --runtime "$RT" --trust "$WORK/other/edgeaffect-signing.pub"
 say "ok: unsigned and wrongly signed bundles are refused"
