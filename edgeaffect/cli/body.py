@@ -32,9 +32,10 @@ def synth_emoreact(
     Example:  edgeaffect data synth body --out data/emoreact --clips 240 --seed 0
     """
     from ..data.synth import refuse_few_train_clips
+    from ..quantize.config import MIN_CALIB_SAMPLES
     from ..data.synth.emoreact import EmoReactSynthConfig, generate_emoreact
 
-    refuse_few_train_clips(clips, EmoReactSynthConfig().split[0], allow_small)
+    refuse_few_train_clips(clips, EmoReactSynthConfig().split[0], MIN_CALIB_SAMPLES, allow_small)
     generate_emoreact(out, EmoReactSynthConfig(clips=clips, seed=seed, seconds=seconds), workers=workers, console=console,
                       overwrite=overwrite)
     console.print(f"[green]wrote {clips} clips to {out}[/]  (train.csv val.csv test.csv + Train/ Validation/ Test/)")

@@ -29,9 +29,10 @@ def synth_eri(
     Example:  edgeaffect data synth eri --out data/eri --clips 300 --seed 0
     """
     from ..data.synth import refuse_few_train_clips
+    from ..quantize.config import MIN_CALIB_SAMPLES
     from ..data.synth.eri import ERISynthConfig, generate_eri
 
-    refuse_few_train_clips(clips, ERISynthConfig().split[0], allow_small)
+    refuse_few_train_clips(clips, ERISynthConfig().split[0], MIN_CALIB_SAMPLES, allow_small)
     generate_eri(out, ERISynthConfig(clips=clips, seed=seed, seconds=seconds), workers=workers, console=console,
                  overwrite=overwrite)
     console.print(f"[green]wrote {clips} clips to {out}[/]  (data_info.csv + train/ val/ test/)")

@@ -91,10 +91,8 @@ def write_clips(write_one, jobs: list, workers: int, console, title: str) -> Non
                 progress.advance(bar)
 
 
-def refuse_few_train_clips(clips: int, train_share: float, allow: bool = False) -> None:
-    """``refuse_small`` for a clip set: its train split must hold the samples ``export --int8`` calibrates on."""
-    from ...quantize.config import MIN_CALIB_SAMPLES
-
-    refuse_small("--clips", clips, smallest_total(train_share, MIN_CALIB_SAMPLES),
+def refuse_few_train_clips(clips: int, train_share: float, need: int, allow: bool = False) -> None:
+    """``refuse_small`` for a clip set: its train split must hold the ``need`` samples ``export --int8`` calibrates on."""
+    refuse_small("--clips", clips, smallest_total(train_share, need),
                  f"{train_share:.0%} of the clips are train clips and `export --int8` calibrates on at least "
-                 f"{MIN_CALIB_SAMPLES} of them", allow)
+                 f"{need} of them", allow)
