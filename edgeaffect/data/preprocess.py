@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import multiprocessing as mp
 import os
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -245,11 +246,15 @@ def prepare_clips(jobs: Sequence[ClipJob], cfg: AVConfig, cache_root: str | os.P
 
 
 def parallel_map(fn, args: Sequence, workers: int) -> Iterator:
-    """``map(fn, args)`` on ``workers`` processes (in this process when 1 or a single item), in order."""
+    """``map(fn, args)`` on ``workers`` processes (in this process when 1 or a single item), in order.
+
+    The workers are spawned, not forked: a fork copies whatever lock another thread of this process holds at
+    that moment (a progress bar's refresh thread, an import in flight, a demo's inference thread), and a worker
+    then waited forever on an import lock no thread would release (seen in the test suite)."""
     if workers <= 1 or len(args) <= 1:
         yield from map(fn, args)
         return
-    with ProcessPoolExecutor(max_workers=min(workers, len(args))) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(args)), mp_context=mp.get_context("spawn")) as pool:
         yield from pool.map(fn, args, chunksize=1)
 
 

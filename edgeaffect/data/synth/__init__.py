@@ -72,23 +72,16 @@ def smallest_total(share: float, need: int) -> int:
 
 def write_clips(write_one, jobs: list, workers: int, console, title: str) -> None:
     """Run ``write_one(job)`` for every job under a progress bar, in ``workers`` processes when > 1."""
-    from concurrent.futures import ProcessPoolExecutor
-
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     from ...logs import make_progress
+    from ..preprocess import parallel_map
 
     with make_progress(console, title, TextColumn(f"[bold]{title}[/]"), BarColumn(), MofNCompleteColumn(),
                        TimeRemainingColumn()) as progress:
         bar = progress.add_task("clips", total=len(jobs))
-        if workers > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for _ in pool.map(write_one, jobs, chunksize=2):
-                    progress.advance(bar)
-        else:
-            for job in jobs:
-                write_one(job)
-                progress.advance(bar)
+        for _ in parallel_map(write_one, jobs, workers):
+            progress.advance(bar)
 
 
 def refuse_few_train_clips(clips: int, train_share: float, need: int, allow: bool = False) -> None:
