@@ -683,3 +683,17 @@ def test_data_clip_writes_a_voiced_demo_clip_the_demo_reads(tmp_path, capsys):
     assert "name it *.mp4" in capsys.readouterr().err
     assert main(["data", "clip", str(tmp_path / "long.mp4"), "--seconds", "2000"]) == 1   # refused before rendering
     assert "46.1 GB held in memory (at most 2 GB)" in capsys.readouterr().err and not (tmp_path / "long.mp4").exists()
+
+
+def test_output_keeps_the_source_frame_rate(clip, fer_run, tmp_path):
+    """The 20 fps clip is written at 20 fps with every frame (the sink once took 30 before the source opened)."""
+    import av
+
+    from edgeaffect.cli import main
+
+    out = tmp_path / "o.mp4"
+    assert main(["demo", "--source", str(clip), "--model", str(fer_run), "--headless", "--output", str(out)]) == 0
+    with av.open(str(out)) as c:
+        stream = c.streams.video[0]
+        assert float(stream.average_rate) == pytest.approx(20.0)
+        assert sum(1 for _ in c.decode(video=0)) == 24          # 1.2 s at 20 fps

@@ -165,7 +165,7 @@ def _source_sinks(src, output, jsonl, window: bool, title: str | None) -> list:
     sinks: list = []
     try:
         if output is not None:
-            sinks.append(Mp4Sink(output, getattr(src, "fps", 30.0) or 30.0))
+            sinks.append(Mp4Sink(output, lambda: getattr(src, "fps", 30.0) or 30.0))
         if jsonl is not None:
             sinks.append(JsonlSink(jsonl))
         if window:

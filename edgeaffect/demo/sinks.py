@@ -10,6 +10,7 @@ import json
 import os
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -19,7 +20,9 @@ from ..errors import EdgeAffectError
 class Mp4Sink:
     """H.264 mp4 written frame by frame with PyAV; the file appears (renamed) when closed."""
 
-    def __init__(self, path: str | Path, fps: float):
+    def __init__(self, path: str | Path, fps: float | Callable[[], float]):
+        """``fps``: the rate, or where to read it when the first frame comes (a source knows its own rate only
+        once it is opened, after the sinks are built: files were all written at 30 fps)."""
         self.path, self.fps = Path(path), fps
         self._tmp = self.path.with_name(f".{self.path.stem}.tmp{self.path.suffix or '.mp4'}")
         self._out = self._stream = None
@@ -33,7 +36,8 @@ class Mp4Sink:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             h, w = frame.shape[:2]
             self._out = av.open(str(self._tmp), mode="w")
-            s = self._out.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+            fps = self.fps() if callable(self.fps) else self.fps
+            s = self._out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             s.width, s.height, s.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
             s.options = {"crf": "23", "preset": "veryfast", "tune": "zerolatency"}
             s.thread_count = 1
