@@ -149,7 +149,7 @@ class Predictor:
     ``package.module:Class`` or an object with ``detect(frame_bgr)``.
     """
 
-    def __init__(self, model: Any = None, runtime: str = "auto", precision: str = "fp32", threads: int = 1,
+    def __init__(self, model: Any = None, runtime: str = "auto", precision: str = "auto", threads: int = 1,
                  detector: Any = "auto", detect_every: int = 1, max_faces: int = 4, smoothing: float = 0.0):
         from .demo.runner import open_model
         from .demo.session import make_detector

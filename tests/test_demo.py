@@ -697,3 +697,22 @@ def test_output_keeps_the_source_frame_rate(clip, fer_run, tmp_path):
         stream = c.streams.video[0]
         assert float(stream.average_rate) == pytest.approx(20.0)
         assert sum(1 for _ in c.decode(video=0)) == 24          # 1.2 s at 20 fps
+
+
+def test_auto_precision_takes_the_accepted_int8_unless_bench_here_found_it_slower(tmp_path):
+    from edgeaffect.demo.runner import choose_precision
+    from edgeaffect.fileio import write_json
+    from edgeaffect.precision import cpu_name
+
+    run = tmp_path / "run"
+    run.mkdir()
+    write_json(run / "manifest.json", {"quantize": {
+        "onnxruntime": {"passed": True, "artifact": "model.int8.onnx"},
+        "openvino": {"passed": False, "artifact": None}}})
+    assert choose_precision(run, "auto") == ("onnxruntime", "int8")        # OpenVINO's INT8 was refused
+    assert choose_precision(run, "openvino") == ("openvino", "fp32")
+    rows = [{"runtime": "onnxruntime", "precision": p, "batch": 1, "p50_ms": ms} for p, ms in (("fp32", 4.0), ("int8", 5.0))]
+    write_json(run / "bench.json", {"machine": {"cpu": "another CPU"}, "rows": rows})
+    assert choose_precision(run, "auto") == ("onnxruntime", "int8")        # measured elsewhere: not evidence here
+    write_json(run / "bench.json", {"machine": {"cpu": cpu_name()}, "rows": rows})
+    assert choose_precision(run, "auto") == ("auto", "fp32")               # slower here: the demo runs fp32

@@ -17,7 +17,7 @@ def demo_cmd(
     server: Annotated[Optional[str], typer.Option("--server", help="Send faces to `edgeaffect serve` at http://HOST:PORT instead of a local model (instead of --model).")] = None,
     server_timeout: Annotated[float, typer.Option("--server-timeout", min=0.01, help="With --server: drop a prediction the server has not answered in this many seconds.")] = 1.0,
     runtime: Annotated[str, typer.Option("--runtime", "-r", help="auto (fastest the run has), torch, onnxruntime, openvino or tensorrt.")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="fp32, bf16, fp16 or int8 (int8 and fp16 need their exported artifact; bf16 runs the fp32 one where the CPU has bf16).")] = "fp32",
+    precision: Annotated[str, typer.Option("--precision", help="auto (default: int8 where the accuracy guard accepted it and bench on this CPU did not find it slower, else fp32; a model file as it is stored), fp32, bf16, fp16 or int8 (int8 and fp16 need their exported artifact; bf16 runs the fp32 one where the CPU has bf16).")] = "auto",
     headless: Annotated[bool, typer.Option("--headless", help="No window (use with --output/--jsonl/--serve/--bench).")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write every annotated frame to this mp4.")] = None,
     jsonl: Annotated[Optional[Path], typer.Option("--jsonl", help="Write one JSON line of predictions per processed frame.")] = None,
@@ -69,7 +69,7 @@ def demo_cmd(
         raise EdgeAffectError(f"--mode must be auto, sync or async, got {mode!r}")
     from ..precision import check_precisions
 
-    check_precisions([precision])
+    check_precisions([precision] if precision != "auto" else [])
     if server is None:   # a model run here; `edgeaffect serve` checks its own
         from ..signing import check_trust
 
@@ -107,7 +107,8 @@ def demo_cmd(
             for p in [path] if len(sources) == 1 else [per_source(path, i, len(sources)) for i in range(len(sources))]:
                 console.print(f"wrote {p}")
     if bench or bench_json:
-        summary.update(model=session.spec.name, runtime=session.runtime_name, precision=precision,
+        summary.update(model=session.spec.name, runtime=session.runtime_name,
+                       precision=getattr(session.runner, "precision", None) or precision,
                        source=sources[0] if len(sources) == 1 else sources,
                        mode="sync" if session.demo.cfg.sync else "async")
         if runner is not None:
@@ -127,7 +128,7 @@ def _server_runner(server, timeout, model, runtime, precision):
     from ..demo.runner import open_model
     from ..errors import EdgeAffectError
 
-    if model is not None or runtime != "auto" or precision != "fp32":
+    if model is not None or runtime != "auto" or precision != "auto":
         raise EdgeAffectError("--server: the server holds the model; give --model/--runtime/--precision to `edgeaffect serve`")
     return open_model(server, server={"timeout": timeout})[0]
 

@@ -49,7 +49,41 @@ def resolve_artifact(run: Path, runtime: str, precision: str) -> tuple[Path, str
     raise EdgeAffectError(f"{run} has no {precision} artifact for the {runtime} runtime (it has: {have}); {hint}")
 
 
-def open_model(path: str | Path | None, runtime: str = "auto", precision: str = "fp32", threads: int = 1,
+def choose_precision(run: Path, runtime: str) -> tuple[str, str]:
+    """(runtime, precision) that ``--precision auto`` runs for a run folder: int8 on the best-ranked runtime here
+    whose INT8 artifact the accuracy guard accepted and that bench, on this CPU, did not find slower than its
+    fp32 at batch 1; else fp32 on ``runtime``."""
+    from ..fileio import read_json
+    from ..runtimes.registry import available, by_rank
+
+    manifest = read_json(run / "manifest.json") if (run / "manifest.json").is_file() else {}
+    quantized = manifest.get("quantize") if isinstance(manifest, dict) else None
+    accepted = {rt for rt, r in (quantized if isinstance(quantized, dict) else {}).items()
+                if isinstance(r, dict) and r.get("passed") and r.get("artifact")}
+    slower = _int8_slower_here(run)
+    for name in by_rank(available()) if runtime == "auto" else [runtime]:
+        if name in accepted and name not in slower:
+            return name, "int8"
+    return runtime, "fp32"
+
+
+def _int8_slower_here(run: Path) -> set[str]:
+    """Runtimes whose INT8 row in the run's bench.json, measured on this CPU, was slower than fp32 at batch 1."""
+    from ..fileio import read_json
+    from ..precision import cpu_name
+
+    try:
+        data = read_json(run / "bench.json") if (run / "bench.json").is_file() else {}
+    except EdgeAffectError:
+        return set()
+    if not isinstance(data, dict) or (data.get("machine") or {}).get("cpu") != cpu_name():
+        return set()
+    p50 = {(r.get("runtime"), r.get("precision")): r.get("p50_ms") for r in data.get("rows", [])
+           if isinstance(r, dict) and r.get("batch") == 1 and isinstance(r.get("p50_ms"), (int, float))}
+    return {rt for (rt, p), ms in p50.items() if p == "int8" and p50.get((rt, "fp32"), float("inf")) < ms}
+
+
+def open_model(path: str | Path | None, runtime: str = "auto", precision: str = "auto", threads: int = 1,
                verify: bool = True, server: dict | None = None):
     """(runtime object, spec) for a run directory / exported artifact / server URL; ``None``: the default zoo model.
 
@@ -69,8 +103,10 @@ def open_model(path: str | Path | None, runtime: str = "auto", precision: str = 
     if not path.exists():
         raise EdgeAffectError(f"no model at {path}: give a run directory or an exported model, "
                               f"or import one with `edgeaffect zoo import fer2013`")
+    if path.is_dir() and precision == "auto":
+        runtime, precision = choose_precision(path, runtime)
     options = {"threads": threads}
-    if path.is_dir() or precision != "fp32":  # a bare file runs as it is stored unless a precision is named
+    if path.is_dir() or precision != "auto":  # a bare file runs as it is stored unless a precision is named
         options["precision"] = precision
     if path.is_dir():
         # the run's manifest is authoritative (and covers artifacts that do not embed the spec); read it

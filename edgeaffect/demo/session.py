@@ -57,7 +57,7 @@ class Session:
 
 
 def build_session(source: str | Sequence[str], model: Path | None = None, runtime: str = "auto",
-                  precision: str = "fp32", window: bool = False, output: Path | None = None,
+                  precision: str = "auto", window: bool = False, output: Path | None = None,
                   jsonl: Path | None = None, serve: str | None = None, detector=None, detect_every: int = 5,
                   max_faces: int = 4, smoothing: float = 0.6, realtime: bool = False, loop: bool = False,
                   max_frames: int | None = None, folder_fps: float = 10.0, reconnect_retries: int | None = 10,
