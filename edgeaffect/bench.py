@@ -387,11 +387,12 @@ def measure(variants: Sequence[_Variant], samples: Samples, reference: Mapping[s
                 v.runtime.infer(v.feeds)
                 if not cfg.isolate:
                     v.row.update(cold_start_ms=(time.perf_counter() - t0) * 1000.0, peak_rss_mb=peak_rss_mb())
-                v.row.update(executed_precision=v.runtime.executed_precision, precision_mix=v.runtime.precision_mix(),
-                             int8_coverage=v.runtime.int8_coverage() if v.artifact.precision == "int8" else None)
+                v.row.update(executed_precision=v.runtime.executed_precision, precision_mix=v.runtime.precision_mix())
                 tick(f"accuracy {v.label}")
-                if v.artifact not in scored:
-                    scored[v.artifact] = score_artifact(v, samples, reference, spec, cfg.threads)
+                if v.artifact not in scored:   # once per file: its metric, and its int8 coverage (per sample)
+                    scored[v.artifact] = {**score_artifact(v, samples, reference, spec, cfg.threads),
+                                          "int8_coverage": v.runtime.int8_coverage() if v.artifact.precision == "int8"
+                                          else None}
                 v.row.update(scored[v.artifact])
                 tick(f"loaded {v.label}")
             bar.update(task, description="timing (interleaved rounds)")
