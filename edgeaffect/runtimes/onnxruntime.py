@@ -24,7 +24,11 @@ _ORT_DTYPES = {
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
               "tensorrt": "TensorrtExecutionProvider"}
 _COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
-_INT8_OPS = ("QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger")
+# Kernels of ONNX Runtime's optimized graph: integer ones (QDQ fused) and float ones (fused or not).
+_INT8_KERNELS = ("QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "QGemm", "QAttention",
+                 "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QLinearConvTranspose")
+_FLOAT_KERNELS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "FusedConv", "FusedMatMul", "FusedGemm", "NhwcConv",
+                  "Attention")
 
 
 def onnx_precision_mix(path) -> dict[str, int]:
@@ -37,7 +41,7 @@ def onnx_precision_mix(path) -> dict[str, int]:
     dq_outputs = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     counts: dict[str, int] = {}
     for node in graph.node:
-        if node.op_type in _INT8_OPS or (node.op_type in _COMPUTE_OPS and node.input and node.input[0] in dq_outputs):
+        if node.op_type in _INT8_KERNELS or (node.op_type in _COMPUTE_OPS and node.input and node.input[0] in dq_outputs):
             p = "int8"
         elif node.op_type in _COMPUTE_OPS:
             p = "fp16" if any(inits.get(i) == onnx.TensorProto.FLOAT16 for i in node.input) else "fp32"
@@ -45,13 +49,6 @@ def onnx_precision_mix(path) -> dict[str, int]:
             continue
         counts[p] = counts.get(p, 0) + 1
     return counts
-
-
-# Kernels of ONNX Runtime's optimized graph: integer ones (QDQ fused) and float ones (fused or not).
-_INT8_KERNELS = ("QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "QGemm", "QAttention",
-                 "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QLinearConvTranspose")
-_FLOAT_KERNELS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "FusedConv", "FusedMatMul", "FusedGemm", "NhwcConv",
-                  "Attention")
 
 
 def optimized_compute_layers(path) -> list[tuple[str, int]]:
