@@ -15,7 +15,7 @@ import os
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 import torch
@@ -186,101 +186,151 @@ class Trainer:
     # -- main loop ---------------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train; returns ``{"best": metrics at the best epoch, "best_epoch": e, "history": [...]}``."""
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        from ..logs import make_progress
-
         c = self.cfg
-        distributed = maybe_init_distributed(c.device)
+        place = self._place()
+        model = place.model
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = self._optimizer(params)
+        last = self.stage_dir / "last.pt"
+        start_epoch, best = self._restore(last, model, opt, place.device) if resume and last.exists() else (0, _Best())
+        with self._progress(place.rank) as progress:
+            # in a log the epoch line below says what this bar would: log=False keeps it out
+            epochs_bar = progress.add_task("epochs", total=c.epochs, completed=start_epoch, info="", log=False)
+            for epoch in range(start_epoch, c.epochs):
+                seed_everything(c.seed * 100003 + epoch)
+                gen = torch.Generator().manual_seed(c.seed * 100003 + epoch)
+                for g in opt.param_groups:
+                    g["lr"] = c.lr * self._lr_factor(epoch)
+                train_loss = self._train_epoch(place, self._loader(place, epoch, gen), opt, params, gen, progress,
+                                               f"epoch {epoch + 1}/{c.epochs}")
+                out, target = predict(model, self.val_set, batch_size=max(c.batch_size, 16), device=place.device)
+                metrics = self.task.metrics(out, target)
+                value = float(metrics[self.task.metric])
+                record = epoch_record(epoch + 1, train_loss, metrics, len(target))
+                self.history.append(record)
+                improved = best.offer(value, epoch, metrics, self.task.higher_is_better)
+                if place.rank == 0:
+                    self._checkpoint(last, model, opt, epoch, best, improved)
+                if place.distributed:
+                    torch.distributed.barrier()
+                if place.rank == 0:
+                    progress.console.print(
+                        f"{self.label} epoch {epoch + 1}/{c.epochs}: train loss {record['train_loss']:.4f}  "
+                        f"val {self.task.metric} {value:.4f} on all {len(target)} val samples" + ("  (best)" if improved else ""))
+                progress.update(epochs_bar, advance=1,
+                                info=f"loss {record['train_loss']:.4f}  val {self.task.metric} {value:.4f}  best {best.value:.4f}@{best.epoch + 1}")
+        model.load_state_dict(load_checkpoint(self.stage_dir / "best.pt", map_location=place.device)["model"])
+        model.to("cpu")
+        return {"best": best.metrics, "best_epoch": best.epoch, "history": self.history}
+
+    def _place(self) -> "_Placement":
+        """Join torchrun's process group (if launched by it), move the model to this rank's device and wrap it
+        for data-parallel training."""
+        distributed = maybe_init_distributed(self.cfg.device)
         rank, world = dist_info()
-        device = c.device
+        device = self.cfg.device
         if distributed and device.startswith("cuda"):
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         model = self.model.to(device)
         train_model: nn.Module = model
         if distributed:
             train_model = nn.parallel.DistributedDataParallel(model, device_ids=[int(device.split(':')[1])] if device.startswith("cuda") else None)
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = self._optimizer(params)
-        start_epoch, best_value, best_epoch, best_metrics = 0, -math.inf, -1, {}
-        last = self.stage_dir / "last.pt"
-        if resume and last.exists():
-            state = load_checkpoint(last, map_location=device)
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            start_epoch = state["epoch"] + 1
-            best_value, best_epoch, best_metrics = state["best_value"], state["best_epoch"], state["best_metrics"]
-            self.history = state["history"]
-        sign = 1.0 if self.task.higher_is_better else -1.0
+        return _Placement(device, model, train_model, distributed, rank, world)
 
-        progress = make_progress(self.console, self.label, TextColumn(f"[bold]{self.label}[/] " + "{task.description}"),
-                                 BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                                 TimeRemainingColumn(), disable=rank != 0, transient=False,
-                                 min_gap_s=10.0)   # in a log: a line per tenth of an epoch that runs 100 s or more
-        with progress:
-            # in a log the epoch line below says what this bar would: log=False keeps it out
-            epochs_bar = progress.add_task("epochs", total=c.epochs, completed=start_epoch, info="", log=False)
-            for epoch in range(start_epoch, c.epochs):
-                seed_everything(c.seed * 100003 + epoch)
-                gen = torch.Generator().manual_seed(c.seed * 100003 + epoch)
-                if distributed:
-                    sampler = torch.utils.data.DistributedSampler(self.train_set, num_replicas=world, rank=rank,
-                                                                  shuffle=True, seed=c.seed, drop_last=True)
-                    sampler.set_epoch(epoch)
-                    loader = DataLoader(self.train_set, batch_size=c.batch_size, sampler=sampler,
-                                        num_workers=c.num_workers, drop_last=True)
-                else:
-                    loader = DataLoader(self.train_set, batch_size=c.batch_size, shuffle=True, generator=gen,
-                                        num_workers=c.num_workers, drop_last=len(self.train_set) > c.batch_size)
-                for g in opt.param_groups:
-                    g["lr"] = c.lr * self._lr_factor(epoch)
-                train_model.train()
-                steps = progress.add_task(f"epoch {epoch + 1}/{c.epochs}", total=len(loader), info="")
-                running, n_seen = 0.0, 0
-                for batch in loader:
-                    if self.batch_transform is not None:
-                        batch = self.batch_transform(batch, gen)
-                    batch = to_device(batch, device)
-                    outputs = _train_forward(train_model, batch, self.spec.input_names, c.batch_size)
-                    loss = self.loss(outputs if len(outputs) > 1 else outputs[0], batch["target"])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if c.grad_clip:
-                        nn.utils.clip_grad_norm_(params, c.grad_clip)
-                    opt.step()
-                    bs = len(batch["target"])
-                    running += float(loss.detach()) * bs
-                    n_seen += bs
-                    progress.update(steps, advance=1, info=f"loss {running / max(n_seen, 1):.4f}")
-                progress.remove_task(steps)
-                out, target = predict(model, self.val_set, batch_size=max(c.batch_size, 16), device=device)
-                metrics = self.task.metrics(out, target)
-                value = float(metrics[self.task.metric])
-                record = epoch_record(epoch + 1, running / max(n_seen, 1), metrics, len(target))
-                self.history.append(record)
-                improved = sign * value > sign * best_value if best_epoch >= 0 else True
-                if improved:
-                    best_value, best_epoch, best_metrics = value, epoch, metrics
-                if rank == 0:
-                    if improved:
-                        self._save(self.stage_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch, "metrics": metrics})
-                    self._save(last, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                                      "best_value": best_value, "best_epoch": best_epoch,
-                                      "best_metrics": best_metrics, "history": self.history, "config": c.to_dict()})
-                    write_json(self.stage_dir / HISTORY, self.history)   # the run's manifest collects it
-                if distributed:
-                    torch.distributed.barrier()
-                if rank == 0:
-                    progress.console.print(
-                        f"{self.label} epoch {epoch + 1}/{c.epochs}: train loss {record['train_loss']:.4f}  "
-                        f"val {self.task.metric} {value:.4f} on all {len(target)} val samples" + ("  (best)" if improved else ""))
-                progress.update(epochs_bar, advance=1,
-                                info=f"loss {record['train_loss']:.4f}  val {self.task.metric} {value:.4f}  best {best_value:.4f}@{best_epoch + 1}")
-        best = load_checkpoint(self.stage_dir / "best.pt", map_location=device)
-        model.load_state_dict(best["model"])
-        model.to("cpu")
-        return {"best": best_metrics, "best_epoch": best_epoch, "history": self.history}
+    def _restore(self, last: Path, model: nn.Module, opt: torch.optim.Optimizer, device: str) -> tuple[int, "_Best"]:
+        """Load the last completed epoch's state; returns (the epoch to start at, the best so far)."""
+        state = load_checkpoint(last, map_location=device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        self.history = state["history"]
+        return state["epoch"] + 1, _Best(state["best_value"], state["best_epoch"], state["best_metrics"])
+
+    def _progress(self, rank: int):
+        """The epochs-and-steps bar (rank 0 only)."""
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        from ..logs import make_progress
+
+        return make_progress(self.console, self.label, TextColumn(f"[bold]{self.label}[/] " + "{task.description}"),
+                             BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                             TimeRemainingColumn(), disable=rank != 0, transient=False,
+                             min_gap_s=10.0)   # in a log: a line per tenth of an epoch that runs 100 s or more
+
+    def _loader(self, place: "_Placement", epoch: int, gen: torch.Generator) -> DataLoader:
+        """This epoch's shuffled training batches: this rank's shard when distributed."""
+        c = self.cfg
+        if place.distributed:
+            sampler = torch.utils.data.DistributedSampler(self.train_set, num_replicas=place.world, rank=place.rank,
+                                                          shuffle=True, seed=c.seed, drop_last=True)
+            sampler.set_epoch(epoch)
+            return DataLoader(self.train_set, batch_size=c.batch_size, sampler=sampler,
+                              num_workers=c.num_workers, drop_last=True)
+        return DataLoader(self.train_set, batch_size=c.batch_size, shuffle=True, generator=gen,
+                          num_workers=c.num_workers, drop_last=len(self.train_set) > c.batch_size)
+
+    def _train_epoch(self, place: "_Placement", loader: DataLoader, opt: torch.optim.Optimizer, params: list,
+                     gen: torch.Generator, progress, description: str) -> float:
+        """One pass over ``loader``; returns the mean training loss per sample."""
+        c = self.cfg
+        place.train_model.train()
+        steps = progress.add_task(description, total=len(loader), info="")
+        running, n_seen = 0.0, 0
+        for batch in loader:
+            if self.batch_transform is not None:
+                batch = self.batch_transform(batch, gen)
+            batch = to_device(batch, place.device)
+            outputs = _train_forward(place.train_model, batch, self.spec.input_names, c.batch_size)
+            loss = self.loss(outputs if len(outputs) > 1 else outputs[0], batch["target"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.grad_clip:
+                nn.utils.clip_grad_norm_(params, c.grad_clip)
+            opt.step()
+            bs = len(batch["target"])
+            running += float(loss.detach()) * bs
+            n_seen += bs
+            progress.update(steps, advance=1, info=f"loss {running / max(n_seen, 1):.4f}")
+        progress.remove_task(steps)
+        return running / max(n_seen, 1)
+
+    def _checkpoint(self, last: Path, model: nn.Module, opt: torch.optim.Optimizer, epoch: int, best: "_Best",
+                    improved: bool) -> None:
+        """Write best.pt (when improved), last.pt (what ``resume`` reads) and the stage's history."""
+        if improved:
+            self._save(self.stage_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch, "metrics": best.metrics})
+        self._save(last, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                          "best_value": best.value, "best_epoch": best.epoch,
+                          "best_metrics": best.metrics, "history": self.history, "config": self.cfg.to_dict()})
+        write_json(self.stage_dir / HISTORY, self.history)   # the run's manifest collects it
 
     def _save(self, path: Path, obj: dict) -> None:
         with atomic_path(path) as tmp:
             torch.save(obj, tmp)
+
+
+class _Placement(NamedTuple):
+    """Where one training process runs: its device, the model and its data-parallel wrapper, its rank."""
+
+    device: str
+    model: nn.Module
+    train_model: nn.Module
+    distributed: bool
+    rank: int
+    world: int
+
+
+@dataclass
+class _Best:
+    """The best validation result so far (epoch -1: none yet)."""
+
+    value: float = -math.inf
+    epoch: int = -1
+    metrics: dict = field(default_factory=dict)
+
+    def offer(self, value: float, epoch: int, metrics: dict, higher_is_better: bool) -> bool:
+        """Keep this epoch's result if it beats the best (the first always does); True if it did."""
+        sign = 1.0 if higher_is_better else -1.0
+        if self.epoch >= 0 and not sign * value > sign * self.value:
+            return False
+        self.value, self.epoch, self.metrics = value, epoch, metrics
+        return True
