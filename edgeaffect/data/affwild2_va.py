@@ -222,55 +222,22 @@ def scan_split(root: str | os.PathLike, split: str, pre: Mapping[str, Any], stri
         raise DataError(f"dataset root {root} does not exist")
     label_dir = find_label_dir(root, split)
     media = index_media(root)
-    crop_root = root / "cropped_aligned"
     s, f, dil = pre["subclips"], pre["frames"], pre["dilation"]
     report = ScanReport()
     videos: list[VAVideo] = []
     sequences: list[tuple[int, np.ndarray, np.ndarray]] = []
     for label_file in sorted(label_dir.glob("*.txt")):
-        name = label_file.stem
-        try:
-            rows = read_va_labels(label_file)
-        except DataError as exc:
-            report.skip("bad label file", f"skipped {name}: {exc}")
+        found = _video_files(root, label_file, media, report)
+        if found is None:
             continue
-        frames_dir = crop_root / name
-        if not frames_dir.is_dir():
-            report.skip("no frames", f"skipped {name}: no folder {frames_dir}")
-            continue
-        if not list_frames(frames_dir):
-            report.skip("no frames", f"skipped {name}: {frames_dir} holds no frame images")
-            continue
-        src = media.get(base_name(name))
-        if src is None:
-            report.skip("no audio", f"skipped {name}: no raw video or audio file named {base_name(name)}.* under {root}")
-            continue
-        unannotated = (rows == INVALID).any(1)
-        out_of_range = ~unannotated & (np.abs(rows) > 1.0).any(1)
-        report.rows_unannotated += int(unannotated.sum())
-        if out_of_range.any():
-            report.rows_out_of_range += int(out_of_range.sum())
-            report.messages.append(f"{name}: {int(out_of_range.sum())} rows outside [-1, 1] dropped "
-                                   f"(first at line {int(np.argmax(out_of_range)) + 2})")
-        valid = ~(unannotated | out_of_range)
+        name, rows, frames_dir, src = found
+        valid = _annotated_rows(name, rows, report)
         if not valid.any():
             report.skip("no labels", f"skipped {name}: no annotated frames")
             continue
         labels = np.concatenate([np.zeros((1, 2), np.float32), rows])
         valid = np.concatenate([[False], valid])
-        choice: dict[int, np.ndarray | None] = {}
-        vid_seqs = []
-        for end in sequence_ends(len(rows), s, f * dil, stride):
-            ends = end - (s - 1 - np.arange(s)) * f * dil
-            picks = []
-            for e in ends:
-                if e not in choice:
-                    choice[int(e)] = subclip_choice(valid, int(e), f, dil)
-                picks.append(choice[int(e)])
-            if any(p is None for p in picks):
-                continue
-            ids = np.stack(picks).astype(np.int32)
-            vid_seqs.append((ids, ends.astype(np.int32)))
+        vid_seqs = _video_sequences(valid, len(rows), s, f, dil, stride)
         if not vid_seqs:
             report.skip("too short", f"skipped {name}: {len(rows)} frames give no complete sequence of "
                                      f"{s} x {f * dil} frames (a video needs at least {s * f * dil}; fewer "
@@ -284,6 +251,62 @@ def scan_split(root: str | os.PathLike, split: str, pre: Mapping[str, Any], stri
         why = "; ".join(report.messages[:3]) or f"no label files in {label_dir}"
         raise DataError(f"no usable VA sequences in split {split!r} of {root}: {why}")
     return videos, sequences, report
+
+
+def _video_files(root: Path, label_file: Path, media: Mapping[str, Path],
+                 report: ScanReport) -> tuple[str, np.ndarray, Path, Path] | None:
+    """A labelled video's (name, label rows, face-frame folder, audio source); None (said in ``report``) when its
+    label file is unreadable or its frames or audio are missing."""
+    name = label_file.stem
+    try:
+        rows = read_va_labels(label_file)
+    except DataError as exc:
+        report.skip("bad label file", f"skipped {name}: {exc}")
+        return None
+    frames_dir = root / "cropped_aligned" / name
+    if not frames_dir.is_dir():
+        report.skip("no frames", f"skipped {name}: no folder {frames_dir}")
+        return None
+    if not list_frames(frames_dir):
+        report.skip("no frames", f"skipped {name}: {frames_dir} holds no frame images")
+        return None
+    src = media.get(base_name(name))
+    if src is None:
+        report.skip("no audio", f"skipped {name}: no raw video or audio file named {base_name(name)}.* under {root}")
+        return None
+    return name, rows, frames_dir, src
+
+
+def _annotated_rows(name: str, rows: np.ndarray, report: ScanReport) -> np.ndarray:
+    """Which label rows hold a usable annotation: not the unannotated marker, both values in [-1, 1]
+    (rows outside are counted and said)."""
+    unannotated = (rows == INVALID).any(1)
+    out_of_range = ~unannotated & (np.abs(rows) > 1.0).any(1)
+    report.rows_unannotated += int(unannotated.sum())
+    if out_of_range.any():
+        report.rows_out_of_range += int(out_of_range.sum())
+        report.messages.append(f"{name}: {int(out_of_range.sum())} rows outside [-1, 1] dropped "
+                               f"(first at line {int(np.argmax(out_of_range)) + 2})")
+    return ~(unannotated | out_of_range)
+
+
+def _video_sequences(valid: np.ndarray, n_rows: int, s: int, f: int, dil: int,
+                     stride: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A video's complete sequences: (frame ids [S, F], label frames [S]) for every end that ``stride`` steps to,
+    kept only where each of the ``s`` sub-clips finds ``f`` annotated frames ``dil`` apart."""
+    choice: dict[int, np.ndarray | None] = {}
+    vid_seqs = []
+    for end in sequence_ends(n_rows, s, f * dil, stride):
+        ends = end - (s - 1 - np.arange(s)) * f * dil
+        picks = []
+        for e in ends:
+            if e not in choice:
+                choice[int(e)] = subclip_choice(valid, int(e), f, dil)
+            picks.append(choice[int(e)])
+        if any(p is None for p in picks):
+            continue
+        vid_seqs.append((np.stack(picks).astype(np.int32), ends.astype(np.int32)))
+    return vid_seqs
 
 
 class AffWild2VADataset:

@@ -108,63 +108,77 @@ def scan_ravdess(root: str | os.PathLike, vocal: str = "speech") -> Scan:
         raise DataError(f"RAVDESS root {root} does not exist")
     if vocal not in VOCAL_CHANNELS:
         raise DataError(f"unknown vocal channel {vocal!r}; use {', '.join(VOCAL_CHANNELS)}")
-    channels = VOCAL_CHANNELS[vocal]
     actor_dirs = find_actor_dirs(root)
     if not actor_dirs:
         raise DataError(f"{root} has no Actor_XX/ (or ACTORXX/) folders up to {_MAX_DEPTH} levels down: "
                         "not a RAVDESS root")
     scan = Scan([])
-    videos: dict[str, tuple[int, Path]] = {}
-    audios: dict[str, Path] = {}
-    meta: dict[str, tuple[int, int]] = {}
-    seen: dict[str, Path] = {}
+    found = _Found(vocal)
     for d in actor_dirs:
-        folder_actor = int(_ACTOR_DIR.match(d.name).group(1))
         for f in sorted(d.iterdir()):
             suffix = f.suffix.lower()
             if f.name.startswith(".") or suffix not in _VIDEO_SUFFIXES | _AUDIO_SUFFIXES or not f.is_file():
                 continue
-            fields = parse_name(f.stem)
-            if fields is None:
-                scan.problem("bad_name", f"{f}: not a RAVDESS name MM-VC-EE-II-SS-RR-AA; skipped")
-                continue
-            modality, channel, emotion, *_rest, actor = fields
-            if channel not in channels:
-                scan.counts[f"not_{vocal}"] += 1          # the other vocal channel: a choice, not a problem
-                continue
-            if f.name.lower() in seen:
-                scan.problem("duplicate", f"{f}: same file name as {seen[f.name.lower()]}; read once")
-                continue
-            seen[f.name.lower()] = f
-            key = f.stem[3:]
-            if not 1 <= emotion <= 8:
-                scan.problem("label_out_of_range", f"{f}: emotion {emotion:02d} is outside 01..08; skipped")
-                continue
-            if actor != folder_actor:
-                scan.problem("actor_mismatch", f"{f}: actor field {actor:02d} but folder {d.name}; skipped")
-                continue
-            if suffix in _AUDIO_SUFFIXES and modality == 3:
-                audios[key] = f
-            elif suffix in _VIDEO_SUFFIXES and modality in (1, 2):
-                # prefer the full-AV file (it can supply audio too), then video-only
-                if key not in videos or modality < videos[key][0]:
-                    videos[key] = (modality, f)
-            else:
-                scan.problem("bad_name", f"{f}: modality {modality:02d} does not fit a {suffix} file; skipped")
-                continue
-            meta[key] = (actor, emotion - 1)
-    for key in sorted(set(videos) | set(audios)):
-        actor, label = meta[key]
-        if key not in videos:
-            scan.problem("no_video", f"{audios[key]}: no face video with the same fields; skipped")
-            continue
-        modality, video = videos[key]
-        audio = audios.get(key)
-        if audio is None and modality != 1:
-            scan.problem("no_audio", f"{video}: video-only clip without a matching 03-{key} audio file; skipped")
-            continue
-        scan.clips.append(Clip(key, actor, label, video, audio))
+            found.add(f, d, scan)
+    found.pair(scan)
     return scan
+
+
+@dataclass
+class _Found:
+    """The media files of one vocal channel, by their fields after the modality (``Clip.key``), while scanning."""
+
+    vocal: str
+    videos: dict[str, tuple[int, Path]] = field(default_factory=dict)   # key -> (modality, file)
+    audios: dict[str, Path] = field(default_factory=dict)
+    meta: dict[str, tuple[int, int]] = field(default_factory=dict)      # key -> (actor, label)
+    seen: dict[str, Path] = field(default_factory=dict)                 # lower-cased file name -> first file
+
+    def add(self, f: Path, actor_dir: Path, scan: Scan) -> None:
+        """Keep a media file of an actor folder, or say in ``scan`` why it is not used."""
+        fields = parse_name(f.stem)
+        if fields is None:
+            scan.problem("bad_name", f"{f}: not a RAVDESS name MM-VC-EE-II-SS-RR-AA; skipped")
+            return
+        modality, channel, emotion, *_rest, actor = fields
+        if channel not in VOCAL_CHANNELS[self.vocal]:
+            scan.counts[f"not_{self.vocal}"] += 1          # the other vocal channel: a choice, not a problem
+            return
+        if f.name.lower() in self.seen:
+            scan.problem("duplicate", f"{f}: same file name as {self.seen[f.name.lower()]}; read once")
+            return
+        self.seen[f.name.lower()] = f
+        key, suffix = f.stem[3:], f.suffix.lower()
+        if not 1 <= emotion <= 8:
+            scan.problem("label_out_of_range", f"{f}: emotion {emotion:02d} is outside 01..08; skipped")
+            return
+        if actor != int(_ACTOR_DIR.match(actor_dir.name).group(1)):
+            scan.problem("actor_mismatch", f"{f}: actor field {actor:02d} but folder {actor_dir.name}; skipped")
+            return
+        if suffix in _AUDIO_SUFFIXES and modality == 3:
+            self.audios[key] = f
+        elif suffix in _VIDEO_SUFFIXES and modality in (1, 2):
+            # prefer the full-AV file (it can supply audio too), then video-only
+            if key not in self.videos or modality < self.videos[key][0]:
+                self.videos[key] = (modality, f)
+        else:
+            scan.problem("bad_name", f"{f}: modality {modality:02d} does not fit a {suffix} file; skipped")
+            return
+        self.meta[key] = (actor, emotion - 1)
+
+    def pair(self, scan: Scan) -> None:
+        """Join each face video with its audio (a wav, or a full-AV file's own track) into ``scan.clips``."""
+        for key in sorted(set(self.videos) | set(self.audios)):
+            actor, label = self.meta[key]
+            if key not in self.videos:
+                scan.problem("no_video", f"{self.audios[key]}: no face video with the same fields; skipped")
+                continue
+            modality, video = self.videos[key]
+            audio = self.audios.get(key)
+            if audio is None and modality != 1:
+                scan.problem("no_audio", f"{video}: video-only clip without a matching 03-{key} audio file; skipped")
+                continue
+            scan.clips.append(Clip(key, actor, label, video, audio))
 
 
 def split_clips(clips: Iterable[Clip], split: str, test_actors: Sequence[int] = DEFAULT_TEST_ACTORS,
