@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from .common import DeviceOpt, OverwriteOpt, SeedOpt, SynthOverwriteOpt, console, print_run_dir, train_command
-from .data import AllowSmallOpt, synth_command
+from .common import (AllowSmallOpt, DeviceOpt, OverwriteOpt, PrepWorkersOpt, ResumeOpt, SeedOpt, SynthOverwriteOpt,
+                     SynthWorkersOpt, batch_size_opt, cache_opt, console, data_opt, epochs_opt, lr_opt, print_run_dir,
+                     run_out_opt, synth_clip_set, synth_out_opt, train_command, use_threads)
+from .data import synth_command
 from .train import train_app
 
 INPUT_HELP = "face, body (face blacked out), fullbody, or fusion (body + face streams)."
@@ -16,11 +18,11 @@ INPUT_HELP = "face, body (face blacked out), fullbody, or fusion (body + face st
 
 @synth_command("body", "emoreact")
 def synth_emoreact(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset root to write (EmoReact layout).")] = Path("data/emoreact"),
+    out: synth_out_opt("EmoReact layout") = Path("data/emoreact"),
     clips: Annotated[int, typer.Option("--clips", min=4, help="Number of clips (split 50/25/25 train/val/test).")] = 240,
     seconds: Annotated[float, typer.Option("--seconds", min=1.0, help="Clip length in seconds.")] = 2.4,
     seed: SeedOpt = 0,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Parallel processes.")] = 2,
+    workers: SynthWorkersOpt = 2,
     overwrite: SynthOverwriteOpt = False,
     allow_small: AllowSmallOpt = False,
 ) -> None:
@@ -31,19 +33,16 @@ def synth_emoreact(
 
     Example:  edgeaffect data synth body --out data/emoreact --clips 240 --seed 0
     """
-    from ..data.synth import refuse_few_train_clips
-    from ..quantize.config import MIN_CALIB_SAMPLES
     from ..data.synth.emoreact import EmoReactSynthConfig, generate_emoreact
 
-    refuse_few_train_clips(clips, EmoReactSynthConfig().split[0], MIN_CALIB_SAMPLES, allow_small)
-    generate_emoreact(out, EmoReactSynthConfig(clips=clips, seed=seed, seconds=seconds), workers=workers, console=console,
-                      overwrite=overwrite)
-    console.print(f"[green]wrote {clips} clips to {out}[/]  (train.csv val.csv test.csv + Train/ Validation/ Test/)")
+    synth_clip_set(generate_emoreact, EmoReactSynthConfig(clips=clips, seed=seed, seconds=seconds), out,
+                   workers=workers, overwrite=overwrite, allow_small=allow_small,
+                   layout="train.csv val.csv test.csv + Train/ Validation/ Test/")
 
 
 @train_app.command("body")
 def train_body_cmd(
-    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="EmoReact root ({train,val,test}.csv + Train/ Validation/ Test/).")] = None,
+    data: data_opt("EmoReact root ({train,val,test}.csv + Train/ Validation/ Test/).") = None,
     input: Annotated[str, typer.Option("--input", help=INPUT_HELP)] = "body",
     arch: Annotated[str, typer.Option("--arch", help="Backbone: mobilenet_v2 or resnet50.")] = "mobilenet_v2",
     segments: Annotated[int, typer.Option("--segments", min=1, help="TSN segments (one frame each) per clip.")] = 3,
@@ -53,16 +52,16 @@ def train_body_cmd(
     width: Annotated[float, typer.Option("--width", min=0.1, help="Backbone width multiplier (1.0 = the published network).")] = 1.0,
     partial_bn: Annotated[bool, typer.Option("--partial-bn/--no-partial-bn", help="Freeze all BatchNorm but the first (the seed's setting, meant for pretrained backbones).")] = True,
     fusion_streams: Annotated[str, typer.Option("--fusion-streams", help="--input fusion: separate (a network per stream) or shared (the seed's one network for both).")] = "separate",
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/body/<timestamp>).")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run directory.")] = None,
+    out: run_out_opt("body") = None,
+    resume: ResumeOpt = None,
     overwrite: OverwriteOpt = False,
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs (the seed: 12).")] = 12,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per step (the seed: 8).")] = 8,
-    lr: Annotated[float, typer.Option("--lr", help="Learning rate (the seed: SGD 0.01, momentum 0.9, wd 5e-4).")] = 0.01,
+    epochs: epochs_opt("Epochs (the seed: 12).") = 12,
+    batch_size: batch_size_opt("Clips per step (the seed: 8).") = 8,
+    lr: lr_opt("Learning rate (the seed: SGD 0.01, momentum 0.9, wd 5e-4).") = 0.01,
     optimizer: Annotated[str, typer.Option("--optimizer", help="sgd (the seed's) or adamw (wd 1e-4; often better from scratch).")] = "sgd",
     cache_frames: Annotated[int, typer.Option("--cache-frames", min=1, help="Frames kept per clip in the cache; TSN samples among them.")] = 32,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Preprocessing processes.")] = 1,
-    cache: Annotated[Optional[Path], typer.Option("--cache", help="Clip cache folder (default <data>/.cache/edgeaffect).")] = None,
+    workers: PrepWorkersOpt = 1,
+    cache: cache_opt("Clip", "<data>/.cache/edgeaffect") = None,
     test: Annotated[bool, typer.Option("--test/--no-test", help="Score the best epoch on the test split.")] = True,
     threads: Annotated[int, typer.Option("--threads", min=0, help="torch CPU threads (0 = torch's default; 1 is fastest on a busy machine).")] = 0,
     seed: SeedOpt = 42,
@@ -76,10 +75,7 @@ def train_body_cmd(
     """
     from ..train.body import BodyTrainOptions
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    use_threads(threads)
 
     def build(data: Path, out: Path) -> BodyTrainOptions:
         return BodyTrainOptions(data=data, input=input, arch=arch, segments=segments, shift=shift, shift_div=shift_div,

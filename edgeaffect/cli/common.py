@@ -30,6 +30,72 @@ SynthOverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace th
                                                                      "removed first); without it that is refused.")]
 RunArg = Annotated[Path, typer.Argument(help="Run directory (holds checkpoint.pt and manifest.json) or an exported model file.")]
 
+# -- what every ``data synth <task>`` and ``train <task>`` command declares -----------------------------------
+# The help of an option whose default or recipe differs per task is the task's (an option built by a function);
+# the defaults stay in each command's signature, where its --help shows them.
+AllowSmallOpt = Annotated[bool, typer.Option(
+    "--allow-small", help="Write a set smaller than the next steps' defaults need (train, export --int8); those steps "
+                          "then need smaller settings.")]
+SynthWorkersOpt = Annotated[int, typer.Option("--workers", min=1, help="Parallel processes.")]
+ResumeOpt = Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run directory (its own "
+                                                                    "settings are used).")]
+PrepWorkersOpt = Annotated[int, typer.Option("--workers", min=1, help="Preprocessing processes.")]
+
+
+def synth_out_opt(layout: str):
+    """``--out`` of ``data synth <task>``: the dataset root it writes, in ``layout``."""
+    return Annotated[Path, typer.Option("--out", "-o", help=f"Dataset root to write ({layout}).")]
+
+
+def data_opt(layout: str):
+    """``--data`` of ``train <task>`` (optional: ``--resume`` reads it from the run)."""
+    return Annotated[Optional[Path], typer.Option("--data", "-d", help=layout)]
+
+
+def run_out_opt(task: str):
+    """``--out`` of ``train <task>``: the run directory."""
+    return Annotated[Optional[Path], typer.Option("--out", "-o", help=f"Run directory (default runs/{task}/<timestamp>).")]
+
+
+def cache_opt(what: str, default: str):
+    """``--cache`` of ``train <task>``: where preprocessed inputs are kept."""
+    return Annotated[Optional[Path], typer.Option("--cache", help=f"{what} cache folder (default {default}).")]
+
+
+def epochs_opt(help: str | None = None):
+    """``--epochs``; ``help`` names the task's recipe (e.g. the reference's count)."""
+    return Annotated[int, typer.Option("--epochs", min=1, help=help)]
+
+
+def batch_size_opt(help: str | None = None):
+    """``--batch-size``; ``help`` says what one item of a batch is for the task."""
+    return Annotated[int, typer.Option("--batch-size", min=1, help=help)]
+
+
+def lr_opt(help: str | None = None, min: float | None = None):
+    """``--lr``; ``help`` names the task's optimizer and schedule."""
+    return Annotated[float, typer.Option("--lr", min=min, help=help)]
+
+
+def synth_clip_set(generate: Callable, config, out: Path, *, workers: int, overwrite: bool, allow_small: bool,
+                   layout: str) -> None:
+    """What the clip-set generators (``data synth eri``, ``data synth body``) share: refuse a set too small for
+    ``export --int8`` (unless ``--allow-small``), render ``config`` on ``workers`` processes, say what was written."""
+    from ..data.synth import refuse_few_train_clips
+    from ..quantize.config import MIN_CALIB_SAMPLES
+
+    refuse_few_train_clips(config.clips, config.split[0], MIN_CALIB_SAMPLES, allow_small)
+    generate(out, config, workers=workers, console=console, overwrite=overwrite)
+    console.print(f"[green]wrote {config.clips} clips to {out}[/]  ({layout})")
+
+
+def use_threads(threads: int | None) -> None:
+    """``--threads``: torch's CPU threads (0 or None: torch's default)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
 
 def table_console():
     """Standard output for result tables: terminal width on a terminal, 200 columns in a pipe or file."""

@@ -7,11 +7,11 @@ Each task's CLI module adds its generator with ``@synth_command("<task>", "<data
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
 from . import app
+from .common import AllowSmallOpt  # noqa: F401  (declared with the other shared options; kept importable here)
 
 data_app = typer.Typer(help="Dataset utilities: synthetic sets in the real layouts, checks.", no_args_is_help=True)
 synth_app = typer.Typer(
@@ -20,10 +20,6 @@ synth_app = typer.Typer(
 )
 data_app.add_typer(synth_app, name="synth")
 app.add_typer(data_app, name="data")
-
-AllowSmallOpt = Annotated[bool, typer.Option(
-    "--allow-small", help="Write a set smaller than the next steps' defaults need (train, export --int8); those steps "
-                          "then need smaller settings.")]
 
 
 def synth_command(task: str, *aliases: str):

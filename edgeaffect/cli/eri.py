@@ -2,22 +2,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from .common import DeviceOpt, OverwriteOpt, SeedOpt, SynthOverwriteOpt, console, print_run_dir, split_csv, train_command
-from .data import AllowSmallOpt, synth_command
+from .common import (AllowSmallOpt, DeviceOpt, OverwriteOpt, PrepWorkersOpt, ResumeOpt, SeedOpt, SynthOverwriteOpt,
+                     SynthWorkersOpt, batch_size_opt, cache_opt, console, data_opt, epochs_opt, lr_opt, print_run_dir,
+                     run_out_opt, split_csv, synth_clip_set, synth_out_opt, train_command)
+from .data import synth_command
 from .train import train_app
 
 
 @synth_command("eri")
 def synth_eri(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset root to write (Hume-Reaction layout).")] = Path("data/eri"),
+    out: synth_out_opt("Hume-Reaction layout") = Path("data/eri"),
     clips: Annotated[int, typer.Option("--clips", min=3, help="Number of clips (split 60/20/20 train/val/test).")] = 300,
     seconds: Annotated[float, typer.Option("--seconds", min=1.0, help="Clip length in seconds.")] = 4.0,
     seed: SeedOpt = 0,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Parallel processes.")] = 2,
+    workers: SynthWorkersOpt = 2,
     overwrite: SynthOverwriteOpt = False,
     allow_small: AllowSmallOpt = False,
 ) -> None:
@@ -28,32 +30,28 @@ def synth_eri(
 
     Example:  edgeaffect data synth eri --out data/eri --clips 300 --seed 0
     """
-    from ..data.synth import refuse_few_train_clips
-    from ..quantize.config import MIN_CALIB_SAMPLES
     from ..data.synth.eri import ERISynthConfig, generate_eri
 
-    refuse_few_train_clips(clips, ERISynthConfig().split[0], MIN_CALIB_SAMPLES, allow_small)
-    generate_eri(out, ERISynthConfig(clips=clips, seed=seed, seconds=seconds), workers=workers, console=console,
-                 overwrite=overwrite)
-    console.print(f"[green]wrote {clips} clips to {out}[/]  (data_info.csv + train/ val/ test/)")
+    synth_clip_set(generate_eri, ERISynthConfig(clips=clips, seed=seed, seconds=seconds), out, workers=workers,
+                   overwrite=overwrite, allow_small=allow_small, layout="data_info.csv + train/ val/ test/")
 
 
 @train_app.command("eri")
 def train_eri_cmd(
-    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Hume-Reaction root (data_info.csv + train/ val/ test/).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/eri/<timestamp>).")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run directory.")] = None,
+    data: data_opt("Hume-Reaction root (data_info.csv + train/ val/ test/).") = None,
+    out: run_out_opt("eri") = None,
+    resume: ResumeOpt = None,
     overwrite: OverwriteOpt = False,
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs per stage.")] = 20,
+    epochs: epochs_opt("Epochs per stage.") = 20,
     stages: Annotated[str, typer.Option("--stages", help="Comma-separated stages, in order: audio,video,fused.")] = "audio,video,fused",
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
-    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (cosine schedule).")] = 2e-3,
+    batch_size: batch_size_opt() = 16,
+    lr: lr_opt("AdamW learning rate (cosine schedule).") = 2e-3,
     loss: Annotated[str, typer.Option("--loss", help="mse or pcc (1 - Pearson).")] = "mse",
     frames: Annotated[int, typer.Option("--frames", min=2, help="Face frames sampled per clip.")] = 32,
     face_size: Annotated[int, typer.Option("--face-size", min=32, help="Face crop size in pixels.")] = 112,
     audio_seconds: Annotated[float, typer.Option("--audio-seconds", help="Audio window (centre-cropped / padded).")] = 4.0,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Preprocessing processes.")] = 2,
-    cache: Annotated[Optional[Path], typer.Option("--cache", help="Feature cache folder (default <data>/.cache/edgeaffect).")] = None,
+    workers: PrepWorkersOpt = 2,
+    cache: cache_opt("Feature", "<data>/.cache/edgeaffect") = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "cpu",
 ) -> None:

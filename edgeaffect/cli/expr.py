@@ -6,14 +6,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DataOpt, DeviceOpt, OverwriteOpt, SeedOpt, SynthOverwriteOpt, console, train_command
-from .data import AllowSmallOpt, synth_command
+from .common import (AllowSmallOpt, DataOpt, DeviceOpt, OverwriteOpt, ResumeOpt, SeedOpt, SynthOverwriteOpt,
+                     batch_size_opt, console, epochs_opt, lr_opt, run_out_opt, synth_out_opt, train_command, use_threads)
+from .data import synth_command
 from .train import train_app
 
 
 @synth_command("expr", "affwild2-expr")
 def synth_affwild2_expr(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Aff-Wild2 root to write (existing cropped_aligned/ videos are kept).")] = Path("data/affwild2"),
+    out: synth_out_opt("Aff-Wild2 layout; existing cropped_aligned/ videos are kept") = Path("data/affwild2"),
     videos: Annotated[int, typer.Option("--videos", min=1, help="Training videos.")] = 48,
     val_videos: Annotated[int, typer.Option("--val-videos", min=1, help="Validation videos.")] = 16,
     frames: Annotated[int, typer.Option("--frames", min=1, help="Frames per video.")] = 60,
@@ -64,8 +65,8 @@ def train_expr_cmd(
     width_mult: Annotated[Optional[float], typer.Option("--width-mult", help="MobileNetV2 width multiplier.")] = None,
     width: Annotated[Optional[int], typer.Option("--width", min=4, help="ResNet-18 base width (64 = the published network).")] = None,
     face_size: Annotated[int, typer.Option("--face-size", min=16, help="Input side in pixels (faces are resized).")] = 112,
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 10,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Labeled faces per step.")] = 16,
+    epochs: epochs_opt() = 10,
+    batch_size: batch_size_opt("Labeled faces per step.") = 16,
     steps_per_epoch: Annotated[Optional[int], typer.Option("--steps-per-epoch", min=1, help="Steps per epoch (default: one pass over the labeled faces).")] = None,
     mu: Annotated[int, typer.Option("--mu", min=1, help="Unlabeled faces per labeled face in a step.")] = 3,
     lambda_u: Annotated[float, typer.Option("--lambda-u", min=0.0, help="Weight of the pseudo-label loss.")] = 1.0,
@@ -79,9 +80,9 @@ def train_expr_cmd(
     max_per_video: Annotated[Optional[int], typer.Option("--max-per-video", min=1, help="At most N evenly spaced train frames per video.")] = None,
     val_frame_step: Annotated[int, typer.Option("--val-frame-step", min=1, help="Keep every Nth validation frame.")] = 1,
     max_unlabeled: Annotated[Optional[int], typer.Option("--max-unlabeled", min=1, help="Use only the first N images of --unlabeled.")] = None,
-    lr: Annotated[float, typer.Option("--lr", min=0.0)] = 1e-3,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/expr/<timestamp>).")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run directory (its own settings are used).")] = None,
+    lr: lr_opt(min=0.0) = 1e-3,
+    out: run_out_opt("expr") = None,
+    resume: ResumeOpt = None,
     overwrite: OverwriteOpt = False,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="torch CPU threads.")] = None,
     seed: SeedOpt = 0,
@@ -96,42 +97,56 @@ def train_expr_cmd(
               edgeaffect train expr --data data/affwild2 --unlabeled data/affwild2/unlabeled --ssl dtm --label-fraction 0.05 --arch expr_minixception --face-size 64 --init fer2013
     Resume:   edgeaffect train expr --resume runs/expr/<run>
     """
-    import torch
+    from ..train.expr import ExprTrainOptions
 
-    from ..errors import EdgeAffectError
-    from ..models import get_entry
-    from ..train.expr import SSL_MODES, ExprTrainOptions, check_init
-
-    if threads:
-        torch.set_num_threads(threads)
+    use_threads(threads)
 
     def build(data: Path, out: Path) -> ExprTrainOptions:
-        if ssl not in SSL_MODES:
-            raise EdgeAffectError(f"unknown --ssl {ssl!r}; choose one of {', '.join(SSL_MODES)}")
-        if get_entry(arch).task != "expr":
-            raise EdgeAffectError(f"--arch {arch} is a {get_entry(arch).task!r} model, not an expr model")
-        check_init(init, arch)
-        if label_fraction <= 0:
-            raise EdgeAffectError("--label-fraction must be above 0")
-        if out.exists() and any(out.iterdir()):
-            raise EdgeAffectError(f"{out} already exists and is not empty (continue it with --resume {out})")
-        try:
-            rates = tuple(float(r) for r in dtm_rates.split(","))
-        except ValueError:
-            raise EdgeAffectError(f"--dtm-rates {dtm_rates!r}: give numbers separated by commas, e.g. 0,0.25,0.5") from None
-        if not all(0 <= r <= 1 for r in rates):
-            raise EdgeAffectError(f"--dtm-rates {dtm_rates!r}: each rate must lie in [0, 1]")
-        if dtm_floor > dtm_ceiling:
-            raise EdgeAffectError(f"--dtm-floor {dtm_floor} is above --dtm-ceiling {dtm_ceiling}")
+        _check_flags(ssl, arch, init, label_fraction, out)
+        rates = _dtm_rates(dtm_rates, dtm_floor, dtm_ceiling)
         return ExprTrainOptions(
-            data=data, unlabeled=_default_unlabeled(data) if unlabeled is None and ssl != "none" else unlabeled, ssl=ssl, label_fraction=label_fraction, arch=arch,
-            model_overrides=_overrides(arch, width_mult, width), init=init,
-            face_size=face_size, epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch, mu=mu,
-            lambda_u=lambda_u, tau=tau, dtm_rates=rates, dtm_floor=dtm_floor, dtm_ceiling=dtm_ceiling,
-            strong_ops=strong_ops, cutout=(cutout / 2, cutout) if cutout > 0 else None, frame_step=frame_step, max_per_video=max_per_video,
-            val_frame_step=val_frame_step, max_unlabeled=max_unlabeled, lr=lr, seed=seed, device=device)
+            data=data, unlabeled=_default_unlabeled(data) if unlabeled is None and ssl != "none" else unlabeled,
+            ssl=ssl, label_fraction=label_fraction, arch=arch, model_overrides=_overrides(arch, width_mult, width),
+            init=init, face_size=face_size, epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
+            mu=mu, lambda_u=lambda_u, tau=tau, dtm_rates=rates, dtm_floor=dtm_floor, dtm_ceiling=dtm_ceiling,
+            strong_ops=strong_ops, cutout=(cutout / 2, cutout) if cutout > 0 else None, frame_step=frame_step,
+            max_per_video=max_per_video, val_frame_step=val_frame_step, max_unlabeled=max_unlabeled, lr=lr,
+            seed=seed, device=device)
 
     train_command("expr", build, data=data, out=out, resume=resume, summary=_print_summary, overwrite=overwrite)
+
+
+def _check_flags(ssl: str, arch: str, init: str | None, label_fraction: float, out: Path) -> None:
+    """The flags checked against each other and the registry before any data is read; a new run's ``--out``
+    must be empty (an interrupted one continues with ``--resume``)."""
+    from ..errors import EdgeAffectError
+    from ..models import get_entry
+    from ..train.expr import SSL_MODES, check_init
+
+    if ssl not in SSL_MODES:
+        raise EdgeAffectError(f"unknown --ssl {ssl!r}; choose one of {', '.join(SSL_MODES)}")
+    if get_entry(arch).task != "expr":
+        raise EdgeAffectError(f"--arch {arch} is a {get_entry(arch).task!r} model, not an expr model")
+    check_init(init, arch)
+    if label_fraction <= 0:
+        raise EdgeAffectError("--label-fraction must be above 0")
+    if out.exists() and any(out.iterdir()):
+        raise EdgeAffectError(f"{out} already exists and is not empty (continue it with --resume {out})")
+
+
+def _dtm_rates(dtm_rates: str, dtm_floor: float, dtm_ceiling: float) -> tuple[float, ...]:
+    """``--dtm-rates`` as numbers, each in [0, 1], with ``--dtm-floor`` not above ``--dtm-ceiling``."""
+    from ..errors import EdgeAffectError
+
+    try:
+        rates = tuple(float(r) for r in dtm_rates.split(","))
+    except ValueError:
+        raise EdgeAffectError(f"--dtm-rates {dtm_rates!r}: give numbers separated by commas, e.g. 0,0.25,0.5") from None
+    if not all(0 <= r <= 1 for r in rates):
+        raise EdgeAffectError(f"--dtm-rates {dtm_rates!r}: each rate must lie in [0, 1]")
+    if dtm_floor > dtm_ceiling:
+        raise EdgeAffectError(f"--dtm-floor {dtm_floor} is above --dtm-ceiling {dtm_ceiling}")
+    return rates
 
 
 def _default_unlabeled(data: Path) -> Path | None:

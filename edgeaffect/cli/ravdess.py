@@ -6,8 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, OverwriteOpt, SeedOpt, SynthOverwriteOpt, console, print_run_dir, split_csv, train_command
-from .data import AllowSmallOpt, synth_command
+from .common import (AllowSmallOpt, DeviceOpt, OverwriteOpt, ResumeOpt, SeedOpt, SynthOverwriteOpt, batch_size_opt,
+                     cache_opt, console, data_opt, epochs_opt, lr_opt, print_run_dir, run_out_opt, split_csv,
+                     synth_out_opt, train_command)
+from .data import synth_command
 from .train import train_app
 
 
@@ -25,7 +27,7 @@ def _actors(value: str, option: str) -> list[int]:
 
 @synth_command("ravdess")
 def synth_ravdess(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset root to write (RAVDESS layout: Actor_XX/).")] = Path("data/ravdess"),
+    out: synth_out_opt("RAVDESS layout: Actor_XX/") = Path("data/ravdess"),
     actors: Annotated[int, typer.Option("--actors", min=1, max=99, help="Number of actors (Actor_01 ...).")] = 24,
     statements: Annotated[int, typer.Option("--statements", min=1, max=2, help="Statements per emotion (RAVDESS has 2).")] = 2,
     repetitions: Annotated[int, typer.Option("--repetitions", min=1, max=2, help="Repetitions per statement (RAVDESS has 2).")] = 1,
@@ -67,13 +69,13 @@ def _csv(numbers) -> str:
 
 @train_app.command("ravdess")
 def train_ravdess_cmd(
-    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="RAVDESS root (Actor_XX/ or ACTORXX/ folders).")] = None,
+    data: data_opt("RAVDESS root (Actor_XX/ or ACTORXX/ folders).") = None,
     fusion: Annotated[str, typer.Option("--fusion", help="ia (intermediate attention), it (intermediate transformer), lt (late transformer).")] = "ia",
     dropout_mode: Annotated[str, typer.Option("--dropout-mode", help="Modality dropout: softhard (batch x4), noise (x3) or none.")] = "softhard",
     heads: Annotated[int, typer.Option("--heads", min=1, help="Attention heads (paper: 1 or 4).")] = 1,
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs (reference: 100).")] = 100,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per batch before modality dropout (reference: 8).")] = 8,
-    lr: Annotated[float, typer.Option("--lr", help="SGD learning rate (reference: 0.04, x0.1 at epochs 40,55,65,70).")] = 0.04,
+    epochs: epochs_opt("Epochs (reference: 100).") = 100,
+    batch_size: batch_size_opt("Clips per batch before modality dropout (reference: 8).") = 8,
+    lr: lr_opt("SGD learning rate (reference: 0.04, x0.1 at epochs 40,55,65,70).") = 0.04,
     milestones: Annotated[str, typer.Option("--milestones", help="Epochs where the learning rate drops x0.1.")] = "40,55,65,70,200,250",
     frames: Annotated[int, typer.Option("--frames", min=1, help="Face frames per clip (reference: 15).")] = 15,
     face_size: Annotated[int, typer.Option("--face-size", min=32, help="Face crop size, a multiple of 16 (reference: 224).")] = 224,
@@ -81,10 +83,10 @@ def train_ravdess_cmd(
     val_actors: Annotated[str, typer.Option("--val-actors", help="Validation actors; the rest train.")] = "11,13,18,22",
     vocal: Annotated[str, typer.Option("--vocal", help="Clips to read: speech (as the reference), song, or all.")] = "speech",
     pretrained: Annotated[Optional[Path], typer.Option("--pretrained", help="EfficientFace checkpoint (e.g. EfficientFace_Trained_on_AffectNet7.pth.tar) for the visual backbone.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/ravdess/<timestamp>).")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run directory.")] = None,
+    out: run_out_opt("ravdess") = None,
+    resume: ResumeOpt = None,
     overwrite: OverwriteOpt = False,
-    cache: Annotated[Optional[Path], typer.Option("--cache", help="Preprocessed-clip cache (default <data>/.cache/edgeaffect/ravdess).")] = None,
+    cache: cache_opt("Preprocessed-clip", "<data>/.cache/edgeaffect/ravdess") = None,
     seed: SeedOpt = 1,
     device: DeviceOpt = "cpu",
 ) -> None:

@@ -7,8 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, OverwriteOpt, SeedOpt, SynthOverwriteOpt, console, print_run_dir, train_command
-from .data import AllowSmallOpt, synth_command
+from .common import (AllowSmallOpt, DeviceOpt, OverwriteOpt, ResumeOpt, SeedOpt, SynthOverwriteOpt, batch_size_opt,
+                     cache_opt, console, data_opt, epochs_opt, lr_opt, print_run_dir, run_out_opt, synth_out_opt,
+                     train_command)
+from .data import synth_command
 from .train import train_app
 
 
@@ -20,7 +22,7 @@ class Variant(str, Enum):
 
 @synth_command("va", "affwild2-va")
 def synth_affwild2_va(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset root to write (cropped_aligned/, VA_Estimation_Challenge/, videos/).")],
+    out: synth_out_opt("cropped_aligned/, VA_Estimation_Challenge/, videos/"),
     train_videos: Annotated[int, typer.Option(min=1, help="Training videos (the last one is a _left/_right pair).")] = 8,
     val_videos: Annotated[int, typer.Option(min=1, help="Validation videos (the last one is a _left/_right pair).")] = 3,
     frames: Annotated[int, typer.Option(min=16, help="Frames per video at 30 fps (the edge model's sequences need 128, the reference's 512).")] = 600,
@@ -69,23 +71,23 @@ def _edge_sequence_frames() -> tuple[int, str]:
 
 @train_app.command("va")
 def train_va(
-    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Aff-Wild2 root (cropped_aligned/, VA_Estimation_Challenge/, raw videos).")] = None,
+    data: data_opt("Aff-Wild2 root (cropped_aligned/, VA_Estimation_Challenge/, raw videos).") = None,
     variant: Annotated[Variant, typer.Option(help="edge: 48 px, width-16 backbones, compact JCA (trains on a CPU); "
                                                   "jca: the reference model (R(2+1)D-18, ResNet-18, joint co-attention "
                                                   "+ BiLSTM); jca_lite: reference backbones with the compact JCA.")] = Variant.edge,
     frame_size: Annotated[Optional[int], typer.Option(min=16, help="Override the face size in pixels.")] = None,
     width: Annotated[Optional[int], typer.Option(min=1, help="Override the backbone width (64 = the published networks).")] = None,
     subclips: Annotated[Optional[int], typer.Option(min=1, help="Override the number of sub-clips per sequence.")] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 10,
-    batch_size: Annotated[int, typer.Option(min=1, help="Sequences per batch.")] = 8,
-    lr: Annotated[float, typer.Option(help="Adam learning rate (decayed x0.8 every 2 epochs after epoch 5).")] = 1e-3,
+    epochs: epochs_opt("Training epochs.") = 10,
+    batch_size: batch_size_opt("Sequences per batch.") = 8,
+    lr: lr_opt("Adam learning rate (decayed x0.8 every 2 epochs after epoch 5).") = 1e-3,
     stride: Annotated[int, typer.Option(min=1, help="Shift between training sequences in frames, within a sub-clip window (1 = the reference).")] = 1,
     max_train: Annotated[Optional[int], typer.Option(min=1, help="Use at most this many training sequences (evenly spaced).")] = None,
     max_val: Annotated[Optional[int], typer.Option(min=1, help="Use at most this many validation sequences (evenly spaced).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/va/<timestamp>).")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run directory.")] = None,
+    out: run_out_opt("va") = None,
+    resume: ResumeOpt = None,
     overwrite: OverwriteOpt = False,
-    cache: Annotated[Optional[Path], typer.Option("--cache", help="Mel-spectrogram cache folder (default <data>/.cache/edgeaffect/va).")] = None,
+    cache: cache_opt("Mel-spectrogram", "<data>/.cache/edgeaffect/va") = None,
     device: DeviceOpt = "cpu",
     seed: SeedOpt = 0,
 ) -> None:
