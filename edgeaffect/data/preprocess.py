@@ -22,7 +22,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -36,7 +36,16 @@ CACHE_VERSION = 1
 
 
 @dataclass(frozen=True)
-class AVConfig:
+class ClipPreprocessing:
+    """How a reader turns a face video and its voice into model inputs, for every audio-visual dataset: ``frames``
+    face crops of ``face_size`` pixels (``face_margin`` around the box ``detector`` finds) and the MFCC
+    (``n_mfcc``, ``n_fft``, ``hop_length``) of an ``audio_seconds`` window at ``sample_rate``.
+
+    The fields are the keys of a model spec's ``preprocessing`` (what a run's manifest records): ``from_spec``
+    reads them back. The defaults are the ERI model's; a dataset whose reference differs subclasses with its own
+    defaults (``data.ravdess.Preprocessing``). ``fingerprint`` goes into the cache key of every preprocessed clip.
+    """
+
     frames: int = 32
     face_size: int = 112
     face_margin: float = 0.2
@@ -47,13 +56,28 @@ class AVConfig:
     audio_seconds: float = 4.0
     detector: str = "auto"      # MTCNN where a runtime for it is installed, else Haar (see data/detectors.py)
 
+    SPEC_KEYS: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    """Field -> older spec keys read first (a spec written before the field had its present name)."""
+    RECORDED_BEFORE: ClassVar[Mapping[str, Any]] = {}
+    """Field -> the value a run recorded before its key existed was made with (else the field's default)."""
+
     @classmethod
-    def from_preprocessing(cls, pre: Mapping[str, Any]) -> "AVConfig":
-        names = cls.__dataclass_fields__.keys()
-        return cls(**{k: pre[k] for k in names if k in pre})
+    def from_spec(cls, pre: Mapping[str, Any]):
+        """The preprocessing a spec's ``preprocessing`` mapping records; keys that are not fields are ignored."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            key = next((k for k in (*cls.SPEC_KEYS.get(f.name, ()), f.name) if k in pre), None)
+            if key is not None:
+                values[f.name] = pre[key]
+            elif f.name in cls.RECORDED_BEFORE:
+                values[f.name] = cls.RECORDED_BEFORE[f.name]
+        return cls(**values)
 
     def fingerprint(self) -> str:
         return json.dumps({"v": CACHE_VERSION, **asdict(self)}, sort_keys=True)
+
+
+AVConfig = ClipPreprocessing   # the name the ERI reader's callers know it by
 
 
 @dataclass(frozen=True)
@@ -71,7 +95,7 @@ class PrepReport:
     skipped: Counter = field(default_factory=Counter)
     short_audio: int = 0          # shorter than the audio window: zero-padded at the end
     silent_audio: int = 0         # a track of zeros (or none usable): the model hears silence
-    audio_seconds: float = 0.0    # the window (``AVConfig.audio_seconds``), for the summary's advice
+    audio_seconds: float = 0.0    # the window (``ClipPreprocessing.audio_seconds``), for the summary's advice
     examples: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -128,7 +152,7 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
-def process_clip(job: ClipJob, cfg: AVConfig, detector=None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def process_clip(job: ClipJob, cfg: ClipPreprocessing, detector=None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Decode, detect, crop and featurise one clip; raises ClipSkipped with the reason."""
     import cv2
 
@@ -164,7 +188,7 @@ class FeatureCache:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
 
-    def key(self, files: Sequence[Path | None], cfg: AVConfig) -> str:
+    def key(self, files: Sequence[Path | None], cfg: ClipPreprocessing) -> str:
         hashes = [sha256_file(f) if f is not None and Path(f).exists() else "-" for f in files]
         return sha256_text("|".join(hashes) + "|" + cfg.fingerprint())[:32]
 
@@ -208,7 +232,7 @@ def _work(args) -> tuple[str, str | None, dict | None, str | None]:
     return job.clip_id, str(cache.save(key, arrays)), info, None
 
 
-def prepare_clips(jobs: Sequence[ClipJob], cfg: AVConfig, cache_root: str | os.PathLike,
+def prepare_clips(jobs: Sequence[ClipJob], cfg: ClipPreprocessing, cache_root: str | os.PathLike,
                   workers: int | None = None, console=None, label: str = "preprocess") -> tuple[dict[str, Path], PrepReport]:
     """Preprocess (or find in the cache) every clip on ``workers`` processes (default: every core);
     returns ({clip_id: cache file}, report).  The cache key holds the detector actually used."""

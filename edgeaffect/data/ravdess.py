@@ -34,14 +34,15 @@ import json
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import DataError
 from ..fileio import atomic_path, sha256_file, sha256_text, write_text
+from .preprocess import ClipPreprocessing
 
 DEFAULT_TEST_ACTORS = (5, 10, 16, 19)
 DEFAULT_VAL_ACTORS = (11, 13, 18, 22)
@@ -212,28 +213,28 @@ def fix_length(y: np.ndarray, n: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Preprocessing:
+class Preprocessing(ClipPreprocessing):
+    """The reference's preprocessing (the module docstring): its defaults; ``audio_seconds`` is the clip window,
+    the span the frames are spread over too, and ``resample`` the audio resampler."""
+
     frames: int = 15
     face_size: int = 224
-    seconds: float = 3.6
+    face_margin: float = 0.0
     sample_rate: int = 22050
     n_mfcc: int = 10
     n_fft: int = 2048
     hop_length: int = 512
-    face_margin: float = 0.0
+    audio_seconds: float = 3.6
     resample: str = "librosa"  # "pyav": FFmpeg's resampler (runs recorded before the key existed)
-    detector: str = "auto"     # resolved (mtcnn or haar) by prepare_split before any cache key is made
 
-    @classmethod
-    def from_spec(cls, pre: dict[str, Any]) -> "Preprocessing":
-        return cls(frames=int(pre.get("frames", 15)), face_size=int(pre.get("face_size", 224)),
-                   seconds=float(pre.get("clip_seconds", pre.get("audio_seconds", 3.6))),
-                   sample_rate=int(pre.get("sample_rate", 22050)), n_mfcc=int(pre.get("n_mfcc", 10)),
-                   n_fft=int(pre.get("n_fft", 2048)), hop_length=int(pre.get("hop_length", 512)),
-                   face_margin=float(pre.get("face_margin", 0.0)), resample=str(pre.get("resample", "pyav")))
+    SPEC_KEYS: ClassVar[Mapping[str, tuple[str, ...]]] = {"audio_seconds": ("clip_seconds",)}
+    RECORDED_BEFORE: ClassVar[Mapping[str, Any]] = {"resample": "pyav"}
 
     def fingerprint(self) -> str:
-        return sha256_text(json.dumps({"v": CACHE_VERSION, **self.__dict__}, sort_keys=True))[:16]
+        """The key the clip cache has always used: the window is named ``seconds`` in it."""
+        fields = asdict(self)
+        fields["seconds"] = fields.pop("audio_seconds")
+        return sha256_text(json.dumps({"v": CACHE_VERSION, **fields}, sort_keys=True))[:16]
 
 
 def load_audio(path: Path, sr: int, resample: str = "librosa") -> np.ndarray:
@@ -250,7 +251,7 @@ def load_clip(clip: Clip, pre: Preprocessing, detector) -> tuple[np.ndarray, np.
     from .media import read_frames, video_info
 
     n_reported, fps, _, _ = video_info(clip.video)
-    span = int(round(pre.seconds * fps))
+    span = int(round(pre.audio_seconds * fps))
     wanted = distributed_indices(pre.frames, span)
     present = [i for i in wanted if i < n_reported] if n_reported > 0 else wanted
     if not present:
@@ -268,7 +269,7 @@ def load_clip(clip: Clip, pre: Preprocessing, detector) -> tuple[np.ndarray, np.
     y = load_audio(clip.audio or clip.video, pre.sample_rate, pre.resample)
     if len(y) == 0:
         raise DataError(f"{clip.audio or clip.video}: the audio track is empty")
-    y = fix_length(y, int(round(pre.seconds * pre.sample_rate)))
+    y = fix_length(y, int(round(pre.audio_seconds * pre.sample_rate)))
     return faces, audio_mfcc(y, pre.sample_rate, pre.n_mfcc, pre.n_fft, pre.hop_length)   # librosa's MFCC
 
 

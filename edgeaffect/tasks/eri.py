@@ -14,7 +14,7 @@ import numpy as np
 
 from ..data.hume import read_data_info
 from ..labels import ERI_LABELS as LABELS
-from ..data.preprocess import AVConfig, ClipJob, PrepReport, prepare_clips
+from ..data.preprocess import ClipJob, ClipPreprocessing, PrepReport, prepare_clips
 from ..errors import DataError
 from ..spec import ModelSpec
 from . import Task, register_task
@@ -75,7 +75,7 @@ class ERITask(Task):
         labelled = [c for c in clips if np.isfinite(c.labels).all()]
         if not labelled:
             raise DataError(f"the {split!r} split of {root} has no intensity labels (withheld?)")
-        cfg = AVConfig.from_preprocessing(spec.preprocessing)
+        cfg = ClipPreprocessing.from_spec(spec.preprocessing)
         cache = Path(cache_dir) if cache_dir else Path(root) / DEFAULT_CACHE
         ready, report = prepare_clips([ClipJob(c.file_id, c.video) for c in labelled], cfg, cache,
                                       workers=workers, console=console, label=f"preprocess {split}")
