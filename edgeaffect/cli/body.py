@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
-from .common import (AllowSmallOpt, DeviceOpt, OverwriteOpt, PrepWorkersOpt, ResumeOpt, SeedOpt, SynthOverwriteOpt,
-                     SynthWorkersOpt, batch_size_opt, cache_opt, console, data_opt, epochs_opt, lr_opt, print_run_dir,
-                     run_out_opt, synth_clip_set, synth_out_opt, train_command, use_threads)
+from .common import (AllowSmallOpt, ClipSecondsOpt, DeviceOpt, OverwriteOpt, PrepWorkersOpt, ResumeOpt, SeedOpt,
+                     SynthOverwriteOpt, SynthWorkersOpt, batch_size_opt, cache_opt, clips_opt, console, data_opt,
+                     epochs_opt, lr_opt, print_run_dir, run_out_opt, synth_clip_set, synth_out_opt, train_command,
+                     use_threads)
 from .data import synth_command
 from .train import train_app
 
@@ -19,8 +20,8 @@ INPUT_HELP = "face, body (face blacked out), fullbody, or fusion (body + face st
 @synth_command("body", "emoreact")
 def synth_emoreact(
     out: synth_out_opt("EmoReact layout") = Path("data/emoreact"),
-    clips: Annotated[int, typer.Option("--clips", min=4, help="Number of clips (split 50/25/25 train/val/test).")] = 240,
-    seconds: Annotated[float, typer.Option("--seconds", min=1.0, help="Clip length in seconds.")] = 2.4,
+    clips: clips_opt(4, "50/25/25") = 240,
+    seconds: ClipSecondsOpt = 2.4,
     seed: SeedOpt = 0,
     workers: SynthWorkersOpt = 2,
     overwrite: SynthOverwriteOpt = False,

@@ -37,6 +37,7 @@ AllowSmallOpt = Annotated[bool, typer.Option(
     "--allow-small", help="Write a set smaller than the next steps' defaults need (train, export --int8); those steps "
                           "then need smaller settings.")]
 SynthWorkersOpt = Annotated[int, typer.Option("--workers", min=1, help="Parallel processes.")]
+ClipSecondsOpt = Annotated[float, typer.Option("--seconds", min=1.0, help="Clip length in seconds.")]
 ResumeOpt = Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run directory (its own "
                                                                     "settings are used).")]
 PrepWorkersOpt = Annotated[int, typer.Option("--workers", min=1, help="Preprocessing processes.")]
@@ -45,6 +46,11 @@ PrepWorkersOpt = Annotated[int, typer.Option("--workers", min=1, help="Preproces
 def synth_out_opt(layout: str):
     """``--out`` of ``data synth <task>``: the dataset root it writes, in ``layout``."""
     return Annotated[Path, typer.Option("--out", "-o", help=f"Dataset root to write ({layout}).")]
+
+
+def clips_opt(fewest: int, split: str):
+    """``--clips`` of a clip-set generator: at least ``fewest`` (one per split), split by the shares ``split``."""
+    return Annotated[int, typer.Option("--clips", min=fewest, help=f"Number of clips (split {split} train/val/test).")]
 
 
 def data_opt(layout: str):

@@ -6,9 +6,10 @@ from typing import Annotated
 
 import typer
 
-from .common import (AllowSmallOpt, DeviceOpt, OverwriteOpt, PrepWorkersOpt, ResumeOpt, SeedOpt, SynthOverwriteOpt,
-                     SynthWorkersOpt, batch_size_opt, cache_opt, console, data_opt, epochs_opt, lr_opt, print_run_dir,
-                     run_out_opt, split_csv, synth_clip_set, synth_out_opt, train_command)
+from .common import (AllowSmallOpt, ClipSecondsOpt, DeviceOpt, OverwriteOpt, PrepWorkersOpt, ResumeOpt, SeedOpt,
+                     SynthOverwriteOpt, SynthWorkersOpt, batch_size_opt, cache_opt, clips_opt, console, data_opt,
+                     epochs_opt, lr_opt, print_run_dir, run_out_opt, split_csv, synth_clip_set, synth_out_opt,
+                     train_command)
 from .data import synth_command
 from .train import train_app
 
@@ -16,8 +17,8 @@ from .train import train_app
 @synth_command("eri")
 def synth_eri(
     out: synth_out_opt("Hume-Reaction layout") = Path("data/eri"),
-    clips: Annotated[int, typer.Option("--clips", min=3, help="Number of clips (split 60/20/20 train/val/test).")] = 300,
-    seconds: Annotated[float, typer.Option("--seconds", min=1.0, help="Clip length in seconds.")] = 4.0,
+    clips: clips_opt(3, "60/20/20") = 300,
+    seconds: ClipSecondsOpt = 4.0,
     seed: SeedOpt = 0,
     workers: SynthWorkersOpt = 2,
     overwrite: SynthOverwriteOpt = False,

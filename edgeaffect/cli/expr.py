@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (AllowSmallOpt, DataOpt, DeviceOpt, OverwriteOpt, ResumeOpt, SeedOpt, SynthOverwriteOpt,
-                     batch_size_opt, console, epochs_opt, lr_opt, run_out_opt, synth_out_opt, train_command, use_threads)
+                     batch_size_opt, console, epochs_opt, lr_opt, run_out_opt, synth_out_opt, train_command,
+                     use_threads)
 from .data import synth_command
 from .train import train_app
 

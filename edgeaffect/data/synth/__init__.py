@@ -2,9 +2,36 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 MARKER = ".edgeaffect-synth"
+
+
+@dataclass(frozen=True)
+class SynthClips:
+    """A synthetic clip set: ``clips`` clips of ``seconds`` at ``fps``, ``width`` x ``height`` pixels, split
+    train/val/test in clip order by the shares in ``split``; deterministic from ``seed``.  Each clip-set
+    generator subclasses it with its set's defaults and what only it has."""
+
+    clips: int
+    seed: int
+    seconds: float
+    fps: float
+    width: int
+    height: int
+    split: tuple[float, float, float]
+
+    @property
+    def frame_count(self) -> int:
+        """Frames in one clip."""
+        return int(round(self.seconds * self.fps))
+
+    def split_of(self, i: int) -> str:
+        """``train``, ``val`` or ``test`` for clip ``i``: the first share of the clips trains, the next validates."""
+        n_train = int(round(self.clips * self.split[0]))
+        n_val = int(round(self.clips * self.split[1]))
+        return "train" if i < n_train else "val" if i < n_train + n_val else "test"
 
 
 def claim_folder(out: str | os.PathLike, kind: str, overwrite: bool = False) -> Path:

@@ -37,7 +37,7 @@ import numpy as np
 from ...fileio import write_text
 from ..emoreact import LABELS, SPLIT_FOLDERS
 from ..media import write_video
-from . import claim_folder, write_clips
+from . import SynthClips, claim_folder, write_clips
 from .face import Expression, Identity, background, draw_face, finish
 
 CUR, UNC, EXC, HAP, SUR, DIS, FEA, FRU = range(8)   # label indices in LABELS order
@@ -45,7 +45,7 @@ NEUTRAL_ARM = (0.18, 0.25)                           # (shoulder, elbow) angles 
 
 
 @dataclass(frozen=True)
-class EmoReactSynthConfig:
+class EmoReactSynthConfig(SynthClips):
     clips: int = 240
     seed: int = 0
     seconds: float = 2.4
@@ -149,7 +149,7 @@ def draw_body(img: np.ndarray, head_c: tuple[float, float], head_h: float, pose:
 
 def render_clip(y: np.ndarray, cfg: EmoReactSynthConfig, rng: np.random.Generator) -> np.ndarray:
     """Frames BGR uint8 [N, H, W, 3] of one reaction clip."""
-    n = int(round(cfg.seconds * cfg.fps))
+    n = cfg.frame_count
     ident = Identity.random(rng)
     bg = background(cfg.height, cfg.width, ident, rng)
     shirt = tuple(int(c) for c in rng.uniform(30, 230, 3))
@@ -198,12 +198,10 @@ def generate_emoreact(out: str | os.PathLike, cfg: EmoReactSynthConfig = EmoReac
 
     out = claim_folder(out, "emoreact", overwrite)
     rng = np.random.default_rng(cfg.seed)
-    n_train = int(round(cfg.clips * cfg.split[0]))
-    n_val = int(round(cfg.clips * cfg.split[1]))
     rows: dict[str, list] = {"train": [], "val": [], "test": []}
     jobs = []
     for i in range(cfg.clips):
-        split = "train" if i < n_train else "val" if i < n_train + n_val else "test"
+        split = cfg.split_of(i)
         y = sample_labels(rng, cfg.positive_rate)
         video = f"SYNTH{i // 3:04d}_{i % 3 + 1}.mp4"
         rows[split].append([len(rows[split]), video, *[int(v) for v in y], f"{valence(y, rng):.4f}"])

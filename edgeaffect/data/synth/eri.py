@@ -31,7 +31,7 @@ import numpy as np
 from ...fileio import write_text
 from ..hume import LABELS
 from ..media import write_video, write_wav
-from . import claim_folder, write_clips
+from . import SynthClips, claim_folder, write_clips
 from .face import Expression, Identity, background, draw_face, finish
 from .voice import Prosody, synth_voice
 
@@ -39,15 +39,15 @@ A, M, X, D, P, F, S = range(7)  # label indices in LABELS order
 
 
 @dataclass(frozen=True)
-class ERISynthConfig:
+class ERISynthConfig(SynthClips):
     clips: int = 300
     seed: int = 0
     seconds: float = 4.0
     fps: float = 25.0
     width: int = 320
     height: int = 240
-    sample_rate: int = 16000
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    sample_rate: int = 16000
     wav_fraction: float = 0.1   # clips whose audio ships as a sibling .wav instead of the mp4 track
 
 
@@ -98,7 +98,7 @@ def prosody_for(y: np.ndarray, rng: np.random.Generator) -> Prosody:
 
 def render_clip(y: np.ndarray, cfg: ERISynthConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(frames BGR uint8 [N, H, W, 3], audio float32) for one reaction clip."""
-    n = int(round(cfg.seconds * cfg.fps))
+    n = cfg.frame_count
     ident = Identity.random(rng)
     bg = background(cfg.height, cfg.width, ident, rng)
     size = rng.uniform(0.45, 0.7) * cfg.height
@@ -140,11 +140,9 @@ def generate_eri(out: str | os.PathLike, cfg: ERISynthConfig = ERISynthConfig(),
 
     out = claim_folder(out, "eri", overwrite)
     rng = np.random.default_rng(cfg.seed)
-    n_train = int(round(cfg.clips * cfg.split[0]))
-    n_val = int(round(cfg.clips * cfg.split[1]))
     rows, jobs = [], []
     for i in range(cfg.clips):
-        split = "Train" if i < n_train else "Val" if i < n_train + n_val else "Test"
+        split = cfg.split_of(i).capitalize()   # data_info.csv's Train / Val / Test
         file_id = f"{i:05d}"
         y = sample_intensities(rng)
         seed = int(rng.integers(0, 2 ** 31))
