@@ -78,9 +78,9 @@ def batch_size_opt(help: str | None = None):
     return Annotated[int, typer.Option("--batch-size", min=1, help=help)]
 
 
-def lr_opt(help: str | None = None, min: float | None = None):
+def lr_opt(help: str | None = None, minimum: float | None = None):
     """``--lr``; ``help`` names the task's optimizer and schedule."""
-    return Annotated[float, typer.Option("--lr", min=min, help=help)]
+    return Annotated[float, typer.Option("--lr", min=minimum, help=help)]
 
 
 def synth_clip_set(generate: Callable, config, out: Path, *, workers: int, overwrite: bool, allow_small: bool,

@@ -81,7 +81,7 @@ def train_expr_cmd(
     max_per_video: Annotated[Optional[int], typer.Option("--max-per-video", min=1, help="At most N evenly spaced train frames per video.")] = None,
     val_frame_step: Annotated[int, typer.Option("--val-frame-step", min=1, help="Keep every Nth validation frame.")] = 1,
     max_unlabeled: Annotated[Optional[int], typer.Option("--max-unlabeled", min=1, help="Use only the first N images of --unlabeled.")] = None,
-    lr: lr_opt(min=0.0) = 1e-3,
+    lr: lr_opt(minimum=0.0) = 1e-3,
     out: run_out_opt("expr") = None,
     resume: ResumeOpt = None,
     overwrite: OverwriteOpt = False,
