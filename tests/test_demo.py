@@ -530,17 +530,21 @@ def test_pluggable_detector_by_import_path():
     assert isinstance(make_detector("edgeaffect.data.faces:HaarFaceDetector"), HaarFaceDetector)
     with pytest.raises(EdgeAffectError, match="cannot load face detector"):
         make_detector("edgeaffect.data.faces:NoSuch")
-    with pytest.raises(EdgeAffectError, match="one of auto, mtcnn, haar or 'package.module:Class'"):
+    with pytest.raises(EdgeAffectError, match="one of auto, blazeface, blazeface-short, mtcnn, haar or 'package.module:Class'"):
         make_detector("retinaface")
 
 
-def test_the_demo_detects_with_mtcnn_by_default_and_says_when_it_falls_back(monkeypatch, caplog):
+def test_the_demo_detects_with_blazeface_by_default_and_says_when_it_falls_back(monkeypatch, caplog):
     from edgeaffect.data import detectors
+    from edgeaffect.data.blazeface import BlazeFaceDetector
     from edgeaffect.data.faces import HaarFaceDetector
     from edgeaffect.demo.session import make_detector
 
-    assert isinstance(make_detector(), detectors.MtcnnFaceDetector)       # onnxruntime/openvino are installed here
-    monkeypatch.setattr(detectors, "mtcnn_runtime", lambda: None)         # a box with neither
+    assert isinstance(make_detector(), BlazeFaceDetector)                 # onnxruntime/openvino are installed here
+    assert make_detector("blazeface-short").variant == "short"
+    assert isinstance(make_detector("mtcnn"), detectors.MtcnnFaceDetector)
+    monkeypatch.setattr(detectors, "blazeface_runtime", lambda: None)     # a box with neither
+    monkeypatch.setattr(detectors, "mtcnn_runtime", lambda: None)
     with caplog.at_level("WARNING", logger="edgeaffect.demo"):
         assert isinstance(make_detector("auto"), HaarFaceDetector)
     assert "using OpenCV Haar" in caplog.text

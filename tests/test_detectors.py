@@ -1,4 +1,4 @@
-"""The bundled MTCNN detector, detector choice and fallback, per-detector caches, and the shared reporting."""
+"""The bundled MTCNN detector (BlazeFace: test_blazeface.py), detector choice and fallback, per-detector caches, and the shared reporting."""
 from __future__ import annotations
 
 import importlib.util
@@ -92,13 +92,14 @@ def test_bundled_onnx_nets_match_the_wheels_weights():
 
 def test_auto_falls_back_to_haar_with_one_line_and_names_are_checked(monkeypatch):
     said = []
+    monkeypatch.setattr(detectors, "blazeface_runtime", lambda: None)
     monkeypatch.setattr(detectors, "mtcnn_runtime", lambda: None)
     assert resolve_detector("auto", said.append) == "haar" and len(said) == 1 and "onnxruntime" in said[0]
     assert isinstance(make_detector("auto"), HaarFaceDetector)
     with pytest.raises(EdgeAffectError, match="needs onnxruntime or openvino"):
         MtcnnFaceDetector()
     monkeypatch.undo()
-    assert resolve_detector("auto") == "mtcnn" and resolve_detector("haar") == "haar"
+    assert resolve_detector("auto") == "blazeface" and resolve_detector("haar") == "haar"
     with pytest.raises(EdgeAffectError, match="unknown face detector 'yunet'"):
         resolve_detector("yunet")
 
@@ -112,8 +113,9 @@ def test_preprocessing_cache_is_kept_per_detector(tmp_path):
     cfg = AVConfig(frames=4, face_size=32)
     auto, rep = prepare_clips(jobs, cfg, tmp_path / "cache", workers=2)
     assert rep.ok == len(jobs) and rep.from_cache == 0
-    again, rep = prepare_clips(jobs, AVConfig(frames=4, face_size=32, detector="mtcnn"), tmp_path / "cache", workers=1)
-    assert again == auto and rep.from_cache == len(jobs)           # auto resolved to mtcnn: the same entries
+    again, rep = prepare_clips(jobs, AVConfig(frames=4, face_size=32, detector="blazeface"), tmp_path / "cache",
+                               workers=1)
+    assert again == auto and rep.from_cache == len(jobs)           # auto resolved to blazeface: the same entries
     haar, rep = prepare_clips(jobs, AVConfig(frames=4, face_size=32, detector="haar"), tmp_path / "cache", workers=1)
     assert rep.from_cache == 0 and set(haar.values()).isdisjoint(auto.values())
 

@@ -31,8 +31,9 @@ def demo_cmd(
     max_per_client: Annotated[int, typer.Option("--max-per-client", min=1, help="With --serve: connections one address may hold before they are admitted (open streams not counted); beyond them 503.")] = 8,
     bench: Annotated[bool, typer.Option("--bench", help="Print FPS, latency and per-stage timings at the end.")] = False,
     bench_json: Annotated[Optional[Path], typer.Option("--bench-json", help="Also write the --bench summary as JSON here.")] = None,
-    detector: Annotated[str, typer.Option("--detector", help="Face detector: auto (MTCNN through ONNX Runtime/OpenVINO, "
-                                                              "Haar where neither is installed), mtcnn, haar, or "
+    detector: Annotated[str, typer.Option("--detector", help="Face detector: auto (BlazeFace full range through ONNX Runtime/OpenVINO, "
+                                                              "Haar where neither is installed), blazeface, "
+                                                              "blazeface-short (webcams: faces within 2 m), mtcnn, haar, or "
                                                               "package.module:Class: a class whose detect(frame_bgr) returns "
                                                               "boxes (its module is imported, so name only your own code; "
                                                               "the standard library is refused).")] = "auto",

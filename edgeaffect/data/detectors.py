@@ -1,16 +1,18 @@
-"""Face detectors by name: MTCNN (the default) run by OpenVINO or ONNX Runtime, OpenCV Haar as the fallback.
+"""Face detectors by name: BlazeFace (the default), MTCNN, OpenCV Haar, run by ONNX Runtime or OpenVINO.
 
-MTCNN's P/R/O-Nets (weights from the ``facenet-pytorch`` wheel, MIT; see :mod:`.mtcnn_export`) ship as
-ONNX files inside this package, so no torch and no download is needed: OpenVINO runs them (1.3-1.7x
-faster than ONNX Runtime on these small nets here), ONNX Runtime when OpenVINO is absent, both through
-:mod:`edgeaffect.runtimes` pinned to fp32.  With neither installed, ``auto`` falls back to Haar and says so
-in one line.
-MTCNN also gives five landmarks per face (eyes, nose, mouth corners), which :func:`align_face` uses to
-crop faces the way Aff-Wild2's ``cropped_aligned`` frames are made.
+``auto`` and ``blazeface`` are BlazeFace full range, ``blazeface-short`` its short-range net for webcams
+(faces within about 2 m), both converted from MediaPipe's ``.tflite`` (Apache-2.0; see
+:mod:`.blazeface_export`, decoded in :mod:`.blazeface`).  MTCNN's P/R/O-Nets (weights from the
+``facenet-pytorch`` wheel, MIT; see :mod:`.mtcnn_export`) stay selectable.  All ship as ONNX inside this
+package, so no torch and no download is needed; they run through :mod:`edgeaffect.runtimes` pinned to
+fp32.  With neither runtime installed, ``auto`` falls back to Haar and says so in one line.
+Every detector but Haar gives five landmarks per face (eyes, nose, mouth corners), which
+:func:`align_face` uses to crop faces the way Aff-Wild2's ``cropped_aligned`` frames are made.
 
-Why MTCNN over Haar: measured in benchmarks/results/face_detector.md, it finds frontal faces with closed
-eyes, strong expressions or sunglasses that the cascade misses, at 18-24 ms per call on one thread
-(3-5x less than Haar) and about 10 ms per frame with one preprocessing worker per core of two.
+Why BlazeFace full range over MTCNN: one 192x192 net per frame instead of an image pyramid and two crop
+stages, so it costs a fraction of MTCNN's time on one thread and still finds all five faces of the group
+photo (benchmarks/results/2026-12-07-detectors-amd-epyc.md).  Why MTCNN over Haar: it finds frontal faces
+with closed eyes, strong expressions or sunglasses that the cascade misses (benchmarks/results/face_detector.md).
 """
 from __future__ import annotations
 
@@ -24,8 +26,8 @@ from ..errors import EdgeAffectError
 from .faces import Box, HaarFaceDetector
 
 WEIGHTS = Path(__file__).with_name("weights") / "mtcnn"
-DETECTORS = ("auto", "mtcnn", "haar")
-_RUNTIMES = ("openvino", "onnxruntime")   # OpenVINO ran these small nets 1.3-1.7x faster here
+DETECTORS = ("auto", "blazeface", "blazeface-short", "mtcnn", "haar")
+_RUNTIMES = ("openvino", "onnxruntime")   # OpenVINO ran the MTCNN nets 1.3-1.7x faster here
 
 
 @dataclass(frozen=True)
@@ -35,22 +37,37 @@ class Face:
     landmarks: np.ndarray         # [5, 2] x, y: left eye, right eye, nose, left mouth, right mouth
 
 
-def mtcnn_runtime() -> str | None:
-    """The first installed runtime that runs the bundled MTCNN nets, or None (probed without importing)."""
+def installed_runtime(files: list[Path], order: tuple[str, ...] = _RUNTIMES) -> str | None:
+    """The first installed runtime of ``order`` that can run these bundled ONNX files, or None (probed
+    without importing)."""
     import importlib.util
 
-    if not all((WEIGHTS / f"{n}.onnx").is_file() for n in ("pnet", "rnet", "onet")):
+    if not all(Path(f).is_file() for f in files):
         return None
-    return next((r for r in _RUNTIMES if importlib.util.find_spec(r) is not None), None)
+    return next((r for r in order if importlib.util.find_spec(r) is not None), None)
+
+
+def mtcnn_runtime() -> str | None:
+    """The runtime for the bundled MTCNN nets, or None."""
+    return installed_runtime([WEIGHTS / f"{n}.onnx" for n in ("pnet", "rnet", "onet")])
+
+
+def blazeface_runtime() -> str | None:
+    """The runtime for the bundled BlazeFace nets, or None."""
+    from .blazeface import VARIANTS, WEIGHTS as BLAZEFACE
+
+    return installed_runtime([BLAZEFACE / v.file for v in VARIANTS.values()])
 
 
 class _Net:
-    """One MTCNN net, fp32 through our runtimes: ``net(image) -> outputs`` in the ONNX file's output order."""
+    """One detector net through our runtimes (fp32 unless told): ``net(image) -> outputs`` in the ONNX
+    file's output order."""
 
-    def __init__(self, path: Path, runtime: str, threads: int | None):
+    def __init__(self, path: Path, runtime: str, threads: int | None, precision: str = "fp32"):
         from ..runtimes import load
 
-        self.runtime = load(path, runtime=runtime, precision="fp32", **({"threads": int(threads)} if threads else {}))
+        self.runtime = load(path, runtime=runtime, precision=precision,
+                            **({"threads": int(threads)} if threads else {}))
         self.outputs = [t.name for t in self.runtime.outputs]
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
@@ -59,16 +76,16 @@ class _Net:
 
 
 def resolve_detector(name: str, say: Callable[[str], None] | None = None) -> str:
-    """The detector that ``name`` means here: ``auto`` is ``mtcnn`` when a runtime for it is installed,
-    else ``haar`` (told through ``say`` once).  Caches are keyed by the resolved name."""
+    """The detector that ``name`` means here: ``auto`` is ``blazeface`` (full range) when a runtime for it is
+    installed, else ``haar`` (told through ``say`` once).  Caches are keyed by the resolved name."""
     if name not in DETECTORS:
         raise EdgeAffectError(f"unknown face detector {name!r} (available: {', '.join(DETECTORS)})")
     if name != "auto":
         return name
-    if mtcnn_runtime() is not None:
-        return "mtcnn"
+    if blazeface_runtime() is not None:
+        return "blazeface"
     if say is not None:
-        say("face detector: MTCNN needs onnxruntime or openvino (pip install 'edgeaffect[onnxruntime]'); "
+        say("face detector: BlazeFace needs onnxruntime or openvino (pip install 'edgeaffect[onnxruntime]'); "
             "using OpenCV Haar")
     return "haar"
 
@@ -78,6 +95,10 @@ def make_detector(name: str = "auto", threads: int | None = 1, say: Callable[[st
     resolved = resolve_detector(name, say)
     if resolved == "haar":
         return HaarFaceDetector()
+    if resolved.startswith("blazeface"):
+        from .blazeface import BlazeFaceDetector
+
+        return BlazeFaceDetector("short" if resolved == "blazeface-short" else "full", threads=threads)
     return MtcnnFaceDetector(threads=threads)
 
 

@@ -10,7 +10,7 @@ Valence (1-7) is read but not used for training.  Column and folder names match
 case-insensitively.
 
 Preprocessing (per clip, cached): ``cache_frames`` frames spread evenly over
-the clip are decoded; in each, the detected face (MTCNN by default, Haar as the fallback) that agrees with the clip's face
+the clip are decoded; in each, the detected face (BlazeFace by default, Haar as the fallback) that agrees with the clip's face
 (within one face width of the median of the frames' largest detections, half
 to twice its size) is the face box, so a false detection on the shirt or the
 background is not blacked out or cropped as the face; frames without one reuse

@@ -2,8 +2,8 @@
 
 ``FaceDetector.detect(frame_bgr) -> list[Box]`` is all a detector must do, so
 a better detector (a DNN, MediaPipe, a dataset's own boxes) plugs in without
-touching readers or the demo.  :mod:`.detectors` picks one by name: MTCNN
-(bundled ONNX nets, the default where ONNX Runtime or OpenVINO is installed)
+touching readers or the demo.  :mod:`.detectors` picks one by name: BlazeFace
+(bundled ONNX, the default where ONNX Runtime or OpenVINO is installed), MTCNN,
 or OpenCV's Haar frontal-face cascade (inside ``opencv-python-headless`` 4.x),
 the fallback.  A detector's ``name`` goes into preprocessing cache keys.
 """

@@ -140,8 +140,8 @@ class ClipSkipped(Exception):
 
 @functools.lru_cache(maxsize=4)
 def make_detector(name: str):
-    """The detector for a resolved name (``mtcnn`` or ``haar``), made once per process; one thread each,
-    as the worker processes run side by side."""
+    """The detector for a resolved name (``blazeface``, ``blazeface-short``, ``mtcnn`` or ``haar``), made once
+    per process; one thread each, as the worker processes run side by side."""
     from .detectors import make_detector as make
 
     return make(name, threads=1)

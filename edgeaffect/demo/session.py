@@ -210,20 +210,21 @@ class _DetectorPool:
 def make_detectors(name: str = "auto", n: int = 1) -> list:
     """``n`` detectors of a named kind (see :func:`make_detector`), the fallback said once; a
     ``package.module:Class`` detector is built once (nothing says it can run twice at once)."""
-    from ..data.detectors import DETECTORS, MtcnnFaceDetector, resolve_detector
+    from ..data.detectors import DETECTORS, make_detector as make, resolve_detector
 
     if name not in DETECTORS:
         return [_custom_detector(name)]
-    if resolve_detector(name, log.warning) == "haar":
+    resolved = resolve_detector(name, log.warning)
+    if resolved == "haar":
         from ..data.faces import HaarFaceDetector
 
         return [HaarFaceDetector(scale_factor=1.2, max_side=320) for _ in range(n)]   # the demo's faster cascade
-    return [MtcnnFaceDetector(threads=1) for _ in range(n)]
+    return [make(resolved, threads=1) for _ in range(n)]
 
 
 def make_detector(name: str = "auto"):
-    """``auto`` (MTCNN where ONNX Runtime or OpenVINO is installed, else OpenCV Haar, said once), ``mtcnn``,
-    ``haar``, or ``package.module:Class`` of any object with ``detect(frame_bgr) -> [(x, y, w, h), ...]``
+    """``auto`` (BlazeFace full range where ONNX Runtime or OpenVINO is installed, else OpenCV Haar, said
+    once), ``blazeface``, ``blazeface-short``, ``mtcnn``, ``haar``, or ``package.module:Class`` of any object with ``detect(frame_bgr) -> [(x, y, w, h), ...]``
     (largest first)."""
     return make_detectors(name, 1)[0]
 
