@@ -58,7 +58,7 @@ class Session:
 
 def build_session(source: str | Sequence[str], model: Path | None = None, runtime: str = "auto",
                   precision: str = "auto", window: bool = False, output: Path | None = None,
-                  jsonl: Path | None = None, serve: str | None = None, detector=None, detect_every: int = 5,
+                  jsonl: Path | None = None, serve: str | None = None, detector=None, detect_every: int = 0,
                   max_faces: int = 4, smoothing: float = 0.6, realtime: bool = False, loop: bool = False,
                   max_frames: int | None = None, folder_fps: float = 10.0, reconnect_retries: int | None = 10,
                   sync: bool | None = None, mode: str = "auto", reconnect_delay: float = 0.5, audio: str = "auto",
@@ -210,15 +210,16 @@ class _DetectorPool:
 def make_detectors(name: str = "auto", n: int = 1) -> list:
     """``n`` detectors of a named kind (see :func:`make_detector`), the fallback said once; a
     ``package.module:Class`` detector is built once (nothing says it can run twice at once)."""
-    from ..data.detectors import DETECTORS, MtcnnFaceDetector, resolve_detector
+    from ..data.detectors import DETECTORS, make_detector, resolve_detector
 
     if name not in DETECTORS:
         return [_custom_detector(name)]
-    if resolve_detector(name, log.warning) == "haar":
+    resolved = resolve_detector(name, log.warning)
+    if resolved == "haar":
         from ..data.faces import HaarFaceDetector
 
         return [HaarFaceDetector(scale_factor=1.2, max_side=320) for _ in range(n)]   # the demo's faster cascade
-    return [MtcnnFaceDetector(threads=1) for _ in range(n)]
+    return [make_detector(resolved, threads=1) for _ in range(n)]
 
 
 def make_detector(name: str = "auto"):

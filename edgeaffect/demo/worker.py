@@ -26,6 +26,7 @@ class Request:
     track_ids: list[int]
     crops: np.ndarray | None           # [N, T, R, h, w, 3] BGR uint8, R regions (``feeds.region_order``)
     audio: np.ndarray | None = None    # [samples] mono window (shared by every track)
+    captured_by: dict = field(default_factory=dict)   # several sources merged: each one's newest capture
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Result:
     track_ids: list[int]
     scores: np.ndarray                 # [N, labels]
     timings: dict[str, float] = field(default_factory=dict)
+    captured_by: dict = field(default_factory=dict)   # source -> its newest capture (merged requests)
 
 
 class SlotWorker:
@@ -161,8 +163,9 @@ class InferenceWorker(SlotWorker):
         scores = self._infer(every)
         t2 = time.perf_counter()
         frame = reqs[0].frame if len(reqs) == 1 else -1
+        by = {k: v for r in reqs for k, v in r.captured_by.items()}
         return Result(frame, min(r.captured for r in reqs), t2, [t for r in reqs for t in r.track_ids], scores,
-                      {"prepare": t1 - t0, "infer": t2 - t1})
+                      {"prepare": t1 - t0, "infer": t2 - t1}, by)
 
     def _feeds(self, req: Request) -> dict[str, np.ndarray]:
         every = feeds_from_crops(self.spec, req.crops, req.audio)   # what each input takes, from the spec
@@ -187,11 +190,12 @@ def merge_requests(parts: list[tuple[int, Request]]) -> Request | list[Request]:
 
     Requests with audio stay a list (each source has its own audio window); the worker still runs them
     as one batched call, each window repeated over its own source's faces."""
-    tagged = [Request(r.frame, r.captured, [(i, t) for t in r.track_ids], r.crops, r.audio) for i, r in parts]
+    tagged = [Request(r.frame, r.captured, [(i, t) for t in r.track_ids], r.crops, r.audio, {i: r.captured})
+              for i, r in parts]
     if any(r.audio is not None for r in tagged):
         return tagged
     return Request(-1, min(r.captured for r in tagged), [t for r in tagged for t in r.track_ids],
-                   np.concatenate([r.crops for r in tagged]))
+                   np.concatenate([r.crops for r in tagged]), captured_by={i: r.captured for i, r in parts})
 
 
 def split_result(res: Result) -> dict[int, Result]:
@@ -199,5 +203,5 @@ def split_result(res: Result) -> dict[int, Result]:
     rows: dict[int, list[int]] = {}
     for k, (i, _) in enumerate(res.track_ids):
         rows.setdefault(i, []).append(k)
-    return {i: Result(res.frame, res.captured, res.done, [res.track_ids[k][1] for k in ks], res.scores[ks],
-                      res.timings) for i, ks in rows.items()}
+    return {i: Result(res.frame, res.captured_by.get(i, res.captured), res.done, [res.track_ids[k][1] for k in ks],
+                      res.scores[ks], res.timings) for i, ks in rows.items()}
