@@ -71,3 +71,114 @@ def test_a_checkpoint_only_run_is_exported_on_first_use(tmp_path):
     assert next(iter(rt.infer({spec.inputs[0].name: x}).values())).shape == (2, len(spec.labels))   # dynamic batch
     rt2, _ = open_model(run, runtime="torch")              # torch stays reachable when named
     assert rt2.name == "torch"
+
+
+# ----------------------------------------------------------------------------- detection every frame within budget
+
+class _Detector:
+    """A fixed face, missed on the frames of ``misses``; sleeps ``delay`` seconds per call."""
+
+    def __init__(self, delay=0.0, misses=()):
+        self.delay, self.misses, self.calls = delay, set(misses), 0
+
+    def detect(self, frame):
+        import time
+
+        self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
+        return [] if self.calls in self.misses else [(100, 60, 80, 80)]
+
+
+def _sync_session(n, detector, fps=30.0, **kw):
+    from tests.test_demo import FakeRunner, FakeSource, _session
+
+    return _session(FakeSource(["ok"] * n, live=False, fps=fps), FakeRunner(), detector, sync=True, **kw)
+
+
+def test_detection_runs_on_every_frame_when_it_fits_the_budget_and_keeps_one_id(tmp_path):
+    det = _Detector(misses={5, 6, 7, 20})                 # the detector blinks: 3 frames, then 1
+    s = _sync_session(40, det, jsonl=tmp_path / "p.jsonl")
+    summary = s.run().summary()
+    assert det.calls == 40 and summary["detection"] == {"ran": 40, "skipped": 0, "every_frame_pct": 100.0}
+    lines = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert all(len(r["faces"]) == 1 for r in lines)       # held through the misses ...
+    assert {r["faces"][0]["track"] for r in lines} == {1}  # ... under one id
+    assert summary["frame_budget_ms"] == pytest.approx(1000 / 30)
+
+
+def test_a_detector_over_the_frame_budget_skips_frames_and_says_how_often():
+    det = _Detector(delay=0.03)                            # 30 ms against a 10 ms budget: at least 3x over
+    summary = _sync_session(30, det, fps=100.0).run().summary()
+    d = summary["detection"]
+    assert det.calls == d["ran"] and 1 < d["ran"] <= 10 and d["ran"] + d["skipped"] == 30
+    explicit = _sync_session(30, _Detector(), detect_every=3).run().summary()["detection"]
+    assert explicit["ran"] == 10                           # --detect-every N still means every N frames
+
+
+def test_sync_predictions_are_fresh_on_every_face_frame():
+    summary = _sync_session(12, _Detector()).run().summary()
+    assert summary["face_frames"] == 12 and summary["fresh_pct"] == 100.0
+
+
+def test_a_model_slower_than_the_frames_leaves_stale_predictions():
+    from tests.test_demo import FakeRunner, FakeSource, _session
+
+    s = _session(FakeSource(["ok"] * 30, live=False, fps=100.0), FakeRunner(delay=0.15), _Detector(),
+                 sync=False, realtime=True)
+    summary = s.run().summary()
+    assert summary["face_frames"] >= 20 and summary["fresh_pct"] < 50   # the first frame waits for its detection
+
+
+def test_cli_bench_reports_detection_and_freshness(zoo_run, clip, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeaffect.cli import app
+
+    bench = tmp_path / "b.json"
+    res = CliRunner().invoke(app, ["demo", "-s", str(clip), "-m", str(zoo_run), "--headless", "--bench",
+                                   "--bench-json", str(bench)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(bench.read_text())
+    d = summary["detection"]
+    assert d["ran"] + d["skipped"] == summary["frames"] == 12 and d["ran"] >= 1
+    assert f"detection: ran on {d['ran']} frames" in res.output and "% of budget" in res.output
+
+
+# ----------------------------------------------------------------------------- many sources on one box
+
+def test_merged_requests_keep_each_sources_capture_time():
+    from edgeaffect.demo.worker import Request, Result, merge_requests, split_result
+
+    crops = np.zeros((1, 1, 1, 4, 4, 3), np.uint8)
+    merged = merge_requests([(0, Request(3, 10.0, [1], crops)), (1, Request(7, 12.5, [4, 5], np.repeat(crops, 2, 0)))])
+    assert merged.track_ids == [(0, 1), (1, 4), (1, 5)] and merged.captured_by == {0: 10.0, 1: 12.5}
+    res = Result(-1, merged.captured, 13.0, merged.track_ids, np.eye(3, dtype=np.float32), {}, merged.captured_by)
+    parts = split_result(res)
+    assert parts[0].captured == 10.0 and parts[1].captured == 12.5 and parts[1].track_ids == [4, 5]
+
+
+def test_realtime_files_beside_others_are_read_as_cameras_and_every_frame_is_accounted(tmp_path):
+    from edgeaffect.demo.session import build_session
+    from tests.test_demo import FakeRunner, FakeSource
+
+    srcs = [FakeSource(["ok"] * 15, live=False, fps=50.0) for _ in range(3)]
+    runner = FakeRunner()
+    s = build_session(["a", "b", "c"], src=srcs, runner=runner, detector=_Detector(), realtime=True)
+    summary = s.run().summary()
+    for x in summary["sources"]:
+        assert x["frames"] + x["dropped_frames"] == 15 and x["frames"] >= 1   # processed or counted as skipped
+        assert set(x["detection"]) == {"ran", "skipped", "every_frame_pct"} and "fresh_pct" in x
+    assert max(runner.batches) >= 2                         # faces of several sources in one model call
+
+
+def test_multidemo_drives_demo_through_public_steps_only():
+    import inspect
+
+    from edgeaffect.demo import multi
+
+    src = inspect.getsource(multi)
+    import re
+
+    private = set(re.findall(r"\b(?:d|first|self\.demos\[i\])\._[a-z]\w*", src))
+    assert not private, private
