@@ -182,3 +182,38 @@ def test_multidemo_drives_demo_through_public_steps_only():
 
     private = set(re.findall(r"\b(?:d|first|self\.demos\[i\])\._[a-z]\w*", src))
     assert not private, private
+
+
+# ----------------------------------------------------------------------------- faithful output
+
+def test_output_carries_the_source_audio_cut_to_the_video(clip, tmp_path):
+    import av
+
+    from edgeaffect.demo.session import build_session
+    from tests.test_demo import FakeRunner
+
+    out = tmp_path / "a.mp4"
+    s = build_session(str(clip), runner=FakeRunner(), detector=_Detector(), output=out, sync=True, max_frames=8)
+    s.run()
+    with av.open(str(out)) as c, av.open(str(clip)) as src:
+        assert len(c.streams.video) == 1 and len(c.streams.audio) == 1
+        a = c.streams.audio[0]
+        assert a.codec_context.name == src.streams.audio[0].codec_context.name
+        last = max(float(p.pts * a.time_base) for p in c.demux(a) if p.pts is not None)
+    with av.open(str(out)) as c:
+        n_video = sum(1 for _ in c.decode(video=0))
+    assert n_video == 8 and 0.2 < last < 8 / 20 + 0.1      # the audio of the 8 frames written, not the whole clip
+
+
+def test_output_of_a_silent_source_has_no_audio_stream(tmp_path):
+    import av
+
+    from edgeaffect.demo.clips import render_clip
+    from edgeaffect.demo.session import build_session
+    from tests.test_demo import FakeRunner
+
+    silent = render_clip(tmp_path / "s.mp4", seconds=0.3, fps=20, size=(320, 240), audio=False)
+    out = tmp_path / "o.mp4"
+    build_session(str(silent), runner=FakeRunner(), detector=_Detector(), output=out, sync=True).run()
+    with av.open(str(out)) as c:
+        assert len(c.streams.audio) == 0 and sum(1 for _ in c.decode(video=0)) == 6

@@ -119,7 +119,7 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
             sinks.append(web)
         for i, name in enumerate(names):
             own = _source_sinks(srcs[i], output[i] if many and output else output,
-                                jsonl[i] if many and jsonl else jsonl, window, name if many else None)
+                                jsonl[i] if many and jsonl else jsonl, window, name if many else None, name)
             sinks += own
             if web is not None:
                 own.insert(len(own) - window, web.channel(i) if many else web)
@@ -158,14 +158,16 @@ def _check_window(window: bool, nothing_else: bool) -> bool:
     return window
 
 
-def _source_sinks(src, output, jsonl, window: bool, title: str | None) -> list:
-    """One source's files and window (its web tile is added by the caller); closed again if one fails."""
+def _source_sinks(src, output, jsonl, window: bool, title: str | None, name: str | None = None) -> list:
+    """One source's files and window (its web tile is added by the caller); closed again if one fails.
+    The ``--output`` of a file source carries that file's audio track."""
     from .sinks import JsonlSink, Mp4Sink, WindowSink
 
     sinks: list = []
     try:
         if output is not None:
-            sinks.append(Mp4Sink(output, lambda: getattr(src, "fps", 30.0) or 30.0))
+            audio_from = name if name is not None and not getattr(src, "live", True) and Path(name).is_file() else None
+            sinks.append(Mp4Sink(output, lambda: getattr(src, "fps", 30.0) or 30.0, audio_from=audio_from))
         if jsonl is not None:
             sinks.append(JsonlSink(jsonl))
         if window:
