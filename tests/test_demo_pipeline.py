@@ -217,3 +217,13 @@ def test_output_of_a_silent_source_has_no_audio_stream(tmp_path):
     build_session(str(silent), runner=FakeRunner(), detector=_Detector(), output=out, sync=True).run()
     with av.open(str(out)) as c:
         assert len(c.streams.audio) == 0 and sum(1 for _ in c.decode(video=0)) == 6
+
+
+def test_overlay_is_drawn_only_for_sinks_that_take_frames(tmp_path):
+    from edgeaffect.demo.pipeline import Demo
+
+    only_records = _sync_session(6, _Detector(), jsonl=tmp_path / "p.jsonl").run().summary()
+    assert only_records["stages_ms"]["overlay"]["n"] == 0
+    drawn = _sync_session(6, _Detector(), output=tmp_path / "o.mp4").run().summary()
+    assert drawn["stages_ms"]["overlay"]["n"] == 6
+    assert Demo.emit.__doc__ and "quit" in Demo.emit.__doc__

@@ -430,11 +430,12 @@ class Demo:
         st, img, tracks = self.stats, frame.image, frame.tracks
         t3 = time.perf_counter()
         record = self._record(frame.index, frame.t, tracks, img.shape)
-        elapsed = t3 - (st.first_frame or t3)
-        fps = (st.frames + 1) / elapsed if elapsed > 0 else 0.0
-        lat = st.latency[-1] * 1000 if st.latency else 0.0
-        overlay.draw(img, record["faces"], self.labels, fps, lat, self.status, kind=self.kind)
-        st.stages["overlay"].append(time.perf_counter() - t3)
+        if self._drawn:   # nothing shows or writes frames (--jsonl, --bench): drawing them would be wasted
+            elapsed = t3 - (st.first_frame or t3)
+            fps = (st.frames + 1) / elapsed if elapsed > 0 else 0.0
+            lat = st.latency[-1] * 1000 if st.latency else 0.0
+            overlay.draw(img, record["faces"], self.labels, fps, lat, self.status, kind=self.kind)
+            st.stages["overlay"].append(time.perf_counter() - t3)
         t4 = time.perf_counter()
         for s in self.sinks:
             s.write(img, record)
@@ -446,6 +447,11 @@ class Demo:
         st.fresh += bool(tracks) and self._fresh(frame, tracks)
         st.latency.append(time.perf_counter() - frame.captured)
         return any(getattr(s, "quit", False) for s in self.sinks)
+
+    @property
+    def _drawn(self) -> bool:
+        """Whether any sink takes the annotated frame (``records_only`` sinks take only the JSON record)."""
+        return any(not getattr(s, "records_only", False) for s in self.sinks)
 
     def _fresh(self, frame: "_Frame", tracks) -> bool:
         """Every face on the frame shows a prediction from this frame or the one before (within 1.5 budgets)."""

@@ -106,6 +106,8 @@ def mux_audio(video: Path, audio_src: Path, out: Path, seconds: float) -> None:
 class JsonlSink:
     """One JSON object per processed frame, flushed line by line; renamed into place on close."""
 
+    records_only = True   # takes the records, never the drawn frame: no overlay is drawn for it
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,6 +166,8 @@ class WindowSink:
 
 class ProgressSink:
     """A rich progress bar over the frames of a file (headless runs), so long files show where they are."""
+
+    records_only = True   # counts frames, never looks at them
 
     def __init__(self, total=None, console=None, label: str = "demo"):
         """``total``: the frame count, or a callable giving it once the source is open."""
