@@ -163,13 +163,13 @@ def test_realtime_files_beside_others_are_read_as_cameras_and_every_frame_is_acc
     from tests.test_demo import FakeRunner, FakeSource
 
     srcs = [FakeSource(["ok"] * 15, live=False, fps=50.0) for _ in range(3)]
-    runner = FakeRunner()
+    runner = FakeRunner(delay=0.03)                         # busy while the other sources' frames come in
     s = build_session(["a", "b", "c"], src=srcs, runner=runner, detector=_Detector(), realtime=True)
     summary = s.run().summary()
     for x in summary["sources"]:
         assert x["frames"] + x["dropped_frames"] == 15 and x["frames"] >= 1   # processed or counted as skipped
         assert set(x["detection"]) == {"ran", "skipped", "every_frame_pct"} and "fresh_pct" in x
-    assert max(runner.batches) >= 2                         # faces of several sources in one model call
+    assert max(runner.batches) >= 2                         # windows that waited for the model go in one call
 
 
 def test_multidemo_drives_demo_through_public_steps_only():
@@ -227,3 +227,46 @@ def test_overlay_is_drawn_only_for_sinks_that_take_frames(tmp_path):
     drawn = _sync_session(6, _Detector(), output=tmp_path / "o.mp4").run().summary()
     assert drawn["stages_ms"]["overlay"]["n"] == 6
     assert Demo.emit.__doc__ and "quit" in Demo.emit.__doc__
+
+
+def test_a_finished_model_call_wakes_the_loop():
+    import threading
+
+    from edgeaffect.demo.worker import SlotWorker
+
+    class Echo(SlotWorker):
+        def process(self, item):
+            return item
+
+    done = threading.Event()
+    w = Echo()
+    w.on_done = done.set
+    try:
+        w.submit(7)
+        assert done.wait(10.0) and w.poll() == [7]
+    finally:
+        w.close()
+
+
+def test_detection_threads_run_below_the_model_in_priority():
+    import os
+    import threading
+
+    from edgeaffect.demo.worker import DetectorWorker, InferenceWorker, lower_priority
+
+    assert DetectorWorker.nice > InferenceWorker.nice == 0
+    seen = {}
+
+    def probe():
+        tid = threading.get_native_id()
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+        seen["lowered"] = lower_priority(3)
+        seen["delta"] = os.getpriority(os.PRIO_PROCESS, tid) - before
+
+    main_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    if seen["lowered"]:
+        assert 0 < seen["delta"] <= 3
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before   # that thread only

@@ -102,38 +102,53 @@ class MultiDemo:
         return self.stats
 
     def _loop(self, lps: list, worker: InferenceWorker, stop: threading.Event, wake: threading.Event) -> None:
+        """Rounds until every source ended: advance those with a frame, hand the model every window not
+        handed over yet (this round's or one that found the model busy before), apply, emit.  A round
+        starts when a frame comes or the model finishes (``wake``), so a window never waits for its
+        source's next frame to be handed over."""
         active = list(range(len(self.demos)))
+        latest: dict = {}                # each source's newest advanced frame (its windows may still be pending)
+        worker.on_done = wake.set
         while active and not stop.is_set():
             wake.clear()
-            frames = {}
-            for i in list(active):
-                d, lp = self.demos[i], lps[i]
-                d.check(lp)
-                frame = END if d.limit_reached() else d.advance(lp, stop)
-                if frame is END:
-                    active.remove(i)
-                elif frame is not None:
-                    frames[i] = frame
+            frames = self._advance(active, lps, stop)
+            for i in [i for i in latest if i not in active]:
+                del latest[i]
+            latest.update(frames)
+            self._submit(lps, worker, latest, frames)
+            self._collect(worker)
             if not frames:
                 if active and all(lps[i].threaded for i in active):
                     wake.wait(0.2)   # every remaining source is read on its thread and none had a frame: wait
                 continue
-            self._submit(lps, worker, frames)
-            self._collect(worker)
             for i, frame in frames.items():
                 if self.demos[i].emit(lps[i], frame):
                     stop.set()
 
-    def _submit(self, lps: list, worker: InferenceWorker, frames: dict) -> None:
-        """The fresh windows of every source that has some, as one request; never waits, except in sync mode."""
-        due = [i for i, f in frames.items() if self.demos[i].has_fresh(lps[i], f)]
+    def _advance(self, active: list, lps: list, stop: threading.Event) -> dict:
+        """One frame of every active source that has one; a source at its end leaves ``active``."""
+        frames = {}
+        for i in list(active):
+            d, lp = self.demos[i], lps[i]
+            d.check(lp)
+            frame = END if d.limit_reached() else d.advance(lp, stop)
+            if frame is END:
+                active.remove(i)
+            elif frame is not None:
+                frames[i] = frame
+        return frames
+
+    def _submit(self, lps: list, worker: InferenceWorker, latest: dict, frames: dict) -> None:
+        """The windows not handed over yet, of every source, as one request; never waits, except in sync
+        mode.  A busy model counts a skip for the sources whose new frame it could not take."""
+        due = [i for i, f in latest.items() if self.demos[i].has_fresh(lps[i], f)]
         if not due:
             return
         if worker.busy:
             for i in due:
-                self.demos[i].stats.skipped += 1
+                self.demos[i].stats.skipped += i in frames
             return
-        worker.submit(merge_requests([(i, self.demos[i].request(lps[i], frames[i])) for i in due]))
+        worker.submit(merge_requests([(i, self.demos[i].request(lps[i], latest[i])) for i in due]))
         if self.cfg.sync:
             worker.wait_idle(timeout=60.0)
 

@@ -54,6 +54,7 @@ class SlotWorker:
         self._busy = False
         self.submitted = self.dropped = self.completed = 0
         self.error: BaseException | None = None
+        self.on_done = None    # called (no arguments) after each finished item: wakes a loop waiting for frames
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
@@ -117,6 +118,8 @@ class SlotWorker:
                 self.completed += 1
                 self._busy = False
                 self._cond.notify_all()
+            if self.on_done is not None:
+                self.on_done()
 
 
 @dataclass
