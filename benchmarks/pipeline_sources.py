@@ -38,11 +38,15 @@ def one(model, clip: str, n: int, seconds: float, **kw) -> dict:
     finally:
         timer.cancel()
     per = summ.get("sources") or [summ]
+    seen = [x for x in per if x["face_frames"]]     # a source never detected has no frame to be fresh on
     inf = summ["inferences"] / summ["wall_s"] if summ["wall_s"] else 0.0
     return {
         "sources": n, "describe": s.describe(), "runtime": s.runtime_name,
-        "fresh_pct_mean": statistics.mean(x["fresh_pct"] for x in per),
-        "fresh_pct_min": min(x["fresh_pct"] for x in per),
+        "fresh_pct_mean": statistics.mean(x["fresh_pct"] for x in seen) if seen else 0.0,
+        "fresh_pct_min": min((x["fresh_pct"] for x in seen), default=0.0),
+        "sources_without_faces": len(per) - len(seen),
+        "fresh_frames_pct": 100.0 * sum(x["fresh_pct"] * x["face_frames"] for x in seen) / 100.0 /
+                            max(1, sum(x["frames"] for x in per)),
         "age_p95_ms": summ["prediction_age_ms"]["p95"],
         "fps_per_source": statistics.mean(x["fps"] for x in per), "budget_ms": summ["frame_budget_ms"],
         "frames": summ["frames"], "frames_skipped": summ["dropped_frames"],
@@ -59,13 +63,14 @@ def _fresh_rate(per: list) -> float:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| sources | FPS/source | fresh % mean (min) | age p95 ms | frames skipped | detected % | "
-            "decode | detect | preprocess | infer | overlay ms | load |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    head = ("| sources | FPS/source | fresh % mean (min) | sources without a face | age p95 ms | frames skipped | "
+            "detected % | decode | detect | preprocess | infer | overlay ms | load |\n"
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
         st = r["stages_ms"]
         lines.append(f"| {r['sources']} | {r['fps_per_source']:.1f} | {r['fresh_pct_mean']:.1f} ({r['fresh_pct_min']:.1f}) | "
-                     f"{r['age_p95_ms']:.1f} | {r['frames_skipped']} | {r['detect_pct']:.0f} | {st['decode']} | "
+                     f"{r['sources_without_faces']} | {r['age_p95_ms']:.1f} | {r['frames_skipped']} | {r['detect_pct']:.0f} | {st['decode']} | "
                      f"{st['detect']} | {st['preprocess']} | {st['infer']} | {st['overlay']} | "
                      f"{r['load_before']:.1f}-{r['load_after']:.1f} |")
     return "\n".join(lines)

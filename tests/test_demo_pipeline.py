@@ -270,3 +270,36 @@ def test_detection_threads_run_below_the_model_in_priority():
     if seen["lowered"]:
         assert 0 < seen["delta"] <= 3
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before   # that thread only
+
+
+def test_the_detector_pool_serves_waiting_sources_in_order():
+    import threading
+    import time
+
+    from edgeaffect.demo.session import _DetectorPool
+
+    gate, order = threading.Event(), []
+
+    class Held:
+        def detect(self, frame):
+            if frame == "first":
+                gate.wait(10.0)
+            order.append(frame)
+            return []
+
+    pool = _DetectorPool([Held()])
+    first = threading.Thread(target=pool.detect, args=("first",))
+    first.start()
+    while not pool._free == []:
+        time.sleep(0.001)
+    waiters = []
+    for name in ("a", "b", "c", "d"):            # each asks after the one before is queued
+        t = threading.Thread(target=pool.detect, args=(name,))
+        t.start()
+        waiters.append(t)
+        while len(pool._waiting) < len(waiters):
+            time.sleep(0.001)
+    gate.set()
+    for t in [first, *waiters]:
+        t.join(10.0)
+    assert order == ["first", "a", "b", "c", "d"] and pool._free and pool.last_seconds is None

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+from collections import deque
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,24 +193,44 @@ class _DetectorPool:
 
     Live sources detect on their own threads; with several detectors (a named detector is built that many
     times: each MTCNN holds its own compiled nets) they detect side by side instead of queueing on one.
+    Waiting threads get a detector in the order they asked (first come, first served): with more sources
+    than detectors an unfair hand-over left some sources undetected, without a face, for seconds.
     """
 
     def __init__(self, detectors: list):
         self.detector = detectors[0]          # what describe() names
         self.size = len(detectors)
-        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        self._free: list = list(detectors)
+        self._waiting: deque = deque()        # one (event, slot) per waiting thread, oldest first
+        self._lock = threading.Lock()
         self._local = threading.local()
-        for d in detectors:
-            self._free.put(d)
 
     def detect(self, frame):
-        d = self._free.get()
+        d = self._take()
         t0 = time.perf_counter()
         try:
             return d.detect(frame)
         finally:
             self._local.seconds = time.perf_counter() - t0   # the call alone, not the wait for a free detector
-            self._free.put(d)
+            self._give(d)
+
+    def _take(self):
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+            turn = (threading.Event(), [])
+            self._waiting.append(turn)
+        turn[0].wait()
+        return turn[1][0]
+
+    def _give(self, d) -> None:
+        with self._lock:
+            if not self._waiting:
+                self._free.append(d)
+                return
+            event, slot = self._waiting.popleft()
+        slot.append(d)
+        event.set()
 
     @property
     def last_seconds(self) -> float | None:
