@@ -58,6 +58,7 @@ class DemoConfig:
     face_margin: float | None = None  # None: the model's preprocessing value
     reconnect_retries: int | None = 10
     reconnect_delay: float = 0.5   # first backoff; doubles up to 8 s
+    file_readers: bool = True      # several sources: read realtime files on their own threads, as cameras
 
 
 @dataclass
@@ -283,7 +284,7 @@ class Demo:
             self.warm_up(worker)
         detw = DetectorWorker(self.detector, self.cfg.max_faces) if not self.cfg.sync else None
         start = time.perf_counter()
-        paced = not own and self.cfg.realtime and not source.live
+        paced = not own and self.cfg.realtime and not source.live and self.cfg.file_readers
         reader = LiveReader(source, self.stats, stop, wake, pace=start if paced else None) \
             if source.live or paced else None
         self.stats.budget = 1.0 / (getattr(source, "fps", 0.0) or 30.0)
