@@ -64,19 +64,14 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
                   max_frames: int | None = None, folder_fps: float = 10.0, reconnect_retries: int | None = 10,
                   sync: bool | None = None, mode: str = "auto", reconnect_delay: float = 0.5, audio: str = "auto",
                   verify: bool = True, src=None, runner=None, web_config=None) -> Session:
-    """``src``/``runner``/``detector`` may be given directly (tests, embedding); otherwise they are opened.
-    ``detector`` may also be a list of detectors that several sources share (each one call at a time).
-
-    ``source`` may be a list: several sources share the model and one web page, each with its own tracking
-    and its own ``--output``/``--jsonl`` file (``out.mp4`` -> ``out.0.mp4``, ``out.1.mp4``; see
-    :func:`per_source`); ``src`` then is a list too.
-    ``mode`` "auto" runs files played at full speed in sync mode (every frame gets its own prediction) and
-    cameras, streams and ``realtime`` playback asynchronously; ``sync`` (bool) overrides it.
-    ``audio`` (audio-visual models only): "auto" = the source file's track, "mic" or "mic:DEVICE" = a
-    microphone through sounddevice.
+    """``src``/``runner``/``detector`` (also a list several sources share) may be given directly (tests,
+    embedding); otherwise they are opened.  ``source`` may be a list: several sources share the model and
+    one web page, each with its own tracking and ``--output``/``--jsonl`` file (:func:`per_source`); ``src``
+    then is a list too.  ``mode`` "auto" runs files played at full speed in sync mode (every frame gets its
+    own prediction), cameras, streams and ``realtime`` playback asynchronously; ``sync`` overrides it.
+    ``audio`` (audio-visual models): "auto" = the file's track, "mic" or "mic:DEVICE" = a microphone.
     """
     from .runner import open_model
-    from .sources import open_source
 
     names = [source] if isinstance(source, (str, Path)) else [str(x) for x in source]
     many = len(names) > 1
@@ -90,22 +85,9 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
         runner, spec = open_model(model, runtime, precision, verify=verify)
     else:
         spec = runner.spec
-    for i, name in enumerate(names):
-        if srcs[i] is None:
-            try:
-                srcs[i] = open_source(name, loop=loop, folder_fps=folder_fps, decode_threads=1 if many else None)
-            except EdgeAffectError as exc:
-                raise EdgeAffectError(f"source {i} ({name}): {exc}" if many else str(exc)) from exc
+    _open_sources(names, srcs, loop, folder_fps)
     audios = [source_audio(name, spec, audio) for name in names]
-    if detector is None or isinstance(detector, str):
-        from ..precision import physical_cores
-
-        # one detector per source up to the cores but one: the model keeps a core (on 2 cores a second
-        # detector made predictions older, benchmarks/results/2026-12-02-demo_detector_pool.md)
-        detectors = make_detectors(detector or "auto", max(1, min(len(names), physical_cores() - 1)) if many else 1)
-    else:
-        detectors = list(detector) if isinstance(detector, (list, tuple)) else [detector]
-    detector = _DetectorPool(detectors) if many else detectors[0]
+    detector = _detectors(detector, len(names))
     if sync is None:
         sync = mode == "sync" or (mode == "auto" and not any(getattr(x, "live", False) for x in srcs) and not realtime)
     cfg = DemoConfig(detect_every=detect_every, max_faces=max_faces, smoothing=smoothing, realtime=realtime,
@@ -124,8 +106,7 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
             sinks += own
             if web is not None:
                 own.insert(len(own) - window, web.channel(i) if many else web)
-            demos.append(Demo(runner, spec, detector, cfg, own, audio=audios[i],
-                              source_id=i if many else None))
+            demos.append(Demo(runner, spec, detector, cfg, own, audio=audios[i], source_id=i if many else None))
     except BaseException:
         for x in sinks:
             x.close()
@@ -135,6 +116,34 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
     from .multi import MultiDemo
 
     return Session(MultiDemo(demos, names), srcs, spec, getattr(runner, "name", runtime), sinks, web, runner)
+
+
+def _open_sources(names: list[str], srcs: list, loop: bool, folder_fps: float) -> None:
+    """Open the sources not given as objects (in place); a failure names the source when there are several.
+    Several files decode with one FFmpeg thread each: they run side by side on their own threads."""
+    from .sources import open_source
+
+    many = len(names) > 1
+    for i, name in enumerate(names):
+        if srcs[i] is None:
+            try:
+                srcs[i] = open_source(name, loop=loop, folder_fps=folder_fps, decode_threads=1 if many else None)
+            except EdgeAffectError as exc:
+                raise EdgeAffectError(f"source {i} ({name}): {exc}" if many else str(exc)) from exc
+
+
+def _detectors(detector, n_sources: int):
+    """The detector of one source, or the pool several share (a name is built into detectors here)."""
+    if detector is None or isinstance(detector, str):
+        from ..precision import physical_cores
+
+        # one detector per source up to the cores but one: the model keeps a core (on 2 cores a second
+        # detector made predictions older, benchmarks/results/2026-12-02-demo_detector_pool.md)
+        n = max(1, min(n_sources, physical_cores() - 1)) if n_sources > 1 else 1
+        detectors = make_detectors(detector or "auto", n)
+    else:
+        detectors = list(detector) if isinstance(detector, (list, tuple)) else [detector]
+    return _DetectorPool(detectors) if n_sources > 1 else detectors[0]
 
 
 def per_source(path: Path, i: int, n: int) -> Path:
