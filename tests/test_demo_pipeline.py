@@ -303,3 +303,19 @@ def test_the_detector_pool_serves_waiting_sources_in_order():
     for t in [first, *waiters]:
         t.join(10.0)
     assert order == ["first", "a", "b", "c", "d"] and pool._free and pool.last_seconds is None
+
+
+def test_cli_bench_has_a_line_per_source_against_the_budget(zoo_run, clip, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeaffect.cli import app
+
+    bench = tmp_path / "b.json"
+    res = CliRunner().invoke(app, ["demo", "-s", str(clip), "-s", str(clip), "-m", str(zoo_run), "--headless",
+                                   "--bench", "--bench-json", str(bench), "--detector", "haar"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(bench.read_text())
+    assert summary["runtime"] != "torch" and len(summary["sources"]) == 2
+    for s in summary["sources"]:
+        assert s["frames"] == 12 and {"fresh_pct", "detection", "dropped_frames", "frame_budget_ms"} <= set(s)
+    assert res.output.count(f"source {clip}: 12 frames") == 2 and "frames skipped" in res.output
