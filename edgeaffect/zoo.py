@@ -1,17 +1,22 @@
 """The model zoo: pretrained models that installed packages ship, imported as ordinary run directories.
 
 ``import_model("fer2013", out)`` writes ``checkpoint.pt`` and ``manifest.json``
-exactly as training does, so export, bench and demo use a zoo model like any
-trained run.  Nothing is downloaded: the weights come from an installed package.
+exactly as training does, then exports it (ONNX and OpenVINO IR, each checked
+against the checkpoint by ``export``'s parity check), so the demo runs a
+compiled model from the start and never torch.  Nothing is downloaded: the
+weights come from an installed package.
 """
 from __future__ import annotations
 
 import importlib.util
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from .errors import EdgeAffectError
+
+log = logging.getLogger("edgeaffect.zoo")
 
 
 @dataclass(frozen=True)
@@ -59,10 +64,12 @@ def get(name: str) -> ZooEntry:
     return ZOO[name]
 
 
-def import_model(name: str, out: str | Path | None = None, overwrite: bool = False) -> Path:
+def import_model(name: str, out: str | Path | None = None, overwrite: bool = False, export: bool = True,
+                 say: Callable[[str], None] | None = None) -> Path:
     """Write the zoo model ``name`` as a run directory (default ``runs/zoo/<name>``); returns it.
 
     An ``out`` that already holds a run (or other files) is refused unless ``overwrite``, as ``train --out`` is.
+    ``export``: also write its compiled artifacts (:func:`compile_run`), so ``--runtime auto`` never runs torch.
     """
     from . import runs
 
@@ -75,7 +82,36 @@ def import_model(name: str, out: str | Path | None = None, overwrite: bool = Fal
         weights, model = entry.weights(), entry.loader()
         runs.clear_run(out, overwrite)
         _write_run(out, entry, weights, model)
+    if export:
+        compile_run(out, say)
     return out
+
+
+COMPILED_FORMATS = ("onnx", "openvino")   # what a CPU runs faster than torch; TensorRT stays `export`'s (a GPU's)
+
+
+def compile_run(run: str | Path, say: Callable[[str], None] | None = None) -> list[str]:
+    """Export a run's checkpoint to the compiled formats whose runtime is installed (parity-checked against
+    the checkpoint by :func:`edgeaffect.export.export_run`); returns the artifacts written (``runtime-precision``).
+
+    Nothing is installed here: with neither ONNX Runtime nor OpenVINO there is nothing to compile to and
+    the run keeps only its checkpoint (torch), said once."""
+    from .export import export_run
+
+    formats = compiled_formats()
+    if not formats:
+        (say or log.warning)("no ONNX Runtime or OpenVINO installed: the model runs in torch "
+                             "(pip install 'edgeaffect[onnxruntime]' compiles it)")
+        return []
+    return sorted(export_run(run, formats, progress=say).artifacts)   # an artifact off parity is an error there
+
+
+def compiled_formats() -> list[str]:
+    """The compiled formats whose runtime is installed here (``onnx`` is ONNX Runtime's)."""
+    from .runtimes.registry import get_runtime, list_runtimes
+
+    entries = [get_runtime(n) for n in list_runtimes()]
+    return [f for f in COMPILED_FORMATS if any(e.file_format == f and not e.missing() for e in entries)]
 
 
 def _write_run(out: Path, entry, weights: Path, model) -> None:

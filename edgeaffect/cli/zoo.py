@@ -37,8 +37,9 @@ def zoo_import(
     name: Annotated[str, typer.Argument(help="Zoo model name (see `edgeaffect zoo list`).")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory to write (default runs/zoo/<name>).")] = None,
     overwrite: OverwriteOpt = False,
+    export: Annotated[bool, typer.Option("--export/--no-export", help="Also export it to ONNX and OpenVINO IR (those installed), each parity-checked against the checkpoint, so the demo runs it compiled.")] = True,
 ) -> None:
-    """Write a zoo model as a run directory (checkpoint.pt + manifest.json) for export, bench and demo.
+    """Write a zoo model as a run directory (checkpoint.pt + manifest.json) and its compiled exports.
 
     A folder that already holds a run is refused unless --overwrite.
 
@@ -47,7 +48,8 @@ def zoo_import(
     from .. import zoo
     from .common import console
 
-    path = zoo.import_model(name, out, overwrite=overwrite)
+    path = zoo.import_model(name, out, overwrite=overwrite, export=export,
+                            say=lambda msg: console.print(msg, highlight=False))
     console.print(f"[green]imported[/] {name} -> {path}")
 
 

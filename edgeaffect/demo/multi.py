@@ -5,8 +5,14 @@ advances it (decode, detect/track, crop), the ready faces of all of them go to
 the model in one batched call, and each source's frame is annotated and written
 to its own sinks.  Live sources are read on their threads and polled without
 waiting, and the loop sleeps only when none of them has a frame (at most
-0.2 s), so one slow or lost camera never holds the others back.  A file that
+0.2 s), so one slow or lost camera never holds the others back.  Files played
+``--realtime`` are read the same way, each on its own thread, so decoding uses
+every core (OpenCV, like ONNX Runtime and OpenVINO, releases the GIL) and a
+busy box drops frames, counted per source, as it would a camera's.  A file that
 ends leaves the round; the demo ends when every source has.
+
+The loop drives each source through :class:`.pipeline.Demo`'s public steps
+(open, advance, request, apply, emit, close).
 """
 from __future__ import annotations
 
@@ -45,7 +51,8 @@ class MultiStats:
                     t.stages[name].extend(v)
             t.latency += s.latency
             t.pred_age += s.pred_age
-            for c in ("frames", "corrupt", "dropped_frames", "skipped", "reconnects", "faces"):
+            t.budget = max(t.budget, s.budget)
+            for c in ("frames", "corrupt", "dropped_frames", "skipped", "reconnects", "faces", "detect_ran", "fresh"):
                 setattr(t, c, getattr(t, c) + getattr(s, c))
         for name, v in self.call_stages.items():
             t.stages[name].extend(v)
@@ -77,10 +84,10 @@ class MultiDemo:
         lps: list = []
         start = time.perf_counter()
         try:
-            first._warm_up(worker)
+            first.warm_up(worker)
             for d, src, name in zip(self.demos, sources, self.names):
                 try:
-                    lps.append(d._open(src, stop, worker=worker, wake=wake))
+                    lps.append(d.open(src, stop, worker=worker, wake=wake))
                 except EdgeAffectError as exc:
                     raise EdgeAffectError(f"source {d.source_id} ({name}): {exc}") from exc
             start = time.perf_counter()
@@ -90,43 +97,58 @@ class MultiDemo:
             worker.close()
             self._collect(worker)
             for d, lp in zip(self.demos, lps):
-                d._close(lp, stop)
+                d.close(lp, stop)
             self.stats.superseded, self.stats.wall = worker.dropped, time.perf_counter() - start
         return self.stats
 
     def _loop(self, lps: list, worker: InferenceWorker, stop: threading.Event, wake: threading.Event) -> None:
+        """Rounds until every source ended: advance those with a frame, hand the model every window not
+        handed over yet (this round's or one that found the model busy before), apply, emit.  A round
+        starts when a frame comes or the model finishes (``wake``), so a window never waits for its
+        source's next frame to be handed over."""
         active = list(range(len(self.demos)))
+        latest: dict = {}                # each source's newest advanced frame (its windows may still be pending)
+        worker.on_done = wake.set
         while active and not stop.is_set():
             wake.clear()
-            frames = {}
-            for i in list(active):
-                d, lp = self.demos[i], lps[i]
-                d._check_workers(lp)
-                frame = END if d._limit_reached() else d._advance(lp, stop)
-                if frame is END:
-                    active.remove(i)
-                elif frame is not None:
-                    frames[i] = frame
-            if not frames:
-                if active and all(lps[i].reader is not None for i in active):
-                    wake.wait(0.2)   # every remaining source is live and none had a frame: wait for any
-                continue
-            self._submit(lps, worker, frames)
+            frames = self._advance(active, lps, stop)
+            for i in [i for i in latest if i not in active]:
+                del latest[i]
+            latest.update(frames)
+            self._submit(lps, worker, latest, frames)
             self._collect(worker)
+            if not frames:
+                if active and all(lps[i].threaded for i in active):
+                    wake.wait(0.2)   # every remaining source is read on its thread and none had a frame: wait
+                continue
             for i, frame in frames.items():
-                if self.demos[i]._emit(lps[i], frame, frame.tracks):
+                if self.demos[i].emit(lps[i], frame):
                     stop.set()
 
-    def _submit(self, lps: list, worker: InferenceWorker, frames: dict) -> None:
-        """The fresh windows of every source that has some, as one request; never waits, except in sync mode."""
-        due = [i for i, f in frames.items() if f.ready and lps[i].fresh]
+    def _advance(self, active: list, lps: list, stop: threading.Event) -> dict:
+        """One frame of every active source that has one; a source at its end leaves ``active``."""
+        frames = {}
+        for i in list(active):
+            d, lp = self.demos[i], lps[i]
+            d.check(lp)
+            frame = END if d.limit_reached() else d.advance(lp, stop)
+            if frame is END:
+                active.remove(i)
+            elif frame is not None:
+                frames[i] = frame
+        return frames
+
+    def _submit(self, lps: list, worker: InferenceWorker, latest: dict, frames: dict) -> None:
+        """The windows not handed over yet, of every source, as one request; never waits, except in sync
+        mode.  A busy model counts a skip for the sources whose new frame it could not take."""
+        due = [i for i, f in latest.items() if self.demos[i].has_fresh(lps[i], f)]
         if not due:
             return
         if worker.busy:
             for i in due:
-                self.demos[i].stats.skipped += 1
+                self.demos[i].stats.skipped += i in frames
             return
-        worker.submit(merge_requests([(i, self.demos[i]._request(lps[i], frames[i], frames[i].ready)) for i in due]))
+        worker.submit(merge_requests([(i, self.demos[i].request(lps[i], latest[i])) for i in due]))
         if self.cfg.sync:
             worker.wait_idle(timeout=60.0)
 

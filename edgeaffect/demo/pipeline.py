@@ -5,11 +5,22 @@ the worker takes the newest windows whenever it is free.  Live sources are read
 on their own thread into a one-frame slot (older unread frames are dropped and
 counted), files are read frame by frame so every input frame is annotated.
 Every stage is timed; :class:`Stats` turns the timings into the ``--bench``
-summary.
+summary, against the frame budget (1/fps of the source).
+
+Detection runs on every frame by default (``detect_every=0``) as long as it fits
+the frame budget: in async mode the detector takes every frame it is free for
+(a frame that comes while it is busy is tracked only), in sync mode it skips
+frames only while its recent cost exceeds the budget.  The tracker keeps the
+identities across the frames that are not detected and across short misses.
+
+:class:`Demo`'s public steps (:meth:`Demo.open`, :meth:`Demo.advance`,
+:meth:`Demo.request`, :meth:`Demo.apply`, :meth:`Demo.emit`, :meth:`Demo.close`)
+are what :class:`.multi.MultiDemo` drives for each of several sources.
 """
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import defaultdict
@@ -36,7 +47,7 @@ STAGES = ("decode", "detect", "track", "preprocess", "infer", "overlay", "sink")
 
 @dataclass
 class DemoConfig:
-    detect_every: int = 5          # run the face detector every N frames, track in between
+    detect_every: int = 0          # 0: detect every frame that fits the frame budget; N: every N frames
     sync: bool = False             # detect and infer inline, every frame waits for its prediction (deterministic;
                                    # the throughput of all stages in sequence). Default: both on worker threads.
     max_faces: int = 4             # faces beyond this (smallest first) are ignored
@@ -47,6 +58,7 @@ class DemoConfig:
     face_margin: float | None = None  # None: the model's preprocessing value
     reconnect_retries: int | None = 10
     reconnect_delay: float = 0.5   # first backoff; doubles up to 8 s
+    file_readers: bool = True      # several sources: read realtime files on their own threads, as cameras
 
 
 @dataclass
@@ -64,6 +76,9 @@ class Stats:
     superseded: int = 0          # submitted windows replaced by newer ones before they ran
     reconnects: int = 0
     faces: int = 0
+    detect_ran: int = 0          # frames the detector ran on (the others were tracked only)
+    fresh: int = 0               # frames with faces whose every prediction came from this frame or the one before
+    budget: float = 0.0          # the frame budget (1/fps of the source), seconds
     wall: float = 0.0
     first_frame: float | None = None
 
@@ -81,14 +96,22 @@ class Stats:
             "inferences": self.inferences, "inference_rate": self.inferences / self.wall if self.wall > 0 else 0.0,
             "skipped_busy": self.skipped, "superseded": self.superseded, "dropped_frames": self.dropped_frames,
             "corrupt_frames": self.corrupt, "reconnects": self.reconnects, "face_frames": self.faces,
+            "frame_budget_ms": self.budget * 1000,
+            "detection": {"ran": self.detect_ran, "skipped": max(0, self.frames - self.detect_ran),
+                          "every_frame_pct": 100.0 * self.detect_ran / self.frames if self.frames else 0.0},
+            "fresh_pct": 100.0 * self.fresh / self.faces if self.faces else 0.0,
         }
 
 
 class LiveReader:
     """Reads a live source on a thread into a one-frame slot: the newest frame wins, older unread ones are dropped."""
 
-    def __init__(self, source, stats: Stats, stop: threading.Event, wake: threading.Event | None = None):
+    def __init__(self, source, stats: Stats, stop: threading.Event, wake: threading.Event | None = None,
+                 pace: float | None = None):
+        """``pace``: a file read as a camera: each frame is handed over at ``pace + its media time`` (perf_counter),
+        so decoding runs on this thread (OpenCV releases the GIL) and a busy loop drops frames as a camera's does."""
         self.source, self.stats, self.stop, self.wake = source, stats, stop, wake  # wake: set on every new frame
+        self.pace = pace
         self._cond = threading.Condition()
         self._slot: tuple[Read, float, float] | None = None
         self._ended = False
@@ -100,6 +123,10 @@ class LiveReader:
             t0 = time.perf_counter()
             r = self.source.read()
             dt = time.perf_counter() - t0
+            if self.pace is not None and r.time is not None:
+                delay = self.pace + r.time - time.perf_counter()
+                if delay > 0 and self.stop.wait(delay):
+                    return
             with self._cond:
                 if r.status == END:
                     self._ended = True
@@ -149,8 +176,8 @@ class _Frame:
 
 
 @dataclass
-class _Loop:
-    """State of one :meth:`Demo.run`: the opened source, workers, and counters carried between frames."""
+class Loop:
+    """State of one source's run (:meth:`Demo.open`): the opened source, workers, counters carried between frames."""
 
     source: Source
     worker: InferenceWorker
@@ -165,6 +192,12 @@ class _Loop:
     damaged: bool = False        # the previous read was a corrupt frame (one log line per damaged stretch)
     own_worker: bool = True      # False when the worker is shared by several sources (closed by their owner)
     wait: float = 0.2            # how long a live read waits for a frame (0 when several sources take turns)
+    detect_cost: float = 0.0     # recent detection time (EMA, s): what sync mode weighs against the budget
+
+    @property
+    def threaded(self) -> bool:
+        """Frames come from a reader thread (a camera, or a file read as one): a round may have none yet."""
+        return self.reader is not None
 
 
 class Demo:
@@ -190,10 +223,12 @@ class Demo:
         self.needs_audio = audio_input(spec) is not None
         self.audio_ring = AudioRing(audio_seconds(spec), int(pre.get("sample_rate", 16000))) \
             if self.needs_audio else None
-        self.tracker = IoUTracker(max_tracks=self.cfg.max_faces)
+        # a face missed on a few frames keeps its id: with detection every frame, two missed rounds are 2 frames
+        self.tracker = IoUTracker(max_tracks=self.cfg.max_faces, keep_frames=10)
         self.smoother = EMASmoother(self.cfg.smoothing)
         self.rings: dict[int, FrameRing] = {}
         self.scores: dict[int, np.ndarray] = {}
+        self.pred_at: dict[int, float] = {}    # capture time of the newest frame behind each track's scores
 
     def set_status(self, msg: str) -> None:
         self.status = msg
@@ -202,24 +237,24 @@ class Demo:
     def run(self, source: Source, stop: threading.Event | None = None) -> Stats:
         """Process ``source`` to its end (or ``stop``, ``max_frames``, a sink's quit); one stage per method."""
         stop = stop or threading.Event()
-        lp = self._open(source, stop)
+        lp = self.open(source, stop)
         try:
-            while not stop.is_set() and not self._limit_reached():
-                self._check_workers(lp)
-                frame = self._advance(lp, stop)
+            while not stop.is_set() and not self.limit_reached():
+                self.check(lp)
+                frame = self.advance(lp, stop)
                 if frame is END:
                     break
                 if frame is None:
                     continue
                 self._submit(lp, frame, frame.ready)
                 self._collect(lp.worker)
-                if self._emit(lp, frame, frame.tracks):
+                if self.emit(lp, frame):
                     break
         finally:
-            self._close(lp, stop)
+            self.close(lp, stop)
         return self.stats
 
-    def _advance(self, lp: "_Loop", stop: threading.Event):
+    def advance(self, lp: "Loop", stop: threading.Event):
         """Decode, audio, detect/track and crop one frame: the frame with its tracks and ready ids, None or END."""
         frame = self._decode(lp, stop)
         if frame is END or frame is None:
@@ -229,12 +264,14 @@ class Demo:
         frame.ready = self._crop(lp, frame, frame.tracks)
         return frame
 
-    def _open(self, source: Source, stop: threading.Event, worker: InferenceWorker | None = None,
-              wake: threading.Event | None = None) -> "_Loop":
+    def open(self, source: Source, stop: threading.Event, worker: InferenceWorker | None = None,
+             wake: threading.Event | None = None) -> "Loop":
         """Open the source (behind reconnection when live), start the workers, warm the model up.
 
-        ``worker``/``wake``: a worker shared with other sources (already warm) and the event their live
-        readers set, so one loop can take turns over several sources without waiting on any one of them."""
+        ``worker``/``wake``: a worker shared with other sources (already warm) and the event their readers
+        set, so one loop can take turns over several sources without waiting on any one of them; a file
+        played ``realtime`` beside others is then read on its own thread as a camera is (decoding on every
+        core, a late frame dropped and counted rather than delaying every source)."""
         if source.live:
             source = Reconnecting(source, self.set_status, base_delay=self.cfg.reconnect_delay,
                                   max_retries=self.cfg.reconnect_retries, stop=stop.is_set)
@@ -244,22 +281,28 @@ class Demo:
         own = worker is None
         if own:
             worker = InferenceWorker(self.runner, self.spec, self.cfg.max_batch)
-            self._warm_up(worker)
+            self.warm_up(worker)
         detw = DetectorWorker(self.detector, self.cfg.max_faces) if not self.cfg.sync else None
-        reader = LiveReader(source, self.stats, stop, wake) if source.live else None
-        return _Loop(source, worker, detw, reader, time.perf_counter(), own_worker=own, wait=0.2 if own else 0.0)
+        start = time.perf_counter()
+        paced = not own and self.cfg.realtime and not source.live and self.cfg.file_readers
+        reader = LiveReader(source, self.stats, stop, wake, pace=start if paced else None) \
+            if source.live or paced else None
+        self.stats.budget = 1.0 / (getattr(source, "fps", 0.0) or 30.0)
+        return Loop(source, worker, detw, reader, start, own_worker=own, wait=0.2 if own else 0.0)
 
-    def _limit_reached(self) -> bool:
+    def limit_reached(self) -> bool:
+        """True once ``max_frames`` frames were processed."""
         return self.cfg.max_frames is not None and self.stats.frames >= self.cfg.max_frames
 
     @staticmethod
-    def _check_workers(lp: "_Loop") -> None:
+    def check(lp: "Loop") -> None:
+        """Raise (one line) when the model or the detector failed on its thread."""
         if lp.worker.error is not None:
             raise EdgeAffectError(f"the model failed during the demo: {lp.worker.error}") from lp.worker.error
         if lp.detw is not None and lp.detw.error is not None:
             raise EdgeAffectError(f"the face detector failed: {lp.detw.error}") from lp.detw.error
 
-    def _decode(self, lp: "_Loop", stop: threading.Event):
+    def _decode(self, lp: "Loop", stop: threading.Event):
         """The next good frame, ``None`` when there is none yet (or it was corrupt), :data:`END` at the end."""
         st = self.stats
         if lp.reader is None:
@@ -287,29 +330,42 @@ class Demo:
         t = r.time if r.time is not None else captured - lp.start
         if st.first_frame is None:
             st.first_frame = captured
-        if self.cfg.realtime and not lp.source.live:
+        if self.cfg.realtime and lp.reader is None:
             delay = lp.start + t - time.perf_counter()
             if delay > 0:  # the frame "arrives" at its media time, as from a camera
                 stop.wait(delay)
                 captured = time.perf_counter() - dec
         return _Frame(r.image, lp.frame_i, t, captured)
 
-    def _feed_audio(self, lp: "_Loop", frame: "_Frame") -> None:
+    def _feed_audio(self, lp: "Loop", frame: "_Frame") -> None:
         """Audio aligned to the frame's media time."""
         if self.audio_ring is not None and self.audio is not None and frame.t > lp.last_t:
             self.audio_ring.push(self.audio.window(frame.t, frame.t - lp.last_t))
         lp.last_t = frame.t
 
-    def _detect_and_track(self, lp: "_Loop", frame: "_Frame") -> list:
-        """Detect every ``detect_every`` frames (inline in sync mode, else on its thread); track every frame."""
+    def _detect_due(self, lp: "Loop", i: int) -> bool:
+        """Whether frame ``i`` is detected: every ``detect_every`` frames, or (0, the default) every frame while
+        detection fits the frame budget; in sync mode a detector over budget runs every ceil(cost/budget) frames
+        (async mode needs no rule: a frame that comes while the detector is busy is not detected)."""
+        every = self.cfg.detect_every
+        if not every:
+            over = lp.detect_cost / self.stats.budget if lp.detw is None and self.stats.budget > 0 else 0.0
+            every = max(1, math.ceil(over - 1e-9))
+        return i - lp.last_detect >= every
+
+    def _detect_and_track(self, lp: "Loop", frame: "_Frame") -> list:
+        """Detect when due (inline in sync mode, else on its thread, if it is free); track every frame."""
         st, i = self.stats, frame.index
         t1 = time.perf_counter()
-        due = i - lp.last_detect >= max(1, self.cfg.detect_every)
+        due = self._detect_due(lp, i)
         if lp.detw is None:
             if due:
                 lp.last_detect = i
                 boxes = list(self.detector.detect(frame.image))[: self.cfg.max_faces]
-                st.stages["detect"].append(time.perf_counter() - t1)
+                took = time.perf_counter() - t1
+                st.stages["detect"].append(took)
+                st.detect_ran += 1
+                lp.detect_cost = took if lp.detect_cost == 0 else 0.8 * lp.detect_cost + 0.2 * took
                 t1 = time.perf_counter()
                 tracks = self.tracker.update(boxes, i)
             else:
@@ -318,6 +374,7 @@ class Demo:
             if due and not lp.detw.busy:
                 lp.last_detect = i
                 lp.detw.submit((i, frame.image.copy()))
+                st.detect_ran += 1
             dets = lp.detw.poll()
             for d in dets:
                 st.stages["detect"].append(d.seconds)
@@ -325,13 +382,14 @@ class Demo:
         st.stages["track"].append(time.perf_counter() - t1)
         return tracks
 
-    def _crop(self, lp: "_Loop", frame: "_Frame", tracks) -> list[int]:
+    def _crop(self, lp: "Loop", frame: "_Frame", tracks) -> list[int]:
         """The model's crops (face, or body regions around it) into each track's ring; returns the ready tracks."""
         t2 = time.perf_counter()
         alive = {tr.id for tr in tracks}
         for tid in [k for k in self.rings if k not in alive]:
             del self.rings[tid]
             self.scores.pop(tid, None)
+            self.pred_at.pop(tid, None)
         self.smoother.forget(alive)
         for tr in tracks:
             ring = self.rings.setdefault(tr.id, FrameRing(self.T, self.fps))
@@ -343,34 +401,42 @@ class Demo:
         self.stats.stages["preprocess"].append(time.perf_counter() - t2)
         return ready
 
-    def _submit(self, lp: "_Loop", frame: "_Frame", ready: list[int]) -> None:
+    def _submit(self, lp: "Loop", frame: "_Frame", ready: list[int]) -> None:
         """Hand the newest windows to the worker; never waits, except in sync mode."""
         if not (ready and lp.fresh):
             return
         if lp.worker.busy:
             self.stats.skipped += 1
             return
-        lp.worker.submit(self._request(lp, frame, ready))
+        lp.worker.submit(self.request(lp, frame))
         if self.cfg.sync:
             lp.worker.wait_idle(timeout=60.0)
 
-    def _request(self, lp: "_Loop", frame: "_Frame", ready: list[int]) -> Request:
+    @staticmethod
+    def has_fresh(lp: "Loop", frame: "_Frame") -> bool:
+        """True when ``frame`` has ready tracks with crops not handed to the model yet."""
+        return bool(frame.ready) and lp.fresh
+
+    def request(self, lp: "Loop", frame: "_Frame") -> Request:
         """The newest window of each ready track (and the audio window); marks them as handed over."""
+        ready = frame.ready
         crops = np.stack([self.rings[i].window() for i in ready])
         audio = self.audio_ring.window() if self.audio_ring is not None else None
         lp.fresh = False
         return Request(frame.index, frame.captured, ready, crops, audio)
 
-    def _emit(self, lp: "_Loop", frame: "_Frame", tracks) -> bool:
-        """Overlay and sinks; counts the frame. True when a sink asks to quit."""
-        st, img = self.stats, frame.image
+    def emit(self, lp: "Loop", frame: "_Frame") -> bool:
+        """Overlay and sinks; counts the frame (and whether its predictions are fresh). True when a sink asks
+        to quit."""
+        st, img, tracks = self.stats, frame.image, frame.tracks
         t3 = time.perf_counter()
         record = self._record(frame.index, frame.t, tracks, img.shape)
-        elapsed = t3 - (st.first_frame or t3)
-        fps = (st.frames + 1) / elapsed if elapsed > 0 else 0.0
-        lat = st.latency[-1] * 1000 if st.latency else 0.0
-        overlay.draw(img, record["faces"], self.labels, fps, lat, self.status, kind=self.kind)
-        st.stages["overlay"].append(time.perf_counter() - t3)
+        if self._drawn:   # nothing shows or writes frames (--jsonl, --bench): drawing them would be wasted
+            elapsed = t3 - (st.first_frame or t3)
+            fps = (st.frames + 1) / elapsed if elapsed > 0 else 0.0
+            lat = st.latency[-1] * 1000 if st.latency else 0.0
+            overlay.draw(img, record["faces"], self.labels, fps, lat, self.status, kind=self.kind)
+            st.stages["overlay"].append(time.perf_counter() - t3)
         t4 = time.perf_counter()
         for s in self.sinks:
             s.write(img, record)
@@ -379,10 +445,21 @@ class Demo:
         st.stages["sink"].append(time.perf_counter() - t4)
         st.frames += 1
         st.faces += bool(record["faces"])
+        st.fresh += bool(tracks) and self._fresh(frame, tracks)
         st.latency.append(time.perf_counter() - frame.captured)
         return any(getattr(s, "quit", False) for s in self.sinks)
 
-    def _close(self, lp: "_Loop", stop: threading.Event) -> None:
+    @property
+    def _drawn(self) -> bool:
+        """Whether any sink takes the annotated frame (``records_only`` sinks take only the JSON record)."""
+        return any(not getattr(s, "records_only", False) for s in self.sinks)
+
+    def _fresh(self, frame: "_Frame", tracks) -> bool:
+        """Every face on the frame shows a prediction from this frame or the one before (within 1.5 budgets)."""
+        limit = frame.captured - 1.5 * (self.stats.budget or 1 / 30)
+        return all(self.pred_at.get(tr.id, -math.inf) >= limit for tr in tracks)
+
+    def close(self, lp: "Loop", stop: threading.Event) -> None:
         """Stop the workers, collect what they finished, close audio and (once its reader left) the source."""
         st = self.stats
         stop.set()
@@ -403,7 +480,7 @@ class Demo:
             log.warning("capture thread still inside read() after 5 s; leaving %s open", lp.source.name)
 
     # ------------------------------------------------------------------ helpers
-    def _warm_up(self, worker: InferenceWorker) -> None:
+    def warm_up(self, worker: InferenceWorker) -> None:
         """One dummy prediction before the clock starts: first-call costs (runtime graph setup and the like,
         which take seconds) must not land on the first live windows."""
         crops = np.zeros((1, self.T, len(self.regions), self.size, self.size, 3), np.uint8)
@@ -443,6 +520,7 @@ class Demo:
         for tid, sc in zip(res.track_ids, res.scores):
             if tid in self.rings:
                 self.scores[tid] = self.smoother.update(tid, sc)
+                self.pred_at[tid] = res.captured
 
     def _record(self, frame_i: int, t: float, tracks, shape) -> dict:
         faces = [self._face_record(tr, self.scores.get(tr.id), shape) for tr in tracks]

@@ -3,15 +3,19 @@
 A run directory is resolved to the artifact for the asked runtime and precision
 by its conventional name (``checkpoint.pt``, ``model.onnx``, ``model.int8.onnx``,
 ``openvino/model[.int8].xml``, ``tensorrt/*.engine``); an exported file is
-opened as it is.  ``runtime="auto"`` takes the fastest one the run has.
+opened as it is.  ``runtime="auto"`` takes the fastest one the run has, and never
+torch where a compiled runtime is installed: a run with only its checkpoint is
+exported once on first use (:func:`ensure_compiled`).
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ..errors import EdgeAffectError
 from ..spec import ModelSpec
 
+log = logging.getLogger("edgeaffect.demo")
 
 def runtime_choices() -> tuple[str, ...]:
     """``auto`` and every runtime in the runtime table."""
@@ -103,6 +107,8 @@ def open_model(path: str | Path | None, runtime: str = "auto", precision: str = 
     if not path.exists():
         raise EdgeAffectError(f"no model at {path}: give a run directory or an exported model, "
                               f"or import one with `edgeaffect zoo import fer2013`")
+    if path.is_dir() and runtime == "auto":
+        ensure_compiled(path)
     if path.is_dir() and precision == "auto":
         runtime, precision = choose_precision(path, runtime)
     options = {"threads": threads}
@@ -123,6 +129,29 @@ def open_model(path: str | Path | None, runtime: str = "auto", precision: str = 
         raise EdgeAffectError(f"{path} carries no model spec (export it with edgeaffect so the labels and "
                               f"preprocessing travel with it)")
     return rt, spec
+
+
+def ensure_compiled(run: Path) -> bool:
+    """Export a run that has only its checkpoint (ONNX and IR, parity-checked), once, so ``auto`` does not
+    fall back to torch eager; True when it exported.
+
+    Why on first use rather than refusing: runs trained or imported before ``zoo import`` exported, or never
+    exported, would otherwise run torch without a word; the export takes seconds, is recorded in the run's
+    manifest and is reused by every later run.  A run that cannot be written (or whose export fails) keeps
+    running torch, said in one line."""
+    from .. import zoo
+    from ..runs import CHECKPOINT
+    from ..runtimes.registry import discover_artifacts
+
+    if not (run / CHECKPOINT).is_file() or not zoo.compiled_formats() or \
+            any(a.runtime != "torch" for a in discover_artifacts(run)):
+        return False
+    log.warning("%s has no compiled model: exporting it once (ONNX, OpenVINO IR; parity-checked)", run)
+    try:
+        return bool(zoo.compile_run(run))
+    except (EdgeAffectError, OSError) as exc:
+        log.warning("export of %s failed (%s): running the checkpoint in torch", run, exc)
+        return False
 
 
 def manifest_spec(run: Path) -> ModelSpec:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+from collections import deque
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -58,24 +59,19 @@ class Session:
 
 def build_session(source: str | Sequence[str], model: Path | None = None, runtime: str = "auto",
                   precision: str = "auto", window: bool = False, output: Path | None = None,
-                  jsonl: Path | None = None, serve: str | None = None, detector=None, detect_every: int = 5,
+                  jsonl: Path | None = None, serve: str | None = None, detector=None, detect_every: int = 0,
                   max_faces: int = 4, smoothing: float = 0.6, realtime: bool = False, loop: bool = False,
                   max_frames: int | None = None, folder_fps: float = 10.0, reconnect_retries: int | None = 10,
                   sync: bool | None = None, mode: str = "auto", reconnect_delay: float = 0.5, audio: str = "auto",
                   verify: bool = True, src=None, runner=None, web_config=None) -> Session:
-    """``src``/``runner``/``detector`` may be given directly (tests, embedding); otherwise they are opened.
-    ``detector`` may also be a list of detectors that several sources share (each one call at a time).
-
-    ``source`` may be a list: several sources share the model and one web page, each with its own tracking
-    and its own ``--output``/``--jsonl`` file (``out.mp4`` -> ``out.0.mp4``, ``out.1.mp4``; see
-    :func:`per_source`); ``src`` then is a list too.
-    ``mode`` "auto" runs files played at full speed in sync mode (every frame gets its own prediction) and
-    cameras, streams and ``realtime`` playback asynchronously; ``sync`` (bool) overrides it.
-    ``audio`` (audio-visual models only): "auto" = the source file's track, "mic" or "mic:DEVICE" = a
-    microphone through sounddevice.
+    """``src``/``runner``/``detector`` (also a list several sources share) may be given directly (tests,
+    embedding); otherwise they are opened.  ``source`` may be a list: several sources share the model and
+    one web page, each with its own tracking and ``--output``/``--jsonl`` file (:func:`per_source`); ``src``
+    then is a list too.  ``mode`` "auto" runs files played at full speed in sync mode (every frame gets its
+    own prediction), cameras, streams and ``realtime`` playback asynchronously; ``sync`` overrides it.
+    ``audio`` (audio-visual models): "auto" = the file's track, "mic" or "mic:DEVICE" = a microphone.
     """
     from .runner import open_model
-    from .sources import open_source
 
     names = [source] if isinstance(source, (str, Path)) else [str(x) for x in source]
     many = len(names) > 1
@@ -89,22 +85,9 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
         runner, spec = open_model(model, runtime, precision, verify=verify)
     else:
         spec = runner.spec
-    for i, name in enumerate(names):
-        if srcs[i] is None:
-            try:
-                srcs[i] = open_source(name, loop=loop, folder_fps=folder_fps)
-            except EdgeAffectError as exc:
-                raise EdgeAffectError(f"source {i} ({name}): {exc}" if many else str(exc)) from exc
+    _open_sources(names, srcs, loop, folder_fps)
     audios = [source_audio(name, spec, audio) for name in names]
-    if detector is None or isinstance(detector, str):
-        from ..precision import physical_cores
-
-        # one detector per source up to the cores but one: the model keeps a core (on 2 cores a second
-        # detector made predictions older, benchmarks/results/2026-12-02-demo_detector_pool.md)
-        detectors = make_detectors(detector or "auto", max(1, min(len(names), physical_cores() - 1)) if many else 1)
-    else:
-        detectors = list(detector) if isinstance(detector, (list, tuple)) else [detector]
-    detector = _DetectorPool(detectors) if many else detectors[0]
+    detector = _detectors(detector, len(names))
     if sync is None:
         sync = mode == "sync" or (mode == "auto" and not any(getattr(x, "live", False) for x in srcs) and not realtime)
     cfg = DemoConfig(detect_every=detect_every, max_faces=max_faces, smoothing=smoothing, realtime=realtime,
@@ -119,12 +102,11 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
             sinks.append(web)
         for i, name in enumerate(names):
             own = _source_sinks(srcs[i], output[i] if many and output else output,
-                                jsonl[i] if many and jsonl else jsonl, window, name if many else None)
+                                jsonl[i] if many and jsonl else jsonl, window, name if many else None, name)
             sinks += own
             if web is not None:
                 own.insert(len(own) - window, web.channel(i) if many else web)
-            demos.append(Demo(runner, spec, detector, cfg, own, audio=audios[i],
-                              source_id=i if many else None))
+            demos.append(Demo(runner, spec, detector, cfg, own, audio=audios[i], source_id=i if many else None))
     except BaseException:
         for x in sinks:
             x.close()
@@ -134,6 +116,34 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
     from .multi import MultiDemo
 
     return Session(MultiDemo(demos, names), srcs, spec, getattr(runner, "name", runtime), sinks, web, runner)
+
+
+def _open_sources(names: list[str], srcs: list, loop: bool, folder_fps: float) -> None:
+    """Open the sources not given as objects (in place); a failure names the source when there are several.
+    Several files decode with one FFmpeg thread each: they run side by side on their own threads."""
+    from .sources import open_source
+
+    many = len(names) > 1
+    for i, name in enumerate(names):
+        if srcs[i] is None:
+            try:
+                srcs[i] = open_source(name, loop=loop, folder_fps=folder_fps, decode_threads=1 if many else None)
+            except EdgeAffectError as exc:
+                raise EdgeAffectError(f"source {i} ({name}): {exc}" if many else str(exc)) from exc
+
+
+def _detectors(detector, n_sources: int):
+    """The detector of one source, or the pool several share (a name is built into detectors here)."""
+    if detector is None or isinstance(detector, str):
+        from ..precision import physical_cores
+
+        # one detector per source up to the cores but one: the model keeps a core (on 2 cores a second
+        # detector made predictions older, benchmarks/results/2026-12-02-demo_detector_pool.md)
+        n = max(1, min(n_sources, physical_cores() - 1)) if n_sources > 1 else 1
+        detectors = make_detectors(detector or "auto", n)
+    else:
+        detectors = list(detector) if isinstance(detector, (list, tuple)) else [detector]
+    return _DetectorPool(detectors) if n_sources > 1 else detectors[0]
 
 
 def per_source(path: Path, i: int, n: int) -> Path:
@@ -158,14 +168,16 @@ def _check_window(window: bool, nothing_else: bool) -> bool:
     return window
 
 
-def _source_sinks(src, output, jsonl, window: bool, title: str | None) -> list:
-    """One source's files and window (its web tile is added by the caller); closed again if one fails."""
+def _source_sinks(src, output, jsonl, window: bool, title: str | None, name: str | None = None) -> list:
+    """One source's files and window (its web tile is added by the caller); closed again if one fails.
+    The ``--output`` of a file source carries that file's audio track."""
     from .sinks import JsonlSink, Mp4Sink, WindowSink
 
     sinks: list = []
     try:
         if output is not None:
-            sinks.append(Mp4Sink(output, lambda: getattr(src, "fps", 30.0) or 30.0))
+            audio_from = name if name is not None and not getattr(src, "live", True) and Path(name).is_file() else None
+            sinks.append(Mp4Sink(output, lambda: getattr(src, "fps", 30.0) or 30.0, audio_from=audio_from))
         if jsonl is not None:
             sinks.append(JsonlSink(jsonl))
         if window:
@@ -190,21 +202,49 @@ class _DetectorPool:
 
     Live sources detect on their own threads; with several detectors (a named detector is built that many
     times: each MTCNN holds its own compiled nets) they detect side by side instead of queueing on one.
+    Waiting threads get a detector in the order they asked (first come, first served): with more sources
+    than detectors an unfair hand-over left some sources undetected, without a face, for seconds.
     """
 
     def __init__(self, detectors: list):
         self.detector = detectors[0]          # what describe() names
         self.size = len(detectors)
-        self._free: queue.SimpleQueue = queue.SimpleQueue()
-        for d in detectors:
-            self._free.put(d)
+        self._free: list = list(detectors)
+        self._waiting: deque = deque()        # one (event, slot) per waiting thread, oldest first
+        self._lock = threading.Lock()
+        self._local = threading.local()
 
     def detect(self, frame):
-        d = self._free.get()
+        d = self._take()
+        t0 = time.perf_counter()
         try:
             return d.detect(frame)
         finally:
-            self._free.put(d)
+            self._local.seconds = time.perf_counter() - t0   # the call alone, not the wait for a free detector
+            self._give(d)
+
+    def _take(self):
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+            turn = (threading.Event(), [])
+            self._waiting.append(turn)
+        turn[0].wait()
+        return turn[1][0]
+
+    def _give(self, d) -> None:
+        with self._lock:
+            if not self._waiting:
+                self._free.append(d)
+                return
+            event, slot = self._waiting.popleft()
+        slot.append(d)
+        event.set()
+
+    @property
+    def last_seconds(self) -> float | None:
+        """This thread's last detection time without the wait (what ``--bench`` reports as detect)."""
+        return getattr(self._local, "seconds", None)
 
 
 def make_detectors(name: str = "auto", n: int = 1) -> list:

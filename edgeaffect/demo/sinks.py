@@ -7,6 +7,7 @@ playable and the JSONL holds one complete line per processed frame.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -16,14 +17,17 @@ import numpy as np
 
 from ..errors import EdgeAffectError
 
+log = logging.getLogger("edgeaffect.demo")
+
 
 class Mp4Sink:
-    """H.264 mp4 written frame by frame with PyAV; the file appears (renamed) when closed."""
+    """H.264 mp4 written frame by frame with PyAV; the file appears (renamed) when closed, with the source
+    file's audio track (``audio_from``) when it has one."""
 
-    def __init__(self, path: str | Path, fps: float | Callable[[], float]):
+    def __init__(self, path: str | Path, fps: float | Callable[[], float], audio_from: str | Path | None = None):
         """``fps``: the rate, or where to read it when the first frame comes (a source knows its own rate only
         once it is opened, after the sinks are built: files were all written at 30 fps)."""
-        self.path, self.fps = Path(path), fps
+        self.path, self.fps, self.audio_from = Path(path), fps, audio_from
         self._tmp = self.path.with_name(f".{self.path.stem}.tmp{self.path.suffix or '.mp4'}")
         self._out = self._stream = None
         self.frames = 0
@@ -37,7 +41,8 @@ class Mp4Sink:
             h, w = frame.shape[:2]
             self._out = av.open(str(self._tmp), mode="w")
             fps = self.fps() if callable(self.fps) else self.fps
-            s = self._out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+            self._rate = Fraction(fps).limit_denominator(1001)
+            s = self._out.add_stream("libx264", rate=self._rate)
             s.width, s.height, s.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
             s.options = {"crf": "23", "preset": "veryfast", "tune": "zerolatency"}
             s.thread_count = 1
@@ -53,13 +58,55 @@ class Mp4Sink:
             return
         for pkt in self._stream.encode():
             self._out.mux(pkt)
+        seconds = self.frames / float(self._rate)
         self._out.close()
         self._out = None
+        if self.audio_from is not None:
+            self._add_audio(seconds)
         os.replace(self._tmp, self.path)
+
+    def _add_audio(self, seconds: float) -> None:
+        """Copy the source's audio (its first ``seconds``, the length of the video written) beside the video;
+        a source without audio, or a track the mp4 cannot carry, leaves the video alone (said in one line)."""
+        from ..data.media import has_audio
+
+        src = Path(self.audio_from)
+        if not src.is_file() or not has_audio(src):
+            return
+        muxed = self._tmp.with_name(f".{self.path.stem}.av{self._tmp.suffix}")
+        try:
+            mux_audio(self._tmp, src, muxed, seconds)
+        except Exception as exc:   # the annotated video is still worth having without its sound
+            log.warning("%s: written without the source's audio (%s: %s)", self.path, type(exc).__name__, exc)
+            muxed.unlink(missing_ok=True)
+            return
+        os.replace(muxed, self._tmp)
+
+
+def mux_audio(video: Path, audio_src: Path, out: Path, seconds: float) -> None:
+    """``out`` = ``video``'s stream and ``audio_src``'s first audio stream up to ``seconds``, both copied."""
+    import av
+
+    with av.open(str(video)) as vin, av.open(str(audio_src)) as ain, av.open(str(out), mode="w") as dst:
+        v, a = vin.streams.video[0], ain.streams.audio[0]
+        vo, ao = dst.add_stream_from_template(v), dst.add_stream_from_template(a)
+        for pkt in vin.demux(v):
+            if pkt.dts is not None:
+                pkt.stream = vo
+                dst.mux(pkt)
+        for pkt in ain.demux(a):
+            if pkt.dts is None:
+                continue
+            if pkt.pts is not None and float(pkt.pts * a.time_base) >= seconds:
+                break
+            pkt.stream = ao
+            dst.mux(pkt)
 
 
 class JsonlSink:
     """One JSON object per processed frame, flushed line by line; renamed into place on close."""
+
+    records_only = True   # takes the records, never the drawn frame: no overlay is drawn for it
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -119,6 +166,8 @@ class WindowSink:
 
 class ProgressSink:
     """A rich progress bar over the frames of a file (headless runs), so long files show where they are."""
+
+    records_only = True   # counts frames, never looks at them
 
     def __init__(self, total=None, console=None, label: str = "demo"):
         """``total``: the frame count, or a callable giving it once the source is open."""

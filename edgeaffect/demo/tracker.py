@@ -30,6 +30,7 @@ class Track:
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # per frame
     missed: int = 0
     hits: int = 1
+    seen: int = 0                       # the last frame a detection matched it
 
     @property
     def int_box(self) -> Box:
@@ -39,12 +40,14 @@ class Track:
 class IoUTracker:
     """Greedy IoU matching of detections to tracks (highest IoU first).
 
-    A track survives ``max_missed`` detection rounds without a match; new
-    detections start new ids; at most ``max_tracks`` are kept (largest first).
+    A track survives ``max_missed`` detection rounds without a match, and at least ``keep_frames`` frames
+    (with detection on every frame, two rounds are two frames: a blink of the detector must not renumber a
+    face); new detections start new ids; at most ``max_tracks`` are kept (largest first).
     """
 
-    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 2, max_tracks: int = 4):
+    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 2, max_tracks: int = 4, keep_frames: int = 0):
         self.iou_threshold, self.max_missed, self.max_tracks = iou_threshold, max_missed, max_tracks
+        self.keep_frames = keep_frames
         self.tracks: list[Track] = []
         self._next_id = 1
 
@@ -63,17 +66,17 @@ class IoUTracker:
             new = np.asarray(boxes[bi], float)
             gap = max(1, frame - t.det_frame)
             t.velocity = 0.5 * t.velocity + 0.5 * (new - t.det_box) / gap
-            t.box, t.det_box, t.det_frame, t.missed, t.hits = new, new, frame, 0, t.hits + 1
+            t.box, t.det_box, t.det_frame, t.missed, t.hits, t.seen = new, new, frame, 0, t.hits + 1, frame
         for ti, t in enumerate(self.tracks):
             if ti not in used_t:
                 t.missed += 1
                 t.velocity = np.zeros(4)
                 t.det_box, t.det_frame = t.box.copy(), frame
-        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
+        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed or frame - t.seen <= self.keep_frames]
         for bi, b in enumerate(boxes):
             if bi not in used_b:
                 box = np.asarray(b, float)
-                self.tracks.append(Track(self._next_id, box, box.copy(), frame))
+                self.tracks.append(Track(self._next_id, box, box.copy(), frame, seen=frame))
                 self._next_id += 1
         self.tracks.sort(key=lambda t: (t.missed, -t.box[2] * t.box[3]))
         del self.tracks[self.max_tracks:]
