@@ -26,13 +26,12 @@ channels and is shared unchanged.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import EdgeAffectError
 from ..labels import ERI_LABELS
 from ..spec import BATCH, ModelSpec, TensorSpec
-from .layers import TCN, DepthwiseSeparable, SpatialAttention, TemporalTransformer, conv_bn_act
+from .layers import TCN, DepthwiseSeparable, SpaceToDepth, SpatialAttention, TemporalTransformer, conv_bn_act
 from .registry import register_model
 
 
@@ -71,17 +70,6 @@ class FrameEncoder(nn.Module):
     def forward(self, x):
         x = self.attention(self.features((x - 0.5) / 0.5))
         return self.proj(x.mean((2, 3)))
-
-
-class SpaceToDepth(nn.Module):
-    """[N, C, H, W] -> [N, C*b*b, H/b, W/b]: the stem's first conv then reduces over 48 channels, not 3."""
-
-    def __init__(self, block: int = 4):
-        super().__init__()
-        self.block = block
-
-    def forward(self, x):
-        return F.pixel_unshuffle(x, self.block)
 
 
 class SpatialGate(nn.Module):
