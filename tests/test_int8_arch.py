@@ -45,12 +45,14 @@ def test_eri_int8_video_stage_weights_load_into_the_fused_model(tmp_path):
     assert torch.equal(fused.audio.stem[0].weight, audio.audio.stem[0].weight)
 
 
-def test_bad_face_size_and_unknown_model_are_one_line_errors(tmp_path):
+def test_bad_face_size_and_unknown_model_are_one_line_errors(tmp_path, capsys):
     from edgeaffect.cli import main
 
     with pytest.raises(EdgeAffectError, match="multiple of 16"):
         create_model("eri_int8", face_size=40)
     assert main(["train", "eri", "--data", str(tmp_path), "--model", "eri_tiny", "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "unknown ERI model 'eri_tiny'; choose from eri_dual_branch, eri_int8" in err and "Traceback" not in err
 
 
 def test_eri_int8_exports_to_onnx_matching_torch(tmp_path):
