@@ -1,5 +1,7 @@
 """Multiply-accumulates of an ONNX graph's compute nodes: the one count behind bench's GFLOPs, the INT8
-coverage of ONNX Runtime's optimized graph and the guard's cost of a layer kept in float."""
+coverage of ONNX Runtime's optimized graph and the guard's cost of a layer kept in float.
+
+:func:`model_gflops` counts a torch model without exporting it (``edgeaffect models`` lists every model)."""
 from __future__ import annotations
 
 import os
@@ -48,3 +50,23 @@ def _macs(node, ins: list, out: list | None) -> int:
         trans_a = next((a.i for a in node.attribute if a.name == "transA"), 0)
         return int(np.prod(out)) * (ins[0][0] if trans_a else ins[0][-1])
     return 0
+
+
+def model_gflops(factory, batch: int = 1) -> float | None:
+    """GFLOPs (2 x MACs of convs and matmuls) of one forward at ``batch``, counted on the meta device.
+
+    ``factory()`` builds the model; on the meta device nothing is allocated or computed, so the
+    reference-size models count in about a second. ``None`` when an op has no meta kernel (an LSTM).
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        with torch.device("meta"):
+            model = factory().eval()
+            inputs = [torch.empty(*t.concrete(batch)) for t in model.spec.inputs]
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(*inputs)
+    except (AssertionError, NotImplementedError, RuntimeError):
+        return None
+    return counter.get_total_flops() / 1e9

@@ -105,6 +105,7 @@ def test_task_loss_and_metrics_take_the_output_tuple():
 
 @pytest.mark.parametrize("name,overrides", [
     ("va_jca_edge", dict(subclips=4, frame_size=32, width=4)),
+    ("va_jca_edge_int8", dict(subclips=4, frame_size=32, width=4)),   # space-to-depth stems
     ("va_jca", dict(subclips=4, frame_size=32, width=4, fusion_dim=64)),   # BiLSTM with learned initial states
 ])
 def test_onnx_export_matches_torch(tmp_path, name, overrides):

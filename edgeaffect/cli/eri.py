@@ -44,6 +44,7 @@ def train_eri_cmd(
     resume: ResumeOpt = None,
     overwrite: OverwriteOpt = False,
     epochs: epochs_opt("Epochs per stage.") = 20,
+    model: Annotated[str, typer.Option("--model", help="Fused model to train: eri_dual_branch or eri_int8 (dense convs for int8 kernels).")] = "eri_dual_branch",
     stages: Annotated[str, typer.Option("--stages", help="Comma-separated stages, in order: audio,video,fused.")] = "audio,video,fused",
     batch_size: batch_size_opt() = 16,
     lr: lr_opt("AdamW learning rate (cosine schedule).") = 2e-3,
@@ -59,13 +60,14 @@ def train_eri_cmd(
     """Train the ERI dual-branch model: audio stage, video stage, then the fused model from both.
 
     Example:  edgeaffect train eri --data data/eri --epochs 20 --out runs/eri/exp1
+    Variant:  edgeaffect train eri --data data/eri --model eri_int8 --out runs/eri/int8arch
     Resume:   edgeaffect train eri --resume runs/eri/exp1
     Multi-process (DDP): torchrun --nproc_per_node 2 -m edgeaffect train eri --data data/eri
     """
     from ..train.eri import ERITrainOptions
 
     def build(data: Path, out: Path) -> ERITrainOptions:
-        return ERITrainOptions(data=data, stages=tuple(split_csv(stages)), epochs=epochs, batch_size=batch_size, lr=lr,
+        return ERITrainOptions(data=data, model=model, stages=tuple(split_csv(stages)), epochs=epochs, batch_size=batch_size, lr=lr,
                                loss=loss, model_overrides={"frames": frames, "face_size": face_size,
                                                            "audio_seconds": audio_seconds},
                                workers=workers, cache_dir=cache, seed=seed, device=device)

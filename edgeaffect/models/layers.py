@@ -31,6 +31,23 @@ class DepthwiseSeparable(nn.Module):
         return self.pw(self.dw(x))
 
 
+class SpaceToDepth(nn.Module):
+    """[N, C, (T,) H, W] -> [N, C*b*b, (T,) H/b, W/b]: a stem whose first conv reduces over C*b*b channels
+    instead of an RGB stem's 3, which int8 conv kernels pad to a full SIMD block."""
+
+    def __init__(self, block: int = 4):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x):
+        b = self.block
+        if x.dim() == 4:
+            return torch.nn.functional.pixel_unshuffle(x, b)
+        c, t, h, w = x.shape[1:]
+        x = x.reshape(-1, c, t, h // b, b, w // b, b).permute(0, 1, 4, 6, 2, 3, 5)
+        return x.reshape(-1, c * b * b, t, h // b, w // b)
+
+
 class SpatialAttention(nn.Module):
     """CBAM spatial attention: a conv over [channel-mean, channel-max] gives a sigmoid map."""
 

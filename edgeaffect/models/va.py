@@ -27,7 +27,9 @@ pretrained ones, which we do not download), so they are trained with the fusion.
 
 ``va_jca_edge`` is ours: 48 px faces, 4-frame sub-clips (dilation 2), width-16
 backbones and the compact fusion regressing from both attended streams, sized to
-train on a CPU.  All three export to ONNX with the legacy (TorchScript) exporter
+train on a CPU.  ``va_jca_edge_int8`` is that model laid out for int8 conv kernels:
+space-to-depth stems (12 channels into the video stem, 16 into the audio one, instead of 3 and 1; same
+output shapes), and (2+1)D middle widths rounded up to multiples of 16.  All four export to ONNX with the legacy (TorchScript) exporter
 (``torch.onnx.export(..., dynamo=False)``), which lowers the BiLSTM with its
 learned initial states to one ONNX ``LSTM`` op.
 """
@@ -39,9 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import EdgeAffectError
 from ..labels import VA_LABELS
 from ..spec import BATCH, ModelSpec, TensorSpec
 from .backbones import resnet18_trunk
+from .layers import SpaceToDepth
 from .registry import register_model
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
@@ -71,9 +75,11 @@ def va_preprocessing(subclips: int = 16, frames: int = 8, dilation: int = 4, fra
 
 
 # ---------------------------------------------------------------- R(2+1)D-18 ---------------------
-def _midplanes(cin: int, cout: int) -> int:
-    """Middle width of a (2+1)D pair: the parameters of the full 3x3x3 conv it replaces."""
-    return (cin * cout * 3 * 3 * 3) // (cin * 3 * 3 + 3 * cout)
+def _midplanes(cin: int, cout: int, multiple: int = 1) -> int:
+    """Middle width of a (2+1)D pair: the parameters of the full 3x3x3 conv it replaces (rounded up to
+    ``multiple``, the SIMD block of an int8 kernel)."""
+    mid = (cin * cout * 3 * 3 * 3) // (cin * 3 * 3 + 3 * cout)
+    return -(-mid // multiple) * multiple
 
 
 class Conv2Plus1D(nn.Sequential):
@@ -90,9 +96,9 @@ class Conv2Plus1D(nn.Sequential):
 class Block2Plus1D(nn.Module):
     """Basic residual block of R(2+1)D (both convs share the middle width computed from the block's input)."""
 
-    def __init__(self, cin: int, planes: int, stride: int = 1):
+    def __init__(self, cin: int, planes: int, stride: int = 1, multiple: int = 1):
         super().__init__()
-        mid = _midplanes(cin, planes)
+        mid = _midplanes(cin, planes, multiple)
         self.conv1 = nn.Sequential(Conv2Plus1D(cin, planes, mid, stride), nn.BatchNorm3d(planes), nn.ReLU(inplace=True))
         self.conv2 = nn.Sequential(Conv2Plus1D(planes, planes, mid), nn.BatchNorm3d(planes))
         self.downsample = None
@@ -108,19 +114,22 @@ class Block2Plus1D(nn.Module):
 class R2Plus1D18(nn.Module):
     """R(2+1)D-18 without pooling/classifier: [N, 3, T, H, W] -> [N, 8*width, T/8, H/16, W/16]."""
 
-    def __init__(self, width: int = 64, in_channels: int = 3):
+    def __init__(self, width: int = 64, in_channels: int = 3, int8_layout: bool = False):
         super().__init__()
-        stem_mid = max(1, round(45 * width / 64))  # 45 in the published stem
+        multiple = 16 if int8_layout else 1
+        stem_mid = -(-round(45 * width / 64) // multiple) * multiple or 1  # 45 in the published stem
+        # int8 layout: space-to-depth 2x2 then a 3x3 conv over 4*C channels covers the 7x7 stride-2 stem's field
+        first = ([SpaceToDepth(2), nn.Conv3d(4 * in_channels, stem_mid, (1, 3, 3), 1, (0, 1, 1), bias=False)]
+                 if int8_layout else [nn.Conv3d(in_channels, stem_mid, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False)])
         self.stem = nn.Sequential(
-            nn.Conv3d(in_channels, stem_mid, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False),
-            nn.BatchNorm3d(stem_mid), nn.ReLU(inplace=True),
+            *first, nn.BatchNorm3d(stem_mid), nn.ReLU(inplace=True),
             nn.Conv3d(stem_mid, width, (3, 1, 1), 1, (1, 0, 0), bias=False),
             nn.BatchNorm3d(width), nn.ReLU(inplace=True),
         )
         layers, c = [], width
         for i, planes in enumerate((width, 2 * width, 4 * width, 8 * width)):
             stride = 1 if i == 0 else 2
-            layers.append(nn.Sequential(Block2Plus1D(c, planes, stride), Block2Plus1D(planes, planes)))
+            layers.append(nn.Sequential(Block2Plus1D(c, planes, stride, multiple), Block2Plus1D(planes, planes, 1, multiple)))
             c = planes
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.out_channels = c
@@ -334,14 +343,18 @@ class VAModel(nn.Module):
 
     def __init__(self, name: str = "va_jca", fusion: str = "jca", subclips: int = 16, frames: int = 8,
                  dilation: int = 4, frame_size: int = 112, width: int = 64, audio_width: int | None = None,
-                 fusion_dim: int = 512, head_input: str = "cam", dropout: float = 0.6):
+                 fusion_dim: int = 512, head_input: str = "cam", dropout: float = 0.6, int8_layout: bool = False):
         super().__init__()
         if fusion not in ("jca", "jca_lite"):
             raise ValueError(f"fusion must be 'jca' or 'jca_lite', not {fusion!r}")
         audio_width = audio_width or width
         pre = va_preprocessing(subclips, frames, dilation, frame_size)
-        self.video_net = R2Plus1D18(width)
+        if int8_layout and frame_size % 2:
+            raise EdgeAffectError(f"{name} needs an even frame size (space-to-depth stem), not {frame_size}")
+        self.video_net = R2Plus1D18(width, int8_layout=int8_layout)
         self.audio_net = resnet18_trunk(in_channels=1, width=audio_width)
+        if int8_layout:
+            _space_to_depth_stem(self.audio_net, pre)
         vdim, adim = self.video_net.out_channels, self.audio_net.out_dim
         t, h, w = r2plus1d_out_shape(frames, frame_size)
         self.positions = t * h * w
@@ -352,7 +365,7 @@ class VAModel(nn.Module):
         steps = mel_frames(pre["audio_samples"], pre["hop_length"])
         config = dict(fusion=fusion, subclips=subclips, frames=frames, dilation=dilation, frame_size=frame_size,
                       width=width, audio_width=audio_width, fusion_dim=fusion_dim, head_input=head_input,
-                      dropout=dropout)
+                      dropout=dropout, int8_layout=int8_layout)
         self.spec = ModelSpec(
             name=name, task="va",
             inputs=(TensorSpec("video", (BATCH, subclips, 3, frames, frame_size, frame_size)),
@@ -381,6 +394,19 @@ class VAModel(nn.Module):
         return self.fusion(v, a)
 
 
+def _space_to_depth_stem(trunk: nn.Module, pre: dict) -> None:
+    """Swap a ResNet trunk's 1-channel 7x7 stride-2 conv + max-pool for space-to-depth 4x4 + a 3x3 conv
+    over 16 channels: the same 1/4 map, from a conv an int8 kernel fills."""
+    steps = mel_frames(pre["audio_samples"], pre["hop_length"])
+    if pre["n_mels"] % 4 or steps % 4:
+        raise EdgeAffectError(f"the int8 audio stem needs mel bins and frames divisible by 4, not "
+                              f"{pre['n_mels']}x{steps}")
+    width = trunk.conv1.out_channels
+    trunk.conv1 = nn.Sequential(SpaceToDepth(4), nn.Conv2d(16 * trunk.conv1.in_channels, width, 3, 1, 1, bias=False))
+    trunk.maxpool = nn.Identity()
+    nn.init.kaiming_normal_(trunk.conv1[1].weight, mode="fan_out", nonlinearity="relu")
+
+
 @register_model(task="va")
 def va_jca(**kw) -> VAModel:
     """Aff-Wild2 VA, reference sizes: R(2+1)D-18 + ResNet-18 audio, joint co-attention + BiLSTM fusion."""
@@ -403,3 +429,9 @@ EDGE_DEFAULTS = dict(subclips=16, frames=4, dilation=2, frame_size=48, width=16,
 def va_jca_edge(**kw) -> VAModel:
     """Aff-Wild2 VA for CPUs/edge: 48 px, 4-frame sub-clips, width-16 backbones, compact JCA fusion."""
     return VAModel("va_jca_edge", **{**EDGE_DEFAULTS, **kw})
+
+
+@register_model(task="va")
+def va_jca_edge_int8(**kw) -> VAModel:
+    """va_jca_edge laid out for int8 kernels: space-to-depth stems, (2+1)D widths in multiples of 16."""
+    return VAModel("va_jca_edge_int8", **{**EDGE_DEFAULTS, "int8_layout": True, **kw})

@@ -19,7 +19,13 @@ from .recipe import Recipe, TrainOptions, finish_run, open_manifest
 from .trainer import TrainConfig
 
 STAGES = ("audio", "video", "fused")
-STAGE_MODELS = {"audio": "eri_audio", "video": "eri_video", "fused": "eri_dual_branch"}
+# the fused model a run trains -> the registry model of each stage (the unimodal stages' branches load into it)
+FAMILIES = {
+    "eri_dual_branch": {"audio": "eri_audio", "video": "eri_video", "fused": "eri_dual_branch"},
+    "eri_int8": {"audio": "eri_audio", "video": "eri_int8_video", "fused": "eri_int8"},
+}
+DEFAULT_MODEL = "eri_dual_branch"
+STAGE_MODELS = FAMILIES[DEFAULT_MODEL]
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,7 @@ class ERITrainOptions(TrainOptions):
     """Everything ``edgeaffect train eri`` decides; stored in the run manifest."""
 
     data: Path
+    model: str = DEFAULT_MODEL         # the fused model (FAMILIES); its stages train the matching branches
     stages: tuple[str, ...] = STAGES
     epochs: int = 20
     batch_size: int = 16
@@ -45,6 +52,8 @@ class ERITrainOptions(TrainOptions):
         bad = [s for s in self.stages if s not in STAGES]
         if bad:
             raise EdgeAffectError(f"unknown stage(s) {', '.join(bad)}; stages are {', '.join(STAGES)}")
+        if self.model not in FAMILIES:
+            raise EdgeAffectError(f"unknown ERI model {self.model!r}; choose from {', '.join(FAMILIES)}")
 
     def train_config(self) -> TrainConfig:
         warmup = self.warmup_epochs if self.warmup_epochs is not None else int(self.epochs > 3)
@@ -78,7 +87,7 @@ def train(opt: ERITrainOptions, out: Path, *, resume: bool = False, console=None
     trained: dict[str, torch.nn.Module] = {}
     for stage in opt.stages:
         seed_everything(cfg.seed)
-        model = create_model(STAGE_MODELS[stage], **overrides)
+        model = create_model(FAMILIES[opt.model][stage], **overrides)
         stage_dir = out / "stages" / stage
         if stage == "fused":
             _init_fused(model, trained, out)
