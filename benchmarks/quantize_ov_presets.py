@@ -36,11 +36,11 @@ def main() -> None:
     import openvino as ov
 
     from edgeaffect.bench import machine_info
-    from edgeaffect.quantize import openvino_int8 as ovq
+    from edgeaffect.runtimes.openvino import int8 as ovq
     from edgeaffect.quantize.calibration import load_split, select_calibration
     from edgeaffect.quantize.config import QuantConfig
     from edgeaffect.evaluate import compare, drop_points, from_dataset, predict, score
-    from edgeaffect.quantize.guard import ov_runtime
+    from edgeaffect.runtimes.openvino.int8 import ov_runtime
     from edgeaffect.quantize.pipeline import fp32_onnx
     from edgeaffect.runs import open_run
 

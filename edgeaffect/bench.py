@@ -29,7 +29,7 @@ from . import precision as _precision
 from .errors import EdgeAffectError
 from .evaluate import DEFAULT_LIMIT, SCORED_BATCH, Samples, load_samples, predict, score, score_runtime
 from .macs import onnx_node_macs
-from .runtimes.registry import Artifact, artifact_files, discover_artifacts
+from .runtimes.registry import Artifact, artifact_files, discover_artifacts, unsupported
 from .fileio import atomic_path, write_json
 
 ROW_KEYS = ("runtime", "precision", "executed_precision", "batch", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput",
@@ -188,7 +188,7 @@ def runnable(chosen: Sequence[Artifact], say=None) -> tuple[list[Artifact], list
     """The artifacts this machine runs in their precision, and the others with the reason (said once each)."""
     keep, skipped = [], []
     for a in chosen:
-        reason = _precision.unsupported(a.runtime, a.precision)
+        reason = unsupported(a.runtime, a.precision)
         if reason:
             skipped.append({"artifact": a.label, "reason": reason})
             if say:

@@ -23,13 +23,9 @@ bs8 509 vs 519 ms on a loaded shared machine), at a slower export (38 s vs
 from __future__ import annotations
 
 import contextlib
-import io
-import json
-import logging
 import os
 import shutil
 import tempfile
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -38,9 +34,10 @@ import numpy as np
 
 from .errors import EdgeAffectError
 from .evaluate import DEFAULT_LIMIT, Evaluation, Samples, drop_points, evaluate, load_samples
-from .fileio import atomic_path, write_text
-from .runtimes.base import SPEC_KEY, sidecar_path, spec_from_metadata
-from .runtimes.registry import artifact_files
+from .fileio import atomic_path
+from .logs import quiet
+from .runtimes.onnxfile import embed_spec, read_onnx_spec, set_onnx_spec  # noqa: F401 - the ONNX's spec, also for callers
+from .runtimes.registry import ExportTarget, artifact_files, get_runtime, onnx_runtime, reference, unsupported
 from .spec import ModelSpec
 
 DEFAULT_OPSET = 18
@@ -72,7 +69,7 @@ def export_onnx(model, path: str | os.PathLike, *, batch: int | None = None, ops
         if batch is None:
             kw["dynamic_axes"] = {t.name: {0: "B"} for t in (*spec.inputs, *spec.outputs) if t.shape[:1] == ("B",)}
     path = Path(path)
-    with atomic_path(path) as tmp, _quiet():
+    with atomic_path(path) as tmp, quiet():
         try:
             with torch.no_grad():
                 torch.onnx.export(model, args, str(tmp), **kw)
@@ -110,99 +107,6 @@ def _finish_onnx(path: Path, spec: ModelSpec, batch: int | None) -> None:
     onnx.save(proto, str(path))
 
 
-def set_onnx_spec(proto, spec: ModelSpec) -> None:
-    """Write the spec (and, for humans, labels/preprocessing) into ``metadata_props``."""
-    entries = {SPEC_KEY: spec.to_json(), "edgeaffect.labels": json.dumps(list(spec.labels)),
-               "edgeaffect.preprocessing": json.dumps(dict(spec.preprocessing), sort_keys=True),
-               "edgeaffect.task": spec.task}
-    keep = [p for p in proto.metadata_props if p.key not in entries]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(keep)
-    for k, v in entries.items():
-        prop = proto.metadata_props.add()
-        prop.key, prop.value = k, v
-
-
-def embed_spec(onnx_path: str | os.PathLike, spec: ModelSpec) -> Path:
-    """Rewrite an existing ONNX file (e.g. a quantized one) with the spec in its metadata, atomically."""
-    import onnx
-
-    proto = onnx.load(str(onnx_path))
-    set_onnx_spec(proto, spec)
-    with atomic_path(onnx_path) as tmp:
-        onnx.save(proto, str(tmp))
-    return Path(onnx_path)
-
-
-def read_onnx_spec(onnx_path: str | os.PathLike) -> ModelSpec | None:
-    import onnx
-
-    proto = onnx.load(str(onnx_path), load_external_data=False)
-    return spec_from_metadata({p.key: p.value for p in proto.metadata_props})
-
-
-# ----------------------------------------------------------------------------------------- OpenVINO
-def export_openvino(onnx_path: str | os.PathLike, xml_path: str | os.PathLike, *, batch: int | None = None,
-                    fp16: bool = False, spec: ModelSpec | None = None) -> Path:
-    """ONNX -> OpenVINO IR (``.xml`` + ``.bin``), written atomically as a pair.
-
-    ``batch`` fixes the batch dimension (static shapes are faster on CPU);
-    ``fp16`` stores FP16-compressed weights (the CPU plugin computes in FP32 on
-    machines without native FP16, so this mainly halves the size).
-    """
-    import openvino as ov
-
-    from .runtimes.openvino import RT_INFO_PATH, ov_dims, save_ir
-
-    spec = spec or read_onnx_spec(onnx_path)
-    xml_path = Path(xml_path)
-    xml_path.parent.mkdir(parents=True, exist_ok=True)
-    with _quiet():
-        model = ov.convert_model(str(onnx_path))
-    if batch:
-        model.reshape({p.get_any_name(): [batch if i == 0 and d == -1 else d
-                                          for i, d in enumerate(ov_dims(p.get_partial_shape()))]
-                       for p in model.inputs})
-    if spec is not None:
-        model.set_rt_info(spec.to_json(), RT_INFO_PATH)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{xml_path.stem}.", suffix=".tmp", dir=xml_path.parent))
-    try:
-        tmp_xml = tmpdir / xml_path.name
-        save_ir(model, tmp_xml, xml_path, fp16)
-        os.replace(tmp_xml.with_suffix(".bin"), xml_path.with_suffix(".bin"))
-        os.replace(tmp_xml, xml_path)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    return xml_path
-
-
-# ----------------------------------------------------------------------------------------- TensorRT
-def build_tensorrt_engine(onnx_path: str | os.PathLike, out_dir: str | os.PathLike, *, fp16: bool = False,
-                          precision: str | None = None, min_batch: int = 1, opt_batch: int = 1, max_batch: int = 8,
-                          workspace_mb: int = 1024, int8: bool = False, int8_calibrator: Any = None,
-                          spec: ModelSpec | None = None, device: int = 0) -> Path:
-    """Build ``out_dir/<device>-cc<X.Y>-trt<version>.<precision>.b<min>-<opt>-<max>.engine`` (atomic write).
-
-    ``precision`` names the file (default from ``fp16``/``int8``); a spec json sidecar
-    is written beside it so the engine is self-describing too.
-    """
-    from .runtimes import tensorrt as trt_rt
-
-    target = trt_rt.current_target(device)
-    precision = precision or ("int8" if (int8 or int8_calibrator is not None) else "fp16" if fp16 else "fp32")
-    with trt_rt.device_context(device):
-        plan, batches = trt_rt.build_engine(onnx_path, fp16=fp16, min_batch=min_batch, opt_batch=opt_batch,
-                                            max_batch=max_batch, workspace_mb=workspace_mb, int8=int8,
-                                            int8_calibrator=int8_calibrator)
-    path = Path(out_dir) / trt_rt.engine_filename(target, precision, batches)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(plan)
-    spec = spec or (read_onnx_spec(onnx_path) if str(onnx_path).endswith(".onnx") else None)
-    if spec is not None:
-        write_text(sidecar_path(path), spec.to_json())
-    return path
-
-
 # ------------------------------------------------------------------------------------------- parity
 @dataclass
 class Parity:
@@ -224,9 +128,7 @@ class Parity:
 
 def torch_reference(model, samples: Samples, batch: int = 8) -> Evaluation:
     """Torch fp32 eager on ``samples``: the reference every exported artifact is compared with."""
-    from .runtimes.torch import TorchRuntime
-
-    with TorchRuntime.from_module(model) as rt:
+    with get_runtime(reference()).load_class().from_module(model) as rt:
         return evaluate(rt, samples, model.spec, batch=batch)
 
 
@@ -358,36 +260,6 @@ def _targets(formats: Sequence[str]):
     return [get_runtime(n) for n in list_runtimes() if get_runtime(n).file_format in ("onnx", *formats)]
 
 
-@dataclass(frozen=True)
-class ExportTarget:
-    """What a runtime's exporter builds: the precision, where, and the batch profile."""
-
-    root: Path
-    precision: str
-    static_batch: int | None
-    opt_batch: int
-    max_batch: int
-    spec: ModelSpec
-
-
-def openvino_artifact(onnx_path: Path, target: ExportTarget) -> Path:
-    """The IR of ``target.precision`` (fp16: its own IR with fp16-compressed weights)."""
-    from .runtimes.registry import get_runtime
-
-    xml = target.root / get_runtime("openvino").artifacts[target.precision]
-    return export_openvino(onnx_path, xml, batch=target.static_batch, fp16=target.precision == "fp16",
-                           spec=target.spec)
-
-
-def tensorrt_artifact(onnx_path: Path, target: ExportTarget) -> Path:
-    """A TensorRT engine of ``target.precision`` for this device and TensorRT version (fp16 on TensorRT 11:
-    from an fp16 ONNX made for the build; a precision it cannot build is skipped by :meth:`_ExportJob.build`)."""
-    return build_tensorrt_engine(onnx_path, target.root / "tensorrt", fp16=target.precision == "fp16",
-                                 precision=target.precision, min_batch=1, opt_batch=target.opt_batch,
-                                 max_batch=target.static_batch or max(target.max_batch, target.opt_batch),
-                                 spec=target.spec)
-
-
 @dataclass
 class _ExportJob:
     """One export: the run, its model, and what has been written, checked and skipped so far.
@@ -431,12 +303,10 @@ class _ExportJob:
 
     def onnx(self, opset: int, exporter: str) -> Path:
         """``model.onnx``, checked against torch where ONNX Runtime is installed: what the other formats start from."""
-        from .runtimes.registry import get_runtime
-
         staged = self.staging / ONNX_NAME
         self.say(f"exporting ONNX ({exporter}, opset {opset}, batch {self.static or 'dynamic'})")
         export_onnx(self.model, staged, batch=self.static, opset=opset, exporter=exporter)
-        entry = get_runtime("onnxruntime")
+        entry = get_runtime(onnx_runtime())
         parity = {} if entry.missing() else self.checked(entry.name, staged).to_dict()
         return self.publish(staged, entry.name, "fp32", opset=opset, exporter=exporter, batch=self.static,
                             parity=parity)
@@ -469,8 +339,6 @@ class _ExportJob:
 
     def unsupported(self, entry, precision: str) -> str | None:
         """Why this machine (or this runtime's exporter) cannot give ``precision``, or None."""
-        from .precision import unsupported
-
         reason = unsupported(entry.name, precision)
         if reason is None and not entry.exporter and not entry.shares(precision):
             reason = f"no {precision} exporter for {entry.name}"
@@ -539,18 +407,3 @@ def _staging(run_dir: Path):
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Silence exporter chatter (progress lines, deprecation warnings) on stdout/stderr."""
-    log = logging.getLogger("torch.onnx")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with contextlib.redirect_stdout(io.StringIO()):
-                yield
-    finally:
-        log.setLevel(level)

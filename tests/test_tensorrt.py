@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from edgeaffect.errors import EdgeAffectError
-from edgeaffect.export import build_tensorrt_engine, export_onnx
+from edgeaffect.export import export_onnx
+from edgeaffect.runtimes.tensorrt.engine import build_engine as build_tensorrt_engine
 from edgeaffect.runtimes import load
 from edgeaffect.runtimes import tensorrt as trt_rt
 from tests.fakes import install
@@ -329,7 +330,7 @@ def test_fake_swallows_calibrator_exceptions_as_tensorrt_does(trt, onnx_path, tm
 
 def _our_calibrator(tmp_path, batches, cache=None, batch_size=4):
     from edgeaffect.quantize.calibration import CalibrationSet
-    from edgeaffect.quantize.tensorrt_int8 import entropy_calibrator
+    from edgeaffect.runtimes.tensorrt.int8 import entropy_calibrator
 
     calib = CalibrationSet(batches, list(range(len(batches))), "train")
     return entropy_calibrator(calib, cache or tmp_path / "calibration.cache", "fp", batch_size)

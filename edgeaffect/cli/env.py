@@ -34,7 +34,7 @@ def _import(package: str) -> tuple[str | None, str | None]:
 
 def runtimes() -> dict[str, Any]:
     """Per runtime: whether its packages import, their versions, and which precisions run here."""
-    from ..precision import RUNTIME_PRECISIONS, unsupported
+    from ..runtimes.registry import runtime_precisions, unsupported
     from ..runtimes.registry import get_runtime, list_runtimes
 
     out = {}
@@ -50,7 +50,7 @@ def runtimes() -> dict[str, Any]:
         if problems:
             row["why"] = f"{'; '.join(problems)} (pip install 'edgeaffect[{entry.extra}]')"
         else:
-            row["precisions"] = {p: unsupported(name, p) or "yes" for p in RUNTIME_PRECISIONS.get(name, ())}
+            row["precisions"] = {p: unsupported(name, p) or "yes" for p in runtime_precisions().get(name, ())}
         out[name] = row
     return out
 

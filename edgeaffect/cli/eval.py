@@ -153,7 +153,7 @@ def _open_for_eval(target: Path, precision: str | None, device: str, verify: boo
     the data its run (if any) records."""
     from ..errors import EdgeAffectError
     from ..evaluate import open_scored
-    from ..precision import unsupported
+    from ..runtimes.registry import unsupported
     from ..runs import run_of
     from ..runtimes.registry import artifact_files, load
 
