@@ -29,10 +29,10 @@ def ort_variants(run, onnx_path, calib, work):
     prepared = oq.prepare(onnx_path, work / "prepared.onnx")
     out = []
     for label, cfg in (
-        ("all ops, U8S8 (preset)", QuantConfig.onnxruntime()),
-        ("Conv/MatMul/Gemm only, U8S8", QuantConfig.onnxruntime(op_types=("Conv", "MatMul", "Gemm"))),
-        ("all ops, S8S8", QuantConfig.onnxruntime(activation_symmetric=True)),
-        ("Conv/MatMul/Gemm only, S8S8", QuantConfig.onnxruntime(op_types=("Conv", "MatMul", "Gemm"),
+        ("all ops, U8S8 (preset)", QuantConfig.preset("onnxruntime")),
+        ("Conv/MatMul/Gemm only, U8S8", QuantConfig.preset("onnxruntime", op_types=("Conv", "MatMul", "Gemm"))),
+        ("all ops, S8S8", QuantConfig.preset("onnxruntime", activation_symmetric=True)),
+        ("Conv/MatMul/Gemm only, S8S8", QuantConfig.preset("onnxruntime", op_types=("Conv", "MatMul", "Gemm"),
                                                                 activation_symmetric=True)),
     ):
         slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
@@ -48,9 +48,9 @@ def ov_variants(onnx_path, calib, work, spec):
 
     out = []
     stem = ovq.narrow_convs(onnx_path)
-    for label, cfg, keep in (("NNCF transformer type", QuantConfig.openvino(ov_model_type="transformer"), ()),
-                             ("NNCF default type", QuantConfig.openvino(ov_model_type="default"), ()),
-                             ("NNCF default type, RGB stem float", QuantConfig.openvino(ov_model_type="default"), stem)):
+    for label, cfg, keep in (("NNCF transformer type", QuantConfig.preset("openvino", ov_model_type="transformer"), ()),
+                             ("NNCF default type", QuantConfig.preset("openvino", ov_model_type="default"), ()),
+                             ("NNCF default type, RGB stem float", QuantConfig.preset("openvino", ov_model_type="default"), stem)):
         slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
         out.append((label, ovq.quantize(onnx_path, calib, cfg, work / slug / "model.int8.xml", keep, spec=spec)))
     return out

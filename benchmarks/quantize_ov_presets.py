@@ -57,7 +57,7 @@ def main() -> None:
     cfgs = {"FP32": None}
     for preset in ("performance", "mixed"):
         for mtype in ("transformer", "default"):
-            cfgs[f"{preset}/{mtype}"] = QuantConfig.openvino(calib_samples=args.calib_samples, ov_preset=preset,
+            cfgs[f"{preset}/{mtype}"] = QuantConfig.preset("openvino", calib_samples=args.calib_samples, ov_preset=preset,
                                                              ov_model_type=mtype)
     rows, compiled = {}, {}
     feeds = samples.head(args.batch)

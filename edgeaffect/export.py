@@ -1,24 +1,13 @@
-"""torch -> ONNX (+ OpenVINO IR, TensorRT engine), with the spec embedded and parity checked.
+"""``export_run``: a trained run -> every asked runtime's artifact, parity-checked against torch and listed
+in the manifest, as one library call (``edgeaffect export`` parses its options and prints what this returns).
 
-Plain functions, reused by the quantize stage:
-
-- :func:`export_onnx` writes a self-describing ONNX (names from the ModelSpec,
-  dynamic batch, spec JSON in ``metadata_props['edgeaffect.spec']``, full
-  ``onnx.checker`` pass);
-- :func:`export_openvino` converts an ONNX to IR (static batch when fixed,
-  FP16-compressed weights on request, spec in ``rt_info``);
-- :func:`build_tensorrt_engine` writes ``tensorrt/<device>-cc<X.Y>-trt<ver>.<prec>.b<batches>.engine``;
-- :func:`check_parity` compares a runtime with torch on real samples (through
-  :mod:`edgeaffect.evaluate`) and fails loudly;
-- :func:`export_run` is what ``edgeaffect export`` runs: the ONNX, then every runtime of
-  the runtime table (:mod:`edgeaffect.runtimes.registry`) whose format is asked for,
-  each built by the exporter its entry names.
-
-Exporter: the dynamo exporter (``torch.onnx.export(dynamo=True)``) is the
-default.  On the ERI model it gave half the nodes (205 vs 385) and the same ORT
-latency as the TorchScript exporter measured interleaved (bs1 56.0 vs 57.9 ms,
-bs8 509 vs 519 ms on a loaded shared machine), at a slower export (38 s vs
-1.7 s); ``exporter="legacy"`` remains available.
+- ``model.onnx`` first (:func:`~edgeaffect.runtimes.onnxfile.export_onnx`: names from the ModelSpec, dynamic
+  batch, the spec in its metadata, the full ``onnx.checker`` pass); every other artifact is built from it by
+  the exporter in its runtime's package (``edgeaffect/runtimes/<name>/``), named by its table entry;
+- :func:`check_parity` compares each with torch on real samples (through :mod:`edgeaffect.evaluate`) and
+  fails loudly; :func:`guard_precision` accepts or refuses a reduced float (bf16/fp16);
+- ``prune=`` first writes ``<run>/pruned-<ratio>/`` and ``int8=`` then runs the INT8 pipeline
+  (:mod:`edgeaffect.quantize.pipeline`) for the asked runtimes that have an INT8 path.
 """
 from __future__ import annotations
 
@@ -34,78 +23,18 @@ import numpy as np
 
 from .errors import EdgeAffectError
 from .evaluate import DEFAULT_LIMIT, Evaluation, Samples, drop_points, evaluate, load_samples
-from .fileio import atomic_path
-from .logs import quiet
-from .runtimes.onnxfile import embed_spec, read_onnx_spec, set_onnx_spec  # noqa: F401 - the ONNX's spec, also for callers
-from .runtimes.registry import ExportTarget, artifact_files, get_runtime, onnx_runtime, reference, unsupported
+from .runtimes.onnxfile import DEFAULT_OPSET, embed_spec, export_onnx, read_onnx_spec, set_onnx_spec  # noqa: F401
+from .quantize.config import QuantConfig
+from .quantize.pipeline import check_runtimes as check_int8_runtimes
+from .quantize.pipeline import preflight, quantize_run
+from .quantize.prune import PruneConfig, prune_run
+from .runs import load_run, open_run, writer_lock
+from .runtimes.registry import (ExportTarget, artifact_files, get_runtime, list_runtimes, onnx_runtime, quantizable,
+                                reference, unsupported)
 from .spec import ModelSpec
 
-DEFAULT_OPSET = 18
 FP16_TOLERANCE = 5e-2   # FP16 weights/activations: parity is checked against this looser bound
 ONNX_NAME = "model.onnx"
-
-# --------------------------------------------------------------------------------------------- ONNX
-def export_onnx(model, path: str | os.PathLike, *, batch: int | None = None, opset: int = DEFAULT_OPSET,
-                exporter: str = "dynamo", spec: ModelSpec | None = None) -> Path:
-    """Export ``model`` (with a ``.spec``) to ONNX at ``path``; dynamic batch unless ``batch`` is given."""
-    import torch
-
-    spec = spec or model.spec
-    if exporter not in ("dynamo", "legacy"):
-        raise EdgeAffectError(f"unknown ONNX exporter {exporter!r} (use dynamo or legacy)")
-    model = model.eval()
-    example_batch = batch or 2  # 2, not 1: a size-1 example can specialise the batch away
-    feeds = spec.dummy_inputs(batch=example_batch)
-    args = tuple(torch.from_numpy(feeds[n]) for n in spec.input_names)
-    kw: dict[str, Any] = dict(input_names=spec.input_names, output_names=spec.output_names, opset_version=opset)
-    if exporter == "dynamo":
-        kw["dynamo"] = True
-        kw["external_data"] = False
-        if batch is None:
-            dim = torch.export.Dim("B", min=1, max=4096)
-            kw["dynamic_shapes"] = _dynamo_shapes(model, spec, dim)
-    else:
-        kw["dynamo"] = False
-        if batch is None:
-            kw["dynamic_axes"] = {t.name: {0: "B"} for t in (*spec.inputs, *spec.outputs) if t.shape[:1] == ("B",)}
-    path = Path(path)
-    with atomic_path(path) as tmp, quiet():
-        try:
-            with torch.no_grad():
-                torch.onnx.export(model, args, str(tmp), **kw)
-        except Exception as exc:
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EdgeAffectError(f"ONNX export ({exporter}) of {spec.name} failed: {msg}") from exc
-        _finish_onnx(tmp, spec, batch)
-    return path
-
-
-def _dynamo_shapes(model, spec: ModelSpec, dim) -> Any:
-    import inspect
-
-    shapes = tuple({0: dim} if t.shape[:1] == ("B",) else None for t in spec.inputs)
-    params = list(inspect.signature(model.forward).parameters.values())
-    if params and params[0].kind == inspect.Parameter.VAR_POSITIONAL:
-        return {params[0].name: shapes}
-    return shapes
-
-
-def _finish_onnx(path: Path, spec: ModelSpec, batch: int | None) -> None:
-    """Name the batch dim, embed the spec, and run the full checker (in place)."""
-    import onnx
-
-    proto = onnx.load(str(path))
-    for value in (*proto.graph.input, *proto.graph.output):
-        dims = value.type.tensor_type.shape.dim
-        if batch is None and dims and not dims[0].HasField("dim_value"):
-            dims[0].dim_param = "B"
-    set_onnx_spec(proto, spec)
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise EdgeAffectError(f"exported ONNX for {spec.name} fails onnx.checker: {str(exc).splitlines()[0]}") from None
-    onnx.save(proto, str(path))
-
 
 # ------------------------------------------------------------------------------------------- parity
 @dataclass
@@ -153,6 +82,12 @@ class ExportReport:
     parity: list[Parity] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     precisions: dict[str, dict[str, Any]] = field(default_factory=dict)   # guard decisions for bf16/fp16
+    run: Path | None = None                      # the run exported (``<run>/pruned-<ratio>`` with ``prune``)
+    int8: dict[str, Any] | None = None           # the INT8 report (``quantize/report.json``) with ``int8``
+
+    def unmet(self, precisions: Iterable[str]) -> list[str]:
+        """Reduced floats asked for that no runtime's guard accepted."""
+        return [p for p in precisions if not any(k.endswith(f"-{p}") and d["accepted"] for k, d in self.precisions.items())]
 
 
 def guard_precision(model, runtime, samples: Samples, *, max_drop: float, batch: int = 8,
@@ -182,32 +117,56 @@ def guard_precision(model, runtime, samples: Samples, *, max_drop: float, batch:
     return decision
 
 
-def export_run(run_dir: str | os.PathLike, formats: Iterable[str] | None = None, *, batch: int | None = None,
-               dynamic: bool = False, fp16: bool = False, precisions: Iterable[str] = (), max_drop: float = 1.0,
-               opset: int = DEFAULT_OPSET, exporter: str = "dynamo",
-               tolerance: float = 1e-3, data: str | os.PathLike | None = None, split: str = "val",
-               samples_limit: int | None = DEFAULT_LIMIT, max_batch: int = 32, explicit: bool = False,
-               progress: Callable[[str], None] | None = None, verify: bool = True) -> ExportReport:
-    """Export a trained run to the requested formats, check parity, and record everything in the manifest.
+def export_run(run_dir: str | os.PathLike, runtimes: Iterable[str] | None = None, *, precisions: Iterable[str] = (),
+               int8: QuantConfig | None = None, prune: PruneConfig | None = None, batch: int | None = None,
+               dynamic: bool = False, fp16: bool = False, max_drop: float = 1.0, opset: int = DEFAULT_OPSET,
+               exporter: str = "dynamo", tolerance: float = 1e-3, data: str | os.PathLike | None = None,
+               split: str = "val", samples_limit: int | None = DEFAULT_LIMIT, max_batch: int = 32,
+               explicit: bool = False, progress: Callable[[str], None] | None = None, verify: bool = True,
+               console=None) -> ExportReport:
+    """A trained run -> the artifact of every asked runtime, parity-checked and listed in the manifest.
 
-    ``batch`` fixes the batch of the ONNX/IR (static shapes) unless ``dynamic``; with
-    ``dynamic`` it is the optimisation batch of the TensorRT profile.  A format whose
-    runtime is not installed is skipped with a note, or is an error when ``explicit``.
-    ``precisions`` (bf16, fp16; ``fp16=True`` is short for fp16) adds reduced float precisions
-    for every format that runs them on this machine, each through :func:`guard_precision`.
+    ``runtimes``: runtime names (or their file formats: onnx, openvino, tensorrt; default every one with an
+    exporter); ``model.onnx`` is always written, the others are built from it.  One that is not installed is
+    skipped with a note, or is an error when ``explicit``.  ``precisions`` (bf16, fp16; ``fp16=True`` is short
+    for fp16) adds reduced floats wherever this machine runs them, each through :func:`guard_precision`.
+    ``prune`` first writes ``<run>/pruned-<ratio>/`` and exports that; ``int8`` then quantizes, through the
+    accuracy guard, for the asked runtimes that have an INT8 path (everything is checked before anything is
+    written).  ``batch`` fixes the batch of the ONNX/IR unless ``dynamic`` (then: TensorRT's opt batch).
     Parity and the guard score the same samples (``samples_limit`` of the split, evenly spaced; None: all).
     """
-    from .runs import load_run, writer_lock
-
+    names = _check_runtimes(runtimes)
+    reduced = _reduced(precisions, fp16)
+    quantized = _int8_runtimes(run_dir, names if runtimes is not None else None, int8, data)
+    if prune is not None:
+        prune.check()
+        if int8 is None:
+            open_run(run_dir)   # a missing checkpoint or another model's manifest: one line, before pruning
+        run_dir = prune_run(run_dir, prune.ratio, importance=prune.importance, finetune_epochs=prune.finetune_epochs,
+                            data_root=data, console=console)
     run = load_run(run_dir)
     with writer_lock(run.path, "edgeaffect export"):
-        return _export_locked(run, _check_formats(formats), batch=batch, dynamic=dynamic, reduced=_reduced(precisions, fp16),
-                              max_drop=max_drop, opset=opset, exporter=exporter, tolerance=tolerance, data=data,
-                              split=split, samples_limit=samples_limit, max_batch=max_batch, explicit=explicit,
-                              progress=progress, verify=verify)
+        report = _export_locked(run, names, batch=batch, dynamic=dynamic, reduced=reduced, max_drop=max_drop,
+                                opset=opset, exporter=exporter, tolerance=tolerance, data=data, split=split,
+                                samples_limit=samples_limit, max_batch=max_batch, explicit=explicit,
+                                progress=progress, verify=verify)
+    report.run = run.path
+    if quantized:
+        report.int8 = quantize_run(run.path, quantized, int8, data_root=data, console=console, verify=verify)
+    return report
 
 
-def _export_locked(run, formats: list[str], *, batch, dynamic, reduced, max_drop, opset, exporter, tolerance, data,
+def _int8_runtimes(run_dir, asked: list[str] | None, config: QuantConfig | None, data) -> list[str]:
+    """The runtimes INT8 is made for (the asked ones that have an INT8 path; default every installed one), with
+    the run and its calibration split checked: nothing is written when INT8 could not follow."""
+    if config is None:
+        return []
+    chosen = check_int8_runtimes([n for n in asked if n in quantizable()] or asked if asked else None)
+    preflight(run_dir, config, data)
+    return chosen
+
+
+def _export_locked(run, names: list[str], *, batch, dynamic, reduced, max_drop, opset, exporter, tolerance, data,
                    split, samples_limit, max_batch, explicit, progress, verify) -> ExportReport:
     from .precision import machine
     from .runs import load_model
@@ -221,10 +180,10 @@ def _export_locked(run, formats: list[str], *, batch, dynamic, reduced, max_drop
     job.load_samples(data or run.data_dir, split, samples_limit)
     with _staging(run.path) as job.staging:
         onnx_path = job.onnx(opset, exporter)
-        for entry in _targets(formats):
+        for entry in _targets(names):
             job.runtime(entry, onnx_path)
     report = job.report
-    run.update(export={"formats": formats, "batch": static, "opset": opset, "exporter": exporter,
+    run.update(export={"formats": [get_runtime(n).file_format for n in names], "runtimes": names, "batch": static, "opset": opset, "exporter": exporter,
                        "samples": job.samples.source, "parity": [p.to_dict() for p in report.parity],
                        "skipped": report.skipped, "machine": machine()})
     if report.precisions:
@@ -232,16 +191,20 @@ def _export_locked(run, formats: list[str], *, batch, dynamic, reduced, max_drop
     return report
 
 
-def _check_formats(formats: Iterable[str] | None) -> list[str]:
-    """The asked file formats (default: all in the runtime table), each one the table knows."""
-    from .runtimes.registry import file_formats
-
-    known = file_formats()
-    formats = list(known if formats is None else formats)
-    bad = [f for f in formats if f not in known]
-    if bad:
-        raise EdgeAffectError(f"unknown export format {bad[0]!r}; choose from {', '.join(known)}")
-    return formats
+def _check_runtimes(names: Iterable[str] | None) -> list[str]:
+    """The asked runtimes (a file format names its runtime: onnx -> onnxruntime), each one the table exports;
+    default: every one."""
+    exported = [n for n in list_runtimes() if get_runtime(n).file_format]
+    if names is None:
+        return exported
+    alias = {get_runtime(n).file_format: n for n in exported}
+    out = []
+    for name in names:
+        if name not in exported and name not in alias:
+            raise EdgeAffectError(f"unknown export format {name!r}; choose runtimes from {', '.join(exported)} "
+                                  f"(or formats: {', '.join(alias)})")
+        out.append(alias.get(name, name))
+    return list(dict.fromkeys(out))
 
 
 def _reduced(precisions: Iterable[str], fp16: bool) -> tuple[str, ...]:
@@ -253,11 +216,9 @@ def _reduced(precisions: Iterable[str], fp16: bool) -> tuple[str, ...]:
     return tuple(dict.fromkeys(reduced))
 
 
-def _targets(formats: Sequence[str]):
-    """Runtime-table entries whose artifact is one of ``formats`` (the ONNX's own runtime first)."""
-    from .runtimes.registry import get_runtime, list_runtimes
-
-    return [get_runtime(n) for n in list_runtimes() if get_runtime(n).file_format in ("onnx", *formats)]
+def _targets(names: Sequence[str]):
+    """Runtime-table entries asked for, in table order (the ONNX's own runtime always: every artifact starts there)."""
+    return [get_runtime(n) for n in list_runtimes() if n in names or n == onnx_runtime()]
 
 
 @dataclass

@@ -21,7 +21,7 @@ class LazyModule:
     def __init__(self, name: str, extra: str, purpose: str = "") -> None:
         self._name, self._extra, self._purpose = name, extra, purpose or name
 
-    def load(self) -> Any:
+    def _lazy_module(self) -> Any:
         """The real module (imported now if it was not: ``sys.modules`` is asked each time, so a test that
         swaps a module in or out is seen)."""
         try:
@@ -34,7 +34,7 @@ class LazyModule:
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("__") and attr.endswith("__"):
             raise AttributeError(attr)   # copy/pickle/inspect probing: never an import
-        return getattr(self.load(), attr)
+        return getattr(self._lazy_module(), attr)   # (only underscore names live on the proxy: no clash)
 
     def __repr__(self) -> str:
         return f"<lazy module {self._name!r}>"

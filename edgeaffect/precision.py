@@ -34,8 +34,9 @@ from .errors import EdgeAffectError
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 REDUCED_FLOAT = ("bf16", "fp16")     # float precisions that pass the accuracy guard at export
 
-# libraries whose version a measurement records, where this process has loaded them
-VERSIONED = ("torch", "onnxruntime", "openvino", "nncf", "tensorrt")
+# libraries whose version a measurement records, where this process has loaded them: each runtime's entry adds
+# its packages (runtimes.registry.register_runtime)
+VERSIONED: set[str] = set()
 # /proc/cpuinfo flags that decide what runs fast (x86 and ARM).
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
              "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16",
@@ -109,7 +110,7 @@ def machine(threads: int | None = None) -> dict[str, Any]:
                             "python": platform.python_version(), "host": platform.node(),
                             "date": _dt.datetime.now().isoformat(timespec="seconds")}
     info["versions"] = {name: str(getattr(sys.modules[name], "__version__", "?"))
-                        for name in VERSIONED if name in sys.modules}
+                        for name in sorted(VERSIONED) if name in sys.modules}
     return info
 
 

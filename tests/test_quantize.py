@@ -41,11 +41,11 @@ def _cli(*args) -> int:
 
 # -- config + calibration --------------------------------------------------------------------------------
 def test_presets_differ_where_the_backends_need_it():
-    trt, ort = QuantConfig.tensorrt(), QuantConfig.onnxruntime()
+    trt, ort = QuantConfig.preset("tensorrt"), QuantConfig.preset("onnxruntime")
     assert trt.activation_symmetric and not ort.activation_symmetric
     assert set(trt.op_types) == {"Conv", "MatMul", "Gemm"} and not trt.quantize_bias
-    assert QuantConfig.openvino().runtime == "openvino"
-    assert QuantConfig.tensorrt(calib_samples=64).calib_samples == 64
+    assert QuantConfig.preset("openvino").runtime == "openvino"
+    assert QuantConfig.preset("tensorrt", calib_samples=64).calib_samples == 64
     with pytest.raises(EdgeAffectError, match="too few"):
         QuantConfig(calib_samples=2)
     with pytest.raises(EdgeAffectError, match="unknown calibration method"):

@@ -56,7 +56,7 @@ def test_fake_api_surface_equals_the_table_of_the_real_bindings(column, version)
     assert not wrong, f"fake TensorRT {version} differs from the real bindings for {wrong}"
 
 
-_OUR_SOURCES = [Path(trt_rt.__file__), Path(trt_rt.__file__).parents[1] / "quantize" / "tensorrt_int8.py"]
+_OUR_SOURCES = sorted(Path(trt_rt.__file__).parent.glob("*.py"))   # the TensorRT package: runtime, engine builder, INT8
 _ENUMS = ("BuilderFlag", "NetworkDefinitionCreationFlag", "MemoryPoolType")
 
 

@@ -18,6 +18,7 @@ from ..errors import EdgeAffectError, MissingDependencyError
 from ..evaluate import SCORED_BATCH, compare, drop_points, predict, score, scoring_batch
 from ..fileio import atomic_path, read_json, write_json
 from ..runs import Run, load_run, open_run
+from ..runtimes.onnxfile import export_onnx
 from ..runtimes.registry import artifact_files, get_runtime, onnx_runtime, quantizable
 from .config import QuantConfig
 from .guard import run_guard
@@ -61,8 +62,6 @@ def fp32_onnx(run: Run, model) -> Path:
     """The FP32 ONNX to quantize: the run's ``model.onnx`` (exported now if ``edgeaffect export`` has not
     run yet), or, when that one has a fixed batch (``export --batch N``), a dynamic-batch export beside the
     quantize files: calibration feeds single samples and the guard scores batches of any size."""
-    from ..export import export_onnx
-
     path = run.path / "model.onnx"
     if not path.exists():
         export_onnx(model, path)

@@ -12,6 +12,7 @@ which runtimes exist never imports onnxruntime, openvino or tensorrt.
 """
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import importlib.util
 import os
@@ -22,7 +23,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import EdgeAffectError, MissingDependencyError
 from ..fileio import read_json
-from ..precision import check_precisions
+from ..precision import VERSIONED, check_precisions
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class RuntimeEntry:
     takes_threads: bool = False       # bench/demo pass ``threads``
     compiles_batch: bool = False      # bench compiles each timed batch static (OpenVINO reshape)
     remote: bool = False              # opens a server URL, not a file: no artifacts, never exported or benched
+    title: str = ""                   # how messages name it (default: ``name``)
     order: int = 50                   # place in the table (listings, `export` order, help texts)
     precisions: tuple[str, ...] = ("fp32",)   # what it executes at all (then ``check`` asks this machine)
     check: Any = None                 # (precision, device) -> why this machine cannot run it, or None
@@ -70,6 +72,8 @@ class RuntimeEntry:
     device_sources: Mapping[str, str] = field(default_factory=dict)
     device_builder: Any = ""
     ranker: Any = ""                  # "module:function" ranking an INT8 artifact's tensors (guard report)
+    int8_preset: Mapping[str, Any] = field(default_factory=dict)   # QuantConfig settings its INT8 path starts from
+    inspect: Any = ""                 # (path) -> the precision a file holds, read from its contents (names failing)
 
     def missing(self) -> list[str]:
         return [p for p in self.packages if _find_spec(p) is None]
@@ -83,7 +87,7 @@ class RuntimeEntry:
         missing = self.missing()
         if missing:
             raise MissingDependencyError(missing[0], self.extra, f"the {self.name} runtime")
-        return _resolve(self.target)
+        return resolve(self.target)
 
     def shares(self, precision: str) -> bool:
         """True when ``precision`` runs from the fp32 file (an execution setting, no file of its own)."""
@@ -94,7 +98,7 @@ class RuntimeEntry:
         """(precision, path) of every artifact of this runtime present under ``root``."""
         found = [(p, root / rel) for p, rel in self.artifacts.items() if (root / rel).is_file()]
         if self.pattern:
-            read = _resolve(self.precision_of)
+            read = resolve(self.precision_of)
             found += [(read(f), f) for f in sorted(root.glob(self.pattern)) if f.is_file()]
         return found
 
@@ -102,8 +106,12 @@ class RuntimeEntry:
         """The precision a file's name says it holds, or None when the name is not one of ours."""
         path = Path(path)
         if self.pattern and path.suffix == Path(self.pattern).suffix:
-            return _resolve(self.precision_of)(path)
+            return resolve(self.precision_of)(path)
         return next((p for p, rel in self.artifacts.items() if not self.shares(p) and Path(rel).name == path.name), None)
+
+    def read_precision(self, path: Path) -> str | None:
+        """The precision ``path`` holds: from its name, else from its contents where the runtime can read them."""
+        return self.parse(path) or (resolve(self.inspect)(path) if self.inspect else None)
 
     def bench_options(self, precision: str, batch: int, threads: int | None) -> dict[str, Any]:
         """Load options of a timed variant: its precision, threads, and a static batch where compiled."""
@@ -118,13 +126,13 @@ class RuntimeEntry:
         """Build this runtime's artifact of ``target.precision`` from the ONNX (see ``export.ExportTarget``)."""
         if not self.exporter:
             raise EdgeAffectError(f"{self.name} has no exporter")
-        return _resolve(self.exporter)(onnx_path, target)
+        return resolve(self.exporter)(onnx_path, target)
 
     def unsupported(self, precision: str, device: str | None = None) -> str | None:
         """Why this runtime cannot run ``precision`` on this machine, in one line; None when it can."""
         if precision not in self.precisions:
             return f"{self.name} has no {precision} execution"
-        return _resolve(self.check)(precision, device) if self.check else None
+        return resolve(self.check)(precision, device) if self.check else None
 
     def sources(self) -> dict[str, str]:
         """What a deploy bundle carries per precision: the artifact, or what builds it on the device."""
@@ -136,12 +144,12 @@ class RuntimeEntry:
         """(work dir, INT8 artifact, FP32 ONNX, feeds) -> its tensors ranked by harm (the guard's table)."""
         if not self.ranker:
             raise EdgeAffectError(f"{self.name} has no INT8 sensitivity ranking")
-        return _resolve(self.ranker)
+        return resolve(self.ranker)
 
     def quantize_fn(self) -> Callable:
         if not self.quantizer:
             raise EdgeAffectError(f"{self.name} has no INT8 quantizer")
-        return _resolve(self.quantizer)
+        return resolve(self.quantizer)
 
 
 _RUNTIMES: dict[str, RuntimeEntry] = {}
@@ -150,6 +158,7 @@ _RUNTIMES: dict[str, RuntimeEntry] = {}
 def register_runtime(entry: RuntimeEntry) -> RuntimeEntry:
     """Add ``entry`` to the table (each runtime package registers its own at import), kept in ``order``."""
     _RUNTIMES[entry.name] = entry
+    VERSIONED.update((*entry.packages, *(p for p, _ in entry.quantizer_packages)))
     ordered = sorted(_RUNTIMES.values(), key=lambda e: e.order)
     _RUNTIMES.clear()
     _RUNTIMES.update((e.name, e) for e in ordered)
@@ -164,7 +173,7 @@ def _discover() -> None:
             importlib.import_module(f"{__package__}.{found.name}")
 
 
-def _resolve(target: str | Callable):
+def resolve(target: str | Callable):
     """A ``"module:name"`` string's object (a runtime's own package may give the object itself)."""
     if not isinstance(target, str):
         return target
@@ -383,6 +392,11 @@ def deployable() -> list[str]:
 def serving() -> list[str]:
     """Runtimes that run a model inside `edgeaffect serve`."""
     return [n for n, e in _RUNTIMES.items() if e.serves]
+
+
+def built_on_device(rel: str) -> bool:
+    """Whether a run-relative file is an artifact built on the device it runs on (a TensorRT engine)."""
+    return any(e.device_sources and e.pattern and fnmatch.fnmatch(rel, e.pattern) for e in _RUNTIMES.values())
 
 
 def onnx_runtime() -> str:

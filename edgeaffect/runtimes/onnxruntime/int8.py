@@ -33,6 +33,28 @@ def _method(name: str):
             "percentile": CalibrationMethod.Percentile}[name]
 
 
+def _reader(batches):
+    """An ``onnxruntime.quantization.CalibrationDataReader`` over feed dicts (rewindable)."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    feeds = list(batches)
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(feeds)
+
+        def get_next(self):
+            return next(self._it, None)
+
+        def rewind(self):
+            self._it = iter(feeds)
+
+        def __len__(self):
+            return len(feeds)
+
+    return _Reader()
+
+
 def prepare(fp32_onnx: str | Path, out_path: str | Path) -> Path:
     """Shape inference + graph optimisation before quantization (ONNX Runtime's ``quant_pre_process``)."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -58,7 +80,7 @@ def calibrate(model_path: str | Path, calib, cfg, ranges_path: str | Path) -> Pa
         calibrator = create_calibrator(Path(model_path), list(cfg.op_types) or None,
                                        augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                        calibrate_method=_method(cfg.calib_method), extra_options=extra)
-        calibrator.collect_data(calib.ort_reader(cfg.calib_batch))
+        calibrator.collect_data(_reader(calib.batches(cfg.calib_batch)))
         ranges = calibrator.compute_data()
         del calibrator
     with atomic_path(ranges_path) as tmp:

@@ -169,12 +169,25 @@ def _macs(op: Any) -> int:
     return per_output * _static(op.get_input_partial_shape(0))[-1]
 
 
+def ir_precision(path: Path) -> str | None:
+    """An IR's precision from its ops (an INT8 IR holds FakeQuantize), for a file whose name does not say."""
+    if Path(path).suffix != ".xml":
+        return None
+    try:
+        import openvino as ov
+
+        model = ov.Core().read_model(str(path))
+    except Exception:  # noqa: BLE001 - the runtime's own load reports an unreadable file
+        return None
+    return "int8" if any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()) else "fp32"
+
+
 ENTRY = register_runtime(RuntimeEntry(
     "openvino", OpenVinoRuntime, "openvino", ("openvino",), (".xml", ".onnx"), "OpenVINO (CPU/GPU/AUTO, IR or ONNX)",
     {"fp32": "openvino/model.xml", "bf16": "openvino/model.xml", "fp16": "openvino/model.fp16.xml",
      "int8": "openvino/model.int8.xml"},
     file_format="openvino", exporter="edgeaffect.runtimes.openvino.export:export_ir",
     quantizer="edgeaffect.runtimes.openvino.int8:quantize_guarded", quantizer_packages=(("nncf", "openvino"),),
-    ranker="edgeaffect.runtimes.openvino.int8:rank_published",
+    ranker="edgeaffect.runtimes.openvino.int8:rank_published", inspect=ir_precision,
     rank=1, takes_threads=True, compiles_batch=True, order=30, precisions=PRECISIONS, check=unsupported_here,
     deployable=True, serves=True))

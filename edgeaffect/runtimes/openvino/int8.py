@@ -89,7 +89,7 @@ def quantize(onnx_path: str | Path, calib, cfg, out_xml: str | Path,
     if cfg.ov_model_type == "transformer":
         kw["model_type"] = nncf.ModelType.TRANSFORMER
     preset = nncf.QuantizationPreset.PERFORMANCE if cfg.ov_preset == "performance" else nncf.QuantizationPreset.MIXED
-    qmodel = nncf.quantize(model, calib.nncf_dataset(cfg.calib_batch), preset=preset, subset_size=len(calib),
+    qmodel = nncf.quantize(model, nncf.Dataset(list(calib.batches(cfg.calib_batch))), preset=preset, subset_size=len(calib),
                            fast_bias_correction=cfg.fast_bias_correction, **kw)
     if spec is not None:
         qmodel.set_rt_info(spec.to_json(), RT_INFO_PATH)

@@ -332,7 +332,12 @@ ENTRY = register_runtime(RuntimeEntry(
     exporter="edgeaffect.runtimes.tensorrt.engine:export_engine",
     quantizer="edgeaffect.runtimes.tensorrt.int8:quantize_guarded",
     quantizer_packages=(("onnxruntime", "onnxruntime"), ("onnx", "train")), quantized="tensorrt/model.int8.qdq.onnx",
-    rank=0, order=40, precisions=("fp32", "fp16", "int8"), deployable=True,
+    # explicit quantization: symmetric int8 Q/DQ only on the inputs of Conv/MatMul/Gemm, float bias and
+    # outputs, the placement TensorRT 10/11 fuse into INT8 kernels
+    int8_preset={"activation_symmetric": True, "weight_symmetric": True, "per_channel": True,
+                 "op_types": ("Conv", "MatMul", "Gemm"), "exclude_output_quant": ("Conv", "MatMul", "Gemm"),
+                 "quantize_bias": False, "calib_method": "entropy"},
+    rank=0, order=40, title="TensorRT", precisions=("fp32", "fp16", "int8"), deployable=True,
     # engines are built on the device they run on: a bundle carries what builds each precision there
     device_sources={"fp32": "model.onnx", "fp16": "model.onnx"},
     device_builder="edgeaffect.runtimes.tensorrt.int8:build_for_bundle"))
