@@ -387,8 +387,8 @@ def test_fake_pycuda_autoinit_makes_a_current_context(trt):
 def test_env_reports_what_a_jetson_can_run(monkeypatch, capsys, tmp_path):
     import json
 
-    from edgeaffect.cli import env as env_cli
     from edgeaffect.cli import main
+    from edgeaffect.runtimes.tensorrt import device as env_cli
 
     install(monkeypatch, version="10.3.0", **AGX)
     release = tmp_path / "nv_tegra_release"

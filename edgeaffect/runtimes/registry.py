@@ -73,6 +73,7 @@ class RuntimeEntry:
     device_builder: Any = ""
     ranker: Any = ""                  # "module:function" ranking an INT8 artifact's tensors (guard report)
     int8_preset: Mapping[str, Any] = field(default_factory=dict)   # QuantConfig settings its INT8 path starts from
+    device_report: Any = ""           # "module:" with report() -> dict and lines(report) -> [str]: what `env` says
     inspect: Any = ""                 # (path) -> the precision a file holds, read from its contents (names failing)
 
     def missing(self) -> list[str]:
@@ -179,6 +180,32 @@ def resolve(target: str | Callable):
         return target
     module, name = target.split(":")
     return getattr(importlib.import_module(module), name)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def probe_import(package: str) -> tuple[str | None, str | None]:
+    """(version, None) when ``package`` really imports (installed is not usable: a JetPack module outside the
+    venv, a pycuda built against another CUDA), else (None, why in one line)."""
+    try:
+        mod = importlib.import_module(package)
+    except Exception as exc:  # noqa: BLE001 - any import failure means "not usable here", said in one line
+        return None, first_line(exc)
+    return str(getattr(mod, "__version__", getattr(mod, "VERSION", "?"))), None
+
+
+def devices() -> list[tuple[dict[str, Any], Callable[[dict[str, Any]], list[str]]]]:
+    """(report, its lines) of every runtime that describes this device (``edgeaffect env``)."""
+    out = []
+    for e in _RUNTIMES.values():
+        if e.device_report:
+            module = importlib.import_module(e.device_report)
+            out.append((module.report(), module.lines))
+    return out
 
 
 def _find_spec(name: str):

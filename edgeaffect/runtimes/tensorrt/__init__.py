@@ -340,4 +340,5 @@ ENTRY = register_runtime(RuntimeEntry(
     rank=0, order=40, title="TensorRT", precisions=("fp32", "fp16", "int8"), deployable=True,
     # engines are built on the device they run on: a bundle carries what builds each precision there
     device_sources={"fp32": "model.onnx", "fp16": "model.onnx"},
-    device_builder="edgeaffect.runtimes.tensorrt.int8:build_for_bundle"))
+    device_builder="edgeaffect.runtimes.tensorrt.int8:build_for_bundle",
+    device_report="edgeaffect.runtimes.tensorrt.device"))
