@@ -29,7 +29,8 @@ from . import precision as _precision
 from .errors import EdgeAffectError
 from .evaluate import DEFAULT_LIMIT, SCORED_BATCH, Samples, load_samples, predict, score, score_runtime
 from .macs import onnx_node_macs
-from .runtimes.registry import Artifact, artifact_files, discover_artifacts, get_runtime, reference, unsupported
+from .runtimes.registry import (Artifact, artifact_files, blocked, discover_artifacts, get_runtime, reference,
+                                refusals)
 from .fileio import atomic_path, write_json
 
 ROW_KEYS = ("runtime", "precision", "executed_precision", "batch", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput",
@@ -184,11 +185,13 @@ def select(artifacts: Iterable[Artifact], runtimes: Sequence[str] | None, precis
             and (not precisions or a.precision in precisions or (a.runtime, a.precision) == (reference(), "fp32"))]
 
 
-def runnable(chosen: Sequence[Artifact], say=None) -> tuple[list[Artifact], list[dict[str, str]]]:
-    """The artifacts this machine runs in their precision, and the others with the reason (said once each)."""
+def runnable(chosen: Sequence[Artifact], say=None,
+             refused: Mapping[str, str] | None = None) -> tuple[list[Artifact], list[dict[str, str]]]:
+    """The artifacts this machine runs in their precision and the accuracy guard did not refuse (``refused``:
+    the run's refusals), and the others with the reason (said once each): the demo's and pack's rule."""
     keep, skipped = [], []
     for a in chosen:
-        reason = unsupported(a.runtime, a.precision)
+        reason = blocked(a, refused)
         if reason:
             skipped.append({"artifact": a.label, "reason": reason})
             if say:
@@ -226,7 +229,7 @@ def _bench(plan: "_Plan", cfg: BenchConfig, console, show_progress: bool, verify
     if verify:
         verify_artifacts(plan.artifacts)
     check_writable(plan.root)
-    chosen, skipped = runnable(plan.artifacts, say)
+    chosen, skipped = runnable(plan.artifacts, say, refusals(plan.root))
     if say and cfg.threads > _precision.physical_cores():
         say(f"--threads {cfg.threads} is more than this machine's {_precision.physical_cores()} physical cores: "
             "the runtimes' threads compete for them and the timings measure that")

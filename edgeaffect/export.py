@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import EdgeAffectError
 from .evaluate import DEFAULT_LIMIT, Evaluation, Samples, drop_points, evaluate, load_samples
-from .runtimes.onnxfile import DEFAULT_OPSET, embed_spec, export_onnx, read_onnx_spec, set_onnx_spec  # noqa: F401
+from .runtimes.onnxfile import DEFAULT_OPSET, embed_spec, export_onnx, read_onnx_spec  # noqa: F401 - also for callers
 from .quantize.config import QuantConfig
 from .quantize.pipeline import check_runtimes as check_int8_runtimes
 from .quantize.pipeline import preflight, quantize_run
@@ -31,7 +31,6 @@ from .quantize.prune import PruneConfig, prune_run
 from .runs import load_run, open_run, writer_lock
 from .runtimes.registry import (ExportTarget, artifact_files, get_runtime, list_runtimes, onnx_runtime, quantizable,
                                 reference, unsupported)
-from .spec import ModelSpec
 
 FP16_TOLERANCE = 5e-2   # FP16 weights/activations: parity is checked against this looser bound
 ONNX_NAME = "model.onnx"
@@ -137,9 +136,10 @@ def export_run(run_dir: str | os.PathLike, runtimes: Iterable[str] | None = None
     """
     names = _check_runtimes(runtimes)
     reduced = _reduced(precisions, fp16)
-    quantized = _int8_runtimes(run_dir, names if runtimes is not None else None, int8, data)
     if prune is not None:
         prune.check()
+    quantized = _int8_runtimes(run_dir, names if runtimes is not None else None, int8, data)
+    if prune is not None:
         if int8 is None:
             open_run(run_dir)   # a missing checkpoint or another model's manifest: one line, before pruning
         run_dir = prune_run(run_dir, prune.ratio, importance=prune.importance, finetune_epochs=prune.finetune_epochs,
@@ -201,8 +201,8 @@ def _check_runtimes(names: Iterable[str] | None) -> list[str]:
     out = []
     for name in names:
         if name not in exported and name not in alias:
-            raise EdgeAffectError(f"unknown export format {name!r}; choose runtimes from {', '.join(exported)} "
-                                  f"(or formats: {', '.join(alias)})")
+            raise EdgeAffectError(f"unknown runtime {name!r} (unknown export format {name!r}); choose runtimes "
+                                  f"from {', '.join(exported)} or their formats {', '.join(alias)}")
         out.append(alias.get(name, name))
     return list(dict.fromkeys(out))
 

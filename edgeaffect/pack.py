@@ -36,7 +36,7 @@ import numpy as np
 
 from . import __version__
 from .errors import EdgeAffectError
-from .fileio import atomic_dir, read_json, sha256_file, write_json, write_text
+from .fileio import atomic_dir, sha256_file, write_json, write_text
 from .runs import read_manifest, reading_run
 from .runtimes.registry import refusals, resolve
 from .signing import SIGNATURE, SIGNED

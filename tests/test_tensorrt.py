@@ -126,7 +126,7 @@ def test_engine_for_another_module_cc_or_version_is_refused_in_one_line(monkeypa
     install(monkeypatch, version="10.3.0", **NANO)   # pycuda calls both 'Orin', same compute capability
     with pytest.raises(EdgeAffectError, match=r"built elsewhere \(device NVIDIA-Jetson-AGX-Orin-Developer-Kit-16sm-61GB "
                                               r"vs NVIDIA-Jetson-Orin-Nano-Developer-Kit-8sm-7GB here\); rebuild it with "
-                                              r"`edgeaffect export RUN --format tensorrt`"):
+                                              r"`edgeaffect export RUN --runtime tensorrt`"):
         load(path)
     with load(path, check_target=False) as rt:      # TensorRT itself accepts it (same compute capability)
         assert rt.infer(rt.spec.dummy_inputs(batch=1))["intensities"].shape == (1, 3)

@@ -51,6 +51,7 @@ def bench_cmd(
     from ..bench import BenchConfig, bench_run
     from ..errors import EdgeAffectError
     from ..precision import check_precisions
+    from ..runtimes.registry import reference
     from ..signing import check_trust
 
     check_trust(run, trust)

@@ -75,7 +75,6 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
     microphone through sounddevice.
     """
     from .runner import open_model
-    from .sources import open_source
 
     names = [source] if isinstance(source, (str, Path)) else [str(x) for x in source]
     many = len(names) > 1
@@ -85,27 +84,11 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
                          for p in (output, jsonl))
     check_audio_choice(audio)  # before anything is opened, whether or not the model takes audio
     window = _check_window(window, output is None and jsonl is None and serve is None)
-    if runner is None:
-        runner, spec = open_model(model, runtime, precision, verify=verify)
-    else:
-        spec = runner.spec
-    for i, name in enumerate(names):
-        if srcs[i] is None:
-            try:
-                srcs[i] = open_source(name, loop=loop, folder_fps=folder_fps)
-            except EdgeAffectError as exc:
-                raise EdgeAffectError(f"source {i} ({name}): {exc}" if many else str(exc)) from exc
+    runner, spec = (runner, runner.spec) if runner is not None else open_model(model, runtime, precision, verify=verify)
+    srcs = _open_sources(names, srcs, loop, folder_fps)
     audios = [source_audio(name, spec, audio) for name in names]
-    if detector is None or isinstance(detector, str):
-        from ..precision import physical_cores
-
-        # one detector per source up to the cores but one: the model keeps a core (on 2 cores a second
-        # detector made predictions older, benchmarks/results/2026-12-02-demo_detector_pool.md)
-        detectors = make_detectors(detector or "auto", max(1, min(len(names), physical_cores() - 1)) if many else 1)
-    else:
-        detectors = list(detector) if isinstance(detector, (list, tuple)) else [detector]
-    detector = _DetectorPool(detectors) if many else detectors[0]
-    if sync is None:
+    detector = _shared_detector(detector, len(names))
+    if sync is None:   # files played at full speed: every frame its own prediction; live sources: asynchronously
         sync = mode == "sync" or (mode == "auto" and not any(getattr(x, "live", False) for x in srcs) and not realtime)
     cfg = DemoConfig(detect_every=detect_every, max_faces=max_faces, smoothing=smoothing, realtime=realtime,
                      max_frames=max_frames, reconnect_retries=reconnect_retries, sync=sync,
@@ -129,11 +112,37 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
         for x in sinks:
             x.close()
         raise
-    if not many:
-        return Session(demos[0], srcs[0], spec, getattr(runner, "name", runtime), sinks, web, runner)
-    from .multi import MultiDemo
+    if many:
+        from .multi import MultiDemo
+    demo, where = (MultiDemo(demos, names), srcs) if many else (demos[0], srcs[0])
+    return Session(demo, where, spec, getattr(runner, "name", runtime), sinks, web, runner)
 
-    return Session(MultiDemo(demos, names), srcs, spec, getattr(runner, "name", runtime), sinks, web, runner)
+
+def _open_sources(names: list[str], srcs: list, loop: bool, folder_fps: float) -> list:
+    """Each source not given already, opened; a failure names its source when there are several."""
+    from .sources import open_source
+
+    srcs = list(srcs)
+    for i, name in enumerate(names):
+        if srcs[i] is None:
+            try:
+                srcs[i] = open_source(name, loop=loop, folder_fps=folder_fps)
+            except EdgeAffectError as exc:
+                raise EdgeAffectError(f"source {i} ({name}): {exc}" if len(names) > 1 else str(exc)) from exc
+    return srcs
+
+
+def _shared_detector(detector, n_sources: int):
+    """The face detector the sources share: given (one, or a list), or made by name (default ``auto``)."""
+    if detector is None or isinstance(detector, str):
+        from ..precision import physical_cores
+
+        # one detector per source up to the cores but one: the model keeps a core (on 2 cores a second
+        # detector made predictions older, benchmarks/results/2026-12-02-demo_detector_pool.md)
+        detectors = make_detectors(detector or "auto", max(1, min(n_sources, physical_cores() - 1)) if n_sources > 1 else 1)
+    else:
+        detectors = list(detector) if isinstance(detector, (list, tuple)) else [detector]
+    return _DetectorPool(detectors) if n_sources > 1 else detectors[0]
 
 
 def per_source(path: Path, i: int, n: int) -> Path:

@@ -51,7 +51,7 @@ class RuntimeEntry:
     artifacts: Mapping[str, str] = field(default_factory=dict)
     pattern: str = ""                 # artifacts named per machine (TensorRT engines): a glob in the run ...
     precision_of: Any = ""            # ... and the function (or "module:function") reading a file's precision from its name
-    file_format: str = ""             # what `export --format` calls its artifact (onnx, openvino, tensorrt)
+    file_format: str = ""             # its artifact format (onnx, openvino, tensorrt): `export --runtime` takes it as an alias
     exporter: Any = ""                # (onnx_path, ExportTarget) -> artifact, or its "module:function"; "" = none
     quantizer: Any = ""               # its INT8 path (see ``quantize.pipeline``), or its "module:function"
     quantizer_packages: tuple[tuple[str, str], ...] = ()   # (import name, extra) the quantizer needs besides
@@ -387,7 +387,7 @@ def by_rank(names: Iterable[str]) -> list[str]:
 
 
 def file_formats() -> list[str]:
-    """What ``export --format`` names: each runtime's artifact format, in table order."""
+    """Each runtime's artifact format (``export --runtime`` takes them as aliases), in table order."""
     return [e.file_format for e in _RUNTIMES.values() if e.file_format]
 
 

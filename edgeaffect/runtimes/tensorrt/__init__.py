@@ -35,7 +35,7 @@ from ..registry import RuntimeEntry, register_runtime
 
 # Jetsons name their module here ("NVIDIA Jetson AGX Orin Developer Kit"); desktop GPUs have no such file.
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
-REBUILD = "`edgeaffect export RUN --format tensorrt` (or `edgeaffect build-engine BUNDLE`) on this device"
+REBUILD = "`edgeaffect export RUN --runtime tensorrt` (or `edgeaffect build-engine BUNDLE`) on this device"
 _PRECISION = r"(?P<precision>fp32|bf16|fp16|int8)"
 _ENGINE_NAME = re.compile(rf"^(?P<device>.+)-cc(?P<cc>\d+\.\d+)-trt(?P<version>\d+(?:\.\d+)*)\.{_PRECISION}"
                           rf"\.b(?P<min>\d+)-(?P<opt>\d+)-(?P<max>\d+)$")
