@@ -25,6 +25,13 @@ PrecisionOpt = Annotated[Optional[str], typer.Option(
                               "machine (OpenVINO bf16/fp16 where the CPU lists them, TensorRT fp16), each accepted "
                               "only within --max-drop of FP32; others are skipped with the reason.")]
 
+Int8Opt = Annotated[bool, typer.Option("--int8", help="Also calibrate on the train split and write INT8 models (model.int8.onnx, "
+                                                      "openvino/model.int8.xml, TensorRT QDQ) with the accuracy guard.")]
+TrtCalibrationOpt = Annotated[str, typer.Option("--trt-calibration", help="With --int8 on TensorRT: explicit (Q/DQ, the "
+                                                "default) or implicit (TensorRT's own calibrator, 8.6/10 only).")]
+PruneOpt = Annotated[Optional[float], typer.Option("--prune", help="Prune this fraction of channels (0, 0.9], fine-tune, and "
+                                                                   "export <run>/pruned-<ratio>/ instead of the run.")]
+
 
 @app.command("export")
 def export_cmd(
@@ -38,15 +45,12 @@ def export_cmd(
     exporter: Annotated[str, typer.Option("--exporter", help="torch.onnx exporter: dynamo or legacy.")] = "dynamo",
     tolerance: Annotated[float, typer.Option("--tolerance", help="Max abs difference from torch allowed (FP32).")] = 1e-3,
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset for the parity check (default: the run's).")] = None,
-    int8: Annotated[bool, typer.Option("--int8", help="Also calibrate on the train split and write INT8 models "
-                                                      "(model.int8.onnx, openvino/model.int8.xml, TensorRT QDQ) with the accuracy guard.")] = False,
+    int8: Int8Opt = False,
     calib_samples: Annotated[int, typer.Option("--calib-samples", help="With --int8: calibration samples, stratified across labels.")] = DEFAULT_CALIB_SAMPLES,
     calib_method: Annotated[str, typer.Option("--calib-method", help="With --int8: minmax | entropy | percentile.")] = "minmax",
-    trt_calibration: Annotated[str, typer.Option("--trt-calibration", help="With --int8 on TensorRT: explicit (Q/DQ, the default) "
-                                                                          "or implicit (TensorRT's own calibrator, 8.6/10 only).")] = "explicit",
+    trt_calibration: TrtCalibrationOpt = "explicit",
     max_drop: Annotated[float, typer.Option("--max-drop", help="With --int8/--precision: allowed metric drop vs FP32, in points of the task metric.")] = 1.0,
-    prune: Annotated[Optional[float], typer.Option("--prune", help="Prune this fraction of channels (0, 0.9], fine-tune, and export "
-                                                                   "<run>/pruned-<ratio>/ instead of the run.")] = None,
+    prune: PruneOpt = None,
     finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="With --prune: fine-tuning epochs.")] = 5,
     importance: Annotated[str, typer.Option("--importance", help="With --prune: magnitude | taylor.")] = "magnitude",
     no_verify: NoVerifyOpt = False,
@@ -71,6 +75,7 @@ def export_cmd(
     from ..export import export_run
     from ..quantize.config import QuantConfig
     from ..quantize.prune import PruneConfig
+    from ..signing import sign as sign_folder
 
     reduced = _check_options(precision, sign, int8, calib_samples, calib_method, trt_calibration, max_drop)
     cfg = QuantConfig(calib_samples=calib_samples, calib_method=calib_method, max_drop=max_drop,
@@ -87,8 +92,6 @@ def export_cmd(
         raise EdgeAffectError(f"no {' or '.join(report.unmet(reduced))} artifact was written on any runtime (the "
                               "reasons are above); the fp32 files are written")
     if sign is not None:
-        from ..signing import sign as sign_folder
-
         console.print(f"signed: {sign_folder(report.run, sign)}", highlight=False)
     say_next(f"edgeaffect bench {report.run}   (or: edgeaffect eval {report.run})")   # eval picks the split that exists
 
