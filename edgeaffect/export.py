@@ -161,7 +161,9 @@ def _int8_runtimes(run_dir, asked: list[str] | None, config: QuantConfig | None,
     the run and its calibration split checked: nothing is written when INT8 could not follow."""
     if config is None:
         return []
-    chosen = check_int8_runtimes([n for n in asked if n in quantizable()] or asked if asked else None)
+    if asked:   # the asked runtimes that have an INT8 path (none: the refusal names them)
+        asked = [n for n in asked if n in quantizable()] or asked
+    chosen = check_int8_runtimes(asked)
     preflight(run_dir, config, data)
     return chosen
 

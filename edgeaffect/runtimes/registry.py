@@ -386,11 +386,6 @@ def by_rank(names: Iterable[str]) -> list[str]:
     return sorted(names, key=lambda n: get_runtime(n).rank)
 
 
-def file_formats() -> list[str]:
-    """Each runtime's artifact format (``export --runtime`` takes them as aliases), in table order."""
-    return [e.file_format for e in _RUNTIMES.values() if e.file_format]
-
-
 def quantizable() -> list[str]:
     """Runtimes with an INT8 quantizer, in table order."""
     return [n for n, e in _RUNTIMES.items() if e.quantizer]
