@@ -16,7 +16,7 @@ from ...errors import EdgeAffectError
 from ...macs import onnx_node_macs
 from ...spec import TensorSpec
 from ..base import Runtime, spec_from_metadata, symbolic_shape
-from ..registry import RuntimeEntry, register_runtime
+from ..registry import RuntimeEntry, get_runtime, register_runtime
 
 # session config entries that pin f32 (the ARM64 bf16 fast-math GEMM is opt-in; pinned anyway)
 FP32_CONFIG = {"mlas.enable_gemm_fastmath_arm64_bfloat16": "0"}
@@ -160,8 +160,6 @@ class OnnxRuntime(Runtime):
             return {}
 
     def _default_precision(self) -> str:
-        from ..registry import get_runtime
-
         return _precision.dominant(self._mix) or get_runtime(self.name).parse(self.path) or "fp32"
 
     def precision_mix(self) -> dict[str, int]:

@@ -18,10 +18,14 @@ import numpy as np
 
 from ... import precision as _precision
 from ...errors import EdgeAffectError
+from ...fileio import write_failure
+from ...lazy import lazy_import
 from ...spec import ModelSpec, TensorSpec
 from ..base import SPEC_KEY, Runtime, spec_from_metadata, symbolic_shape
 from ..registry import RuntimeEntry, register_runtime
 from .settings import PRECISIONS, openvino_config, unsupported_here
+
+ov = lazy_import("openvino", "openvino", "the OpenVINO runtime")
 
 RT_INFO_PATH = ["edgeaffect", "spec"]
 # Runtime-graph layer types that carry the arithmetic (the ones whose precision is the model's precision).
@@ -40,10 +44,6 @@ def read_ov_spec(model: Any) -> ModelSpec | None:
 def save_ir(model: Any, tmp_xml: Any, dest_xml: Any, fp16: bool = False) -> None:
     """``ov.save_model`` to ``tmp_xml``, its failures in one line about ``dest_xml``: OpenVINO reports a full
     disk as ``basic_ios::clear: iostream error`` in a long trace, so free space decides what it was."""
-    import openvino as ov
-
-    from ...fileio import write_failure
-
     try:
         ov.save_model(model, str(tmp_xml), compress_to_fp16=fp16)
     except (RuntimeError, OSError) as exc:
@@ -67,8 +67,6 @@ class OpenVinoRuntime(Runtime):
     name = "openvino"
 
     def _load(self) -> None:
-        import openvino as ov
-
         core = ov.Core()
         model = self.options.pop("model", None)
         if model is None:
@@ -174,8 +172,6 @@ def ir_precision(path: Path) -> str | None:
     if Path(path).suffix != ".xml":
         return None
     try:
-        import openvino as ov
-
         model = ov.Core().read_model(str(path))
     except Exception:  # noqa: BLE001 - the runtime's own load reports an unreadable file
         return None

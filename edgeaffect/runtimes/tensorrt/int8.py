@@ -27,16 +27,18 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import EdgeAffectError, os_error_line
+from ...errors import EdgeAffectError, MissingDependencyError, os_error_line
 from ...fileio import write_bytes, write_json
+from ..onnxruntime.int8 import ort_runtime
+from ..onnxruntime.int8 import quantize_guarded as qdq_guarded
+from ..registry import load
+from . import ENTRY
 from .engine import build_engine
 
 CACHE = "calibration.cache"
 
 
 def _import():
-    from ...errors import MissingDependencyError
-
     try:
         import tensorrt as trt
     except ImportError:
@@ -167,8 +169,6 @@ def build_implicit(fp32_onnx: str | Path, out_dir: str | Path, calib, *, batch_s
 def quantize_guarded(job) -> dict[str, Any]:
     """TensorRT-ready QDQ ONNX (guarded with ONNX Runtime's QDQ simulation), then the INT8 engine; or, with
     ``trt_calibration="implicit"``, an engine TensorRT calibrates itself (``job``: ``quantize.pipeline.Int8Job``)."""
-    from ..onnxruntime.int8 import quantize_guarded as qdq_guarded
-
     if job.cfg.trt_calibration == "implicit":
         return _implicit(job)
     out = qdq_guarded(job)
@@ -181,9 +181,6 @@ def quantize_guarded(job) -> dict[str, Any]:
 def _implicit(job) -> dict[str, Any]:
     """TensorRT's entropy calibrator on ``job.calib`` (cache reused for the same data), the engine scored against
     FP32 on ``job.samples``.  No layer can be kept in float here: a drop beyond ``max_drop`` removes the engine."""
-    from ..onnxruntime.int8 import ort_runtime
-    from ..registry import load
-
     cfg, run = job.cfg, job.run
     engine, cache_hit = build_implicit(job.onnx_path, run.path / "tensorrt", job.calib, spec=run.spec)
     attempt = job.judge(job.scored(ort_runtime(job.onnx_path)),
@@ -205,8 +202,6 @@ def build_for_bundle(bundle: Path, precision: str, *, implicit: bool, max_batch:
                      calibration: Any) -> Path:
     """The engine of a deploy bundle for this device (``edgeaffect build-engine``): fp32/fp16 from its ONNX, INT8
     from the QDQ ONNX or, ``implicit``, calibrated by TensorRT 8.6/10 on ``calibration()`` (the bundled samples)."""
-    from . import ENTRY
-
     out = bundle / "tensorrt"
     qdq = bundle / ENTRY.quantized
     if precision in ("fp32", "fp16"):

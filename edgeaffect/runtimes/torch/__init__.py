@@ -6,10 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ...precision import NATIVE_BF16_FLAGS, check_precisions, cpu_flags, cpu_name
 from ...errors import EdgeAffectError
+from ...lazy import lazy_import
+from ...precision import NATIVE_BF16_FLAGS, check_precisions, cpu_flags, cpu_name
 from ..base import Runtime
 from ..registry import RuntimeEntry, register_runtime
+
+torch = lazy_import("torch", "train", "the torch runtime")
 
 
 class TorchRuntime(Runtime):
@@ -22,9 +25,7 @@ class TorchRuntime(Runtime):
     name = "torch"
 
     def _load(self) -> None:
-        import torch
-
-        from ...runs import load_model
+        from ...runs import load_model   # checkpoints are read through the model code (torch): imported here
 
         if self.options.get("threads"):
             torch.set_num_threads(int(self.options["threads"]))
@@ -48,8 +49,6 @@ class TorchRuntime(Runtime):
         return cls(path, spec=model.spec, module=model, **options)
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
         with torch.inference_mode(), torch_autocast(self.precision, self.device):
             args = [torch.from_numpy(feeds[n]).to(self.device) for n in self.spec.input_names]
             out = self.model(*args)
@@ -72,8 +71,6 @@ def torch_autocast(precision: str, device: str = "cpu"):
     check_precisions([precision])
     if precision == "fp32":
         return contextlib.nullcontext()
-    import torch
-
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     if dtype is None:
         raise EdgeAffectError(f"torch runs fp32 and bf16 only, not {precision}")
