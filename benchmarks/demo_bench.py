@@ -46,7 +46,7 @@ def prepare(work: Path, seconds: float, eri: bool) -> tuple[Path, list[Path]]:
     fer = work / "fer2013"
     if not (fer / "model.onnx").exists():
         zoo.import_model("fer2013", fer)
-        export_run(fer, formats=("onnx", "openvino"))
+        export_run(fer, ("onnx", "openvino"))
     models.append(fer)
     if eri:
         er = work / "eri_dual_branch"
@@ -55,7 +55,7 @@ def prepare(work: Path, seconds: float, eri: bool) -> tuple[Path, list[Path]]:
             m = create_model("eri_dual_branch").eval()
             runs.save_checkpoint(er / "checkpoint.pt", m, "eri_dual_branch", {})
             write_json(er / "manifest.json", {"spec": m.spec.to_dict(), "note": "untrained weights, speed only"})
-            export_run(er, formats=("onnx", "openvino"))
+            export_run(er, ("onnx", "openvino"))
         models.append(er)
     return clip, models
 

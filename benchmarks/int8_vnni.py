@@ -23,16 +23,16 @@ sys.path.insert(0, str(ROOT))
 
 def ort_variants(run, onnx_path, calib, work):
     """(label, path) of ONNX Runtime INT8 placements: our preset, dense ops only, symmetric activations."""
-    from edgeaffect.quantize import onnxruntime_int8 as oq
+    from edgeaffect.runtimes.onnxruntime import int8 as oq
     from edgeaffect.quantize.config import QuantConfig
 
     prepared = oq.prepare(onnx_path, work / "prepared.onnx")
     out = []
     for label, cfg in (
-        ("all ops, U8S8 (preset)", QuantConfig.onnxruntime()),
-        ("Conv/MatMul/Gemm only, U8S8", QuantConfig.onnxruntime(op_types=("Conv", "MatMul", "Gemm"))),
-        ("all ops, S8S8", QuantConfig.onnxruntime(activation_symmetric=True)),
-        ("Conv/MatMul/Gemm only, S8S8", QuantConfig.onnxruntime(op_types=("Conv", "MatMul", "Gemm"),
+        ("all ops, U8S8 (preset)", QuantConfig.preset("onnxruntime")),
+        ("Conv/MatMul/Gemm only, U8S8", QuantConfig.preset("onnxruntime", op_types=("Conv", "MatMul", "Gemm"))),
+        ("all ops, S8S8", QuantConfig.preset("onnxruntime", activation_symmetric=True)),
+        ("Conv/MatMul/Gemm only, S8S8", QuantConfig.preset("onnxruntime", op_types=("Conv", "MatMul", "Gemm"),
                                                                 activation_symmetric=True)),
     ):
         slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
@@ -43,14 +43,14 @@ def ort_variants(run, onnx_path, calib, work):
 
 def ov_variants(onnx_path, calib, work, spec):
     """(label, xml) of NNCF placements: our preset (transformer model type) and the default model type."""
-    from edgeaffect.quantize import openvino_int8 as ovq
+    from edgeaffect.runtimes.openvino import int8 as ovq
     from edgeaffect.quantize.config import QuantConfig
 
     out = []
     stem = ovq.narrow_convs(onnx_path)
-    for label, cfg, keep in (("NNCF transformer type", QuantConfig.openvino(ov_model_type="transformer"), ()),
-                             ("NNCF default type", QuantConfig.openvino(ov_model_type="default"), ()),
-                             ("NNCF default type, RGB stem float", QuantConfig.openvino(ov_model_type="default"), stem)):
+    for label, cfg, keep in (("NNCF transformer type", QuantConfig.preset("openvino", ov_model_type="transformer"), ()),
+                             ("NNCF default type", QuantConfig.preset("openvino", ov_model_type="default"), ()),
+                             ("NNCF default type, RGB stem float", QuantConfig.preset("openvino", ov_model_type="default"), stem)):
         slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
         out.append((label, ovq.quantize(onnx_path, calib, cfg, work / slug / "model.int8.xml", keep, spec=spec)))
     return out
@@ -68,6 +68,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from edgeaffect import precision
+    from edgeaffect.runtimes.openvino.settings import openvino_config
+    from edgeaffect.runtimes.registry import unsupported
     from edgeaffect.bench import BenchConfig, _Variant, percentiles, time_interleaved
     from edgeaffect.evaluate import from_dataset, predict, score
     from edgeaffect.quantize.calibration import load_split, select_calibration
@@ -86,9 +88,9 @@ def main() -> None:
     plan = [("onnxruntime", "fp32", "FP32", onnx_path, {})]
     plan += [("onnxruntime", "int8", label, p, {}) for label, p in ort_variants(run, onnx_path, calib, work)]
     plan += [("openvino", "fp32", "f32", args.run / "openvino" / "model.xml", {})]
-    if not precision.unsupported("openvino", "bf16"):
+    if not unsupported("openvino", "bf16"):
         plan += [("openvino", "bf16", "bf16", args.run / "openvino" / "model.xml", {})]
-    rest = precision.openvino_config("int8")["INFERENCE_PRECISION_HINT"]   # what our int8 runs its float part in
+    rest = openvino_config("int8")["INFERENCE_PRECISION_HINT"]   # what our int8 runs its float part in
     for label, xml in ov_variants(onnx_path, calib, work, run.spec):
         plan += [("openvino", "int8", f"{label}, {rest} rest", xml, {})]
         if rest != "f32":   # the same IR with the float remainder forced to f32, for comparison

@@ -36,11 +36,11 @@ def main() -> None:
     import openvino as ov
 
     from edgeaffect.bench import machine_info
-    from edgeaffect.quantize import openvino_int8 as ovq
+    from edgeaffect.runtimes.openvino import int8 as ovq
     from edgeaffect.quantize.calibration import load_split, select_calibration
     from edgeaffect.quantize.config import QuantConfig
     from edgeaffect.evaluate import compare, drop_points, from_dataset, predict, score
-    from edgeaffect.quantize.guard import ov_runtime
+    from edgeaffect.runtimes.openvino.int8 import ov_runtime
     from edgeaffect.quantize.pipeline import fp32_onnx
     from edgeaffect.runs import open_run
 
@@ -57,7 +57,7 @@ def main() -> None:
     cfgs = {"FP32": None}
     for preset in ("performance", "mixed"):
         for mtype in ("transformer", "default"):
-            cfgs[f"{preset}/{mtype}"] = QuantConfig.openvino(calib_samples=args.calib_samples, ov_preset=preset,
+            cfgs[f"{preset}/{mtype}"] = QuantConfig.preset("openvino", calib_samples=args.calib_samples, ov_preset=preset,
                                                              ov_model_type=mtype)
     rows, compiled = {}, {}
     feeds = samples.head(args.batch)

@@ -29,7 +29,8 @@ from . import precision as _precision
 from .errors import EdgeAffectError
 from .evaluate import DEFAULT_LIMIT, SCORED_BATCH, Samples, load_samples, predict, score, score_runtime
 from .macs import onnx_node_macs
-from .runtimes.registry import Artifact, artifact_files, discover_artifacts
+from .runtimes.registry import (Artifact, artifact_files, blocked, discover_artifacts, get_runtime, reference,
+                                refusals)
 from .fileio import atomic_path, write_json
 
 ROW_KEYS = ("runtime", "precision", "executed_precision", "batch", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput",
@@ -181,14 +182,16 @@ def machine_info(threads: int | None = None) -> dict[str, Any]:
 def select(artifacts: Iterable[Artifact], runtimes: Sequence[str] | None, precisions: Sequence[str] | None) -> list[Artifact]:
     """Artifacts of the chosen runtimes and precisions; torch fp32 is the reference whatever the precisions."""
     return [a for a in artifacts if (not runtimes or a.runtime in runtimes)
-            and (not precisions or a.precision in precisions or (a.runtime, a.precision) == ("torch", "fp32"))]
+            and (not precisions or a.precision in precisions or (a.runtime, a.precision) == (reference(), "fp32"))]
 
 
-def runnable(chosen: Sequence[Artifact], say=None) -> tuple[list[Artifact], list[dict[str, str]]]:
-    """The artifacts this machine runs in their precision, and the others with the reason (said once each)."""
+def runnable(chosen: Sequence[Artifact], say=None,
+             refused: Mapping[str, str] | None = None) -> tuple[list[Artifact], list[dict[str, str]]]:
+    """The artifacts this machine runs in their precision and the accuracy guard did not refuse (``refused``:
+    the run's refusals), and the others with the reason (said once each): the demo's and pack's rule."""
     keep, skipped = [], []
     for a in chosen:
-        reason = _precision.unsupported(a.runtime, a.precision)
+        reason = blocked(a, refused)
         if reason:
             skipped.append({"artifact": a.label, "reason": reason})
             if say:
@@ -226,7 +229,7 @@ def _bench(plan: "_Plan", cfg: BenchConfig, console, show_progress: bool, verify
     if verify:
         verify_artifacts(plan.artifacts)
     check_writable(plan.root)
-    chosen, skipped = runnable(plan.artifacts, say)
+    chosen, skipped = runnable(plan.artifacts, say, refusals(plan.root))
     if say and cfg.threads > _precision.physical_cores():
         say(f"--threads {cfg.threads} is more than this machine's {_precision.physical_cores()} physical cores: "
             "the runtimes' threads compete for them and the timings measure that")
@@ -271,9 +274,9 @@ class _Plan:
         if not self.with_torch:
             return None
         from .runs import load_model
-        from .runtimes.torch import TorchRuntime
 
-        with TorchRuntime.from_module(load_model(self.run.checkpoint), threads=threads) as ref_rt:
+        runtime = get_runtime(reference()).load_class()
+        with runtime.from_module(load_model(self.run.checkpoint), threads=threads) as ref_rt:
             return predict(ref_rt, samples, SCORED_BATCH)
 
 
@@ -305,14 +308,14 @@ def plan_run(path: Path, runtimes, precisions, data, say) -> _Plan:
     from .runtimes.registry import get_runtime
 
     run = load_run(path)
-    with_torch = not get_runtime("torch").missing()
+    with_torch = not get_runtime(reference()).missing()
     if not with_torch:
-        if runtimes and "torch" in runtimes and len(runtimes) == 1:
-            get_runtime("torch").load_class()   # the one line naming the extra
-        runtimes = [r for r in (runtimes or ()) if r != "torch"] or None
+        if runtimes and reference() in runtimes and len(runtimes) == 1:
+            get_runtime(reference()).load_class()   # the one line naming the extra
+        runtimes = [r for r in (runtimes or ()) if r != reference()] or None
         if say:
             say("torch is not installed (pip install 'edgeaffect[train]'): benched without the torch reference row")
-    chosen = choose(run.path, runtimes, precisions, () if with_torch else ("torch",))
+    chosen = choose(run.path, runtimes, precisions, () if with_torch else (reference(),))
     return _Plan(chosen, run.spec, run.path, "", data or run.data_dir, run.dataset_kwargs, run, run.path / "model.onnx",
                  with_torch)
 
@@ -321,7 +324,7 @@ def plan_file(path: Path, runtimes, precisions, data, say) -> _Plan:
     """One exported file, opened by the runtime its suffix names (or the one asked for)."""
     from .runtimes.registry import load, runtime_for
 
-    asked = [r for r in (runtimes or ()) if r != "torch"]
+    asked = [r for r in (runtimes or ()) if r != reference()]
     if len(asked) > 1:
         raise EdgeAffectError(f"a model file runs on one runtime; got --runtime {','.join(asked)}")
     name = asked[0] if asked else runtime_for(path)
@@ -423,7 +426,7 @@ def make_rows(variants: Sequence[_Variant], run_path: Path, flops: int | None, m
     for v in variants:
         v.row.update(percentiles(v.times))
     torch_ms = {v.batch: v.row["mean_ms"] for v in variants
-                if (v.artifact.runtime, v.artifact.precision, v.artifact.variant) == ("torch", "fp32", "")}
+                if (v.artifact.runtime, v.artifact.precision, v.artifact.variant) == (reference(), "fp32", "")}
     rows = []
     for v in variants:
         a, st = v.artifact, v.row
@@ -626,6 +629,6 @@ def table(rows: Sequence[Mapping[str, Any]], title: str = "edgeaffect bench"):
 def unreliable_ratios(rows: Sequence[Mapping[str, Any]]) -> set[int]:
     """Indices of rows whose ×torch rests on a flagged spread: the row's own or its torch row's at that batch."""
     wide_torch = {r["batch"] for r in rows if r.get("spread_wide")
-                  and (r["runtime"], r["precision"], r.get("variant") or "") == ("torch", "fp32", "")}
+                  and (r["runtime"], r["precision"], r.get("variant") or "") == (reference(), "fp32", "")}
     return {i for i, r in enumerate(rows) if r.get("speedup_vs_torch") is not None
             and (r.get("spread_wide") or r["batch"] in wide_torch)}

@@ -248,23 +248,7 @@ def stored_precision(path: str | os.PathLike, runtime: str | None = None) -> str
         record = run.manifest.get("artifacts", {}).get(os.path.relpath(path.resolve(), run.path.resolve()), {})
         if record.get("precision"):
             return str(record["precision"])
-    name = runtime or runtime_for(path)
-    named = get_runtime(name).parse(path)
-    if named:
-        return named
-    if name == "openvino" and path.suffix == ".xml":
-        return _openvino_ir_precision(path)
-    return None
-
-
-def _openvino_ir_precision(path: Path) -> str | None:
-    try:
-        import openvino as ov
-
-        model = ov.Core().read_model(str(path))
-    except Exception:  # noqa: BLE001 - the runtime's own load reports an unreadable file
-        return None
-    return "int8" if any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()) else "fp32"
+    return get_runtime(runtime or runtime_for(path)).read_precision(path)
 
 
 def scoring_options(runtime: str, precision: str | None, threads: int | None = None,

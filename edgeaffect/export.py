@@ -1,35 +1,20 @@
-"""torch -> ONNX (+ OpenVINO IR, TensorRT engine), with the spec embedded and parity checked.
+"""``export_run``: a trained run -> every asked runtime's artifact, parity-checked against torch and listed
+in the manifest, as one library call (``edgeaffect export`` parses its options and prints what this returns).
 
-Plain functions, reused by the quantize stage:
-
-- :func:`export_onnx` writes a self-describing ONNX (names from the ModelSpec,
-  dynamic batch, spec JSON in ``metadata_props['edgeaffect.spec']``, full
-  ``onnx.checker`` pass);
-- :func:`export_openvino` converts an ONNX to IR (static batch when fixed,
-  FP16-compressed weights on request, spec in ``rt_info``);
-- :func:`build_tensorrt_engine` writes ``tensorrt/<device>-cc<X.Y>-trt<ver>.<prec>.b<batches>.engine``;
-- :func:`check_parity` compares a runtime with torch on real samples (through
-  :mod:`edgeaffect.evaluate`) and fails loudly;
-- :func:`export_run` is what ``edgeaffect export`` runs: the ONNX, then every runtime of
-  the runtime table (:mod:`edgeaffect.runtimes.registry`) whose format is asked for,
-  each built by the exporter its entry names.
-
-Exporter: the dynamo exporter (``torch.onnx.export(dynamo=True)``) is the
-default.  On the ERI model it gave half the nodes (205 vs 385) and the same ORT
-latency as the TorchScript exporter measured interleaved (bs1 56.0 vs 57.9 ms,
-bs8 509 vs 519 ms on a loaded shared machine), at a slower export (38 s vs
-1.7 s); ``exporter="legacy"`` remains available.
+- ``model.onnx`` first (:func:`~edgeaffect.runtimes.onnxfile.export_onnx`: names from the ModelSpec, dynamic
+  batch, the spec in its metadata, the full ``onnx.checker`` pass); every other artifact is built from it by
+  the exporter in its runtime's package (``edgeaffect/runtimes/<name>/``), named by its table entry;
+- :func:`check_parity` compares each with torch on real samples (through :mod:`edgeaffect.evaluate`) and
+  fails loudly; :func:`guard_precision` accepts or refuses a reduced float (bf16/fp16);
+- ``prune=`` first writes ``<run>/pruned-<ratio>/`` and ``int8=`` then runs the INT8 pipeline
+  (:mod:`edgeaffect.quantize.pipeline`) for the asked runtimes that have an INT8 path.
 """
 from __future__ import annotations
 
 import contextlib
-import io
-import json
-import logging
 import os
 import shutil
 import tempfile
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -38,170 +23,17 @@ import numpy as np
 
 from .errors import EdgeAffectError
 from .evaluate import DEFAULT_LIMIT, Evaluation, Samples, drop_points, evaluate, load_samples
-from .fileio import atomic_path, write_text
-from .runtimes.base import SPEC_KEY, sidecar_path, spec_from_metadata
-from .runtimes.registry import artifact_files
-from .spec import ModelSpec
+from .runtimes.onnxfile import DEFAULT_OPSET, embed_spec, export_onnx, read_onnx_spec  # noqa: F401 - also for callers
+from .quantize.config import QuantConfig
+from .quantize.pipeline import check_runtimes as check_int8_runtimes
+from .quantize.pipeline import preflight, quantize_run
+from .quantize.prune import PruneConfig, prune_run
+from .runs import load_run, open_run, writer_lock
+from .runtimes.registry import (ExportTarget, artifact_files, get_runtime, list_runtimes, onnx_runtime, quantizable,
+                                reference, unsupported)
 
-DEFAULT_OPSET = 18
 FP16_TOLERANCE = 5e-2   # FP16 weights/activations: parity is checked against this looser bound
 ONNX_NAME = "model.onnx"
-
-# --------------------------------------------------------------------------------------------- ONNX
-def export_onnx(model, path: str | os.PathLike, *, batch: int | None = None, opset: int = DEFAULT_OPSET,
-                exporter: str = "dynamo", spec: ModelSpec | None = None) -> Path:
-    """Export ``model`` (with a ``.spec``) to ONNX at ``path``; dynamic batch unless ``batch`` is given."""
-    import torch
-
-    spec = spec or model.spec
-    if exporter not in ("dynamo", "legacy"):
-        raise EdgeAffectError(f"unknown ONNX exporter {exporter!r} (use dynamo or legacy)")
-    model = model.eval()
-    example_batch = batch or 2  # 2, not 1: a size-1 example can specialise the batch away
-    feeds = spec.dummy_inputs(batch=example_batch)
-    args = tuple(torch.from_numpy(feeds[n]) for n in spec.input_names)
-    kw: dict[str, Any] = dict(input_names=spec.input_names, output_names=spec.output_names, opset_version=opset)
-    if exporter == "dynamo":
-        kw["dynamo"] = True
-        kw["external_data"] = False
-        if batch is None:
-            dim = torch.export.Dim("B", min=1, max=4096)
-            kw["dynamic_shapes"] = _dynamo_shapes(model, spec, dim)
-    else:
-        kw["dynamo"] = False
-        if batch is None:
-            kw["dynamic_axes"] = {t.name: {0: "B"} for t in (*spec.inputs, *spec.outputs) if t.shape[:1] == ("B",)}
-    path = Path(path)
-    with atomic_path(path) as tmp, _quiet():
-        try:
-            with torch.no_grad():
-                torch.onnx.export(model, args, str(tmp), **kw)
-        except Exception as exc:
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EdgeAffectError(f"ONNX export ({exporter}) of {spec.name} failed: {msg}") from exc
-        _finish_onnx(tmp, spec, batch)
-    return path
-
-
-def _dynamo_shapes(model, spec: ModelSpec, dim) -> Any:
-    import inspect
-
-    shapes = tuple({0: dim} if t.shape[:1] == ("B",) else None for t in spec.inputs)
-    params = list(inspect.signature(model.forward).parameters.values())
-    if params and params[0].kind == inspect.Parameter.VAR_POSITIONAL:
-        return {params[0].name: shapes}
-    return shapes
-
-
-def _finish_onnx(path: Path, spec: ModelSpec, batch: int | None) -> None:
-    """Name the batch dim, embed the spec, and run the full checker (in place)."""
-    import onnx
-
-    proto = onnx.load(str(path))
-    for value in (*proto.graph.input, *proto.graph.output):
-        dims = value.type.tensor_type.shape.dim
-        if batch is None and dims and not dims[0].HasField("dim_value"):
-            dims[0].dim_param = "B"
-    set_onnx_spec(proto, spec)
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise EdgeAffectError(f"exported ONNX for {spec.name} fails onnx.checker: {str(exc).splitlines()[0]}") from None
-    onnx.save(proto, str(path))
-
-
-def set_onnx_spec(proto, spec: ModelSpec) -> None:
-    """Write the spec (and, for humans, labels/preprocessing) into ``metadata_props``."""
-    entries = {SPEC_KEY: spec.to_json(), "edgeaffect.labels": json.dumps(list(spec.labels)),
-               "edgeaffect.preprocessing": json.dumps(dict(spec.preprocessing), sort_keys=True),
-               "edgeaffect.task": spec.task}
-    keep = [p for p in proto.metadata_props if p.key not in entries]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(keep)
-    for k, v in entries.items():
-        prop = proto.metadata_props.add()
-        prop.key, prop.value = k, v
-
-
-def embed_spec(onnx_path: str | os.PathLike, spec: ModelSpec) -> Path:
-    """Rewrite an existing ONNX file (e.g. a quantized one) with the spec in its metadata, atomically."""
-    import onnx
-
-    proto = onnx.load(str(onnx_path))
-    set_onnx_spec(proto, spec)
-    with atomic_path(onnx_path) as tmp:
-        onnx.save(proto, str(tmp))
-    return Path(onnx_path)
-
-
-def read_onnx_spec(onnx_path: str | os.PathLike) -> ModelSpec | None:
-    import onnx
-
-    proto = onnx.load(str(onnx_path), load_external_data=False)
-    return spec_from_metadata({p.key: p.value for p in proto.metadata_props})
-
-
-# ----------------------------------------------------------------------------------------- OpenVINO
-def export_openvino(onnx_path: str | os.PathLike, xml_path: str | os.PathLike, *, batch: int | None = None,
-                    fp16: bool = False, spec: ModelSpec | None = None) -> Path:
-    """ONNX -> OpenVINO IR (``.xml`` + ``.bin``), written atomically as a pair.
-
-    ``batch`` fixes the batch dimension (static shapes are faster on CPU);
-    ``fp16`` stores FP16-compressed weights (the CPU plugin computes in FP32 on
-    machines without native FP16, so this mainly halves the size).
-    """
-    import openvino as ov
-
-    from .runtimes.openvino import RT_INFO_PATH, ov_dims, save_ir
-
-    spec = spec or read_onnx_spec(onnx_path)
-    xml_path = Path(xml_path)
-    xml_path.parent.mkdir(parents=True, exist_ok=True)
-    with _quiet():
-        model = ov.convert_model(str(onnx_path))
-    if batch:
-        model.reshape({p.get_any_name(): [batch if i == 0 and d == -1 else d
-                                          for i, d in enumerate(ov_dims(p.get_partial_shape()))]
-                       for p in model.inputs})
-    if spec is not None:
-        model.set_rt_info(spec.to_json(), RT_INFO_PATH)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{xml_path.stem}.", suffix=".tmp", dir=xml_path.parent))
-    try:
-        tmp_xml = tmpdir / xml_path.name
-        save_ir(model, tmp_xml, xml_path, fp16)
-        os.replace(tmp_xml.with_suffix(".bin"), xml_path.with_suffix(".bin"))
-        os.replace(tmp_xml, xml_path)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    return xml_path
-
-
-# ----------------------------------------------------------------------------------------- TensorRT
-def build_tensorrt_engine(onnx_path: str | os.PathLike, out_dir: str | os.PathLike, *, fp16: bool = False,
-                          precision: str | None = None, min_batch: int = 1, opt_batch: int = 1, max_batch: int = 8,
-                          workspace_mb: int = 1024, int8: bool = False, int8_calibrator: Any = None,
-                          spec: ModelSpec | None = None, device: int = 0) -> Path:
-    """Build ``out_dir/<device>-cc<X.Y>-trt<version>.<precision>.b<min>-<opt>-<max>.engine`` (atomic write).
-
-    ``precision`` names the file (default from ``fp16``/``int8``); a spec json sidecar
-    is written beside it so the engine is self-describing too.
-    """
-    from .runtimes import tensorrt as trt_rt
-
-    target = trt_rt.current_target(device)
-    precision = precision or ("int8" if (int8 or int8_calibrator is not None) else "fp16" if fp16 else "fp32")
-    with trt_rt.device_context(device):
-        plan, batches = trt_rt.build_engine(onnx_path, fp16=fp16, min_batch=min_batch, opt_batch=opt_batch,
-                                            max_batch=max_batch, workspace_mb=workspace_mb, int8=int8,
-                                            int8_calibrator=int8_calibrator)
-    path = Path(out_dir) / trt_rt.engine_filename(target, precision, batches)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(plan)
-    spec = spec or (read_onnx_spec(onnx_path) if str(onnx_path).endswith(".onnx") else None)
-    if spec is not None:
-        write_text(sidecar_path(path), spec.to_json())
-    return path
-
 
 # ------------------------------------------------------------------------------------------- parity
 @dataclass
@@ -224,9 +56,7 @@ class Parity:
 
 def torch_reference(model, samples: Samples, batch: int = 8) -> Evaluation:
     """Torch fp32 eager on ``samples``: the reference every exported artifact is compared with."""
-    from .runtimes.torch import TorchRuntime
-
-    with TorchRuntime.from_module(model) as rt:
+    with get_runtime(reference()).load_class().from_module(model) as rt:
         return evaluate(rt, samples, model.spec, batch=batch)
 
 
@@ -251,6 +81,12 @@ class ExportReport:
     parity: list[Parity] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     precisions: dict[str, dict[str, Any]] = field(default_factory=dict)   # guard decisions for bf16/fp16
+    run: Path | None = None                      # the run exported (``<run>/pruned-<ratio>`` with ``prune``)
+    int8: dict[str, Any] | None = None           # the INT8 report (``quantize/report.json``) with ``int8``
+
+    def unmet(self, precisions: Iterable[str]) -> list[str]:
+        """Reduced floats asked for that no runtime's guard accepted."""
+        return [p for p in precisions if not any(k.endswith(f"-{p}") and d["accepted"] for k, d in self.precisions.items())]
 
 
 def guard_precision(model, runtime, samples: Samples, *, max_drop: float, batch: int = 8,
@@ -280,32 +116,59 @@ def guard_precision(model, runtime, samples: Samples, *, max_drop: float, batch:
     return decision
 
 
-def export_run(run_dir: str | os.PathLike, formats: Iterable[str] | None = None, *, batch: int | None = None,
-               dynamic: bool = False, fp16: bool = False, precisions: Iterable[str] = (), max_drop: float = 1.0,
-               opset: int = DEFAULT_OPSET, exporter: str = "dynamo",
-               tolerance: float = 1e-3, data: str | os.PathLike | None = None, split: str = "val",
-               samples_limit: int | None = DEFAULT_LIMIT, max_batch: int = 32, explicit: bool = False,
-               progress: Callable[[str], None] | None = None, verify: bool = True) -> ExportReport:
-    """Export a trained run to the requested formats, check parity, and record everything in the manifest.
+def export_run(run_dir: str | os.PathLike, runtimes: Iterable[str] | None = None, *, precisions: Iterable[str] = (),
+               int8: QuantConfig | None = None, prune: PruneConfig | None = None, batch: int | None = None,
+               dynamic: bool = False, fp16: bool = False, max_drop: float = 1.0, opset: int = DEFAULT_OPSET,
+               exporter: str = "dynamo", tolerance: float = 1e-3, data: str | os.PathLike | None = None,
+               split: str = "val", samples_limit: int | None = DEFAULT_LIMIT, max_batch: int = 32,
+               explicit: bool = False, progress: Callable[[str], None] | None = None, verify: bool = True,
+               console=None) -> ExportReport:
+    """A trained run -> the artifact of every asked runtime, parity-checked and listed in the manifest.
 
-    ``batch`` fixes the batch of the ONNX/IR (static shapes) unless ``dynamic``; with
-    ``dynamic`` it is the optimisation batch of the TensorRT profile.  A format whose
-    runtime is not installed is skipped with a note, or is an error when ``explicit``.
-    ``precisions`` (bf16, fp16; ``fp16=True`` is short for fp16) adds reduced float precisions
-    for every format that runs them on this machine, each through :func:`guard_precision`.
+    ``runtimes``: runtime names (or their file formats: onnx, openvino, tensorrt; default every one with an
+    exporter); ``model.onnx`` is always written, the others are built from it.  One that is not installed is
+    skipped with a note, or is an error when ``explicit``.  ``precisions`` (bf16, fp16; ``fp16=True`` is short
+    for fp16) adds reduced floats wherever this machine runs them, each through :func:`guard_precision`.
+    ``prune`` first writes ``<run>/pruned-<ratio>/`` and exports that; ``int8`` then quantizes, through the
+    accuracy guard, for the asked runtimes that have an INT8 path (everything is checked before anything is
+    written).  ``batch`` fixes the batch of the ONNX/IR unless ``dynamic`` (then: TensorRT's opt batch).
     Parity and the guard score the same samples (``samples_limit`` of the split, evenly spaced; None: all).
     """
-    from .runs import load_run, writer_lock
-
+    names = _check_runtimes(runtimes)
+    reduced = _reduced(precisions, fp16)
+    if prune is not None:
+        prune.check()
+    quantized = _int8_runtimes(run_dir, names if runtimes is not None else None, int8, data)
+    if prune is not None:
+        if int8 is None:
+            open_run(run_dir)   # a missing checkpoint or another model's manifest: one line, before pruning
+        run_dir = prune_run(run_dir, prune.ratio, importance=prune.importance, finetune_epochs=prune.finetune_epochs,
+                            data_root=data, console=console)
     run = load_run(run_dir)
     with writer_lock(run.path, "edgeaffect export"):
-        return _export_locked(run, _check_formats(formats), batch=batch, dynamic=dynamic, reduced=_reduced(precisions, fp16),
-                              max_drop=max_drop, opset=opset, exporter=exporter, tolerance=tolerance, data=data,
-                              split=split, samples_limit=samples_limit, max_batch=max_batch, explicit=explicit,
-                              progress=progress, verify=verify)
+        report = _export_locked(run, names, batch=batch, dynamic=dynamic, reduced=reduced, max_drop=max_drop,
+                                opset=opset, exporter=exporter, tolerance=tolerance, data=data, split=split,
+                                samples_limit=samples_limit, max_batch=max_batch, explicit=explicit,
+                                progress=progress, verify=verify)
+    report.run = run.path
+    if quantized:
+        report.int8 = quantize_run(run.path, quantized, int8, data_root=data, console=console, verify=verify)
+    return report
 
 
-def _export_locked(run, formats: list[str], *, batch, dynamic, reduced, max_drop, opset, exporter, tolerance, data,
+def _int8_runtimes(run_dir, asked: list[str] | None, config: QuantConfig | None, data) -> list[str]:
+    """The runtimes INT8 is made for (the asked ones that have an INT8 path; default every installed one), with
+    the run and its calibration split checked: nothing is written when INT8 could not follow."""
+    if config is None:
+        return []
+    if asked:   # the asked runtimes that have an INT8 path (none: the refusal names them)
+        asked = [n for n in asked if n in quantizable()] or asked
+    chosen = check_int8_runtimes(asked)
+    preflight(run_dir, config, data)
+    return chosen
+
+
+def _export_locked(run, names: list[str], *, batch, dynamic, reduced, max_drop, opset, exporter, tolerance, data,
                    split, samples_limit, max_batch, explicit, progress, verify) -> ExportReport:
     from .precision import machine
     from .runs import load_model
@@ -319,10 +182,10 @@ def _export_locked(run, formats: list[str], *, batch, dynamic, reduced, max_drop
     job.load_samples(data or run.data_dir, split, samples_limit)
     with _staging(run.path) as job.staging:
         onnx_path = job.onnx(opset, exporter)
-        for entry in _targets(formats):
+        for entry in _targets(names):
             job.runtime(entry, onnx_path)
     report = job.report
-    run.update(export={"formats": formats, "batch": static, "opset": opset, "exporter": exporter,
+    run.update(export={"formats": [get_runtime(n).file_format for n in names], "runtimes": names, "batch": static, "opset": opset, "exporter": exporter,
                        "samples": job.samples.source, "parity": [p.to_dict() for p in report.parity],
                        "skipped": report.skipped, "machine": machine()})
     if report.precisions:
@@ -330,16 +193,20 @@ def _export_locked(run, formats: list[str], *, batch, dynamic, reduced, max_drop
     return report
 
 
-def _check_formats(formats: Iterable[str] | None) -> list[str]:
-    """The asked file formats (default: all in the runtime table), each one the table knows."""
-    from .runtimes.registry import file_formats
-
-    known = file_formats()
-    formats = list(known if formats is None else formats)
-    bad = [f for f in formats if f not in known]
-    if bad:
-        raise EdgeAffectError(f"unknown export format {bad[0]!r}; choose from {', '.join(known)}")
-    return formats
+def _check_runtimes(names: Iterable[str] | None) -> list[str]:
+    """The asked runtimes (a file format names its runtime: onnx -> onnxruntime), each one the table exports;
+    default: every one."""
+    exported = [n for n in list_runtimes() if get_runtime(n).file_format]
+    if names is None:
+        return exported
+    alias = {get_runtime(n).file_format: n for n in exported}
+    out = []
+    for name in names:
+        if name not in exported and name not in alias:
+            raise EdgeAffectError(f"unknown runtime {name!r} (unknown export format {name!r}); choose runtimes "
+                                  f"from {', '.join(exported)} or their formats {', '.join(alias)}")
+        out.append(alias.get(name, name))
+    return list(dict.fromkeys(out))
 
 
 def _reduced(precisions: Iterable[str], fp16: bool) -> tuple[str, ...]:
@@ -351,41 +218,9 @@ def _reduced(precisions: Iterable[str], fp16: bool) -> tuple[str, ...]:
     return tuple(dict.fromkeys(reduced))
 
 
-def _targets(formats: Sequence[str]):
-    """Runtime-table entries whose artifact is one of ``formats`` (the ONNX's own runtime first)."""
-    from .runtimes.registry import get_runtime, list_runtimes
-
-    return [get_runtime(n) for n in list_runtimes() if get_runtime(n).file_format in ("onnx", *formats)]
-
-
-@dataclass(frozen=True)
-class ExportTarget:
-    """What a runtime's exporter builds: the precision, where, and the batch profile."""
-
-    root: Path
-    precision: str
-    static_batch: int | None
-    opt_batch: int
-    max_batch: int
-    spec: ModelSpec
-
-
-def openvino_artifact(onnx_path: Path, target: ExportTarget) -> Path:
-    """The IR of ``target.precision`` (fp16: its own IR with fp16-compressed weights)."""
-    from .runtimes.registry import get_runtime
-
-    xml = target.root / get_runtime("openvino").artifacts[target.precision]
-    return export_openvino(onnx_path, xml, batch=target.static_batch, fp16=target.precision == "fp16",
-                           spec=target.spec)
-
-
-def tensorrt_artifact(onnx_path: Path, target: ExportTarget) -> Path:
-    """A TensorRT engine of ``target.precision`` for this device and TensorRT version (fp16 on TensorRT 11:
-    from an fp16 ONNX made for the build; a precision it cannot build is skipped by :meth:`_ExportJob.build`)."""
-    return build_tensorrt_engine(onnx_path, target.root / "tensorrt", fp16=target.precision == "fp16",
-                                 precision=target.precision, min_batch=1, opt_batch=target.opt_batch,
-                                 max_batch=target.static_batch or max(target.max_batch, target.opt_batch),
-                                 spec=target.spec)
+def _targets(names: Sequence[str]):
+    """Runtime-table entries asked for, in table order (the ONNX's own runtime always: every artifact starts there)."""
+    return [get_runtime(n) for n in list_runtimes() if n in names or n == onnx_runtime()]
 
 
 @dataclass
@@ -431,12 +266,10 @@ class _ExportJob:
 
     def onnx(self, opset: int, exporter: str) -> Path:
         """``model.onnx``, checked against torch where ONNX Runtime is installed: what the other formats start from."""
-        from .runtimes.registry import get_runtime
-
         staged = self.staging / ONNX_NAME
         self.say(f"exporting ONNX ({exporter}, opset {opset}, batch {self.static or 'dynamic'})")
         export_onnx(self.model, staged, batch=self.static, opset=opset, exporter=exporter)
-        entry = get_runtime("onnxruntime")
+        entry = get_runtime(onnx_runtime())
         parity = {} if entry.missing() else self.checked(entry.name, staged).to_dict()
         return self.publish(staged, entry.name, "fp32", opset=opset, exporter=exporter, batch=self.static,
                             parity=parity)
@@ -469,8 +302,6 @@ class _ExportJob:
 
     def unsupported(self, entry, precision: str) -> str | None:
         """Why this machine (or this runtime's exporter) cannot give ``precision``, or None."""
-        from .precision import unsupported
-
         reason = unsupported(entry.name, precision)
         if reason is None and not entry.exporter and not entry.shares(precision):
             reason = f"no {precision} exporter for {entry.name}"
@@ -539,18 +370,3 @@ def _staging(run_dir: Path):
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Silence exporter chatter (progress lines, deprecation warnings) on stdout/stderr."""
-    log = logging.getLogger("torch.onnx")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with contextlib.redirect_stdout(io.StringIO()):
-                yield
-    finally:
-        log.setLevel(level)

@@ -7,7 +7,11 @@ at least every ``every_s`` seconds, and at its end), so a log shows that long wo
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,3 +135,18 @@ class PlainProgress:
         head = f"{self.label} {task.description}" if task.description and task.description != self.label else self.label
         self.console.print(f"{head}: {done}" + (f"  {extra}" if extra else "") + f"  ({now - task.t0:.0f} s)",
                            markup=False, highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence exporter and converter chatter (progress lines, deprecation warnings) on stdout."""
+    log = logging.getLogger("torch.onnx")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with contextlib.redirect_stdout(io.StringIO()):
+                yield
+    finally:
+        log.setLevel(level)

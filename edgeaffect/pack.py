@@ -36,20 +36,17 @@ import numpy as np
 
 from . import __version__
 from .errors import EdgeAffectError
-from .fileio import atomic_dir, read_json, sha256_file, write_json, write_text
+from .fileio import atomic_dir, sha256_file, write_json, write_text
 from .runs import read_manifest, reading_run
+from .runtimes.registry import refusals, resolve
 from .signing import SIGNATURE, SIGNED
 
-DEPLOY_RUNTIMES = ("onnxruntime", "openvino", "tensorrt")
 MANIFEST = "manifest.json"
 REQUIREMENTS = "requirements.txt"
 COMMANDS = "commands.sh"
 SUMS = "SHA256SUMS"
 CALIB_DATA = "tensorrt/calibration.npz"
 CALIB_CACHE = "tensorrt/calibration.cache"
-# what builds each TensorRT precision on the device (engines themselves do not travel)
-TENSORRT_SOURCES = {"fp32": "model.onnx", "fp16": "model.onnx", "int8": "tensorrt/model.int8.qdq.onnx"}
-EXTRAS = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
 # what runs the demo in a bundle when several precisions are packed: the fastest the guard let through
 DEMO_PREFERENCE = ("int8", "fp16", "fp32", "bf16")
 # unlisted files a bundle may gain on the device (bench results, the verification cache, the demo's and the
@@ -74,17 +71,16 @@ class Item:
 def choose_items(run_dir: Path, runtime: str, precisions: Iterable[str] = (),
                  calib_samples: int = 64) -> tuple[list[str], list[Item]]:
     """(precisions, files) of ``runtime`` at ``precisions`` (default: every one the run has), refusing what is missing."""
-    from .precision import RUNTIME_PRECISIONS, check_precisions
+    from .precision import check_precisions
 
-    if runtime not in DEPLOY_RUNTIMES:
-        raise EdgeAffectError(f"--runtime: unknown deploy runtime {runtime!r}; choose from {', '.join(DEPLOY_RUNTIMES)}")
+    entry = deploy_entry(runtime)
     asked = check_precisions(precisions)
-    table = _sources(runtime)
+    table = entry.sources()
     for p in asked:
-        if p not in RUNTIME_PRECISIONS[runtime] or p not in table:
+        if p not in entry.precisions or p not in table:
             raise EdgeAffectError(f"--precision: {runtime} does not run {p}; it runs "
-                                  f"{', '.join(q for q in RUNTIME_PRECISIONS[runtime] if q in table)}")
-    refused = _refused(run_dir, runtime)
+                                  f"{', '.join(q for q in entry.precisions if q in table)}")
+    refused = {label.split("-", 1)[1]: why for label, why in refusals(run_dir).items() if label.startswith(f"{runtime}-")}
     # by default every file the run has; a precision sharing the fp32 file (bf16) only when asked for
     chosen = asked or [p for p, rel in table.items() if (run_dir / rel).is_file() and p not in refused
                        and (p == "fp32" or rel != table["fp32"])] or ["fp32"]  # none: say fp32 is missing
@@ -96,33 +92,26 @@ def choose_items(run_dir: Path, runtime: str, precisions: Iterable[str] = (),
         if not (run_dir / rel).is_file():
             hint = "edgeaffect quantize" if p == "int8" else "edgeaffect export"
             raise EdgeAffectError(f"{run_dir} has no {runtime} {p} artifact ({rel}); run `{hint} {run_dir}` first")
-        role = "engine-source" if runtime == "tensorrt" else "model"
+        role = "engine-source" if entry.device_sources else "model"
         items.append(Item(run_dir / rel, rel, p, role))
         if rel.endswith(".xml"):
             weights = rel[:-4] + ".bin"
             items.append(Item(run_dir / weights, weights, p, "weights"))
-    if runtime == "tensorrt" and "int8" in chosen:
-        items += _tensorrt_calibration(run_dir, calib_samples)
+    if entry.device_sources and "int8" in chosen:
+        items += _device_calibration(run_dir, calib_samples)
     return sorted(chosen, key=_order), _unique(items)
 
 
-def _sources(runtime: str) -> dict[str, str]:
-    from .runtimes.registry import get_runtime
+def deploy_entry(runtime: str):
+    """The runtime table's entry of a runtime `pack` makes bundles for (one line naming them otherwise)."""
+    from .runtimes.registry import deployable, get_runtime
 
-    entry = get_runtime(runtime)
-    if runtime != "tensorrt":
-        return dict(entry.artifacts)
-    return {**TENSORRT_SOURCES, "int8": getattr(entry, "quantized", "") or TENSORRT_SOURCES["int8"]}
-
-
-def _refused(run_dir: Path, runtime: str) -> dict[str, str]:
-    """Precisions the export's accuracy guard refused for ``runtime`` (precision -> reason)."""
-    decisions = read_manifest(run_dir).get("precisions", {}) if (run_dir / MANIFEST).exists() else {}
-    return {label.split("-", 1)[1]: d.get("reason", "") for label, d in decisions.items()
-            if label.startswith(f"{runtime}-") and d.get("accepted") is False}
+    if runtime not in deployable():
+        raise EdgeAffectError(f"--runtime: unknown deploy runtime {runtime!r}; choose from {', '.join(deployable())}")
+    return get_runtime(runtime)
 
 
-def _tensorrt_calibration(run_dir: Path, calib_samples: int) -> list[Item]:
+def _device_calibration(run_dir: Path, calib_samples: int) -> list[Item]:
     """Implicit INT8 on the device needs the calibration samples (and reuses the run's cache when it matches)."""
     if not (run_dir / "model.onnx").is_file():
         return []          # explicit INT8 (the QDQ ONNX) only
@@ -338,7 +327,7 @@ def bundle_extras(runtime: str, spec: dict | None) -> list[str]:
     """The package extras a bundle installs: its runtime's, and ``media`` (PyAV) for a model that hears, whose
     demo reads a video file's audio track (the edge install leaves PyAV out)."""
     hears = any(i.get("name") == "audio" for i in (spec or {}).get("inputs", []) if isinstance(i, dict))
-    return [EXTRAS[runtime], *(["media"] if hears else [])]
+    return [deploy_entry(runtime).extra, *(["media"] if hears else [])]
 
 
 def requirements(wheel_name: str, extras: list[str]) -> str:
@@ -379,62 +368,53 @@ def commands(runtime: str, precisions: list[str]) -> str:
     """The shell script the device runs: check the bundle, build engines (TensorRT), bench each precision,
     then the demo at the fastest packed precision."""
     lines = [COMMANDS_HEAD.rstrip("\n")]
+    entry = deploy_entry(runtime)
     for p in precisions:
-        if runtime == "tensorrt":  # the engine is built here, for this GPU and TensorRT version
+        if entry.device_sources:  # the engine is built here, for this GPU and runtime version
             lines.append(f"ENGINE=$($EA build-engine . --precision {p})")
-            lines.append('$EA bench "$ENGINE" --runtime tensorrt $BENCH_ARGS')
+            lines.append(f'$EA bench "$ENGINE" --runtime {runtime} $BENCH_ARGS')
         else:
-            lines.append(f"$EA bench {_sources(runtime)[p]} --runtime {runtime} --precision {p} $BENCH_ARGS")
+            lines.append(f"$EA bench {entry.sources()[p]} --runtime {runtime} --precision {p} $BENCH_ARGS")
     lines.append(f'$EA demo --model . --runtime {runtime} --precision "${{DEMO_PRECISION:-{demo_precision(precisions)}}}" '
                  f'--source "$SOURCE" $DEMO_ARGS')
     return "\n".join(lines) + "\n"
 
 
-def build_engine(bundle: str | os.PathLike, precision: str = "fp32", *, implicit: bool = False,
-                 max_batch: int = 8) -> Path:
-    """Build the TensorRT engine of a bundle on this device into ``BUNDLE/tensorrt/`` (checked against its hashes).
+def build_bundle_engine(bundle: str | os.PathLike, precision: str = "fp32", *, implicit: bool = False,
+                        max_batch: int = 8) -> Path:
+    """Build the engine of a bundle on this device (``edgeaffect build-engine``), checked against its hashes first,
+    by the bundle runtime's own builder (TensorRT: ``runtimes/tensorrt/int8.py:build_for_bundle``), then listed.
 
     INT8 takes the QDQ ONNX (explicit, every TensorRT version) unless ``implicit`` asks TensorRT 8.6/10 to
     calibrate ``model.onnx`` itself on the bundled samples (reusing the bundled cache when it matches).
     """
-    from .export import build_tensorrt_engine
-    from .quantize import tensorrt_int8
+    from .runtimes.registry import get_runtime, list_runtimes
     from .spec import ModelSpec
 
     bundle = Path(bundle)
     manifest = check_bundle(bundle)
     kind = manifest.get("bundle", {}).get("runtime")
-    if kind != "tensorrt":
+    builders = [n for n in list_runtimes() if get_runtime(n).device_builder]
+    if kind not in builders:
         what = f"an {kind} bundle" if kind else "not a bundle"
-        raise EdgeAffectError(f"{bundle} is {what}; engines are built from a TensorRT bundle "
-                              f"(edgeaffect pack RUN --runtime tensorrt)")
-    spec = ModelSpec.from_dict(manifest["spec"])
-    out = bundle / "tensorrt"
-    qdq = bundle / _sources("tensorrt")["int8"]
-    if precision in ("fp32", "fp16"):
-        engine = build_tensorrt_engine(bundle / "model.onnx", out, fp16=precision == "fp16", precision=precision,
-                                       max_batch=max_batch, spec=spec)
-    elif precision != "int8":
-        raise EdgeAffectError(f"--precision: TensorRT engines are built as fp32, fp16 or int8, not {precision!r}")
-    elif not implicit:
-        if not qdq.is_file():
-            raise EdgeAffectError(f"{bundle} has no {qdq.relative_to(bundle)}; pack the run's INT8 (or use --implicit)")
-        engine = tensorrt_int8.build_explicit(qdq, out, max_batch=max_batch, spec=spec)
-    else:
-        engine, _ = tensorrt_int8.build_implicit(bundle / "model.onnx", out, load_calibration(bundle),
-                                                 max_batch=max_batch, spec=spec)
-    _list_engine(bundle, manifest, engine, precision)
+        raise EdgeAffectError(f"{bundle} is {what}; engines are built from a "
+                              f"{' or '.join(get_runtime(n).title or n for n in builders)} bundle "
+                              f"(edgeaffect pack RUN --runtime {builders[0]})")
+    build = resolve(get_runtime(kind).device_builder)
+    engine = build(bundle, precision, implicit=implicit, max_batch=max_batch, spec=ModelSpec.from_dict(manifest["spec"]),
+                   calibration=lambda: load_calibration(bundle))
+    _list_engine(bundle, manifest, engine, kind, precision)
     return engine
 
 
-def _list_engine(bundle: Path, manifest: dict, engine: Path, precision: str) -> None:
+def _list_engine(bundle: Path, manifest: dict, engine: Path, runtime: str, precision: str) -> None:
     """List an engine built on the device in the bundle's manifest and SHA256SUMS, so bench and the demo
     verify it like the rest and the next bundle check accepts it."""
     from .runs import Run
     from .runtimes.registry import artifact_files
 
     run = Run(bundle, manifest)
-    run.record_artifact(engine, *artifact_files(engine)[1:], runtime="tensorrt", precision=precision,
+    run.record_artifact(engine, *artifact_files(engine)[1:], runtime=runtime, precision=precision,
                         built_on_device=True)
     for rel in (CALIB_CACHE, CALIB_CACHE + ".json"):           # implicit INT8 (re)writes them
         listed = run.manifest["artifacts"].get(rel, {}).get("sha256")

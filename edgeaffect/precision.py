@@ -15,12 +15,13 @@ so a precision name means one thing everywhere:
   (benchmarks/results/2026-12-01-int8-eri-*-amx.md).  The accuracy guard
   scores exactly this setting, and ``precision_mix`` records it per row.
 
-:func:`unsupported` says in one line why a (runtime, precision) cannot run here; callers skip that row
-with the reason instead of silently running something else.
+What each runtime executes, and why this machine cannot run one of them, is its own entry's business
+(``RuntimeEntry.precisions`` and ``check`` in ``edgeaffect/runtimes/<name>/``; asked through
+``runtimes.registry.unsupported``): callers skip that row with the reason instead of silently running
+something else.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import platform
@@ -33,18 +34,9 @@ from .errors import EdgeAffectError
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 REDUCED_FLOAT = ("bf16", "fp16")     # float precisions that pass the accuracy guard at export
 
-# OpenVINO: INFERENCE_PRECISION_HINT per precision, and the OPTIMIZATION_CAPABILITIES entry a device needs.
-OPENVINO_HINT = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
-_OPENVINO_CAPABILITY = {"bf16": "BF16", "fp16": "FP16"}
-# ONNX Runtime session config entries that pin f32 (the ARM64 bf16 fast-math GEMM is opt-in; pinned anyway).
-ONNXRUNTIME_FP32_CONFIG = {"mlas.enable_gemm_fastmath_arm64_bfloat16": "0"}
-# Precisions each runtime can run at all (then :func:`unsupported` checks this machine).
-RUNTIME_PRECISIONS = {
-    "torch": ("fp32", "bf16"),
-    "onnxruntime": ("fp32", "fp16", "int8"),
-    "openvino": ("fp32", "bf16", "fp16", "int8"),
-    "tensorrt": ("fp32", "fp16", "int8"),
-}
+# libraries whose version a measurement records, where this process has loaded them: each runtime's entry adds
+# its packages (runtimes.registry.register_runtime)
+VERSIONED: set[str] = set()
 # /proc/cpuinfo flags that decide what runs fast (x86 and ARM).
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
              "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16",
@@ -117,80 +109,12 @@ def machine(threads: int | None = None) -> dict[str, Any]:
                             "logical_cpus": os.cpu_count(), "threads": threads, "isa": isa(),
                             "python": platform.python_version(), "host": platform.node(),
                             "date": _dt.datetime.now().isoformat(timespec="seconds")}
-    versions = {}
-    for mod in ("torch", "onnxruntime", "openvino", "nncf", "tensorrt"):
-        m = sys.modules.get(mod)
-        if m is not None:
-            versions[mod] = str(getattr(m, "__version__", "?"))
-    info["versions"] = versions
+    info["versions"] = {name: str(getattr(sys.modules[name], "__version__", "?"))
+                        for name in sorted(VERSIONED) if name in sys.modules}
     return info
 
 
-# --------------------------------------------------------------------------------------- what runs here
-def unsupported(runtime: str, precision: str, *, device: str | None = None) -> str | None:
-    """Why ``runtime`` cannot run ``precision`` on this machine, in one line; None when it can."""
-    check_precisions([precision])
-    if precision not in RUNTIME_PRECISIONS.get(runtime, PRECISIONS):
-        return f"{runtime} has no {precision} execution"
-    if runtime == "openvino" and precision in _OPENVINO_CAPABILITY:
-        return _openvino_unsupported(precision, device or "CPU")
-    if runtime == "torch" and precision == "bf16" and not (device or "cpu").startswith("cuda"):
-        if not cpu_flags() & set(NATIVE_BF16_FLAGS):
-            return (f"this CPU ({cpu_name()}) has no native bf16 (avx512_bf16/amx_bf16); "
-                    f"torch would emulate it")
-    if runtime == "onnxruntime" and precision == "fp16" and (device or "cpu") == "cpu":
-        return "ONNX Runtime's CPU provider runs float16 graphs through casts to float32; fp16 needs its CUDA provider"
-    return None
-
-
-def _openvino_unsupported(precision: str, device: str) -> str | None:
-    try:
-        caps = openvino_capabilities(device)
-    except Exception as exc:  # noqa: BLE001 - no OpenVINO, or no such device: say so
-        return f"openvino cannot query {device}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-    need = _OPENVINO_CAPABILITY[precision]
-    if need not in caps:
-        where = f"this CPU ({cpu_name()})" if device == "CPU" else f"OpenVINO device {device}"
-        return f"{where} does not run {precision} in OpenVINO (capabilities: {', '.join(caps)})"
-    return None
-
-
-@functools.lru_cache(maxsize=8)
-def openvino_capabilities(device: str = "CPU") -> tuple[str, ...]:
-    import openvino as ov
-
-    return tuple(ov.Core().get_property(device, "OPTIMIZATION_CAPABILITIES"))
-
-
-# ---------------------------------------------------------------------------------- per-runtime settings
-def openvino_config(precision: str, device: str = "CPU") -> dict[str, str]:
-    """The compile properties that make OpenVINO execute ``precision`` (never the device default)."""
-    check_precisions([precision])
-    hint = OPENVINO_HINT[precision]
-    if precision == "int8" and _openvino_unsupported("bf16", device) is None:
-        hint = OPENVINO_HINT["bf16"]   # the float remainder of an INT8 model, where the device runs bf16
-    config = {"INFERENCE_PRECISION_HINT": hint}
-    if precision == "fp32" and str(device).upper() == "CPU":
-        # The CPU plugin's fused "snippets" kernels, used once shapes are static, moved a tiny ERI model's f32
-        # outputs by 1.2e-3 against torch (6e-8 without them); on the quickstart model, batch 8, they were
-        # no faster (49.5 vs 47.7 ms p50, AMD EPYC AVX2). fp32 means f32 arithmetic, so they are off.
-        config["SNIPPETS_MODE"] = "DISABLE"
-    return config
-
-
-def torch_autocast(precision: str, device: str = "cpu"):
-    """The context a torch forward runs in for ``precision``: none for fp32, autocast for bf16/fp16."""
-    check_precisions([precision])
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    import torch
-
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    if dtype is None:
-        raise EdgeAffectError(f"torch runs fp32 and bf16 only, not {precision}")
-    return torch.autocast(device_type=str(device).split(":")[0], dtype=dtype)
-
-
+# ----------------------------------------------------------------------------------------- names
 def from_backend(name: str) -> str:
     """A backend's element type name (``f32``, ``bf16``, ``f16``, ``i8``, ``u8``, ``float16`` ...) as ours."""
     name = str(name).lower()

@@ -30,6 +30,7 @@ from typing import Iterable
 from .errors import EdgeAffectError, MissingDependencyError
 from .fileio import read_json, write_bytes, write_json
 from .runs import read_manifest
+from .runtimes.registry import built_on_device
 
 SIGNATURE = "model.sig"
 SIGNED = "signed.json"
@@ -40,7 +41,6 @@ PASSWORD_ENV = "EDGEAFFECT_SIGN_PASSWORD"
 PRIVATE_KEY, PUBLIC_KEY = "edgeaffect-signing.key", "edgeaffect-signing.pub"
 BUNDLE_FILES = ("SHA256SUMS", "requirements.txt", "commands.sh")
 COMPARED = ("task", "model", "spec")   # the manifest sections that say what the model is
-ENGINE_DIR, ENGINE_SUFFIX = "tensorrt", ".engine"
 
 
 def _library():
@@ -114,8 +114,8 @@ def _inside(root: Path, rel: str) -> str:
 
 
 def _device_built(rel: str) -> bool:
-    """A TensorRT engine: built on the device from the signed ONNX, where no private key is."""
-    return rel.startswith(f"{ENGINE_DIR}/") and rel.endswith(ENGINE_SUFFIX)
+    """An engine built on the device (TensorRT) from the signed ONNX, where no private key is."""
+    return built_on_device(rel)
 
 
 def covered(root: Path, manifest: dict) -> list[str]:

@@ -151,7 +151,7 @@ def test_cli_bench_prints_the_table(exported, capsys):
 
 
 def test_bench_tensorrt_rows_through_the_fakes(exported, tmp_path, monkeypatch):
-    from edgeaffect.export import build_tensorrt_engine
+    from edgeaffect.runtimes.tensorrt.engine import build_engine as build_tensorrt_engine
     from tests.fakes import install
 
     install(monkeypatch, gpu="NVIDIA Jetson Orin Nano")

@@ -710,6 +710,7 @@ def test_auto_precision_takes_the_accepted_int8_unless_bench_here_found_it_slowe
 
     run = tmp_path / "run"
     run.mkdir()
+    (run / "model.int8.onnx").write_bytes(b"")                             # the pick is among the run's files
     write_json(run / "manifest.json", {"quantize": {
         "onnxruntime": {"passed": True, "artifact": "model.int8.onnx"},
         "openvino": {"passed": False, "artifact": None}}})

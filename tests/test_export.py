@@ -11,7 +11,8 @@ import pytest
 from edgeaffect.cli import main
 from edgeaffect.errors import EdgeAffectError
 from edgeaffect.evaluate import Samples, load_samples
-from edgeaffect.export import check_parity, export_onnx, export_openvino, export_run, read_onnx_spec
+from edgeaffect.export import check_parity, export_onnx, export_run, read_onnx_spec
+from edgeaffect.runtimes.openvino.export import export_openvino
 from edgeaffect.fileio import sha256_file
 from edgeaffect.runtimes import load
 from tests.fakes import install
@@ -104,7 +105,7 @@ def test_a_named_dataset_that_cannot_be_read_is_an_error_not_random_inputs(tmp_p
 
 def test_an_export_that_fails_parity_publishes_nothing(tmp_path, data, monkeypatch):
     """Artifacts are built in a staging folder and get their names only after parity passed."""
-    from edgeaffect import export as export_mod
+    from edgeaffect.runtimes.openvino import export as export_mod
 
     run = make_run(tmp_path / "run", data=data)
     export_run(run, ["onnx", "openvino"], exporter="legacy")

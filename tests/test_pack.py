@@ -13,7 +13,7 @@ from edgeaffect.cli import main
 from edgeaffect.errors import EdgeAffectError
 from edgeaffect.export import export_run
 from edgeaffect.fileio import sha256_file
-from edgeaffect.pack import (COMMANDS, MANIFEST, REQUIREMENTS, SUMS, build_engine, check_bundle, deploy_requirements,
+from edgeaffect.pack import (COMMANDS, MANIFEST, REQUIREMENTS, SUMS, build_bundle_engine, check_bundle, deploy_requirements,
                              pack_run, verify)
 from edgeaffect.runs import Run
 from tests.fakes import install
@@ -193,23 +193,23 @@ def test_build_engine_on_the_device_through_the_fakes(trt_run, tmp_path, monkeyp
     assert main(["build-engine", str(bundle)]) == 0
     fp32 = Path(capsys.readouterr().out.strip())
     assert fp32.parent == bundle / "tensorrt" and fp32.is_file() and engine_precision(fp32) == "fp32"
-    int8 = build_engine(bundle, "int8")                          # explicit: the QDQ ONNX, every version
+    int8 = build_bundle_engine(bundle, "int8")                          # explicit: the QDQ ONNX, every version
     assert engine_precision(int8) == "int8"
     check_bundle(bundle)                                         # engines built here are listed, SHA256SUMS too
     if version.startswith("10"):                                  # implicit: TensorRT calibrates the samples
-        build_engine(bundle, "int8", implicit=True)
+        build_bundle_engine(bundle, "int8", implicit=True)
         assert (bundle / "tensorrt" / "calibration.cache").is_file()
         check_bundle(bundle)                                     # the cache TensorRT wrote is listed too
     else:
         with pytest.raises(EdgeAffectError, match="no implicit INT8 calibration"):
-            build_engine(bundle, "int8", implicit=True)
+            build_bundle_engine(bundle, "int8", implicit=True)
 
 
 def test_build_engine_refuses_a_damaged_copy(trt_run, tmp_path):
     bundle = pack_run(trt_run, "tensorrt", tmp_path / "b", calib_samples=0)
     (bundle / "model.onnx").write_bytes(b"truncated")
     with pytest.raises(EdgeAffectError, match="model.onnx differ"):
-        build_engine(bundle, "fp32")
+        build_bundle_engine(bundle, "fp32")
 
 
 def test_build_engine_wants_a_tensorrt_bundle(run, tmp_path, capsys):
@@ -293,7 +293,7 @@ def test_build_engine_refuses_a_planted_file(trt_run, tmp_path):
     bundle = pack_run(trt_run, "tensorrt", tmp_path / "b", calib_samples=0)
     (bundle / "tensorrt" / "plugin.so").write_bytes(b"\x7fELF")
     with pytest.raises(EdgeAffectError, match=r"does not list \(tensorrt/plugin.so\)"):
-        build_engine(bundle, "fp32")
+        build_bundle_engine(bundle, "fp32")
 
 
 def test_pack_refuses_an_artifact_changed_after_export(run, tmp_path, capsys):

@@ -15,13 +15,17 @@ from edgeaffect.bench import BenchConfig, bench_run
 from edgeaffect.cli import main
 from edgeaffect.errors import EdgeAffectError
 from edgeaffect.evaluate import Samples
-from edgeaffect.export import export_onnx, export_openvino, export_run, guard_precision
+from edgeaffect.export import export_onnx, export_run, guard_precision
+from edgeaffect.runtimes.onnxruntime import FP32_CONFIG
+from edgeaffect.runtimes.openvino.export import export_openvino
+from edgeaffect.runtimes.openvino.settings import openvino_capabilities
+from edgeaffect.runtimes.registry import unsupported
 from edgeaffect.runtimes import load
 from tests.fakes.tiny_model import make_dataset, make_run, tiny_av_test
 
 FAST = BenchConfig(batches=(2,), budget_s=0.2, rounds=2, warmup=1, threads=1, isolate=False)
-OV_BF16 = "BF16" in precision.openvino_capabilities("CPU")
-OV_FP16 = "FP16" in precision.openvino_capabilities("CPU")
+OV_BF16 = "BF16" in openvino_capabilities("CPU")
+OV_FP16 = "FP16" in openvino_capabilities("CPU")
 NATIVE_BF16 = bool(precision.cpu_flags() & set(precision.NATIVE_BF16_FLAGS))
 
 
@@ -64,7 +68,7 @@ def test_openvino_bf16_runs_bf16_when_asked(exported):
 
 @pytest.mark.skipif(OV_BF16, reason=f"this CPU ({precision.cpu_name()}) runs bf16 in OpenVINO")
 def test_openvino_bf16_is_refused_in_one_line_where_the_cpu_lacks_it(exported):
-    reason = precision.unsupported("openvino", "bf16")
+    reason = unsupported("openvino", "bf16")
     assert reason and "does not run bf16" in reason and precision.cpu_name() in reason
     with pytest.raises(EdgeAffectError, match="openvino bf16: .*does not run bf16"):
         load(exported / "openvino" / "model.xml", precision="bf16")
@@ -99,7 +103,7 @@ def test_onnxruntime_reads_its_precision_from_the_graph_and_pins_fp32(exported, 
     with load(exported / "model.onnx") as rt:
         assert rt.precision == rt.executed_precision == "fp32"
         entries = rt.session.get_session_options()
-        for key, value in precision.ONNXRUNTIME_FP32_CONFIG.items():
+        for key, value in FP32_CONFIG.items():
             assert entries.get_session_config_entry(key) == value
     q = tmp_path / "model.int8.onnx"
     quantize_dynamic(str(exported / "model.onnx"), str(q))

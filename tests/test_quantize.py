@@ -41,11 +41,11 @@ def _cli(*args) -> int:
 
 # -- config + calibration --------------------------------------------------------------------------------
 def test_presets_differ_where_the_backends_need_it():
-    trt, ort = QuantConfig.tensorrt(), QuantConfig.onnxruntime()
+    trt, ort = QuantConfig.preset("tensorrt"), QuantConfig.preset("onnxruntime")
     assert trt.activation_symmetric and not ort.activation_symmetric
     assert set(trt.op_types) == {"Conv", "MatMul", "Gemm"} and not trt.quantize_bias
-    assert QuantConfig.openvino().runtime == "openvino"
-    assert QuantConfig.tensorrt(calib_samples=64).calib_samples == 64
+    assert QuantConfig.preset("openvino").runtime == "openvino"
+    assert QuantConfig.preset("tensorrt", calib_samples=64).calib_samples == 64
     with pytest.raises(EdgeAffectError, match="too few"):
         QuantConfig(calib_samples=2)
     with pytest.raises(EdgeAffectError, match="unknown calibration method"):
@@ -102,7 +102,7 @@ def test_int8_onnxruntime_and_openvino_write_bench_names_and_record_numbers(run)
     assert rep["calibration"]["samples"] == 32
     assert (run / rep["runtimes"]["onnxruntime"]["ranges"]).exists()   # the inspectable calibration stage
     # every conv of the OpenVINO INT8 IR, the toy's depthwise ones included, runs int8 in the compiled graph
-    from edgeaffect.quantize.guard import ov_runtime
+    from edgeaffect.runtimes.openvino.int8 import ov_runtime
 
     with ov_runtime(run / "openvino" / "model.int8.xml", precision="int8") as ov:
         layers = ov.compute_layers()
@@ -291,7 +291,7 @@ def _calib(run: Path, n: int = 16, seed: int = 0):
 
 def test_implicit_int8_calibrator_feeds_device_buffers_and_reuses_its_cache(run, fake_trt10, tmp_path):
     from edgeaffect.export import export_onnx
-    from edgeaffect.quantize.tensorrt_int8 import CACHE, build_implicit
+    from edgeaffect.runtimes.tensorrt.int8 import CACHE, build_implicit
     from edgeaffect.runs import load_model
 
     onnx_path = export_onnx(load_model(run / "checkpoint.pt"), tmp_path / "model.onnx")
@@ -351,7 +351,7 @@ def test_tensorrt_runtime_writes_trt_friendly_qdq_and_an_engine(run, fake_trt10)
 def test_tensorrt11_refuses_implicit_calibration(run, monkeypatch, tmp_path):
     from fakes import install
 
-    from edgeaffect.quantize.tensorrt_int8 import build_implicit
+    from edgeaffect.runtimes.tensorrt.int8 import build_implicit
 
     install(monkeypatch, version="11.0.0")
     with pytest.raises(EdgeAffectError, match="no implicit INT8 calibration"):
@@ -507,7 +507,7 @@ def test_the_quantizers_per_tensor_fallback_for_norm_weights_is_not_printed(tmp_
 
     import onnx
 
-    from edgeaffect.quantize import onnxruntime_int8 as ort_int8
+    from edgeaffect.runtimes.onnxruntime import int8 as ort_int8
     from edgeaffect.quantize.calibration import CalibrationSet
 
     class M(torch.nn.Module):
@@ -568,16 +568,17 @@ def test_the_openvino_int8_guard_scores_the_static_batch_bench_runs(run, monkeyp
     """bench compiles its batch-8 rows for a static batch; the guard scores the INT8 IR compiled the same way."""
     from edgeaffect.quantize import guard
     from edgeaffect.quantize.pipeline import quantize_run
+    from edgeaffect.runtimes.openvino import int8 as ov_int8
     from edgeaffect.runtimes import load
 
-    seen, real = [], guard.ov_runtime
+    seen, real = [], ov_int8.ov_runtime
 
     def spy(model_or_path, *args, **kwargs):
         rt = real(model_or_path, *args, **kwargs)
         seen.append((rt.precision, [t.shape[0] for t in rt.inputs]))
         return rt
 
-    monkeypatch.setattr(guard, "ov_runtime", spy)
+    monkeypatch.setattr(ov_int8, "ov_runtime", spy)
     quantize_run(run, ["openvino"], QuantConfig(calib_samples=16, max_drop=50.0))
     scored = [batches for precision, batches in seen if precision == "int8"]
     assert scored and all(b == [guard.SCORED_BATCH] * len(b) for b in scored)

@@ -57,7 +57,7 @@ def _written(run: Path) -> set[str]:
     (["--int8", "--calib-method", "kl"], "unknown calibration method 'kl'"),
     (["--prune", "0"], "outside (0, 0.9]"),
     (["--prune", "0.95", "--int8"], "outside (0, 0.9]"),
-    (["--runtime", "openvino"], "go with --int8"),
+    (["--calib-method", "entropy"], "go with --int8"),
 ])
 def test_export_bad_input_is_one_line_and_writes_nothing(tiny_run, capsys, args, needle):
     before = _written(tiny_run)

@@ -10,7 +10,8 @@ import torch
 
 import edgeaffect
 from edgeaffect.errors import EdgeAffectError, MissingDependencyError
-from edgeaffect.export import export_onnx, export_openvino
+from edgeaffect.export import export_onnx
+from edgeaffect.runtimes.openvino.export import export_openvino
 from edgeaffect.runtimes import available, get_runtime, load, registry, runtime_for
 from tests.fakes import install
 from tests.fakes.tiny_model import make_run, tiny_av_test
@@ -42,7 +43,7 @@ def reference():
 def rt(request, run_dir, monkeypatch):
     name = request.param
     if name == "tensorrt":
-        from edgeaffect.export import build_tensorrt_engine
+        from edgeaffect.runtimes.tensorrt.engine import build_engine as build_tensorrt_engine
 
         install(monkeypatch)
         path = build_tensorrt_engine(run_dir / "model.onnx", run_dir / "tensorrt", max_batch=8)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from edgeaffect.errors import EdgeAffectError
-from edgeaffect.export import build_tensorrt_engine, export_onnx
+from edgeaffect.export import export_onnx
+from edgeaffect.runtimes.tensorrt.engine import build_engine as build_tensorrt_engine
 from edgeaffect.runtimes import load
 from edgeaffect.runtimes import tensorrt as trt_rt
 from tests.fakes import install
@@ -55,7 +56,7 @@ def test_fake_api_surface_equals_the_table_of_the_real_bindings(column, version)
     assert not wrong, f"fake TensorRT {version} differs from the real bindings for {wrong}"
 
 
-_OUR_SOURCES = [Path(trt_rt.__file__), Path(trt_rt.__file__).parents[1] / "quantize" / "tensorrt_int8.py"]
+_OUR_SOURCES = sorted(Path(trt_rt.__file__).parent.glob("*.py"))   # the TensorRT package: runtime, engine builder, INT8
 _ENUMS = ("BuilderFlag", "NetworkDefinitionCreationFlag", "MemoryPoolType")
 
 
@@ -125,7 +126,7 @@ def test_engine_for_another_module_cc_or_version_is_refused_in_one_line(monkeypa
     install(monkeypatch, version="10.3.0", **NANO)   # pycuda calls both 'Orin', same compute capability
     with pytest.raises(EdgeAffectError, match=r"built elsewhere \(device NVIDIA-Jetson-AGX-Orin-Developer-Kit-16sm-61GB "
                                               r"vs NVIDIA-Jetson-Orin-Nano-Developer-Kit-8sm-7GB here\); rebuild it with "
-                                              r"`edgeaffect export RUN --format tensorrt`"):
+                                              r"`edgeaffect export RUN --runtime tensorrt`"):
         load(path)
     with load(path, check_target=False) as rt:      # TensorRT itself accepts it (same compute capability)
         assert rt.infer(rt.spec.dummy_inputs(batch=1))["intensities"].shape == (1, 3)
@@ -329,7 +330,7 @@ def test_fake_swallows_calibrator_exceptions_as_tensorrt_does(trt, onnx_path, tm
 
 def _our_calibrator(tmp_path, batches, cache=None, batch_size=4):
     from edgeaffect.quantize.calibration import CalibrationSet
-    from edgeaffect.quantize.tensorrt_int8 import entropy_calibrator
+    from edgeaffect.runtimes.tensorrt.int8 import entropy_calibrator
 
     calib = CalibrationSet(batches, list(range(len(batches))), "train")
     return entropy_calibrator(calib, cache or tmp_path / "calibration.cache", "fp", batch_size)
@@ -386,8 +387,8 @@ def test_fake_pycuda_autoinit_makes_a_current_context(trt):
 def test_env_reports_what_a_jetson_can_run(monkeypatch, capsys, tmp_path):
     import json
 
-    from edgeaffect.cli import env as env_cli
     from edgeaffect.cli import main
+    from edgeaffect.runtimes.tensorrt import device as env_cli
 
     install(monkeypatch, version="10.3.0", **AGX)
     release = tmp_path / "nv_tegra_release"

@@ -51,6 +51,7 @@ def bench_cmd(
     from ..bench import BenchConfig, bench_run
     from ..errors import EdgeAffectError
     from ..precision import check_precisions
+    from ..runtimes.registry import reference
     from ..signing import check_trust
 
     check_trust(run, trust)
@@ -62,8 +63,8 @@ def bench_cmd(
                       split=split, limit=limit or None)
     precisions = check_precisions(split_csv(precision)) or None
     runtimes = split_csv(runtime) or None
-    if runtimes and "torch" not in runtimes:
-        runtimes = [*runtimes, "torch"]  # the reference row every speed-up is computed against
+    if runtimes and reference() not in runtimes:
+        runtimes = [*runtimes, reference()]  # the reference row every speed-up is computed against
     print_bench(bench_run(run, runtimes, precisions, cfg, data=data, console=console, verify=not no_verify), Path(run))
     say_next(f"edgeaffect demo --model {run} --source 0   (a camera; no camera: edgeaffect data clip clip.mp4)")
 

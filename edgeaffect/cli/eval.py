@@ -153,9 +153,8 @@ def _open_for_eval(target: Path, precision: str | None, device: str, verify: boo
     the data its run (if any) records."""
     from ..errors import EdgeAffectError
     from ..evaluate import open_scored
-    from ..precision import unsupported
     from ..runs import run_of
-    from ..runtimes.registry import artifact_files, load
+    from ..runtimes.registry import artifact_files, load, reference, unsupported
 
     owner = run_of(target if target.is_file() else target / "manifest.json") if verify else None
     if owner is not None:
@@ -167,12 +166,12 @@ def _open_for_eval(target: Path, precision: str | None, device: str, verify: boo
     from ..runs import load_run
 
     precision = precision or "fp32"
-    reason = unsupported("torch", precision, device=device)
+    reason = unsupported(reference(), precision, device=device)
     if reason:
         raise EdgeAffectError(f"eval --precision {precision}: {reason} (eval runs the torch model; "
                               f"`edgeaffect bench RUN --precision {precision}` scores exported artifacts)")
     r = load_run(target)
-    with load(r.checkpoint, runtime="torch", precision=precision, device=device) as rt:
+    with load(r.checkpoint, runtime=reference(), precision=precision, device=device) as rt:
         yield rt, r.spec, r.data_dir, r.dataset_kwargs, r, r
 
 

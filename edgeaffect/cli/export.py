@@ -6,13 +6,16 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import EdgeAffectError
 from ..quantize.config import DEFAULT_CALIB_SAMPLES
 from . import app
 from .common import NoVerifyOpt, RunArg, SignOpt, console, say_next, split_csv
 
-FormatOpt = Annotated[Optional[str], typer.Option(
-    "--format", "-f", help="Comma-separated: onnx,openvino,tensorrt (default: all whose runtime is installed). "
-                           "model.onnx is always written: the other formats are built from it.")]
+RuntimeOpt = Annotated[Optional[str], typer.Option(
+    "--runtime", "-r", "--format", "-f",
+    help="Comma-separated runtimes to export for: onnxruntime,openvino,tensorrt (default: every one installed; "
+         "their formats onnx,openvino,tensorrt name them too, and --format is the same option). model.onnx is "
+         "always written: the others are built from it. With --int8: also the runtimes INT8 is made for.")]
 BatchOpt = Annotated[Optional[int], typer.Option(
     "--batch", min=1, help="Fix the batch size (static shapes; faster on CPU). With --dynamic: the optimisation batch.")]
 DynamicOpt = Annotated[bool, typer.Option("--dynamic", help="Keep a dynamic batch even when --batch is given.")]
@@ -22,11 +25,18 @@ PrecisionOpt = Annotated[Optional[str], typer.Option(
                               "machine (OpenVINO bf16/fp16 where the CPU lists them, TensorRT fp16), each accepted "
                               "only within --max-drop of FP32; others are skipped with the reason.")]
 
+Int8Opt = Annotated[bool, typer.Option("--int8", help="Also calibrate on the train split and write INT8 models (model.int8.onnx, "
+                                                      "openvino/model.int8.xml, TensorRT QDQ) with the accuracy guard.")]
+TrtCalibrationOpt = Annotated[str, typer.Option("--trt-calibration", help="With --int8 on TensorRT: explicit (Q/DQ, the "
+                                                "default) or implicit (TensorRT's own calibrator, 8.6/10 only).")]
+PruneOpt = Annotated[Optional[float], typer.Option("--prune", help="Prune this fraction of channels (0, 0.9], fine-tune, and "
+                                                                   "export <run>/pruned-<ratio>/ instead of the run.")]
+
 
 @app.command("export")
 def export_cmd(
     run: RunArg,
-    formats: FormatOpt = None,
+    runtime: RuntimeOpt = None,
     batch: BatchOpt = None,
     dynamic: DynamicOpt = False,
     fp16: Fp16Opt = False,
@@ -35,17 +45,12 @@ def export_cmd(
     exporter: Annotated[str, typer.Option("--exporter", help="torch.onnx exporter: dynamo or legacy.")] = "dynamo",
     tolerance: Annotated[float, typer.Option("--tolerance", help="Max abs difference from torch allowed (FP32).")] = 1e-3,
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset for the parity check (default: the run's).")] = None,
-    int8: Annotated[bool, typer.Option("--int8", help="Also calibrate on the train split and write INT8 models "
-                                                      "(model.int8.onnx, openvino/model.int8.xml, TensorRT QDQ) with the accuracy guard.")] = False,
-    runtime: Annotated[Optional[str], typer.Option("--runtime", "-r", help="With --int8: comma-separated onnxruntime,openvino,tensorrt "
-                                                                           "(default: every installed one).")] = None,
+    int8: Int8Opt = False,
     calib_samples: Annotated[int, typer.Option("--calib-samples", help="With --int8: calibration samples, stratified across labels.")] = DEFAULT_CALIB_SAMPLES,
     calib_method: Annotated[str, typer.Option("--calib-method", help="With --int8: minmax | entropy | percentile.")] = "minmax",
-    trt_calibration: Annotated[str, typer.Option("--trt-calibration", help="With --int8 on TensorRT: explicit (Q/DQ, the default) "
-                                                                          "or implicit (TensorRT's own calibrator, 8.6/10 only).")] = "explicit",
+    trt_calibration: TrtCalibrationOpt = "explicit",
     max_drop: Annotated[float, typer.Option("--max-drop", help="With --int8/--precision: allowed metric drop vs FP32, in points of the task metric.")] = 1.0,
-    prune: Annotated[Optional[float], typer.Option("--prune", help="Prune this fraction of channels (0, 0.9], fine-tune, and export "
-                                                                   "<run>/pruned-<ratio>/ instead of the run.")] = None,
+    prune: PruneOpt = None,
     finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="With --prune: fine-tuning epochs.")] = 5,
     importance: Annotated[str, typer.Option("--importance", help="With --prune: magnitude | taylor.")] = "magnitude",
     no_verify: NoVerifyOpt = False,
@@ -60,17 +65,41 @@ def export_cmd(
     --int8 adds calibrated INT8 models per runtime (see `edgeaffect quantize report`);
     --prune writes a pruned, fine-tuned run in <run>/pruned-<ratio>/ and exports that.
 
-    Example:  edgeaffect export runs/eri/exp1 --format onnx,openvino --batch 1 --dynamic
+    Example:  edgeaffect export runs/eri/exp1 --runtime onnxruntime,openvino --batch 1 --dynamic
     Example:  edgeaffect export runs/eri/exp1 --precision bf16,fp16 --max-drop 0.5
     Example:  edgeaffect export runs/eri/exp1 --prune 0.4 --finetune-epochs 5 --int8 --runtime onnxruntime,openvino
     Example:  edgeaffect export runs/eri/exp1 --int8 --sign keys/edgeaffect-signing.key   (docs/signing.md)
     """
     from rich.markup import escape
 
-    from ..errors import EdgeAffectError
     from ..export import export_run
+    from ..quantize.config import QuantConfig
+    from ..quantize.prune import PruneConfig
+    from ..signing import sign as sign_folder
+
+    reduced = _check_options(precision, sign, int8, calib_samples, calib_method, trt_calibration, max_drop)
+    cfg = QuantConfig(calib_samples=calib_samples, calib_method=calib_method, max_drop=max_drop,
+                      trt_calibration=trt_calibration) if int8 else None
+    with console.status("exporting") as status:
+        report = export_run(run, split_csv(runtime) or None, precisions=reduced, int8=cfg,
+                            prune=PruneConfig(prune, importance, finetune_epochs) if prune is not None else None,
+                            batch=batch, dynamic=dynamic, fp16=fp16, max_drop=max_drop, opset=opset, exporter=exporter,
+                            tolerance=tolerance, data=data, explicit=runtime is not None, verify=not no_verify,
+                            console=console,
+                            progress=lambda msg: (status.update(escape(msg)), console.print(f"[dim]{escape(msg)}[/]")))
+    _print_all(report, pruned=prune is not None)
+    if report.unmet(reduced):   # asked for by name: a script must not go on as if it were there (fp32 files are kept)
+        raise EdgeAffectError(f"no {' or '.join(report.unmet(reduced))} artifact was written on any runtime (the "
+                              "reasons are above); the fp32 files are written")
+    if sign is not None:
+        console.print(f"signed: {sign_folder(report.run, sign)}", highlight=False)
+    say_next(f"edgeaffect bench {report.run}   (or: edgeaffect eval {report.run})")   # eval picks the split that exists
+
+
+def _check_options(precision, sign, int8: bool, calib_samples: int, calib_method: str, trt_calibration: str,
+                   max_drop: float) -> list[str]:
+    """The reduced floats asked for; one line for options that do not go together or a bad signing key."""
     from ..precision import REDUCED_FLOAT, check_precisions
-    from ..runtimes.registry import file_formats, get_runtime
 
     reduced = check_precisions(split_csv(precision))
     if sign is not None:   # a bad key is said before minutes of export
@@ -80,63 +109,22 @@ def export_cmd(
     if any(p not in REDUCED_FLOAT for p in reduced):
         raise EdgeAffectError(f"--precision takes {', '.join(REDUCED_FLOAT)} (fp32 is always written; INT8 is --int8), "
                               f"got {precision!r}")
-
-    int8_runtimes: list[str] | None = None
-    cfg = None
-    if int8:  # everything is checked before anything is written
-        from ..quantize.config import QuantConfig
-        from ..quantize.pipeline import check_runtimes
-
-        int8_runtimes = check_runtimes(split_csv(runtime) or None)
-        cfg = QuantConfig(calib_samples=calib_samples, calib_method=calib_method, max_drop=max_drop,
-                          trt_calibration=trt_calibration)
-    elif (runtime or calib_samples != DEFAULT_CALIB_SAMPLES or calib_method != "minmax" or trt_calibration != "explicit"
-          or (max_drop != 1.0 and not reduced)):
-        raise EdgeAffectError("--runtime, --calib-samples, --calib-method and --trt-calibration go with --int8; "
+    if not int8 and (calib_samples != DEFAULT_CALIB_SAMPLES or calib_method != "minmax" or trt_calibration != "explicit"
+                     or (max_drop != 1.0 and not reduced)):
+        raise EdgeAffectError("--calib-samples, --calib-method and --trt-calibration go with --int8; "
                               "--max-drop with --int8 or --precision")
-    if prune is not None:
-        from ..quantize.prune import check_ratio
+    return reduced
 
-        check_ratio(prune)
-        if finetune_epochs < 0:
-            raise EdgeAffectError(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
-    chosen = split_csv(formats) or ([get_runtime(r).file_format for r in int8_runtimes] if int8_runtimes and runtime
-                                    else file_formats())
-    if int8:  # a missing checkpoint, another model's manifest, too little calibration data: one line, nothing written
-        from ..quantize.pipeline import preflight
 
-        preflight(run, cfg, data)
-    elif prune is not None:
-        from ..runs import open_run
+def _print_all(report, pruned: bool) -> None:
+    """The pruning line, the export's parity and artifacts, and the INT8 table, of the steps that ran."""
+    from .quantize import print_int8, print_pruning
 
-        open_run(run)
-    if prune is not None:
-        from ..quantize.prune import prune_run
-        from .quantize import print_pruning
-
-        run = prune_run(run, prune, importance=importance, finetune_epochs=finetune_epochs, data_root=data,
-                        console=console)
-        print_pruning(run)
-    with console.status("exporting") as status:
-        report = export_run(run, chosen, batch=batch, dynamic=dynamic, fp16=fp16, precisions=reduced, max_drop=max_drop,
-                            opset=opset, exporter=exporter,
-                            tolerance=tolerance, data=data, explicit=formats is not None, verify=not no_verify,
-                            progress=lambda msg: (status.update(escape(msg)), console.print(f"[dim]{escape(msg)}[/]")))
+    if pruned:
+        print_pruning(report.run)
     print_export_report(report)
-    if int8_runtimes:
-        from ..quantize.pipeline import quantize_run
-        from .quantize import print_int8
-
-        print_int8(quantize_run(run, int8_runtimes, cfg, data_root=data, console=console, verify=not no_verify))
-    missing = [p for p in reduced if not any(k.endswith(f"-{p}") and d["accepted"] for k, d in report.precisions.items())]
-    if missing:   # asked for by name: a script must not go on as if it were there (fp32 files are kept)
-        raise EdgeAffectError(f"no {' or '.join(missing)} artifact was written on any runtime (the reasons are above); "
-                              "the fp32 files are written")
-    if sign is not None:
-        from ..signing import sign as sign_folder
-
-        console.print(f"signed: {sign_folder(run, sign)}", highlight=False)
-    say_next(f"edgeaffect bench {run}   (or: edgeaffect eval {run})")   # eval picks the split that exists
+    if report.int8 is not None:
+        print_int8(report.int8)
 
 
 def print_export_report(report) -> None:

@@ -84,10 +84,10 @@ def build_engine_cmd(
 
     Example:  ENGINE=$(edgeaffect build-engine jetson-bundle --precision int8) && edgeaffect bench "$ENGINE"
     """
-    from ..pack import build_engine
+    from ..pack import build_bundle_engine
     from ..signing import check_trust
 
     check_trust(bundle, trust)
     with console.status(f"building the {precision} TensorRT engine (minutes on a Jetson)"):   # on stderr
-        engine = build_engine(bundle, precision, implicit=implicit, max_batch=max_batch)
+        engine = build_bundle_engine(bundle, precision, implicit=implicit, max_batch=max_batch)
     typer.echo(str(engine))

@@ -13,7 +13,7 @@ from .common import TrustOpt
 @app.command("serve")
 def serve_cmd(
     model: Annotated[Path, typer.Argument(help="Run directory, deploy bundle or exported model (.onnx / .xml).")],
-    runtime: Annotated[str, typer.Option("--runtime", "-r", help="onnxruntime or openvino: what runs the model inside the server.")] = "onnxruntime",
+    runtime: Annotated[str, typer.Option("--runtime", "-r", help="onnxruntime or openvino: what runs the model inside the server (default: the first of them).")] = None,
     precision: Annotated[str, typer.Option("--precision", help="fp32, bf16, fp16 or int8 (as `edgeaffect demo`).")] = "fp32",
     host: Annotated[str, typer.Option("--host", help="Address to listen on; loopback by default (Triton has no auth on inference).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="HTTP port (clients: edgeaffect demo --server http://HOST:PORT).")] = 8000,
@@ -52,10 +52,9 @@ def serve_cmd(
     from ..signing import TRUST_ENV, check_trust
 
     check_precisions([precision])
-    from ..serve.server import SERVE_RUNTIMES, ServeOptions, check_ports, serve
+    from ..serve.server import ServeOptions, check_ports, check_serving, serve
 
-    if runtime not in SERVE_RUNTIMES:
-        raise EdgeAffectError(f"--runtime {runtime!r}: the server runs {' or '.join(SERVE_RUNTIMES)}")
+    runtime = check_serving(runtime)
     if not model.exists():
         raise EdgeAffectError(f"no model at {model}: give a run directory, bundle or exported .onnx/.xml")
     check_trust(model, trust)

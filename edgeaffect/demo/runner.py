@@ -29,46 +29,24 @@ def resolve_artifact(run: Path, runtime: str, precision: str) -> tuple[Path, str
 
     A precision the export's accuracy guard refused (``precisions`` in the manifest) is refused here too.
     """
-    from ..fileio import read_json
-    from ..precision import unsupported
-    from ..runtimes.registry import available, by_rank, discover_artifacts
+    from ..runtimes.registry import pick_artifact
 
-    decisions = read_json(run / "manifest.json").get("precisions", {}) if (run / "manifest.json").exists() else {}
-    found = [a for a in discover_artifacts(run, [precision]) if not a.variant and a.precision == precision]
-    reasons = {}
-    for a in found:
-        decision = decisions.get(a.label, {})
-        reasons[a.runtime] = (unsupported(a.runtime, precision) or
-                              (f"refused by the accuracy guard at export: {decision.get('reason')}"
-                               if decision.get("accepted") is False else None))
-    order = by_rank(available()) if runtime == "auto" else [runtime]
-    for name in order:
-        for a in found:
-            if a.runtime == name and not reasons.get(name):
-                return a.path, name
-    if runtime != "auto" and reasons.get(runtime):
-        raise EdgeAffectError(f"{runtime} {precision}: {reasons[runtime]}")
-    have = ", ".join(sorted(f"{a.runtime}-{a.precision}" for a in discover_artifacts(run) if not a.variant)) or "none"
-    hint = "run `edgeaffect export` on it" + (" with INT8 quantization" if precision == "int8" else "")
-    raise EdgeAffectError(f"{run} has no {precision} artifact for the {runtime} runtime (it has: {have}); {hint}")
+    found = pick_artifact(run, runtime, [precision])
+    return found.path, found.runtime
 
 
 def choose_precision(run: Path, runtime: str) -> tuple[str, str]:
     """(runtime, precision) that ``--precision auto`` runs for a run folder: int8 on the best-ranked runtime here
     whose INT8 artifact the accuracy guard accepted and that bench, on this CPU, did not find slower than its
     fp32 at batch 1; else fp32 on ``runtime``."""
-    from ..fileio import read_json
-    from ..runtimes.registry import available, by_rank
+    from ..runtimes.registry import pick_artifact
 
-    manifest = read_json(run / "manifest.json") if (run / "manifest.json").is_file() else {}
-    quantized = manifest.get("quantize") if isinstance(manifest, dict) else None
-    accepted = {rt for rt, r in (quantized if isinstance(quantized, dict) else {}).items()
-                if isinstance(r, dict) and r.get("passed") and r.get("artifact")}
-    slower = _int8_slower_here(run)
-    for name in by_rank(available()) if runtime == "auto" else [runtime]:
-        if name in accepted and name not in slower:
-            return name, "int8"
-    return runtime, "fp32"
+    try:
+        found = pick_artifact(run, runtime, ["int8"], avoid={(rt, "int8") for rt in _int8_slower_here(run)},
+                              accepted_only=True)
+    except EdgeAffectError:
+        return runtime, "fp32"
+    return found.runtime, "int8"
 
 
 def _int8_slower_here(run: Path) -> set[str]:

@@ -111,11 +111,10 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
         for x in sinks:
             x.close()
         raise
-    if not many:
-        return Session(demos[0], srcs[0], spec, getattr(runner, "name", runtime), sinks, web, runner)
-    from .multi import MultiDemo
-
-    return Session(MultiDemo(demos, names), srcs, spec, getattr(runner, "name", runtime), sinks, web, runner)
+    if many:
+        from .multi import MultiDemo
+    demo, where = (MultiDemo(demos, names), srcs) if many else (demos[0], srcs[0])
+    return Session(demo, where, spec, getattr(runner, "name", runtime), sinks, web, runner)
 
 
 def _open_sources(names: list[str], srcs: list, loop: bool, folder_fps: float) -> None:

@@ -55,33 +55,6 @@ class CalibrationSet:
         return {"samples": len(self), "split": self.split, "available": self.available,
                 "strata": self.strata, "fingerprint": self.fingerprint()[:16]}
 
-    def ort_reader(self, batch_size: int = 1):
-        """An ``onnxruntime.quantization.CalibrationDataReader`` over these samples (rewindable)."""
-        from onnxruntime.quantization import CalibrationDataReader
-
-        feeds = list(self.batches(batch_size))
-
-        class _Reader(CalibrationDataReader):
-            def __init__(self):
-                self._it = iter(feeds)
-
-            def get_next(self):
-                return next(self._it, None)
-
-            def rewind(self):
-                self._it = iter(feeds)
-
-            def __len__(self):
-                return len(feeds)
-
-        return _Reader()
-
-    def nncf_dataset(self, batch_size: int = 1):
-        """An ``nncf.Dataset`` whose items are the feed dicts OpenVINO's compiled model takes."""
-        import nncf
-
-        return nncf.Dataset(list(self.batches(batch_size)))
-
 
 def as_feed(item: Mapping[str, Any], names: Sequence[str]) -> dict[str, np.ndarray]:
     """A dataset item -> a batch-1 feed of float32/int arrays keyed by input name."""

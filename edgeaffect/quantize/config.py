@@ -23,7 +23,7 @@ DEFAULT_CALIB_SAMPLES = 64
 class QuantConfig:
     """What INT8 conversion does for one runtime; presets below, overrides via :meth:`replace`."""
 
-    runtime: str = "onnxruntime"
+    runtime: str = ""                     # "": settings shared by every runtime (each preset names its own)
     calib_samples: int = DEFAULT_CALIB_SAMPLES
     calib_method: str = "minmax"          # minmax | entropy | percentile
     calib_split: str = "train"
@@ -54,7 +54,8 @@ class QuantConfig:
     keep_float: tuple[str, ...] = ()      # layers the user asks to keep in float from the start
 
     def __post_init__(self):
-        _check_runtime(self.runtime)
+        if self.runtime:
+            _check_runtime(self.runtime)
         if self.calib_method not in CALIB_METHODS:
             raise EdgeAffectError(f"unknown calibration method {self.calib_method!r}; choose from {', '.join(CALIB_METHODS)}")
         if self.calib_samples < MIN_CALIB_SAMPLES:
@@ -74,28 +75,12 @@ class QuantConfig:
 
     # -- presets -----------------------------------------------------------------------------------
     @classmethod
-    def onnxruntime(cls, **kw: Any) -> "QuantConfig":
-        """CPU ONNX Runtime: QDQ, uint8 asymmetric activations, per-channel symmetric int8 weights."""
-        return cls(**{"runtime": "onnxruntime", **kw})
-
-    @classmethod
-    def openvino(cls, **kw: Any) -> "QuantConfig":
-        """OpenVINO via NNCF: performance preset (symmetric), default model type (see ``ov_model_type``)."""
-        return cls(**{"runtime": "openvino", **kw})
-
-    @classmethod
-    def tensorrt(cls, **kw: Any) -> "QuantConfig":
-        """TensorRT explicit quantization: symmetric int8 Q/DQ only on the inputs of Conv/MatMul/Gemm,
-        float bias and outputs, the placement TensorRT 10/11 fuse into INT8 kernels."""
-        base = dict(runtime="tensorrt", activation_symmetric=True, weight_symmetric=True, per_channel=True,
-                    op_types=("Conv", "MatMul", "Gemm"), exclude_output_quant=("Conv", "MatMul", "Gemm"),
-                    quantize_bias=False, calib_method="entropy")
-        return cls(**{**base, **kw})
-
-    @classmethod
     def preset(cls, runtime: str, **kw: Any) -> "QuantConfig":
+        """The settings ``runtime``'s INT8 path starts from (its table entry's ``int8_preset``), then ``kw``."""
+        from ..runtimes.registry import get_runtime
+
         _check_runtime(runtime)
-        return getattr(cls, runtime)(**kw)
+        return cls(**{**get_runtime(runtime).int8_preset, **kw, "runtime": runtime})
 
     def replace(self, **kw: Any) -> "QuantConfig":
         return replace(self, **kw)

@@ -2,7 +2,8 @@
 
 Sensitivity is measured per quantized activation tensor: the model's output
 error against FP32 (noise-to-signal power) on a few real calibration samples
-with only that tensor quantized (see :func:`rank_ort`, :func:`rank_openvino`).
+with only that tensor quantized (each runtime's ``int8.rank_*``, through
+:func:`edgeaffect.runtimes.sensitivity.rank`).
 The guard then keeps the worst 1, 2, 3, 4, 6, 9, ... tensors in float (their producer
 and consumer nodes)
 and re-quantizes (with the saved ranges, no re-calibration) until the drop is
@@ -16,148 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..evaluate import SCORED_BATCH, Samples, compare, drop_points, score
-
-
-# -- runtimes the guard scores (the real runtime objects) -----------------------------------------------
-def ort_runtime(path, threads: int = 1, optimize: bool = True):
-    """The ONNX Runtime CPU runtime of ``path`` (precision as stored)."""
-    from ..runtimes.registry import load
-
-    return load(path, runtime="onnxruntime", providers="cpu", threads=threads, inter_threads=1,
-                optimization="all" if optimize else "disable")
-
-
-# The guard scores in ``evaluate.SCORED_BATCH`` (the batch eval, bench and export parity score in); an OpenVINO
-# INT8 IR is compiled for it as a static batch, as bench compiles its batch-8 rows: a dynamic-batch score once
-# hid an IR that lost most of its accuracy once static (benchmarks/results/2026-12-01-int8-eri-quickstart-amx.md).
-
-
-def ov_runtime(model_or_path, threads: int = 1, precision: str = "fp32", batch: int | None = None):
-    """The OpenVINO CPU runtime of an IR path or an in-memory model, executing ``precision`` as bench does
-    (``batch``: compiled for that static batch, as bench compiles each of its batch sizes)."""
-    from ..runtimes.openvino import OpenVinoRuntime
-
-    opts = {"threads": threads, "precision": precision, **({"batch": batch} if batch else {})}
-    if hasattr(model_or_path, "get_ordered_ops"):
-        return OpenVinoRuntime.from_model(model_or_path.clone() if batch else model_or_path, **opts)
-    return OpenVinoRuntime(model_or_path, **opts)
-
-
-# -- sensitivity ---------------------------------------------------------------------------------------
-def _nsr(reference: Mapping[str, np.ndarray], other: Mapping[str, np.ndarray]) -> tuple[float, float]:
-    """(noise power, signal power) of ``other`` against ``reference`` over the shared outputs."""
-    noise = signal = 0.0
-    for k, r in reference.items():
-        if k in other:
-            r = np.asarray(r, np.float64)
-            signal += float((r ** 2).sum())
-            noise += float(((np.asarray(other[k], np.float64) - r) ** 2).sum())
-    return noise, signal
-
-
-def _rank(candidates: list[dict[str, Any]], measure: Callable[[dict[str, Any]], Callable], reference_fn: Callable,
-          feeds: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, Any]]:
-    refs = [reference_fn(f) for f in feeds]
-    rows = []
-    for cand in candidates:
-        infer = measure(cand)
-        noise = signal = 0.0
-        for f, r in zip(feeds, refs):
-            n, s = _nsr(r, infer(f))
-            noise, signal = noise + n, signal + s
-        nsr = noise / max(signal, 1e-20)
-        rows.append({"tensor": cand["tensor"], "kind": "weight" if cand.get("weight") else "activation",
-                     "layers": cand["layers"], "output_nsr": nsr,
-                     "output_sqnr_db": float(10 * np.log10(1 / max(nsr, 1e-12)))})
-    rows.sort(key=lambda r: -r["output_nsr"])
-    return rows
-
-
-def rank_ort(float_path, qdq_path, feeds: Sequence[Mapping[str, np.ndarray]], workdir) -> list[dict[str, Any]]:
-    """Rank the quantized tensors (activations, weights, biases) of a QDQ model, most harmful first.
-
-    Each candidate is scored by the model-output error (vs the float model) with only that tensor
-    quantized: what quantizing that one tensor costs, in isolation.  Keeping it in float means
-    excluding its consumers from quantization.  A per-tensor error measure would miss the classic failure
-    (one outlier channel forces a coarse scale that crushes the others but barely changes the tensor's norm);
-    the output error does not.
-    """
-    from pathlib import Path
-
-    import onnx
-
-    m = onnx.load(str(qdq_path))
-    fm = onnx.load(str(float_path))
-    float_inits = {i.name: i for i in fm.graph.initializer}
-    inits = {i.name for i in m.graph.initializer}
-
-    def consumers(outs):
-        return sorted({n.name for n in m.graph.node if any(i in outs for i in n.input) and n.name})
-
-    producer = {o: n.name for n in m.graph.node for o in n.output if n.op_type not in ("QuantizeLinear", "DequantizeLinear")}
-
-    pairs = []
-    for q in m.graph.node:
-        if q.op_type == "QuantizeLinear" and q.input[0] not in inits:
-            dq_out = [d.output[0] for d in m.graph.node if d.op_type == "DequantizeLinear" and d.input[0] == q.output[0]]
-            if dq_out and consumers(dq_out):
-                # a tensor stays float only if neither its producer nor its consumers quantize it
-                layers = consumers(dq_out) + ([producer[q.input[0]]] if q.input[0] in producer else [])
-                pairs.append({"tensor": q.input[0], "dq": dq_out, "layers": layers})
-        elif q.op_type == "DequantizeLinear" and q.input[0] in inits:
-            # a quantized weight/bias: ``<name>_quantized`` in the QDQ model, ``<name>`` in the float one
-            orig = q.input[0][: -len("_quantized")] if q.input[0].endswith("_quantized") else None
-            if orig in float_inits and consumers(q.output):
-                pairs.append({"tensor": orig, "dq": [q.output[0]], "layers": consumers(q.output), "weight": True})
-    for p in pairs:  # float copies of quantized weights, under names no node produces
-        if p.get("weight"):
-            t = onnx.TensorProto()
-            t.CopyFrom(float_inits[p["tensor"]])
-            t.name = p["source"] = p["tensor"] + "::float"
-            m.graph.initializer.append(t)
-    probe = Path(workdir) / "sensitivity.probe.onnx"
-
-    def measure(cand):
-        bypass = {o: p.get("source", p["tensor"]) for p in pairs if p is not cand for o in p["dq"]}
-        mm = onnx.ModelProto()
-        mm.CopyFrom(m)
-        for node in mm.graph.node:
-            for i, name in enumerate(node.input):
-                if name in bypass:
-                    node.input[i] = bypass[name]
-        onnx.save(mm, str(probe))
-        return ort_runtime(probe).infer
-
-    return _rank(pairs, measure, ort_runtime(float_path).infer, feeds)
-
-
-def rank_openvino(float_model, int8_xml, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, Any]]:
-    """The same ranking for an NNCF-quantized OpenVINO model: one activation FakeQuantize active at a time."""
-    import openvino as ov
-
-    core = ov.Core()
-    base = core.read_model(str(int8_xml))
-
-    def act_fqs(model):
-        return [op for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize"
-                and op.input_value(0).get_node().get_type_name() != "Constant"]
-
-    cands = []
-    for fq in act_fqs(base):
-        layers = sorted({t.get_node().get_friendly_name() for t in fq.output(0).get_target_inputs()})
-        cands.append({"tensor": fq.get_friendly_name(), "layers": layers})
-
-    def measure(cand):
-        model = base.clone()
-        for fq in act_fqs(model):
-            if fq.get_friendly_name() != cand["tensor"]:
-                src = fq.input_value(0)
-                for target in list(fq.output(0).get_target_inputs()):
-                    target.replace_source_output(src)
-        return ov_runtime(model, precision="int8").infer
-
-    return _rank(cands, measure, ov_runtime(float_model).infer, feeds)
+from ..evaluate import SCORED_BATCH, Samples, compare, drop_points, score  # noqa: F401 - SCORED_BATCH: the batch it scores in
 
 
 # -- the guard loop ------------------------------------------------------------------------------------

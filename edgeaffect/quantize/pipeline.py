@@ -10,34 +10,35 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import EdgeAffectError, MissingDependencyError
+from ..evaluate import SCORED_BATCH, compare, drop_points, predict, score, scoring_batch
 from ..fileio import atomic_path, read_json, write_json
-from ..macs import onnx_node_macs
 from ..runs import Run, load_run, open_run
+from ..runtimes.onnxfile import export_onnx
+from ..runtimes.registry import artifact_files, get_runtime, onnx_runtime, quantizable
 from .config import QuantConfig
+from .guard import run_guard
 
 REPORT = "quantize/report.json"
 
 
 def published(runtime: str) -> str:
     """Where a runtime's INT8 artifact is published in a run (the runtime table's name for it)."""
-    from ..runtimes.registry import get_runtime
-
     entry = get_runtime(runtime)
     return entry.quantized or entry.artifacts["int8"]
 
 
 def check_runtimes(runtimes: Sequence[str] | None) -> list[str]:
     """Validate requested runtimes (default: every one whose quantizer is installed); one clear error otherwise."""
-    from ..runtimes.registry import get_runtime, quantizable
-
     if not runtimes:
         found = [r for r in quantizable() if not get_runtime(r).quantizer_missing()]
         if not found:
-            raise MissingDependencyError("onnxruntime", "onnxruntime", "INT8 quantization")
+            first = get_runtime(onnx_runtime())
+            raise MissingDependencyError(first.packages[0], first.extra, "INT8 quantization")
         return found
     for r in runtimes:
         if r not in quantizable():
@@ -61,12 +62,10 @@ def fp32_onnx(run: Run, model) -> Path:
     """The FP32 ONNX to quantize: the run's ``model.onnx`` (exported now if ``edgeaffect export`` has not
     run yet), or, when that one has a fixed batch (``export --batch N``), a dynamic-batch export beside the
     quantize files: calibration feeds single samples and the guard scores batches of any size."""
-    from ..export import export_onnx
-
     path = run.path / "model.onnx"
     if not path.exists():
         export_onnx(model, path)
-        run.record_artifact(path, runtime="onnxruntime", precision="fp32")
+        run.record_artifact(path, runtime=onnx_runtime(), precision="fp32")
     if _static_batch(path):
         dynamic = run.path / "quantize" / "model.dynamic.onnx"
         dynamic.parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +112,6 @@ def _quantize_locked(run_dir, runtimes: list[str], configs: dict[str, QuantConfi
                      verify: bool) -> dict[str, Any]:
     from ..evaluate import from_dataset
     from ..precision import machine
-    from ..runtimes.registry import artifact_files, get_runtime
     from .calibration import load_split, select_calibration
 
     run, model = open_run(run_dir)
@@ -132,7 +130,7 @@ def _quantize_locked(run_dir, runtimes: list[str], configs: dict[str, QuantConfi
     report.setdefault("runtimes", {})
     for rt in runtimes:
         t0 = time.perf_counter()
-        result = get_runtime(rt).quantize_fn()(run, onnx_path, calib, samples, configs[rt], console)
+        result = get_runtime(rt).quantize_fn()(Int8Job(rt, run, onnx_path, calib, samples, configs[rt], console))
         result["seconds"] = round(time.perf_counter() - t0, 1)
         result["config"] = configs[rt].to_dict()
         result["machine"] = machine()   # INT8 speed and even the guard's verdict depend on the CPU
@@ -154,9 +152,7 @@ def fill_sensitivity(run_dir: str | Path, *, data_root: str | Path | None = None
     The guard ranks only when plain INT8 misses ``--max-drop``; ``quantize report`` calls this so the
     per-layer table is always there.  Uses the same calibration samples (same size, seed, split).
     """
-    from . import openvino_int8 as ovq
     from .calibration import load_split, select_calibration
-    from .guard import rank_openvino, rank_ort
 
     path = Path(run_dir) / REPORT
     report = read_json(path)
@@ -173,11 +169,7 @@ def fill_sensitivity(run_dir: str | Path, *, data_root: str | Path | None = None
         r = report["runtimes"][rt]
         with _progress(console, f"sensitivity {rt}") as progress:
             progress.add_task("one quantized tensor at a time", total=None)
-            if rt == "openvino":
-                r["sensitivity"] = rank_openvino(ovq.read_float(onnx_path), run.path / r["artifact"], feeds)
-            else:
-                work = run.path / "quantize" / rt
-                r["sensitivity"] = rank_ort(work / "prepared.onnx", run.path / r["artifact"], feeds, work)
+            r["sensitivity"] = get_runtime(rt).rank_fn()(run.path / "quantize" / rt, run.path / r["artifact"], onnx_path, feeds)
         write_json(path, report)
     return report
 
@@ -204,33 +196,65 @@ COVERAGE_WARN = 0.9
 """An accepted INT8 artifact with less of its MACs than this in int8 is said so: its float islands cost time."""
 
 
-def _guarded(rt: str, run: Run, samples, cfg: QuantConfig, console, *, quantize_fn: Callable,
-             open_fn: Callable, rank_fn: Callable, fp32_outputs, dest: Path,
-             layer_macs: dict[str, int] | None = None) -> dict[str, Any]:
-    from .guard import run_guard
+@dataclass
+class Int8Job:
+    """One runtime's INT8 run, handed to that runtime's quantizer (``edgeaffect/runtimes/<name>/int8.py``):
+    what it quantizes and is scored on, where it works and publishes, and the accuracy guard it goes through.
+    The runtime says how to quantize, open and rank; the guard and the scoring stay here."""
 
-    def predict_fn(path):
-        return _scored(open_fn(path), samples)
+    runtime: str
+    run: Run
+    onnx_path: Path
+    calib: Any
+    samples: Any
+    cfg: QuantConfig
+    console: Any = None
+    scored_batch: int = SCORED_BATCH
 
-    with _progress(console, f"int8 {rt}") as progress:
-        bar = progress.add_task("quantize + evaluate", total=None)
+    @property
+    def work(self) -> Path:
+        """Working files (every attempt, the ranges): ``quantize/<runtime>/``."""
+        path = self.run.path / "quantize" / self.runtime
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
-        def note(att):
-            progress.update(bar, description=f"{len(att['kept_float'])} float layer(s): drop {att['drop_points']:.2f} pts")
+    @property
+    def dest(self) -> Path:
+        return self.run.path / published(self.runtime)
 
-        res = run_guard(quantize_fn=quantize_fn, predict_fn=predict_fn, rank_fn=rank_fn, samples=samples, spec=run.spec,
-                        layer_macs=layer_macs,
-                        fp32_outputs=fp32_outputs, max_drop=cfg.max_drop, max_float_layers=cfg.max_float_layers,
-                        keep_float=cfg.keep_float, enabled=cfg.guard, on_attempt=note)
-    out = res.to_dict()
-    if res.passed or not cfg.guard:
-        _install(Path(res.artifact), dest)
-        out["artifact"] = str(dest.relative_to(run.path))
-        out.update(_coverage(open_fn, dest))
-    else:
-        out["artifact"] = None
-        out["best_attempt"] = str(Path(res.artifact).relative_to(run.path))
-    return out
+    def scored(self, runtime) -> dict:
+        """Outputs of an opened runtime on the guard's samples (closed after)."""
+        return _scored(runtime, self.samples)
+
+    def judge(self, fp32_outputs, outputs) -> dict[str, Any]:
+        """One attempt scored against FP32 without the guard's ladder (nothing can be kept float)."""
+        fp32, int8 = score(self.run.spec, fp32_outputs, self.samples.target), score(self.run.spec, outputs, self.samples.target)
+        return {"kept_float": [], "metric": int8, "drop_points": drop_points(self.run.spec, fp32, int8),
+                "metric_fp32": fp32, **compare(self.run.spec, fp32_outputs, outputs)}
+
+    def guarded(self, *, quantize_fn: Callable, open_fn: Callable, rank_fn: Callable, fp32_outputs,
+                layer_macs: dict[str, int] | None = None) -> dict[str, Any]:
+        """The guard over ``quantize_fn``'s attempts; the accepted one published at :attr:`dest`."""
+        cfg = self.cfg
+        with _progress(self.console, f"int8 {self.runtime}") as progress:
+            bar = progress.add_task("quantize + evaluate", total=None)
+
+            def note(att):
+                progress.update(bar, description=f"{len(att['kept_float'])} float layer(s): drop {att['drop_points']:.2f} pts")
+
+            res = run_guard(quantize_fn=quantize_fn, predict_fn=lambda path: _scored(open_fn(path), self.samples),
+                            rank_fn=rank_fn, samples=self.samples, spec=self.run.spec, layer_macs=layer_macs,
+                            fp32_outputs=fp32_outputs, max_drop=cfg.max_drop, max_float_layers=cfg.max_float_layers,
+                            keep_float=cfg.keep_float, enabled=cfg.guard, on_attempt=note)
+        out = res.to_dict()
+        if res.passed or not cfg.guard:
+            _install(Path(res.artifact), self.dest)
+            out["artifact"] = str(self.dest.relative_to(self.run.path))
+            out.update(_coverage(open_fn, self.dest))
+        else:
+            out["artifact"] = None
+            out["best_attempt"] = str(Path(res.artifact).relative_to(self.run.path))
+        return out
 
 
 def _coverage(open_fn: Callable, artifact: Path) -> dict[str, Any]:
@@ -250,97 +274,5 @@ def _coverage(open_fn: Callable, artifact: Path) -> dict[str, Any]:
 def _scored(runtime, samples) -> dict:
     """Outputs of an opened runtime on the guard's samples, in the batch every stage scores in
     (``evaluate.scoring_batch``), closing it after."""
-    from ..evaluate import predict, scoring_batch
-
     with runtime as rt:
         return predict(rt, samples, batch=scoring_batch(rt))
-
-
-def quantize_onnxruntime(run: Run, onnx_path: Path, calib, samples, cfg: QuantConfig, console, *,
-                         rt: str = "onnxruntime") -> dict[str, Any]:
-    """QDQ INT8 for ONNX Runtime's CPU provider, calibrated on ``calib``, guarded on ``samples``."""
-    from . import onnxruntime_int8 as oq
-    from .guard import ort_runtime, rank_ort
-
-    work = run.path / "quantize" / rt
-    work.mkdir(parents=True, exist_ok=True)
-    prepared = oq.prepare(onnx_path, work / "prepared.onnx")
-    ranges = oq.calibrate(prepared, calib, cfg, work / f"ranges.{cfg.calib_method}.json")
-    counter = iter(range(1000))
-
-    def quantize_fn(kept):
-        return oq.quantize(prepared, ranges, work / f"attempt-{next(counter)}.onnx", cfg, kept)
-
-    def rank_fn(artifact):
-        return rank_ort(prepared, artifact, calib.feeds[:cfg.sensitivity_samples], work)
-
-    out = _guarded(rt, run, samples, cfg, console, quantize_fn=quantize_fn, open_fn=ort_runtime, rank_fn=rank_fn,
-                   layer_macs=onnx_node_macs(onnx_path),
-                   fp32_outputs=_scored(ort_runtime(onnx_path), samples), dest=run.path / published(rt))
-    out["ranges"] = str(ranges.relative_to(run.path))
-    return out
-
-
-def quantize_openvino(run: Run, onnx_path: Path, calib, samples, cfg: QuantConfig, console) -> dict[str, Any]:
-    """NNCF post-training INT8 for OpenVINO, guarded on ``samples`` as bench runs it."""
-    from . import openvino_int8 as ovq
-    from .guard import SCORED_BATCH, ov_runtime, rank_openvino
-
-    work = run.path / "quantize" / "openvino"
-    work.mkdir(parents=True, exist_ok=True)
-    counter = iter(range(1000))
-
-    def quantize_fn(kept):
-        i = next(counter)
-        return ovq.quantize(onnx_path, calib, cfg, work / f"attempt-{i}" / "model.int8.xml", kept, spec=run.spec)
-
-    def rank_fn(artifact):
-        return rank_openvino(ovq.read_float(onnx_path), artifact, calib.feeds[:cfg.sensitivity_samples])
-
-    return _guarded("openvino", run, samples, cfg, console, quantize_fn=quantize_fn,
-                    open_fn=lambda p: ov_runtime(p, precision="int8", batch=SCORED_BATCH), rank_fn=rank_fn,
-                    layer_macs=onnx_node_macs(onnx_path),
-                    # the fp32 reference compiled as the int8 candidate, eval and bench compile it (static batch):
-                    # a dynamic compile picks other kernels and, on a small split, another metric for one IR
-                    fp32_outputs=_scored(ov_runtime(ovq.read_float(onnx_path), batch=SCORED_BATCH), samples),
-                    dest=run.path / published("openvino"))
-
-
-def quantize_tensorrt(run: Run, onnx_path: Path, calib, samples, cfg: QuantConfig, console) -> dict[str, Any]:
-    """TensorRT-ready QDQ ONNX (guarded with ONNX Runtime's QDQ simulation), then the INT8 engine;
-    or, with ``trt_calibration="implicit"``, an engine TensorRT calibrates itself (scored on ``samples``)."""
-    from . import tensorrt_int8
-
-    if cfg.trt_calibration == "implicit":
-        return _tensorrt_implicit(run, onnx_path, calib, samples, cfg)
-    out = quantize_onnxruntime(run, onnx_path, calib, samples, cfg, console, rt="tensorrt")
-    if out.get("artifact"):
-        engine = tensorrt_int8.build_explicit(run.path / out["artifact"], run.path / "tensorrt", spec=run.spec)
-        out["engine"] = str(engine.relative_to(run.path))
-    return out
-
-
-def _tensorrt_implicit(run: Run, onnx_path: Path, calib, samples, cfg: QuantConfig) -> dict[str, Any]:
-    """TensorRT's entropy calibrator on ``calib`` (cache reused for the same data), the engine scored against
-    FP32 on ``samples``.  No layer can be kept in float here: a drop beyond ``max_drop`` removes the engine."""
-    from ..evaluate import compare, drop_points, score
-    from ..runtimes.registry import load
-    from .guard import ort_runtime
-    from .tensorrt_int8 import build_implicit
-
-    engine, cache_hit = build_implicit(onnx_path, run.path / "tensorrt", calib, spec=run.spec)
-    fp32_outputs = _scored(ort_runtime(onnx_path), samples)
-    outs = _scored(load(engine, runtime="tensorrt", precision="int8"), samples)
-    fp32, int8 = score(run.spec, fp32_outputs, samples.target), score(run.spec, outs, samples.target)
-    drop = drop_points(run.spec, fp32, int8)
-    passed = drop <= cfg.max_drop or not cfg.guard
-    if not passed:
-        engine.unlink(missing_ok=True)
-    attempt = {"kept_float": [], "metric": int8, "drop_points": drop, **compare(run.spec, fp32_outputs, outs)}
-    message = (f"implicit INT8 drop {drop:.2f} point(s) " + ("within" if drop <= cfg.max_drop else "exceeds")
-               + f" {cfg.max_drop:g}" + ("" if passed else "; use the explicit calibration (the default)"))
-    return {"passed": passed, "fp32_metric": fp32, "int8_metric": int8, "drop_points": drop, "max_drop": cfg.max_drop,
-            "kept_float": [], "agreement": {k: attempt[k] for k in ("kind", "agreement", "max_abs_diff") if k in attempt},
-            "attempts": [attempt], "message": message, "sensitivity": [], "calibration_cache_hit": cache_hit,
-            "artifact": str(engine.relative_to(run.path)) if passed else None,
-            "engine": str(engine.relative_to(run.path)) if passed else None}

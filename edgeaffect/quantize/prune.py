@@ -11,12 +11,29 @@ from the registered architecture, so :func:`edgeaffect.runs.load_model` can rebu
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import EdgeAffectError
 
 MAX_RATIO = 0.9
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """``export_run(prune=...)``: prune this fraction of channels, fine-tune, and export ``<run>/pruned-<ratio>/``."""
+
+    ratio: float
+    importance: str = "magnitude"     # magnitude | taylor
+    finetune_epochs: int = 5
+
+    def check(self) -> "PruneConfig":
+        """One line for a ratio outside (0, 0.9] or a negative epoch count, before anything runs."""
+        check_ratio(self.ratio)
+        if self.finetune_epochs < 0:
+            raise EdgeAffectError(f"--finetune-epochs must be >= 0, got {self.finetune_epochs}")
+        return self
 
 
 def check_ratio(ratio: float) -> float:
@@ -208,9 +225,9 @@ class _Measure:
 
     def __call__(self, model) -> dict[str, Any]:
         from ..evaluate import predict_split, score
-        from ..runtimes.torch import TorchRuntime
+        from ..runtimes.registry import get_runtime, reference
 
-        with TorchRuntime.from_module(model) as rt:
+        with get_runtime(reference()).load_class().from_module(model) as rt:
             (outputs,), target = predict_split(rt, self.val, self.spec, "val", self.where)
         return {**count(model, self.spec), "metric": score(self.spec, outputs, target)}
 

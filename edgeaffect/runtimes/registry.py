@@ -12,14 +12,30 @@ which runtimes exist never imports onnxruntime, openvino or tensorrt.
 """
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import importlib.util
 import os
+import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import EdgeAffectError, MissingDependencyError
+from ..fileio import read_json
+from ..precision import VERSIONED, check_precisions
+
+
+@dataclass(frozen=True)
+class ExportTarget:
+    """What a runtime's exporter builds: the precision, where (``root``), the batch profile and the spec."""
+
+    root: Path
+    precision: str
+    static_batch: int | None
+    opt_batch: int
+    max_batch: int
+    spec: Any
 
 
 @dataclass(frozen=True)
@@ -34,16 +50,31 @@ class RuntimeEntry:
     # fp32 file (bf16 on OpenVINO and torch) is an execution setting of that file, not a file of its own
     artifacts: Mapping[str, str] = field(default_factory=dict)
     pattern: str = ""                 # artifacts named per machine (TensorRT engines): a glob in the run ...
-    precision_of: str = ""            # ... and "module:function" reading a file's precision from its name
-    file_format: str = ""             # what `export --format` calls its artifact (onnx, openvino, tensorrt)
-    exporter: str = ""                # "module:function" (onnx_path, ExportTarget) -> artifact; "" = no exporter
-    quantizer: str = ""               # "module:function" of its INT8 quantizer in the quantize pipeline
+    precision_of: Any = ""            # ... and the function (or "module:function") reading a file's precision from its name
+    file_format: str = ""             # its artifact format (onnx, openvino, tensorrt): `export --runtime` takes it as an alias
+    exporter: Any = ""                # (onnx_path, ExportTarget) -> artifact, or its "module:function"; "" = none
+    quantizer: Any = ""               # its INT8 path (see ``quantize.pipeline``), or its "module:function"
     quantizer_packages: tuple[tuple[str, str], ...] = ()   # (import name, extra) the quantizer needs besides
     quantized: str = ""               # what the quantizer publishes (default: the int8 artifact)
     rank: int = 99                    # --runtime auto prefers the lowest rank the run has
     takes_threads: bool = False       # bench/demo pass ``threads``
     compiles_batch: bool = False      # bench compiles each timed batch static (OpenVINO reshape)
     remote: bool = False              # opens a server URL, not a file: no artifacts, never exported or benched
+    title: str = ""                   # how messages name it (default: ``name``)
+    order: int = 50                   # place in the table (listings, `export` order, help texts)
+    precisions: tuple[str, ...] = ("fp32",)   # what it executes at all (then ``check`` asks this machine)
+    check: Any = None                 # (precision, device) -> why this machine cannot run it, or None
+    deployable: bool = False          # `edgeaffect pack --runtime` makes a torch-free bundle for it
+    serves: bool = False              # runs a model inside `edgeaffect serve` (Triton's Python backend)
+    reference: bool = False           # the FP32 reference every other row is compared with (torch eager)
+    # built on the device, not carried: the file that builds each precision there (TensorRT: the ONNX, the
+    # QDQ ONNX) and the "module:function" (bundle, precision, implicit, max_batch, spec) -> engine that does
+    device_sources: Mapping[str, str] = field(default_factory=dict)
+    device_builder: Any = ""
+    ranker: Any = ""                  # "module:function" ranking an INT8 artifact's tensors (guard report)
+    int8_preset: Mapping[str, Any] = field(default_factory=dict)   # QuantConfig settings its INT8 path starts from
+    device_report: Any = ""           # "module:" with report() -> dict and lines(report) -> [str]: what `env` says
+    inspect: Any = ""                 # (path) -> the precision a file holds, read from its contents (names failing)
 
     def missing(self) -> list[str]:
         return [p for p in self.packages if _find_spec(p) is None]
@@ -57,7 +88,7 @@ class RuntimeEntry:
         missing = self.missing()
         if missing:
             raise MissingDependencyError(missing[0], self.extra, f"the {self.name} runtime")
-        return _resolve(self.target)
+        return resolve(self.target)
 
     def shares(self, precision: str) -> bool:
         """True when ``precision`` runs from the fp32 file (an execution setting, no file of its own)."""
@@ -68,7 +99,7 @@ class RuntimeEntry:
         """(precision, path) of every artifact of this runtime present under ``root``."""
         found = [(p, root / rel) for p, rel in self.artifacts.items() if (root / rel).is_file()]
         if self.pattern:
-            read = _resolve(self.precision_of)
+            read = resolve(self.precision_of)
             found += [(read(f), f) for f in sorted(root.glob(self.pattern)) if f.is_file()]
         return found
 
@@ -76,8 +107,12 @@ class RuntimeEntry:
         """The precision a file's name says it holds, or None when the name is not one of ours."""
         path = Path(path)
         if self.pattern and path.suffix == Path(self.pattern).suffix:
-            return _resolve(self.precision_of)(path)
+            return resolve(self.precision_of)(path)
         return next((p for p, rel in self.artifacts.items() if not self.shares(p) and Path(rel).name == path.name), None)
+
+    def read_precision(self, path: Path) -> str | None:
+        """The precision ``path`` holds: from its name, else from its contents where the runtime can read them."""
+        return self.parse(path) or (resolve(self.inspect)(path) if self.inspect else None)
 
     def bench_options(self, precision: str, batch: int, threads: int | None) -> dict[str, Any]:
         """Load options of a timed variant: its precision, threads, and a static batch where compiled."""
@@ -92,55 +127,85 @@ class RuntimeEntry:
         """Build this runtime's artifact of ``target.precision`` from the ONNX (see ``export.ExportTarget``)."""
         if not self.exporter:
             raise EdgeAffectError(f"{self.name} has no exporter")
-        return _resolve(self.exporter)(onnx_path, target)
+        return resolve(self.exporter)(onnx_path, target)
+
+    def unsupported(self, precision: str, device: str | None = None) -> str | None:
+        """Why this runtime cannot run ``precision`` on this machine, in one line; None when it can."""
+        if precision not in self.precisions:
+            return f"{self.name} has no {precision} execution"
+        return resolve(self.check)(precision, device) if self.check else None
+
+    def sources(self) -> dict[str, str]:
+        """What a deploy bundle carries per precision: the artifact, or what builds it on the device."""
+        if not self.device_sources:
+            return dict(self.artifacts)
+        return {**self.device_sources, **({"int8": self.quantized} if self.quantized else {})}
+
+    def rank_fn(self) -> Callable:
+        """(work dir, INT8 artifact, FP32 ONNX, feeds) -> its tensors ranked by harm (the guard's table)."""
+        if not self.ranker:
+            raise EdgeAffectError(f"{self.name} has no INT8 sensitivity ranking")
+        return resolve(self.ranker)
 
     def quantize_fn(self) -> Callable:
         if not self.quantizer:
             raise EdgeAffectError(f"{self.name} has no INT8 quantizer")
-        return _resolve(self.quantizer)
+        return resolve(self.quantizer)
 
 
 _RUNTIMES: dict[str, RuntimeEntry] = {}
 
 
 def register_runtime(entry: RuntimeEntry) -> RuntimeEntry:
+    """Add ``entry`` to the table (each runtime package registers its own at import), kept in ``order``."""
     _RUNTIMES[entry.name] = entry
+    VERSIONED.update((*entry.packages, *(p for p, _ in entry.quantizer_packages)))
+    ordered = sorted(_RUNTIMES.values(), key=lambda e: e.order)
+    _RUNTIMES.clear()
+    _RUNTIMES.update((e.name, e) for e in ordered)
     return entry
 
 
-for _e in (
-    RuntimeEntry("torch", "edgeaffect.runtimes.torch:TorchRuntime", "train", ("torch",),
-                 (".pt",), "PyTorch eager, the FP32 reference", {"fp32": "checkpoint.pt", "bf16": "checkpoint.pt"},
-                 rank=3, takes_threads=True),
-    RuntimeEntry("onnxruntime", "edgeaffect.runtimes.onnxruntime:OnnxRuntime", "onnxruntime", ("onnxruntime",),
-                 (".onnx",), "ONNX Runtime (CPU, CUDA, TensorRT execution providers)",
-                 {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"},
-                 file_format="onnx", quantizer="edgeaffect.quantize.pipeline:quantize_onnxruntime",
-                 quantizer_packages=(("onnx", "train"),),
-                 rank=2, takes_threads=True),
-    RuntimeEntry("openvino", "edgeaffect.runtimes.openvino:OpenVinoRuntime", "openvino", ("openvino",),
-                 (".xml", ".onnx"), "OpenVINO (CPU/GPU/AUTO, IR or ONNX)",
-                 {"fp32": "openvino/model.xml", "bf16": "openvino/model.xml", "fp16": "openvino/model.fp16.xml",
-                  "int8": "openvino/model.int8.xml"},
-                 file_format="openvino", exporter="edgeaffect.export:openvino_artifact",
-                 quantizer="edgeaffect.quantize.pipeline:quantize_openvino",
-                 quantizer_packages=(("nncf", "openvino"),), rank=1, takes_threads=True, compiles_batch=True),
-    RuntimeEntry("tensorrt", "edgeaffect.runtimes.tensorrt:TensorRTRuntime", "tensorrt", ("tensorrt", "pycuda"),
-                 (".engine", ".plan"), "TensorRT engine on a CUDA device (pycuda buffers)",
-                 pattern="tensorrt/*.engine", precision_of="edgeaffect.runtimes.tensorrt:engine_precision",
-                 file_format="tensorrt", exporter="edgeaffect.export:tensorrt_artifact",
-                 quantizer="edgeaffect.quantize.pipeline:quantize_tensorrt",
-                 quantizer_packages=(("onnxruntime", "onnxruntime"), ("onnx", "train")), quantized="tensorrt/model.int8.qdq.onnx",
-                 rank=0),
-    RuntimeEntry("triton", "edgeaffect.runtimes.triton:TritonRuntime", "serve", (), (),
-                 "a model served by Triton Inference Server (`edgeaffect serve`), over HTTP", remote=True),
-):
-    register_runtime(_e)
+def _discover() -> None:
+    """Import every runtime package beside this module: each one registers its entry.  The table names
+    no module: a runtime is there because its package is."""
+    for found in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if found.ispkg:
+            importlib.import_module(f"{__package__}.{found.name}")
 
 
-def _resolve(target: str):
+def resolve(target: str | Callable):
+    """A ``"module:name"`` string's object (a runtime's own package may give the object itself)."""
+    if not isinstance(target, str):
+        return target
     module, name = target.split(":")
     return getattr(importlib.import_module(module), name)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def probe_import(package: str) -> tuple[str | None, str | None]:
+    """(version, None) when ``package`` really imports (installed is not usable: a JetPack module outside the
+    venv, a pycuda built against another CUDA), else (None, why in one line)."""
+    try:
+        mod = importlib.import_module(package)
+    except Exception as exc:  # noqa: BLE001 - any import failure means "not usable here", said in one line
+        return None, first_line(exc)
+    return str(getattr(mod, "__version__", getattr(mod, "VERSION", "?"))), None
+
+
+def devices() -> list[tuple[dict[str, Any], Callable[[dict[str, Any]], list[str]]]]:
+    """(report, its lines) of every runtime that describes this device (``edgeaffect env``)."""
+    out = []
+    for e in _RUNTIMES.values():
+        if e.device_report:
+            module = importlib.import_module(e.device_report)
+            out.append((module.report(), module.lines))
+    return out
 
 
 def _find_spec(name: str):
@@ -200,12 +265,12 @@ def load(path: str | os.PathLike, runtime: str | None = None, **options: Any):
 
 
 def _artifact_in_run(run: Path, runtime: str | None) -> Path:
-    """The fp32 artifact of ``runtime`` in a run (default: ONNX, then the checkpoint)."""
-    names = [runtime] if runtime else ["onnxruntime", "torch"]
-    for name in names:
-        found = [path for precision, path in get_runtime(name).find(run) if precision == "fp32"]
-        if found:
-            return found[0]
+    """The fp32 artifact of ``runtime`` in a run (default: the ONNX, then the reference's checkpoint)."""
+    for name in [runtime] if runtime else [onnx_runtime(), reference()]:
+        try:
+            return pick_artifact(run, name, ["fp32"]).path
+        except EdgeAffectError:
+            continue
     raise EdgeAffectError(f"{run} holds no artifact for {runtime or 'any runtime'}; run `edgeaffect export {run}` first")
 
 
@@ -241,6 +306,72 @@ def discover_artifacts(run_dir: str | os.PathLike, precisions: Iterable[str] = (
             for precision, path in entry.find(root) if not entry.shares(precision) or precision in asked]
 
 
+# -- picking one ---------------------------------------------------------------------------------------
+def _decisions(run_dir: Path) -> tuple[dict, dict]:
+    """The manifest's guard decisions: (export's reduced floats by label, INT8 by runtime)."""
+    path = run_dir / "manifest.json"
+    try:
+        manifest = read_json(path) if path.is_file() else {}
+    except EdgeAffectError:
+        return {}, {}
+    manifest = manifest if isinstance(manifest, dict) else {}
+    floats, int8 = manifest.get("precisions"), manifest.get("quantize")
+    return (floats if isinstance(floats, dict) else {}), (int8 if isinstance(int8, dict) else {})
+
+
+def refusals(run_dir: str | os.PathLike) -> dict[str, str]:
+    """Labels (``openvino-bf16``) the export's accuracy guard refused in a run or bundle, with its reason."""
+    return {label: d.get("reason", "") for label, d in _decisions(Path(run_dir))[0].items()
+            if isinstance(d, dict) and d.get("accepted") is False}
+
+
+def guard_accepted(run_dir: str | os.PathLike) -> set[str]:
+    """Labels an accuracy guard accepted: reduced floats at export, INT8 artifacts the quantize guard passed."""
+    floats, int8 = _decisions(Path(run_dir))
+    return ({label for label, d in floats.items() if isinstance(d, dict) and d.get("accepted")}
+            | {f"{rt}-int8" for rt, r in int8.items() if isinstance(r, dict) and r.get("passed") and r.get("artifact")})
+
+
+def blocked(artifact: "Artifact", refused: Mapping[str, str] | None = None) -> str | None:
+    """Why ``artifact`` must not run: this machine cannot run its precision, or the guard refused it."""
+    reason = unsupported(artifact.runtime, artifact.precision)
+    if reason is None and refused and artifact.label in refused:
+        reason = f"refused by the accuracy guard at export: {refused[artifact.label]}"
+    return reason
+
+
+def pick_artifact(run_dir: str | os.PathLike, runtime: str = "auto", precisions: Iterable[str] = ("fp32",), *,
+                  avoid: Iterable[tuple[str, str]] = (), accepted_only: bool = False) -> Artifact:
+    """THE choice of a run's artifact: the first precision of ``precisions`` (in preference order) that some
+    runtime (``auto``: the installed ones, fastest first) has a file for, runs on this machine and the
+    accuracy guard did not refuse; ``avoid`` passes over (runtime, precision) pairs.  Else one line
+    saying why: the asked runtime's reason, or what the run has.  ``accepted_only``: a reduced precision
+    only where a guard accepted it (``--precision auto``), not merely where none refused it."""
+    run_dir, precisions = Path(run_dir), list(precisions)
+    refused, avoid = refusals(run_dir), set(avoid)
+    if accepted_only:
+        accepted = guard_accepted(run_dir)
+        avoid |= {(a.runtime, a.precision) for a in discover_artifacts(run_dir, precisions)
+                  if a.precision != "fp32" and a.label not in accepted}
+    found = [a for a in discover_artifacts(run_dir, precisions) if not a.variant]
+    order = by_rank(available()) if runtime == "auto" else [runtime]
+    reasons: dict[str, str] = {}
+    for precision in precisions:
+        for name in order:
+            for a in (a for a in found if a.runtime == name and a.precision == precision):
+                why = blocked(a, refused)
+                if why is None and (name, precision) not in avoid:
+                    return a
+                reasons.setdefault(precision, why or "")
+    if runtime != "auto" and any(reasons.values()):
+        precision, why = next((p, w) for p, w in reasons.items() if w)
+        raise EdgeAffectError(f"{runtime} {precision}: {why}")
+    have = ", ".join(sorted(f"{a.runtime}-{a.precision}" for a in discover_artifacts(run_dir) if not a.variant)) or "none"
+    want = "/".join(precisions)
+    hint = "run `edgeaffect export` on it" + (" with INT8 quantization" if "int8" in precisions else "")
+    raise EdgeAffectError(f"{run_dir} has no {want} artifact for the {runtime} runtime (it has: {have}); {hint}")
+
+
 def artifact_files(path: str | os.PathLike) -> list[Path]:
     """An artifact and the files that travel with it: an IR's ``.bin``, a spec sidecar."""
     from .base import sidecar_path
@@ -255,11 +386,6 @@ def by_rank(names: Iterable[str]) -> list[str]:
     return sorted(names, key=lambda n: get_runtime(n).rank)
 
 
-def file_formats() -> list[str]:
-    """What ``export --format`` names: each runtime's artifact format, in table order."""
-    return [e.file_format for e in _RUNTIMES.values() if e.file_format]
-
-
 def quantizable() -> list[str]:
     """Runtimes with an INT8 quantizer, in table order."""
     return [n for n, e in _RUNTIMES.items() if e.quantizer]
@@ -267,3 +393,42 @@ def quantizable() -> list[str]:
 
 def _suffix(path: str | os.PathLike) -> str:
     return Path(path).suffix.lower()
+
+
+def unsupported(runtime: str, precision: str, *, device: str | None = None) -> str | None:
+    """Why ``runtime`` cannot run ``precision`` on this machine, in one line; None when it can."""
+    check_precisions([precision])
+    return get_runtime(runtime).unsupported(precision, device)
+
+
+def runtime_precisions() -> dict[str, tuple[str, ...]]:
+    """Each artifact runtime and the precisions it executes at all."""
+    return {n: e.precisions for n, e in _RUNTIMES.items() if not e.remote}
+
+
+def deployable() -> list[str]:
+    """Runtimes `edgeaffect pack` makes a bundle for."""
+    return [n for n, e in _RUNTIMES.items() if e.deployable]
+
+
+def serving() -> list[str]:
+    """Runtimes that run a model inside `edgeaffect serve`."""
+    return [n for n, e in _RUNTIMES.items() if e.serves]
+
+
+def built_on_device(rel: str) -> bool:
+    """Whether a run-relative file is an artifact built on the device it runs on (a TensorRT engine)."""
+    return any(e.device_sources and e.pattern and fnmatch.fnmatch(rel, e.pattern) for e in _RUNTIMES.values())
+
+
+def onnx_runtime() -> str:
+    """The runtime that runs ``model.onnx``, the file every other artifact is built from."""
+    return next(n for n, e in _RUNTIMES.items() if e.file_format == "onnx")
+
+
+def reference() -> str:
+    """The runtime of the FP32 reference row (torch eager)."""
+    return next(n for n, e in _RUNTIMES.items() if e.reference)
+
+
+_discover()

@@ -28,11 +28,20 @@ import numpy as np
 
 from ..errors import EdgeAffectError
 from ..precision import physical_cores
+from ..runtimes.registry import serving
 from ..runtimes.triton import SPEC_MODEL
 from ..spec import BATCH, TensorSpec
 
-SERVE_RUNTIMES = ("onnxruntime", "openvino")
 
+
+
+def check_serving(runtime: str | None) -> str:
+    """``runtime`` (None: the first the server runs models with), or one line naming those (their table entries
+    say ``serves``)."""
+    runtime = runtime or serving()[0]
+    if runtime not in serving():
+        raise EdgeAffectError(f"--runtime {runtime!r}: the server runs {' or '.join(serving())}")
+    return runtime
 
 @dataclass(frozen=True)
 class ServeOptions:
@@ -111,8 +120,7 @@ def spec_payload(name: str, runner, runtime: str) -> bytes:
 def serve(model: Path, runtime: str, precision: str, opts: ServeOptions,
           say: Callable[[str], None] = print, stop: threading.Event | None = None) -> None:
     """Load the model, bind it into Triton, serve until SIGTERM/SIGINT (or ``stop``), then stop Triton."""
-    if runtime not in SERVE_RUNTIMES:
-        raise EdgeAffectError(f"--runtime {runtime!r}: the server runs {' or '.join(SERVE_RUNTIMES)}")
+    check_serving(runtime)
     check_ports(opts.host, opts.ports())
     runners = open_runners(model, runtime, precision, opts)
     name = model_name(runners[0].spec.name, opts.name)

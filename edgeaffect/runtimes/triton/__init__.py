@@ -26,10 +26,11 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from ..errors import EdgeAffectError
-from ..precision import check_precisions
-from ..spec import ModelSpec, TensorSpec
-from .base import Runtime, symbolic_shape
+from ...errors import EdgeAffectError
+from ...precision import check_precisions
+from ...spec import ModelSpec, TensorSpec
+from ..base import Runtime, symbolic_shape
+from ..registry import RuntimeEntry, register_runtime
 
 SPEC_MODEL = "edgeaffect-spec"
 """The companion model ``edgeaffect serve`` binds: no inputs, one BYTES output holding the spec JSON."""
@@ -275,3 +276,8 @@ def _error_text(data: bytes) -> str:
     text = text.split("\nAt:\n")[0]      # the Python backend stub's own stack follows the model's traceback
     last = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), text)
     return re.sub(r"^(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*: ", "", last)[:300]   # the exception's dotted type
+
+
+ENTRY = register_runtime(RuntimeEntry(
+    "triton", TritonRuntime, "serve", (), (),
+    "a model served by Triton Inference Server (`edgeaffect serve`), over HTTP", remote=True, order=90))

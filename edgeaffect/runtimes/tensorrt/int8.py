@@ -27,16 +27,18 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EdgeAffectError, os_error_line
-from ..fileio import write_bytes, write_json
-from .calibration import CalibrationSet
+from ...errors import EdgeAffectError, MissingDependencyError, os_error_line
+from ...fileio import write_bytes, write_json
+from ..onnxruntime.int8 import ort_runtime
+from ..onnxruntime.int8 import quantize_guarded as qdq_guarded
+from ..registry import load
+from . import ENTRY
+from .engine import build_engine
 
 CACHE = "calibration.cache"
 
 
 def _import():
-    from ..errors import MissingDependencyError
-
     try:
         import tensorrt as trt
     except ImportError:
@@ -48,7 +50,7 @@ def _import():
     return trt, cuda
 
 
-def cache_fingerprint(onnx_path: str | Path, calib: CalibrationSet, batch_size: int) -> str:
+def cache_fingerprint(onnx_path: str | Path, calib, batch_size: int) -> str:
     h = hashlib.sha256()
     h.update(Path(onnx_path).read_bytes())
     h.update(calib.fingerprint().encode())
@@ -56,7 +58,7 @@ def cache_fingerprint(onnx_path: str | Path, calib: CalibrationSet, batch_size: 
     return h.hexdigest()
 
 
-def entropy_calibrator(calib: CalibrationSet, cache_path: str | Path, fingerprint: str, batch_size: int = 8):
+def entropy_calibrator(calib, cache_path: str | Path, fingerprint: str, batch_size: int = 8):
     """An ``IInt8EntropyCalibrator2`` over ``calib`` (full batches only) with a fingerprinted cache file.
 
     TensorRT catches every exception from the four calibrator methods, prints it and carries on as if
@@ -146,16 +148,12 @@ def entropy_calibrator(calib: CalibrationSet, cache_path: str | Path, fingerprin
 
 def build_explicit(qdq_onnx: str | Path, out_dir: str | Path, *, max_batch: int = 8, spec: Any = None) -> Path:
     """INT8 engine from a QDQ ONNX (TensorRT 10: INT8 flag; TensorRT 11: strongly typed, no flag)."""
-    from ..export import build_tensorrt_engine
-
-    return build_tensorrt_engine(qdq_onnx, out_dir, int8=True, precision="int8", max_batch=max_batch, spec=spec)
+    return build_engine(qdq_onnx, out_dir, int8=True, precision="int8", max_batch=max_batch, spec=spec)
 
 
-def build_implicit(fp32_onnx: str | Path, out_dir: str | Path, calib: CalibrationSet, *, batch_size: int = 8,
+def build_implicit(fp32_onnx: str | Path, out_dir: str | Path, calib, *, batch_size: int = 8,
                    max_batch: int = 8, spec: Any = None) -> tuple[Path, bool]:
     """INT8 engine calibrated by TensorRT itself (8.6/10 only); returns (engine, whether the cache was reused)."""
-    from ..export import build_tensorrt_engine
-
     trt, _ = _import()
     if not hasattr(trt, "IInt8EntropyCalibrator2"):
         raise EdgeAffectError(f"TensorRT {trt.__version__} has no implicit INT8 calibration; "
@@ -163,6 +161,57 @@ def build_implicit(fp32_onnx: str | Path, out_dir: str | Path, calib: Calibratio
     out_dir = Path(out_dir)
     fp = cache_fingerprint(fp32_onnx, calib, batch_size)
     calibrator = entropy_calibrator(calib, out_dir / CACHE, fp, batch_size)
-    engine = build_tensorrt_engine(fp32_onnx, out_dir, int8_calibrator=calibrator, opt_batch=batch_size,
+    engine = build_engine(fp32_onnx, out_dir, int8_calibrator=calibrator, opt_batch=batch_size,
                                    max_batch=max(max_batch, batch_size), spec=spec)
     return engine, calibrator.cache_hit
+
+
+def quantize_guarded(job) -> dict[str, Any]:
+    """TensorRT-ready QDQ ONNX (guarded with ONNX Runtime's QDQ simulation), then the INT8 engine; or, with
+    ``trt_calibration="implicit"``, an engine TensorRT calibrates itself (``job``: ``quantize.pipeline.Int8Job``)."""
+    if job.cfg.trt_calibration == "implicit":
+        return _implicit(job)
+    out = qdq_guarded(job)
+    if out.get("artifact"):
+        engine = build_explicit(job.run.path / out["artifact"], job.run.path / "tensorrt", spec=job.run.spec)
+        out["engine"] = str(engine.relative_to(job.run.path))
+    return out
+
+
+def _implicit(job) -> dict[str, Any]:
+    """TensorRT's entropy calibrator on ``job.calib`` (cache reused for the same data), the engine scored against
+    FP32 on ``job.samples``.  No layer can be kept in float here: a drop beyond ``max_drop`` removes the engine."""
+    cfg, run = job.cfg, job.run
+    engine, cache_hit = build_implicit(job.onnx_path, run.path / "tensorrt", job.calib, spec=run.spec)
+    attempt = job.judge(job.scored(ort_runtime(job.onnx_path)),
+                        job.scored(load(engine, runtime="tensorrt", precision="int8")))
+    fp32, int8, drop = attempt.pop("metric_fp32"), attempt["metric"], attempt["drop_points"]
+    passed = drop <= cfg.max_drop or not cfg.guard
+    if not passed:
+        engine.unlink(missing_ok=True)
+    message = (f"implicit INT8 drop {drop:.2f} point(s) " + ("within" if drop <= cfg.max_drop else "exceeds")
+               + f" {cfg.max_drop:g}" + ("" if passed else "; use the explicit calibration (the default)"))
+    published = str(engine.relative_to(run.path)) if passed else None
+    return {"passed": passed, "fp32_metric": fp32, "int8_metric": int8, "drop_points": drop, "max_drop": cfg.max_drop,
+            "kept_float": [], "agreement": {k: attempt[k] for k in ("kind", "agreement", "max_abs_diff") if k in attempt},
+            "attempts": [attempt], "message": message, "sensitivity": [], "calibration_cache_hit": cache_hit,
+            "artifact": published, "engine": published}
+
+
+def build_for_bundle(bundle: Path, precision: str, *, implicit: bool, max_batch: int, spec: Any,
+                     calibration: Any) -> Path:
+    """The engine of a deploy bundle for this device (``edgeaffect build-engine``): fp32/fp16 from its ONNX, INT8
+    from the QDQ ONNX or, ``implicit``, calibrated by TensorRT 8.6/10 on ``calibration()`` (the bundled samples)."""
+    out = bundle / "tensorrt"
+    qdq = bundle / ENTRY.quantized
+    if precision in ("fp32", "fp16"):
+        return build_engine(bundle / ENTRY.device_sources[precision], out, fp16=precision == "fp16",
+                            precision=precision, max_batch=max_batch, spec=spec)
+    if precision != "int8":
+        raise EdgeAffectError(f"--precision: TensorRT engines are built as fp32, fp16 or int8, not {precision!r}")
+    if not implicit:
+        if not qdq.is_file():
+            raise EdgeAffectError(f"{bundle} has no {qdq.relative_to(bundle)}; pack the run's INT8 (or use --implicit)")
+        return build_explicit(qdq, out, max_batch=max_batch, spec=spec)
+    engine, _ = build_implicit(bundle / ENTRY.device_sources["fp32"], out, calibration(), max_batch=max_batch, spec=spec)
+    return engine

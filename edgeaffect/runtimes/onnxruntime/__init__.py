@@ -2,7 +2,7 @@
 
 ONNX Runtime runs the precision stored in the graph (float, float16 or QDQ INT8): ``precision``
 defaults to what the file holds, a different request is refused, and fp32 sessions pin off the
-bf16 fast-math GEMM (:data:`edgeaffect.precision.ONNXRUNTIME_FP32_CONFIG`).
+bf16 fast-math GEMM (:data:`FP32_CONFIG`).
 """
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from .. import precision as _precision
-from ..errors import EdgeAffectError
-from ..macs import onnx_node_macs
-from ..spec import TensorSpec
-from .base import Runtime, spec_from_metadata, symbolic_shape
+from ... import precision as _precision
+from ...errors import EdgeAffectError
+from ...macs import onnx_node_macs
+from ...spec import TensorSpec
+from ..base import Runtime, spec_from_metadata, symbolic_shape
+from ..registry import RuntimeEntry, get_runtime, register_runtime
+
+# session config entries that pin f32 (the ARM64 bf16 fast-math GEMM is opt-in; pinned anyway)
+FP32_CONFIG = {"mlas.enable_gemm_fastmath_arm64_bfloat16": "0"}
 
 _ORT_DTYPES = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
@@ -126,7 +130,7 @@ class OnnxRuntime(Runtime):
             raise EdgeAffectError(f"onnxruntime runs the precision stored in the graph: {self.path.name} holds {stored}, "
                                   f"not {self.precision} (export a {self.precision} model for it)")
         if self.precision == "fp32":
-            for key, value in _precision.ONNXRUNTIME_FP32_CONFIG.items():
+            for key, value in FP32_CONFIG.items():
                 so.add_session_config_entry(key, value)
         providers = choose_providers(self.options.get("providers"), ort.get_available_providers())
         try:
@@ -156,8 +160,6 @@ class OnnxRuntime(Runtime):
             return {}
 
     def _default_precision(self) -> str:
-        from .registry import get_runtime
-
         return _precision.dominant(self._mix) or get_runtime(self.name).parse(self.path) or "fp32"
 
     def precision_mix(self) -> dict[str, int]:
@@ -183,3 +185,20 @@ class OnnxRuntime(Runtime):
 
     def _close(self) -> None:
         self.session = None
+
+
+def unsupported_here(precision: str, device: str | None = None) -> str | None:
+    """fp16 on the CPU provider is casts to float32 around every op: refused."""
+    if precision == "fp16" and (device or "cpu") == "cpu":
+        return "ONNX Runtime's CPU provider runs float16 graphs through casts to float32; fp16 needs its CUDA provider"
+    return None
+
+
+ENTRY = register_runtime(RuntimeEntry(
+    "onnxruntime", OnnxRuntime, "onnxruntime", ("onnxruntime",), (".onnx",),
+    "ONNX Runtime (CPU, CUDA, TensorRT execution providers)",
+    {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"},
+    file_format="onnx", quantizer="edgeaffect.runtimes.onnxruntime.int8:quantize_guarded",
+    quantizer_packages=(("onnx", "train"),), ranker="edgeaffect.runtimes.onnxruntime.int8:rank_published",
+    rank=2, takes_threads=True, order=20, precisions=("fp32", "fp16", "int8"), check=unsupported_here,
+    deployable=True, serves=True))

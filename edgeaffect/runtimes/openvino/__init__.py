@@ -5,7 +5,7 @@ to the batch actually used (``batch=N``) lets the CPU plugin pick static kernels
 which we measured faster on our machine (DESIGN.md §4).
 
 The execution precision is always pinned (``precision``, default fp32, through
-:func:`edgeaffect.precision.openvino_config`): the CPU plugin's own default is bf16 on
+:func:`~edgeaffect.runtimes.openvino.settings.openvino_config`): the CPU plugin's own default is bf16 on
 AMX/AVX512-BF16 CPUs.  :attr:`executed_precision` reads back what the compiled model's
 compute layers really run in.
 """
@@ -16,10 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from .. import precision as _precision
-from ..errors import EdgeAffectError
-from ..spec import ModelSpec, TensorSpec
-from .base import SPEC_KEY, Runtime, spec_from_metadata, symbolic_shape
+from ... import precision as _precision
+from ...errors import EdgeAffectError
+from ...fileio import write_failure
+from ...lazy import lazy_import
+from ...spec import ModelSpec, TensorSpec
+from ..base import SPEC_KEY, Runtime, spec_from_metadata, symbolic_shape
+from ..registry import RuntimeEntry, register_runtime
+from .settings import PRECISIONS, openvino_config, unsupported_here
+
+ov = lazy_import("openvino", "openvino", "the OpenVINO runtime")
 
 RT_INFO_PATH = ["edgeaffect", "spec"]
 # Runtime-graph layer types that carry the arithmetic (the ones whose precision is the model's precision).
@@ -38,10 +44,6 @@ def read_ov_spec(model: Any) -> ModelSpec | None:
 def save_ir(model: Any, tmp_xml: Any, dest_xml: Any, fp16: bool = False) -> None:
     """``ov.save_model`` to ``tmp_xml``, its failures in one line about ``dest_xml``: OpenVINO reports a full
     disk as ``basic_ios::clear: iostream error`` in a long trace, so free space decides what it was."""
-    import openvino as ov
-
-    from ..fileio import write_failure
-
     try:
         ov.save_model(model, str(tmp_xml), compress_to_fp16=fp16)
     except (RuntimeError, OSError) as exc:
@@ -65,8 +67,6 @@ class OpenVinoRuntime(Runtime):
     name = "openvino"
 
     def _load(self) -> None:
-        import openvino as ov
-
         core = ov.Core()
         model = self.options.pop("model", None)
         if model is None:
@@ -80,11 +80,11 @@ class OpenVinoRuntime(Runtime):
             model.reshape({p.get_any_name(): _with_batch(ov_dims(p.get_partial_shape()), int(batch))
                            for p in model.inputs})
         device = self.options.get("device", "CPU")
-        reason = _precision.unsupported("openvino", self.precision, device=device)
+        reason = unsupported_here(self.precision, device)
         if reason:
             raise EdgeAffectError(f"openvino {self.precision}: {reason}")
         config: dict[str, Any] = {"PERFORMANCE_HINT": self.options.get("hint", "LATENCY"),
-                                  **_precision.openvino_config(self.precision, device)}
+                                  **openvino_config(self.precision, device)}
         if self.options.get("threads"):
             config["INFERENCE_NUM_THREADS"] = int(self.options["threads"])
             if device == "CPU" and int(self.options["threads"]) < _precision.physical_cores():
@@ -165,3 +165,25 @@ def _macs(op: Any) -> int:
         grouped = len(weights) == len(out) + 1
         return per_output * int(np.prod(weights[2:] if grouped else weights[1:]))
     return per_output * _static(op.get_input_partial_shape(0))[-1]
+
+
+def ir_precision(path: Path) -> str | None:
+    """An IR's precision from its ops (an INT8 IR holds FakeQuantize), for a file whose name does not say."""
+    if Path(path).suffix != ".xml":
+        return None
+    try:
+        model = ov.Core().read_model(str(path))
+    except Exception:  # noqa: BLE001 - the runtime's own load reports an unreadable file
+        return None
+    return "int8" if any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()) else "fp32"
+
+
+ENTRY = register_runtime(RuntimeEntry(
+    "openvino", OpenVinoRuntime, "openvino", ("openvino",), (".xml", ".onnx"), "OpenVINO (CPU/GPU/AUTO, IR or ONNX)",
+    {"fp32": "openvino/model.xml", "bf16": "openvino/model.xml", "fp16": "openvino/model.fp16.xml",
+     "int8": "openvino/model.int8.xml"},
+    file_format="openvino", exporter="edgeaffect.runtimes.openvino.export:export_ir",
+    quantizer="edgeaffect.runtimes.openvino.int8:quantize_guarded", quantizer_packages=(("nncf", "openvino"),),
+    ranker="edgeaffect.runtimes.openvino.int8:rank_published", inspect=ir_precision,
+    rank=1, takes_threads=True, compiles_batch=True, order=30, precisions=PRECISIONS, check=unsupported_here,
+    deployable=True, serves=True))
