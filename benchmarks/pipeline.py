@@ -55,10 +55,31 @@ def calibration_frames() -> list[np.ndarray]:
     return video_frames(8, 5) + [cv2.imread(str(feat_data(p))) for p in photos]
 
 
+def quantize_int8(variant: str, frames: list, out_path: Path) -> Path:
+    """An INT8 (QDQ, U8S8) copy of a bundled net through our own ONNX Runtime quantize stage, calibrated on
+    ``frames`` (real BGR faces, letterboxed as the detector does); kept beside the one table that uses it.  Measured, not shipped: on AVX2 it was
+    slower than fp32 and lost faces (benchmarks/results/2026-12-07-detectors-amd-epyc.md)."""
+    import contextlib
+    import tempfile
+
+    from edgeaffect.runtimes.onnxruntime import int8 as ort_int8
+    from edgeaffect.quantize.calibration import CalibrationSet
+    from edgeaffect.quantize.config import QuantConfig
+    from edgeaffect.data.blazeface import VARIANTS, WEIGHTS, BlazeFaceDetector
+
+    det = BlazeFaceDetector(variant, runtime="onnxruntime")
+    calib = CalibrationSet([{"image": det.letterbox(f)[0]} for f in frames], list(range(len(frames))), "frames")
+    cfg = QuantConfig.preset("onnxruntime", calib_samples=max(len(frames), 8))
+    with tempfile.TemporaryDirectory(prefix="edgeaffect-blazeface-") as tmp:
+        with contextlib.chdir(tmp):   # quant_pre_process leaves scratch files in the working directory
+            prepared = ort_int8.prepare(WEIGHTS / VARIANTS[variant].file, Path(tmp) / "prepared.onnx")
+        ranges = ort_int8.calibrate(prepared, calib, cfg, Path(tmp) / "ranges.json")
+        return ort_int8.quantize(prepared, ranges, out_path, cfg)
+
+
 def build_detectors(int8: bool, workdir: Path) -> dict[str, object]:
     """Every detector by row label; one thread each."""
     from edgeaffect.data.blazeface import BlazeFaceDetector
-    from edgeaffect.data.blazeface_export import quantize_int8
     from edgeaffect.data.detectors import MtcnnFaceDetector
     from edgeaffect.data.faces import HaarFaceDetector
 

@@ -145,7 +145,7 @@ class Predictor:
 
     ``model``: a run or bundle folder, an exported file (``.onnx``, ``.xml``, ``.engine``), a model opened
     with :func:`edgeaffect.load`, or None for the default zoo model. ``runtime``/``precision``/``threads``
-    pick the artifact of a run as ``edgeaffect demo`` does; ``detector``: auto, mtcnn, haar,
+    pick the artifact of a run as ``edgeaffect demo`` does; ``detector``: auto (BlazeFace full range), blazeface, blazeface-short, mtcnn, haar,
     ``package.module:Class`` or an object with ``detect(frame_bgr)``.
     """
 

@@ -74,18 +74,18 @@ def test_openvino_int8_runs_every_conv_of_eri_int8_in_int8(tmp_path):
     attention conv (the islands of eri_dual_branch)."""
     pytest.importorskip("nncf")
     from edgeaffect.export import export_onnx
-    from edgeaffect.quantize import openvino_int8 as ovq
     from edgeaffect.quantize.calibration import CalibrationSet
     from edgeaffect.quantize.config import QuantConfig
-    from edgeaffect.quantize.guard import ov_runtime
+    from edgeaffect.runtimes.openvino import int8 as ovq
 
     torch.manual_seed(0)
     model = create_model("eri_int8_video", **SMALL).eval()
     onnx_path = export_onnx(model, tmp_path / "m.onnx")
     feeds = [model.spec.dummy_inputs(batch=1, seed=i) for i in range(8)]
     calib = CalibrationSet(feeds=feeds, indices=list(range(8)), split="train")
-    xml = ovq.quantize(onnx_path, calib, QuantConfig.openvino(calib_samples=8), tmp_path / "ov" / "model.int8.xml")
-    with ov_runtime(xml, precision="int8") as ov:
+    cfg = QuantConfig.preset("openvino", calib_samples=8)
+    xml = ovq.quantize(onnx_path, calib, cfg, tmp_path / "ov" / "model.int8.xml")
+    with ovq.ov_runtime(xml, precision="int8") as ov:
         cov = ov.int8_coverage()
         ops = [op.get_rt_info() for op in ov.compiled.get_runtime_model().get_ordered_ops()]
     convs = [(str(i["layerType"].astype(str)), str(i["runtimePrecision"].astype(str))) for i in ops

@@ -46,28 +46,6 @@ def export(out_dir: Path = OUT_DIR, models: Path | None = None) -> list[Path]:
             for name, f in MODELS.items()]
 
 
-def quantize_int8(variant: str, frames: list, out_path: Path) -> Path:
-    """An INT8 (QDQ, U8S8) copy of a bundled net through our own ONNX Runtime quantize stage, calibrated on
-    ``frames`` (real BGR faces, letterboxed as the detector does).  Measured, not shipped: on AVX2 it was
-    slower than fp32 and lost faces (benchmarks/results/2026-12-07-detectors-amd-epyc.md)."""
-    import contextlib
-    import tempfile
-
-    from ..quantize import onnxruntime_int8 as ort_int8
-    from ..quantize.calibration import CalibrationSet
-    from ..quantize.config import QuantConfig
-    from .blazeface import VARIANTS, WEIGHTS, BlazeFaceDetector
-
-    det = BlazeFaceDetector(variant, runtime="onnxruntime")
-    calib = CalibrationSet([{"image": det.letterbox(f)[0]} for f in frames], list(range(len(frames))), "frames")
-    cfg = QuantConfig.onnxruntime(calib_samples=max(len(frames), 8))
-    with tempfile.TemporaryDirectory(prefix="edgeaffect-blazeface-") as tmp:
-        with contextlib.chdir(tmp):   # quant_pre_process leaves scratch files in the working directory
-            prepared = ort_int8.prepare(WEIGHTS / VARIANTS[variant].file, Path(tmp) / "prepared.onnx")
-        ranges = ort_int8.calibrate(prepared, calib, cfg, Path(tmp) / "ranges.json")
-        return ort_int8.quantize(prepared, ranges, out_path, cfg)
-
-
 if __name__ == "__main__":
     for p in export(Path(sys.argv[1]) if len(sys.argv) > 1 else OUT_DIR):
         print(p, p.stat().st_size)

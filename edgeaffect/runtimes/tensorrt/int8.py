@@ -1,6 +1,6 @@
 """TensorRT INT8: explicit (QDQ ONNX) and, for TensorRT 8.6/10, implicit calibration.
 
-- Explicit quantization: the QDQ ONNX written with ``QuantConfig.tensorrt()`` is
+- Explicit quantization: the QDQ ONNX written with ``QuantConfig.preset("tensorrt")`` is
   built as is; the scales come from our calibration, TensorRT only fuses.  This
   is the only INT8 path TensorRT 11 has.
 - Implicit quantization (TensorRT 8.6/10, e.g. JetPack): TensorRT calibrates the
