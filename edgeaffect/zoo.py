@@ -87,9 +87,6 @@ def import_model(name: str, out: str | Path | None = None, overwrite: bool = Fal
     return out
 
 
-COMPILED_FORMATS = ("onnx", "openvino")   # what a CPU runs faster than torch; TensorRT stays `export`'s (a GPU's)
-
-
 def compile_run(run: str | Path, say: Callable[[str], None] | None = None) -> list[str]:
     """Export a run's checkpoint to the compiled formats whose runtime is installed (parity-checked against
     the checkpoint by :func:`edgeaffect.export.export_run`); returns the artifacts written (``runtime-precision``).
@@ -98,7 +95,7 @@ def compile_run(run: str | Path, say: Callable[[str], None] | None = None) -> li
     the run keeps only its checkpoint (torch), said once."""
     from .export import export_run
 
-    formats = compiled_formats()
+    formats = compiled_runtimes()
     if not formats:
         (say or log.warning)("no ONNX Runtime or OpenVINO installed: the model runs in torch "
                              "(pip install 'edgeaffect[onnxruntime]' compiles it)")
@@ -106,12 +103,12 @@ def compile_run(run: str | Path, say: Callable[[str], None] | None = None) -> li
     return sorted(export_run(run, formats, progress=say).artifacts)   # an artifact off parity is an error there
 
 
-def compiled_formats() -> list[str]:
-    """The compiled formats whose runtime is installed here (``onnx`` is ONNX Runtime's)."""
-    from .runtimes.registry import get_runtime, list_runtimes
+def compiled_runtimes() -> list[str]:
+    """The installed runtimes whose artifact is built here and runs faster than torch (ONNX Runtime, OpenVINO):
+    deployable ones, less those whose artifact is built on its device (a TensorRT engine: `export` there)."""
+    from .runtimes.registry import available, get_runtime
 
-    entries = [get_runtime(n) for n in list_runtimes()]
-    return [f for f in COMPILED_FORMATS if any(e.file_format == f and not e.missing() for e in entries)]
+    return [n for n in available() if get_runtime(n).deployable and not get_runtime(n).device_sources]
 
 
 def _write_run(out: Path, entry, weights: Path, model) -> None:

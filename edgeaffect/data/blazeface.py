@@ -20,7 +20,6 @@ import numpy as np
 from ..errors import EdgeAffectError
 
 WEIGHTS = Path(__file__).with_name("weights") / "blazeface"
-RUNTIMES = ("onnxruntime", "openvino")   # ONNX Runtime ran full range faster here (see the benchmark)
 
 
 @dataclass(frozen=True)
@@ -118,7 +117,7 @@ class BlazeFaceDetector:
     def __init__(self, variant: str = "full", runtime: str | None = None, threads: int | None = 1,
                  min_score: float | None = None, iou: float = 0.3, model: Path | None = None,
                  precision: str = "fp32", square: bool = True, long_side: int | None = None):
-        from .detectors import _RUNTIMES, _Net, installed_runtime
+        from .detectors import RUNTIME_ORDER, _Net, installed_runtime, net_runtime
 
         if variant not in VARIANTS:
             raise EdgeAffectError(f"BlazeFace comes in {' and '.join(VARIANTS)} range, not {variant!r}")
@@ -126,12 +125,8 @@ class BlazeFaceDetector:
             raise EdgeAffectError(f"BlazeFace long_side must be a multiple of 32 from 64, got {long_side}")
         self.variant, v = variant, VARIANTS[variant]
         path = model or WEIGHTS / v.file
-        runtime = runtime or installed_runtime([path], RUNTIMES)
-        if runtime is None:
-            raise EdgeAffectError("the BlazeFace face detector needs onnxruntime or openvino: "
-                                  "pip install 'edgeaffect[onnxruntime]' (or use --detector haar)")
-        if runtime not in _RUNTIMES:
-            raise EdgeAffectError(f"BlazeFace runs on {' or '.join(_RUNTIMES)}, not {runtime!r}")
+        runtime = net_runtime("BlazeFace", runtime,
+                              None if runtime else installed_runtime([path], RUNTIME_ORDER["BlazeFace"]))
         self.net, self.runtime, self.size = _Net(path, runtime, threads, precision), runtime, long_side or v.size
         self.min_score, self.iou, self.square, self._anchors = min_score or v.min_score, iou, square, {}
         self.name = "blazeface" if variant == "full" else "blazeface-short"

@@ -27,7 +27,10 @@ from .faces import Box, HaarFaceDetector
 
 WEIGHTS = Path(__file__).with_name("weights") / "mtcnn"
 DETECTORS = ("auto", "blazeface", "blazeface-short", "mtcnn", "haar")
-_RUNTIMES = ("openvino", "onnxruntime")   # OpenVINO ran the MTCNN nets 1.3-1.7x faster here
+# The runtimes a detector's bundled ONNX nets run on, fastest first as measured on the same frames
+# (benchmarks/results/2026-12-07-detectors-amd-epyc.md): OpenVINO ran MTCNN's nets 1.3-1.7x faster,
+# ONNX Runtime ran BlazeFace's faster.
+RUNTIME_ORDER = {"MTCNN": ("openvino", "onnxruntime"), "BlazeFace": ("onnxruntime", "openvino")}
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class Face:
     landmarks: np.ndarray         # [5, 2] x, y: left eye, right eye, nose, left mouth, right mouth
 
 
-def installed_runtime(files: list[Path], order: tuple[str, ...] = _RUNTIMES) -> str | None:
+def installed_runtime(files: list[Path], order: tuple[str, ...] = RUNTIME_ORDER["MTCNN"]) -> str | None:
     """The first installed runtime of ``order`` that can run these bundled ONNX files, or None (probed
     without importing)."""
     import importlib.util
@@ -56,7 +59,20 @@ def blazeface_runtime() -> str | None:
     """The runtime for the bundled BlazeFace nets, or None."""
     from .blazeface import VARIANTS, WEIGHTS as BLAZEFACE
 
-    return installed_runtime([BLAZEFACE / v.file for v in VARIANTS.values()])
+    return installed_runtime([BLAZEFACE / v.file for v in VARIANTS.values()], RUNTIME_ORDER["BlazeFace"])
+
+
+def net_runtime(detector: str, runtime: str | None, default: str | None) -> str:
+    """The runtime ``detector``'s nets run on: ``runtime`` when asked (one of its measured order), else
+    ``default`` (the first installed); one line when there is none."""
+    order = RUNTIME_ORDER[detector]
+    runtime = runtime or default
+    if runtime is None:
+        raise EdgeAffectError(f"the {detector} face detector needs {' or '.join(sorted(order))}: "
+                              "pip install 'edgeaffect[onnxruntime]' (or use --detector haar)")
+    if runtime not in order:
+        raise EdgeAffectError(f"{detector} runs on {' or '.join(order)}, not {runtime!r}")
+    return runtime
 
 
 class _Net:
@@ -201,12 +217,7 @@ class MtcnnFaceDetector:
 
     def __init__(self, min_face: int = 32, thresholds=(0.6, 0.7, 0.7), factor: float = 0.709, max_side: int = 640,
                  threads: int | None = 1, runtime: str | None = None):
-        runtime = runtime or mtcnn_runtime()
-        if runtime is None:
-            raise EdgeAffectError("the MTCNN face detector needs onnxruntime or openvino: "
-                                  "pip install 'edgeaffect[onnxruntime]' (or use --detector haar)")
-        if runtime not in _RUNTIMES:
-            raise EdgeAffectError(f"MTCNN runs on {' or '.join(_RUNTIMES)}, not {runtime!r}")
+        runtime = net_runtime("MTCNN", runtime, None if runtime else mtcnn_runtime())
         self.nets = {n: _Net(WEIGHTS / f"{n}.onnx", runtime, threads) for n in ("pnet", "rnet", "onet")}
         self.runtime, self.min_face, self.thresholds, self.factor, self.max_side = \
             runtime, min_face, tuple(thresholds), factor, max_side

@@ -121,7 +121,7 @@ def ensure_compiled(run: Path) -> bool:
     from ..runs import CHECKPOINT
     from ..runtimes.registry import discover_artifacts
 
-    if not (run / CHECKPOINT).is_file() or not zoo.compiled_formats() or \
+    if not (run / CHECKPOINT).is_file() or not zoo.compiled_runtimes() or \
             any(a.runtime != "torch" for a in discover_artifacts(run)):
         return False
     log.warning("%s has no compiled model: exporting it once (ONNX, OpenVINO IR; parity-checked)", run)
