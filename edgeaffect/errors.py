@@ -6,6 +6,8 @@ Everything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import errno
+
 
 class EdgeAffectError(Exception):
     """An error whose message is a complete, actionable one-line explanation."""
@@ -44,8 +46,6 @@ def missing_torch(exc: BaseException, purpose: str = "") -> MissingDependencyErr
 
 def os_error_line(exc: OSError) -> str:
     """One line for a file-system failure: which path, and the cause in words (disk full, read-only, ...)."""
-    import errno
-
     causes = {errno.ENOSPC: "no space left on the device", errno.EROFS: "the file system is read-only",
               errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
               errno.EDQUOT: "disk quota exceeded", errno.ENOENT: "no such file or folder"}
