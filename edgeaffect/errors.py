@@ -17,8 +17,10 @@ class DataError(EdgeAffectError):
     """A dataset file is missing, unreadable or malformed."""
 
 
-class MissingDependencyError(EdgeAffectError):
-    """An optional package is not installed; the message names the pip extra."""
+class MissingDependencyError(EdgeAffectError, ImportError):
+    """An optional package is not installed; the message names the pip extra.  It is an ImportError too, so
+    code that falls back when an optional package is missing (``except ImportError``) does so whether the
+    package was imported directly or through :func:`edgeaffect.lazy.lazy_import`."""
 
     def __init__(self, package: str, extra: str, purpose: str = ""):
         what = f" for {purpose}" if purpose else ""
