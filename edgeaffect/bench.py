@@ -18,6 +18,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +29,25 @@ import numpy as np
 from . import precision as _precision
 from .errors import EdgeAffectError
 from .evaluate import DEFAULT_LIMIT, SCORED_BATCH, Samples, load_samples, predict, score, score_runtime
+from .fileio import atomic_path, read_json, write_json
+from .lazy import lazy_import
+from .logs import make_progress
 from .macs import onnx_node_macs
-from .runtimes.registry import (Artifact, artifact_files, blocked, discover_artifacts, get_runtime, reference,
-                                refusals)
-from .fileio import atomic_path, write_json
+from .runs import data_drift, load_model, load_run, run_of, writer_lock
+from .runtimes.registry import (
+    Artifact,
+    artifact_files,
+    blocked,
+    discover_artifacts,
+    get_runtime,
+    load,
+    reference,
+    refusals,
+    runtime_for,
+)
+
+matplotlib = lazy_import("matplotlib", "plot")
+plt = lazy_import("matplotlib.pyplot", "plot")
 
 ROW_KEYS = ("runtime", "precision", "executed_precision", "batch", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput",
             "cold_start_ms", "peak_rss_mb", "size_mb", "metric_name", "metric", "agreement")
@@ -86,8 +102,6 @@ class _Variant:
 
 
 def _open(artifact: Artifact, batch: int, threads: int | None):
-    from .runtimes.registry import load
-
     return load(artifact.path, runtime=artifact.runtime, **artifact.entry.bench_options(artifact.precision, batch, threads))
 
 
@@ -121,8 +135,6 @@ def time_interleaved(variants: Sequence[_Variant], cfg: BenchConfig, tick=None) 
 def probe(path: str, runtime: str, batch: int, threads: int | None, precision: str = "fp32",
           iterations: int = 3) -> dict[str, float]:
     """Cold start (load + first inference) and peak RSS of one variant, in this process."""
-    from .runtimes.registry import get_runtime
-
     artifact = Artifact(runtime, precision, Path(path))
     get_runtime(runtime).load_class()  # import the backend before the clock starts
     t0 = time.perf_counter()
@@ -213,8 +225,6 @@ def bench_run(run_dir: str | os.PathLike, runtimes: Sequence[str] | None = None,
     """
     from rich.markup import escape
 
-    from .runs import writer_lock
-
     say = (lambda msg: console.print(f"[yellow]{escape(msg)}[/]", highlight=False)) if console is not None else None
     if Path(run_dir).is_file():
         return _bench(plan_file(Path(run_dir), runtimes, precisions, data, say), cfg, console, show_progress, verify, say)
@@ -224,8 +234,6 @@ def bench_run(run_dir: str | os.PathLike, runtimes: Sequence[str] | None = None,
 
 def _bench(plan: "_Plan", cfg: BenchConfig, console, show_progress: bool, verify: bool, say) -> list[dict[str, Any]]:
     """Verify, load, time and write: the stages of one bench call."""
-    from .runs import data_drift
-
     if verify:
         verify_artifacts(plan.artifacts)
     check_writable(plan.root)
@@ -273,8 +281,6 @@ class _Plan:
         """Torch fp32 outputs on ``samples`` (a run, where torch is installed)."""
         if not self.with_torch:
             return None
-        from .runs import load_model
-
         runtime = get_runtime(reference()).load_class()
         with runtime.from_module(load_model(self.run.checkpoint), threads=threads) as ref_rt:
             return predict(ref_rt, samples, SCORED_BATCH)
@@ -282,8 +288,6 @@ class _Plan:
 
 def check_writable(folder: Path) -> None:
     """Fail before minutes of measuring, not at the write: can bench.json go into ``folder``?"""
-    import tempfile
-
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".bench-probe-"):
             pass
@@ -294,8 +298,6 @@ def check_writable(folder: Path) -> None:
 
 def verify_artifacts(artifacts: Iterable[Artifact]) -> None:
     """Each artifact inside a run (and the files that travel with it) checked against that run's manifest."""
-    from .runs import run_of
-
     for a in artifacts:
         run = run_of(a.path)
         if run is not None:
@@ -304,9 +306,6 @@ def verify_artifacts(artifacts: Iterable[Artifact]) -> None:
 
 def plan_run(path: Path, runtimes, precisions, data, say) -> _Plan:
     """A run's artifacts; without torch installed, no torch row and no reference (said once)."""
-    from .runs import load_run
-    from .runtimes.registry import get_runtime
-
     run = load_run(path)
     with_torch = not get_runtime(reference()).missing()
     if not with_torch:
@@ -322,8 +321,6 @@ def plan_run(path: Path, runtimes, precisions, data, say) -> _Plan:
 
 def plan_file(path: Path, runtimes, precisions, data, say) -> _Plan:
     """One exported file, opened by the runtime its suffix names (or the one asked for)."""
-    from .runtimes.registry import load, runtime_for
-
     asked = [r for r in (runtimes or ()) if r != reference()]
     if len(asked) > 1:
         raise EdgeAffectError(f"a model file runs on one runtime; got --runtime {','.join(asked)}")
@@ -343,8 +340,6 @@ def choose(run_path: Path, runtimes: Sequence[str] | None, precisions: Sequence[
            drop: Sequence[str] = ()) -> list[Artifact]:
     """The run's artifacts of the asked runtimes and precisions (less the ``drop`` runtimes); an asked
     runtime without one is an error."""
-    from .runtimes.registry import get_runtime
-
     if precisions:
         _precision.check_precisions(precisions)
     found = discover_artifacts(run_path, precisions or ())
@@ -367,8 +362,6 @@ def measure(variants: Sequence[_Variant], samples: Samples, reference: Mapping[s
             cfg: BenchConfig, console=None, show_progress: bool = True) -> None:
     """Load every variant (cold start, RSS, metric, agreement, executed precision), then time them interleaved."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-
-    from .logs import make_progress
 
     steps = len(variants) * (3 if cfg.isolate else 2) + cfg.rounds * len(variants)
     with make_progress(console, "bench", TextColumn("[bold]bench[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -523,19 +516,13 @@ def _csv_cell(value: Any) -> Any:
 
 def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The rows of a bench.json (also of the older list-of-rows form)."""
-    from .fileio import read_json
-
     data = read_json(path)
     return data if isinstance(data, list) else list(data["rows"])
 
 
 def plot(rows: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> Path:
     """Latency (p50) against the task metric, one panel per batch, one point per runtime/precision."""
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if not rows:
         raise EdgeAffectError("bench: nothing to plot")
     batches = sorted({r["batch"] for r in rows})

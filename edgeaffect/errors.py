@@ -6,6 +6,8 @@ Everything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import errno
+
 
 class EdgeAffectError(Exception):
     """An error whose message is a complete, actionable one-line explanation."""
@@ -15,8 +17,10 @@ class DataError(EdgeAffectError):
     """A dataset file is missing, unreadable or malformed."""
 
 
-class MissingDependencyError(EdgeAffectError):
-    """An optional package is not installed; the message names the pip extra."""
+class MissingDependencyError(EdgeAffectError, ImportError):
+    """An optional package is not installed; the message names the pip extra.  It is an ImportError too, so
+    code that falls back when an optional package is missing (``except ImportError``) does so whether the
+    package was imported directly or through :func:`edgeaffect.lazy.lazy_import`."""
 
     def __init__(self, package: str, extra: str, purpose: str = ""):
         what = f" for {purpose}" if purpose else ""
@@ -44,8 +48,6 @@ def missing_torch(exc: BaseException, purpose: str = "") -> MissingDependencyErr
 
 def os_error_line(exc: OSError) -> str:
     """One line for a file-system failure: which path, and the cause in words (disk full, read-only, ...)."""
-    import errno
-
     causes = {errno.ENOSPC: "no space left on the device", errno.EROFS: "the file system is read-only",
               errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
               errno.EDQUOT: "disk quota exceeded", errno.ENOENT: "no such file or folder"}

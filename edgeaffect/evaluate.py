@@ -16,7 +16,9 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from .errors import EdgeAffectError
+from .runs import run_of
 from .spec import ModelSpec
+from .tasks import get_task
 
 DEFAULT_LIMIT = 256
 """Samples export parity, the accuracy guards and bench score by default (evenly spaced over the split; the
@@ -111,8 +113,6 @@ def load_samples(spec: ModelSpec, data_root: str | os.PathLike | None, split: st
     if data_root is None:
         return Samples(spec.dummy_inputs(batch=limit or 16, seed=seed), None,
                        "random inputs (no dataset recorded for this run; pass --data for a metric)")
-    from .tasks import get_task
-
     if not Path(data_root).exists():
         raise EdgeAffectError(f"dataset {data_root} not found; pass --data with the {spec.task} dataset")
     try:
@@ -152,16 +152,12 @@ def score(spec: ModelSpec, outputs: Mapping[str, np.ndarray], target: np.ndarray
     """The task's main metric (``spec.metric``) on ``outputs``; None without targets."""
     if target is None:
         return None
-    from .tasks import get_task
-
     task = get_task(spec.task)
     return float(task.metrics(dict(outputs), target)[task.metric])
 
 
 def drop_points(spec: ModelSpec, reference: float, value: float) -> float:
     """Metric points ``value`` lost against ``reference`` (positive = worse), in the task's own points."""
-    from .tasks import get_task
-
     task = get_task(spec.task)
     return (1.0 if task.higher_is_better else -1.0) * (reference - value) / task.metric_scale
 
@@ -236,7 +232,6 @@ def stored_precision(path: str | os.PathLike, runtime: str | None = None) -> str
     """The precision a model file holds: its run manifest's artifact record, else its name in the runtime
     table (``model.int8.xml``), else the file itself (an IR with FakeQuantize is INT8); None when unknown
     (the runtime's own default then decides, e.g. ONNX Runtime reads a QDQ graph as int8)."""
-    from .runs import run_of
     from .runtimes.registry import get_runtime, runtime_for
 
     path = Path(path)
@@ -291,8 +286,6 @@ def score_details(spec: ModelSpec, outputs: Mapping[str, np.ndarray], target: np
     """Per class, label or dimension scores of the task (``Task.details``); {} without targets."""
     if target is None:
         return {}
-    from .tasks import get_task
-
     return get_task(spec.task).details(dict(outputs), target, tuple(spec.labels))
 
 
@@ -304,8 +297,6 @@ def open_split(spec: ModelSpec, root: Path, split: str | None, dataset_kwargs: M
                **reader: Any) -> tuple[Any, str, str]:
     """(dataset, split, note): ``split``'s dataset, or with ``split`` None the first of :data:`DEFAULT_SPLITS`
     the dataset has; ``note`` says in one line which split was chosen instead of test, and why ("" otherwise)."""
-    from .tasks import get_task
-
     task = get_task(spec.task)
     if not Path(root).exists():
         raise EdgeAffectError(f"dataset {root} not found; pass --data with the {spec.task} dataset")

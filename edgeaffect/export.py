@@ -22,15 +22,33 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .errors import EdgeAffectError
-from .evaluate import DEFAULT_LIMIT, Evaluation, Samples, drop_points, evaluate, load_samples
-from .runtimes.onnxfile import DEFAULT_OPSET, embed_spec, export_onnx, read_onnx_spec  # noqa: F401 - also for callers
+from .evaluate import (
+    DEFAULT_LIMIT,
+    Evaluation,
+    Samples,
+    drop_points,
+    evaluate,
+    load_samples,
+    open_scored,
+    scoring_batch,
+)
+from .precision import REDUCED_FLOAT, check_precisions, machine
 from .quantize.config import QuantConfig
 from .quantize.pipeline import check_runtimes as check_int8_runtimes
 from .quantize.pipeline import preflight, quantize_run
 from .quantize.prune import PruneConfig, prune_run
-from .runs import load_run, open_run, writer_lock
-from .runtimes.registry import (ExportTarget, artifact_files, get_runtime, list_runtimes, onnx_runtime, quantizable,
-                                reference, unsupported)
+from .runs import load_model, load_run, open_run, writer_lock
+from .runtimes.onnxfile import DEFAULT_OPSET, embed_spec, export_onnx, read_onnx_spec  # noqa: F401 - also for callers
+from .runtimes.registry import (
+    ExportTarget,
+    artifact_files,
+    get_runtime,
+    list_runtimes,
+    onnx_runtime,
+    quantizable,
+    reference,
+    unsupported,
+)
 
 FP16_TOLERANCE = 5e-2   # FP16 weights/activations: parity is checked against this looser bound
 ONNX_NAME = "model.onnx"
@@ -94,8 +112,6 @@ def guard_precision(model, runtime, samples: Samples, *, max_drop: float, batch:
     """The accuracy guard for a reduced float precision (bf16/fp16): accepted when the task metric drops
     at most ``max_drop`` points below torch fp32 on ``samples`` (without targets: outputs within
     :data:`FP16_TOLERANCE`).  Returns the decision with its numbers, the executed precision and the machine."""
-    from .precision import machine
-
     reference = reference or torch_reference(model, samples, batch)
     ev = evaluate(runtime, samples, model.spec, reference.outputs, batch)
     m_ref, m_out, diff = reference.metric, ev.metric, ev.comparison["max_abs_diff"]
@@ -170,9 +186,6 @@ def _int8_runtimes(run_dir, asked: list[str] | None, config: QuantConfig | None,
 
 def _export_locked(run, names: list[str], *, batch, dynamic, reduced, max_drop, opset, exporter, tolerance, data,
                    split, samples_limit, max_batch, explicit, progress, verify) -> ExportReport:
-    from .precision import machine
-    from .runs import load_model
-
     if verify:
         run.verify(run.checkpoint)
     model = load_model(run.checkpoint)
@@ -210,8 +223,6 @@ def _check_runtimes(names: Iterable[str] | None) -> list[str]:
 
 
 def _reduced(precisions: Iterable[str], fp16: bool) -> tuple[str, ...]:
-    from .precision import REDUCED_FLOAT, check_precisions
-
     reduced = [p for p in check_precisions([*precisions, *(["fp16"] if fp16 else [])]) if p != "fp32"]
     if any(p not in REDUCED_FLOAT for p in reduced):
         raise EdgeAffectError(f"export --precision takes {', '.join(REDUCED_FLOAT)} (INT8 is --int8), got {reduced}")
@@ -320,8 +331,6 @@ class _ExportJob:
             return None
 
     def checked(self, runtime_name: str, path: Path, precision: str = "fp32") -> Parity:
-        from .evaluate import open_scored, scoring_batch
-
         with open_scored(path, runtime_name, precision) as rt:   # opened and scored as eval, bench and the guard do
             p = check_parity(self.model, rt, self.samples, tolerance=self.tolerance, batch=scoring_batch(rt),
                              precision=precision, reference=self.reference)
@@ -331,8 +340,6 @@ class _ExportJob:
     def guarded(self, runtime_name: str, path: Path, precision: str, shared: bool = False) -> None:
         """Run the guard; an accepted file is published, a refused one removed with any earlier file of that
         name (a shared fp32 file stays: only its use in ``precision`` is refused)."""
-        from .evaluate import open_scored, scoring_batch
-
         self.say(f"accuracy guard {runtime_name} {precision} on {self.samples.source}")
         with open_scored(path, runtime_name, precision) as rt:
             decision = guard_precision(self.model, rt, self.samples, max_drop=self.max_drop,

@@ -6,15 +6,21 @@ renamed into place, so a crash or Ctrl-C never leaves a half-written file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import math
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import EdgeAffectError
+from .lazy import lazy_import
+
+torch = lazy_import("torch", "train")
 
 
 def current_umask() -> int:
@@ -91,8 +97,6 @@ def write_json(dest: str | os.PathLike, obj: Any) -> Path:
 
 def strict(obj: Any) -> Any:
     """``obj`` with every non-finite float (NaN, inf; NumPy's too) as None, and a note beside it in mappings."""
-    import math
-
     import numpy as np
 
     if isinstance(obj, np.ndarray):
@@ -156,10 +160,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     A file that needs more (a crafted or foreign pickle) is refused in one line naming it; every
     checkpoint edgeaffect writes (models, optimizer and scheduler state, RNG state) loads this way.
     """
-    import pickle
-
-    import torch
-
     try:
         with torch.serialization.safe_globals(_numpy_data_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -182,9 +182,6 @@ def _numpy_data_globals() -> list:
 def write_failure(path: Path, exc: Exception) -> Exception:
     """The OSError a failed write really was (disk full: libraries such as torch and OpenVINO report it in their
     own words), or the original error."""
-    import errno
-    import shutil
-
     free = shutil.disk_usage(path.parent).free
     if free < (64 << 20):
         return OSError(errno.ENOSPC, f"no space left on the device ({free >> 20} MB free)", str(path))

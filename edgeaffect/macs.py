@@ -8,6 +8,11 @@ import os
 
 import numpy as np
 
+from .lazy import lazy_import
+
+onnx = lazy_import("onnx", "train")
+torch = lazy_import("torch", "train")
+
 
 def onnx_node_macs(onnx_path: str | os.PathLike, batch: int = 1) -> dict[str, int]:
     """MACs of each Conv/ConvTranspose/MatMul/Gemm node at ``batch``, by node name.
@@ -16,7 +21,6 @@ def onnx_node_macs(onnx_path: str | os.PathLike, batch: int = 1) -> dict[str, in
     unknown counts 0. Other ops (activations, norms, pooling) are memory-bound and left out, as in the
     usual GFLOP figures of CNNs.
     """
-    import onnx
     from onnx import shape_inference
 
     model = onnx.load(str(onnx_path))
@@ -58,7 +62,6 @@ def model_gflops(factory, batch: int = 1) -> float | None:
     ``factory()`` builds the model; on the meta device nothing is allocated or computed, so the
     reference-size models count in about a second. ``None`` when an op has no meta kernel (an LSTM).
     """
-    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     try:

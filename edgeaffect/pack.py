@@ -33,13 +33,17 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+import tomllib
 
 from . import __version__
 from .errors import EdgeAffectError
 from .fileio import atomic_dir, sha256_file, write_json, write_text
-from .runs import read_manifest, reading_run
-from .runtimes.registry import refusals, resolve
+from .precision import PRECISIONS, check_precisions
+from .quantize.calibration import CalibrationSet, load_split, select_calibration
+from .runs import Run, load_run, read_manifest, reading_run
+from .runtimes.registry import artifact_files, deployable, get_runtime, list_runtimes, refusals, resolve
 from .signing import SIGNATURE, SIGNED
+from .spec import ModelSpec
 
 MANIFEST = "manifest.json"
 REQUIREMENTS = "requirements.txt"
@@ -71,8 +75,6 @@ class Item:
 def choose_items(run_dir: Path, runtime: str, precisions: Iterable[str] = (),
                  calib_samples: int = 64) -> tuple[list[str], list[Item]]:
     """(precisions, files) of ``runtime`` at ``precisions`` (default: every one the run has), refusing what is missing."""
-    from .precision import check_precisions
-
     entry = deploy_entry(runtime)
     asked = check_precisions(precisions)
     table = entry.sources()
@@ -104,8 +106,6 @@ def choose_items(run_dir: Path, runtime: str, precisions: Iterable[str] = (),
 
 def deploy_entry(runtime: str):
     """The runtime table's entry of a runtime `pack` makes bundles for (one line naming them otherwise)."""
-    from .runtimes.registry import deployable, get_runtime
-
     if runtime not in deployable():
         raise EdgeAffectError(f"--runtime: unknown deploy runtime {runtime!r}; choose from {', '.join(deployable())}")
     return get_runtime(runtime)
@@ -173,8 +173,6 @@ def pack_run(run_dir: str | os.PathLike, runtime: str, out: str | os.PathLike | 
 def _verify_sources(run_dir: Path, manifest: dict, items: list[Item]) -> dict[str, str]:
     """The run's own verification of every artifact to pack (rel -> listed sha256); calibration data is
     not a run artifact (the samples are written here, the cache is checked by TensorRT itself)."""
-    from .runs import Run
-
     sources = [it for it in items if it.role != "calibration"]
     Run(run_dir, manifest).verify(*(it.src for it in sources))
     artifacts = manifest.get("artifacts", {})
@@ -189,16 +187,11 @@ def _readable(root: Path) -> None:
 
 
 def _order(precision: str) -> int:
-    from .precision import PRECISIONS
-
     return PRECISIONS.index(precision)
 
 
 def _write_calibration(run_dir: Path, dest: Path, n: int, data_root) -> None:
     """The INT8 calibration samples as one npz (input name -> [N, ...]), chosen as ``edgeaffect quantize`` does."""
-    from .quantize.calibration import load_split, select_calibration
-    from .runs import load_run
-
     run = load_run(run_dir)
     try:
         task, train = load_split(run, "train", data_root)
@@ -388,9 +381,6 @@ def build_bundle_engine(bundle: str | os.PathLike, precision: str = "fp32", *, i
     INT8 takes the QDQ ONNX (explicit, every TensorRT version) unless ``implicit`` asks TensorRT 8.6/10 to
     calibrate ``model.onnx`` itself on the bundled samples (reusing the bundled cache when it matches).
     """
-    from .runtimes.registry import get_runtime, list_runtimes
-    from .spec import ModelSpec
-
     bundle = Path(bundle)
     manifest = check_bundle(bundle)
     kind = manifest.get("bundle", {}).get("runtime")
@@ -410,9 +400,6 @@ def build_bundle_engine(bundle: str | os.PathLike, precision: str = "fp32", *, i
 def _list_engine(bundle: Path, manifest: dict, engine: Path, runtime: str, precision: str) -> None:
     """List an engine built on the device in the bundle's manifest and SHA256SUMS, so bench and the demo
     verify it like the rest and the next bundle check accepts it."""
-    from .runs import Run
-    from .runtimes.registry import artifact_files
-
     run = Run(bundle, manifest)
     run.record_artifact(engine, *artifact_files(engine)[1:], runtime=runtime, precision=precision,
                         built_on_device=True)
@@ -425,8 +412,6 @@ def _list_engine(bundle: Path, manifest: dict, engine: Path, runtime: str, preci
 
 def load_calibration(bundle: Path):
     """The bundled calibration samples as the :class:`CalibrationSet` the INT8 calibrator reads."""
-    from .quantize.calibration import CalibrationSet
-
     path = bundle / CALIB_DATA
     if not path.is_file():
         raise EdgeAffectError(f"{bundle} carries no calibration samples ({CALIB_DATA}); "
@@ -476,8 +461,6 @@ def _metadata(pkg: Path) -> str:
 def _declared(pkg: Path) -> tuple[list[str], list[str], str]:
     pyproject = pkg.parent / "pyproject.toml"
     if pyproject.is_file():
-        import tomllib
-
         project = tomllib.loads(pyproject.read_text())["project"]
         requires = list(project.get("dependencies", []))
         extras = project.get("optional-dependencies", {})

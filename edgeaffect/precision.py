@@ -22,6 +22,7 @@ something else.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import functools
 import os
 import platform
@@ -103,8 +104,6 @@ def physical_cores() -> int:
 
 def machine(threads: int | None = None) -> dict[str, Any]:
     """What a number was measured on: CPU model, cores, threads used, ISA flags, runtime versions."""
-    import datetime as _dt
-
     info: dict[str, Any] = {"cpu": cpu_name(), "arch": platform.machine(), "cores": physical_cores(),
                             "logical_cpus": os.cpu_count(), "threads": threads, "isa": isa(),
                             "python": platform.python_version(), "host": platform.node(),

@@ -20,8 +20,16 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .demo.sources import FileAudio
+from .data.feeds import audio_input
+from .demo.pipeline import Demo, DemoConfig
+from .demo.runner import open_model
+from .demo.session import make_detector, source_audio
+from .demo.sinks import ProgressSink
+from .demo.sources import END, IMAGE_SUFFIXES, OK, FileAudio, Read, open_source
 from .errors import EdgeAffectError
+from .lazy import lazy_import
+
+cv2 = lazy_import("cv2", "")
 
 log = logging.getLogger("edgeaffect.predict")
 
@@ -89,8 +97,6 @@ class ArraySource:
         self._i = 0
 
     def read(self):
-        from .demo.sources import END, OK, Read
-
         if self._i >= len(self.frames):
             return Read(END)
         img, t = self.frames[self._i].copy(), self._i / self.fps
@@ -151,9 +157,6 @@ class Predictor:
 
     def __init__(self, model: Any = None, runtime: str = "auto", precision: str = "auto", threads: int = 1,
                  detector: Any = "auto", detect_every: int = 1, max_faces: int = 4, smoothing: float = 0.0):
-        from .demo.runner import open_model
-        from .demo.session import make_detector
-
         if not 0.0 <= smoothing < 1.0:
             raise EdgeAffectError(f"smoothing must be in [0, 1) (0: off; the demo uses 0.6), got {smoothing}")
         if hasattr(model, "infer") and hasattr(model, "spec"):
@@ -174,15 +177,11 @@ class Predictor:
         BGR uint8 arrays. ``fps``: the frame rate of a folder or arrays (their media time); ``audio``: mono
         samples at the model's rate to go with arrays (an audio-visual model hears a file's own track, else
         silence). A camera runs until ``max_frames`` or Ctrl-C, which ends it with the frames so far."""
-        from .demo.pipeline import Demo, DemoConfig
-
         src, name = self._open(source, fps)
         sound = self._audio(source, name, audio)
         collector = _Collector()
         sinks: list = [collector]
         if progress:
-            from .demo.sinks import ProgressSink
-
             sinks.append(ProgressSink(lambda: getattr(src, "frame_count", None), label="predict"))
         cfg = DemoConfig(detect_every=self.detect_every, sync=True, max_faces=self.max_faces,
                          smoothing=self.smoothing, max_frames=max_frames)
@@ -201,8 +200,6 @@ class Predictor:
 
     def _open(self, source: Any, fps: float):
         """(demo source, its name) for anything :meth:`predict` takes."""
-        from .demo.sources import IMAGE_SUFFIXES, open_source
-
         if isinstance(source, bool) or source is None:
             raise EdgeAffectError(f"cannot predict on {source!r}: give a video file, a camera index, an image "
                                   f"folder or file, or BGR uint8 arrays")
@@ -218,9 +215,6 @@ class Predictor:
 
     def _audio(self, source: Any, name: str, samples: np.ndarray | None):
         """The audio feed of an audio-visual model: given samples, else the source file's track (or None)."""
-        from .data.feeds import audio_input
-        from .demo.session import source_audio
-
         if audio_input(self.spec) is None:
             if samples is not None:
                 log.warning("%s takes no audio: the samples given are not used", self.spec.name)
@@ -246,8 +240,6 @@ class Predictor:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    import cv2
-
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise EdgeAffectError(f"cannot read image {path}")

@@ -22,7 +22,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import EdgeAffectError
 from .fileio import read_json, write_text
+from .lazy import lazy_import
 from .runs import MANIFEST, Run, load_run
+
+plt = lazy_import("matplotlib.pyplot", "plot")
 
 PLOT_HINT = "plots need matplotlib: pip install 'edgeaffect[plot]'"
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -111,8 +114,6 @@ def _plt():
     except ImportError:
         return None
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     return plt
 
 

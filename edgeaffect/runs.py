@@ -16,18 +16,27 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import errno
+import fcntl
+import functools
+import hashlib
 import json
 import logging
 import os
 import platform
+import shutil
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from .errors import EdgeAffectError, missing_torch
 from .fileio import atomic_path, load_checkpoint, read_json, sha256_file, write_failure, write_json
+from .lazy import lazy_import
+from .models import create_model
 from .spec import ModelSpec
+
+torch = lazy_import("torch", "train")
 
 CHECKPOINT = "checkpoint.pt"
 MANIFEST = "manifest.json"
@@ -237,8 +246,6 @@ def save_checkpoint(path: Path, model, model_name: str, overrides: dict[str, Any
     ``pruning`` (ratio, importance, ... and ``structure``, see :func:`structure_diff`) marks a channel-pruned
     model: :func:`load_model` reshapes the registered architecture to it before loading the weights.
     """
-    import torch
-
     core = _unwrap(model)
     state = {k: v.detach().cpu() for k, v in core.state_dict().items()}
     payload = {"model": model_name, "overrides": dict(overrides), "state_dict": state, "spec": core.spec.to_dict(),
@@ -270,8 +277,6 @@ def read_checkpoint(checkpoint: str | os.PathLike, map_location: str = "cpu") ->
 
 def load_model(checkpoint: str | os.PathLike, map_location: str = "cpu", payload: Mapping[str, Any] | None = None):
     """Rebuild the registered model (pruned structure included) from a checkpoint; eval mode."""
-    from .models import create_model
-
     payload = payload if payload is not None else read_checkpoint(checkpoint, map_location)
     model = create_model(payload["model"], **payload.get("overrides", {}))
     restore_structure(model, payload)
@@ -311,7 +316,6 @@ def structure_diff(pruned, reference) -> dict[str, dict[str, Any]]:
 
 def restore_structure(model, payload: Mapping[str, Any]):
     """Reshape a freshly built registered model to a pruned checkpoint's structure (no-op if unpruned)."""
-    import torch
     from torch import nn
 
     info = payload.get("pruning") if isinstance(payload, Mapping) else None
@@ -395,8 +399,6 @@ def reader_lock(run_dir: str | os.PathLike):
 
 def reading_run(fn):
     """Decorator: ``fn(run_dir, ...)`` runs under :func:`reader_lock` of its first argument."""
-    import functools
-
     @functools.wraps(fn)
     def locked(run_dir, *args, **kwargs):
         with reader_lock(run_dir):
@@ -407,8 +409,6 @@ def reading_run(fn):
 
 def _lock(path: Path, exclusive: bool) -> int:
     """An fd on ``path`` holding the flock (retried if the file was replaced meanwhile), or the one-line refusal."""
-    import fcntl
-
     for _ in range(20):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -425,8 +425,6 @@ def _lock(path: Path, exclusive: bool) -> int:
 
 def _take(fd: int, path: Path, command: str, on_stale) -> None:
     """Write this process into the lock (an in-place write: the file is the lock, a rename would lose it)."""
-    import uuid
-
     previous = _holder(path)
     if previous.get("pid") is not None:
         note = (f"taking over a stale lock on {path.parent} (left by pid {previous.get('pid')} on "
@@ -441,8 +439,6 @@ def _take(fd: int, path: Path, command: str, on_stale) -> None:
 
 def _unlock(fd: int, path: Path) -> None:
     """Release; the last holder removes the file (under an exclusive lock, so no one is left holding a lost file)."""
-    import fcntl
-
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with contextlib.suppress(OSError):
@@ -505,8 +501,6 @@ def clear_run(out: str | os.PathLike, overwrite: bool, remove: bool = True) -> l
 
 def _remove(path: Path) -> None:
     """Delete a file or folder of a run; a symbolic link is unlinked, never followed."""
-    import shutil
-
     if path.is_symlink() or path.is_file():
         path.unlink(missing_ok=True)
     elif path.is_dir():
@@ -520,8 +514,6 @@ def dataset_fingerprint(root: str | os.PathLike) -> str | None:
     """One sha256 for a dataset: every file's relative name and size, plus the full content of its label files
     (csv, tsv, txt, json).  Cheap (a stat per clip, the small label files read), and it changes when clips are
     added, removed, resized or relabeled.  Hidden files (caches, the synth marker) are left out; None if absent."""
-    import hashlib
-
     root = Path(root)
     if not root.exists():
         return None

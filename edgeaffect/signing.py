@@ -27,6 +27,9 @@ import sys
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from .errors import EdgeAffectError, MissingDependencyError
 from .fileio import read_json, write_bytes, write_json
 from .runs import read_manifest
@@ -57,9 +60,6 @@ def keygen(out: str | os.PathLike, overwrite: bool = False) -> tuple[Path, Path]
     """Write an EC P-256 key pair (PEM) into ``out``: the private key (mode 0600, encrypted when
     ``EDGEAFFECT_SIGN_PASSWORD`` is set) stays on the build machine; the public key goes to the devices."""
     _library()
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     out = Path(out)
     private, public = out / PRIVATE_KEY, out / PUBLIC_KEY
     if not overwrite and (private.exists() or public.exists()):

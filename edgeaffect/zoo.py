@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import EdgeAffectError
+from .fileio import sha256_file, write_json
 
 log = logging.getLogger("edgeaffect.zoo")
 
@@ -114,8 +115,6 @@ def compiled_runtimes() -> list[str]:
 def _write_run(out: Path, entry, weights: Path, model) -> None:
     """The imported run: checkpoint, manifest (spec, source, licence), the checkpoint listed with its hash."""
     from . import runs
-    from .fileio import sha256_file, write_json
-
     name = entry.name
     out.mkdir(parents=True, exist_ok=True)
     runs.save_checkpoint(out / runs.CHECKPOINT, model, entry.model, {}, zoo=name)

@@ -228,7 +228,7 @@ def test_live_sources_detect_side_by_side_each_detector_one_call_at_a_time(clips
 
     built = []
     monkeypatch.setattr(sess, "make_detectors", lambda name, n: built.extend(Slow() for _ in range(n)) or built)
-    monkeypatch.setattr("edgeaffect.precision.physical_cores", lambda: 3)
+    monkeypatch.setattr("edgeaffect.demo.session.physical_cores", lambda: 3)
     s = sess.build_session([str(c) for c in clips] + [str(clips[0])], runner=FakeRunner(), detector="mtcnn",
                            detect_every=1, realtime=True)
     pool = s.demo.demos[0].detector
@@ -236,7 +236,7 @@ def test_live_sources_detect_side_by_side_each_detector_one_call_at_a_time(clips
     s.run()
     assert Slow.peak == 2 and all(d.calls for d in built)        # both used, side by side
     built.clear()                                               # on 2 cores the model keeps the other one
-    monkeypatch.setattr("edgeaffect.precision.physical_cores", lambda: 2)
+    monkeypatch.setattr("edgeaffect.demo.session.physical_cores", lambda: 2)
     s = sess.build_session([str(c) for c in clips], runner=FakeRunner(), detector="mtcnn", sync=True)
     assert s.demo.demos[0].detector.size == 1 == len(built)
     # a detector object given by the caller is one, shared one call at a time; a list is shared as given

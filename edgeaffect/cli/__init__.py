@@ -13,6 +13,8 @@ import sys
 
 import typer
 
+from ..errors import EdgeAffectError, missing_torch, os_error_line
+
 app = typer.Typer(
     name="edgeaffect",
     help="Emotion-recognition models from training to a compiled, quantized edge model, measured at every step.",
@@ -61,8 +63,6 @@ for _name in _COMMAND_MODULES:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turning known errors into one line."""
-    from ..errors import EdgeAffectError, missing_torch, os_error_line
-
     try:
         app(args=argv, prog_name="edgeaffect", standalone_mode=True)
     except SystemExit as exc:

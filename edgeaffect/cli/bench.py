@@ -6,6 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import EdgeAffectError
+from ..precision import check_precisions, cpu_name
 from . import app
 from .common import RunArg, TrustOpt, console, say_next, split_csv, table_console
 
@@ -49,8 +51,6 @@ def bench_cmd(
     Example:  edgeaffect bench model.onnx --data data/eri   (an exported file: no torch needed, no torch row)
     """
     from ..bench import BenchConfig, bench_run
-    from ..errors import EdgeAffectError
-    from ..precision import check_precisions
     from ..runtimes.registry import reference
     from ..signing import check_trust
 
@@ -71,9 +71,7 @@ def bench_cmd(
 
 def print_bench(rows, run: Path) -> None:
     """The results table on stdout, and where the files went (beside a bare model file: ``<file>.bench.*``)."""
-    from ..bench import int8_notes, threads_text, table
-    from ..precision import cpu_name
-
+    from ..bench import int8_notes, table, threads_text
     folder, prefix = (run.parent, f"{run.name}.") if run.is_file() else (run, "")
     model = next((r["model"] for r in rows if r.get("model")), None)
     threads = next((r["threads"] for r in rows if r.get("threads")), None)

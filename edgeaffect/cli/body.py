@@ -7,10 +7,31 @@ from typing import Annotated
 
 import typer
 
-from .common import (AllowSmallOpt, ClipSecondsOpt, DeviceOpt, OverwriteOpt, PrepWorkersOpt, ResumeOpt, SeedOpt,
-                     SynthOverwriteOpt, SynthWorkersOpt, batch_size_opt, cache_opt, clips_opt, console, data_opt,
-                     epochs_opt, lr_opt, print_run_dir, run_out_opt, synth_clip_set, synth_out_opt, train_command,
-                     use_threads)
+from ..labels import EMOREACT_LABELS as LABELS
+from .common import (
+    AllowSmallOpt,
+    ClipSecondsOpt,
+    DeviceOpt,
+    OverwriteOpt,
+    PrepWorkersOpt,
+    ResumeOpt,
+    SeedOpt,
+    SynthOverwriteOpt,
+    SynthWorkersOpt,
+    batch_size_opt,
+    cache_opt,
+    clips_opt,
+    console,
+    data_opt,
+    epochs_opt,
+    lr_opt,
+    print_run_dir,
+    run_out_opt,
+    synth_clip_set,
+    synth_out_opt,
+    train_command,
+    use_threads,
+)
 from .data import synth_command
 from .train import train_app
 
@@ -95,8 +116,6 @@ def _score(value) -> str:
 
 def _print_summary(manifest, out: Path) -> None:
     from rich.table import Table
-
-    from ..labels import EMOREACT_LABELS as LABELS
 
     m = manifest.metrics["train"]
     table = Table(title=f"{manifest.model}: ROC-AUC (best epoch {m['best_epoch']})")

@@ -7,7 +7,13 @@ from typing import Annotated, Callable, Optional
 import typer
 from rich.console import Console  # noqa: F401  (zoo and demo print their tables with it)
 
+from ..data.synth import refuse_few_train_clips
+from ..errors import EdgeAffectError
+from ..lazy import lazy_import
 from ..logs import make_console
+from ..quantize.config import MIN_CALIB_SAMPLES
+
+torch = lazy_import("torch", "train")
 
 console = make_console(stderr=True)   # a log file or CI gets unwrapped lines and plain progress lines
 
@@ -87,9 +93,6 @@ def synth_clip_set(generate: Callable, config, out: Path, *, workers: int, overw
                    layout: str) -> None:
     """What the clip-set generators (``data synth eri``, ``data synth body``) share: refuse a set too small for
     ``export --int8`` (unless ``--allow-small``), render ``config`` on ``workers`` processes, say what was written."""
-    from ..data.synth import refuse_few_train_clips
-    from ..quantize.config import MIN_CALIB_SAMPLES
-
     refuse_few_train_clips(config.clips, config.split[0], MIN_CALIB_SAMPLES, allow_small)
     generate(out, config, workers=workers, console=console, overwrite=overwrite)
     console.print(f"[green]wrote {config.clips} clips to {out}[/]  ({layout})")
@@ -98,8 +101,6 @@ def synth_clip_set(generate: Callable, config, out: Path, *, workers: int, overw
 def use_threads(threads: int | None) -> None:
     """``--threads``: torch's CPU threads (0 or None: torch's default)."""
     if threads:
-        import torch
-
         torch.set_num_threads(threads)
 
 
@@ -115,7 +116,6 @@ def split_csv(value: str | None) -> list[str]:
 
 def resume_manifest(resume: Path, task: str) -> dict:
     """The manifest of a run to resume, checked to exist and to belong to ``task``."""
-    from ..errors import EdgeAffectError
     from ..runs import read_manifest
 
     manifest = Path(resume) / "manifest.json"
@@ -136,7 +136,6 @@ def train_command(task: str, build: Callable[[Path, Path], object], *, data: Pat
     prints the result.  An ``--out`` that already holds a run is refused unless ``--overwrite`` (then it is
     cleared once the data have been read, see ``Recipe.run``); one writer at a time (``runs.writer_lock``).
     """
-    from ..errors import EdgeAffectError
     from ..runs import clear_run, timestamp, writer_lock
     from ..train.recipe import get_recipe
 

@@ -10,8 +10,13 @@ from pathlib import Path
 
 import typer
 
+from ..data.report import progress
+from ..errors import EdgeAffectError
 from . import app
-from .common import AllowSmallOpt  # noqa: F401  (declared with the other shared options; kept importable here)
+from .common import (
+    AllowSmallOpt,  # noqa: F401  (declared with the other shared options; kept importable here)
+    console,
+)
 
 data_app = typer.Typer(help="Dataset utilities: synthetic sets in the real layouts, checks.", no_args_is_help=True)
 synth_app = typer.Typer(
@@ -54,11 +59,7 @@ def clip_cmd(
     Example:  edgeaffect data clip clip.mp4 && edgeaffect demo --model runs/eri/quickstart --source clip.mp4 --headless
     Example:  edgeaffect data clip two.mp4 --faces 2 --seconds 10 --kind synth
     """
-    from ..data.report import progress
     from ..demo.clips import render_clip
-    from ..errors import EdgeAffectError
-    from .common import console
-
     if kind not in ("real", "synth"):
         raise EdgeAffectError(f"--kind {kind!r}: real or synth")
     if out.suffix.lower() != ".mp4":

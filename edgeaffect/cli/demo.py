@@ -1,14 +1,21 @@
 """``edgeaffect demo``: live emotion recognition from a camera, file, stream or image folder."""
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Optional
 
 import typer
 
+from ..errors import EdgeAffectError
+from ..fileio import write_json
+from ..precision import check_precisions
 from . import app
-from .common import TrustOpt
-
+from .common import Console, TrustOpt, console
 
 _Source = Annotated[Optional[list[str]], typer.Option("--source", "-s", help="Camera index, video file, rtsp:// or http:// URL, or image folder (default 0). Repeat for several sources: one model, faces batched; --output/--jsonl become NAME.0.EXT, NAME.1.EXT, ...")]
 _Model = Annotated[Optional[Path], typer.Option("--model", "-m", help="Run directory or exported model (default: the zoo's fer2013, imported on first use).")]
@@ -90,17 +97,11 @@ def demo_cmd(
     Example:  edgeaffect demo --server http://127.0.0.1:8000 --source cam.mp4 --headless --bench   # model in `edgeaffect serve`
     Example:  edgeaffect demo -s rtsp://cam1/s -s rtsp://cam2/s --serve 127.0.0.1:8080   # one page, a tile per camera
     """
-    from types import SimpleNamespace
-
     _demo(SimpleNamespace(**locals()))
 
 
 def _demo(a) -> None:
     """The demo command once its options are parsed: check them, build the session, run it, report."""
-    import logging
-
-    from .common import console
-
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     _check_options(a)
     runner = _server_runner(a.server, a.server_timeout, a.model, a.runtime, a.precision)
@@ -124,9 +125,6 @@ def _demo(a) -> None:
 
 def _check_options(a) -> None:
     """Refuse bad choices in one line before any model or source is opened."""
-    from ..errors import EdgeAffectError
-    from ..precision import check_precisions
-
     if a.mode not in ("auto", "sync", "async"):
         raise EdgeAffectError(f"--mode must be auto, sync or async, got {a.mode!r}")
     check_precisions([a.precision] if a.precision != "auto" else [])
@@ -158,9 +156,6 @@ def _session(a, sources: list[str], runner):
 def _report(a, sources: list[str], session, runner, summary: dict, signalled: list[int]) -> None:
     """What was written, and the --bench table / JSON (or a one-line count)."""
     from ..demo.session import per_source
-    from ..fileio import write_json
-    from .common import console
-
     for path in (a.output, a.jsonl):
         if path is not None:
             for p in [path] if len(sources) == 1 else [per_source(path, i, len(sources)) for i in range(len(sources))]:
@@ -185,8 +180,6 @@ def _server_runner(server, timeout, model, runtime, precision):
     if server is None:
         return None
     from ..demo.runner import open_model
-    from ..errors import EdgeAffectError
-
     if model is not None or runtime != "auto" or precision != "auto":
         raise EdgeAffectError("--server: the server holds the model; give --model/--runtime/--precision to `edgeaffect serve`")
     return open_model(server, server={"timeout": timeout})[0]
@@ -194,11 +187,7 @@ def _server_runner(server, timeout, model, runtime, precision):
 
 def _web_config(serve, allow_host, token, max_clients, max_streams, idle_timeout, **limits):
     """The web page's options; the ones that only mean something with --serve are refused without it."""
-    import os
-
     from ..demo.web import WebConfig
-    from ..errors import EdgeAffectError
-
     if serve is None:
         if allow_host or (token is not None and token != os.environ.get("EDGEAFFECT_DEMO_TOKEN")):
             raise EdgeAffectError("--allow-host and --token apply to the web page: add --serve HOST:PORT")
@@ -209,9 +198,6 @@ def _web_config(serve, allow_host, token, max_clients, max_streams, idle_timeout
 
 def _run_until_signal(session):
     """Run the session; SIGINT/SIGTERM stop it cleanly (files finalised). Returns (stats, signals received)."""
-    import signal
-    import threading
-
     stop = threading.Event()
     signalled: list[int] = []
 
@@ -231,8 +217,6 @@ def _print_bench(summary: dict) -> None:
     """The ``--bench`` table: per-stage timings against the frame budget, frame latency, FPS, the prediction
     and detection counters, and a line per source."""
     from rich.table import Table
-
-    from .common import Console
 
     budget = summary.get("frame_budget_ms") or 0.0
     table = Table(title=f"demo bench: {summary['model']} ({summary['runtime']} {summary['precision']}), "

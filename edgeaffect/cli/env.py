@@ -11,7 +11,9 @@ from typing import Annotated, Any
 
 import typer
 
+from ..precision import machine
 from . import app
+
 
 def runtimes() -> dict[str, Any]:
     """Per runtime: whether its packages import, their versions, and which precisions run here."""
@@ -37,7 +39,6 @@ def runtimes() -> dict[str, Any]:
 
 def describe() -> dict[str, Any]:
     """The machine, what each runtime package says about this device (GPUs, TensorRT), and every runtime."""
-    from ..precision import machine
     from ..runtimes.registry import devices
 
     info = machine()

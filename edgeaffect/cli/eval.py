@@ -6,11 +6,15 @@ the dataset and the metric, so a missing-modality study needs no per-model code.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from ..errors import EdgeAffectError
+from ..fileio import write_json
+from ..precision import check_precisions
 from . import app
 from .common import DeviceOpt, NoVerifyOpt, RunArg, SeedOpt, TrustOpt, console
 
@@ -23,8 +27,6 @@ def parse_conditions(text: str | None, input_names: list[str]) -> list[dict[str,
     ``,`` separates conditions, ``|`` lists alternative modes for one input, ``+`` corrupts several
     inputs in one condition (``audio=zeros+video=noise``).  The clean condition is always first.
     """
-    from ..errors import EdgeAffectError
-
     conditions: list[dict[str, str]] = [{}]
     for part in (p.strip() for p in (text or "").split(",")):
         if not part:
@@ -101,8 +103,6 @@ def eval_cmd(
     Example:  edgeaffect eval runs/eri/exp1/openvino/model.int8.xml   (the run's data, scored int8)
     Example:  edgeaffect eval model.int8.onnx --data data/eri --split val   (no torch needed)
     """
-    from ..errors import EdgeAffectError
-    from ..precision import check_precisions
     from ..signing import check_trust
 
     check_precisions([precision] if precision else [])
@@ -122,8 +122,6 @@ def eval_cmd(
     summary = {"split": split, "precision": held, "samples": result["samples"], "n": result["n"],
                "metric_name": spec.metric, "conditions": dict(rows), **result["details"]}
     if json_out is not None:
-        from ..fileio import write_json
-
         write_json(json_out, summary)
     if r is not None:
         from ..runs import load_run, writer_lock
@@ -151,7 +149,6 @@ def _open_for_eval(target: Path, precision: str | None, device: str, verify: boo
     """(runtime, spec, data root, reader options, run or None, the run the model was trained in or None): torch
     for a run; for a file, the file's runtime opened as every stage scores it (``evaluate.open_scored``) with
     the data its run (if any) records."""
-    from ..errors import EdgeAffectError
     from ..evaluate import open_scored
     from ..runs import run_of
     from ..runtimes.registry import artifact_files, load, reference, unsupported
@@ -177,8 +174,6 @@ def _open_for_eval(target: Path, precision: str | None, device: str, verify: boo
 
 def _score_conditions(rt, spec, root, split, kw, conditions, batch_size, seed, precision) -> dict:
     """The task metric per condition over the whole split, and the clean condition's per-class scores."""
-    import inspect
-
     from ..evaluate import open_split, predict_split, score, score_details
     from ..tasks import get_task
 

@@ -7,9 +7,12 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import EdgeAffectError
-from ..quantize.config import DEFAULT_CALIB_SAMPLES
+from ..precision import REDUCED_FLOAT, check_precisions
+from ..quantize.config import DEFAULT_CALIB_SAMPLES, QuantConfig
+from ..quantize.prune import PruneConfig
 from . import app
 from .common import NoVerifyOpt, RunArg, SignOpt, console, say_next, split_csv
+from .quantize import print_int8, print_pruning
 
 RuntimeOpt = Annotated[Optional[str], typer.Option(
     "--runtime", "-r", "--format", "-f",
@@ -73,8 +76,6 @@ def export_cmd(
     from rich.markup import escape
 
     from ..export import export_run
-    from ..quantize.config import QuantConfig
-    from ..quantize.prune import PruneConfig
     from ..signing import sign as sign_folder
 
     reduced = _check_options(precision, sign, int8, calib_samples, calib_method, trt_calibration, max_drop)
@@ -99,8 +100,6 @@ def export_cmd(
 def _check_options(precision, sign, int8: bool, calib_samples: int, calib_method: str, trt_calibration: str,
                    max_drop: float) -> list[str]:
     """The reduced floats asked for; one line for options that do not go together or a bad signing key."""
-    from ..precision import REDUCED_FLOAT, check_precisions
-
     reduced = check_precisions(split_csv(precision))
     if sign is not None:   # a bad key is said before minutes of export
         from ..signing import check_key
@@ -118,8 +117,6 @@ def _check_options(precision, sign, int8: bool, calib_samples: int, calib_method
 
 def _print_all(report, pruned: bool) -> None:
     """The pruning line, the export's parity and artifacts, and the INT8 table, of the steps that ran."""
-    from .quantize import print_int8, print_pruning
-
     if pruned:
         print_pruning(report.run)
     print_export_report(report)

@@ -6,9 +6,28 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (AllowSmallOpt, DataOpt, DeviceOpt, OverwriteOpt, ResumeOpt, SeedOpt, SynthOverwriteOpt,
-                     batch_size_opt, console, epochs_opt, lr_opt, run_out_opt, synth_out_opt, train_command,
-                     use_threads)
+from ..data.synth import refuse_small
+from ..errors import EdgeAffectError
+from ..logs import make_progress
+from ..models import get_entry
+from ..quantize.config import MIN_CALIB_SAMPLES
+from .common import (
+    AllowSmallOpt,
+    DataOpt,
+    DeviceOpt,
+    OverwriteOpt,
+    ResumeOpt,
+    SeedOpt,
+    SynthOverwriteOpt,
+    batch_size_opt,
+    console,
+    epochs_opt,
+    lr_opt,
+    run_out_opt,
+    synth_out_opt,
+    train_command,
+    use_threads,
+)
 from .data import synth_command
 from .train import train_app
 
@@ -31,11 +50,7 @@ def synth_affwild2_expr(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-    from ..data.synth import refuse_small
     from ..data.synth.affwild2_expr import generate
-    from ..logs import make_progress
-    from ..quantize.config import MIN_CALIB_SAMPLES
-
     refuse_small("--videos x --frames of", videos * frames, 2 * MIN_CALIB_SAMPLES, f"`export --int8` calibrates on "
                  f"at least {MIN_CALIB_SAMPLES} train faces and about 7 % of the frames have no label or no face",
                  allow_small, shown=f"--videos {videos} x --frames {frames} ({videos * frames} train frames)")
@@ -120,8 +135,6 @@ def train_expr_cmd(
 def _check_flags(ssl: str, arch: str, init: str | None, label_fraction: float, out: Path) -> None:
     """The flags checked against each other and the registry before any data is read; a new run's ``--out``
     must be empty (an interrupted one continues with ``--resume``)."""
-    from ..errors import EdgeAffectError
-    from ..models import get_entry
     from ..train.expr import SSL_MODES, check_init
 
     if ssl not in SSL_MODES:
@@ -137,8 +150,6 @@ def _check_flags(ssl: str, arch: str, init: str | None, label_fraction: float, o
 
 def _dtm_rates(dtm_rates: str, dtm_floor: float, dtm_ceiling: float) -> tuple[float, ...]:
     """``--dtm-rates`` as numbers, each in [0, 1], with ``--dtm-floor`` not above ``--dtm-ceiling``."""
-    from ..errors import EdgeAffectError
-
     try:
         rates = tuple(float(r) for r in dtm_rates.split(","))
     except ValueError:
@@ -165,8 +176,6 @@ def _default_unlabeled(data: Path) -> Path | None:
 
 def _overrides(arch: str, width_mult: float | None, width: int | None) -> dict:
     """The architecture flags, each checked to apply to ``--arch``."""
-    from ..errors import EdgeAffectError
-
     overrides: dict = {}
     if width_mult is not None:
         if arch != "expr_mobilenetv2":

@@ -5,7 +5,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..models import count_parameters, create_model, get_entry, list_models
 from . import app
+from .common import table_console
 
 
 @app.command("models")
@@ -22,9 +24,6 @@ def models_cmd(
     from rich.table import Table
 
     from ..macs import model_gflops
-    from ..models import count_parameters, create_model, get_entry, list_models
-    from .common import table_console
-
     table = Table(title="edgeaffect models")
     for col in ("name", "task", "params", "GFLOPs", "inputs", "outputs"):
         table.add_column(col, no_wrap=True, justify="right" if col in ("params", "GFLOPs") else "left")

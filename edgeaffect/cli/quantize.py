@@ -6,9 +6,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..quantize.config import DEFAULT_CALIB_SAMPLES
+from ..errors import EdgeAffectError
+from ..fileio import read_json
+from ..quantize.config import DEFAULT_CALIB_SAMPLES, QuantConfig
+from ..quantize.prune import check_ratio, prune_run
 from . import app
 from .common import NoVerifyOpt, RunArg, console, split_csv, table_console
+from .common import console as con
 
 quantize_app = typer.Typer(help="INT8 calibration per runtime with an accuracy guard, and structured pruning.",
                            no_args_is_help=True)
@@ -35,8 +39,6 @@ def int8(run: RunArg, runtime: RuntimeOpt = None, calib_samples: CalibSamplesOpt
     Example:  edgeaffect quantize int8 runs/eri/<run> --runtime onnxruntime,openvino --calib-samples 64
     Example:  edgeaffect quantize int8 runs/eri/<run> --runtime tensorrt --trt-calibration implicit   (on a Jetson)
     """
-    from .common import console as con
-    from ..quantize.config import QuantConfig
     from ..quantize.pipeline import quantize_run
 
     cfg = QuantConfig(calib_samples=calib_samples, calib_method=calib_method, max_drop=max_drop, guard=not no_guard,
@@ -47,8 +49,6 @@ def int8(run: RunArg, runtime: RuntimeOpt = None, calib_samples: CalibSamplesOpt
 
 def print_int8(report: dict) -> None:
     """The per-runtime FP32/INT8 table; an error line if the guard could not reach --max-drop somewhere."""
-    from ..errors import EdgeAffectError
-
     from rich.markup import escape
 
     _print_summary(report)
@@ -75,9 +75,6 @@ def prune(run: RunArg,
 
     Example:  edgeaffect quantize prune runs/eri/<run> --ratio 0.4 --finetune-epochs 5
     """
-    from ..errors import EdgeAffectError
-    from ..quantize.prune import check_ratio, prune_run
-
     check_ratio(ratio)
     branches = {}
     for item in split_csv(branch):
@@ -93,8 +90,6 @@ def prune(run: RunArg,
 
 def print_pruning(out: Path) -> None:
     """One line: params, FLOPs and the task metric before and after pruning + fine-tuning."""
-    from ..fileio import read_json
-
     p = read_json(Path(out) / "manifest.json")["pruning"]
     b, a = p["before"], p["after"]
     console.print(f"[bold]{out}[/]: params {b['params']:,} -> {a['params']:,}, GFLOPs {b['gflops']} -> {a['gflops']} "
@@ -113,7 +108,6 @@ def report(run: RunArg,
 
     Example:  edgeaffect quantize report runs/eri/<run>
     """
-    from ..errors import EdgeAffectError
     from ..quantize.pipeline import REPORT, fill_sensitivity
 
     path = Path(run) / REPORT

@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 
 from . import app
+from .bench import print_bench
 from .common import console
+from .export import print_export_report
 
 
 @app.command("quickstart")
@@ -58,9 +60,6 @@ def _export_and_bench(out: Path, budget_s: float) -> None:
 
     from ..bench import BenchConfig, bench_run
     from ..export import export_run
-    from .bench import print_bench
-    from .export import print_export_report
-
     with console.status("exporting") as status:
         report = export_run(out, progress=lambda msg: status.update(escape(msg)))
     print_export_report(report)

@@ -6,16 +6,33 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (AllowSmallOpt, DeviceOpt, OverwriteOpt, ResumeOpt, SeedOpt, SynthOverwriteOpt, batch_size_opt,
-                     cache_opt, console, data_opt, epochs_opt, lr_opt, print_run_dir, run_out_opt, split_csv,
-                     synth_out_opt, train_command)
+from ..data.synth import refuse_small
+from ..errors import EdgeAffectError
+from ..logs import make_progress
+from .common import (
+    AllowSmallOpt,
+    DeviceOpt,
+    OverwriteOpt,
+    ResumeOpt,
+    SeedOpt,
+    SynthOverwriteOpt,
+    batch_size_opt,
+    cache_opt,
+    console,
+    data_opt,
+    epochs_opt,
+    lr_opt,
+    print_run_dir,
+    run_out_opt,
+    split_csv,
+    synth_out_opt,
+    train_command,
+)
 from .data import synth_command
 from .train import train_app
 
 
 def _actors(value: str, option: str) -> list[int]:
-    from ..errors import EdgeAffectError
-
     try:
         actors = [int(v) for v in split_csv(value)]
     except ValueError:
@@ -46,10 +63,7 @@ def synth_ravdess(
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     from ..data.ravdess import DEFAULT_TEST_ACTORS, DEFAULT_VAL_ACTORS
-    from ..data.synth import refuse_small
     from ..data.synth.ravdess import generate_ravdess
-    from ..logs import make_progress
-
     fewest = max(min(DEFAULT_TEST_ACTORS), min(DEFAULT_VAL_ACTORS))
     refuse_small("--actors", actors, fewest, f"`train ravdess` tests on actors {_csv(DEFAULT_TEST_ACTORS)} and "
                  f"validates on {_csv(DEFAULT_VAL_ACTORS)}, so fewer leave a split empty "
@@ -96,7 +110,6 @@ def train_ravdess_cmd(
     Small:    edgeaffect train ravdess --data data/ravdess --face-size 64 --epochs 3 --out runs/ravdess/small
     Resume:   edgeaffect train ravdess --resume runs/ravdess/small
     """
-    from ..errors import EdgeAffectError
     from ..train.ravdess import RavdessTrainOptions
 
     def build(data: Path, out: Path) -> RavdessTrainOptions:

@@ -1,11 +1,15 @@
 """``edgeaffect serve``: a run or exported model in Triton Inference Server, batching across streams."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from ..errors import EdgeAffectError
+from ..precision import check_precisions
+from ..serve import env
 from . import app
 from .common import TrustOpt
 
@@ -44,11 +48,6 @@ def serve_cmd(
     Example:  edgeaffect serve runs/eri/quickstart --instances 1 --queue-delay-us 0   # a few cameras: no waiting
     Example:  edgeaffect demo --server http://127.0.0.1:8000 --source cam1.mp4 --headless --bench   # one client per camera
     """
-    import os
-
-    from ..errors import EdgeAffectError
-    from ..precision import check_precisions
-    from ..serve import env
     from ..signing import TRUST_ENV, check_trust
 
     check_precisions([precision])

@@ -7,11 +7,32 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (AllowSmallOpt, DeviceOpt, OverwriteOpt, ResumeOpt, SeedOpt, SynthOverwriteOpt, batch_size_opt,
-                     cache_opt, console, data_opt, epochs_opt, lr_opt, print_run_dir, run_out_opt, synth_out_opt,
-                     train_command)
+from ..data.synth import refuse_small
+from ..errors import EdgeAffectError
+from ..lazy import lazy_import
+from ..logs import make_progress
+from .common import (
+    AllowSmallOpt,
+    DeviceOpt,
+    OverwriteOpt,
+    ResumeOpt,
+    SeedOpt,
+    SynthOverwriteOpt,
+    batch_size_opt,
+    cache_opt,
+    console,
+    data_opt,
+    epochs_opt,
+    lr_opt,
+    print_run_dir,
+    run_out_opt,
+    synth_out_opt,
+    train_command,
+)
 from .data import synth_command
 from .train import train_app
+
+torch = lazy_import("torch", "train")
 
 
 class Variant(str, Enum):
@@ -38,11 +59,7 @@ def synth_affwild2_va(
 
     Example:  edgeaffect data synth va --out data/affwild2
     """
-    from ..data.synth import refuse_small
     from ..data.synth.affwild2_va import generate
-    from ..errors import EdgeAffectError
-    from ..logs import make_progress
-
     if min(train_videos, val_videos) < 1 or frames < 16 or size < 32:
         raise EdgeAffectError("need --train-videos and --val-videos >= 1, --frames >= 16 and --size >= 32")
     span, parts = _edge_sequence_frames()
@@ -96,9 +113,6 @@ def train_va(
     Example:  edgeaffect train va --data data/affwild2 --variant edge --epochs 8 --out runs/va/edge
     Resume:   edgeaffect train va --resume runs/va/edge
     """
-    import torch
-
-    from ..errors import EdgeAffectError
     from ..train.va import VATrainOptions
 
     if device.startswith("cuda") and not torch.cuda.is_available():

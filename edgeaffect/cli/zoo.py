@@ -6,8 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from .. import zoo
 from . import app
-from .common import OverwriteOpt, SynthOverwriteOpt
+from .common import Console, OverwriteOpt, SynthOverwriteOpt, console
 
 zoo_app = typer.Typer(help="Pretrained models shipped by installed packages (no downloads).", no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
@@ -20,9 +21,6 @@ def zoo_list() -> None:
     Example:  edgeaffect zoo list
     """
     from rich.table import Table
-
-    from .. import zoo
-    from .common import Console
 
     table = Table(title="edgeaffect zoo")
     for col in ("name", "model", "installed", "license", "description"):
@@ -45,9 +43,6 @@ def zoo_import(
 
     Example:  edgeaffect zoo import fer2013 --out runs/zoo/fer2013
     """
-    from .. import zoo
-    from .common import console
-
     path = zoo.import_model(name, out, overwrite=overwrite, export=export,
                             say=lambda msg: console.print(msg, highlight=False))
     console.print(f"[green]imported[/] {name} -> {path}")
@@ -70,7 +65,5 @@ def synth_fer2013(
     Example:  edgeaffect data synth fer2013 --out data/fer2013 --faces 700
     """
     from ..data.synth.fer2013 import generate_fer2013
-    from .common import console
-
     path = generate_fer2013(out, faces, seed, overwrite=overwrite)
     console.print(f"[green]wrote {faces} faces to {path}[/]")

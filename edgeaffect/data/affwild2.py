@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..lazy import lazy_import
+
+cv2 = lazy_import("cv2", "")
 
 _FRAME = re.compile(r"^(\d+)\.(jpg|jpeg|png)$", re.IGNORECASE)
 
@@ -35,8 +38,6 @@ def list_frames(video_dir: str | os.PathLike) -> dict[int, Path]:
 
 def read_face(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     """One aligned face as BGR uint8 [S, S, 3] (resized to ``size`` if given)."""
-    import cv2
-
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise DataError(f"unreadable image {path}")

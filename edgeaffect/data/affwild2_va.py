@@ -39,6 +39,8 @@ import numpy as np
 from ..errors import DataError
 from ..fileio import atomic_path, sha256_file
 from .affwild2 import list_frames, read_face, read_label_rows
+from .audio import mel_power
+from .media import read_audio, video_info
 
 VA_DIR = "VA_Estimation_Challenge"
 SPLIT_DIRS = {"train": "Train_Set", "val": "Validation_Set", "test": "Test_Set"}
@@ -189,9 +191,6 @@ class MelCache:
         return mel, fps
 
     def _compute(self, media: Path) -> tuple[np.ndarray, float]:
-        from .audio import mel_power
-        from .media import read_audio, video_info
-
         y = read_audio(media, self.cfg["sample_rate"])
         if len(y) == 0:
             raise DataError(f"{media}: the audio track is empty")

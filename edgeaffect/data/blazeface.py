@@ -18,6 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeAffectError
+from ..lazy import lazy_import
+from .detectors import RUNTIME_ORDER, Face, _Net, installed_runtime, net_runtime
+
+cv2 = lazy_import("cv2", "")
 
 WEIGHTS = Path(__file__).with_name("weights") / "blazeface"
 
@@ -117,8 +121,6 @@ class BlazeFaceDetector:
     def __init__(self, variant: str = "full", runtime: str | None = None, threads: int | None = 1,
                  min_score: float | None = None, iou: float = 0.3, model: Path | None = None,
                  precision: str = "fp32", square: bool = True, long_side: int | None = None):
-        from .detectors import RUNTIME_ORDER, _Net, installed_runtime, net_runtime
-
         if variant not in VARIANTS:
             raise EdgeAffectError(f"BlazeFace comes in {' and '.join(VARIANTS)} range, not {variant!r}")
         if long_side is not None and (long_side < 64 or long_side % 32):
@@ -141,8 +143,6 @@ class BlazeFaceDetector:
         The frame is scaled as MediaPipe scales it (long side to the net's size); without ``square`` the bars
         are cut to the next multiple of 32 (the net's deepest stride; it is convolutional, so faces keep their
         size in its input and a 4:3 frame costs 5/6 of the square's pixels, a 16:9 one 2/3)."""
-        import cv2
-
         h, w = frame_bgr.shape[:2]
         img = frame_bgr if frame_bgr.ndim == 3 else cv2.cvtColor(frame_bgr, cv2.COLOR_GRAY2BGR)
         s = self.size / max(h, w)
@@ -164,8 +164,6 @@ class BlazeFaceDetector:
 
     def detect_faces(self, frame_bgr: np.ndarray) -> list:
         """Faces with score and five alignment points (see :func:`five_points`), largest first."""
-        from .detectors import Face
-
         blob, s, pad = self.letterbox(frame_bgr)
         reg, logits = self.net(blob)
         boxes, points, scores = decode(reg[0], logits[0], self.anchors_for(*blob.shape[2:]), self.min_score)

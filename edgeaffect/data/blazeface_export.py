@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from ..errors import EdgeAffectError
+from ..fileio import write_bytes
 
 OUT_DIR = Path(__file__).with_name("weights") / "blazeface"
 # ONNX name -> the mediapipe wheel's file (full range ships only in its sparse form, same weights, made dense)
@@ -38,7 +39,6 @@ def wheel_models() -> Path:
 
 def export(out_dir: Path = OUT_DIR, models: Path | None = None) -> list[Path]:
     """Convert both nets and write them (atomically) as ``<name>.onnx``."""
-    from ..fileio import write_bytes
     from .tflite_onnx import convert
 
     models = models or wheel_models()

@@ -16,6 +16,10 @@ with closed eyes, strong expressions or sunglasses that the cascade misses (benc
 """
 from __future__ import annotations
 
+import importlib.util
+import inspect
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,7 +27,10 @@ from typing import Callable
 import numpy as np
 
 from ..errors import EdgeAffectError
+from ..lazy import lazy_import
 from .faces import Box, HaarFaceDetector
+
+cv2 = lazy_import("cv2", "")
 
 WEIGHTS = Path(__file__).with_name("weights") / "mtcnn"
 DETECTORS = ("auto", "blazeface", "blazeface-short", "mtcnn", "haar")
@@ -43,8 +50,6 @@ class Face:
 def installed_runtime(files: list[Path], order: tuple[str, ...] = RUNTIME_ORDER["MTCNN"]) -> str | None:
     """The first installed runtime of ``order`` that can run these bundled ONNX files, or None (probed
     without importing)."""
-    import importlib.util
-
     if not all(Path(f).is_file() for f in files):
         return None
     return next((r for r in order if importlib.util.find_spec(r) is not None), None)
@@ -57,7 +62,8 @@ def mtcnn_runtime() -> str | None:
 
 def blazeface_runtime() -> str | None:
     """The runtime for the bundled BlazeFace nets, or None."""
-    from .blazeface import VARIANTS, WEIGHTS as BLAZEFACE
+    from .blazeface import VARIANTS
+    from .blazeface import WEIGHTS as BLAZEFACE
 
     return installed_runtime([BLAZEFACE / v.file for v in VARIANTS.values()], RUNTIME_ORDER["BlazeFace"])
 
@@ -123,9 +129,6 @@ CUSTOM_FORM = "'package.module:Class' (a class with detect(frame_bgr) -> [(x, y,
 
 def check_detector_name(name: str) -> None:
     """Refuse, before anything is imported or opened, a detector name that cannot be a detector."""
-    import re
-    import sys
-
     if name in DETECTORS:
         return
     if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", name):
@@ -144,8 +147,6 @@ def load_custom_detector(name: str):
     and only a class whose instances have ``detect(frame)`` (what :class:`.faces.FaceDetector` asks) is built.
     """
     import importlib
-    import inspect
-
     check_detector_name(name)
     module, _, cls_name = name.partition(":")
     try:
@@ -172,8 +173,6 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, thresh: float, mode: str = "unio
     if not len(boxes):
         return np.zeros(0, np.int64)
     if mode == "union":
-        import cv2
-
         xywh = np.concatenate([boxes[:, :2], boxes[:, 2:4] - boxes[:, :2]], 1).astype(np.float64)
         kept = cv2.dnn.NMSBoxes(xywh, scores.astype(np.float32), 0.0, thresh)   # scores are probabilities
         return np.asarray(kept, np.int64).reshape(-1)
@@ -228,8 +227,6 @@ class MtcnnFaceDetector:
 
     def detect_faces(self, frame_bgr: np.ndarray) -> list[Face]:
         """Faces with score and five landmarks, largest first."""
-        import cv2
-
         h, w = frame_bgr.shape[:2]
         s = min(1.0, self.max_side / max(h, w))
         img = frame_bgr if frame_bgr.ndim == 3 else cv2.cvtColor(frame_bgr, cv2.COLOR_GRAY2BGR)
@@ -245,16 +242,12 @@ class MtcnnFaceDetector:
     def _run(self, net: str, images: list[np.ndarray], size: tuple[int, int] | None = None) -> list[np.ndarray]:
         """A net on BGR images (resized to ``size`` when given): one OpenCV call makes MTCNN's input,
         RGB, ``(x - 127.5) / 128``, NCHW float32."""
-        import cv2
-
         blob = cv2.dnn.blobFromImages(images, 0.0078125, size or images[0].shape[1::-1], (127.5, 127.5, 127.5),
                                       swapRB=True, crop=False)
         return self.nets[net](blob)
 
     def _stage1(self, bgr: np.ndarray) -> np.ndarray:
         """P-Net over the image pyramid: candidate boxes [N, 9] (x1, y1, x2, y2, score, 4 regressions)."""
-        import cv2
-
         h, w = bgr.shape[:2]
         scale, side, found, im = 12.0 / self.min_face, min(h, w) * 12.0 / self.min_face, [], bgr
         while side >= 12:
@@ -326,8 +319,6 @@ _TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7
 
 def alignment(landmarks: np.ndarray, size: int = 112) -> np.ndarray:
     """The 2x3 similarity transform that moves five landmarks onto the standard ``size`` template."""
-    import cv2
-
     m, _ = cv2.estimateAffinePartial2D(np.asarray(landmarks, np.float32), _TEMPLATE_112 * (size / 112.0),
                                        method=cv2.LMEDS)
     if m is None:
@@ -338,6 +329,4 @@ def alignment(landmarks: np.ndarray, size: int = 112) -> np.ndarray:
 def align_face(frame_bgr: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.ndarray:
     """A ``size`` x ``size`` crop with the eyes, nose and mouth corners on the standard template,
     as aligned-face datasets such as Aff-Wild2's ``cropped_aligned`` are made."""
-    import cv2
-
     return cv2.warpAffine(frame_bgr, alignment(landmarks, size), (size, size), borderMode=cv2.BORDER_REPLICATE)

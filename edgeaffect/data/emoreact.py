@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -47,9 +47,15 @@ import numpy as np
 
 from ..errors import DataError
 from ..labels import EMOREACT_LABELS as LABELS
+from ..lazy import lazy_import
 from .csvtable import norm, read_table, unique_keys
-from .faces import consistent_faces, fill_boxes
+from .detectors import resolve_detector
+from .faces import consistent_faces, fill_boxes, square_box
+from .media import read_frames
 from .preprocess import ClipSkipped, FeatureCache, PrepReport, _say, default_workers, make_detector, parallel_map
+from .report import progress
+
+cv2 = lazy_import("cv2", "")
 
 SPLITS = ("train", "val", "test")
 SPLIT_FOLDERS = {"train": ("Train", "train", "Training"), "val": ("Validation", "validation", "Val", "val"),
@@ -139,8 +145,6 @@ class BodyPrepConfig:
 
 def local_contrast(frame_bgr: np.ndarray) -> np.ndarray:
     """CLAHE on the lightness channel: a second chance for dark or low-contrast faces the cascade missed."""
-    import cv2
-
     lab = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2LAB)
     lab[..., 0] = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4)).apply(lab[..., 0])
     return cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
@@ -158,11 +162,6 @@ def body_box(face_boxes: Sequence[tuple], frame_shape: Sequence[int]) -> tuple[i
 
 def process_clip(path: Path, cfg: BodyPrepConfig, detector=None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Decode, detect and crop one clip (see the module docstring); raises ClipSkipped with the reason."""
-    import cv2
-
-    from .faces import square_box
-    from .media import read_frames
-
     try:
         frames, fps = read_frames(path, count=cfg.cache_frames)
     except DataError:
@@ -227,11 +226,6 @@ def prepare_clips(clips: Sequence[Clip], cfg: BodyPrepConfig, cache_root: str | 
                   label: str = "preprocess") -> tuple[list[tuple[Clip, Path]], BodyPrepReport]:
     """Preprocess (or find in the cache) every clip on ``workers`` processes (default: every core);
     bad clips are counted in the report, not fatal.  The cache key holds the detector actually used."""
-    from dataclasses import replace
-
-    from .detectors import resolve_detector
-    from .report import progress
-
     cfg = replace(cfg, detector=resolve_detector(cfg.detector, _say(console)))
     cache = FeatureCache(cache_root)
     report = BodyPrepReport(total=len(clips))
@@ -329,8 +323,6 @@ class EmoReactDataset:
         return out
 
     def _frames(self, imgs: np.ndarray, flip: bool) -> np.ndarray:
-        import cv2
-
         s, ss = self.size, imgs.shape[1]
         if self.augment and ss > s:
             y0, x0 = (int(v) for v in np.random.randint(0, ss - s + 1, 2))

@@ -14,6 +14,9 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from ..errors import EdgeAffectError
+from ..lazy import lazy_import
+
+cv2 = lazy_import("cv2", "")
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
 
@@ -30,8 +33,6 @@ class HaarFaceDetector:
     name = "haar"
 
     def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 32, max_side: int = 480):
-        import cv2
-
         path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
         self._cascade = cv2.CascadeClassifier(path)
         if self._cascade.empty():
@@ -39,8 +40,6 @@ class HaarFaceDetector:
         self.scale_factor, self.min_neighbors, self.min_size, self.max_side = scale_factor, min_neighbors, min_size, max_side
 
     def detect(self, frame_bgr: np.ndarray) -> list[Box]:
-        import cv2
-
         h, w = frame_bgr.shape[:2]
         s = min(1.0, self.max_side / max(h, w))
         grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY) if frame_bgr.ndim == 3 else frame_bgr
@@ -67,8 +66,6 @@ def square_box(box: Box, margin: float, frame_shape: Sequence[int]) -> Box:
 
 def crop_face(frame_bgr: np.ndarray, box: Box, size: int, margin: float = 0.2) -> np.ndarray:
     """Square crop around ``box`` resized to ``size`` x ``size`` (BGR uint8)."""
-    import cv2
-
     x, y, w, h = square_box(box, margin, frame_bgr.shape)
     crop = frame_bgr[y:y + h, x:x + w]
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if w > size else cv2.INTER_LINEAR)

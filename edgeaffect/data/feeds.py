@@ -18,7 +18,15 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..data.audio import mfcc as _mfcc
+from ..lazy import lazy_import
 from ..spec import ModelSpec, TensorSpec
+from .affwild2_va import log_mel_window
+from .audio import mel_power
+from .emoreact import body_box
+from .faces import square_box
+
+cv2 = lazy_import("cv2", "")
 
 REGIONS = ("face", "fullbody", "body")
 SIZE_KEYS = ("face_size", "frame_size", "size")   # what each model family calls its crop side
@@ -61,8 +69,6 @@ def _scale(pre: Mapping) -> float:
 
 def prepare_face_batch(crops_bgr: np.ndarray, pre: Mapping) -> np.ndarray:
     """[N, T, h, w, 3] BGR uint8 crops -> [N, T, C, S, S] float32 as the model was trained."""
-    import cv2
-
     crops_bgr = np.asarray(crops_bgr)
     n, t = crops_bgr.shape[:2]
     size, ch = face_size(pre), face_channels(pre)
@@ -141,12 +147,8 @@ def clip_frames(spec: ModelSpec) -> int:
 def region_box(region: str, face_box: Sequence[int], frame_shape: Sequence[int], margin: float) -> tuple[int, int, int, int]:
     """(x, y, w, h) of ``region`` for a face box: the square face box (+``margin``) or the
     face-anchored body box the EmoReact reader cuts (``data.emoreact.body_box``)."""
-    from .faces import square_box
-
     if region == "face":
         return square_box(face_box, margin, frame_shape)
-    from .emoreact import body_box
-
     return body_box([tuple(face_box)], frame_shape)
 
 
@@ -157,8 +159,6 @@ def crop_regions(frame_bgr: np.ndarray, face_box: Sequence[int], names: Sequence
     ``body`` is the fullbody crop with the face box blacked out; crops squash to
     ``scale_size`` first when the spec has one (EmoReact's GroupScale), then to the model's side.
     """
-    import cv2
-
     size = face_size(pre)
     steps = [int(pre["scale_size"]), size] if pre.get("scale_size") else [size]
     out = []
@@ -212,8 +212,6 @@ def audio_seconds(spec: ModelSpec) -> float:
 
 def mfcc(audio: np.ndarray, pre: Mapping, steps: int | None = None) -> np.ndarray:
     """[n_mfcc, F] MFCC of a mono window with the model's settings (as training computes it), padded/cut to ``steps``."""
-    from ..data.audio import mfcc as _mfcc
-
     feats = _mfcc(np.asarray(audio, np.float32), int(pre.get("sample_rate", 16000)), int(pre.get("n_mfcc", 40)),
                   int(pre.get("n_fft", 2048)), int(pre.get("hop_length", 512)))
     if steps is not None:
@@ -226,9 +224,6 @@ def mfcc(audio: np.ndarray, pre: Mapping, steps: int | None = None) -> np.ndarra
 def subclip_log_mels(audio: np.ndarray, pre: Mapping) -> np.ndarray:
     """[L, 1, n_mels, T]: the normalised log-mel of the ``audio_samples`` window ending at each sub-clip's
     last frame, the newest sub-clip ending at the end of ``audio`` (as the Aff-Wild2 VA reader cuts them)."""
-    from .affwild2_va import log_mel_window
-    from .audio import mel_power
-
     y = np.asarray(audio, np.float32)
     mel = mel_power(y, pre)
     hop, n = _subclip_hop(pre), int(pre["subclips"])

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..fileio import atomic_path
 
 FER2013_CSV = "fer2013.csv"
 SPLITS = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
@@ -56,8 +57,6 @@ def read_fer2013(root: str | Path, split: str | None = None) -> tuple[np.ndarray
 
 def write_fer2013(path: str | Path, faces: np.ndarray, labels: np.ndarray, usage: list[str]) -> Path:
     """Write faces [N, 48, 48] uint8 in the distributed CSV layout, atomically."""
-    from ..fileio import atomic_path
-
     path = Path(path)
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:

@@ -8,12 +8,20 @@ distributed datasets.
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from ..errors import DataError, MissingDependencyError
+from ..fileio import atomic_path
+from ..lazy import lazy_import
+
+cv2 = lazy_import("cv2", "")
+sf = lazy_import("soundfile", "")
+soundfile = lazy_import("soundfile", "")
+soxr = lazy_import("soxr", "")
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac"}
 
@@ -25,15 +33,11 @@ def open_video(path: str | os.PathLike):
     to run, so a damaged file would give different training frames each time; one
     thread gives the same frames every time (preprocessing parallelises over files).
     """
-    import cv2
-
     return cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
 
 
 def video_info(path: str | os.PathLike) -> tuple[int, float, int, int]:
     """(frame count, fps, width, height) as the container reports them (count may be an estimate)."""
-    import cv2
-
     cap = open_video(path)
     try:
         if not cap.isOpened():
@@ -187,8 +191,6 @@ def _read_audio_librosa(path: str | os.PathLike, sr: int) -> np.ndarray:
     channels averaged, then soxr's HQ resampler cut or padded to ``ceil(n * sr / native)`` samples as librosa's
     ``resample(res_type="soxr_hq")`` does; tests/test_audio_features.py holds it equal to librosa."""
     if Path(path).suffix.lower() in (".wav", ".flac", ".ogg"):
-        import soundfile
-
         try:
             y, native = soundfile.read(str(path), dtype="float32", always_2d=True)
         except RuntimeError as exc:   # soundfile's LibsndfileError
@@ -201,8 +203,6 @@ def _read_audio_librosa(path: str | os.PathLike, sr: int) -> np.ndarray:
     y = np.mean(y, axis=0) if y.shape[0] > 1 else y[0]
     if native == sr:
         return y.astype(np.float32)
-    import soxr
-
     out = soxr.resample(y, native, sr, quality="soxr_hq")
     n = int(np.ceil(len(y) * float(sr) / native))
     out = out[:n] if len(out) >= n else np.pad(out, (0, n - len(out)))
@@ -230,10 +230,6 @@ def has_audio(path: str | os.PathLike) -> bool:
 
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sr: int) -> None:
-    import soundfile as sf
-
-    from ..fileio import atomic_path
-
     with atomic_path(path) as tmp:
         sf.write(str(tmp), np.asarray(audio, np.float32), sr, subtype="PCM_16")
 
@@ -246,11 +242,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float,
     machine and under any load (synthetic datasets are checked byte for byte);
     callers that write many clips parallelise across processes instead.
     """
-    from fractions import Fraction
-
     av = pyav("writing H.264 video")
-
-    from ..fileio import atomic_path
 
     frames = np.asarray(frames)
     n, h, w, _ = frames.shape

@@ -16,6 +16,9 @@ import sys
 from pathlib import Path
 
 from ..errors import EdgeAffectError
+from ..lazy import lazy_import
+
+torch = lazy_import("torch", "train")
 
 OUT_DIR = Path(__file__).with_name("weights") / "mtcnn"
 
@@ -29,7 +32,6 @@ def wheel_weights() -> Path:
 
 
 def _nets():
-    import torch
     from torch import nn
 
     def block(cin, cout, k, pool=None):
@@ -89,8 +91,6 @@ def _nets():
 
 def load_net(name: str, weights: Path | None = None):
     """One of the wheel's nets as a torch module (eval mode), for export and for the parity test."""
-    import torch
-
     cls, _, _ = _nets()[name]
     net = cls()
     net.load_state_dict(torch.load((weights or wheel_weights()) / f"{name}.pt", map_location="cpu"))
@@ -98,8 +98,6 @@ def load_net(name: str, weights: Path | None = None):
 
 
 def export(out_dir: Path = OUT_DIR, weights: Path | None = None) -> list[Path]:
-    import torch
-
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, (_, size, outputs) in _nets().items():

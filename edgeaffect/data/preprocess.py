@@ -28,9 +28,15 @@ import numpy as np
 
 from ..errors import DataError
 from ..fileio import atomic_path, sha256_file, sha256_text
+from ..lazy import lazy_import
 from .audio import fit_length, mfcc
+from .detectors import make_detector as make
+from .detectors import resolve_detector
 from .faces import face_crops
 from .media import find_sibling_audio, has_audio, read_audio, read_frames
+from .report import progress
+
+cv2 = lazy_import("cv2", "")
 
 CACHE_VERSION = 1
 
@@ -142,8 +148,6 @@ class ClipSkipped(Exception):
 def make_detector(name: str):
     """The detector for a resolved name (``blazeface``, ``blazeface-short``, ``mtcnn`` or ``haar``), made once
     per process; one thread each, as the worker processes run side by side."""
-    from .detectors import make_detector as make
-
     return make(name, threads=1)
 
 
@@ -154,8 +158,6 @@ def default_workers() -> int:
 
 def process_clip(job: ClipJob, cfg: ClipPreprocessing, detector=None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Decode, detect, crop and featurise one clip; raises ClipSkipped with the reason."""
-    import cv2
-
     if job.video is None or not Path(job.video).exists():
         raise ClipSkipped("video file missing")
     try:
@@ -236,9 +238,6 @@ def prepare_clips(jobs: Sequence[ClipJob], cfg: ClipPreprocessing, cache_root: s
                   workers: int | None = None, console=None, label: str = "preprocess") -> tuple[dict[str, Path], PrepReport]:
     """Preprocess (or find in the cache) every clip on ``workers`` processes (default: every core);
     returns ({clip_id: cache file}, report).  The cache key holds the detector actually used."""
-    from .detectors import resolve_detector
-    from .report import progress
-
     cfg = dataclasses.replace(cfg, detector=resolve_detector(cfg.detector, _say(console)))
     workers = default_workers() if workers is None else workers
     cache = FeatureCache(cache_root)

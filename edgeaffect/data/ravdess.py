@@ -34,7 +34,7 @@ import json
 import os
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
@@ -42,7 +42,15 @@ import numpy as np
 
 from ..errors import DataError
 from ..fileio import atomic_path, sha256_file, sha256_text, write_text
-from .preprocess import ClipPreprocessing
+from ..lazy import lazy_import
+from .audio import mfcc as audio_mfcc
+from .detectors import resolve_detector
+from .faces import face_crops
+from .media import read_audio, read_frames, video_info
+from .preprocess import ClipPreprocessing, _say, default_workers, make_detector, parallel_map
+from .report import progress
+
+cv2 = lazy_import("cv2", "")
 
 DEFAULT_TEST_ACTORS = (5, 10, 16, 19)
 DEFAULT_VAL_ACTORS = (11, 13, 18, 22)
@@ -239,17 +247,11 @@ class Preprocessing(ClipPreprocessing):
 
 def load_audio(path: Path, sr: int, resample: str = "librosa") -> np.ndarray:
     """Mono float32 audio at ``sr``, resampled as the reference does (``librosa``) or as older runs were (``pyav``)."""
-    from .media import read_audio
-
     return read_audio(path, sr, resample)
 
 
 def load_clip(clip: Clip, pre: Preprocessing, detector) -> tuple[np.ndarray, np.ndarray]:
     """(faces [T, S, S, 3] BGR uint8, MFCC [n_mfcc, F] float32) of one clip; DataError when unusable."""
-    from .audio import mfcc as audio_mfcc
-    from .faces import face_crops
-    from .media import read_frames, video_info
-
     n_reported, fps, _, _ = video_info(clip.video)
     span = int(round(pre.audio_seconds * fps))
     wanted = distributed_indices(pre.frames, span)
@@ -304,8 +306,6 @@ class ClipCache:
 
 
 def _rotate(frames: np.ndarray, degrees: float) -> np.ndarray:
-    import cv2
-
     s = frames.shape[1]
     m = cv2.getRotationMatrix2D((s / 2, s / 2), degrees, 1.0)
     return np.stack([cv2.warpAffine(f, m, (s, s)) for f in frames])
@@ -357,12 +357,6 @@ def prepare_split(root: str | os.PathLike, split: str, pre: Preprocessing,
     an error that names the actors it looked for (and the archive that is missing, if one is).
     ``detector`` (an object) runs in this process instead; its ``name`` goes into the cache key.
     """
-    from dataclasses import replace
-
-    from .detectors import resolve_detector
-    from .preprocess import _say, default_workers, parallel_map
-    from .report import progress
-
     root = Path(root)
     scan = scan_ravdess(root, vocal)
     clips = split_clips(scan.clips, split, test_actors, val_actors)
@@ -400,8 +394,6 @@ def prepare_split(root: str | os.PathLike, split: str, pre: Preprocessing,
 
 def _make(args) -> tuple[Clip, Path | None, str | None]:
     """Worker: (clip, cache file or None, the reason it is unusable)."""
-    from .preprocess import make_detector
-
     cache, clip, detector = args
     try:
         return clip, cache.get_or_make(clip, detector or make_detector(cache.pre.detector)), None

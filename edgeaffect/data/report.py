@@ -14,6 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from ..logs import make_progress
+
 FIRST = 3          # files named on the console per split; the manifest keeps them all
 
 
@@ -49,8 +51,6 @@ def progress(console, label: str, total: int, every_s: float = 30.0) -> Iterator
     """``advance()`` per item: a rich bar on a terminal; elsewhere a plain line at 10 % steps or every
     ``every_s`` seconds (and at the end), so a log shows that preprocessing runs."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-
-    from ..logs import make_progress
 
     if console is None:
         yield lambda: None

@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeAffectError
+from ..lazy import lazy_import
+
+onnx = lazy_import("onnx", "train")
 
 _DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8}
 _NHWC_TO_NCHW = (0, 3, 1, 2)
@@ -254,7 +257,6 @@ _OPS = {"CONV_2D": lambda g, op, i, o: _conv(g, op, i, o, False),
 def convert(tflite_path: Path, output_names: list[str]):
     """The ``.tflite`` file's first subgraph as an ONNX model (opset 17): input ``image`` NCHW float32 with any
     batch, outputs named ``output_names`` in the file's output order."""
-    import onnx
     import tflite
     from onnx import TensorProto, helper
 

@@ -11,13 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.faces import HaarFaceDetector, square_box
+from ..data.media import write_video
+from ..data.synth.voice import Prosody, synth_voice
+from ..lazy import lazy_import
+
+cv2 = lazy_import("cv2", "")
+
 
 def astronaut_face(size: int = 180) -> np.ndarray:
     """The astronaut's face and some context as a BGR square of ``size`` pixels."""
-    import cv2
     from skimage import data
-
-    from ..data.faces import HaarFaceDetector, square_box
 
     img = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     boxes = HaarFaceDetector().detect(img)
@@ -32,10 +36,7 @@ def render_clip(path: str | Path, seconds: float = 4.0, fps: float = 25.0, size:
 
     The frames are held in memory until written (``seconds * fps * w * h * 3`` bytes); ``progress()`` is
     called once per frame rendered."""
-    from ..data.media import write_video
     from ..data.synth.face import Expression, Identity, background, draw_face, finish
-    from ..data.synth.voice import Prosody, synth_voice
-
     rng = np.random.default_rng(seed)
     w, h = size
     n = max(1, int(round(seconds * fps)))

@@ -12,6 +12,10 @@ from typing import Sequence
 
 import numpy as np
 
+from ..lazy import lazy_import
+
+cv2 = lazy_import("cv2", "")
+
 _COLORS = [(80, 200, 80), (60, 160, 255), (255, 140, 60), (200, 80, 200), (60, 220, 220), (220, 220, 60)]
 _PANEL = 110   # width of the per-track panel beside the box
 
@@ -19,8 +23,6 @@ _PANEL = 110   # width of the per-track panel beside the box
 def draw(frame: np.ndarray, faces: Sequence[dict], labels: Sequence[str], fps: float, latency_ms: float,
          status: str = "", kind: str = "classes") -> np.ndarray:
     """Annotate ``frame`` in place. ``faces``: dicts with track, box, optional body_box and scores (label -> score)."""
-    import cv2
-
     h, w = frame.shape[:2]
     font = cv2.FONT_HERSHEY_SIMPLEX
     for face in faces:
@@ -58,8 +60,6 @@ def _title(face: dict, scores: dict, kind: str) -> str:
 
 
 def _bars(frame, scores: dict, labels: Sequence[str], x: int, y: int, color) -> None:
-    import cv2
-
     for i, name in enumerate(labels):
         v = float(scores.get(name, 0.0))
         yy = y + i * 12
@@ -72,8 +72,6 @@ def _bars(frame, scores: dict, labels: Sequence[str], x: int, y: int, color) -> 
 
 def _chips(frame, scores: dict, labels: Sequence[str], x: int, y: int, color) -> None:
     """One chip per label: filled in the track's colour when above 0.5, outlined otherwise."""
-    import cv2
-
     for i, name in enumerate(labels):
         yy = y + i * 14
         if yy + 12 > frame.shape[0]:
@@ -86,8 +84,6 @@ def _chips(frame, scores: dict, labels: Sequence[str], x: int, y: int, color) ->
 
 def _circumplex(frame, scores: dict, labels: Sequence[str], x: int, y: int, color) -> None:
     """Valence (left unpleasant, right pleasant) by arousal (down calm, up active), both in [-1, 1]."""
-    import cv2
-
     s = 100
     if y + s > frame.shape[0] or x + s > frame.shape[1]:
         return

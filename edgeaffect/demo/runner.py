@@ -12,7 +12,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .. import zoo
 from ..errors import EdgeAffectError
+from ..fileio import read_json
+from ..precision import cpu_name
+from ..runs import CHECKPOINT, read_manifest, read_spec, run_of
 from ..spec import ModelSpec
 
 log = logging.getLogger("edgeaffect.demo")
@@ -51,9 +55,6 @@ def choose_precision(run: Path, runtime: str) -> tuple[str, str]:
 
 def _int8_slower_here(run: Path) -> set[str]:
     """Runtimes whose INT8 row in the run's bench.json, measured on this CPU, was slower than fp32 at batch 1."""
-    from ..fileio import read_json
-    from ..precision import cpu_name
-
     try:
         data = read_json(run / "bench.json") if (run / "bench.json").is_file() else {}
     except EdgeAffectError:
@@ -72,7 +73,6 @@ def open_model(path: str | Path | None, runtime: str = "auto", precision: str = 
     A server URL (``http://HOST:PORT``) opens the triton client runtime with ``server`` options (``timeout``).
 
     An artifact inside a run must be the file its manifest lists (``verify``; see ``Run.verify``)."""
-    from .. import zoo
     from ..runtimes.registry import load
     from ..runtimes.triton import is_server_url
 
@@ -117,8 +117,6 @@ def ensure_compiled(run: Path) -> bool:
     exported, would otherwise run torch without a word; the export takes seconds, is recorded in the run's
     manifest and is reused by every later run.  A run that cannot be written (or whose export fails) keeps
     running torch, said in one line."""
-    from .. import zoo
-    from ..runs import CHECKPOINT
     from ..runtimes.registry import discover_artifacts
 
     if not (run / CHECKPOINT).is_file() or not zoo.compiled_runtimes() or \
@@ -134,8 +132,6 @@ def ensure_compiled(run: Path) -> bool:
 
 def manifest_spec(run: Path) -> ModelSpec:
     """The model spec of a run or bundle folder, from its ``manifest.json`` (a malformed one is one line)."""
-    from ..runs import read_manifest, read_spec
-
     manifest = run / "manifest.json"
     if not manifest.is_file():
         raise EdgeAffectError(f"{run} has no manifest.json: not an edgeaffect run or bundle folder")
@@ -143,7 +139,6 @@ def manifest_spec(run: Path) -> ModelSpec:
 
 
 def _verify(path: Path) -> None:
-    from ..runs import run_of
     from ..runtimes.registry import artifact_files
 
     run = run_of(path)

@@ -3,16 +3,24 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from ..data.detectors import DETECTORS, load_custom_detector, resolve_detector
+from ..data.detectors import make_detector as make
+from ..data.faces import HaarFaceDetector
+from ..data.feeds import audio_input
+from ..data.media import has_audio
 from ..errors import EdgeAffectError
+from ..precision import physical_cores
 from ..spec import ModelSpec
 from .pipeline import Demo, DemoConfig, Stats
-from ..data.feeds import audio_input
+from .runner import open_model
+from .sinks import JsonlSink, Mp4Sink, WindowSink, gui_available
+from .sources import FileAudio, MicAudio, open_source
 
 log = logging.getLogger("edgeaffect.demo")
 
@@ -71,8 +79,6 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
     own prediction), cameras, streams and ``realtime`` playback asynchronously; ``sync`` overrides it.
     ``audio`` (audio-visual models): "auto" = the file's track, "mic" or "mic:DEVICE" = a microphone.
     """
-    from .runner import open_model
-
     names = [source] if isinstance(source, (str, Path)) else [str(x) for x in source]
     many = len(names) > 1
     srcs = (list(src) if many else [src]) if src is not None else [None] * len(names)
@@ -120,8 +126,6 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
 def _open_sources(names: list[str], srcs: list, loop: bool, folder_fps: float) -> None:
     """Open the sources not given as objects (in place); a failure names the source when there are several.
     Several files decode with one FFmpeg thread each: they run side by side on their own threads."""
-    from .sources import open_source
-
     many = len(names) > 1
     for i, name in enumerate(names):
         if srcs[i] is None:
@@ -134,8 +138,6 @@ def _open_sources(names: list[str], srcs: list, loop: bool, folder_fps: float) -
 def _detectors(detector, n_sources: int):
     """The detector of one source, or the pool several share (a name is built into detectors here)."""
     if detector is None or isinstance(detector, str):
-        from ..precision import physical_cores
-
         # one detector per source up to the cores but one: the model keeps a core (on 2 cores a second
         # detector made predictions older, benchmarks/results/2026-12-02-demo_detector_pool.md)
         n = max(1, min(n_sources, physical_cores() - 1)) if n_sources > 1 else 1
@@ -156,8 +158,6 @@ def per_source(path: Path, i: int, n: int) -> Path:
 
 def _check_window(window: bool, nothing_else: bool) -> bool:
     """Whether a window can open; without one, a run that has no other output is refused."""
-    from .sinks import gui_available
-
     if window and not gui_available():
         if nothing_else:
             raise EdgeAffectError("this OpenCV build has no GUI support (opencv-python-headless): "
@@ -170,8 +170,6 @@ def _check_window(window: bool, nothing_else: bool) -> bool:
 def _source_sinks(src, output, jsonl, window: bool, title: str | None, name: str | None = None) -> list:
     """One source's files and window (its web tile is added by the caller); closed again if one fails.
     The ``--output`` of a file source carries that file's audio track."""
-    from .sinks import JsonlSink, Mp4Sink, WindowSink
-
     sinks: list = []
     try:
         if output is not None:
@@ -191,8 +189,6 @@ def _source_sinks(src, output, jsonl, window: bool, title: str | None, name: str
 def source_audio(source: str, spec: ModelSpec, choice: str = "auto"):
     """The audio feed of an audio-visual model for this source (``choice``: auto, mic, mic:DEVICE); None for
     video-only models. Also what :class:`edgeaffect.predict.Predictor` hears."""
-    from .sources import FileAudio
-
     return _open_audio(source, spec, FileAudio, choice) if audio_input(spec) is not None else None
 
 
@@ -249,14 +245,10 @@ class _DetectorPool:
 def make_detectors(name: str = "auto", n: int = 1) -> list:
     """``n`` detectors of a named kind (see :func:`make_detector`), the fallback said once; a
     ``package.module:Class`` detector is built once (nothing says it can run twice at once)."""
-    from ..data.detectors import DETECTORS, make_detector as make, resolve_detector
-
     if name not in DETECTORS:
         return [_custom_detector(name)]
     resolved = resolve_detector(name, log.warning)
     if resolved == "haar":
-        from ..data.faces import HaarFaceDetector
-
         return [HaarFaceDetector(scale_factor=1.2, max_side=320) for _ in range(n)]   # the demo's faster cascade
     return [make(resolved, threads=1) for _ in range(n)]
 
@@ -269,8 +261,6 @@ def make_detector(name: str = "auto"):
 
 
 def _custom_detector(name: str):
-    from ..data.detectors import load_custom_detector
-
     return load_custom_detector(name)
 
 
@@ -281,12 +271,8 @@ def check_audio_choice(choice: str) -> None:
 
 def _open_audio(source: str, spec: ModelSpec, file_audio, choice: str = "auto"):
     """The source file's audio track (or a microphone) for audio-visual models; silence, with a warning, when none."""
-    from ..data.media import has_audio
-
     sr = int(spec.preprocessing.get("sample_rate", 16000))
     if choice == "mic" or choice.startswith("mic:"):
-        from .sources import MicAudio
-
         device = choice.partition(":")[2] or None
         return MicAudio(sr, int(device) if device and device.isdigit() else device)
     check_audio_choice(choice)

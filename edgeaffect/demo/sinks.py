@@ -15,7 +15,12 @@ from typing import Callable
 
 import numpy as np
 
+from ..data.media import has_audio, pyav
 from ..errors import EdgeAffectError
+from ..lazy import lazy_import
+
+av = lazy_import("av", "media")
+cv2 = lazy_import("cv2", "")
 
 log = logging.getLogger("edgeaffect.demo")
 
@@ -33,8 +38,6 @@ class Mp4Sink:
         self.frames = 0
 
     def write(self, frame: np.ndarray, record: dict | None = None) -> None:
-        from ..data.media import pyav
-
         av = pyav("writing the demo's H.264 --output")
         if self._out is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,8 +71,6 @@ class Mp4Sink:
     def _add_audio(self, seconds: float) -> None:
         """Copy the source's audio (its first ``seconds``, the length of the video written) beside the video;
         a source without audio, or a track the mp4 cannot carry, leaves the video alone (said in one line)."""
-        from ..data.media import has_audio
-
         src = Path(self.audio_from)
         if not src.is_file() or not has_audio(src):
             return
@@ -85,8 +86,6 @@ class Mp4Sink:
 
 def mux_audio(video: Path, audio_src: Path, out: Path, seconds: float) -> None:
     """``out`` = ``video``'s stream and ``audio_src``'s first audio stream up to ``seconds``, both copied."""
-    import av
-
     with av.open(str(video)) as vin, av.open(str(audio_src)) as ain, av.open(str(out), mode="w") as dst:
         v, a = vin.streams.video[0], ain.streams.audio[0]
         vo, ao = dst.add_stream_from_template(v), dst.add_stream_from_template(a)
@@ -130,8 +129,6 @@ class JsonlSink:
 
 def gui_available() -> bool:
     """Whether this OpenCV build can open a window (opencv-python-headless cannot)."""
-    import cv2
-
     info = cv2.getBuildInformation()
     for line in info.splitlines():
         if line.strip().startswith("GUI:"):
@@ -152,15 +149,11 @@ class WindowSink:
         self.quit = False
 
     def write(self, frame: np.ndarray, record: dict | None = None) -> None:
-        import cv2
-
         cv2.imshow(self.title, frame)
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
             self.quit = True
 
     def close(self) -> None:
-        import cv2
-
         cv2.destroyWindow(self.title)
 
 

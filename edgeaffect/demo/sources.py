@@ -9,6 +9,7 @@ ends the demo by itself.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,11 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from ..data.media import decode_steps, read_audio
 from ..errors import EdgeAffectError
+from ..lazy import lazy_import
+
+cv2 = lazy_import("cv2", "")
 
 log = logging.getLogger("edgeaffect.demo")
 
@@ -70,10 +75,6 @@ class CaptureSource:
         self.frame_count: int | None = None
 
     def open(self) -> None:
-        import cv2
-
-        from ..data.media import decode_steps
-
         if self.decode_threads and not self.live:
             self._cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, self.decode_threads])
         else:
@@ -135,8 +136,6 @@ class FolderSource:
             raise EdgeAffectError(f"{self.folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
 
     def read(self) -> Read:
-        import cv2
-
         if self._i >= len(self._files):
             if not self.loop:
                 return Read(END)
@@ -236,8 +235,6 @@ class MicAudio:
     """
 
     def __init__(self, sample_rate: int, device: int | str | None = None, block_seconds: float = 0.05):
-        import threading
-
         try:
             import sounddevice
         except (ImportError, OSError):  # OSError: the package is there but PortAudio is not
@@ -279,8 +276,6 @@ class FileAudio:
     """The source file's audio track (PyAV), decoded once; windows are cut by media time."""
 
     def __init__(self, path: str | Path, sample_rate: int, resample: str = "pyav"):
-        from ..data.media import read_audio
-
         self.sr = int(sample_rate)
         self.samples = read_audio(path, self.sr, resample)   # the resampler the model was trained with
         self.period: float | None = None

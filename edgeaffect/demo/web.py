@@ -44,6 +44,10 @@ from urllib.parse import parse_qs
 import numpy as np
 
 from ..errors import EdgeAffectError
+from ..lazy import lazy_import
+from .page import PAGE
+
+cv2 = lazy_import("cv2", "")
 
 log = logging.getLogger("edgeaffect.demo")
 
@@ -331,8 +335,6 @@ class WebSink:
         return _Channel(self, index)
 
     def write(self, frame: np.ndarray, record: dict | None = None, source: int = 0) -> None:
-        import cv2
-
         ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         with self._cond:
             slot = self._slots[source]
@@ -458,8 +460,6 @@ class _Handler(BaseHTTPRequestHandler):
         web = self.web
         source = web.source_index(query)
         if path in ("/", "/index.html"):
-            from .page import PAGE
-
             self._send(PAGE.encode("utf-8"), "text/html; charset=utf-8")
         elif path == "/state.json":
             self._send(json.dumps(web.state()).encode(), "application/json")

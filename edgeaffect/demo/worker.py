@@ -8,6 +8,7 @@ never the frame rate, and nothing queues without bound.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -15,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..spec import ModelSpec
 from ..data.feeds import feeds_from_crops, scores_from_outputs
+from ..spec import ModelSpec
 
 
 @dataclass
@@ -197,8 +198,6 @@ class InferenceWorker(SlotWorker):
 
 def lower_priority(step: int) -> bool:
     """Raise the calling thread's nice value by ``step`` (Linux; elsewhere nothing happens); True if it did."""
-    import os
-
     try:
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + step))

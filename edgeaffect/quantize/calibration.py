@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import EdgeAffectError
 from ..spec import ModelSpec
+from ..tasks import get_task
 from .config import MIN_CALIB_SAMPLES
 
 
@@ -124,8 +125,6 @@ def select_calibration(task, dataset, spec: ModelSpec, n: int, *, seed: int = 0,
 
 def load_split(run, split: str, data_root: str | Path | None = None):
     """The task and the dataset of ``split`` for a run (data root from the manifest unless given)."""
-    from ..tasks import get_task
-
     spec = run.spec
     root = Path(data_root) if data_root else run.data_dir
     if root is None:

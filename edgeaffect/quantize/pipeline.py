@@ -15,13 +15,18 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import EdgeAffectError, MissingDependencyError
-from ..evaluate import SCORED_BATCH, compare, drop_points, predict, score, scoring_batch
+from ..evaluate import SCORED_BATCH, compare, drop_points, from_dataset, predict, score, scoring_batch
 from ..fileio import atomic_path, read_json, write_json
-from ..runs import Run, load_run, open_run
+from ..lazy import lazy_import
+from ..precision import machine
+from ..runs import Run, load_run, open_run, writer_lock
 from ..runtimes.onnxfile import export_onnx
 from ..runtimes.registry import artifact_files, get_runtime, onnx_runtime, quantizable
+from .calibration import check_split_size, load_split, select_calibration
 from .config import QuantConfig
 from .guard import run_guard
+
+onnx = lazy_import("onnx", "train")
 
 REPORT = "quantize/report.json"
 
@@ -50,8 +55,6 @@ def check_runtimes(runtimes: Sequence[str] | None) -> list[str]:
 
 def preflight(run_dir: str | Path, config: QuantConfig | None = None, data_root: str | Path | None = None) -> None:
     """Check, before any file is written, that the run opens and its calibration split is large enough."""
-    from .calibration import check_split_size, load_split
-
     cfg = config or QuantConfig()
     run, _ = open_run(run_dir)
     _, data = load_split(run, cfg.calib_split, data_root)
@@ -75,8 +78,6 @@ def fp32_onnx(run: Run, model) -> Path:
 
 
 def _static_batch(onnx_path: Path) -> bool:
-    import onnx
-
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     inits = {i.name for i in graph.initializer}
     dims = [i.type.tensor_type.shape.dim[0] for i in graph.input if i.name not in inits and i.type.tensor_type.shape.dim]
@@ -99,8 +100,6 @@ def quantize_run(run_dir: str | Path, runtimes: Sequence[str] | None = None, con
     ``config`` gives shared settings (calib_samples, calib_method, max_drop, ...); each runtime starts
     from its own preset with those settings applied.  Returns the report (also in ``quantize/report.json``).
     """
-    from ..runs import writer_lock
-
     runtimes = check_runtimes(runtimes)
     shared = _shared_settings(config, overrides)
     configs = {rt: QuantConfig.preset(rt, **shared) for rt in runtimes}
@@ -110,10 +109,6 @@ def quantize_run(run_dir: str | Path, runtimes: Sequence[str] | None = None, con
 
 def _quantize_locked(run_dir, runtimes: list[str], configs: dict[str, QuantConfig], data_root, console,
                      verify: bool) -> dict[str, Any]:
-    from ..evaluate import from_dataset
-    from ..precision import machine
-    from .calibration import load_split, select_calibration
-
     run, model = open_run(run_dir)
     if verify:   # the files INT8 starts from are the ones the manifest lists
         run.verify(run.checkpoint, *([run.path / "model.onnx"] if (run.path / "model.onnx").exists() else []))
@@ -152,8 +147,6 @@ def fill_sensitivity(run_dir: str | Path, *, data_root: str | Path | None = None
     The guard ranks only when plain INT8 misses ``--max-drop``; ``quantize report`` calls this so the
     per-layer table is always there.  Uses the same calibration samples (same size, seed, split).
     """
-    from .calibration import load_split, select_calibration
-
     path = Path(run_dir) / REPORT
     report = read_json(path)
     todo = [rt for rt, r in report["runtimes"].items() if r.get("artifact") and not r.get("sensitivity")]

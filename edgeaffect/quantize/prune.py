@@ -16,6 +16,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import EdgeAffectError
+from ..fileio import atomic_dir, write_json
+from ..lazy import lazy_import
+
+F = lazy_import("torch.nn.functional", "train")
+torch = lazy_import("torch", "train")
+tp = lazy_import("torch_pruning", "prune")
 
 MAX_RATIO = 0.9
 
@@ -48,8 +54,6 @@ def pruned_dirname(ratio: float) -> str:
 
 # -- pruning ------------------------------------------------------------------------------------------
 def example_inputs(spec, batch: int = 2):
-    import torch
-
     return tuple(torch.from_numpy(v) for v in spec.dummy_inputs(batch).values())
 
 
@@ -69,8 +73,6 @@ def protected_layers(model) -> list:
 
 
 def count(model, spec) -> dict[str, float]:
-    import torch_pruning as tp
-
     macs, params = tp.utils.count_ops_and_params(model, example_inputs(spec, 1))
     return {"params": int(params), "gflops": round(2 * float(macs) / 1e9, 4)}
 
@@ -84,9 +86,6 @@ def prune_model(model, ratio: float, *, importance: str = "magnitude", branch_ra
     (e.g. ``{"video": 0.5, "audio": 0.2}``) to their own ratio.  ``round_to`` keeps channel counts
     multiples of 8 (SIMD-friendly).
     """
-    import torch
-    import torch_pruning as tp
-
     check_ratio(ratio)
     if importance == "magnitude":
         imp = tp.importance.GroupMagnitudeImportance(p=2)
@@ -144,16 +143,12 @@ class _Distill:
         return getattr(self._task, name)
 
     def batch_transform(self, batch, gen):
-        import torch
-
         with torch.no_grad():
             out = self._teacher(*[batch[n] for n in self._names])
         self._teacher_out = out if isinstance(out, tuple) else (out,)
         return batch
 
     def loss(self, outputs, target):
-        import torch.nn.functional as F
-
         base = self._task.loss(outputs, target)
         outs = outputs if isinstance(outputs, tuple) else (outputs,)
         kd = sum(F.mse_loss(o, t) for o, t in zip(outs, self._teacher_out))
@@ -178,7 +173,6 @@ def prune_run(run_dir: str | Path, ratio: float, *, importance: str = "magnitude
 
 def _prune_locked(run_dir, ratio: float, *, importance, finetune_epochs, branch_ratios, distill, lr, batch_size,
                   data_root, seed, console) -> Path:
-    from ..fileio import atomic_dir
     from ..runs import CHECKPOINT, load_run, open_run, save_checkpoint, structure_diff
     from ..train.trainer import seed_everything
     from .calibration import load_split
@@ -234,8 +228,6 @@ class _Measure:
 
 def _taylor_batches(train, batch_size: int, seed: int, n: int = 8) -> list:
     """``n`` shuffled training batches: the gradients Taylor importance accumulates."""
-    import torch
-
     loader = torch.utils.data.DataLoader(train, batch_size=batch_size, shuffle=True,
                                          generator=torch.Generator().manual_seed(seed))
     return [b for _, b in zip(range(n), loader)]
@@ -257,7 +249,6 @@ def _finetune(model, task, teacher, train, val, stage_dir: Path, *, epochs: int,
 
 def _write_manifest(folder: Path, run, info: Mapping[str, Any], numbers: Mapping[str, Any]) -> None:
     """The pruned run's manifest: the parent's (less its artifacts and results) plus a ``pruning`` section."""
-    from ..fileio import write_json
     from ..runs import MANIFEST, provenance
 
     manifest = {k: v for k, v in run.manifest.items() if k not in ("artifacts", "quantize", "bench", "export")}

@@ -16,6 +16,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from ..errors import EdgeAffectError
+
 SERVE_PYTHON_ENV = "EDGEAFFECT_SERVE_PYTHON"
 """Names the serve env's python (as ``--serve-python`` does) when it is not ``.venv-serve`` in the checkout."""
 REEXEC_ENV = "EDGEAFFECT_SERVE_REEXEC"
@@ -77,8 +79,6 @@ def serve_python(named: str | os.PathLike | None = None) -> Path | None:
     """The serve env's python: ``named`` (``--serve-python``), else $EDGEAFFECT_SERVE_PYTHON, else
     ``.venv-serve`` in the source checkout this package runs from; never one found in the cwd, which
     whoever can write there could have planted."""
-    from ..errors import EdgeAffectError
-
     named = named or os.environ.get(SERVE_PYTHON_ENV)
     if named:
         py = Path(named).expanduser()

@@ -26,13 +26,12 @@ from typing import Callable
 
 import numpy as np
 
+from ..demo.runner import open_model
 from ..errors import EdgeAffectError
 from ..precision import physical_cores
 from ..runtimes.registry import serving
 from ..runtimes.triton import SPEC_MODEL
 from ..spec import BATCH, TensorSpec
-
-
 
 
 def check_serving(runtime: str | None) -> str:
@@ -163,8 +162,6 @@ def describe_batching(opts: ServeOptions) -> str:
 
 def open_runners(model: Path, runtime: str, precision: str, opts: ServeOptions) -> list:
     """One runtime per model instance (an OpenVINO infer request serves one call at a time)."""
-    from ..demo.runner import open_model
-
     if opts.instances < 1:
         raise EdgeAffectError(f"--instances {opts.instances}: serve at least one model instance")
     runners = []

@@ -14,6 +14,7 @@ side decides which loss options to pass (e.g. ERI's ``kind``).
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -74,7 +75,5 @@ def list_tasks() -> list[str]:
 
 
 def _import_tasks() -> None:
-    import importlib
-
     for module in _MODULES:
         importlib.import_module(f"{__name__}.{module}")

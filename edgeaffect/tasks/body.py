@@ -19,10 +19,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..data.emoreact import load_split
 from ..labels import EMOREACT_LABELS as LABELS
+from ..lazy import lazy_import
 from ..spec import ModelSpec
 from . import Task, register_task
 from .metrics import ABSENT, finite, multilabel_report
+
+F = lazy_import("torch.nn.functional", "train")
 
 
 def _average_ranks(x: np.ndarray) -> np.ndarray:
@@ -96,15 +100,11 @@ class BodyTask(Task):
 
         ``augment`` turns on TSN random offsets, random crops and flips (training).
         """
-        from ..data.emoreact import load_split
-
         cfg = spec.config
         return load_split(root, split, cfg["input"], cfg["segments"], cfg["size"], augment=augment,
                           cache_dir=cache_dir, cache_frames=cache_frames, workers=workers, console=console, limit=limit)
 
     def loss(self, outputs, target):
-        import torch.nn.functional as F
-
         if isinstance(outputs, tuple):           # fusion in training: (mean, body, face)
             return sum(F.binary_cross_entropy_with_logits(o, target) for o in outputs[1:])
         return F.binary_cross_entropy_with_logits(outputs, target)

@@ -13,12 +13,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..data.hume import read_data_info
-from ..labels import ERI_LABELS as LABELS
 from ..data.preprocess import ClipJob, ClipPreprocessing, PrepReport, prepare_clips
 from ..errors import DataError
+from ..labels import ERI_LABELS as LABELS
+from ..lazy import lazy_import
 from ..spec import ModelSpec
 from . import Task, register_task
 from .metrics import pearson_per_column, regression_report
+
+torch = lazy_import("torch", "train")
 
 DEFAULT_CACHE = ".cache/edgeaffect"
 LOSSES = ("mse", "pcc")
@@ -86,8 +89,6 @@ class ERITask(Task):
                              spec.input_names, [c.file_id for c in keep], augment=augment, report=report)
 
     def loss(self, outputs, target, kind: str = "mse"):
-        import torch
-
         pred = outputs[0] if isinstance(outputs, tuple) else outputs
         if kind == "pcc":
             pc = pred - pred.mean(0)

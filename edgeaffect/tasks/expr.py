@@ -15,9 +15,12 @@ import numpy as np
 
 from ..data.affwild2_expr import expr_split
 from ..labels import EXPR_LABELS
+from ..lazy import lazy_import
 from ..spec import ModelSpec
 from . import Task, register_task
 from .metrics import classification_report, finite
+
+F = lazy_import("torch.nn.functional", "train")
 
 
 def per_class_f1(pred: np.ndarray, target: np.ndarray, n_classes: int = len(EXPR_LABELS)) -> np.ndarray:
@@ -55,8 +58,6 @@ class ExprTask(Task):
         return expr_split(root, split, size, frame_step, max_per_video, val_frame_step, label_fraction, label_seed)[0]
 
     def loss(self, outputs, target):
-        import torch.nn.functional as F
-
         return F.cross_entropy(outputs, target.long(), ignore_index=-1)
 
     def metrics(self, outputs: Mapping[str, np.ndarray], target: np.ndarray) -> dict[str, Any]:

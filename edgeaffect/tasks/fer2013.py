@@ -13,10 +13,13 @@ import numpy as np
 
 from ..data.feeds import prepare_face_batch
 from ..data.fer2013 import read_fer2013
+from ..labels import FER2013_LABELS
+from ..lazy import lazy_import
 from ..spec import ModelSpec
 from . import Task, register_task
-from ..labels import FER2013_LABELS
 from .metrics import classification_report, finite
+
+F = lazy_import("torch.nn.functional", "train")
 
 
 class FaceDataset:
@@ -48,8 +51,6 @@ class FER2013Task(Task):
         return FaceDataset(faces, labels, spec)
 
     def loss(self, outputs, target):
-        import torch.nn.functional as F
-
         logits = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
         return F.cross_entropy(logits, target.long())
 

@@ -13,10 +13,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..data.ravdess import DEFAULT_TEST_ACTORS, DEFAULT_VAL_ACTORS, Preprocessing, prepare_split
+from ..labels import RAVDESS_LABELS
+from ..lazy import lazy_import
 from ..spec import ModelSpec
 from . import Task, register_task
-from ..labels import RAVDESS_LABELS
 from .metrics import accuracy, classification_report, finite
+
+F = lazy_import("torch.nn.functional", "train")
 
 DEFAULT_CACHE = ".cache/edgeaffect/ravdess"
 
@@ -36,8 +39,6 @@ class RavdessTask(Task):
                              vocal=vocal).dataset
 
     def loss(self, outputs, target):
-        import torch.nn.functional as F
-
         logits = outputs[0] if isinstance(outputs, tuple) else outputs
         return F.cross_entropy(logits, target.long())
 

@@ -13,16 +13,18 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..data.affwild2_va import AffWild2VADataset
+from ..labels import VA_LABELS
+from ..lazy import lazy_import
 from ..spec import ModelSpec
 from . import Task, register_task
-from ..labels import VA_LABELS
 from .metrics import ccc, regression_report
+
+torch = lazy_import("torch", "train")
 
 
 def ccc_loss(pred, target, eps: float = 1e-8):
     """1 - CCC over all elements (torch), the reference's CCCLoss."""
-    import torch
-
     x, y = pred.reshape(-1).float(), target.reshape(-1).float()
     vx, vy = x - x.mean(), y - y.mean()
     rho = (vx * vy).sum() / (torch.sqrt((vx ** 2).sum()) * torch.sqrt((vy ** 2).sum()) + eps)
@@ -37,8 +39,6 @@ class VATask(Task):
     metric_scale = 0.01
 
     def dataset(self, root: Path, split: str, spec: ModelSpec, **kw: Any):
-        from ..data.affwild2_va import AffWild2VADataset
-
         return AffWild2VADataset(root, split, spec.preprocessing, **kw)
 
     def loss(self, outputs, target):

@@ -8,11 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data.emoreact import INPUT_KINDS, SPLITS, read_split
 from ..errors import EdgeAffectError
+from ..fileio import sha256_file
+from ..models import create_model
+from ..models.body import ARCHS, FUSION_STREAMS, model_name
 from ..runs import Manifest
 from ..tasks.body import BODY_TASK
 from .recipe import Recipe, TrainOptions, finish_run, open_manifest
-from .trainer import TrainConfig
+from .trainer import TrainConfig, Trainer, predict, seed_everything
 
 
 def reference_config(**overrides: Any) -> TrainConfig:
@@ -52,9 +56,6 @@ class BodyTrainOptions(TrainOptions):
     device: str = "cpu"
 
     def __post_init__(self):
-        from ..data.emoreact import INPUT_KINDS
-        from ..models.body import ARCHS, FUSION_STREAMS
-
         for option, value, choices in (("--input", self.input, INPUT_KINDS), ("--arch", self.arch, ARCHS),
                                        ("--fusion-streams", self.fusion_streams, FUSION_STREAMS),
                                        ("--optimizer", self.optimizer, ("sgd", "adamw"))):
@@ -63,8 +64,6 @@ class BodyTrainOptions(TrainOptions):
 
     @property
     def model_name(self) -> str:
-        from ..models.body import model_name
-
         return model_name(self.arch, self.shift)
 
     def model_overrides(self) -> dict[str, Any]:
@@ -89,11 +88,6 @@ def train(opt: BodyTrainOptions, out: Path, *, resume: bool = False, console=Non
     Writes ``out/stages/train/{last,best}.pt``, ``out/checkpoint.pt`` and
     ``out/manifest.json`` (the same shape as the other tasks' runs).
     """
-    from ..data.emoreact import SPLITS, read_split
-    from ..fileio import sha256_file
-    from ..models import create_model
-    from .trainer import Trainer, predict, seed_everything
-
     out, data = Path(out), Path(opt.data)
     cfg, overrides = opt.train_config(), opt.model_overrides()
     # every label file is validated before any preprocessing (and before the run folder is written);

@@ -11,12 +11,14 @@ from typing import Any, Mapping
 
 import torch
 
+from ..data.hume import read_data_info
 from ..errors import EdgeAffectError
-from ..fileio import load_checkpoint
+from ..fileio import load_checkpoint, sha256_file
+from ..models import create_model
 from ..runs import Manifest
 from ..tasks.eri import ERI_TASK, LOSSES
 from .recipe import Recipe, TrainOptions, finish_run, open_manifest
-from .trainer import TrainConfig
+from .trainer import TrainConfig, Trainer, seed_everything
 
 STAGES = ("audio", "video", "fused")
 # the fused model a run trains -> the registry model of each stage (the unimodal stages' branches load into it)
@@ -72,11 +74,6 @@ def train(opt: ERITrainOptions, out: Path, *, resume: bool = False, console=None
     ``resume=True`` finished stages are skipped and the interrupted one continues
     from its last epoch.
     """
-    from ..data.hume import read_data_info
-    from ..fileio import sha256_file
-    from ..models import create_model
-    from .trainer import Trainer, seed_everything
-
     out, cfg, overrides = Path(out), opt.train_config(), dict(opt.model_overrides)
     clips = read_data_info(opt.data)
     manifest = open_manifest(out, "eri", opt, resume=resume, config={"train": cfg.to_dict(), "model": overrides},

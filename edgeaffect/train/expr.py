@@ -10,12 +10,18 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..data.affwild2_expr import expr_split
-from ..labels import EXPR_LABELS
+from ..data.affwild2_expr import EXPR_DIR, SPLIT_DIRS, FaceImages, expr_split, list_images
+from ..data.report import record, tell
 from ..errors import EdgeAffectError
+from ..fileio import sha256_file, sha256_text
+from ..labels import EXPR_LABELS
+from ..lazy import lazy_import
+from ..models import count_parameters, create_model
 from ..runs import Manifest
 from ..tasks.expr import EXPR_TASK
 from .recipe import Recipe, TrainOptions, finish_run, open_manifest
+
+torch = lazy_import("torch", "train")
 
 
 SSL_MODES = ("dtm", "fixed", "none")
@@ -80,19 +86,12 @@ class ExprTrainOptions(TrainOptions):
 
 
 def _label_hash(root: Path, split: str) -> str:
-    from ..data.affwild2_expr import EXPR_DIR, SPLIT_DIRS
-    from ..fileio import sha256_file, sha256_text
-
     d = Path(root) / EXPR_DIR / SPLIT_DIRS[split]
     return sha256_text("".join(f"{p.name}:{sha256_file(p)}\n" for p in sorted(d.glob("*.txt"))))
 
 
 def build_datasets(opt: ExprTrainOptions):
     """(labeled train subset, val set, unlabeled pool or None, data summary for the manifest)."""
-    from ..data.report import record
-    from ..data.affwild2_expr import FaceImages, list_images
-    from ..fileio import sha256_text
-
     if opt.ssl not in SSL_MODES:
         raise EdgeAffectError(f"unknown --ssl {opt.ssl!r}; choose one of {', '.join(SSL_MODES)}")
     kw = opt.dataset_kwargs()
@@ -134,9 +133,6 @@ def build_datasets(opt: ExprTrainOptions):
 
 def train(opt: ExprTrainOptions, out: Path, *, resume: bool = False, console=None) -> Manifest:
     """Train (or resume) one EXPR run into ``out``; the manifest's ``metrics.train`` holds the best epoch's scores."""
-    import torch
-
-    from ..models import count_parameters, create_model
     from .trainer import TrainConfig
 
     out = Path(out)
@@ -145,8 +141,6 @@ def train(opt: ExprTrainOptions, out: Path, *, resume: bool = False, console=Non
     model = create_model(opt.arch, **overrides)
     if opt.init is not None and not resume:
         model = init_model(model, opt.init, opt.arch)
-    from ..data.report import tell
-
     labeled, val, unlabeled, summary = build_datasets(opt)
     for split, entry in summary["problems"].items():
         tell(console, f"{split} labels", entry["lines"], entry["by_kind"])
@@ -168,8 +162,16 @@ def train(opt: ExprTrainOptions, out: Path, *, resume: bool = False, console=Non
 
 def _trainer(opt: ExprTrainOptions, model, labeled, val, unlabeled, cfg, steps: int, stage_dir: Path, console):
     """The supervised trainer (``--ssl none``) or the semi-supervised one with its threshold policy."""
-    from .ssl import (DynamicThreshold, FixedThreshold, Repeat, SemiSupervisedBatches, SemiSupervisedTask,
-                      SemiSupervisedTrainer, SupervisedBatches, class_prior)
+    from .ssl import (
+        DynamicThreshold,
+        FixedThreshold,
+        Repeat,
+        SemiSupervisedBatches,
+        SemiSupervisedTask,
+        SemiSupervisedTrainer,
+        SupervisedBatches,
+        class_prior,
+    )
     from .trainer import Trainer
 
     train_set = Repeat(labeled, steps * opt.batch_size)

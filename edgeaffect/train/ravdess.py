@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from ..data.ravdess import DEFAULT_TEST_ACTORS, DEFAULT_VAL_ACTORS, VOCAL_CHANNELS
+from ..data.report import record, tell
 from ..errors import DataError, EdgeAffectError
+from ..fileio import sha256_file
+from ..models import create_model
 from ..runs import Manifest
 from ..tasks.ravdess import RAVDESS_TASK
 from .recipe import Recipe, TrainOptions, finish_run, open_manifest
@@ -84,7 +87,6 @@ def train(opt: RavdessTrainOptions, out: Path, *, resume: bool = False, console=
 
     The manifest's ``metrics.fused`` holds the validation and test scores.
     """
-    from ..models import create_model
     from .modality_dropout import modality_dropout
     from .trainer import Trainer, predict, seed_everything
 
@@ -127,7 +129,6 @@ def _load_pretrained(model, path: Path | None, console) -> dict[str, Any] | None
     """EfficientFace weights into the visual backbone; what was loaded, for the manifest."""
     if path is None:
         return None
-    from ..fileio import sha256_file
     from ..models.ravdess import load_efficientface
 
     info = {"path": str(path), "sha256": sha256_file(path), **load_efficientface(model.visual_model, path)}
@@ -139,8 +140,6 @@ def _load_pretrained(model, path: Path | None, console) -> dict[str, Any] | None
 
 def _report(ds, console, split: str) -> dict[str, Any]:
     """The split's manifest entry (every problem line), told on the console in one line."""
-    from ..data.report import record, tell
-
     counts = {k: n for k, n in ds.report.counts.items() if not k.startswith("not_")}
     if console is not None:
         console.print(f"[dim]{split}: {len(ds)} clips ready[/]")

@@ -14,7 +14,10 @@ import contextlib
 import contextvars
 import dataclasses
 import importlib
+import shutil
+import signal
 import sys
+import threading
 import types
 import typing
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import EdgeAffectError
+from ..fileio import read_json
 from ..runs import CHECKPOINT, LOCK, MANIFEST, Manifest, Run, clear_run, dataset_fingerprint, save_checkpoint
 
 _MODULES = {"eri": "eri", "va": "va", "expr": "expr", "body": "body", "ravdess": "ravdess"}
@@ -122,8 +126,6 @@ def has_checkpoint(out: Path) -> bool:
 
 def _remove_new(out: Path, before: set[Path]) -> None:
     """Delete what this run added to ``out`` (the writer lock stays for its owner to release)."""
-    import shutil
-
     if not out.is_dir():
         return
     for p in set(out.iterdir()) - before:
@@ -135,9 +137,6 @@ def _remove_new(out: Path, before: set[Path]) -> None:
 @contextlib.contextmanager
 def _sigterm_as_exit():
     """SIGTERM raises SystemExit while training (main thread only), so the cleanup above runs."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -194,7 +193,6 @@ def finish_run(out: Path, manifest: Manifest, model, model_name: str, overrides:
 def collect_history(out: Path) -> list[dict[str, Any]]:
     """Every stage's per-epoch records (train loss, val metrics), each tagged with its ``stage``, stages in
     the order they were trained (the one place every task's history is read from: ``manifest["history"]``)."""
-    from ..fileio import read_json
     from .trainer import HISTORY
 
     files = sorted(Path(out).glob(f"stages/*/{HISTORY}"), key=lambda f: f.stat().st_mtime)

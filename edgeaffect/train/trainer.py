@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import EdgeAffectError
 from ..fileio import atomic_path, load_checkpoint, write_json
+from ..logs import make_progress
 from ..tasks import Task
 
 
@@ -248,8 +249,6 @@ class Trainer:
     def _progress(self, rank: int):
         """The epochs-and-steps bar (rank 0 only)."""
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        from ..logs import make_progress
 
         return make_progress(self.console, self.label, TextColumn(f"[bold]{self.label}[/] " + "{task.description}"),
                              BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import EdgeAffectError
+from ..logs import make_progress
+from ..models import create_model
 from ..runs import Manifest
 from ..tasks.va import VA_TASK
 from .recipe import Recipe, TrainOptions, finish_run, open_manifest
-from .trainer import TrainConfig
+from .trainer import TrainConfig, Trainer, seed_everything
 
 VARIANT_MODELS = {"edge": "va_jca_edge", "jca": "va_jca", "jca_lite": "va_jca_lite"}
 
@@ -66,9 +68,6 @@ def train(opt: VATrainOptions, out: Path, *, resume: bool = False, console=None)
 
     The manifest's ``metrics.train`` holds the best validation CCCs and ``best_epoch`` (1-based).
     """
-    from ..models import create_model
-    from .trainer import Trainer, seed_everything
-
     out = Path(out)
     cfg, overrides = opt.train_config(), dict(opt.model_overrides)
     seed_everything(cfg.seed)
@@ -90,8 +89,6 @@ def train(opt: VATrainOptions, out: Path, *, resume: bool = False, console=None)
 
 def _read_splits(opt: VATrainOptions, spec, console) -> dict[str, Any]:
     """The train and val splits (audio mel spectrograms computed or read from the cache, with a progress bar)."""
-    from ..logs import make_progress
-
     sets = {}
     with make_progress(console, "va", disable=console is None, transient=True) as progress:
         for split in ("train", "val"):

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from ...errors import EdgeAffectError
+from ...logs import make_progress
 
 MARKER = ".edgeaffect-synth"
 
@@ -43,8 +47,6 @@ def claim_folder(out: str | os.PathLike, kind: str, overwrite: bool = False) -> 
     two Aff-Wild2 sets share a root). A set of the same kind written earlier is replaced only
     with ``overwrite``, and then entirely (clips, labels, caches), so no old clip outlives it.
     """
-    from ...errors import EdgeAffectError
-
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise EdgeAffectError(f"{out} is a file; --out takes a folder")
@@ -64,10 +66,6 @@ def claim_folder(out: str | os.PathLike, kind: str, overwrite: bool = False) -> 
 
 def _replace_set(out: Path, kind: str, kinds: list[str], overwrite: bool) -> None:
     """Empty ``out`` for a new ``kind`` set, or refuse: without ``overwrite``, or when other sets share it."""
-    import shutil
-
-    from ...errors import EdgeAffectError
-
     if not overwrite:
         raise EdgeAffectError(f"{out} already holds a synthetic {kind} set written earlier; replace it with "
                               "--overwrite, or choose another --out")
@@ -82,8 +80,6 @@ def _replace_set(out: Path, kind: str, kinds: list[str], overwrite: bool) -> Non
 def refuse_small(option: str, value: int, minimum: int, why: str, allow: bool = False, shown: str | None = None) -> None:
     """One line, before anything is written, when ``value`` is below what a next step needs (unless ``allow``);
     ``shown`` says the value where it is not one option's (a product of two)."""
-    from ...errors import EdgeAffectError
-
     if value < minimum and not allow:
         raise EdgeAffectError(f"{shown or f'{option} {value}'} is too small: {why}; use {option} {minimum} or more "
                               "(--allow-small writes it anyway, for smaller train settings)")
@@ -101,7 +97,6 @@ def write_clips(write_one, jobs: list, workers: int, console, title: str) -> Non
     """Run ``write_one(job)`` for every job under a progress bar, in ``workers`` processes when > 1."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-    from ...logs import make_progress
     from ..preprocess import parallel_map
 
     with make_progress(console, title, TextColumn(f"[bold]{title}[/]"), BarColumn(), MofNCompleteColumn(),

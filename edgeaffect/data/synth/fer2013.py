@@ -13,9 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ...lazy import lazy_import
+from ..faces import crop_face
 from ..fer2013 import SIDE, write_fer2013
 from . import claim_folder
 from .face import Expression, Identity, background, draw_face, finish
+
+cv2 = lazy_import("cv2", "")
 
 CLASS_EXPRESSIONS = {
     0: dict(brow_furrow=0.9, eye_open=0.35, smile=-0.2),                 # angry
@@ -30,10 +34,6 @@ CLASS_EXPRESSIONS = {
 
 def render_faces(n: int, seed: int = 0, size: int = 160) -> tuple[np.ndarray, np.ndarray]:
     """(faces uint8 [n, 48, 48], labels [n]) with balanced classes."""
-    import cv2
-
-    from ..faces import crop_face
-
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 7
     rng.shuffle(labels)

@@ -20,15 +20,14 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-import cv2
-
 from ...labels import RAVDESS_LABELS as EMOTIONS
+from ..media import write_video, write_wav
 from . import claim_folder
 from .face import Expression, Identity, background, draw_face
 from .voice import Prosody, synth_voice
-
 
 # Face per emotion (index 0..7).  neutral == calm (voice-only pair).
 FACES: dict[int, Expression] = {
@@ -118,8 +117,6 @@ def generate_ravdess(out: str | Path, actors: int = 24, statements: int = 2, rep
     only the normal one, as in RAVDESS).  Clip lengths vary around 3.6 s (3.2-4.0 s) so the
     reader's pad/crop is exercised.  Deterministic from ``seed`` (each clip has its own stream).
     """
-    from ..media import write_video, write_wav
-
     out = claim_folder(out, "ravdess", overwrite)
     jobs = []
     for a in range(1, actors + 1):

@@ -7,16 +7,22 @@ bf16 fast-math GEMM (:data:`FP32_CONFIG`).
 from __future__ import annotations
 
 import functools
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ... import precision as _precision
 from ...errors import EdgeAffectError
+from ...lazy import lazy_import
 from ...macs import onnx_node_macs
 from ...spec import TensorSpec
 from ..base import Runtime, spec_from_metadata, symbolic_shape
 from ..registry import RuntimeEntry, get_runtime, register_runtime
+
+onnx = lazy_import("onnx", "train")
+ort = lazy_import("onnxruntime", "onnxruntime")
 
 # session config entries that pin f32 (the ARM64 bf16 fast-math GEMM is opt-in; pinned anyway)
 FP32_CONFIG = {"mlas.enable_gemm_fastmath_arm64_bfloat16": "0"}
@@ -38,8 +44,6 @@ _FLOAT_KERNELS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "FusedConv", "Fused
 def onnx_precision_mix(path) -> dict[str, int]:
     """Compute nodes of an ONNX graph per precision: int8 (QDQ-fed or integer ops), fp16 (float16
     weights) or fp32."""
-    import onnx
-
     graph = onnx.load(str(path), load_external_data=False).graph
     inits = {i.name: i.data_type for i in graph.initializer}
     dq_outputs = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
@@ -62,12 +66,6 @@ def optimized_compute_layers(path) -> list[tuple[str, int]]:
     Q/DQ pattern its fusions do not match stays a float Conv between a DequantizeLinear and a
     QuantizeLinear. Read at the extended level, where the QDQ fusions happen (the next level only adds
     this CPU's memory layouts); fused kernels keep the name of the node they replace."""
-    import tempfile
-    from pathlib import Path
-
-    import onnx
-    import onnxruntime as ort
-
     macs = onnx_node_macs(path)
     with tempfile.TemporaryDirectory(prefix="edgeaffect-ort-") as tmp:
         so = ort.SessionOptions()
@@ -109,8 +107,6 @@ class OnnxRuntime(Runtime):
     name = "onnxruntime"
 
     def _load(self) -> None:
-        import onnxruntime as ort
-
         so = ort.SessionOptions()
         threads = self.options.get("threads")
         if threads:

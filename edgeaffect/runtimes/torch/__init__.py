@@ -9,6 +9,7 @@ import numpy as np
 from ...errors import EdgeAffectError
 from ...lazy import lazy_import
 from ...precision import NATIVE_BF16_FLAGS, check_precisions, cpu_flags, cpu_name
+from ...runs import load_model
 from ..base import Runtime
 from ..registry import RuntimeEntry, register_runtime
 
@@ -25,8 +26,6 @@ class TorchRuntime(Runtime):
     name = "torch"
 
     def _load(self) -> None:
-        from ...runs import load_model   # checkpoints are read through the model code (torch): imported here
-
         if self.options.get("threads"):
             torch.set_num_threads(int(self.options["threads"]))
             with contextlib.suppress(RuntimeError):   # settable once per process, before any parallel work
