@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import EdgeAffectError
 from ..lazy import lazy_import
-from .detectors import RUNTIME_ORDER, Face, _Net, installed_runtime, net_runtime
+from .face_nets import RUNTIME_ORDER, DetectorNet, Face, installed_runtime, net_runtime
 
 cv2 = lazy_import("cv2", "")
 
@@ -129,7 +129,7 @@ class BlazeFaceDetector:
         path = model or WEIGHTS / v.file
         runtime = net_runtime("BlazeFace", runtime,
                               None if runtime else installed_runtime([path], RUNTIME_ORDER["BlazeFace"]))
-        self.net, self.runtime, self.size = _Net(path, runtime, threads, precision), runtime, long_side or v.size
+        self.net, self.runtime, self.size = DetectorNet(path, runtime, threads, precision), runtime, long_side or v.size
         self.min_score, self.iou, self.square, self._anchors = min_score or v.min_score, iou, square, {}
         self.name = "blazeface" if variant == "full" else "blazeface-short"
 

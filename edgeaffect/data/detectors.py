@@ -16,11 +16,9 @@ with closed eyes, strong expressions or sunglasses that the cascade misses (benc
 """
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -28,33 +26,15 @@ import numpy as np
 
 from ..errors import EdgeAffectError
 from ..lazy import lazy_import
+from .blazeface import VARIANTS, BlazeFaceDetector
+from .blazeface import WEIGHTS as BLAZEFACE
+from .face_nets import RUNTIME_ORDER, DetectorNet, Face, installed_runtime, net_runtime
 from .faces import Box, HaarFaceDetector
 
 cv2 = lazy_import("cv2", "")
 
 WEIGHTS = Path(__file__).with_name("weights") / "mtcnn"
 DETECTORS = ("auto", "blazeface", "blazeface-short", "mtcnn", "haar")
-# The runtimes a detector's bundled ONNX nets run on, fastest first as measured on the same frames
-# (benchmarks/results/2026-12-07-detectors-amd-epyc.md): OpenVINO ran MTCNN's nets 1.3-1.7x faster,
-# ONNX Runtime ran BlazeFace's faster.
-RUNTIME_ORDER = {"MTCNN": ("openvino", "onnxruntime"), "BlazeFace": ("onnxruntime", "openvino")}
-
-
-@dataclass(frozen=True)
-class Face:
-    box: Box                      # x, y, w, h in pixels
-    score: float
-    landmarks: np.ndarray         # [5, 2] x, y: left eye, right eye, nose, left mouth, right mouth
-
-
-def installed_runtime(files: list[Path], order: tuple[str, ...] = RUNTIME_ORDER["MTCNN"]) -> str | None:
-    """The first installed runtime of ``order`` that can run these bundled ONNX files, or None (probed
-    without importing)."""
-    if not all(Path(f).is_file() for f in files):
-        return None
-    return next((r for r in order if importlib.util.find_spec(r) is not None), None)
-
-
 def mtcnn_runtime() -> str | None:
     """The runtime for the bundled MTCNN nets, or None."""
     return installed_runtime([WEIGHTS / f"{n}.onnx" for n in ("pnet", "rnet", "onet")])
@@ -62,39 +42,7 @@ def mtcnn_runtime() -> str | None:
 
 def blazeface_runtime() -> str | None:
     """The runtime for the bundled BlazeFace nets, or None."""
-    from .blazeface import VARIANTS
-    from .blazeface import WEIGHTS as BLAZEFACE
-
     return installed_runtime([BLAZEFACE / v.file for v in VARIANTS.values()], RUNTIME_ORDER["BlazeFace"])
-
-
-def net_runtime(detector: str, runtime: str | None, default: str | None) -> str:
-    """The runtime ``detector``'s nets run on: ``runtime`` when asked (one of its measured order), else
-    ``default`` (the first installed); one line when there is none."""
-    order = RUNTIME_ORDER[detector]
-    runtime = runtime or default
-    if runtime is None:
-        raise EdgeAffectError(f"the {detector} face detector needs {' or '.join(sorted(order))}: "
-                              "pip install 'edgeaffect[onnxruntime]' (or use --detector haar)")
-    if runtime not in order:
-        raise EdgeAffectError(f"{detector} runs on {' or '.join(order)}, not {runtime!r}")
-    return runtime
-
-
-class _Net:
-    """One detector net through our runtimes (fp32 unless told): ``net(image) -> outputs`` in the ONNX
-    file's output order."""
-
-    def __init__(self, path: Path, runtime: str, threads: int | None, precision: str = "fp32"):
-        from ..runtimes import load
-
-        self.runtime = load(path, runtime=runtime, precision=precision,
-                            **({"threads": int(threads)} if threads else {}))
-        self.outputs = [t.name for t in self.runtime.outputs]
-
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
-        out = self.runtime.infer({"image": x})
-        return [out[n] for n in self.outputs]
 
 
 def resolve_detector(name: str, say: Callable[[str], None] | None = None) -> str:
@@ -118,7 +66,6 @@ def make_detector(name: str = "auto", threads: int | None = 1, say: Callable[[st
     if resolved == "haar":
         return HaarFaceDetector()
     if resolved.startswith("blazeface"):
-        from .blazeface import BlazeFaceDetector
 
         return BlazeFaceDetector("short" if resolved == "blazeface-short" else "full", threads=threads)
     return MtcnnFaceDetector(threads=threads)
@@ -217,7 +164,7 @@ class MtcnnFaceDetector:
     def __init__(self, min_face: int = 32, thresholds=(0.6, 0.7, 0.7), factor: float = 0.709, max_side: int = 640,
                  threads: int | None = 1, runtime: str | None = None):
         runtime = net_runtime("MTCNN", runtime, None if runtime else mtcnn_runtime())
-        self.nets = {n: _Net(WEIGHTS / f"{n}.onnx", runtime, threads) for n in ("pnet", "rnet", "onet")}
+        self.nets = {n: DetectorNet(WEIGHTS / f"{n}.onnx", runtime, threads) for n in ("pnet", "rnet", "onet")}
         self.runtime, self.min_face, self.thresholds, self.factor, self.max_side = \
             runtime, min_face, tuple(thresholds), factor, max_side
 
