@@ -30,6 +30,9 @@ class MissingDependencyError(EdgeAffectError, ImportError):
         self.package = package
         self.extra = extra
 
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""   # ImportError's own __str__ ignores a message set later
+
 
 TRAIN_EXTRA = "train"
 
