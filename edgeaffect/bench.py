@@ -34,17 +34,8 @@ from .lazy import lazy_import
 from .logs import make_progress
 from .macs import onnx_node_macs
 from .runs import data_drift, load_model, load_run, run_of, writer_lock
-from .runtimes.registry import (
-    Artifact,
-    artifact_files,
-    blocked,
-    discover_artifacts,
-    get_runtime,
-    load,
-    reference,
-    refusals,
-    runtime_for,
-)
+from .runtimes.registry import (Artifact, artifact_files, blocked, discover_artifacts, get_runtime, load, reference,
+                                refusals, runtime_for)
 
 matplotlib = lazy_import("matplotlib", "plot")
 plt = lazy_import("matplotlib.pyplot", "plot")

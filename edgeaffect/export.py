@@ -22,16 +22,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .errors import EdgeAffectError
-from .evaluate import (
-    DEFAULT_LIMIT,
-    Evaluation,
-    Samples,
-    drop_points,
-    evaluate,
-    load_samples,
-    open_scored,
-    scoring_batch,
-)
+from .evaluate import (DEFAULT_LIMIT, Evaluation, Samples, drop_points, evaluate, load_samples, open_scored,
+                       scoring_batch)
 from .precision import REDUCED_FLOAT, check_precisions, machine
 from .quantize.config import QuantConfig
 from .quantize.pipeline import check_runtimes as check_int8_runtimes
@@ -39,16 +31,8 @@ from .quantize.pipeline import preflight, quantize_run
 from .quantize.prune import PruneConfig, prune_run
 from .runs import load_model, load_run, open_run, writer_lock
 from .runtimes.onnxfile import DEFAULT_OPSET, embed_spec, export_onnx, read_onnx_spec  # noqa: F401 - also for callers
-from .runtimes.registry import (
-    ExportTarget,
-    artifact_files,
-    get_runtime,
-    list_runtimes,
-    onnx_runtime,
-    quantizable,
-    reference,
-    unsupported,
-)
+from .runtimes.registry import (ExportTarget, artifact_files, get_runtime, list_runtimes, onnx_runtime, quantizable,
+                                reference, unsupported)
 
 FP16_TOLERANCE = 5e-2   # FP16 weights/activations: parity is checked against this looser bound
 ONNX_NAME = "model.onnx"

@@ -8,30 +8,10 @@ from typing import Annotated
 import typer
 
 from ..labels import EMOREACT_LABELS as LABELS
-from .common import (
-    AllowSmallOpt,
-    ClipSecondsOpt,
-    DeviceOpt,
-    OverwriteOpt,
-    PrepWorkersOpt,
-    ResumeOpt,
-    SeedOpt,
-    SynthOverwriteOpt,
-    SynthWorkersOpt,
-    batch_size_opt,
-    cache_opt,
-    clips_opt,
-    console,
-    data_opt,
-    epochs_opt,
-    lr_opt,
-    print_run_dir,
-    run_out_opt,
-    synth_clip_set,
-    synth_out_opt,
-    train_command,
-    use_threads,
-)
+from .common import (AllowSmallOpt, ClipSecondsOpt, DeviceOpt, OverwriteOpt, PrepWorkersOpt, ResumeOpt, SeedOpt,
+                     SynthOverwriteOpt, SynthWorkersOpt, batch_size_opt, cache_opt, clips_opt, console, data_opt,
+                     epochs_opt, lr_opt, print_run_dir, run_out_opt, synth_clip_set, synth_out_opt, train_command,
+                     use_threads)
 from .data import synth_command
 from .train import train_app
 

@@ -11,23 +11,9 @@ from ..errors import EdgeAffectError
 from ..logs import make_progress
 from ..models import get_entry
 from ..quantize.config import MIN_CALIB_SAMPLES
-from .common import (
-    AllowSmallOpt,
-    DataOpt,
-    DeviceOpt,
-    OverwriteOpt,
-    ResumeOpt,
-    SeedOpt,
-    SynthOverwriteOpt,
-    batch_size_opt,
-    console,
-    epochs_opt,
-    lr_opt,
-    run_out_opt,
-    synth_out_opt,
-    train_command,
-    use_threads,
-)
+from .common import (AllowSmallOpt, DataOpt, DeviceOpt, OverwriteOpt, ResumeOpt, SeedOpt, SynthOverwriteOpt,
+                     batch_size_opt, console, epochs_opt, lr_opt, run_out_opt, synth_out_opt, train_command,
+                     use_threads)
 from .data import synth_command
 from .train import train_app
 

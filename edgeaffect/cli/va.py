@@ -11,24 +11,9 @@ from ..data.synth import refuse_small
 from ..errors import EdgeAffectError
 from ..lazy import lazy_import
 from ..logs import make_progress
-from .common import (
-    AllowSmallOpt,
-    DeviceOpt,
-    OverwriteOpt,
-    ResumeOpt,
-    SeedOpt,
-    SynthOverwriteOpt,
-    batch_size_opt,
-    cache_opt,
-    console,
-    data_opt,
-    epochs_opt,
-    lr_opt,
-    print_run_dir,
-    run_out_opt,
-    synth_out_opt,
-    train_command,
-)
+from .common import (AllowSmallOpt, DeviceOpt, OverwriteOpt, ResumeOpt, SeedOpt, SynthOverwriteOpt, batch_size_opt,
+                     cache_opt, console, data_opt, epochs_opt, lr_opt, print_run_dir, run_out_opt, synth_out_opt,
+                     train_command)
 from .data import synth_command
 from .train import train_app
 
