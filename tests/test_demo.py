@@ -123,6 +123,22 @@ def test_frame_ring_samples_at_model_fps_and_stays_bounded():
     assert fresh.window().shape[0] == 3  # padded with the oldest while filling
 
 
+def test_a_phased_frame_ring_gives_a_new_window_more_often_at_the_same_frame_spacing():
+    """phases=2: crops kept twice as often, each window still every 2nd crop back from the newest, so the
+    window spans the same media time and a temporal model gets twice the fresh windows."""
+    stream = list(enumerate(np.arange(0, 2.0, 1 / 40)))          # a 40 fps camera, 2 s
+    plain, phased = FrameRing(4, fps=10.0), FrameRing(4, fps=10.0, phases=2)
+    kept = {r: sum(r.push(np.full((1, 1, 3), i, np.uint8), t) for i, t in stream) for r in (plain, phased)}
+    assert kept[plain] == 20 and kept[phased] == 40               # windows ready: 10 and 20 a second
+    assert list(plain.window()[:, 0, 0, 0]) == [64, 68, 72, 76]   # every 4th camera frame: 0.1 s apart
+    assert list(phased.window()[:, 0, 0, 0]) == [66, 70, 74, 78]  # also 0.1 s apart, ending at the newest kept
+    assert len(phased) == (4 - 1) * 2 + 1                         # memory: just what the windows need
+    filling = FrameRing(3, fps=10.0, phases=2)
+    for i, t in enumerate((0.0, 0.05, 0.1)):
+        filling.push(np.full((1, 1, 3), i, np.uint8), t)
+    assert list(filling.window()[:, 0, 0, 0]) == [0, 0, 2]       # padded with the oldest it has while filling
+
+
 def test_audio_ring_keeps_the_newest_seconds():
     ring = AudioRing(1.0, 100)
     ring.push(np.arange(70))

@@ -9,10 +9,16 @@ import numpy as np
 
 
 class FrameRing:
-    """The newest ``size`` crops sampled at ``fps`` (by media time, so decode speed does not matter)."""
+    """The newest ``size`` crops sampled at ``fps`` (by media time, so decode speed does not matter).
 
-    def __init__(self, size: int, fps: float):
-        self.size, self.period = max(1, int(size)), (1.0 / fps if fps and fps > 0 else 0.0)
+    ``phases`` > 1 keeps crops ``phases`` times as often and a window takes every ``phases``-th of them, ending at
+    the newest: each window still spans the model's clip at its own fps, but a new one is ready ``phases`` times
+    as often, so a temporal model (ERI samples 8 frames a second) can predict more often than it samples."""
+
+    def __init__(self, size: int, fps: float, phases: int = 1):
+        self.size, self.phases = max(1, int(size)), max(1, int(phases))
+        self.period = 1.0 / (fps * self.phases) if fps and fps > 0 else 0.0
+        self._keep = (self.size - 1) * self.phases + 1
         self._items: list[np.ndarray] = []
         self._last_t: float | None = None
         self.pushed = 0
@@ -25,7 +31,7 @@ class FrameRing:
         if not self.due(t):
             return False
         self._items.append(crop)
-        if len(self._items) > self.size:
+        if len(self._items) > self._keep:
             del self._items[0]
         self._last_t = t
         self.pushed += 1
@@ -39,8 +45,9 @@ class FrameRing:
         return len(self._items) > 0
 
     def window(self) -> np.ndarray:
-        """[size, h, w, 3]: the newest crops, the oldest repeated in front while the ring is filling."""
-        items = self._items
+        """[size, h, w, 3]: every ``phases``-th crop back from the newest, the oldest repeated in front while
+        the ring is filling."""
+        items = self._items[::-1][::self.phases][::-1]
         if len(items) < self.size:
             items = [items[0]] * (self.size - len(items)) + items
         return np.stack(items)

@@ -42,6 +42,7 @@ from .worker import DetectorWorker, InferenceWorker, Request
 
 log = logging.getLogger("edgeaffect.demo")
 
+MAX_PHASES = 4
 STAGES = ("decode", "detect", "track", "preprocess", "infer", "overlay", "sink")
 
 
@@ -58,6 +59,7 @@ class DemoConfig:
     face_margin: float | None = None  # None: the model's preprocessing value
     reconnect_retries: int | None = 10
     reconnect_delay: float = 0.5   # first backoff; doubles up to 8 s
+    window_rate: float = 16.0      # new windows a second a temporal model aims for (its crops' fps x phases)
     file_readers: bool = True      # several sources: read realtime files on their own threads, as cameras
 
 
@@ -219,6 +221,10 @@ class Demo:
         self.margin = self.cfg.face_margin if self.cfg.face_margin is not None else float(pre.get("face_margin", 0.2))
         self.T = max(1, clip_frames(spec))
         self.fps = model_fps(pre) if self.T > 1 else 0.0
+        # a temporal model samples few frames a second (ERI: 8); windows offset by a fraction of that period
+        # give it a fresh prediction cfg.window_rate times a second (FrameRing's phases), at most 4 windows per
+        # sampled frame (a body model sampling 1 frame a second predicts 4 times a second, not 16)
+        self.phases = min(MAX_PHASES, max(1, math.ceil(self.cfg.window_rate / self.fps))) if self.fps else 1
         self.labels = list(spec.labels)
         self.needs_audio = audio_input(spec) is not None
         self.audio_ring = AudioRing(audio_seconds(spec), int(pre.get("sample_rate", 16000))) \
@@ -392,7 +398,7 @@ class Demo:
             self.pred_at.pop(tid, None)
         self.smoother.forget(alive)
         for tr in tracks:
-            ring = self.rings.setdefault(tr.id, FrameRing(self.T, self.fps))
+            ring = self.rings.setdefault(tr.id, FrameRing(self.T, self.fps, self.phases))
             if ring.due(frame.t) and self._box_ok(tr.int_box, frame.image.shape):
                 ring.push(crop_regions(frame.image, tr.int_box, self.regions, self.spec.preprocessing, self.margin),
                           frame.t)
