@@ -27,13 +27,14 @@ import sys
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from .errors import EdgeAffectError, MissingDependencyError
 from .fileio import read_json, write_bytes, write_json
+from .lazy import lazy_import
 from .runs import read_manifest
 from .runtimes.registry import built_on_device
+
+serialization = lazy_import("cryptography.hazmat.primitives.serialization", "sign", "signing keys")
+ec = lazy_import("cryptography.hazmat.primitives.asymmetric.ec", "sign", "signing keys")
 
 SIGNATURE = "model.sig"
 SIGNED = "signed.json"

@@ -103,3 +103,25 @@ def test_the_checker_sees_a_cycle_through_an_in_function_import():
     assert cycles(graph) == [["quantize", "runs"]]
     modules = _modules()
     assert "edgeaffect.runs" in _imported("edgeaffect.runtimes.torch", modules["edgeaffect.runtimes.torch"], modules)
+
+
+# Packages an edge box has after `pip install edgeaffect` plus one runtime extra: everything else (torch, onnx,
+# NNCF, PyAV, signing, plotting) belongs to an extra and must load lazily on the deploy path.
+EXTRAS_ONLY = ("torch", "onnx", "onnxscript", "nncf", "av", "cryptography", "model_signing", "OpenSSL",
+               "matplotlib", "scipy", "librosa", "sklearn", "torch_pruning", "h5py", "tensorrt", "pycuda")
+DEPLOY_MODULES = ("edgeaffect.cli", "edgeaffect.pack", "edgeaffect.signing", "edgeaffect.bench", "edgeaffect.evaluate",
+                  "edgeaffect.predict", "edgeaffect.demo.session", "edgeaffect.serve.server", "edgeaffect.report")
+
+
+def test_the_deploy_path_imports_without_any_extra_package():
+    """Each module the deploy install runs imports with every extra-only package blocked: a top-level import of
+    one (say ``cryptography`` for signing) would break `check-bundle` on the device, not on a dev machine."""
+    import subprocess
+    import sys
+
+    code = ("import sys, importlib\n"
+            f"for m in {EXTRAS_ONLY!r}: sys.modules[m] = None\n"
+            f"for m in {DEPLOY_MODULES!r}: importlib.import_module(m)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=PACKAGE.parent, timeout=120)
+    assert done.returncode == 0, done.stderr[-1500:]
