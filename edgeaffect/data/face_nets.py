@@ -6,13 +6,13 @@ Kept apart from :mod:`.detectors` (which picks a detector by name) so each detec
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import EdgeAffectError
+from ..runtimes.registry import available, load
 from .faces import Box
 
 # The runtimes a detector's bundled ONNX nets run on, fastest first as measured on the same frames
@@ -29,11 +29,12 @@ class Face:
 
 
 def installed_runtime(files: list[Path], order: tuple[str, ...] = RUNTIME_ORDER["MTCNN"]) -> str | None:
-    """The first installed runtime of ``order`` that can run these bundled ONNX files, or None (probed
-    without importing)."""
+    """The first runtime of ``order`` that the runtime table finds installed (probed without importing), or
+    None; also None when a bundled file is missing."""
     if not all(Path(f).is_file() for f in files):
         return None
-    return next((r for r in order if importlib.util.find_spec(r) is not None), None)
+    installed = available()
+    return next((r for r in order if r in installed), None)
 
 
 def net_runtime(detector: str, runtime: str | None, default: str | None) -> str:
@@ -54,8 +55,6 @@ class DetectorNet:
     file's output order."""
 
     def __init__(self, path: Path, runtime: str, threads: int | None, precision: str = "fp32"):
-        from ..runtimes import load
-
         self.runtime = load(path, runtime=runtime, precision=precision,
                             **({"threads": int(threads)} if threads else {}))
         self.outputs = [t.name for t in self.runtime.outputs]
