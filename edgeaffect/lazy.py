@@ -10,6 +10,7 @@ where it is first used.  Modelled on Polygraphy's ``mod.lazy_import``.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 from .errors import MissingDependencyError
@@ -23,7 +24,11 @@ class LazyModule:
 
     def _lazy_module(self) -> Any:
         """The real module (imported now if it was not: ``sys.modules`` is asked each time, so a test that
-        swaps a module in or out is seen)."""
+        swaps a module in or out is seen; a loaded one is read from it directly, since the demo's loop reads
+        ``cv2.resize`` hundreds of times a second)."""
+        loaded = sys.modules.get(self._name)
+        if loaded is not None and not getattr(getattr(loaded, "__spec__", None), "_initializing", False):
+            return loaded
         try:
             return importlib.import_module(self._name)
         except ImportError as exc:

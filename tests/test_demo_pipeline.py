@@ -271,6 +271,30 @@ def test_detection_threads_run_below_the_model_in_priority():
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before   # that thread only
 
 
+def test_a_reader_thread_decodes_below_the_loop_and_above_the_detector():
+    import os
+    import threading
+
+    from edgeaffect.demo.pipeline import LiveReader, Stats
+    from edgeaffect.demo.sources import END, OK, Read
+    from edgeaffect.demo.worker import DetectorWorker
+
+    assert 0 < LiveReader.nice < DetectorWorker.nice
+    seen = []
+
+    class Once:
+        def read(self):
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return Read(OK, None, 0.0) if len(seen) == 1 else Read(END)
+
+    loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    reader = LiveReader(Once(), Stats(), threading.Event())
+    assert reader.join(10.0) and seen
+    if loop_nice + LiveReader.nice <= 19:    # where the OS lets a thread lower itself (Linux does)
+        assert seen[0] == loop_nice + LiveReader.nice
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == loop_nice
+
+
 def test_the_detector_pool_serves_waiting_sources_in_order():
     import threading
     import time
@@ -318,3 +342,21 @@ def test_cli_bench_has_a_line_per_source_against_the_budget(zoo_run, clip, tmp_p
     for s in summary["sources"]:
         assert s["frames"] == 12 and {"fresh_pct", "detection", "dropped_frames", "frame_budget_ms"} <= set(s)
     assert res.output.count(f"source {clip}: 12 frames") == 2 and "frames skipped" in res.output
+
+
+def test_a_gray_models_crop_is_made_gray_before_scaling_and_keeps_three_equal_channels():
+    import cv2
+    from skimage import data
+
+    from edgeaffect.data.feeds import crop_regions, prepare_face_batch
+
+    frame = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    box = (170, 40, 110, 130)
+    gray = {"face_size": 64, "color": "GRAY", "scale": "1/255", "mean": [0.5], "std": [0.5]}
+    crop = crop_regions(frame, box, ["face"], gray, 0.1)[0]
+    assert crop.shape == (64, 64, 3) and (crop[..., 0] == crop[..., 1]).all() and (crop[..., 1] == crop[..., 2]).all()
+    color = crop_regions(frame, box, ["face"], {**gray, "color": "RGB"}, 0.1)[0]
+    scaled_first = cv2.cvtColor(color, cv2.COLOR_BGR2GRAY)          # the order before: scale, then gray
+    assert np.abs(crop[..., 0].astype(int) - scaled_first).max() <= 1
+    fed = prepare_face_batch(crop[None, None], gray)[0, 0, 0]     # and the model sees that gray, exactly
+    np.testing.assert_allclose(fed, (crop[..., 0] / 255.0 - 0.5) / 0.5, atol=1e-6)

@@ -161,6 +161,9 @@ def crop_regions(frame_bgr: np.ndarray, face_box: Sequence[int], names: Sequence
     """
     size = face_size(pre)
     steps = [int(pre["scale_size"]), size] if pre.get("scale_size") else [size]
+    # a gray model's crop is made gray before it is scaled (a third of the pixels to average; at most 1 level
+    # apart from scaling first) and handed on as three equal channels, which turn back into the same gray
+    gray = face_channels(pre) == 1
     out = []
     for name in names:
         img = frame_bgr
@@ -170,9 +173,11 @@ def crop_regions(frame_bgr: np.ndarray, face_box: Sequence[int], names: Sequence
             img[fy:fy + fh, fx:fx + fw] = 0
         x, y, w, h = region_box("fullbody" if name == "body" else name, face_box, frame_bgr.shape, margin)
         crop = img[y:y + h, x:x + w]
+        if gray:
+            crop = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
         for s in steps:
             crop = cv2.resize(crop, (s, s), interpolation=cv2.INTER_AREA if crop.shape[1] > s else cv2.INTER_LINEAR)
-        out.append(crop)
+        out.append(cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR) if gray else crop)
     return np.stack(out)
 
 

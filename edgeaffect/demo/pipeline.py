@@ -38,7 +38,7 @@ from ..data.feeds import (audio_input, audio_samples, audio_seconds, clip_frames
 from .smoothing import EMASmoother
 from .sources import CORRUPT, END, OK, Read, Reconnecting, Source
 from .tracker import IoUTracker
-from .worker import DetectorWorker, InferenceWorker, Request
+from .worker import DetectorWorker, InferenceWorker, Request, lower_priority
 
 log = logging.getLogger("edgeaffect.demo")
 
@@ -108,6 +108,10 @@ class Stats:
 class LiveReader:
     """Reads a live source on a thread into a one-frame slot: the newest frame wins, older unread ones are dropped."""
 
+    # decoding runs a frame ahead, so it can wait a little: a few steps below the loop and the model, whose
+    # delays make predictions late, and above the detector (:class:`.worker.DetectorWorker`)
+    nice = 3
+
     def __init__(self, source, stats: Stats, stop: threading.Event, wake: threading.Event | None = None,
                  pace: float | None = None):
         """``pace``: a file read as a camera: each frame is handed over at ``pace + its media time`` (perf_counter),
@@ -121,6 +125,7 @@ class LiveReader:
         self._thread.start()
 
     def _run(self) -> None:
+        lower_priority(self.nice)
         while not self.stop.is_set():
             t0 = time.perf_counter()
             r = self.source.read()
@@ -436,7 +441,8 @@ class Demo:
         to quit."""
         st, img, tracks = self.stats, frame.image, frame.tracks
         t3 = time.perf_counter()
-        record = self._record(frame.index, frame.t, tracks, img.shape)
+        # the JSON record only for sinks that take one (a --bench run has none: 16 sources, 480 records a second)
+        record = self._record(frame.index, frame.t, tracks, img.shape) if self.sinks else None
         if self._drawn:   # nothing shows or writes frames (--jsonl, --bench): drawing them would be wasted
             elapsed = t3 - (st.first_frame or t3)
             fps = (st.frames + 1) / elapsed if elapsed > 0 else 0.0
@@ -450,7 +456,7 @@ class Demo:
             lp.last_frame = img
         st.stages["sink"].append(time.perf_counter() - t4)
         st.frames += 1
-        st.faces += bool(record["faces"])
+        st.faces += bool(tracks)
         st.fresh += bool(tracks) and self._fresh(frame, tracks)
         st.latency.append(time.perf_counter() - frame.captured)
         return any(getattr(s, "quit", False) for s in self.sinks)

@@ -134,9 +134,10 @@ class DetectorWorker(SlotWorker):
     """Face detection off the capture thread: item = (frame index, BGR image) -> :class:`Detection`."""
 
     name = "edgeaffect-detect"
-    # below the model, decoding and the loop: on a busy box the detector takes what is left, and the tracker
-    # carries the faces meanwhile; starving the model instead makes every prediction late
-    nice = 5
+    # the lowest of all: the detector takes the CPU the model, the loop and decoding leave, and the tracker
+    # carries the faces meanwhile; 16 sources on 2 cores: 92 % of frames fresh at nice 19 against 81 % at 5
+    # (benchmarks/results/2026-12-07-sources-per-box-priorities-amd-epyc.md)
+    nice = 19
 
     def __init__(self, detector, max_faces: int):
         self.detector, self.max_faces = detector, max_faces
