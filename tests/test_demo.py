@@ -737,3 +737,21 @@ def test_auto_precision_takes_the_accepted_int8_unless_bench_here_found_it_slowe
     assert choose_precision(run, "auto") == ("onnxruntime", "int8")        # measured elsewhere: not evidence here
     write_json(run / "bench.json", {"machine": {"cpu": cpu_name()}, "rows": rows})
     assert choose_precision(run, "auto") == ("auto", "fp32")               # slower here: the demo runs fp32
+
+
+def test_a_ring_told_the_frame_interval_keeps_crops_on_its_grid_at_the_full_rate():
+    """8 fps x 2 phases from a 30 fps camera: 16 crops a second (not every 2nd frame: 15), each window's
+    frames 1/8 s apart within half a camera frame, so the model sees its own clip span."""
+    stream = list(enumerate(np.arange(0, 4.0, 1 / 30)))
+    ring = FrameRing(8, fps=8.0, phases=2, frame_period=1 / 30)
+    spans = []
+    for i, t in stream:
+        if ring.push(np.full((1, 1, 3), i, np.uint8), t) and len(ring) == (8 - 1) * 2 + 1:
+            idx = ring.window()[:, 0, 0, 0].astype(int)
+            spans.append(np.diff(idx) / 30)
+    assert ring.pushed == 64                                          # 4 s x 16
+    gaps = np.concatenate(spans)
+    assert np.all(np.abs(gaps - 1 / 8) <= 1 / 30 + 1e-9) and abs(gaps.mean() - 1 / 8) < 0.005
+    skipped = FrameRing(4, fps=10.0, frame_period=1 / 30)                # frames lost: the grid starts again
+    assert [skipped.push(np.zeros((1, 1, 3), np.uint8), t) for t in (0.0, 0.1, 0.5, 0.5 + 1 / 30, 0.6)] == \
+        [True, True, True, False, True]

@@ -15,17 +15,24 @@ class FrameRing:
     the newest: each window still spans the model's clip at its own fps, but a new one is ready ``phases`` times
     as often, so a temporal model (ERI samples 8 frames a second) can predict more often than it samples."""
 
-    def __init__(self, size: int, fps: float, phases: int = 1):
+    def __init__(self, size: int, fps: float, phases: int = 1, frame_period: float = 0.0):
+        """``frame_period``: the source's frame interval (1/its fps) where known.  Crops are then kept on a fixed
+        grid of slots ``1/(fps*phases)`` apart, each slot taking the frame nearest it (within half a frame), so
+        a 30 fps camera feeds 8 fps x 2 phases 16 crops a second, 1/16 s apart on average; keeping the first
+        frame a full period after the last kept one took every 2nd frame: 15 a second, 1/15 s apart."""
         self.size, self.phases = max(1, int(size)), max(1, int(phases))
         self.period = 1.0 / (fps * self.phases) if fps and fps > 0 else 0.0
+        self._slack = (frame_period / 2 if frame_period > 0 else 0.0) + self.period * 0.001
         self._keep = (self.size - 1) * self.phases + 1
         self._items: list[np.ndarray] = []
         self._last_t: float | None = None
+        self._next: float | None = None      # media time of the grid's next slot
         self.pushed = 0
 
     def due(self, t: float) -> bool:
         """Whether a crop taken at media time ``t`` would be kept (lets callers skip cropping)."""
-        return self._last_t is None or t - self._last_t >= self.period * 0.999 or t < self._last_t
+        return (self._next is None or self.period == 0.0 or t >= self._next - self._slack
+                or t < self._last_t)
 
     def push(self, crop: np.ndarray, t: float) -> bool:
         if not self.due(t):
@@ -33,6 +40,10 @@ class FrameRing:
         self._items.append(crop)
         if len(self._items) > self._keep:
             del self._items[0]
+        # on the grid while frames come one by one; after a gap (dropped frames, a file looping) it starts again here
+        on_grid = self._next is not None and self._last_t is not None and t >= self._last_t \
+            and abs(t - self._next) <= 1.5 * self._slack   # (1.5: a live camera's timestamps jitter)
+        self._next = (self._next if on_grid else t) + self.period
         self._last_t = t
         self.pushed += 1
         return True

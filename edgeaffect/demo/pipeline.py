@@ -403,7 +403,7 @@ class Demo:
             self.pred_at.pop(tid, None)
         self.smoother.forget(alive)
         for tr in tracks:
-            ring = self.rings.setdefault(tr.id, FrameRing(self.T, self.fps, self.phases))
+            ring = self.rings.setdefault(tr.id, FrameRing(self.T, self.fps, self.phases, self.stats.budget))
             if ring.due(frame.t) and self._box_ok(tr.int_box, frame.image.shape):
                 ring.push(crop_regions(frame.image, tr.int_box, self.regions, self.spec.preprocessing, self.margin),
                           frame.t)
