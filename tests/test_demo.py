@@ -755,3 +755,34 @@ def test_a_ring_told_the_frame_interval_keeps_crops_on_its_grid_at_the_full_rate
     skipped = FrameRing(4, fps=10.0, frame_period=1 / 30)                # frames lost: the grid starts again
     assert [skipped.push(np.zeros((1, 1, 3), np.uint8), t) for t in (0.0, 0.1, 0.5, 0.5 + 1 / 30, 0.6)] == \
         [True, True, True, False, True]
+
+
+def test_sync_at_full_speed_detects_the_next_frame_while_this_one_is_inferred(tmp_path):
+    """Every record carries its own frame's detection (the box moves 2 px a frame), as inline detection gives,
+    and frame k's model call can wait for frame k+1's detection to start: the two run side by side (inline,
+    frame k+1 would be detected only after frame k's call returned, and every wait here would time out)."""
+    import threading
+
+    started = {k: threading.Event() for k in range(1, 32)}
+    overlapped = []
+
+    class Moving:
+        def detect(self, frame):
+            k = int(frame[0, 0, 0]) - 120               # FakeSource frame i is 120 + i bright
+            started[k].set()
+            return [(60 + 2 * k, 60, 80, 80)]
+
+    class Runner(FakeRunner):
+        def infer(self, feeds):
+            k = int(round(float(feeds["face"].mean()) * 255)) - 120
+            if 1 <= k < 30:                             # not the warm-up (zeros), not the last frame
+                overlapped.append(started[k + 1].wait(5.0))
+            return super().infer(feeds)
+
+    src = FakeSource(["ok"] * 30, live=False)
+    s = _session(src, runner=Runner(), detector=Moving(), jsonl=tmp_path / "p.jsonl", sync=True, smoothing=0)
+    stats = s.run()
+    recs = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(recs) == 30 and stats.detect_ran == 30
+    assert [r["faces"][0]["box"][0] for r in recs] == [60 + 2 * (r["frame"] + 1) for r in recs]
+    assert overlapped == [True] * 29

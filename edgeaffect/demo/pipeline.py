@@ -200,6 +200,9 @@ class Loop:
     own_worker: bool = True      # False when the worker is shared by several sources (closed by their owner)
     wait: float = 0.2            # how long a live read waits for a frame (0 when several sources take turns)
     detect_cost: float = 0.0     # recent detection time (EMA, s): what sync mode weighs against the budget
+    lookahead: bool = False      # sync at full speed: the next frame decodes and detects while this one is finished
+    ahead: object = None         # that next frame (a _Frame, END, or None when there is none yet)
+    detecting: int | None = None  # the frame the detector thread is working on (lookahead)
 
     @property
     def threaded(self) -> bool:
@@ -267,11 +270,11 @@ class Demo:
 
     def advance(self, lp: "Loop", stop: threading.Event):
         """Decode, audio, detect/track and crop one frame: the frame with its tracks and ready ids, None or END."""
-        frame = self._decode(lp, stop)
+        frame, lp.ahead = (lp.ahead, None) if lp.ahead is not None else (self._decode(lp, stop), None)
         if frame is END or frame is None:
             return frame
         self._feed_audio(lp, frame)
-        frame.tracks = self._detect_and_track(lp, frame)
+        frame.tracks = self._detect_and_track(lp, frame, stop)
         frame.ready = self._crop(lp, frame, frame.tracks)
         return frame
 
@@ -293,13 +296,17 @@ class Demo:
         if own:
             worker = InferenceWorker(self.runner, self.spec, self.cfg.max_batch)
             self.warm_up(worker)
-        detw = DetectorWorker(self.detector, self.cfg.max_faces) if not self.cfg.sync else None
+        # sync at full speed (a file, not paced): frames still wait for their own detection, one frame ahead
+        lookahead = self.cfg.sync and not self.cfg.realtime and not source.live
+        detw = DetectorWorker(self.detector, self.cfg.max_faces, nice=0 if lookahead else None) \
+            if lookahead or not self.cfg.sync else None
         start = time.perf_counter()
         paced = not own and self.cfg.realtime and not source.live and self.cfg.file_readers
         reader = LiveReader(source, self.stats, stop, wake, pace=start if paced else None) \
             if source.live or paced else None
         self.stats.budget = 1.0 / (getattr(source, "fps", 0.0) or 30.0)
-        return Loop(source, worker, detw, reader, start, own_worker=own, wait=0.2 if own else 0.0)
+        return Loop(source, worker, detw, reader, start, own_worker=own, wait=0.2 if own else 0.0,
+                    lookahead=lookahead)
 
     def limit_reached(self) -> bool:
         """True once ``max_frames`` frames were processed."""
@@ -360,23 +367,25 @@ class Demo:
         (async mode needs no rule: a frame that comes while the detector is busy is not detected)."""
         every = self.cfg.detect_every
         if not every:
-            over = lp.detect_cost / self.stats.budget if lp.detw is None and self.stats.budget > 0 else 0.0
+            sync = lp.detw is None or lp.lookahead
+            over = lp.detect_cost / self.stats.budget if sync and self.stats.budget > 0 else 0.0
             every = max(1, math.ceil(over - 1e-9))
         return i - lp.last_detect >= every
 
-    def _detect_and_track(self, lp: "Loop", frame: "_Frame") -> list:
-        """Detect when due (inline in sync mode, else on its thread, if it is free); track every frame."""
+    def _detect_and_track(self, lp: "Loop", frame: "_Frame", stop: threading.Event | None = None) -> list:
+        """Detect when due (inline in sync mode, one frame ahead on its thread at full speed, else on its thread
+        if it is free); track every frame."""
         st, i = self.stats, frame.index
+        if lp.lookahead:
+            return self._detect_ahead(lp, frame, stop)
         t1 = time.perf_counter()
         due = self._detect_due(lp, i)
         if lp.detw is None:
             if due:
                 lp.last_detect = i
                 boxes = list(self.detector.detect(frame.image))[: self.cfg.max_faces]
-                took = time.perf_counter() - t1
-                st.stages["detect"].append(took)
+                self._note_detection(lp, time.perf_counter() - t1)
                 st.detect_ran += 1
-                lp.detect_cost = took if lp.detect_cost == 0 else 0.8 * lp.detect_cost + 0.2 * took
                 t1 = time.perf_counter()
                 tracks = self.tracker.update(boxes, i)
             else:
@@ -392,6 +401,37 @@ class Demo:
             tracks = self.tracker.update(dets[-1].boxes, i) if dets else self.tracker.predict(i)
         st.stages["track"].append(time.perf_counter() - t1)
         return tracks
+
+    def _detect_ahead(self, lp: "Loop", frame: "_Frame", stop: threading.Event | None) -> list:
+        """Sync mode at full speed: this frame's detection runs on the detector's thread while the next frame
+        decodes, and the next frame's starts before this one is tracked, cropped and inferred.  Each frame still
+        waits for its own detection, so the result is the inline one, with the two cores working side by side."""
+        if lp.detecting != frame.index and self._detect_due(lp, frame.index):
+            self._start_detection(lp, frame)
+        if lp.ahead is None:
+            lp.ahead = self._decode(lp, stop or threading.Event())
+        t1 = time.perf_counter()
+        det = lp.detw.next_result(timeout=60.0) if lp.detecting == frame.index else None
+        self.check(lp)
+        lp.detecting = None
+        if isinstance(lp.ahead, _Frame) and self._detect_due(lp, lp.ahead.index):
+            self._start_detection(lp, lp.ahead)
+        if det is not None:
+            self._note_detection(lp, det.seconds)
+        tracks = self.tracker.update(det.boxes, frame.index) if det is not None else self.tracker.predict(frame.index)
+        self.stats.stages["track"].append(time.perf_counter() - t1)
+        return tracks
+
+    def _note_detection(self, lp: "Loop", took: float) -> None:
+        """A sync-mode detection's time: into the stats and the recent cost weighed against the frame budget."""
+        self.stats.stages["detect"].append(took)
+        lp.detect_cost = took if lp.detect_cost == 0 else 0.8 * lp.detect_cost + 0.2 * took
+
+    def _start_detection(self, lp: "Loop", frame: "_Frame") -> None:
+        """Hand a frame to the idle detector thread (lookahead); nothing draws on its image before it is done."""
+        lp.last_detect = lp.detecting = frame.index
+        lp.detw.submit((frame.index, frame.image))
+        self.stats.detect_ran += 1
 
     def _crop(self, lp: "Loop", frame: "_Frame", tracks) -> list[int]:
         """The model's crops (face, or body regions around it) into each track's ring; returns the ready tracks."""

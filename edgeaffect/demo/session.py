@@ -15,12 +15,15 @@ from ..data.faces import HaarFaceDetector
 from ..data.feeds import audio_input
 from ..data.media import has_audio
 from ..errors import EdgeAffectError
+from ..lazy import lazy_import
 from ..precision import physical_cores
 from ..spec import ModelSpec
 from .pipeline import Demo, DemoConfig, Stats
 from .runner import open_model
 from .sinks import JsonlSink, Mp4Sink, WindowSink, gui_available
 from .sources import FileAudio, MicAudio, open_source
+
+cv2 = lazy_import("cv2", "")
 
 log = logging.getLogger("edgeaffect.demo")
 
@@ -78,7 +81,11 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
     then is a list too.  ``mode`` "auto" runs files played at full speed in sync mode (every frame gets its
     own prediction), cameras, streams and ``realtime`` playback asynchronously; ``sync`` overrides it.
     ``audio`` (audio-visual models): "auto" = the file's track, "mic" or "mic:DEVICE" = a microphone.
+    OpenCV is set to one thread for the process: each stage already runs on its own thread beside the others,
+    and OpenCV's pool only adds hand-offs to the small resizes (126-147 FPS at full speed with one thread,
+    112-121 with its default; benchmarks/results/2026-12-07-sources-per-box-priorities-amd-epyc.md).
     """
+    cv2.setNumThreads(1)
     names = [source] if isinstance(source, (str, Path)) else [str(x) for x in source]
     many = len(names) > 1
     srcs = (list(src) if many else [src]) if src is not None else [None] * len(names)
@@ -125,12 +132,13 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
 
 def _open_sources(names: list[str], srcs: list, loop: bool, folder_fps: float) -> None:
     """Open the sources not given as objects (in place); a failure names the source when there are several.
-    Several files decode with one FFmpeg thread each: they run side by side on their own threads."""
+    A file decodes with one FFmpeg thread: decoding runs beside the detector and the model (or the other
+    sources), and one thread costs 15-25 % less CPU per frame than FFmpeg's one per core."""
     many = len(names) > 1
     for i, name in enumerate(names):
         if srcs[i] is None:
             try:
-                srcs[i] = open_source(name, loop=loop, folder_fps=folder_fps, decode_threads=1 if many else None)
+                srcs[i] = open_source(name, loop=loop, folder_fps=folder_fps, decode_threads=1)
             except EdgeAffectError as exc:
                 raise EdgeAffectError(f"source {i} ({name}): {exc}" if many else str(exc)) from exc
 

@@ -81,6 +81,18 @@ class SlotWorker:
             self._results.clear()
         return out
 
+    def next_result(self, timeout: float = 10.0):
+        """Block until an item is finished and return the oldest result (None on timeout or error): sync mode
+        waits for each frame's detection in order this way."""
+        end = time.perf_counter() + timeout
+        with self._cond:
+            while not self._results and self.error is None:
+                left = end - time.perf_counter()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return self._results.popleft() if self._results else None
+
     def wait_idle(self, timeout: float = 10.0) -> None:
         """Block until the pending item is done (end of a file, tests)."""
         end = time.perf_counter() + timeout
@@ -139,8 +151,11 @@ class DetectorWorker(SlotWorker):
     # (benchmarks/results/2026-12-07-sources-per-box-priorities-amd-epyc.md)
     nice = 19
 
-    def __init__(self, detector, max_faces: int):
+    def __init__(self, detector, max_faces: int, nice: int | None = None):
+        """``nice``: this thread's step instead of the class's (0 where every frame waits for its detection)."""
         self.detector, self.max_faces = detector, max_faces
+        if nice is not None:
+            self.nice = nice
         super().__init__()
 
     def process(self, item) -> Detection:
