@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/pipeline_sources.py --clip WolfgangLanger_Pexels.mp4 --model runs/zoo/fer2013 \\
         --sources 1,2,4,8,16,24 --seconds 10 --out benchmarks/results/DATE-sources-per-box-CPU.json
 
+With ``--repeats`` the curve is run that many times over (interleaved: the machine's noise is shared) and each
+row gives medians; ``--busy-job`` runs a busy-looping process beside it (another job on the box).
 For each N: fresh predictions (% of frames with faces whose prediction came from that frame or the one
 before), prediction age p95, frames skipped (dropped while busy), detection ran %, FPS per source and the
 stages' mean ms, with the load average before and after.  Also the single-source full-speed run (sync, detection
@@ -14,6 +16,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -57,6 +60,23 @@ def one(model, clip: str, n: int, seconds: float, **kw) -> dict:
     }
 
 
+def median_row(runs: list[dict]) -> dict:
+    """Several runs of one row: medians of the rates and ages, the lowest source's fresh %, every run kept."""
+    if len(runs) == 1:
+        return runs[0]
+    med = lambda k: statistics.median(r[k] for r in runs)   # noqa: E731
+    row = dict(runs[0])
+    for k in ("fresh_pct_mean", "age_p95_ms", "fps_per_source", "frames_skipped", "detect_pct", "model_calls_per_s",
+              "fresh_frames_pct", "fresh_predictions_per_s_per_face"):
+        row[k] = med(k)
+    row["fresh_pct_min"] = min(r["fresh_pct_min"] for r in runs)
+    row["stages_ms"] = {k: round(statistics.median(r["stages_ms"][k] for r in runs), 2) for k in runs[0]["stages_ms"]}
+    row["load_before"], row["load_after"] = min(r["load_before"] for r in runs), max(r["load_after"] for r in runs)
+    row["runs"] = [{k: r[k] for k in ("fresh_pct_mean", "fresh_pct_min", "age_p95_ms", "detect_pct", "fps_per_source",
+                                      "fresh_predictions_per_s_per_face")} for r in runs]
+    return row
+
+
 def _fresh_rate(per: list) -> float:
     """Predictions per second per face (each source's inferences over its wall time, averaged)."""
     return statistics.mean(x["inferences"] / x["wall_s"] for x in per if x["wall_s"])
@@ -87,15 +107,26 @@ def main() -> None:
     ap.add_argument("--detector", default="auto")
     ap.add_argument("--eri", default=None, help="an audio-visual run folder: its fresh predictions/s per face")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--repeats", type=int, default=1, help="passes over the curve (interleaved); rows give medians")
+    ap.add_argument("--busy-job", action="store_true", help="another job on the box: a busy-looping process")
     a = ap.parse_args()
-    rows = [one(a.model, a.clip, int(n), a.seconds, detector=a.detector, realtime=True) for n in a.sources.split(",")]
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if a.busy_job else None
+    try:
+        passes = [[one(a.model, a.clip, int(n), a.seconds, detector=a.detector, realtime=True)
+                   for n in a.sources.split(",")] for _ in range(a.repeats)]
+    finally:
+        if busy is not None:
+            busy.kill()
+    rows = [median_row(list(runs)) for runs in zip(*passes)]
     print(table(rows), flush=True)
-    full = one(a.model, a.clip, 1, a.seconds, detector=a.detector, realtime=False, sync=True)
+    full = median_row([one(a.model, a.clip, 1, a.seconds, detector=a.detector, realtime=False, sync=True)
+                       for _ in range(a.repeats)])
     print(f"single source, full speed, sync: {full['fps_per_source']:.1f} FPS, detected {full['detect_pct']:.0f} %")
-    eri = one(a.eri, a.clip, 1, a.seconds, detector=a.detector, realtime=True, max_faces=1) if a.eri else None
+    eri = median_row([one(a.eri, a.clip, 1, a.seconds, detector=a.detector, realtime=True, max_faces=1)
+                      for _ in range(a.repeats)]) if a.eri else None
     if eri:
         print(f"audio-visual {eri['describe']}: {eri['fresh_predictions_per_s_per_face']:.1f} predictions/s per face")
-    out = {"cpu": cpu(), "clip": a.clip, "seconds": a.seconds, "curve": rows, "full_speed": full, "eri": eri,
+    out = {"cpu": cpu(), "clip": a.clip, "seconds": a.seconds, "repeats": a.repeats, "busy_job": a.busy_job, "curve": rows, "full_speed": full, "eri": eri,
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     Path(a.out).write_text(json.dumps(out, indent=1))
 

@@ -244,3 +244,29 @@ def test_live_sources_detect_side_by_side_each_detector_one_call_at_a_time(clips
     assert s.demo.demos[0].detector.size == 1
     s = sess.build_session([str(c) for c in clips], runner=FakeRunner(), detector=[Slow(), Slow()], sync=True)
     assert s.demo.demos[0].detector.size == 2
+
+
+def test_an_idle_models_call_lingers_briefly_for_the_other_sources_frames():
+    """One source of four with a new window: the call waits (at most ``linger`` after that frame's capture) for
+    the others, which cameras deliver within milliseconds; two of four, sync mode, files read in turn, or a
+    window older than the linger: it goes at once."""
+    import time
+    from types import SimpleNamespace as NS
+
+    from edgeaffect.demo.multi import MultiDemo
+    from edgeaffect.demo.pipeline import Demo, DemoConfig
+    from tests.test_demo import FakeDetector
+
+    demos = [Demo(FakeRunner(), FakeRunner().spec, FakeDetector([]), DemoConfig()) for _ in range(4)]
+    m = MultiDemo(demos, ["a", "b", "c", "d"])
+    now = time.perf_counter()
+    cams = [NS(threaded=True)] * 4
+    latest = {i: NS(ready=[1], captured=now) for i in range(4)}
+    held = m._linger(cams, latest, [0])
+    assert 0 < held <= m.linger
+    assert m._linger(cams, latest, [0, 1]) == 0.0                      # half of the sources with faces: go
+    assert m._linger(cams, {**latest, 0: NS(ready=[1], captured=now - 1.0)}, [0]) == 0.0   # waited long enough
+    assert m._linger(cams, {0: latest[0], 1: NS(ready=[], captured=now)}, [0]) == 0.0     # the only face
+    assert m._linger([NS(threaded=False)] * 4, latest, [0]) == 0.0    # files read in turn: one round has them all
+    m.cfg.sync = True
+    assert m._linger(cams, latest, [0]) == 0.0
