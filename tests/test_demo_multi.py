@@ -270,3 +270,24 @@ def test_an_idle_models_call_lingers_briefly_for_the_other_sources_frames():
     assert m._linger([NS(threaded=False)] * 4, latest, [0]) == 0.0    # files read in turn: one round has them all
     m.cfg.sync = True
     assert m._linger(cams, latest, [0]) == 0.0
+
+
+def test_each_round_starts_one_source_further_on():
+    """No source is always the last one cropped before the model's call (16 sources: the median pass went from
+    90.8 % to 95.1 % of frames fresh)."""
+    import threading
+    from types import SimpleNamespace as NS
+
+    from edgeaffect.demo.multi import MultiDemo
+    from edgeaffect.demo.pipeline import DemoConfig, Stats
+
+    order = []
+
+    def demo(i):
+        return NS(cfg=DemoConfig(), stats=Stats(), check=lambda lp: None, limit_reached=lambda: False,
+                  advance=lambda lp, stop: order.append(i) or f"frame {i}")
+
+    m = MultiDemo([demo(i) for i in range(3)], ["a", "b", "c"])
+    rounds = [m._advance([0, 1, 2], [None] * 3, threading.Event()) for _ in range(4)]
+    assert order == [0, 1, 2, 1, 2, 0, 2, 0, 1, 0, 1, 2]
+    assert all(set(r) == {0, 1, 2} for r in rounds)

@@ -68,6 +68,7 @@ class MultiDemo:
     """Drives one :class:`Demo` per source (its own tracker, smoother, sinks and stats) over a shared worker."""
 
     linger = 0.004     # seconds an idle model's call may wait for the other sources' frames (:meth:`_linger`)
+    _turn = 0          # rounds so far: where the next round starts
 
     def __init__(self, demos: Sequence[Demo], names: Sequence[str]):
         self.demos, self.names = list(demos), list(names)
@@ -130,9 +131,12 @@ class MultiDemo:
                     stop.set()
 
     def _advance(self, active: list, lps: list, stop: threading.Event) -> dict:
-        """One frame of every active source that has one; a source at its end leaves ``active``."""
+        """One frame of every active source that has one; a source at its end leaves ``active``.  Each round
+        starts one source further on, so no source is always the last one cropped before the model's call."""
         frames = {}
-        for i in list(active):
+        k = self._turn % len(active)
+        self._turn += 1
+        for i in active[k:] + active[:k]:
             d, lp = self.demos[i], lps[i]
             d.check(lp)
             frame = END if d.limit_reached() else d.advance(lp, stop)
