@@ -76,8 +76,8 @@ def prepare_face_batch(crops_bgr: np.ndarray, pre: Mapping) -> np.ndarray:
     if flat.shape[1:3] != (size, size):
         flat = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_LINEAR) for f in flat])
     color = str(pre.get("color", "RGB")).upper()
-    if ch == 1:
-        img = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in flat])[..., None]
+    if ch == 1:   # one conversion for the whole batch: the crops stacked as one tall image
+        img = cv2.cvtColor(np.ascontiguousarray(flat).reshape(-1, size, 3), cv2.COLOR_BGR2GRAY).reshape(-1, size, size, 1)
     elif color == "RGB":
         img = flat[..., ::-1]
     else:
