@@ -270,7 +270,8 @@ class Demo:
 
     def advance(self, lp: "Loop", stop: threading.Event):
         """Decode, audio, detect/track and crop one frame: the frame with its tracks and ready ids, None or END."""
-        frame, lp.ahead = (lp.ahead, None) if lp.ahead is not None else (self._decode(lp, stop), None)
+        frame = lp.ahead if lp.ahead is not None else self._decode(lp, stop)   # decoded ahead (sync, full speed)
+        lp.ahead = None
         if frame is END or frame is None:
             return frame
         self._feed_audio(lp, frame)
