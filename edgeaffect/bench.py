@@ -27,6 +27,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from . import precision as _precision
+from . import timing
 from .errors import EdgeAffectError
 from .evaluate import DEFAULT_LIMIT, SCORED_BATCH, Samples, load_samples, predict, score, score_runtime
 from .fileio import atomic_path, read_json, write_json
@@ -103,24 +104,8 @@ def percentiles(times_s: Sequence[float]) -> dict[str, float]:
 
 
 def time_interleaved(variants: Sequence[_Variant], cfg: BenchConfig, tick=None) -> None:
-    """Warm each variant up, then run ``cfg.rounds`` rounds; each round gives every variant its slice."""
-    for v in variants:
-        for _ in range(cfg.warmup):
-            v.runtime.infer(v.feeds)
-    slice_s = cfg.budget_s / cfg.rounds
-    for r in range(cfg.rounds):
-        order = variants if r % 2 == 0 else list(reversed(variants))  # no variant always goes first
-        for v in order:
-            end = time.perf_counter() + slice_s
-            while True:
-                t0 = time.perf_counter()
-                v.runtime.infer(v.feeds)
-                t1 = time.perf_counter()
-                v.times.append(t1 - t0)
-                if t1 >= end:
-                    break
-            if tick:
-                tick()
+    """Time the variants interleaved (:mod:`edgeaffect.timing`) with ``cfg``'s budget, rounds and warm-up."""
+    timing.time_interleaved(variants, cfg.budget_s, cfg.rounds, cfg.warmup, tick)
 
 
 def probe(path: str, runtime: str, batch: int, threads: int | None, precision: str = "fp32",

@@ -162,7 +162,7 @@ class Predictor:
         if hasattr(model, "infer") and hasattr(model, "spec"):
             self.runner, self.spec, self._own = model, model.spec, False
         else:
-            self.runner, self.spec = open_model(model, runtime, precision, threads=threads)
+            self.runner, self.spec = open_model(model, runtime, precision, threads=threads, batch=max_faces)
             self._own = True
         self.detector = make_detector(detector) if isinstance(detector, str) else detector
         self.detect_every, self.max_faces, self.smoothing = int(detect_every), int(max_faces), float(smoothing)

@@ -7,6 +7,7 @@ exported, discovered, benched and chosen by the demo's ``auto`` with no other ch
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,59 @@ def test_a_new_runtime_is_one_table_entry(tmp_path, monkeypatch):
     echo = [r for r in rows if r["runtime"] == "echo"]
     assert len(echo) == 1 and echo[0]["agreement"] > 0.999 and echo[0]["metric"] == pytest.approx(echo[0]["metric_torch"], abs=1e-4)
     assert resolve_artifact(run, "auto", "fp32") == (run / "model.echo", "echo")    # ranked first by its entry
+
+
+# -- `--runtime auto` times the runs' runtimes instead of trusting their rank ----------------------------
+class SlowEchoRuntime(EchoRuntime):
+    """The echo runtime, 20 ms slower per call (a runtime ranked first that is not the fastest here)."""
+
+    closed_paths: list = []
+
+    def _infer(self, feeds):
+        time.sleep(0.02)
+        return super()._infer(feeds)
+
+    def _close(self) -> None:
+        SlowEchoRuntime.closed_paths.append(self.path)
+        super()._close()
+
+
+def test_auto_opens_the_runtime_measured_fastest_here(tmp_path, monkeypatch):
+    from edgeaffect.demo.runner import open_model
+
+    entry = RuntimeEntry("echo", f"{__name__}:SlowEchoRuntime", "echo", ("onnxruntime",), (".echo",), "test runtime",
+                         {"fp32": "model.echo"}, file_format="echo", exporter=f"{__name__}:export_echo", rank=-1)
+    monkeypatch.setattr(registry, "_RUNTIMES", {**registry._RUNTIMES, "echo": entry})
+    run = make_run(tmp_path / "run", data=make_dataset(tmp_path / "data"))
+    export_run(run, ["onnx", "echo"], exporter="legacy")
+    SlowEchoRuntime.closed_paths.clear()
+    rt, spec = open_model(run, batch=3)                  # echo is ranked first, but 20 ms slower per call
+    try:
+        assert rt.name == "onnxruntime" and spec.name == rt.spec.name
+        assert SlowEchoRuntime.closed_paths == [run / "model.echo"]        # the loser was opened, timed, closed
+        assert rt.chosen_because.startswith("timed fastest here, median ms per call at batch 1 + at batch 3: onnxruntime ")
+        assert "echo" in rt.chosen_because and rt.infer(spec.dummy_inputs(batch=3))["intensities"].shape == (3, 3)
+    finally:
+        rt.close()
+    named, _ = open_model(run, runtime="echo")           # a named runtime is opened as asked, untimed
+    assert named.name == "echo" and named.chosen_because == ""
+    named.close()
+
+
+def test_serve_times_the_runtimes_once_and_every_instance_follows(tmp_path, monkeypatch):
+    from edgeaffect.serve.server import ServeOptions, open_runners
+
+    entry = RuntimeEntry("echo", f"{__name__}:SlowEchoRuntime", "echo", ("onnxruntime",), (".echo",), "test runtime",
+                         {"fp32": "model.echo"}, file_format="echo", exporter=f"{__name__}:export_echo", rank=-1)
+    monkeypatch.setattr(registry, "_RUNTIMES", {**registry._RUNTIMES, "echo": entry})
+    run = make_run(tmp_path / "run", data=make_dataset(tmp_path / "data"))
+    export_run(run, ["onnx", "echo"], exporter="legacy")
+    SlowEchoRuntime.closed_paths.clear()
+    runners = open_runners(run, "auto", "auto", ServeOptions(instances=3, max_batch=4))
+    try:
+        assert [r.name for r in runners] == ["onnxruntime"] * 3
+        assert len(SlowEchoRuntime.closed_paths) == 1                        # one comparison, not one per instance
+        assert "at batch 1 + at batch 4:" in runners[0].chosen_because
+    finally:
+        for r in runners:
+            r.close()

@@ -165,6 +165,7 @@ def _report(a, sources: list[str], session, runner, summary: dict, signalled: li
         console.print(f"{how}{summary['frames']} frames, {summary['fps']:.1f} FPS, {summary['inferences']} inferences")
         return
     summary.update(model=session.spec.name, runtime=session.runtime_name,
+                   runtime_choice=getattr(session.runner, "chosen_because", "") or None,
                    precision=getattr(session.runner, "precision", None) or a.precision,
                    source=sources[0] if len(sources) == 1 else sources,
                    mode="sync" if session.demo.cfg.sync else "async")

@@ -48,7 +48,9 @@ class Session:
         heard = ("none (a video-only model)" if audio is None else
                  "the microphone" if type(audio).__name__ == "MicAudio" else "the file's track")
         precision = getattr(self.runner, "executed_precision", None) or getattr(self.runner, "precision", "fp32")
-        return (f"{self.spec.name} on {self.runtime_name} {precision}; faces: {name}{where}; audio: {heard}")
+        why = getattr(self.runner, "chosen_because", "")
+        return (f"{self.spec.name} on {self.runtime_name} {precision}{f' ({why})' if why else ''}; "
+                f"faces: {name}{where}; audio: {heard}")
 
     def run(self, stop: threading.Event | None = None) -> Stats:
         """Run to the end (or ``stop``); sinks and the runner are closed on every way out."""
@@ -95,7 +97,7 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
     check_audio_choice(audio)  # before anything is opened, whether or not the model takes audio
     window = _check_window(window, output is None and jsonl is None and serve is None)
     if runner is None:
-        runner, spec = open_model(model, runtime, precision, verify=verify)
+        runner, spec = open_model(model, runtime, precision, verify=verify, batch=min(len(names), 16))
     else:
         spec = runner.spec
     _open_sources(names, srcs, loop, folder_fps)

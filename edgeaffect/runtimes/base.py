@@ -86,6 +86,7 @@ class Runtime:
         self._inputs: list[TensorSpec] = []
         self._outputs: list[TensorSpec] = []
         self.spec: ModelSpec | None = spec
+        self.chosen_because = ""   # why ``--runtime auto`` took this runtime, when it timed several (one line)
         self._load()
         if self.spec is None:
             self.spec = self._read_spec()

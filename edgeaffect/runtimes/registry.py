@@ -340,29 +340,45 @@ def blocked(artifact: "Artifact", refused: Mapping[str, str] | None = None) -> s
     return reason
 
 
-def pick_artifact(run_dir: str | os.PathLike, runtime: str = "auto", precisions: Iterable[str] = ("fp32",), *,
-                  avoid: Iterable[tuple[str, str]] = (), accepted_only: bool = False) -> Artifact:
-    """THE choice of a run's artifact: the first precision of ``precisions`` (in preference order) that some
-    runtime (``auto``: the installed ones, fastest first) has a file for, runs on this machine and the
-    accuracy guard did not refuse; ``avoid`` passes over (runtime, precision) pairs.  Else one line
-    saying why: the asked runtime's reason, or what the run has.  ``accepted_only``: a reduced precision
-    only where a guard accepted it (``--precision auto``), not merely where none refused it."""
-    run_dir, precisions = Path(run_dir), list(precisions)
-    refused, avoid = refusals(run_dir), set(avoid)
+def eligible_artifacts(run_dir: str | os.PathLike, runtime: str = "auto", precisions: Iterable[str] = ("fp32",), *,
+                       avoid: Iterable[tuple[str, str]] = (), accepted_only: bool = False) -> list[Artifact]:
+    """Every artifact of a run that may run here, in preference order: by ``precisions`` (first first), then by
+    runtime (``auto``: the installed ones, best-ranked first); one this machine cannot run, one the accuracy
+    guard refused or a pair in ``avoid`` is left out.  ``accepted_only``: a reduced precision only where a guard
+    accepted it (``--precision auto``), not merely where none refused it."""
+    return _eligible(Path(run_dir), runtime, list(precisions), set(avoid), accepted_only)[0]
+
+
+def _eligible(run_dir: Path, runtime: str, precisions: list[str], avoid: set, accepted_only: bool
+              ) -> tuple[list[Artifact], dict[str, str]]:
+    """(eligible artifacts in preference order, why each precision's first blocked artifact may not run)."""
+    refused = refusals(run_dir)
     if accepted_only:
         accepted = guard_accepted(run_dir)
         avoid |= {(a.runtime, a.precision) for a in discover_artifacts(run_dir, precisions)
                   if a.precision != "fp32" and a.label not in accepted}
     found = [a for a in discover_artifacts(run_dir, precisions) if not a.variant]
     order = by_rank(available()) if runtime == "auto" else [runtime]
-    reasons: dict[str, str] = {}
+    eligible, reasons = [], {}
     for precision in precisions:
         for name in order:
             for a in (a for a in found if a.runtime == name and a.precision == precision):
                 why = blocked(a, refused)
                 if why is None and (name, precision) not in avoid:
-                    return a
-                reasons.setdefault(precision, why or "")
+                    eligible.append(a)
+                else:
+                    reasons.setdefault(precision, why or "")
+    return eligible, reasons
+
+
+def pick_artifact(run_dir: str | os.PathLike, runtime: str = "auto", precisions: Iterable[str] = ("fp32",), *,
+                  avoid: Iterable[tuple[str, str]] = (), accepted_only: bool = False) -> Artifact:
+    """THE choice of a run's artifact by rank: the first of :func:`eligible_artifacts`.  Else one line saying
+    why: the asked runtime's reason, or what the run has."""
+    run_dir, precisions = Path(run_dir), list(precisions)
+    eligible, reasons = _eligible(run_dir, runtime, precisions, set(avoid), accepted_only)
+    if eligible:
+        return eligible[0]
     if runtime != "auto" and any(reasons.values()):
         precision, why = next((p, w) for p, w in reasons.items() if w)
         raise EdgeAffectError(f"{runtime} {precision}: {why}")

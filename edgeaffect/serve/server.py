@@ -166,8 +166,11 @@ def open_runners(model: Path, runtime: str, precision: str, opts: ServeOptions) 
         raise EdgeAffectError(f"--instances {opts.instances}: serve at least one model instance")
     runners = []
     try:
-        for _ in range(opts.instances):
-            runners.append(open_model(model, runtime, precision, threads=opts.instance_threads())[0])
+        for _ in range(opts.instances):   # the first picks (auto: timed at the largest batch), the rest follow it
+            first = runners[0] if runners else None
+            runners.append(open_model(model, first.name if first else runtime, first.precision if first else precision,
+                                      threads=opts.instance_threads(),
+                                      batch=opts.max_batch if opts.dynamic_batching else 1)[0])
     except BaseException:
         for r in runners:
             r.close()
