@@ -172,3 +172,17 @@ def test_valence_arousal_scores_stay_on_the_circumplex():
     y = scores_from_outputs(spec, raw)
     assert y.min() >= -1 and y.max() <= 1 and y.shape == (2, 2)
     assert np.allclose(y[:, 0], [-1.0, 0.3])     # the newest step of each output; an overshoot is clipped
+
+
+def test_an_audio_model_on_a_silent_clip_says_it_hears_silence(tmp_path):
+    """A video without an audio track feeds an audio-visual model silence; the start line must say so."""
+    from edgeaffect.demo.clips import render_clip
+    from edgeaffect.demo.runner import open_model
+    from edgeaffect.demo.session import build_session
+
+    silent = render_clip(tmp_path / "silent.mp4", seconds=0.5, fps=10, size=(160, 120), audio=False)
+    run, spec = _run(tmp_path, *TASKS["eri"])
+    rt, _ = open_model(run, "torch")
+    s = build_session(str(silent), runner=Recorder(rt), sync=True, max_faces=1)
+    assert s.demo.audio is None and "audio: silence (the source has no audio track)" in s.describe()
+    rt.close()

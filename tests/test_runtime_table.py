@@ -127,7 +127,7 @@ def test_auto_opens_the_runtime_measured_fastest_here(tmp_path, monkeypatch):
     try:
         assert rt.name == "onnxruntime" and spec.name == rt.spec.name
         assert SlowEchoRuntime.closed_paths == [run / "model.echo"]        # the loser was opened, timed, closed
-        assert rt.chosen_because.startswith("timed fastest here, median ms per call at batch 1 + at batch 3: onnxruntime ")
+        assert rt.chosen_because.startswith("timed fastest here, median ms per face at batch 1, 2, 3: onnxruntime ")
         assert "echo" in rt.chosen_because and rt.infer(spec.dummy_inputs(batch=3))["intensities"].shape == (3, 3)
     finally:
         rt.close()
@@ -149,7 +149,7 @@ def test_serve_times_the_runtimes_once_and_every_instance_follows(tmp_path, monk
     try:
         assert [r.name for r in runners] == ["onnxruntime"] * 3
         assert len(SlowEchoRuntime.closed_paths) == 1                        # one comparison, not one per instance
-        assert "at batch 1 + at batch 4:" in runners[0].chosen_because
+        assert "at batch 1, 2, 3, 4:" in runners[0].chosen_because
     finally:
         for r in runners:
             r.close()

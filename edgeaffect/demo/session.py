@@ -45,7 +45,8 @@ class Session:
         name = getattr(det, "name", type(det).__name__)
         where = f" through {det.runtime}" if getattr(det, "runtime", None) else ""
         audio = demos[0].audio
-        heard = ("none (a video-only model)" if audio is None else
+        heard = ("none (a video-only model)" if audio_input(self.spec) is None else
+                 "silence (the source has no audio track)" if audio is None else
                  "the microphone" if type(audio).__name__ == "MicAudio" else "the file's track")
         precision = getattr(self.runner, "executed_precision", None) or getattr(self.runner, "precision", "fp32")
         why = getattr(self.runner, "chosen_because", "")
