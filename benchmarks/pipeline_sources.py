@@ -73,7 +73,7 @@ def median_row(runs: list[dict]) -> dict:
     row["stages_ms"] = {k: round(statistics.median(r["stages_ms"][k] for r in runs), 2) for k in runs[0]["stages_ms"]}
     row["load_before"], row["load_after"] = min(r["load_before"] for r in runs), max(r["load_after"] for r in runs)
     row["runs"] = [{k: r[k] for k in ("fresh_pct_mean", "fresh_pct_min", "age_p95_ms", "detect_pct", "fps_per_source",
-                                      "fresh_predictions_per_s_per_face")} for r in runs]
+                                      "fresh_predictions_per_s_per_face", "runtime", "describe")} for r in runs]
     return row
 
 

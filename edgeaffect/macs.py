@@ -14,20 +14,24 @@ onnx = lazy_import("onnx", "train")
 torch = lazy_import("torch", "train")
 
 
-def onnx_node_macs(onnx_path: str | os.PathLike, batch: int = 1) -> dict[str, int]:
+def onnx_node_macs(onnx_path: str | os.PathLike, batch: int = 1, shape: tuple[int, ...] = ()) -> dict[str, int]:
     """MACs of each Conv/ConvTranspose/MatMul/Gemm node at ``batch``, by node name.
 
-    Shapes come from ONNX shape inference on a copy with the batch fixed; a node whose output shape stays
-    unknown counts 0. Other ops (activations, norms, pooling) are memory-bound and left out, as in the
-    usual GFLOP figures of CNNs.
+    Shapes come from ONNX shape inference on a copy with the batch fixed (and the inputs' other free dims,
+    a detector's height and width, from ``shape``: the full input shape after the batch); a node whose
+    output shape stays unknown counts 0. Other ops (activations, norms, pooling) are memory-bound and left
+    out, as in the usual GFLOP figures of CNNs.
     """
     from onnx import shape_inference
 
     model = onnx.load(str(onnx_path))
     for value in model.graph.input:
         dims = value.type.tensor_type.shape.dim
-        if dims and not dims[0].HasField("dim_value"):
-            dims[0].dim_value = batch
+        for i, d in enumerate(dims):
+            if not d.HasField("dim_value"):
+                fixed = batch if i == 0 else (shape[i - 1] if i - 1 < len(shape) else None)
+                if fixed is not None:
+                    d.dim_value = fixed
     model = shape_inference.infer_shapes(model, data_prop=True)
     shapes: dict[str, list[int]] = {}
     for vi in (*model.graph.value_info, *model.graph.input, *model.graph.output):

@@ -106,3 +106,23 @@ def test_models_command_lists_both_eri_variants_with_gflops(capsys):
     dense = model_gflops(lambda: create_model("eri_int8"))
     assert f"{dense:.3f}" in out
     assert dense > model_gflops(lambda: create_model("eri_audio")) > 0   # the video branch counts
+
+
+def test_macs_of_a_graph_with_a_free_height_and_width(tmp_path):
+    """A detector's ONNX leaves height and width free: its MACs are counted at the size it is given."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeaffect.macs import onnx_node_macs
+
+    w = numpy_helper.from_array(np.zeros((8, 3, 3, 3), np.float32), "w")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "height", "width"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                            strides=[2, 2])
+    path = tmp_path / "det.onnx"
+    onnx.save(helper.make_model(helper.make_graph([conv], "det", [x], [y], [w]),
+                                opset_imports=[helper.make_opsetid("", 17)]), path)
+    assert onnx_node_macs(path) == {"conv": 0}                         # unknown size: not guessed
+    assert onnx_node_macs(path, batch=2, shape=(3, 64, 48)) == {"conv": 2 * 8 * 32 * 24 * 27}

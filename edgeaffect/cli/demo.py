@@ -21,7 +21,7 @@ _Source = Annotated[Optional[list[str]], typer.Option("--source", "-s", help="Ca
 _Model = Annotated[Optional[Path], typer.Option("--model", "-m", help="Run directory or exported model (default: the zoo's fer2013, imported on first use).")]
 _Server = Annotated[Optional[str], typer.Option("--server", help="Send faces to `edgeaffect serve` at http://HOST:PORT instead of a local model (instead of --model).")]
 _ServerTimeout = Annotated[float, typer.Option("--server-timeout", min=0.01, help="With --server: drop a prediction the server has not answered in this many seconds.")]
-_Runtime = Annotated[str, typer.Option("--runtime", "-r", help="auto (fastest the run has), torch, onnxruntime, openvino or tensorrt.")]
+_Runtime = Annotated[str, typer.Option("--runtime", "-r", help="auto (the run's compiled runtimes timed here for 0.3 s, the fastest kept), torch, onnxruntime, openvino or tensorrt.")]
 _Precision = Annotated[str, typer.Option("--precision", help="auto (default: int8 where the accuracy guard accepted it and bench on this CPU did not find it slower, else fp32; a model file as it is stored), fp32, bf16, fp16 or int8 (int8 and fp16 need their exported artifact; bf16 runs the fp32 one where the CPU has bf16).")]
 _Headless = Annotated[bool, typer.Option("--headless", help="No window (use with --output/--jsonl/--serve/--bench).")]
 _Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write every annotated frame to this mp4.")]
