@@ -114,15 +114,22 @@ class SlowEchoRuntime(EchoRuntime):
         super()._close()
 
 
-def test_auto_opens_the_runtime_measured_fastest_here(tmp_path, monkeypatch):
-    from edgeaffect.demo.runner import open_model
-
+@pytest.fixture
+def slow_echo_run(tmp_path, monkeypatch):
+    """A run with ONNX Runtime's file and the slow echo runtime's, echo ranked first."""
     entry = RuntimeEntry("echo", f"{__name__}:SlowEchoRuntime", "echo", ("onnxruntime",), (".echo",), "test runtime",
                          {"fp32": "model.echo"}, file_format="echo", exporter=f"{__name__}:export_echo", rank=-1)
     monkeypatch.setattr(registry, "_RUNTIMES", {**registry._RUNTIMES, "echo": entry})
     run = make_run(tmp_path / "run", data=make_dataset(tmp_path / "data"))
     export_run(run, ["onnx", "echo"], exporter="legacy")
     SlowEchoRuntime.closed_paths.clear()
+    return run
+
+
+def test_auto_opens_the_runtime_measured_fastest_here(slow_echo_run):
+    from edgeaffect.demo.runner import open_model
+
+    run = slow_echo_run
     rt, spec = open_model(run, batch=3)                  # echo is ranked first, but 20 ms slower per call
     try:
         assert rt.name == "onnxruntime" and spec.name == rt.spec.name
@@ -136,16 +143,10 @@ def test_auto_opens_the_runtime_measured_fastest_here(tmp_path, monkeypatch):
     named.close()
 
 
-def test_serve_times_the_runtimes_once_and_every_instance_follows(tmp_path, monkeypatch):
+def test_serve_times_the_runtimes_once_and_every_instance_follows(slow_echo_run):
     from edgeaffect.serve.server import ServeOptions, open_runners
 
-    entry = RuntimeEntry("echo", f"{__name__}:SlowEchoRuntime", "echo", ("onnxruntime",), (".echo",), "test runtime",
-                         {"fp32": "model.echo"}, file_format="echo", exporter=f"{__name__}:export_echo", rank=-1)
-    monkeypatch.setattr(registry, "_RUNTIMES", {**registry._RUNTIMES, "echo": entry})
-    run = make_run(tmp_path / "run", data=make_dataset(tmp_path / "data"))
-    export_run(run, ["onnx", "echo"], exporter="legacy")
-    SlowEchoRuntime.closed_paths.clear()
-    runners = open_runners(run, "auto", "auto", ServeOptions(instances=3, max_batch=4))
+    runners = open_runners(slow_echo_run, "auto", "auto", ServeOptions(instances=3, max_batch=4))
     try:
         assert [r.name for r in runners] == ["onnxruntime"] * 3
         assert len(SlowEchoRuntime.closed_paths) == 1                        # one comparison, not one per instance

@@ -50,9 +50,10 @@ def resolve_artifact(run: Path, runtime: str, precision: str) -> tuple[Path, str
 
 
 def choose_precision(run: Path, runtime: str) -> tuple[str, str]:
-    """(runtime, precision) that ``--precision auto`` runs for a run folder: int8 on the best-ranked runtime here
-    whose INT8 artifact the accuracy guard accepted and that bench, on this CPU, did not find slower than its
-    fp32 at batch 1; else fp32 on ``runtime``."""
+    """(runtime, precision) that ``--precision auto`` runs for a run folder: int8 where some runtime here has an
+    INT8 artifact the accuracy guard accepted and that bench, on this CPU, did not find slower than its fp32 at
+    batch 1 (the best-ranked such runtime; ``open_model`` times them all under ``auto``); else fp32 on
+    ``runtime``."""
     found = candidates(run, runtime, "int8", chosen=True)
     return (found[0].runtime, "int8") if found else (runtime, "fp32")
 

@@ -166,7 +166,7 @@ def open_runners(model: Path, runtime: str, precision: str, opts: ServeOptions) 
         raise EdgeAffectError(f"--instances {opts.instances}: serve at least one model instance")
     runners = []
     try:
-        for _ in range(opts.instances):   # the first picks (auto: timed at the largest batch), the rest follow it
+        for _ in range(opts.instances):   # the first picks (auto: timed once), the rest open what it picked
             first = runners[0] if runners else None
             runners.append(open_model(model, first.name if first else runtime, first.precision if first else precision,
                                       threads=opts.instance_threads(),
