@@ -139,8 +139,8 @@ def open_fastest(found: list, options: dict, verify: bool = True, batch: int = 1
     """Open every artifact of ``found`` and keep the one that ran the model fastest here; the others are closed.
 
     The demo's calls change size from one to the next (the faces ready in a round), and a runtime can pay for
-    each change: OpenVINO's CPU plugin took 0.38-0.55 ms per face at a fixed batch and 0.6-0.97 ms when the
-    batch changed every call, where ONNX Runtime stayed at 0.38-0.55 (2-core AMD EPYC, the FER model).  So one
+    each change: OpenVINO's CPU plugin took 0.38-0.57 ms per face at a fixed batch and 0.59-0.97 ms when the
+    batch changed every call, where ONNX Runtime stayed at 0.37-0.55 (2-core AMD EPYC, the FER model).  So one
     timed unit is a call at each of :func:`probe_batches` in turn, the units interleaved for :data:`PROBE_S`
     seconds, and the score is the median unit's ms per face.  The kept runtime's ``chosen_because`` says what
     was measured."""
