@@ -154,3 +154,41 @@ def test_serve_times_the_runtimes_once_and_every_instance_follows(slow_echo_run)
     finally:
         for r in runners:
             r.close()
+
+
+class PrecisionEchoRuntime(EchoRuntime):
+    """The echo runtime with an INT8 file too (a copy of the graph); calls at ``slow`` precision take 20 ms more."""
+
+    slow = "int8"
+
+    def _infer(self, feeds):
+        if self.precision == PrecisionEchoRuntime.slow:
+            time.sleep(0.02)
+        return super()._infer(feeds)
+
+
+@pytest.mark.parametrize("slow, runs", [("int8", "fp32"), ("fp32", "int8")])
+def test_auto_precision_runs_an_accepted_int8_only_where_it_is_faster_here(tmp_path, monkeypatch, slow, runs):
+    import json
+
+    from edgeaffect.demo.runner import open_model
+
+    entry = RuntimeEntry("echo", f"{__name__}:PrecisionEchoRuntime", "echo", ("onnxruntime",), (".echo",), "test",
+                         {"fp32": "model.echo", "int8": "model.int8.echo"}, file_format="echo",
+                         exporter=f"{__name__}:export_echo", rank=-1, precisions=("fp32", "int8"))
+    monkeypatch.setattr(registry, "_RUNTIMES", {**registry._RUNTIMES, "echo": entry})
+    monkeypatch.setattr(PrecisionEchoRuntime, "slow", slow)
+    run = make_run(tmp_path / "run", data=make_dataset(tmp_path / "data"))
+    export_run(run, ["onnx", "echo"], exporter="legacy")
+    (run / "model.onnx").unlink()                            # echo alone: its fp32 and INT8 race each other
+    shutil.copyfile(run / "model.echo", run / "model.int8.echo")
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["quantize"] = {"echo": {"passed": True, "artifact": "model.int8.echo"}}   # the guard accepted it
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    rt, _ = open_model(run, verify=False)
+    try:
+        assert rt.precision == runs and rt.chosen_because.startswith(f"timed fastest here, median ms per face at "
+                                                                     f"batch 1: echo {runs} ")
+        assert f"echo {slow} " in rt.chosen_because
+    finally:
+        rt.close()

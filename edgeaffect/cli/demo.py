@@ -22,7 +22,7 @@ _Model = Annotated[Optional[Path], typer.Option("--model", "-m", help="Run direc
 _Server = Annotated[Optional[str], typer.Option("--server", help="Send faces to `edgeaffect serve` at http://HOST:PORT instead of a local model (instead of --model).")]
 _ServerTimeout = Annotated[float, typer.Option("--server-timeout", min=0.01, help="With --server: drop a prediction the server has not answered in this many seconds.")]
 _Runtime = Annotated[str, typer.Option("--runtime", "-r", help="auto (the run's compiled runtimes timed here for 0.3 s, the fastest kept), torch, onnxruntime, openvino or tensorrt.")]
-_Precision = Annotated[str, typer.Option("--precision", help="auto (default: int8 where the accuracy guard accepted it and bench on this CPU did not find it slower, else fp32; a model file as it is stored), fp32, bf16, fp16 or int8 (int8 and fp16 need their exported artifact; bf16 runs the fp32 one where the CPU has bf16).")]
+_Precision = Annotated[str, typer.Option("--precision", help="auto (default: int8 where the accuracy guard accepted it and it timed faster than fp32 here at start (bench on this CPU finding it slower rules it out), else fp32; a model file as it is stored), fp32, bf16, fp16 or int8 (int8 and fp16 need their exported artifact; bf16 runs the fp32 one where the CPU has bf16).")]
 _Headless = Annotated[bool, typer.Option("--headless", help="No window (use with --output/--jsonl/--serve/--bench).")]
 _Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write every annotated frame to this mp4.")]
 _Jsonl = Annotated[Optional[Path], typer.Option("--jsonl", help="Write one JSON line of predictions per processed frame.")]

@@ -50,10 +50,11 @@ def resolve_artifact(run: Path, runtime: str, precision: str) -> tuple[Path, str
 
 
 def choose_precision(run: Path, runtime: str) -> tuple[str, str]:
-    """(runtime, precision) that ``--precision auto`` runs for a run folder: int8 where some runtime here has an
-    INT8 artifact the accuracy guard accepted and that bench, on this CPU, did not find slower than its fp32 at
-    batch 1 (the best-ranked such runtime; ``open_model`` times them all under ``auto``); else fp32 on
-    ``runtime``."""
+    """(runtime, precision) that ``--precision auto`` considers for a run folder: int8 where some runtime here has
+    an INT8 artifact the accuracy guard accepted and that bench, on this CPU, did not find slower than its fp32
+    at batch 1 (the best-ranked such runtime); else fp32 on ``runtime``.  ``open_model`` then times such INT8
+    artifacts against the fp32 ones and runs the fastest: a guard's acceptance says INT8 is accurate enough,
+    not that it is faster on this CPU (without VNNI it often is not)."""
     found = candidates(run, runtime, "int8", chosen=True)
     return (found[0].runtime, "int8") if found else (runtime, "fp32")
 
@@ -115,7 +116,9 @@ def open_model(path: str | Path | None, runtime: str = "auto", precision: str = 
         # directly: a deploy bundle is a run folder without the checkpoint
         options["spec"] = manifest_spec(path)
         found = candidates(path, runtime, precision, chosen)
-        if runtime == "auto" and len(found) > 1:
+        if chosen and precision != "fp32":   # an accepted INT8 runs only where it is the faster here too
+            found += [a for a in candidates(path, runtime, "fp32") if not a.entry.reference]
+        if (runtime == "auto" or chosen) and len(found) > 1:
             return _with_spec(open_fastest(found, options, verify, batch))
         path, runtime = resolve_artifact(path, runtime, precision)
     elif runtime == "auto":
@@ -152,7 +155,7 @@ def open_fastest(found: list, options: dict, verify: bool = True, batch: int = 1
         for a in found:
             if verify:
                 _verify(a.path)
-            opened.append(load(a.path, runtime=a.runtime, **options))
+            opened.append(load(a.path, runtime=a.runtime, **{**options, "precision": a.precision}))
         trials = [SimpleNamespace(runtime=_BatchCycle(rt, options["spec"], batches), feeds=None, times=[])
                   for rt in opened]
         time_interleaved(trials, PROBE_S, rounds=4, warmup=2)
@@ -166,7 +169,8 @@ def open_fastest(found: list, options: dict, verify: bool = True, batch: int = 1
         if rt is not best:
             rt.close()
     best.chosen_because = (f"timed fastest here, median ms per face at batch {', '.join(map(str, batches))}: " +
-                           ", ".join(f"{rt.name} {per_face[rt] * 1e3:.2f}" for rt in sorted(opened, key=per_face.get)))
+                           ", ".join(f"{rt.name} {rt.precision} {per_face[rt] * 1e3:.2f}"
+                                     for rt in sorted(opened, key=per_face.get)))
     log.info("%s %s", best.name, best.chosen_because)
     return best
 
