@@ -68,10 +68,10 @@ class MultiDemo:
     """Drives one :class:`Demo` per source (its own tracker, smoother, sinks and stats) over a shared worker."""
 
     linger = 0.004     # seconds an idle model's call may wait for the other sources' frames (:meth:`_linger`)
-    _turn = 0          # rounds so far: where the next round starts
 
     def __init__(self, demos: Sequence[Demo], names: Sequence[str]):
         self.demos, self.names = list(demos), list(names)
+        self._turn = 0     # rounds so far: where the next round starts
         self.cfg = self.demos[0].cfg
         self.stats = MultiStats([d.stats for d in self.demos], self.names)
 

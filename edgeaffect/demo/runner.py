@@ -120,7 +120,8 @@ def open_model(path: str | Path | None, runtime: str = "auto", precision: str = 
             found += [a for a in candidates(path, runtime, "fp32") if not a.entry.reference]
         if (runtime == "auto" or chosen) and len(found) > 1:
             return _with_spec(open_fastest(found, options, verify, batch))
-        path, runtime = resolve_artifact(path, runtime, precision)
+        # the one candidate; none: resolve_artifact says why in one line
+        path, runtime = (found[0].path, found[0].runtime) if found else resolve_artifact(path, runtime, precision)
     elif runtime == "auto":
         runtime = None
     if verify:

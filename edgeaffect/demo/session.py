@@ -98,7 +98,7 @@ def build_session(source: str | Sequence[str], model: Path | None = None, runtim
     check_audio_choice(audio)  # before anything is opened, whether or not the model takes audio
     window = _check_window(window, output is None and jsonl is None and serve is None)
     if runner is None:
-        runner, spec = open_model(model, runtime, precision, verify=verify, batch=min(len(names), 16))
+        runner, spec = open_model(model, runtime, precision, verify=verify, batch=len(names))
     else:
         spec = runner.spec
     _open_sources(names, srcs, loop, folder_fps)
